@@ -1,0 +1,1 @@
+//! TODO(issue): filled by its issue.

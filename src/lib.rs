@@ -1,0 +1,33 @@
+//! hd-kafka-exec executes hetida designer workflows and components on request from Kafka.
+//!
+//! It is a drop-in for the hetida backend's Kafka execution consumer: same topics, same JSON,
+//! same environment variables, same runtime HTTP API (see `shared/spec/hetida-protocol.md`).
+//!
+//! # Layout
+//!
+//! Data flows one way: [`kafka`] hands records to [`worker`], which asks [`store`] and
+//! [`protocol`] for the runtime request, [`runtime_client`] for the result, and hands the
+//! response back to [`kafka`].
+//!
+//! * [`config`]: flags > `HETIDA_DESIGNER_*` environment > defaults, validated once before forking.
+//! * [`protocol`]: the hetida execution protocol as pure data and pure functions (no IO):
+//!   requests, wirings, transformation revisions, runtime request preparation, responses.
+//! * [`store`]: where transformation revisions come from (a directory or the hetida backend's
+//!   REST API) and the cache in front of them.
+//! * [`runtime_client`]: the HTTP client that POSTs prepared requests to the hetida runtime.
+//! * [`kafka`]: what the worker needs of Kafka beyond rskafka: partition fetch loops, the
+//!   response producer, the group coordinator client for committed offsets.
+//! * [`worker`]: one process: consume -> resolve -> prepare -> run -> respond -> commit.
+//! * [`supervisor`]: the gunicorn-style arbiter that forks, watches and restarts workers.
+//!   It is the only module allowed `unsafe` (for `fork`).
+#![deny(unsafe_code, rust_2018_idioms)]
+#![warn(missing_debug_implementations)]
+
+pub mod config;
+pub mod kafka;
+pub mod protocol;
+pub mod runtime_client;
+pub mod store;
+#[allow(unsafe_code)]
+pub mod supervisor;
+pub mod worker;
