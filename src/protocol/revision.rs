@@ -55,6 +55,14 @@ impl TransformationRevision {
     }
 }
 
+/// A revision to execute together with every revision nested in it at any depth, keyed by
+/// revision id (a component's tree has no nested revisions). What `store` hands to `prepare`.
+#[derive(Debug, Clone)]
+pub struct RevisionTree {
+    pub root: std::sync::Arc<TransformationRevision>,
+    pub nested: std::collections::HashMap<Uuid, std::sync::Arc<TransformationRevision>>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum State {
