@@ -1,1 +1,935 @@
-//! TODO(issue): filled by its issue.
+//! Configuration: flags > hetida's environment variables > defaults, validated once.
+//!
+//! The supervisor loads and validates the whole configuration before it forks, so a mistake is one
+//! clear startup error instead of N crashing workers. hetida's variables keep their meaning (spec
+//! §9): `HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS` / `..._PRODUCER_OPTIONS` are JSON objects with
+//! aiokafka's option names. Every option is either used, accepted with a logged reason why it has
+//! no effect here, or rejected: nothing is silently ignored.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// hetida's defaults (spec §9).
+pub const DEFAULT_REQUEST_TOPIC: &str = "hd-execution-topic";
+pub const DEFAULT_RESPONSE_TOPIC: &str = "hd-execution-response-topic";
+pub const DEFAULT_DEAD_LETTER_TOPIC: &str = "hd-execution-dead-letter-topic";
+pub const DEFAULT_CONSUMER_OPTIONS: &str =
+    r#"{"bootstrap_servers": "kafka:19092", "group_id": "hd_kafka_consumer_group"}"#;
+pub const DEFAULT_PRODUCER_OPTIONS: &str = r#"{"bootstrap_servers": "kafka:19092"}"#;
+pub const DEFAULT_RUNTIME_URL: &str = "http://hetida-designer-runtime:8090/engine/";
+pub const DEFAULT_BACKEND_API_URL: &str = "http://hetida-designer-backend:8090/api/";
+pub const DEFAULT_STORE: &str = "dir:transformations";
+pub const DEFAULT_CLIENT_ID: &str = "hd-kafka-exec";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{variable} is not a JSON object: {reason}")]
+    NotAJsonObject { variable: String, reason: String },
+    #[error("{variable}: option `{option}` {reason}")]
+    BadOption {
+        variable: String,
+        option: String,
+        reason: String,
+    },
+    #[error("{variable}: unknown option `{option}` (aiokafka option names are expected)")]
+    UnknownOption { variable: String, option: String },
+    #[error("{variable}: option `{option}` is not supported by hd-kafka-exec: {reason}")]
+    UnsupportedOption {
+        variable: String,
+        option: String,
+        reason: String,
+    },
+    #[error("{name}: {reason}")]
+    Invalid { name: String, reason: String },
+}
+
+/// Where a partition without committed offset starts (aiokafka's `auto_offset_reset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OffsetReset {
+    /// Only requests produced after the start are executed (aiokafka's default).
+    #[default]
+    Latest,
+    Earliest,
+}
+
+/// Which key a response record carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ResponseKey {
+    /// The request record's key, so responses follow requests' partitioning.
+    #[default]
+    Request,
+    /// The job id, so all repeats of one job land on one partition.
+    JobId,
+    /// No key, like the reference.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Compression of produced batches; only codecs without C code are built in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+    Snappy,
+}
+
+/// Everything Kafka-related a worker needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaSettings {
+    /// Brokers the consumer side (fetch, offsets) bootstraps from.
+    pub consumer_bootstrap: Vec<String>,
+    /// Brokers responses are produced to; hetida configures them separately.
+    pub producer_bootstrap: Vec<String>,
+    pub client_id: String,
+    /// Consumer group whose committed offsets record progress (hetida: `hd_kafka_consumer_group`).
+    pub group_id: String,
+    pub auto_offset_reset: OffsetReset,
+    pub request_topic: String,
+    pub response_topic: String,
+    /// Undecodable records go here untouched; `None` turns the dead-letter topic off.
+    pub dead_letter_topic: Option<String>,
+    pub commit_interval: Duration,
+    pub fetch_max_wait: Duration,
+    pub fetch_max_bytes: i32,
+    pub linger: Duration,
+    pub compression: Compression,
+}
+
+/// How the hetida runtime is called.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeSettings {
+    /// Base URL; requests go to `<base>/runtime`.
+    pub engine_url: String,
+    /// Sent as `Authorization: Bearer` (hetida's FORWARD_OR_FIXED mode with a fixed token).
+    pub bearer_token: Option<String>,
+    /// Per call; the reference has none, so one hanging execution blocks it forever.
+    pub call_timeout: Duration,
+    /// Total time spent retrying connection failures before a failure response.
+    pub retry_budget: Duration,
+}
+
+/// Execution behaviour of one worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionSettings {
+    pub max_in_flight: usize,
+    pub response_key: ResponseKey,
+    /// Whether responses carry the worker's pid (`HD_ADVANCED_PERFORMANCE_MEASUREMENT_INFORMATION`).
+    pub report_process_id: bool,
+}
+
+/// Where revisions come from and how long "latest of a group" may be cached.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreSettings {
+    /// `dir:PATH` or an http(s) URL of the hetida backend API.
+    pub spec: String,
+    pub bearer_token: Option<String>,
+    pub latest_ttl: Duration,
+    pub cache_capacity: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupervisorSettings {
+    pub workers: usize,
+    pub timeout: Duration,
+    pub graceful_timeout: Duration,
+    pub pid_file: Option<PathBuf>,
+}
+
+/// The validated configuration of one `serve` (and the parts `exec`/`prepare` share).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub kafka: KafkaSettings,
+    pub runtime: RuntimeSettings,
+    pub execution: ExecutionSettings,
+    pub store: StoreSettings,
+    pub supervisor: SupervisorSettings,
+    pub log_format: LogFormat,
+    /// Options accepted that do nothing here, with why; logged once at startup.
+    pub notices: Vec<String>,
+}
+
+/// Flags; each overrides its environment variable.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Flags {
+    /// Where revisions come from: `dir:PATH` or the hetida backend API URL (`backend` = $HETIDA_DESIGNER_BACKEND_API_URL).
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Bootstrap servers for consumer and producer (overrides the *_OPTIONS variables), comma separated.
+    #[arg(long)]
+    pub bootstrap_servers: Option<String>,
+    /// Consumer group for committed offsets.
+    #[arg(long)]
+    pub group_id: Option<String>,
+    /// Request topic [env: HETIDA_DESIGNER_KAFKA_CONSUMER_TOPIC].
+    #[arg(long)]
+    pub request_topic: Option<String>,
+    /// Response topic [env: HETIDA_DESIGNER_KAFKA_RESPONSE_TOPIC].
+    #[arg(long)]
+    pub response_topic: Option<String>,
+    /// Dead-letter topic for records that are not requests at all; empty turns it off.
+    #[arg(long)]
+    pub dead_letter_topic: Option<String>,
+    /// Runtime base URL [env: HETIDA_DESIGNER_RUNTIME_ENGINE_URL].
+    #[arg(long)]
+    pub runtime_url: Option<String>,
+    /// Seconds one runtime call may take before the request gets a failure response.
+    #[arg(long)]
+    pub runtime_timeout: Option<f64>,
+    /// Seconds spent retrying an unreachable runtime before the request gets a failure response.
+    #[arg(long)]
+    pub runtime_retry_budget: Option<f64>,
+    /// Executions run at once per worker.
+    #[arg(long)]
+    pub max_in_flight: Option<usize>,
+    /// Key of response records.
+    #[arg(long, value_enum)]
+    pub response_key: Option<ResponseKey>,
+    /// Seconds "latest released revision of a group" is cached.
+    #[arg(long)]
+    pub latest_ttl: Option<f64>,
+    /// Worker processes [env: HD_WORKERS, WEB_CONCURRENCY; default: number of CPUs].
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Seconds a worker may stay silent before it is killed and replaced (0 = off).
+    #[arg(long)]
+    pub timeout: Option<f64>,
+    /// Seconds workers get to finish in-flight executions on stop.
+    #[arg(long)]
+    pub graceful_timeout: Option<f64>,
+    /// Write the supervisor's pid here.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Log line format.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// The process environment, looked up case-insensitively like pydantic settings do.
+#[derive(Debug, Clone, Default)]
+pub struct Env(BTreeMap<String, String>);
+
+impl Env {
+    pub fn from_process() -> Self {
+        Self::from_pairs(std::env::vars())
+    }
+
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Env(pairs
+            .into_iter()
+            .map(|(k, v)| (k.into().to_ascii_uppercase(), v.into()))
+            .collect())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(&name.to_ascii_uppercase()).map(String::as_str)
+    }
+}
+
+impl Config {
+    /// Builds and validates the configuration from flags and the environment.
+    pub fn load(flags: &Flags, env: &Env) -> Result<Config, ConfigError> {
+        let mut notices = Vec::new();
+        let consumer = aiokafka_options(
+            env,
+            "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+            DEFAULT_CONSUMER_OPTIONS,
+        )?;
+        let producer = aiokafka_options(
+            env,
+            "HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS",
+            DEFAULT_PRODUCER_OPTIONS,
+        )?;
+        let consumer = ConsumerOptions::from_map(consumer, &mut notices)?;
+        let producer = ProducerOptions::from_map(producer, &mut notices)?;
+
+        let flag_bootstrap = flags
+            .bootstrap_servers
+            .as_deref()
+            .map(|s| split_servers("--bootstrap-servers", s))
+            .transpose()?;
+        let topic =
+            |flag: &Option<String>, var: &str, default: &str| -> Result<String, ConfigError> {
+                let name = flag
+                    .clone()
+                    .or_else(|| env.get(var).map(str::to_owned))
+                    .unwrap_or_else(|| default.to_owned());
+                validate_topic(var, &name)?;
+                Ok(name)
+            };
+        let dead_letter_topic = match &flags.dead_letter_topic {
+            Some(t) if t.is_empty() => None,
+            Some(t) => Some(t.clone()),
+            None => Some(DEFAULT_DEAD_LETTER_TOPIC.to_owned()),
+        };
+        if let Some(t) = &dead_letter_topic {
+            validate_topic("--dead-letter-topic", t)?;
+        }
+        let kafka = KafkaSettings {
+            consumer_bootstrap: flag_bootstrap.clone().unwrap_or(consumer.bootstrap),
+            producer_bootstrap: flag_bootstrap.unwrap_or(producer.bootstrap),
+            client_id: consumer.client_id,
+            group_id: flags.group_id.clone().unwrap_or(consumer.group_id),
+            auto_offset_reset: consumer.auto_offset_reset,
+            request_topic: topic(
+                &flags.request_topic,
+                "HETIDA_DESIGNER_KAFKA_CONSUMER_TOPIC",
+                DEFAULT_REQUEST_TOPIC,
+            )?,
+            response_topic: topic(
+                &flags.response_topic,
+                "HETIDA_DESIGNER_KAFKA_RESPONSE_TOPIC",
+                DEFAULT_RESPONSE_TOPIC,
+            )?,
+            dead_letter_topic,
+            commit_interval: consumer.commit_interval,
+            fetch_max_wait: consumer.fetch_max_wait,
+            fetch_max_bytes: consumer.fetch_max_bytes,
+            linger: producer.linger,
+            compression: producer.compression,
+        };
+        if kafka.group_id.is_empty() {
+            return Err(invalid("--group-id", "must not be empty"));
+        }
+
+        let engine_url = flags
+            .runtime_url
+            .clone()
+            .or_else(|| {
+                env.get("HETIDA_DESIGNER_RUNTIME_ENGINE_URL")
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| DEFAULT_RUNTIME_URL.to_owned());
+        if !engine_url.starts_with("http://") {
+            return Err(invalid(
+                "HETIDA_DESIGNER_RUNTIME_ENGINE_URL",
+                &format!(
+                    "`{engine_url}` must be an http:// URL (this build has no TLS: it contains no C code, and Rust TLS stacks need some)"
+                ),
+            ));
+        }
+        let bearer_token = outgoing_token(env)?;
+        let runtime = RuntimeSettings {
+            engine_url,
+            bearer_token: bearer_token.clone(),
+            call_timeout: seconds("--runtime-timeout", flags.runtime_timeout, 300.0)?,
+            retry_budget: seconds("--runtime-retry-budget", flags.runtime_retry_budget, 30.0)?,
+        };
+
+        let max_in_flight = flags.max_in_flight.unwrap_or(16);
+        if max_in_flight == 0 {
+            return Err(invalid("--max-in-flight", "must be at least 1"));
+        }
+        let report_process_id = match env.get("HD_ADVANCED_PERFORMANCE_MEASUREMENT_INFORMATION") {
+            None => true,
+            Some(v) => lenient_bool(v).ok_or_else(|| {
+                invalid(
+                    "HD_ADVANCED_PERFORMANCE_MEASUREMENT_INFORMATION",
+                    &format!("`{v}` is not a boolean"),
+                )
+            })?,
+        };
+        let execution = ExecutionSettings {
+            max_in_flight,
+            response_key: flags.response_key.unwrap_or_default(),
+            report_process_id,
+        };
+
+        let spec = flags
+            .store
+            .clone()
+            .unwrap_or_else(|| DEFAULT_STORE.to_owned());
+        let spec = if spec == "backend" {
+            env.get("HETIDA_DESIGNER_BACKEND_API_URL")
+                .unwrap_or(DEFAULT_BACKEND_API_URL)
+                .to_owned()
+        } else {
+            spec
+        };
+        let store = StoreSettings {
+            spec,
+            bearer_token,
+            latest_ttl: seconds("--latest-ttl", flags.latest_ttl, 10.0)?,
+            cache_capacity: 1024,
+        };
+
+        let workers = match flags.workers {
+            Some(n) => n,
+            None => match env.get("HD_WORKERS").or_else(|| env.get("WEB_CONCURRENCY")) {
+                Some(v) => v.trim().parse().map_err(|_| {
+                    invalid(
+                        "HD_WORKERS/WEB_CONCURRENCY",
+                        &format!("`{v}` is not a number"),
+                    )
+                })?,
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            },
+        };
+        if workers == 0 {
+            return Err(invalid("--workers", "must be at least 1"));
+        }
+        let supervisor = SupervisorSettings {
+            workers,
+            timeout: seconds("--timeout", flags.timeout, 30.0)?,
+            graceful_timeout: seconds("--graceful-timeout", flags.graceful_timeout, 30.0)?,
+            pid_file: flags.pid_file.clone(),
+        };
+
+        Ok(Config {
+            kafka,
+            runtime,
+            execution,
+            store,
+            supervisor,
+            log_format: flags.log_format.unwrap_or_default(),
+            notices,
+        })
+    }
+}
+
+fn invalid(name: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        name: name.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn seconds(name: &str, value: Option<f64>, default: f64) -> Result<Duration, ConfigError> {
+    let v = value.unwrap_or(default);
+    Duration::try_from_secs_f64(v).map_err(|_| {
+        invalid(
+            name,
+            &format!("`{v}` is not a non-negative number of seconds"),
+        )
+    })
+}
+
+/// Kafka's own rule for topic names, checked here so a typo fails at startup, not in every worker.
+fn validate_topic(name: &str, topic: &str) -> Result<(), ConfigError> {
+    let ok = !topic.is_empty()
+        && topic.len() <= 249
+        && topic != "."
+        && topic != ".."
+        && topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            name,
+            &format!("`{topic}` is not a valid Kafka topic name"),
+        ))
+    }
+}
+
+/// hetida's outgoing auth to the runtime and backend (spec §9, `HD_INTERNAL_AUTH_MODE`).
+fn outgoing_token(env: &Env) -> Result<Option<String>, ConfigError> {
+    let mode = env
+        .get("HD_INTERNAL_AUTH_MODE")
+        .unwrap_or("FORWARD_OR_FIXED")
+        .to_ascii_uppercase();
+    match mode.as_str() {
+        "OFF" => Ok(None),
+        // There is no incoming request to forward a token from on the Kafka path.
+        "FORWARD_OR_FIXED" => Ok(env
+            .get("HD_BEARER_TOKEN_FOR_OUTGOING_REQUESTS")
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)),
+        "CLIENT" => Err(invalid(
+            "HD_INTERNAL_AUTH_MODE",
+            "CLIENT (OAuth client credentials) is not supported; use FORWARD_OR_FIXED with HD_BEARER_TOKEN_FOR_OUTGOING_REQUESTS",
+        )),
+        other => Err(invalid(
+            "HD_INTERNAL_AUTH_MODE",
+            &format!("`{other}` is not one of OFF, FORWARD_OR_FIXED, CLIENT"),
+        )),
+    }
+}
+
+/// pydantic's lenient bool parsing (spec §2.1).
+pub fn lenient_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "t" | "yes" | "y" | "on" => Some(true),
+        "0" | "false" | "f" | "no" | "n" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn aiokafka_options(
+    env: &Env,
+    variable: &str,
+    default: &str,
+) -> Result<(String, serde_json::Map<String, Value>), ConfigError> {
+    let text = env.get(variable).unwrap_or(default);
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok((variable.to_owned(), map)),
+        Ok(other) => Err(ConfigError::NotAJsonObject {
+            variable: variable.to_owned(),
+            reason: format!("found {other}"),
+        }),
+        Err(e) => Err(ConfigError::NotAJsonObject {
+            variable: variable.to_owned(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+fn split_servers(name: &str, s: &str) -> Result<Vec<String>, ConfigError> {
+    let servers: Vec<String> = s
+        .split(',')
+        .map(|x| x.trim().to_owned())
+        .filter(|x| !x.is_empty())
+        .collect();
+    if servers.is_empty() {
+        return Err(invalid(name, "no bootstrap server given"));
+    }
+    for server in &servers {
+        let port_ok = server
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !port_ok {
+            return Err(invalid(name, &format!("`{server}` is not host:port")));
+        }
+    }
+    Ok(servers)
+}
+
+/// One option's value, read with the variable and option named in every error.
+struct OptionValue<'a> {
+    variable: &'a str,
+    option: &'a str,
+    value: &'a Value,
+}
+
+impl OptionValue<'_> {
+    fn bad(&self, reason: &str) -> ConfigError {
+        ConfigError::BadOption {
+            variable: self.variable.to_owned(),
+            option: self.option.to_owned(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn unsupported(&self, reason: &str) -> ConfigError {
+        ConfigError::UnsupportedOption {
+            variable: self.variable.to_owned(),
+            option: self.option.to_owned(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn string(&self) -> Result<String, ConfigError> {
+        self.value
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| self.bad(&format!("must be a string, found {}", self.value)))
+    }
+
+    fn millis(&self) -> Result<Duration, ConfigError> {
+        self.value
+            .as_u64()
+            .map(Duration::from_millis)
+            .ok_or_else(|| {
+                self.bad(&format!(
+                    "must be a non-negative integer, found {}",
+                    self.value
+                ))
+            })
+    }
+
+    fn servers(&self) -> Result<Vec<String>, ConfigError> {
+        let joined = match self.value {
+            Value::String(s) => s.clone(),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| self.bad("must be a string or a list of strings"))?
+                .join(","),
+            other => {
+                return Err(self.bad(&format!(
+                    "must be a string or a list of strings, found {other}"
+                )));
+            }
+        };
+        split_servers(&format!("{}: {}", self.variable, self.option), &joined)
+    }
+
+    fn notice(&self, reason: &str) -> String {
+        format!(
+            "{}: option `{}` has no effect: {reason}",
+            self.variable, self.option
+        )
+    }
+}
+
+/// Options both aiokafka clients share; `None` when `option` is not one of them.
+fn common_option(o: &OptionValue<'_>, notices: &mut Vec<String>) -> Result<bool, ConfigError> {
+    match o.option {
+        "security_protocol" => {
+            let v = o.string()?;
+            if v != "PLAINTEXT" {
+                return Err(o.unsupported(&format!(
+                    "`{v}`: only PLAINTEXT is built in (TLS and SASL are not available in this build)"
+                )));
+            }
+        }
+        "sasl_mechanism"
+        | "sasl_plain_username"
+        | "sasl_plain_password"
+        | "ssl_context"
+        | "sasl_kerberos_service_name"
+        | "sasl_kerberos_domain_name"
+        | "sasl_oauth_token_provider" => {
+            if !o.value.is_null() {
+                return Err(o.unsupported("SASL and TLS are not available in this build"));
+            }
+        }
+        "request_timeout_ms"
+        | "retry_backoff_ms"
+        | "metadata_max_age_ms"
+        | "connections_max_idle_ms" => {
+            o.millis()?;
+            notices
+                .push(o.notice("hd-kafka-exec uses its own timeouts and backoff for Kafka calls"));
+        }
+        "api_version" => {
+            o.string()?;
+            notices.push(o.notice("protocol versions are negotiated with the broker"));
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+struct ConsumerOptions {
+    bootstrap: Vec<String>,
+    client_id: String,
+    group_id: String,
+    auto_offset_reset: OffsetReset,
+    commit_interval: Duration,
+    fetch_max_wait: Duration,
+    fetch_max_bytes: i32,
+}
+
+impl ConsumerOptions {
+    fn from_map(
+        (variable, map): (String, serde_json::Map<String, Value>),
+        notices: &mut Vec<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut opts = ConsumerOptions {
+            bootstrap: vec!["localhost:9092".to_owned()],
+            client_id: DEFAULT_CLIENT_ID.to_owned(),
+            group_id: "hd_kafka_consumer_group".to_owned(),
+            auto_offset_reset: OffsetReset::Latest,
+            commit_interval: Duration::from_secs(1),
+            fetch_max_wait: Duration::from_millis(500),
+            fetch_max_bytes: 52_428_800,
+        };
+        for (option, value) in &map {
+            let o = OptionValue {
+                variable: &variable,
+                option,
+                value,
+            };
+            if common_option(&o, notices)? {
+                continue;
+            }
+            match option.as_str() {
+                "bootstrap_servers" => opts.bootstrap = o.servers()?,
+                "client_id" => opts.client_id = o.string()?,
+                "group_id" => {
+                    if value.is_null() {
+                        return Err(o.unsupported(
+                            "a group is required: committed offsets in the group are how progress survives restarts",
+                        ));
+                    }
+                    opts.group_id = o.string()?;
+                }
+                "auto_offset_reset" => {
+                    opts.auto_offset_reset = match o.string()?.as_str() {
+                        "latest" => OffsetReset::Latest,
+                        "earliest" => OffsetReset::Earliest,
+                        other => {
+                            return Err(o.bad(&format!("`{other}` is not one of latest, earliest")));
+                        }
+                    }
+                }
+                "enable_auto_commit" => {
+                    if !value.is_boolean() {
+                        return Err(o.bad("must be a boolean"));
+                    }
+                    notices.push(o.notice(
+                        "offsets are always committed, and only after the request's response is in Kafka",
+                    ));
+                }
+                "auto_commit_interval_ms" => opts.commit_interval = o.millis()?,
+                "fetch_max_wait_ms" => opts.fetch_max_wait = o.millis()?,
+                "fetch_max_bytes" => {
+                    opts.fetch_max_bytes = value
+                        .as_i64()
+                        .and_then(|v| i32::try_from(v).ok())
+                        .filter(|v| *v > 0)
+                        .ok_or_else(|| o.bad("must be a positive 32-bit integer"))?;
+                }
+                "isolation_level" => {
+                    let v = o.string()?;
+                    if v != "read_uncommitted" {
+                        return Err(o.unsupported(&format!("`{v}`: only read_uncommitted")));
+                    }
+                }
+                "session_timeout_ms" | "heartbeat_interval_ms" | "max_poll_interval_ms"
+                | "rebalance_timeout_ms" | "consumer_timeout_ms" => {
+                    o.millis()?;
+                    notices.push(o.notice(
+                        "partitions are assigned statically to worker processes, not by group membership",
+                    ));
+                }
+                "partition_assignment_strategy" | "group_instance_id" => notices.push(o.notice(
+                    "partitions are assigned statically to worker processes, not by group membership",
+                )),
+                "max_poll_records" | "fetch_min_bytes" | "max_partition_fetch_bytes" => {
+                    if !value.is_u64() {
+                        return Err(o.bad("must be a non-negative integer"));
+                    }
+                    notices.push(o.notice("fetching is sized by fetch_max_bytes and --max-in-flight"));
+                }
+                "check_crcs" | "exclude_internal_topics" => {
+                    if !value.is_boolean() {
+                        return Err(o.bad("must be a boolean"));
+                    }
+                    notices.push(o.notice("not applicable to this client"));
+                }
+                _ => {
+                    return Err(ConfigError::UnknownOption {
+                        variable: variable.clone(),
+                        option: option.clone(),
+                    });
+                }
+            }
+        }
+        Ok(opts)
+    }
+}
+
+struct ProducerOptions {
+    bootstrap: Vec<String>,
+    linger: Duration,
+    compression: Compression,
+}
+
+impl ProducerOptions {
+    fn from_map(
+        (variable, map): (String, serde_json::Map<String, Value>),
+        notices: &mut Vec<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut opts = ProducerOptions {
+            bootstrap: vec!["localhost:9092".to_owned()],
+            linger: Duration::ZERO,
+            compression: Compression::None,
+        };
+        for (option, value) in &map {
+            let o = OptionValue {
+                variable: &variable,
+                option,
+                value,
+            };
+            if common_option(&o, notices)? {
+                continue;
+            }
+            match option.as_str() {
+                "bootstrap_servers" => opts.bootstrap = o.servers()?,
+                "client_id" => {
+                    o.string()?;
+                    notices.push(o.notice("the consumer's client_id names this service"));
+                }
+                "acks" => {
+                    let all = matches!(value, Value::String(s) if s == "all")
+                        || value.as_i64() == Some(-1);
+                    if !all && !matches!(value.as_i64(), Some(0 | 1)) {
+                        return Err(o.bad("must be 0, 1, -1 or \"all\""));
+                    }
+                    if !all {
+                        notices.push(o.notice(
+                            "responses are always produced with acks=all so that a committed request's response is durable",
+                        ));
+                    }
+                }
+                "linger_ms" => opts.linger = o.millis()?,
+                "compression_type" => {
+                    opts.compression = match value.as_str() {
+                        None if value.is_null() => Compression::None,
+                        Some("gzip") => Compression::Gzip,
+                        Some("snappy") => Compression::Snappy,
+                        Some(other @ ("lz4" | "zstd")) => {
+                            return Err(o.unsupported(&format!(
+                                "`{other}` needs C code; gzip and snappy are built in"
+                            )));
+                        }
+                        _ => return Err(o.bad("must be null, \"gzip\" or \"snappy\"")),
+                    }
+                }
+                "enable_idempotence" => {
+                    if value.as_bool() == Some(true) {
+                        return Err(o.unsupported(
+                            "the producer is not idempotent; responses carry the job id so readers can drop repeats",
+                        ));
+                    }
+                }
+                "transactional_id" => {
+                    if !value.is_null() {
+                        return Err(o.unsupported("transactions are not supported"));
+                    }
+                }
+                "max_batch_size" | "max_request_size" => {
+                    if !value.is_u64() {
+                        return Err(o.bad("must be a non-negative integer"));
+                    }
+                    notices.push(o.notice("batches are sized by the producer itself"));
+                }
+                "partitioner" => notices.push(o.notice(
+                    "keyed responses use Kafka's default murmur2 partitioner, keyless ones round robin",
+                )),
+                _ => {
+                    return Err(ConfigError::UnknownOption {
+                        variable: variable.clone(),
+                        option: option.clone(),
+                    });
+                }
+            }
+        }
+        Ok(opts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::load(&Flags::default(), &Env::from_pairs(env.iter().copied()))
+    }
+
+    #[test]
+    fn hetida_defaults_apply_without_any_setting() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.kafka.consumer_bootstrap, vec!["kafka:19092"]);
+        assert_eq!(c.kafka.group_id, "hd_kafka_consumer_group");
+        assert_eq!(c.kafka.request_topic, "hd-execution-topic");
+        assert_eq!(c.kafka.response_topic, "hd-execution-response-topic");
+        assert_eq!(c.kafka.auto_offset_reset, OffsetReset::Latest);
+        assert_eq!(
+            c.runtime.engine_url,
+            "http://hetida-designer-runtime:8090/engine/"
+        );
+        assert!(c.execution.report_process_id);
+        assert_eq!(c.store.spec, "dir:transformations");
+    }
+
+    #[test]
+    fn hetida_variables_are_read_case_insensitively() {
+        let c = load(&[
+            (
+                "hetida_designer_kafka_consumer_options",
+                r#"{"bootstrap_servers": ["a:1", "b:2"], "group_id": "g", "auto_offset_reset": "earliest"}"#,
+            ),
+            ("HETIDA_DESIGNER_KAFKA_CONSUMER_TOPIC", "req"),
+            ("HD_BEARER_TOKEN_FOR_OUTGOING_REQUESTS", "tok"),
+        ])
+        .unwrap();
+        assert_eq!(c.kafka.consumer_bootstrap, vec!["a:1", "b:2"]);
+        assert_eq!(c.kafka.group_id, "g");
+        assert_eq!(c.kafka.auto_offset_reset, OffsetReset::Earliest);
+        assert_eq!(c.kafka.request_topic, "req");
+        assert_eq!(c.runtime.bearer_token.as_deref(), Some("tok"));
+    }
+
+    #[test]
+    fn flags_override_environment() {
+        let flags = Flags {
+            bootstrap_servers: Some("127.0.0.1:9092".into()),
+            request_topic: Some("mine".into()),
+            workers: Some(3),
+            ..Flags::default()
+        };
+        let env = Env::from_pairs([
+            ("HETIDA_DESIGNER_KAFKA_CONSUMER_TOPIC", "theirs"),
+            ("HD_WORKERS", "7"),
+        ]);
+        let c = Config::load(&flags, &env).unwrap();
+        assert_eq!(c.kafka.consumer_bootstrap, vec!["127.0.0.1:9092"]);
+        assert_eq!(c.kafka.producer_bootstrap, vec!["127.0.0.1:9092"]);
+        assert_eq!(c.kafka.request_topic, "mine");
+        assert_eq!(c.supervisor.workers, 3);
+    }
+
+    #[test]
+    fn unknown_and_unsupported_options_are_startup_errors() {
+        let e = load(&[(
+            "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+            r#"{"bootstrap_server": "a:1"}"#,
+        )])
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("unknown option `bootstrap_server`"),
+            "{e}"
+        );
+        let e = load(&[(
+            "HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS",
+            r#"{"bootstrap_servers": "a:1", "security_protocol": "SASL_SSL"}"#,
+        )])
+        .unwrap_err();
+        assert!(e.to_string().contains("security_protocol"), "{e}");
+        let e = load(&[(
+            "HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS",
+            r#"{"compression_type": "zstd"}"#,
+        )])
+        .unwrap_err();
+        assert!(e.to_string().contains("zstd"), "{e}");
+        let e = load(&[("HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS", "[1]")]).unwrap_err();
+        assert!(e.to_string().contains("not a JSON object"), "{e}");
+        let e = load(&[("HETIDA_DESIGNER_RUNTIME_ENGINE_URL", "https://rt/engine/")]).unwrap_err();
+        assert!(e.to_string().contains("http://"), "{e}");
+    }
+
+    #[test]
+    fn options_without_effect_are_reported_not_ignored() {
+        let c = load(&[(
+            "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+            r#"{"bootstrap_servers": "k:1", "group_id": "g", "enable_auto_commit": true, "session_timeout_ms": 10000}"#,
+        )])
+        .unwrap();
+        assert_eq!(c.notices.len(), 2, "{:?}", c.notices);
+        assert!(c.notices.iter().any(|n| n.contains("enable_auto_commit")));
+    }
+
+    #[test]
+    fn bad_values_name_variable_and_option() {
+        let e = load(&[(
+            "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+            r#"{"bootstrap_servers": "nohostport", "group_id": "g"}"#,
+        )])
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS"),
+            "{e}"
+        );
+        let e = load(&[("HETIDA_DESIGNER_KAFKA_CONSUMER_TOPIC", "bad topic!")]).unwrap_err();
+        assert!(e.to_string().contains("valid Kafka topic"), "{e}");
+        let e = load(&[("HD_INTERNAL_AUTH_MODE", "CLIENT")]).unwrap_err();
+        assert!(e.to_string().contains("CLIENT"), "{e}");
+    }
+}
