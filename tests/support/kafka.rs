@@ -1,0 +1,88 @@
+//! The real Apache Kafka broker started by `scripts/test` (or by hand with `scripts/kafka start`).
+//!
+//! Tests that need Kafka fail, never skip, when it is missing: a green run must mean the code was
+//! exercised against a real broker.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use rskafka::client::{Client, ClientBuilder};
+
+/// `HD_TEST_KAFKA_BOOTSTRAP`, set by `scripts/test`.
+pub fn kafka_bootstrap() -> Vec<String> {
+    let v = std::env::var("HD_TEST_KAFKA_BOOTSTRAP").unwrap_or_else(|_| {
+        panic!(
+            "HD_TEST_KAFKA_BOOTSTRAP is not set: this test needs the real Kafka broker. \
+             Run the tests with scripts/test, or start one with `scripts/kafka start --dir target/kafka-dev` \
+             and export HD_TEST_KAFKA_BOOTSTRAP=$(cat target/kafka-dev/bootstrap)"
+        )
+    });
+    v.split(',').map(str::to_owned).collect()
+}
+
+/// `HD_TEST_KAFKA_DIR`: the directory of the running cluster, for `scripts/kafka groups`.
+pub fn kafka_dir() -> PathBuf {
+    std::env::var_os("HD_TEST_KAFKA_DIR")
+        .map(PathBuf::from)
+        .expect("HD_TEST_KAFKA_DIR is not set: run the tests with scripts/test")
+}
+
+/// A topic name no other test (or earlier run against the same broker) uses.
+pub fn unique_topic(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{n}-{nanos}", std::process::id())
+}
+
+pub async fn client() -> Arc<Client> {
+    Arc::new(
+        ClientBuilder::new(kafka_bootstrap())
+            .build()
+            .await
+            .expect("connecting to the test Kafka broker"),
+    )
+}
+
+/// Creates `name` with `partitions` partitions and waits until its leaders are known.
+pub async fn create_topic(client: &Client, name: &str, partitions: i32) {
+    let controller = client.controller_client().expect("controller client");
+    controller
+        .create_topic(name, partitions, 1, 10_000)
+        .await
+        .unwrap_or_else(|e| panic!("creating topic {name}: {e}"));
+    for _ in 0..100 {
+        let topics = client.list_topics().await.expect("listing topics");
+        if topics
+            .iter()
+            .any(|t| t.name == name && t.partitions.len() == partitions as usize)
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("topic {name} did not appear with {partitions} partitions");
+}
+
+/// The `kcat` binary: `HD_TEST_KCAT`, else `kcat` on PATH.
+pub fn kcat() -> Command {
+    let bin = std::env::var("HD_TEST_KCAT").unwrap_or_else(|_| "kcat".to_owned());
+    let probe = Command::new(&bin).arg("-V").output();
+    assert!(
+        probe.is_ok_and(|o| o.status.success()),
+        "kcat ({bin}) is not available: scripts/test installs it (apt-get install kcat)"
+    );
+    Command::new(bin)
+}
+
+/// The Python of the venv with aiokafka, `HD_TEST_PYTHON`.
+pub fn python_with_aiokafka() -> Command {
+    let bin = std::env::var("HD_TEST_PYTHON")
+        .expect("HD_TEST_PYTHON is not set: scripts/test creates target/venv with aiokafka");
+    Command::new(bin)
+}
