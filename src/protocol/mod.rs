@@ -2,6 +2,23 @@
 //!
 //! Pure data and pure functions, no IO: what crosses Kafka (requests, responses), what is stored
 //! (transformation revisions), and what crosses the runtime HTTP API (runtime request and result).
+//!
+//! * [`request`]: parse a Kafka record value into an [`ExecutionRequest`].
+//! * [`prepare`]: turn a revision tree into a [`PreparedRevision`] once, then into the runtime
+//!   request of each execution.
+//! * [`response`]: turn the runtime's answer (or a [`ProtocolError`]) into the Kafka response.
+//! * [`pyjson`]: JSON bytes as Python's `json.dumps` writes them, for byte compatibility.
 
+pub mod error;
+pub mod lenient;
+pub mod prepare;
+pub mod pyjson;
+pub mod request;
+pub mod response;
 pub mod revision;
 pub mod wiring;
+
+pub use error::ProtocolError;
+pub use prepare::{PreparedRevision, RuntimeRequest};
+pub use request::{ExecutionRequest, Target, parse_request};
+pub use response::{Step, Timings, build_response, failure_response};

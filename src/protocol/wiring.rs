@@ -1,51 +1,638 @@
 //! `WorkflowWiring`: which adapter feeds each workflow input and receives each output (spec §2.4–2.7).
+//!
+//! Parsed with the reference's validation and lenient coercions, serialised with every field
+//! (nulls included) in the reference's field order, because the runtime request carries it.
 
-use serde::{Deserialize, Serialize};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+
+use super::lenient::{coerce_str, is_python_identifier, kind, parse_bool};
+
+/// The reference's only registered integer adapter id: 1, direct provisioning.
+pub const DIRECT_PROVISIONING: i64 = 1;
 
 /// How the inputs and outputs of one execution are connected to data sources and sinks.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct WorkflowWiring {
-    #[serde(default)]
     pub input_wirings: Vec<InputWiring>,
-    #[serde(default)]
     pub output_wirings: Vec<OutputWiring>,
-    /// Dashboard layout, carried through untouched to the runtime.
-    #[serde(default)]
-    pub dashboard_positionings: Vec<serde_json::Value>,
+    /// Dashboard layout; only carried through to the runtime.
+    pub dashboard_positionings: Vec<GridstackItemPositioning>,
+}
+
+/// An adapter: the integer 1 (direct provisioning) or any name (unknown names mean the runtime's
+/// generic REST adapter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdapterId {
+    Int(i64),
+    Name(String),
+}
+
+impl Serialize for AdapterId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            AdapterId::Int(i) => s.serialize_i64(*i),
+            AdapterId::Name(n) => s.serialize_str(n),
+        }
+    }
+}
+
+/// What a `ref_id` of an external adapter points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RefIdType {
+    Source,
+    Sink,
+    Thingnode,
+}
+
+/// Data types of external adapters (spec §2.7); aliases are read, the canonical name is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExternalType(&'static str);
+
+impl ExternalType {
+    const CANONICAL: [(&'static str, &'static [&'static str]); 17] = [
+        ("metadata(int)", &["metadata(integer)"]),
+        ("metadata(float)", &[]),
+        ("metadata(string)", &["metadata(str)"]),
+        ("metadata(boolean)", &["metadata(bool)"]),
+        ("metadata(any)", &[]),
+        ("timeseries(int)", &["timeseries(integer)"]),
+        ("timeseries(float)", &[]),
+        ("timeseries(string)", &["timeseries(str)"]),
+        ("timeseries(boolean)", &["timeseries(bool)"]),
+        ("timeseries(any)", &["timeseries(object)"]),
+        ("series(int)", &["series(integer)"]),
+        ("series(float)", &[]),
+        ("series(string)", &["series(str)"]),
+        ("series(boolean)", &["series(bool)"]),
+        ("series(any)", &["series(object)"]),
+        ("multitsframe", &[]),
+        ("dataframe", &[]),
+    ];
+
+    pub fn parse(s: &str) -> Option<ExternalType> {
+        Self::CANONICAL
+            .iter()
+            .find(|(name, aliases)| *name == s || aliases.contains(&s))
+            .map(|(name, _)| ExternalType(name))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+
+    fn is_metadata(self) -> bool {
+        self.0.starts_with("metadata(")
+    }
+}
+
+impl Serialize for ExternalType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+/// Filters keep the request's key order; values are strings after coercion.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Filters(pub Vec<(String, String)>);
+
+impl Filters {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Serialize for Filters {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
 }
 
 /// Source of one workflow input.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct InputWiring {
     pub workflow_input_name: String,
-    pub adapter_id: serde_json::Value,
-    #[serde(default)]
+    pub adapter_id: AdapterId,
     pub ref_id: Option<String>,
-    #[serde(default)]
-    pub ref_id_type: Option<String>,
-    #[serde(default)]
+    pub ref_id_type: Option<RefIdType>,
     pub ref_key: Option<String>,
-    #[serde(default, rename = "type")]
-    pub external_type: Option<String>,
-    #[serde(default)]
+    #[serde(rename = "type")]
+    pub external_type: Option<ExternalType>,
+    /// The runtime then uses the input's default instead of loading it.
     pub use_default_value: bool,
-    #[serde(default)]
-    pub filters: serde_json::Map<String, serde_json::Value>,
+    pub filters: Filters,
 }
 
 /// Sink of one workflow output.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct OutputWiring {
     pub workflow_output_name: String,
-    pub adapter_id: serde_json::Value,
-    #[serde(default)]
+    pub adapter_id: AdapterId,
     pub ref_id: Option<String>,
-    #[serde(default)]
-    pub ref_id_type: Option<String>,
-    #[serde(default)]
+    pub ref_id_type: Option<RefIdType>,
     pub ref_key: Option<String>,
-    #[serde(default, rename = "type")]
-    pub external_type: Option<String>,
-    #[serde(default)]
-    pub filters: serde_json::Map<String, serde_json::Value>,
+    #[serde(rename = "type")]
+    pub external_type: Option<ExternalType>,
+    pub filters: Filters,
+}
+
+impl OutputWiring {
+    /// The wiring the reference appends for an unwired workflow output (spec §5.6 rule 3).
+    pub fn direct_provisioning(name: &str) -> OutputWiring {
+        OutputWiring {
+            workflow_output_name: name.to_owned(),
+            adapter_id: AdapterId::Int(DIRECT_PROVISIONING),
+            ref_id: None,
+            ref_id_type: None,
+            ref_key: None,
+            external_type: None,
+            filters: Filters::default(),
+        }
+    }
+}
+
+/// Dashboard position of one item.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct GridstackItemPositioning {
+    pub x: Option<u64>,
+    pub y: Option<u64>,
+    pub w: Option<u64>,
+    pub h: Option<u64>,
+    pub id: String,
+}
+
+/// Where in the wiring a value was wrong, and why; rendered as `path: reason`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct WiringError {
+    pub path: String,
+    pub reason: String,
+}
+
+fn err(path: impl Into<String>, reason: impl Into<String>) -> WiringError {
+    WiringError {
+        path: path.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Absent and null read alike for optional fields.
+fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    obj.get(name).filter(|v| !v.is_null())
+}
+
+fn as_object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, WiringError> {
+    v.as_object()
+        .ok_or_else(|| err(path, format!("must be an object, found {}", kind(v))))
+}
+
+fn list<'a>(
+    obj: &'a Map<String, Value>,
+    name: &str,
+    path: &str,
+) -> Result<&'a [Value], WiringError> {
+    match obj.get(name) {
+        None => Ok(&[]),
+        Some(Value::Array(items)) => Ok(items),
+        Some(other) => Err(err(
+            format!("{path}.{name}"),
+            format!("must be a list, found {}", kind(other)),
+        )),
+    }
+}
+
+fn optional_str(
+    obj: &Map<String, Value>,
+    name: &str,
+    path: &str,
+) -> Result<Option<String>, WiringError> {
+    field(obj, name)
+        .map(|v| {
+            coerce_str(v).ok_or_else(|| {
+                err(
+                    format!("{path}.{name}"),
+                    format!("must be a string, found {}", kind(v)),
+                )
+            })
+        })
+        .transpose()
+}
+
+fn io_name(obj: &Map<String, Value>, name: &str, path: &str) -> Result<String, WiringError> {
+    let v = obj
+        .get(name)
+        .ok_or_else(|| err(format!("{path}.{name}"), "is required"))?;
+    let s = coerce_str(v).ok_or_else(|| {
+        err(
+            format!("{path}.{name}"),
+            format!("must be a string, found {}", kind(v)),
+        )
+    })?;
+    if !is_python_identifier(&s) {
+        return Err(err(
+            format!("{path}.{name}"),
+            format!("`{s}` is not a valid Python identifier"),
+        ));
+    }
+    Ok(s)
+}
+
+fn adapter_id(obj: &Map<String, Value>, path: &str, role: &str) -> Result<AdapterId, WiringError> {
+    let p = format!("{path}.adapter_id");
+    match obj.get("adapter_id") {
+        None => Err(err(p, "is required")),
+        Some(Value::String(s)) => Ok(AdapterId::Name(s.clone())),
+        Some(Value::Number(n)) if n.is_i64() => {
+            let i = n.as_i64().expect("checked is_i64");
+            if i == DIRECT_PROVISIONING {
+                Ok(AdapterId::Int(i))
+            } else {
+                Err(err(
+                    p,
+                    format!(
+                        "adapter {i} is not known / not registered as {role} adapter (only 1, direct provisioning, is)"
+                    ),
+                ))
+            }
+        }
+        Some(other) => Err(err(
+            p,
+            format!("must be an integer or a string, found {other}"),
+        )),
+    }
+}
+
+fn ref_id_type(obj: &Map<String, Value>, path: &str) -> Result<Option<RefIdType>, WiringError> {
+    match field(obj, "ref_id_type") {
+        None => Ok(None),
+        Some(Value::String(s)) => match s.as_str() {
+            "SOURCE" => Ok(Some(RefIdType::Source)),
+            "SINK" => Ok(Some(RefIdType::Sink)),
+            "THINGNODE" => Ok(Some(RefIdType::Thingnode)),
+            other => Err(err(
+                format!("{path}.ref_id_type"),
+                format!("`{other}` is not one of SOURCE, SINK, THINGNODE"),
+            )),
+        },
+        Some(other) => Err(err(
+            format!("{path}.ref_id_type"),
+            format!("must be a string, found {}", kind(other)),
+        )),
+    }
+}
+
+fn external_type(
+    obj: &Map<String, Value>,
+    path: &str,
+    ref_id_type: Option<RefIdType>,
+    ref_key: &Option<String>,
+) -> Result<Option<ExternalType>, WiringError> {
+    let Some(v) = field(obj, "type") else {
+        return Ok(None);
+    };
+    let p = format!("{path}.type");
+    let s = v
+        .as_str()
+        .ok_or_else(|| err(&p, format!("must be a string, found {}", kind(v))))?;
+    let t = ExternalType::parse(s)
+        .ok_or_else(|| err(&p, format!("`{s}` is not a known external type")))?;
+    if t.is_metadata() && (ref_id_type.is_none() || ref_key.is_none()) {
+        return Err(err(
+            p,
+            "a metadata type requires the fields \"ref_id_type\" and \"ref_key\"",
+        ));
+    }
+    Ok(Some(t))
+}
+
+fn filters(obj: &Map<String, Value>, path: &str) -> Result<Filters, WiringError> {
+    let p = format!("{path}.filters");
+    let map = match obj.get("filters") {
+        None => return Ok(Filters::default()),
+        Some(Value::Object(m)) => m,
+        Some(other) => return Err(err(p, format!("must be an object, found {}", kind(other)))),
+    };
+    let mut out = Vec::with_capacity(map.len());
+    for (key, value) in map {
+        let mut chars = key.chars();
+        let key_ok = key.len() >= 2
+            && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !key_ok {
+            return Err(err(
+                &p,
+                format!(
+                    "key `{key}` must be a letter followed by at least one letter, digit or underscore"
+                ),
+            ));
+        }
+        if matches!(key.as_str(), "from" | "to" | "id") {
+            return Err(err(
+                &p,
+                format!("`{key}` is a reserved filter key (from, to, id)"),
+            ));
+        }
+        let value = match value {
+            Value::Null => String::new(),
+            v => coerce_str(v).ok_or_else(|| {
+                err(
+                    format!("{p}.{key}"),
+                    format!("must be a string, found {}", kind(v)),
+                )
+            })?,
+        };
+        out.push((key.clone(), value));
+    }
+    Ok(Filters(out))
+}
+
+impl InputWiring {
+    fn from_value(v: &Value, path: &str) -> Result<InputWiring, WiringError> {
+        let obj = as_object(v, path)?;
+        let workflow_input_name = io_name(obj, "workflow_input_name", path)?;
+        let adapter_id = adapter_id(obj, path, "source")?;
+        let ref_id = optional_str(obj, "ref_id", path)?;
+        let ref_id_type = ref_id_type(obj, path)?;
+        let ref_key = optional_str(obj, "ref_key", path)?;
+        let external_type = external_type(obj, path, ref_id_type, &ref_key)?;
+        let use_default_value = match obj.get("use_default_value") {
+            None => false,
+            Some(v) => parse_bool(v).ok_or_else(|| {
+                err(
+                    format!("{path}.use_default_value"),
+                    format!("`{v}` is not a boolean"),
+                )
+            })?,
+        };
+        Ok(InputWiring {
+            workflow_input_name,
+            adapter_id,
+            ref_id,
+            ref_id_type,
+            ref_key,
+            external_type,
+            use_default_value,
+            filters: filters(obj, path)?,
+        })
+    }
+}
+
+impl OutputWiring {
+    fn from_value(v: &Value, path: &str) -> Result<OutputWiring, WiringError> {
+        let obj = as_object(v, path)?;
+        let workflow_output_name = io_name(obj, "workflow_output_name", path)?;
+        let adapter_id = adapter_id(obj, path, "sink")?;
+        let ref_id = optional_str(obj, "ref_id", path)?;
+        let ref_id_type = ref_id_type(obj, path)?;
+        let ref_key = optional_str(obj, "ref_key", path)?;
+        let external_type = external_type(obj, path, ref_id_type, &ref_key)?;
+        Ok(OutputWiring {
+            workflow_output_name,
+            adapter_id,
+            ref_id,
+            ref_id_type,
+            ref_key,
+            external_type,
+            filters: filters(obj, path)?,
+        })
+    }
+}
+
+impl GridstackItemPositioning {
+    fn from_value(v: &Value, path: &str) -> Result<Self, WiringError> {
+        let obj = as_object(v, path)?;
+        let coord = |name: &str| -> Result<Option<u64>, WiringError> {
+            match field(obj, name) {
+                None => Ok(None),
+                Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+                    err(
+                        format!("{path}.{name}"),
+                        format!("must be an integer >= 0, found {v}"),
+                    )
+                }),
+            }
+        };
+        let id = match obj.get("id") {
+            Some(v) => coerce_str(v).ok_or_else(|| {
+                err(
+                    format!("{path}.id"),
+                    format!("must be a string, found {}", kind(v)),
+                )
+            })?,
+            None => return Err(err(format!("{path}.id"), "is required")),
+        };
+        Ok(GridstackItemPositioning {
+            x: coord("x")?,
+            y: coord("y")?,
+            w: coord("w")?,
+            h: coord("h")?,
+            id,
+        })
+    }
+}
+
+impl WorkflowWiring {
+    /// Parses and validates a wiring as the reference does; `path` names it in errors.
+    pub fn from_value(v: &Value, path: &str) -> Result<WorkflowWiring, WiringError> {
+        let obj = as_object(v, path)?;
+        let input_wirings = list(obj, "input_wirings", path)?
+            .iter()
+            .enumerate()
+            .map(|(i, w)| InputWiring::from_value(w, &format!("{path}.input_wirings[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let output_wirings = list(obj, "output_wirings", path)?
+            .iter()
+            .enumerate()
+            .map(|(i, w)| OutputWiring::from_value(w, &format!("{path}.output_wirings[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dashboard_positionings = list(obj, "dashboard_positionings", path)?
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                GridstackItemPositioning::from_value(
+                    w,
+                    &format!("{path}.dashboard_positionings[{i}]"),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(dup) =
+            first_duplicate(input_wirings.iter().map(|w| w.workflow_input_name.as_str()))
+        {
+            return Err(err(
+                format!("{path}.input_wirings"),
+                format!("duplicate workflow input name `{dup}`: each input may be wired once"),
+            ));
+        }
+        if let Some(dup) = first_duplicate(
+            output_wirings
+                .iter()
+                .map(|w| w.workflow_output_name.as_str()),
+        ) {
+            return Err(err(
+                format!("{path}.output_wirings"),
+                format!("duplicate workflow output name `{dup}`: each output may be wired once"),
+            ));
+        }
+        Ok(WorkflowWiring {
+            input_wirings,
+            output_wirings,
+            dashboard_positionings,
+        })
+    }
+}
+
+fn first_duplicate<'a>(names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let mut seen = std::collections::HashSet::new();
+    names.into_iter().find(|n| !seen.insert(*n))
+}
+
+impl<'de> Deserialize<'de> for WorkflowWiring {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        WorkflowWiring::from_value(&v, "wiring").map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<WorkflowWiring, WiringError> {
+        WorkflowWiring::from_value(&v, "wiring")
+    }
+
+    #[test]
+    fn defaults_and_coercions_follow_the_reference() {
+        let w = parse(json!({"input_wirings": [{
+            "workflow_input_name": "x", "adapter_id": "direct_provisioning",
+            "filters": {"value": 10.5, "other": null, "flag": true, "num": 10}
+        }]}))
+        .unwrap();
+        let iw = &w.input_wirings[0];
+        assert_eq!(
+            iw.filters.0,
+            vec![
+                ("value".into(), "10.5".into()),
+                ("other".into(), "".into()),
+                ("flag".into(), "True".into()),
+                ("num".into(), "10".into()),
+            ]
+        );
+        assert!(!iw.use_default_value);
+        assert!(w.output_wirings.is_empty() && w.dashboard_positionings.is_empty());
+        let bytes = crate::protocol::pyjson::to_vec(&w);
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            r#"{"input_wirings": [{"workflow_input_name": "x", "adapter_id": "direct_provisioning", "ref_id": null, "ref_id_type": null, "ref_key": null, "type": null, "use_default_value": false, "filters": {"value": "10.5", "other": "", "flag": "True", "num": "10"}}], "output_wirings": [], "dashboard_positionings": []}"#
+        );
+    }
+
+    #[test]
+    fn each_rule_rejects_with_the_field_named() {
+        let cases = [
+            (
+                json!({"input_wirings": [{"workflow_input_name": "x", "adapter_id": 2}]}),
+                "adapter_id",
+            ),
+            (
+                json!({"input_wirings": [{"workflow_input_name": "x", "adapter_id": true}]}),
+                "adapter_id",
+            ),
+            (
+                json!({"input_wirings": [{"workflow_input_name": "x", "adapter_id": 1.0}]}),
+                "adapter_id",
+            ),
+            (
+                json!({"input_wirings": [{"workflow_input_name": "1x", "adapter_id": 1}]}),
+                "workflow_input_name",
+            ),
+            (
+                json!({"input_wirings": [{"workflow_input_name": "class", "adapter_id": 1}]}),
+                "workflow_input_name",
+            ),
+            (
+                json!({"input_wirings": [{"adapter_id": 1}]}),
+                "workflow_input_name",
+            ),
+            (
+                json!({"input_wirings": [{"workflow_input_name": "x", "adapter_id": 1, "filters": {"from": "a"}}]}),
+                "reserved",
+            ),
+            (
+                json!({"input_wirings": [{"workflow_input_name": "x", "adapter_id": 1, "filters": {"v": "a"}}]}),
+                "key `v`",
+            ),
+            (
+                json!({"input_wirings": [{"workflow_input_name": "x", "adapter_id": 1, "filters": {"value": {}}}]}),
+                "filters.value",
+            ),
+            (
+                json!({"input_wirings": [{"workflow_input_name": "x", "adapter_id": 1, "type": "metadata(int)"}]}),
+                "ref_id_type",
+            ),
+            (
+                json!({"input_wirings": [{"workflow_input_name": "x", "adapter_id": 1, "type": "nonsense"}]}),
+                "type",
+            ),
+            (
+                json!({"input_wirings": [{"workflow_input_name": "x", "adapter_id": 1, "ref_id_type": "X"}]}),
+                "ref_id_type",
+            ),
+            (
+                json!({"input_wirings": [{"workflow_input_name": "x", "adapter_id": 1, "use_default_value": "maybe"}]}),
+                "use_default_value",
+            ),
+            (
+                json!({"input_wirings": [
+                {"workflow_input_name": "x", "adapter_id": 1},
+                {"workflow_input_name": "x", "adapter_id": 1}]}),
+                "duplicate",
+            ),
+            (
+                json!({"output_wirings": [
+                {"workflow_output_name": "y", "adapter_id": 1},
+                {"workflow_output_name": "y", "adapter_id": "a"}]}),
+                "duplicate",
+            ),
+            (
+                json!({"output_wirings": [{"workflow_output_name": "y", "adapter_id": 3}]}),
+                "sink",
+            ),
+            (
+                json!({"dashboard_positionings": [{"x": -1, "id": "a"}]}),
+                "x",
+            ),
+            (json!({"dashboard_positionings": [{"x": 1}]}), "id"),
+            (json!({"input_wirings": {}}), "must be a list"),
+            (json!([]), "must be an object"),
+        ];
+        for (v, needle) in cases {
+            let e = parse(v.clone()).unwrap_err().to_string();
+            assert!(e.contains(needle), "{v} -> {e} (expected {needle})");
+        }
+    }
+
+    #[test]
+    fn external_type_aliases_are_canonicalised() {
+        let w = parse(json!({"output_wirings": [{
+            "workflow_output_name": "y", "adapter_id": "sink-adapter", "type": "series(object)",
+            "ref_id": 7
+        }]}))
+        .unwrap();
+        assert_eq!(
+            w.output_wirings[0].external_type.unwrap().as_str(),
+            "series(any)"
+        );
+        assert_eq!(w.output_wirings[0].ref_id.as_deref(), Some("7"));
+    }
 }

@@ -1,0 +1,102 @@
+//! One error type for everything that can go wrong with one execution request. Each variant
+//! becomes a failure response (design decision 6): the requester always gets an answer.
+
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProtocolError {
+    /// Tombstone, not UTF-8, not JSON or not a JSON object: nothing to execute. Such a record also
+    /// goes, untouched, to the dead-letter topic.
+    #[error("the record is not an execution request: {reason}")]
+    NotARequest { reason: String },
+    #[error("invalid execution request: {reason}")]
+    InvalidRequest {
+        job_id: Option<Uuid>,
+        reason: String,
+    },
+    #[error("transformation revision {id} was not found")]
+    RevisionNotFound { id: Uuid },
+    #[error("revision group {group} has no RELEASED transformation revision")]
+    NoReleasedRevision { group: Uuid },
+    #[error(
+        "transformation revision {root} uses transformation revision {missing}, which was not found"
+    )]
+    NestedRevisionMissing { root: Uuid, missing: Uuid },
+    #[error("the wiring does not fit transformation revision {revision}: {reason}")]
+    WiringMismatch { revision: Uuid, reason: String },
+    #[error("transformation revision {revision} cannot be executed: {reason}")]
+    InvalidRevision { revision: Uuid, reason: String },
+    #[error("the transformation revision store is unavailable: {reason}")]
+    StoreUnavailable { reason: String },
+    #[error("the runtime could not be reached: {reason}")]
+    RuntimeUnreachable { reason: String },
+    #[error("the runtime answered HTTP {status} with a body that is not JSON: {body_start}")]
+    RuntimeAnswerNotJson { status: u16, body_start: String },
+    #[error(
+        "the runtime answered HTTP {status} with JSON that is not a WorkflowExecutionResult ({reason}): {body_start}"
+    )]
+    RuntimeResultInvalid {
+        status: u16,
+        reason: String,
+        body_start: String,
+    },
+    #[error("unexpected error: {reason}")]
+    Internal { reason: String },
+}
+
+impl ProtocolError {
+    /// `error.type` of the failure response: the reference's exception class for the same path,
+    /// so a reader that knows hetida's errors recognises them.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            ProtocolError::NotARequest { .. } => "UndecodableRequestError",
+            ProtocolError::InvalidRequest { .. } => "ValidationError",
+            ProtocolError::RevisionNotFound { .. } => "TrafoExecutionNotFoundError",
+            ProtocolError::NoReleasedRevision { .. }
+            | ProtocolError::NestedRevisionMissing { .. } => "DBNotFoundError",
+            ProtocolError::WiringMismatch { .. } | ProtocolError::InvalidRevision { .. } => {
+                "TrafoExecutionInputValidationError"
+            }
+            ProtocolError::StoreUnavailable { .. } => "StoreUnavailableError",
+            ProtocolError::RuntimeUnreachable { .. } => "TrafoExecutionRuntimeConnectionError",
+            ProtocolError::RuntimeAnswerNotJson { .. }
+            | ProtocolError::RuntimeResultInvalid { .. } => "TrafoExecutionResultValidationError",
+            ProtocolError::Internal { .. } => "UnexpectedError",
+        }
+    }
+
+    /// The step of the execution that failed (`error.location.function_name`).
+    pub fn step(&self) -> &'static str {
+        match self {
+            ProtocolError::NotARequest { .. } | ProtocolError::InvalidRequest { .. } => {
+                "parse_request"
+            }
+            ProtocolError::RevisionNotFound { .. }
+            | ProtocolError::NoReleasedRevision { .. }
+            | ProtocolError::NestedRevisionMissing { .. }
+            | ProtocolError::StoreUnavailable { .. } => "load_transformation_revision",
+            ProtocolError::WiringMismatch { .. } | ProtocolError::InvalidRevision { .. } => {
+                "prepare_execution_input"
+            }
+            ProtocolError::RuntimeUnreachable { .. }
+            | ProtocolError::RuntimeAnswerNotJson { .. }
+            | ProtocolError::RuntimeResultInvalid { .. } => "run_execution_input",
+            ProtocolError::Internal { .. } => "execute",
+        }
+    }
+
+    /// Whether the record is no request at all (it then also goes to the dead-letter topic).
+    pub fn is_not_a_request(&self) -> bool {
+        matches!(self, ProtocolError::NotARequest { .. })
+    }
+}
+
+/// The first `max` characters of a body, for error messages that quote what the runtime said.
+pub fn body_start(body: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut s: String = text.chars().take(max).collect();
+    if text.chars().count() > max {
+        s.push('…');
+    }
+    s
+}

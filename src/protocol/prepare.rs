@@ -1,0 +1,674 @@
+//! From a revision tree to the runtime request (`WorkflowExecutionInput`, spec §5).
+//!
+//! All work that depends only on the revisions happens once, in [`PreparedRevision::new`]: the
+//! component wrapper, the node tree, `components` and `code_modules`, serialised to Python-style
+//! bytes. A released revision never changes, so the worker keeps its `PreparedRevision` and each
+//! request only validates its wiring and splices a few ids into the stored bytes.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::error::ProtocolError;
+use super::lenient::is_python_identifier;
+use super::pyjson;
+use super::request::ExecutionRequest;
+use super::revision::{
+    Content, DataType, InputType, Kind, RevisionTree, TransformationRevision, WorkflowContent,
+};
+use super::wiring::{OutputWiring, WorkflowWiring};
+
+/// Name of the ad-hoc workflow a component is wrapped in (spec §5.2).
+pub const WRAPPER_NAME: &str = "COMPONENT EXECUTION WRAPPER WORKFLOW";
+
+/// A workflow input as the wiring validation sees it.
+#[derive(Debug, Clone)]
+struct WiringSlot {
+    name: String,
+    /// Constants cannot be wired.
+    constant: bool,
+    /// OPTIONAL inputs may stay unwired: their default is used.
+    optional: bool,
+}
+
+/// Everything about one revision tree that does not depend on the request.
+#[derive(Debug, Clone)]
+pub struct PreparedRevision {
+    /// The executed revision (the component itself when wrapped): `trafo_id`.
+    trafo_id: Uuid,
+    /// `configuration.name`: the root workflow's id, or the wrapper's.
+    configuration_name: Uuid,
+    /// `"code_modules": [...], "components": [...], "workflow": {"id": "` up to the root node id.
+    head: Vec<u8>,
+    /// The root node after its id, through the closing brace.
+    workflow_tail: Vec<u8>,
+    inputs: Vec<WiringSlot>,
+    /// Workflow outputs in order, with their data types (`output_types_by_output_name`).
+    outputs: Vec<(String, DataType)>,
+    /// Used when the request has no wiring.
+    test_wiring: WorkflowWiring,
+}
+
+/// The body to POST to the runtime, and what the response needs from it.
+#[derive(Debug, Clone)]
+pub struct RuntimeRequest {
+    pub body: Vec<u8>,
+    pub job_id: Uuid,
+}
+
+#[derive(Serialize)]
+struct CodeModule<'a> {
+    code: &'a str,
+    uuid: Uuid,
+}
+
+#[derive(Serialize)]
+struct ComponentInput<'a> {
+    id: Uuid,
+    #[serde(rename = "type")]
+    data_type: &'static str,
+    name: &'a Option<String>,
+    default: bool,
+    default_value: &'a Option<Value>,
+}
+
+#[derive(Serialize)]
+struct ComponentOutput<'a> {
+    id: Uuid,
+    name: &'a Option<String>,
+    #[serde(rename = "type")]
+    data_type: &'static str,
+}
+
+#[derive(Serialize)]
+struct Component<'a> {
+    uuid: Uuid,
+    name: &'a str,
+    tag: &'a str,
+    code_module_uuid: Uuid,
+    function_name: &'static str,
+    inputs: Vec<ComponentInput<'a>>,
+    outputs: Vec<ComponentOutput<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum SubNode<'a> {
+    Component {
+        id: Uuid,
+        component_uuid: Uuid,
+        name: &'a str,
+    },
+    Workflow(Node<'a>),
+}
+
+#[derive(Serialize)]
+struct Connection<'a> {
+    input_in_workflow_id: Uuid,
+    input_name: &'a Option<String>,
+    output_in_workflow_id: Uuid,
+    output_name: &'a Option<String>,
+}
+
+#[derive(Serialize)]
+struct ConstantValue<'a> {
+    value: &'a str,
+}
+
+#[derive(Serialize)]
+struct NodeInput<'a> {
+    id: Uuid,
+    #[serde(rename = "type")]
+    data_type: &'static str,
+    name: Option<&'a str>,
+    id_of_sub_node: Uuid,
+    #[serde(rename = "constantValue")]
+    constant_value: Option<ConstantValue<'a>>,
+    default_value: Option<&'a Value>,
+    constant: bool,
+    default: bool,
+    name_in_subnode: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct NodeOutput<'a> {
+    id: Uuid,
+    name: &'a str,
+    #[serde(rename = "type")]
+    data_type: &'static str,
+    id_of_sub_node: Uuid,
+    name_in_subnode: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Node<'a> {
+    id: Uuid,
+    sub_nodes: Vec<SubNode<'a>>,
+    connections: Vec<Connection<'a>>,
+    inputs: Vec<NodeInput<'a>>,
+    outputs: Vec<NodeOutput<'a>>,
+    name: &'a str,
+    tr_id: Uuid,
+    tr_name: &'a str,
+    tr_tag: &'a str,
+}
+
+/// Walks a revision tree into the runtime's node tree and the list of components it uses.
+struct TreeWalk<'a> {
+    tree: &'a RevisionTree,
+    /// Components in order of first use; the reference's order is its database's row order,
+    /// which the runtime does not depend on (spec §5.4).
+    components: Vec<&'a TransformationRevision>,
+    seen: HashSet<Uuid>,
+}
+
+impl<'a> TreeWalk<'a> {
+    fn nested(
+        &self,
+        revision: &TransformationRevision,
+        id: Uuid,
+    ) -> Result<&'a TransformationRevision, ProtocolError> {
+        self.tree
+            .nested
+            .get(&id)
+            .map(|r| r.as_ref())
+            .ok_or(ProtocolError::NestedRevisionMissing {
+                root: self.tree.root.id,
+                missing: id,
+            })
+            .and_then(|r| {
+                if r.id == id {
+                    Ok(r)
+                } else {
+                    Err(ProtocolError::InvalidRevision {
+                        revision: revision.id,
+                        reason: format!("nested revision map holds {} under id {id}", r.id),
+                    })
+                }
+            })
+    }
+
+    fn use_component(&mut self, c: &'a TransformationRevision) {
+        if self.seen.insert(c.id) {
+            self.components.push(c);
+        }
+    }
+
+    fn node(
+        &mut self,
+        revision: &'a TransformationRevision,
+        content: &'a WorkflowContent,
+        id: Uuid,
+        name: &'a str,
+        depth: usize,
+    ) -> Result<Node<'a>, ProtocolError> {
+        if depth > 64 {
+            return Err(ProtocolError::InvalidRevision {
+                revision: self.tree.root.id,
+                reason: "workflows are nested more than 64 levels deep (a cycle?)".into(),
+            });
+        }
+        let mut sub_nodes = Vec::with_capacity(content.operators.len());
+        for op in &content.operators {
+            let nested = self.nested(revision, op.transformation_id)?;
+            match &nested.content {
+                Content::Component(_) => {
+                    self.use_component(nested);
+                    sub_nodes.push(SubNode::Component {
+                        id: op.id,
+                        component_uuid: nested.id,
+                        name: &op.name,
+                    });
+                }
+                Content::Workflow(w) => {
+                    sub_nodes.push(SubNode::Workflow(self.node(
+                        nested,
+                        w,
+                        op.id,
+                        &op.name,
+                        depth + 1,
+                    )?));
+                }
+            }
+        }
+        let connections = content
+            .links
+            .iter()
+            .filter_map(|l| {
+                Some(Connection {
+                    input_in_workflow_id: l.start.operator?,
+                    input_name: &l.start.connector.name,
+                    output_in_workflow_id: l.end.operator?,
+                    output_name: &l.end.connector.name,
+                })
+            })
+            .collect();
+        let mut inputs = Vec::with_capacity(content.inputs.len() + content.constants.len());
+        for d in &content.inputs {
+            let name = workflow_io_name(revision, d.name.as_deref(), "input", d.id)?;
+            inputs.push(NodeInput {
+                id: d.id,
+                data_type: d.data_type.as_str(),
+                name: Some(name),
+                id_of_sub_node: d.operator_id,
+                constant_value: None,
+                default_value: d.value.as_ref(),
+                constant: false,
+                default: d.input_type == InputType::Optional,
+                name_in_subnode: d.connector_name.as_deref(),
+            });
+        }
+        for k in &content.constants {
+            inputs.push(NodeInput {
+                id: k.id,
+                data_type: k.data_type.as_str(),
+                name: None,
+                id_of_sub_node: k.operator_id,
+                constant_value: Some(ConstantValue { value: &k.value }),
+                default_value: None,
+                constant: true,
+                default: false,
+                name_in_subnode: k.connector_name.as_deref(),
+            });
+        }
+        let mut outputs = Vec::with_capacity(content.outputs.len());
+        for x in &content.outputs {
+            outputs.push(NodeOutput {
+                id: x.id,
+                name: workflow_io_name(revision, x.name.as_deref(), "output", x.id)?,
+                data_type: x.data_type.as_str(),
+                id_of_sub_node: x.operator_id,
+                name_in_subnode: x.connector_name.as_deref(),
+            });
+        }
+        Ok(Node {
+            id,
+            sub_nodes,
+            connections,
+            inputs,
+            outputs,
+            name,
+            tr_id: revision.id,
+            tr_name: &revision.name,
+            tr_tag: &revision.version_tag,
+        })
+    }
+}
+
+/// A workflow's own inputs and outputs must be named identifiers to be wired (spec §5.3); a
+/// DRAFT may still have unnamed ones, which the reference fails on with an opaque `KeyError`.
+fn workflow_io_name<'a>(
+    revision: &TransformationRevision,
+    name: Option<&'a str>,
+    what: &str,
+    id: Uuid,
+) -> Result<&'a str, ProtocolError> {
+    match name {
+        Some(n) if is_python_identifier(n) => Ok(n),
+        Some(n) if !n.is_empty() => Err(ProtocolError::InvalidRevision {
+            revision: revision.id,
+            reason: format!(
+                "workflow {what} {id} is named `{n}`, which is not a valid Python identifier"
+            ),
+        }),
+        _ => Err(ProtocolError::InvalidRevision {
+            revision: revision.id,
+            reason: format!(
+                "workflow {what} {id} of `{}` has no name; name it (or connect it to a constant) before executing",
+                revision.name
+            ),
+        }),
+    }
+}
+
+fn component_source(c: &TransformationRevision) -> &str {
+    match &c.content {
+        Content::Component(code) => code,
+        Content::Workflow(_) => unreachable!("only components are collected"),
+    }
+}
+
+impl PreparedRevision {
+    /// Does every per-revision step of spec §5 once.
+    pub fn new(tree: &RevisionTree) -> Result<PreparedRevision, ProtocolError> {
+        let root = tree.root.as_ref();
+        let mut walk = TreeWalk {
+            tree,
+            components: Vec::new(),
+            seen: HashSet::new(),
+        };
+        // The root node's id is fresh for every execution; it is serialised as nil here and
+        // spliced in per request.
+        let (workflow_tail, configuration_name, inputs, outputs) = match (&root.kind, &root.content)
+        {
+            (Kind::Workflow, Content::Workflow(content)) => {
+                let node = walk.node(root, content, Uuid::nil(), &root.name, 0)?;
+                let inputs = content
+                    .inputs
+                    .iter()
+                    .zip(&node.inputs)
+                    .map(|(d, n)| WiringSlot {
+                        name: n.name.unwrap_or_default().to_owned(),
+                        constant: false,
+                        optional: d.input_type == InputType::Optional,
+                    })
+                    .chain(content.constants.iter().map(|_| WiringSlot {
+                        name: String::new(),
+                        constant: true,
+                        optional: false,
+                    }))
+                    .collect();
+                let outputs = node
+                    .outputs
+                    .iter()
+                    .zip(&content.outputs)
+                    .map(|(o, x)| (o.name.to_owned(), x.data_type))
+                    .collect();
+                (root_tail(&node), root.id, inputs, outputs)
+            }
+            (Kind::Component, Content::Component(_)) => {
+                walk.use_component(root);
+                let wrapper = Wrapper::new(root)?;
+                let node = wrapper.node(root);
+                let inputs = root
+                    .io_interface
+                    .inputs
+                    .iter()
+                    .zip(&node.inputs)
+                    .map(|(i, n)| WiringSlot {
+                        name: n.name.unwrap_or_default().to_owned(),
+                        constant: false,
+                        optional: i.input_type == InputType::Optional,
+                    })
+                    .collect();
+                let outputs = node
+                    .outputs
+                    .iter()
+                    .zip(&root.io_interface.outputs)
+                    .map(|(o, x)| (o.name.to_owned(), x.data_type))
+                    .collect();
+                (root_tail(&node), wrapper.workflow_id, inputs, outputs)
+            }
+            (kind, _) => {
+                return Err(ProtocolError::InvalidRevision {
+                    revision: root.id,
+                    reason: format!("its type is {kind:?} but its content does not match"),
+                });
+            }
+        };
+        let code_modules: Vec<CodeModule<'_>> = walk
+            .components
+            .iter()
+            .map(|c| CodeModule {
+                code: component_source(c),
+                uuid: c.id,
+            })
+            .collect();
+        let components: Vec<Component<'_>> = walk.components.iter().map(|c| component(c)).collect();
+        let mut head = Vec::with_capacity(4096);
+        head.extend_from_slice(b"{\"code_modules\": ");
+        pyjson::write(&mut head, &code_modules);
+        head.extend_from_slice(b", \"components\": ");
+        pyjson::write(&mut head, &components);
+        head.extend_from_slice(b", \"workflow\": {\"id\": \"");
+        Ok(PreparedRevision {
+            trafo_id: root.id,
+            configuration_name,
+            head,
+            workflow_tail,
+            inputs,
+            outputs,
+            test_wiring: root.test_wiring.clone(),
+        })
+    }
+
+    /// The executed revision's id (`trafo_id`).
+    pub fn trafo_id(&self) -> Uuid {
+        self.trafo_id
+    }
+
+    /// Workflow outputs with their data types, in workflow order.
+    pub fn output_types(&self) -> &[(String, DataType)] {
+        &self.outputs
+    }
+
+    /// Validates and completes the wiring (spec §5.6) and writes the runtime request body.
+    pub fn runtime_request(
+        &self,
+        request: &ExecutionRequest,
+    ) -> Result<RuntimeRequest, ProtocolError> {
+        let wiring = self.complete_wiring(request.wiring.as_ref().unwrap_or(&self.test_wiring))?;
+        let wiring_json = pyjson::to_vec(&wiring);
+        let mut body = Vec::with_capacity(
+            self.head.len() + self.workflow_tail.len() + wiring_json.len() + 256,
+        );
+        body.extend_from_slice(&self.head);
+        body.extend_from_slice(
+            Uuid::new_v4()
+                .hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer())
+                .as_bytes(),
+        );
+        body.push(b'"');
+        body.extend_from_slice(&self.workflow_tail);
+        body.extend_from_slice(b", \"configuration\": {\"name\": \"");
+        body.extend_from_slice(
+            self.configuration_name
+                .hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer())
+                .as_bytes(),
+        );
+        body.extend_from_slice(b"\", \"engine\": \"plain\", \"run_pure_plot_operators\": ");
+        body.extend_from_slice(if request.run_pure_plot_operators {
+            b"true"
+        } else {
+            b"false"
+        });
+        body.extend_from_slice(
+            b", \"return_individual_node_results\": false}, \"workflow_wiring\": ",
+        );
+        body.extend_from_slice(&wiring_json);
+        body.extend_from_slice(b", \"job_id\": \"");
+        body.extend_from_slice(
+            request
+                .job_id
+                .hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer())
+                .as_bytes(),
+        );
+        body.extend_from_slice(b"\", \"trafo_id\": \"");
+        body.extend_from_slice(
+            self.trafo_id
+                .hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer())
+                .as_bytes(),
+        );
+        body.extend_from_slice(b"\"}");
+        Ok(RuntimeRequest {
+            body,
+            job_id: request.job_id,
+        })
+    }
+
+    fn complete_wiring(&self, wiring: &WorkflowWiring) -> Result<WorkflowWiring, ProtocolError> {
+        let mismatch = |reason: String| ProtocolError::WiringMismatch {
+            revision: self.trafo_id,
+            reason,
+        };
+        for slot in self.inputs.iter().filter(|s| !s.constant && !s.optional) {
+            if !wiring
+                .input_wirings
+                .iter()
+                .any(|w| w.workflow_input_name == slot.name)
+            {
+                return Err(mismatch(format!(
+                    "Wiring Incomplete: Workflow Input '{}' has no wiring!",
+                    slot.name
+                )));
+            }
+        }
+        for w in &wiring.input_wirings {
+            if !self
+                .inputs
+                .iter()
+                .any(|s| !s.constant && s.name == w.workflow_input_name)
+            {
+                return Err(mismatch(format!(
+                    "Wiring does not match: There is no workflow input '{}'!",
+                    w.workflow_input_name
+                )));
+            }
+        }
+        for w in &wiring.output_wirings {
+            if !self
+                .outputs
+                .iter()
+                .any(|(name, _)| *name == w.workflow_output_name)
+            {
+                return Err(mismatch(format!(
+                    "Wiring does not match: There is no workflow output '{}'!",
+                    w.workflow_output_name
+                )));
+            }
+        }
+        let mut completed = wiring.clone();
+        for (name, _) in &self.outputs {
+            if !wiring
+                .output_wirings
+                .iter()
+                .any(|w| w.workflow_output_name == *name)
+            {
+                completed
+                    .output_wirings
+                    .push(OutputWiring::direct_provisioning(name));
+            }
+        }
+        Ok(completed)
+    }
+}
+
+/// The root node's bytes after its (nil) id's closing quote.
+fn root_tail(node: &Node<'_>) -> Vec<u8> {
+    let bytes = pyjson::to_vec(node);
+    let prefix = br#"{"id": "00000000-0000-0000-0000-000000000000""#;
+    debug_assert!(bytes.starts_with(prefix));
+    bytes[prefix.len()..].to_vec()
+}
+
+fn component(c: &TransformationRevision) -> Component<'_> {
+    Component {
+        uuid: c.id,
+        name: &c.name,
+        tag: &c.version_tag,
+        code_module_uuid: c.id,
+        function_name: "main",
+        inputs: c
+            .io_interface
+            .inputs
+            .iter()
+            .map(|i| ComponentInput {
+                id: i.id,
+                data_type: i.data_type.as_str(),
+                name: &i.name,
+                default: i.input_type == InputType::Optional,
+                default_value: &i.value,
+            })
+            .collect(),
+        outputs: c
+            .io_interface
+            .outputs
+            .iter()
+            .map(|o| ComponentOutput {
+                id: o.id,
+                name: &o.name,
+                data_type: o.data_type.as_str(),
+            })
+            .collect(),
+    }
+}
+
+/// The ad-hoc workflow a component runs in (spec §5.2). Its ids are derived from the component's
+/// id instead of drawn at random, so that the same request gives the same runtime request
+/// (spec quirk 10) — the root node id stays fresh per execution, as in the reference.
+struct Wrapper {
+    workflow_id: Uuid,
+    operator_id: Uuid,
+    input_ids: Vec<Uuid>,
+    output_ids: Vec<Uuid>,
+}
+
+impl Wrapper {
+    fn new(c: &TransformationRevision) -> Result<Wrapper, ProtocolError> {
+        let derive = |what: &str| Uuid::new_v5(&c.id, what.as_bytes());
+        for i in &c.io_interface.inputs {
+            workflow_io_name(c, i.name.as_deref(), "input", i.id)?;
+        }
+        for o in &c.io_interface.outputs {
+            workflow_io_name(c, o.name.as_deref(), "output", o.id)?;
+        }
+        Ok(Wrapper {
+            workflow_id: derive("wrapper-workflow"),
+            operator_id: derive("wrapper-operator"),
+            input_ids: c
+                .io_interface
+                .inputs
+                .iter()
+                .map(|i| derive(&format!("input:{}", i.id)))
+                .collect(),
+            output_ids: c
+                .io_interface
+                .outputs
+                .iter()
+                .map(|o| derive(&format!("output:{}", o.id)))
+                .collect(),
+        })
+    }
+
+    fn node<'a>(&self, c: &'a TransformationRevision) -> Node<'a> {
+        Node {
+            id: Uuid::nil(),
+            sub_nodes: vec![SubNode::Component {
+                id: self.operator_id,
+                component_uuid: c.id,
+                name: &c.name,
+            }],
+            connections: Vec::new(),
+            inputs: c
+                .io_interface
+                .inputs
+                .iter()
+                .zip(&self.input_ids)
+                .map(|(i, id)| NodeInput {
+                    id: *id,
+                    data_type: i.data_type.as_str(),
+                    name: i.name.as_deref(),
+                    id_of_sub_node: self.operator_id,
+                    constant_value: None,
+                    default_value: i.value.as_ref(),
+                    constant: false,
+                    default: i.input_type == InputType::Optional,
+                    name_in_subnode: i.name.as_deref(),
+                })
+                .collect(),
+            outputs: c
+                .io_interface
+                .outputs
+                .iter()
+                .zip(&self.output_ids)
+                .map(|(o, id)| NodeOutput {
+                    id: *id,
+                    name: o.name.as_deref().unwrap_or_default(),
+                    data_type: o.data_type.as_str(),
+                    id_of_sub_node: self.operator_id,
+                    name_in_subnode: o.name.as_deref(),
+                })
+                .collect(),
+            name: WRAPPER_NAME,
+            tr_id: self.workflow_id,
+            tr_name: WRAPPER_NAME,
+            tr_tag: &c.version_tag,
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The directory store: every `*.json` below a directory, in hetida's export format.
+//!
+//! Opened synchronously with `std::fs` only, because the supervisor opens it before it forks
+//! (no threads, no runtime there); the workers inherit the index through `fork`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::{StoreError, latest_released_of};
+use crate::protocol::revision::{RevisionTree, TransformationRevision};
+
+/// One thing wrong with a store directory; `check` lists them all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DirProblem {
+    #[error("{path}: cannot be read: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("{path}: not a transformation revision: {reason}")]
+    Malformed { path: PathBuf, reason: String },
+    #[error("{path}: revision {id} is already defined in {first}")]
+    DuplicateId {
+        path: PathBuf,
+        id: Uuid,
+        first: PathBuf,
+    },
+    #[error("{path}: workflow {id} uses revision {missing}, which no file defines")]
+    MissingNested {
+        path: PathBuf,
+        id: Uuid,
+        missing: Uuid,
+    },
+}
+
+/// Every problem found while opening a directory.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} problem(s) in the revision directory:\n{}", .0.len(), .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct DirProblems(pub Vec<DirProblem>);
+
+/// The revisions of a directory, indexed by id and by revision group.
+#[derive(Debug, Clone, Default)]
+pub struct DirIndex {
+    /// In file-name order, which decides ties of "latest" (the last one wins, as in the reference).
+    revisions: Vec<(PathBuf, Arc<TransformationRevision>)>,
+    by_id: HashMap<Uuid, usize>,
+    by_group: HashMap<Uuid, Vec<usize>>,
+}
+
+fn json_files(dir: &Path, out: &mut Vec<PathBuf>, problems: &mut Vec<DirProblem>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            problems.push(DirProblem::Unreadable {
+                path: dir.to_owned(),
+                reason: e.to_string(),
+            });
+            return;
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        if path.is_dir() {
+            json_files(&path, out, problems);
+        } else if path.extension().is_some_and(|e| e == "json") {
+            out.push(path);
+        }
+    }
+}
+
+impl DirIndex {
+    /// Reads and indexes every revision below `dir`; all problems at once, or the index.
+    pub fn open(dir: &Path) -> Result<DirIndex, DirProblems> {
+        let mut problems = Vec::new();
+        let mut files = Vec::new();
+        json_files(dir, &mut files, &mut problems);
+        let mut index = DirIndex::default();
+        for path in files {
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.push(DirProblem::Unreadable {
+                        path,
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let revision: TransformationRevision = match serde_json::from_str(&text) {
+                Ok(r) => r,
+                Err(e) => {
+                    problems.push(DirProblem::Malformed {
+                        path,
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            if let Some(&first) = index.by_id.get(&revision.id) {
+                problems.push(DirProblem::DuplicateId {
+                    path,
+                    id: revision.id,
+                    first: index.revisions[first].0.clone(),
+                });
+                continue;
+            }
+            let i = index.revisions.len();
+            index.by_id.insert(revision.id, i);
+            index
+                .by_group
+                .entry(revision.revision_group_id)
+                .or_default()
+                .push(i);
+            index.revisions.push((path, Arc::new(revision)));
+        }
+        for (path, r) in &index.revisions {
+            for missing in r.nested_ids().filter(|id| !index.by_id.contains_key(id)) {
+                problems.push(DirProblem::MissingNested {
+                    path: path.clone(),
+                    id: r.id,
+                    missing,
+                });
+            }
+        }
+        if problems.is_empty() {
+            Ok(index)
+        } else {
+            Err(DirProblems(problems))
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.revisions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.revisions.is_empty()
+    }
+
+    /// Every revision with the file it came from, in file order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Path, &Arc<TransformationRevision>)> {
+        self.revisions.iter().map(|(p, r)| (p.as_path(), r))
+    }
+
+    pub fn revision(&self, id: Uuid) -> Option<&Arc<TransformationRevision>> {
+        self.by_id.get(&id).map(|&i| &self.revisions[i].1)
+    }
+
+    /// The latest RELEASED revision of `group` (spec §3).
+    pub fn latest_released(&self, group: Uuid) -> Option<&Arc<TransformationRevision>> {
+        let members = self.by_group.get(&group)?;
+        latest_released_of(members.iter().map(|&i| &self.revisions[i].1))
+    }
+
+    /// `id` and every revision nested in it at any depth.
+    pub fn tree(&self, id: Uuid) -> Result<RevisionTree, StoreError> {
+        let root = self
+            .revision(id)
+            .ok_or(StoreError::RevisionNotFound { id })?;
+        super::collect_tree(root.clone(), |nested| Ok(self.revision(nested).cloned()))
+    }
+}
