@@ -1,12 +1,16 @@
 //! Thin command line edge: parses arguments and hands over to the library.
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use hd_kafka_exec::protocol::response::Failure;
+use hd_kafka_exec::protocol::{PreparedRevision, ProtocolError, Target, Timings, failure_response, parse_request};
+use hd_kafka_exec::store::DirIndex;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "hd-kafka-exec",
-    version,
-    about = "Executes hetida designer transformations on request from Kafka"
-)]
+#[command(name = "hd-kafka-exec", version, about = "Executes hetida designer transformations on request from Kafka")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -14,14 +18,99 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Print the version and exit.
-    Version,
+    /// Print the runtime request the service would POST for the request on stdin (or the failure response).
+    Prepare {
+        /// Where revisions come from: `dir:PATH`.
+        #[arg(long, default_value = "dir:transformations")]
+        store: String,
+    },
+    /// List the revisions of a store directory, or every problem with it.
+    Check {
+        #[arg(long, default_value = "dir:transformations")]
+        store: String,
+    },
 }
 
-fn main() -> anyhow::Result<()> {
+fn dir_of(store: &str) -> anyhow::Result<PathBuf> {
+    match store.strip_prefix("dir:") {
+        Some(path) => Ok(PathBuf::from(path)),
+        None => bail!("--store `{store}`: this command reads a directory store (`dir:PATH`)"),
+    }
+}
+
+fn prepare(store: &str) -> anyhow::Result<ExitCode> {
+    let index = DirIndex::open(&dir_of(store)?)?;
+    let mut input = Vec::new();
+    std::io::stdin().read_to_end(&mut input).context("reading the request from stdin")?;
+    let outcome = parse_request(Some(&input)).and_then(|request| {
+        let id = match request.target {
+            Target::Id(id) => id,
+            Target::LatestOfGroup(group) => {
+                index
+                    .latest_released(group)
+                    .ok_or(ProtocolError::NoReleasedRevision { group })?
+                    .id
+            }
+        };
+        let prepared = PreparedRevision::new(&index.tree(id)?)?;
+        prepared.runtime_request(&request).map(|r| r.body)
+    });
+    let mut stdout = std::io::stdout().lock();
+    match outcome {
+        Ok(body) => {
+            stdout.write_all(&body)?;
+            stdout.write_all(b"\n")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            let response = failure_response(&Failure {
+                error: &error,
+                job_id: None,
+                output_types: &[],
+                timings: &Timings::default(),
+                process_id: None,
+                extra: None,
+            });
+            stdout.write_all(&response)?;
+            stdout.write_all(b"\n")?;
+            eprintln!("error: {error}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn check(store: &str) -> anyhow::Result<ExitCode> {
+    let dir = dir_of(store)?;
+    match DirIndex::open(&dir) {
+        Ok(index) => {
+            for (path, r) in index.iter() {
+                println!(
+                    "{}  {:9}  {:8}  {} ({})  {}",
+                    r.id,
+                    format!("{:?}", r.kind).to_uppercase(),
+                    format!("{:?}", r.state).to_uppercase(),
+                    r.name,
+                    r.version_tag,
+                    path.display()
+                );
+            }
+            println!("{} revision(s) in {}, no problems", index.len(), dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problems) => {
+            for p in &problems.0 {
+                println!("{p}");
+            }
+            eprintln!("{} problem(s) in {}", problems.0.len(), dir.display());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Version => println!("hd-kafka-exec {}", env!("CARGO_PKG_VERSION")),
+        Command::Prepare { store } => prepare(&store),
+        Command::Check { store } => check(&store),
     }
-    Ok(())
 }
