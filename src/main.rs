@@ -6,11 +6,17 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use hd_kafka_exec::protocol::response::Failure;
-use hd_kafka_exec::protocol::{PreparedRevision, ProtocolError, Target, Timings, failure_response, parse_request};
+use hd_kafka_exec::protocol::{
+    PreparedRevision, ProtocolError, Target, Timings, failure_response, parse_request,
+};
 use hd_kafka_exec::store::DirIndex;
 
 #[derive(Debug, Parser)]
-#[command(name = "hd-kafka-exec", version, about = "Executes hetida designer transformations on request from Kafka")]
+#[command(
+    name = "hd-kafka-exec",
+    version,
+    about = "Executes hetida designer transformations on request from Kafka"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,7 +47,9 @@ fn dir_of(store: &str) -> anyhow::Result<PathBuf> {
 fn prepare(store: &str) -> anyhow::Result<ExitCode> {
     let index = DirIndex::open(&dir_of(store)?)?;
     let mut input = Vec::new();
-    std::io::stdin().read_to_end(&mut input).context("reading the request from stdin")?;
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .context("reading the request from stdin")?;
     let outcome = parse_request(Some(&input)).and_then(|request| {
         let id = match request.target {
             Target::Id(id) => id,
@@ -94,7 +102,11 @@ fn check(store: &str) -> anyhow::Result<ExitCode> {
                     path.display()
                 );
             }
-            println!("{} revision(s) in {}, no problems", index.len(), dir.display());
+            println!(
+                "{} revision(s) in {}, no problems",
+                index.len(),
+                dir.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(problems) => {

@@ -2,8 +2,9 @@
 //! (`../shared/vectors/cases`, read in place, never copied) through parse, resolve, prepare and
 //! response building. Where the reference produced nothing, our failure response is asserted.
 
-#[path = "support/normalise.rs"]
-mod normalise;
+mod support;
+
+use support::normalise;
 
 use std::path::{Path, PathBuf};
 

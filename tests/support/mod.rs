@@ -1,5 +1,8 @@
 //! Test support shared by the integration tests: the real Kafka broker that `scripts/test` starts,
-//! and the peers (kcat, aiokafka) it installs. Each test binary uses only part of it.
+//! the peers (kcat, aiokafka) it installs, and the runtime double. Each test binary uses only
+//! part of it.
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod normalise;
+pub mod runtime_double;

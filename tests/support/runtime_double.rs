@@ -1,0 +1,543 @@
+//! The runtime double: the project's one stand-in for hetida's Python runtime service, which is
+//! outside this project. Tests and benches use it instead of the real runtime.
+//!
+//! It serves `POST /engine/runtime` on 127.0.0.1, checks every request strictly against the spec
+//! (§5: fields, components and code modules, node-tree references, wiring completeness) and
+//! answers like the real runtime: the recorded `runtime_response.json` of the vector case the
+//! request belongs to (read from `../shared/vectors/cases`, with the request's job id), or a
+//! computed valid `WorkflowExecutionResult`. Latency and misbehaviour (HTTP 500 text, non-JSON,
+//! an invalid result, dropped connections, being down) can be switched while it runs.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// How the double answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Like the real runtime.
+    Normal,
+    /// 500 with `Internal Server Error` as text, as the real runtime does for NaN outputs.
+    Http500Text,
+    /// 200 with a body that is not JSON.
+    NonJson,
+    /// 200 with `{"foo": 1}`.
+    BadResult,
+    /// Accept, read the request, close without answering.
+    DropConnection,
+    /// Nobody listens on the port: connections are refused.
+    Down,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    calls: u64,
+    by_job: HashMap<String, u64>,
+    violations: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    mode: Mutex<Mode>,
+    latency: Mutex<Duration>,
+    counters: Mutex<Counters>,
+    connections: AtomicU64,
+    recorded: HashMap<String, (u16, String, String)>,
+}
+
+/// A running double; dropping it stops it.
+#[derive(Debug)]
+pub struct RuntimeDouble {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    listening: watch::Sender<bool>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+fn vectors() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors/cases")
+}
+
+/// What identifies a vector case's runtime request apart from random ids.
+fn request_key(req: &Value) -> String {
+    let mut wirings: Vec<String> = req["workflow_wiring"]["input_wirings"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|w| format!("{}={}", w["workflow_input_name"], w["filters"]))
+                .collect()
+        })
+        .unwrap_or_default();
+    wirings.sort();
+    format!(
+        "{}|{}|{}|{}",
+        req["trafo_id"],
+        req["configuration"]["run_pure_plot_operators"],
+        wirings.join(";"),
+        req["workflow_wiring"]["output_wirings"]
+    )
+}
+
+fn load_recorded() -> HashMap<String, (u16, String, String)> {
+    let mut out = HashMap::new();
+    let Ok(entries) = std::fs::read_dir(vectors()) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let dir = e.path();
+        let (Ok(req), Ok(resp), Ok(meta)) = (
+            std::fs::read(dir.join("runtime_request.json")),
+            std::fs::read_to_string(dir.join("runtime_response.json")),
+            std::fs::read(dir.join("case.json")),
+        ) else {
+            continue;
+        };
+        let req: Value = serde_json::from_slice(&req).unwrap();
+        let meta: Value = serde_json::from_slice(&meta).unwrap();
+        // Only answers of the real runtime (behind the recording proxy on :8091); the fake
+        // runtime's misbehaviour is what `Mode` reproduces.
+        if !meta["runtime_url_configured"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(":8091/")
+        {
+            continue;
+        }
+        let status = meta["runtime_http_exchanges"][0]["status"]
+            .as_u64()
+            .unwrap_or(200) as u16;
+        let job = req["job_id"].as_str().unwrap_or_default().to_owned();
+        out.insert(request_key(&req), (status, resp, job));
+    }
+    out
+}
+
+impl RuntimeDouble {
+    pub async fn start() -> RuntimeDouble {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared {
+            mode: Mutex::new(Mode::Normal),
+            latency: Mutex::new(Duration::ZERO),
+            counters: Mutex::new(Counters::default()),
+            connections: AtomicU64::new(0),
+            recorded: load_recorded(),
+        });
+        let (listening, mut rx) = watch::channel(true);
+        let s = shared.clone();
+        let task = tokio::spawn(async move {
+            let mut listener = Some(listener);
+            loop {
+                match &listener {
+                    Some(l) => {
+                        tokio::select! {
+                            accepted = l.accept() => {
+                                let Ok((stream, _)) = accepted else { continue };
+                                s.connections.fetch_add(1, Ordering::Relaxed);
+                                let s = s.clone();
+                                tokio::spawn(async move {
+                                    let service = service_fn(move |req| handle(s.clone(), req));
+                                    let _ = http1::Builder::new()
+                                        .serve_connection(TokioIo::new(stream), service)
+                                        .await;
+                                });
+                            }
+                            changed = rx.changed() => {
+                                if changed.is_err() { return; }
+                                if !*rx.borrow() { listener = None; }
+                            }
+                        }
+                    }
+                    None => {
+                        if rx.changed().await.is_err() {
+                            return;
+                        }
+                        if *rx.borrow() {
+                            // Rebind the same port so clients find the runtime where it was.
+                            for _ in 0..100 {
+                                match TcpListener::bind(addr).await {
+                                    Ok(l) => {
+                                        listener = Some(l);
+                                        break;
+                                    }
+                                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                                }
+                            }
+                            assert!(listener.is_some(), "could not rebind {addr}");
+                        }
+                    }
+                }
+            }
+        });
+        RuntimeDouble {
+            addr,
+            shared,
+            listening,
+            _task: task,
+        }
+    }
+
+    /// `HETIDA_DESIGNER_RUNTIME_ENGINE_URL` pointing at the double.
+    pub fn engine_url(&self) -> String {
+        format!("http://{}/engine/", self.addr)
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        *self.shared.mode.lock().unwrap() = mode;
+        let _ = self.listening.send(mode != Mode::Down);
+    }
+
+    pub fn set_latency(&self, latency: Duration) {
+        *self.shared.latency.lock().unwrap() = latency;
+    }
+
+    /// Requests received (answered or not).
+    pub fn calls(&self) -> u64 {
+        self.shared.counters.lock().unwrap().calls
+    }
+
+    /// How often a job id was executed.
+    pub fn calls_for_job(&self, job_id: &str) -> u64 {
+        self.shared
+            .counters
+            .lock()
+            .unwrap()
+            .by_job
+            .get(job_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Requests that broke the spec, with the reason.
+    pub fn violations(&self) -> Vec<String> {
+        self.shared.counters.lock().unwrap().violations.clone()
+    }
+
+    /// TCP connections accepted so far (keep-alive reuse keeps this low).
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+}
+
+fn respond(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap())
+        .header("content-type", content_type)
+        .body(Full::new(body.into()))
+        .unwrap()
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    let path = req.uri().path().to_owned();
+    if req.method() == hyper::Method::GET && path == "/engine/info" {
+        return Ok(respond(200, "application/json", r#"{"version":"double"}"#));
+    }
+    if req.method() != hyper::Method::POST
+        || !(path == "/engine/runtime" || path == "/engine/runtime/")
+    {
+        return Ok(respond(
+            404,
+            "application/json",
+            r#"{"detail":"Not Found"}"#,
+        ));
+    }
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+    let latency = *shared.latency.lock().unwrap();
+    let mode = *shared.mode.lock().unwrap();
+    let parsed: Result<Value, _> = serde_json::from_slice(&body);
+    {
+        let mut c = shared.counters.lock().unwrap();
+        c.calls += 1;
+        if let Ok(v) = &parsed {
+            *c.by_job
+                .entry(v["job_id"].as_str().unwrap_or_default().to_owned())
+                .or_default() += 1;
+        }
+    }
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    match mode {
+        Mode::Http500Text => {
+            return Ok(respond(
+                500,
+                "text/plain; charset=utf-8",
+                "Internal Server Error",
+            ));
+        }
+        Mode::NonJson => return Ok(respond(200, "text/html", "<html>proxy error</html>")),
+        Mode::BadResult => return Ok(respond(200, "application/json", r#"{"foo": 1}"#)),
+        Mode::DropConnection => return Err(std::io::Error::other("dropping the connection")),
+        Mode::Normal | Mode::Down => {}
+    }
+    let request = match parsed {
+        Ok(v) => v,
+        Err(e) => return Ok(reject(&shared, vec![format!("body is not JSON: {e}")])),
+    };
+    let violations = check_request(&request);
+    if !violations.is_empty() {
+        return Ok(reject(&shared, violations));
+    }
+    let job = request["job_id"].as_str().unwrap_or_default().to_owned();
+    if let Some((status, recorded, recorded_job)) = shared.recorded.get(&request_key(&request)) {
+        return Ok(respond(
+            *status,
+            "application/json",
+            recorded.replace(recorded_job.as_str(), &job),
+        ));
+    }
+    Ok(respond(
+        200,
+        "application/json",
+        computed_result(&request).to_string(),
+    ))
+}
+
+fn reject(shared: &Shared, violations: Vec<String>) -> Response<Full<Bytes>> {
+    let detail: Vec<Value> = violations
+        .iter()
+        .map(|v| json!({"loc": ["body"], "msg": v, "type": "value_error"}))
+        .collect();
+    shared
+        .counters
+        .lock()
+        .unwrap()
+        .violations
+        .extend(violations);
+    respond(
+        422,
+        "application/json",
+        json!({"detail": detail}).to_string(),
+    )
+}
+
+/// A valid result for a request no vector recorded: every direct-provisioned output gets 1.0.
+fn computed_result(req: &Value) -> Value {
+    let mut outputs = serde_json::Map::new();
+    for w in req["workflow_wiring"]["output_wirings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if w["adapter_id"] == json!(1) || w["adapter_id"] == json!("direct_provisioning") {
+            outputs.insert(
+                w["workflow_output_name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                json!(1.0),
+            );
+        }
+    }
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false);
+    let step = |name: &str| json!({"name": name, "start": now, "end": now, "duration": 0.0});
+    json!({
+        "error": null,
+        "output_results_by_output_name": outputs,
+        "traceback": null,
+        "job_id": req["job_id"],
+        "measured_steps": {
+            "internal_full": null, "prepare_execution_input": null, "run_execution_input": null,
+            "runtime_service_handling": step("RUNTIME_SERVICE"),
+            "pure_execution": step("EXECUTING_COMPONENT_CODE"),
+            "load_data": step("LOADING_DATA_FROM_ADAPTERS"),
+            "send_data": step("SENDING_DATA_TO_ADAPTERS"),
+        },
+        "result": "ok",
+        "node_results": null
+    })
+}
+
+fn is_uuid(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| uuid::Uuid::parse_str(s).is_ok())
+}
+
+/// Every way `req` breaks spec §5, as messages.
+pub fn check_request(req: &Value) -> Vec<String> {
+    let mut v = Vec::new();
+    for (field, ok) in [
+        ("code_modules", req["code_modules"].is_array()),
+        ("components", req["components"].is_array()),
+        ("workflow", req["workflow"].is_object()),
+        ("configuration", req["configuration"].is_object()),
+        ("workflow_wiring", req["workflow_wiring"].is_object()),
+        ("job_id", is_uuid(&req["job_id"])),
+        ("trafo_id", is_uuid(&req["trafo_id"])),
+    ] {
+        if !ok {
+            v.push(format!("`{field}` missing or of the wrong type"));
+        }
+    }
+    if !v.is_empty() {
+        return v;
+    }
+    let modules: Vec<&str> = req["code_modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["uuid"].as_str())
+        .collect();
+    let components: Vec<&str> = req["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["uuid"].as_str())
+        .collect();
+    if modules.iter().collect::<HashSet<_>>().len() != modules.len() {
+        v.push("Code Modules not unique!".into());
+    }
+    if components.iter().collect::<HashSet<_>>().len() != components.len() {
+        v.push("Components not unique!".into());
+    }
+    for c in req["components"].as_array().unwrap() {
+        let module = c["code_module_uuid"].as_str().unwrap_or_default();
+        if !modules.contains(&module) {
+            v.push(format!(
+                "component {} has no code module {module}",
+                c["uuid"]
+            ));
+        }
+        if c["function_name"] != "main" {
+            v.push(format!("component {} function_name is not main", c["uuid"]));
+        }
+    }
+    for conf in [
+        "engine",
+        "run_pure_plot_operators",
+        "return_individual_node_results",
+    ] {
+        if req["configuration"].get(conf).is_none() {
+            v.push(format!("configuration.{conf} missing"));
+        }
+    }
+    check_node(&req["workflow"], &components, &mut v);
+
+    let wf = &req["workflow"];
+    let wiring = &req["workflow_wiring"];
+    let inputs = wf["inputs"].as_array().cloned().unwrap_or_default();
+    let outputs = wf["outputs"].as_array().cloned().unwrap_or_default();
+    let wired_in: Vec<&str> = wiring["input_wirings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w["workflow_input_name"].as_str())
+        .collect();
+    let wired_out: Vec<&str> = wiring["output_wirings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w["workflow_output_name"].as_str())
+        .collect();
+    for i in &inputs {
+        let name = i["name"].as_str().unwrap_or_default();
+        if i["constant"] == json!(false)
+            && i["default"] == json!(false)
+            && !wired_in.contains(&name)
+        {
+            v.push(format!(
+                "Wiring Incomplete: Workflow Input '{name}' has no wiring!"
+            ));
+        }
+    }
+    for w in &wired_in {
+        if !inputs
+            .iter()
+            .any(|i| i["constant"] == json!(false) && i["name"] == json!(w))
+        {
+            v.push(format!(
+                "Wiring does not match: There is no workflow input '{w}'!"
+            ));
+        }
+    }
+    for o in &outputs {
+        let name = o["name"].as_str().unwrap_or_default();
+        if !wired_out.contains(&name) {
+            v.push(format!("workflow output '{name}' has no output wiring"));
+        }
+    }
+    for w in &wired_out {
+        if !outputs.iter().any(|o| o["name"] == json!(w)) {
+            v.push(format!(
+                "Wiring does not match: There is no workflow output '{w}'!"
+            ));
+        }
+    }
+    v
+}
+
+fn check_node(node: &Value, components: &[&str], v: &mut Vec<String>) {
+    for field in [
+        "id",
+        "sub_nodes",
+        "connections",
+        "inputs",
+        "outputs",
+        "name",
+        "tr_id",
+        "tr_name",
+        "tr_tag",
+    ] {
+        if node.get(field).is_none() {
+            v.push(format!("workflow node {} lacks `{field}`", node["id"]));
+        }
+    }
+    let subs = node["sub_nodes"].as_array().cloned().unwrap_or_default();
+    let ids: Vec<&str> = subs.iter().filter_map(|s| s["id"].as_str()).collect();
+    for s in &subs {
+        if let Some(cu) = s.get("component_uuid") {
+            if !components.contains(&cu.as_str().unwrap_or_default()) {
+                v.push(format!(
+                    "sub node {} uses component {cu} not in components",
+                    s["id"]
+                ));
+            }
+        } else {
+            check_node(s, components, v);
+        }
+    }
+    for c in node["connections"].as_array().into_iter().flatten() {
+        for end in ["input_in_workflow_id", "output_in_workflow_id"] {
+            if !ids.contains(&c[end].as_str().unwrap_or_default()) {
+                v.push(format!(
+                    "connection {end} {} is no sub node of {}",
+                    c[end], node["id"]
+                ));
+            }
+        }
+    }
+    for io in node["inputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(node["outputs"].as_array().into_iter().flatten())
+    {
+        if !ids.contains(&io["id_of_sub_node"].as_str().unwrap_or_default()) {
+            v.push(format!(
+                "io {} refers to unknown sub node {}",
+                io["id"], io["id_of_sub_node"]
+            ));
+        }
+    }
+}
