@@ -1,1 +1,55 @@
-//! TODO(issue): filled by its issue.
+//! What the worker needs of Kafka beyond rskafka's partition clients.
+//!
+//! * [`coordinator`]: committed offsets in the consumer group (rskafka has no group APIs).
+//! * [`watermark`]: per partition, the lowest offset whose response is not yet in Kafka.
+//! * [`consumer`]: long-poll fetch loops over the owned partitions of the request topic, with
+//!   back-pressure, handing out [`RequestRecord`]s.
+//! * [`producer`]: responses (and dead letters) with acks=all, partitioned like Java's client.
+
+pub mod consumer;
+pub mod coordinator;
+pub mod producer;
+pub mod watermark;
+
+pub use consumer::{DoneToken, RequestConsumer, RequestRecord};
+pub use coordinator::{CoordinatorError, GroupCoordinator};
+pub use producer::ResponseProducer;
+pub use watermark::Watermarks;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error("Kafka: {context}: {source}")]
+    Client {
+        context: String,
+        #[source]
+        source: rskafka::client::error::Error,
+    },
+    #[error(transparent)]
+    Coordinator(#[from] CoordinatorError),
+    #[error("topic {topic} does not exist")]
+    NoSuchTopic { topic: String },
+}
+
+/// Partitions worker `index` of `count` owns: p mod count == index (design decision 2).
+pub fn owned_partitions(partition_count: i32, index: usize, count: usize) -> Vec<i32> {
+    (0..partition_count)
+        .filter(|p| (*p as usize) % count == index)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_partition_has_exactly_one_owner() {
+        for count in 1..6 {
+            let mut all: Vec<i32> = (0..count)
+                .flat_map(|i| owned_partitions(8, i, count))
+                .collect();
+            all.sort();
+            assert_eq!(all, (0..8).collect::<Vec<_>>(), "{count} workers");
+        }
+        assert_eq!(owned_partitions(8, 1, 3), vec![1, 4, 7]);
+    }
+}

@@ -1,0 +1,221 @@
+//! Long-poll fetch loops over the partitions a worker owns, handing out request records.
+//!
+//! Back-pressure: a record is handed out only with a permit of the worker's in-flight window;
+//! while the window is full, fetching waits (design decision 5). Every handed-out record carries
+//! a [`DoneToken`]: its offset counts as done — and may be committed — only after the worker
+//! calls [`DoneToken::complete`], which it does once the response is acknowledged by Kafka.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rskafka::client::Client;
+use rskafka::client::error::{Error as ClientError, ProtocolError as KafkaCode};
+use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::{KafkaError, Watermarks};
+use crate::config::OffsetReset;
+
+/// One request as read from the request topic.
+#[derive(Debug)]
+pub struct RequestRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: BTreeMap<String, Vec<u8>>,
+    pub done: DoneToken,
+}
+
+/// Marks a record done when completed. Dropped without [`complete`](DoneToken::complete), the
+/// offset stays outstanding: commits stop below it and a restart executes it again — the safe
+/// side of at-least-once.
+#[derive(Debug)]
+pub struct DoneToken {
+    watermarks: Arc<Mutex<Watermarks>>,
+    partition: i32,
+    offset: i64,
+    /// Holds a place of the in-flight window until the record is finished.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl DoneToken {
+    /// The record's response is in Kafka: its offset may be committed.
+    pub fn complete(self) {
+        self.watermarks
+            .lock()
+            .expect("watermark lock")
+            .done(self.partition, self.offset);
+    }
+}
+
+/// Fetch sizes and waits.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    pub topic: String,
+    pub max_in_flight: usize,
+    pub max_wait: Duration,
+    pub max_bytes: i32,
+    pub reset: OffsetReset,
+}
+
+/// The running fetch loops of one worker.
+#[derive(Debug)]
+pub struct RequestConsumer {
+    pub watermarks: Arc<Mutex<Watermarks>>,
+    tasks: JoinSet<()>,
+}
+
+/// Where to start `partition`: its committed offset, else per `reset`.
+pub async fn start_offset(
+    partition: &PartitionClient,
+    committed: Option<i64>,
+    reset: OffsetReset,
+) -> Result<i64, ClientError> {
+    match committed {
+        Some(o) => Ok(o),
+        None => partition.get_offset(reset_to(reset)).await,
+    }
+}
+
+fn reset_to(reset: OffsetReset) -> OffsetAt {
+    match reset {
+        OffsetReset::Latest => OffsetAt::Latest,
+        OffsetReset::Earliest => OffsetAt::Earliest,
+    }
+}
+
+impl RequestConsumer {
+    /// Starts one fetch loop per entry of `starts` (partition -> first offset).
+    pub async fn start(
+        client: Arc<Client>,
+        options: FetchOptions,
+        starts: HashMap<i32, i64>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(RequestConsumer, mpsc::Receiver<RequestRecord>), KafkaError> {
+        let window = Arc::new(Semaphore::new(options.max_in_flight));
+        let watermarks = Arc::new(Mutex::new(Watermarks::default()));
+        let (tx, rx) = mpsc::channel(options.max_in_flight.max(1));
+        let mut tasks = JoinSet::new();
+        for (partition, offset) in starts {
+            let pc = client
+                .partition_client(
+                    options.topic.clone(),
+                    partition,
+                    UnknownTopicHandling::Retry,
+                )
+                .await
+                .map_err(|source| KafkaError::Client {
+                    context: format!("partition client for {}/{partition}", options.topic),
+                    source,
+                })?;
+            watermarks
+                .lock()
+                .expect("watermark lock")
+                .start(partition, offset);
+            tasks.spawn(fetch_loop(
+                pc,
+                offset,
+                options.clone(),
+                window.clone(),
+                watermarks.clone(),
+                tx.clone(),
+                shutdown.clone(),
+            ));
+        }
+        Ok((RequestConsumer { watermarks, tasks }, rx))
+    }
+
+    /// Waits until every fetch loop has stopped (after shutdown was signalled).
+    pub async fn join(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn fetch_loop(
+    pc: PartitionClient,
+    mut offset: i64,
+    options: FetchOptions,
+    window: Arc<Semaphore>,
+    watermarks: Arc<Mutex<Watermarks>>,
+    tx: mpsc::Sender<RequestRecord>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let partition = pc.partition();
+    let max_wait_ms = i32::try_from(options.max_wait.as_millis()).unwrap_or(i32::MAX);
+    let mut backoff = Duration::from_millis(100);
+    while !*shutdown.borrow() {
+        let fetched = tokio::select! {
+            r = pc.fetch_records(offset, 1..options.max_bytes, max_wait_ms) => r,
+            _ = shutdown.changed() => break,
+        };
+        let records = match fetched {
+            Ok((records, _high_watermark)) => {
+                backoff = Duration::from_millis(100);
+                records
+            }
+            Err(ClientError::ServerError {
+                protocol_error: KafkaCode::OffsetOutOfRange,
+                ..
+            }) => {
+                let reset = reset_to(options.reset);
+                match pc.get_offset(reset).await {
+                    Ok(new) => {
+                        tracing::warn!(topic = %options.topic, partition, offset, new, "offset out of range (deleted by retention?), reset per auto_offset_reset");
+                        watermarks
+                            .lock()
+                            .expect("watermark lock")
+                            .skip_to(partition, new);
+                        offset = new;
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = %options.topic, partition, "resetting an out-of-range offset failed: {e}")
+                    }
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(topic = %options.topic, partition, offset, "fetch failed, retrying in {backoff:?}: {e}");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        for r in records {
+            // A fetch returns whole batches, which may start before the asked offset.
+            if r.offset < offset {
+                continue;
+            }
+            let permit = tokio::select! {
+                p = window.clone().acquire_owned() => p.expect("the window is never closed"),
+                _ = shutdown.changed() => return,
+            };
+            watermarks
+                .lock()
+                .expect("watermark lock")
+                .handed_out(partition, r.offset);
+            let record = RequestRecord {
+                partition,
+                offset: r.offset,
+                key: r.record.key,
+                value: r.record.value,
+                headers: r.record.headers,
+                done: DoneToken {
+                    watermarks: watermarks.clone(),
+                    partition,
+                    offset: r.offset,
+                    _permit: permit,
+                },
+            };
+            offset = r.offset + 1;
+            if tx.send(record).await.is_err() {
+                return;
+            }
+        }
+    }
+}
