@@ -18,6 +18,7 @@
 //! * [`kafka`]: what the worker needs of Kafka beyond rskafka: partition fetch loops, the
 //!   response producer, the group coordinator client for committed offsets.
 //! * [`worker`]: one process: consume -> resolve -> prepare -> run -> respond -> commit.
+//! * [`logging`]: log lines that say which process (supervisor, worker i) wrote them.
 //! * [`supervisor`]: the gunicorn-style arbiter that forks, watches and restarts workers.
 //!   It is the only module allowed `unsafe` (for `fork`).
 #![deny(unsafe_code, rust_2018_idioms)]
@@ -25,6 +26,7 @@
 
 pub mod config;
 pub mod kafka;
+pub mod logging;
 pub mod protocol;
 pub mod runtime_client;
 pub mod store;

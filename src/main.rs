@@ -5,11 +5,16 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use hd_kafka_exec::config::{Config, Env, Flags};
 use hd_kafka_exec::protocol::response::Failure;
 use hd_kafka_exec::protocol::{
     PreparedRevision, ProtocolError, Target, Timings, failure_response, parse_request,
 };
 use hd_kafka_exec::store::DirIndex;
+use hd_kafka_exec::supervisor::{SupervisorOptions, WorkerFactory, WorkerSlot};
+use hd_kafka_exec::worker::{Slot, WorkerSpec};
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,6 +29,22 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the service: a supervisor and its worker processes (configured like hetida's backend).
+    Serve {
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// Produce one request (stdin) to the request topic and print its response when it arrives.
+    Exec {
+        #[command(flatten)]
+        flags: Flags,
+        /// Key of the request record (the console producer's `key:` part).
+        #[arg(long)]
+        key: Option<String>,
+        /// Seconds to wait for the response.
+        #[arg(long, default_value_t = 60.0)]
+        wait: f64,
+    },
     /// Print the runtime request the service would POST for the request on stdin (or the failure response).
     Prepare {
         /// Where revisions come from: `dir:PATH`.
@@ -119,9 +140,107 @@ fn check(store: &str) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// What `serve` forks: hetida workers over the configured store.
+#[derive(Debug)]
+struct Service {
+    flags: Flags,
+    config: Config,
+    store: Arc<DirIndex>,
+}
+
+fn load_service(flags: &Flags) -> anyhow::Result<(Config, Arc<DirIndex>)> {
+    let config = Config::load(flags, &Env::from_process())?;
+    let store = match config.store.spec.strip_prefix("dir:") {
+        Some(path) => DirIndex::open(std::path::Path::new(path))
+            .with_context(|| format!("opening the revision store {path}"))?,
+        None => bail!(
+            "--store `{}`: only directory stores (`dir:PATH`) are supported so far",
+            config.store.spec
+        ),
+    };
+    Ok((config, Arc::new(store)))
+}
+
+impl WorkerFactory for Service {
+    fn reload(&mut self) -> Result<(), String> {
+        let (config, store) = load_service(&self.flags).map_err(|e| format!("{e:#}"))?;
+        tracing::info!(
+            revisions = store.len(),
+            "configuration and revision store reloaded"
+        );
+        self.config = config;
+        self.store = store;
+        Ok(())
+    }
+
+    fn run_worker(&self, slot: WorkerSlot) -> i32 {
+        hd_kafka_exec::logging::set_worker(slot.index);
+        let spec = WorkerSpec {
+            config: self.config.clone(),
+            store: self.store.clone(),
+            slot: Slot {
+                index: slot.index,
+                count: slot.count,
+                generation: slot.generation,
+            },
+            graceful_timeout: self.config.supervisor.graceful_timeout,
+        };
+        let heartbeat = slot.heartbeat();
+        hd_kafka_exec::worker::run(&spec, move || heartbeat.notify())
+    }
+}
+
+fn serve(flags: Flags) -> anyhow::Result<ExitCode> {
+    let (config, store) = load_service(&flags)?;
+    hd_kafka_exec::logging::init(config.log_format);
+    for notice in &config.notices {
+        tracing::warn!("{notice}");
+    }
+    tracing::info!(revisions = store.len(), store = %config.store.spec, "revision store opened");
+    let options = SupervisorOptions {
+        workers: config.supervisor.workers,
+        timeout: config.supervisor.timeout,
+        graceful_timeout: config.supervisor.graceful_timeout,
+        pid_file: config.supervisor.pid_file.clone(),
+    };
+    hd_kafka_exec::supervisor::run(
+        options,
+        Service {
+            flags,
+            config,
+            store,
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn exec(flags: Flags, key: Option<String>, wait: f64) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&flags, &Env::from_process())?;
+    let mut input = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .context("reading the request from stdin")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let wait = Duration::try_from_secs_f64(wait).context("--wait")?;
+    let response = rt.block_on(hd_kafka_exec::worker::exec::exec_one(
+        &config, key, input, wait,
+    ))?;
+    std::io::stdout().write_all(&response.value)?;
+    std::io::stdout().write_all(b"\n")?;
+    Ok(if response.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve { flags } => serve(flags),
+        Command::Exec { flags, key, wait } => exec(flags, key, wait),
         Command::Prepare { store } => prepare(&store),
         Command::Check { store } => check(&store),
     }

@@ -149,7 +149,7 @@ impl ResponseProducer {
     pub async fn send(
         &self,
         key: Option<Vec<u8>>,
-        value: Vec<u8>,
+        value: Option<Vec<u8>>,
         headers: BTreeMap<String, Vec<u8>>,
     ) -> Result<(i32, i64), String> {
         let partition = match &key {
@@ -161,7 +161,7 @@ impl ResponseProducer {
         let producer = self.producer(partition).await.map_err(|e| e.to_string())?;
         let record = Record {
             key,
-            value: Some(value),
+            value,
             headers,
             timestamp: Utc::now(),
         };

@@ -1,1 +1,540 @@
-//! TODO(issue): filled by its issue.
+//! The supervisor: forks N worker processes, watches them and keeps them alive, the way
+//! gunicorn's arbiter does. It knows nothing of hetida or Kafka: a [`WorkerFactory`] says what a
+//! worker does.
+//!
+//! The supervisor process never has a thread, an async runtime or anything async: `fork` in a
+//! multi-threaded process leaves the child with locks held by threads that no longer exist.
+//! Signals reach it through signal-hook's self-pipe, read with `poll`. Each worker resets the
+//! inherited signal handlers and builds its own runtime after the fork.
+//!
+//! | signal | effect |
+//! |---|---|
+//! | TERM, INT | graceful stop: workers finish in-flight work within the grace period, then KILL |
+//! | QUIT | immediate stop |
+//! | HUP | reload (config, store), then replace the workers one by one |
+//! | TTIN / TTOU | one worker more / fewer; all stop, then the new set starts (partition ownership changes) |
+//! | CHLD | reap; a crashed worker is restarted with backoff |
+//!
+//! A worker proves it is alive by writing to its heartbeat pipe; one silent for longer than the
+//! timeout gets SIGABRT, then SIGKILL, and is replaced. A worker exiting with
+//! [`EXIT_BOOT_FAILURE`] repeatedly makes the supervisor stop everything and fail.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, kill, sigaction, sigprocmask,
+};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork};
+
+/// Exit code of a worker that cannot boot (gunicorn's `WORKER_BOOT_ERROR`).
+pub const EXIT_BOOT_FAILURE: i32 = 3;
+/// Boot failures in a row of one slot after which the supervisor gives up.
+const BOOT_FAILURE_LIMIT: u32 = 3;
+const SIGNALS: [Signal; 7] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGHUP,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+    Signal::SIGCHLD,
+];
+
+/// What the worker processes are.
+pub trait WorkerFactory {
+    /// Runs in the supervisor on HUP: re-read configuration and data. On error the old state
+    /// stays and the workers are not replaced.
+    fn reload(&mut self) -> Result<(), String>;
+    /// Runs in the forked child; its return value is the child's exit code.
+    fn run_worker(&self, slot: WorkerSlot) -> i32;
+}
+
+#[derive(Debug, Clone)]
+pub struct SupervisorOptions {
+    pub workers: usize,
+    /// Silence after which a worker counts as hung; zero turns the check off.
+    pub timeout: Duration,
+    /// How long workers get to finish in-flight work on a graceful stop.
+    pub graceful_timeout: Duration,
+    pub pid_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error(
+        "worker {index} failed to boot {failures} times in a row (exit code {EXIT_BOOT_FAILURE}); its error is logged above"
+    )]
+    BootFailure { index: usize, failures: u32 },
+    #[error("supervisor: {context}: {source}")]
+    Os {
+        context: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn os(context: &'static str) -> impl FnOnce(nix::Error) -> SupervisorError {
+    move |e| SupervisorError::Os {
+        context,
+        source: std::io::Error::from(e),
+    }
+}
+
+/// Who a worker is, handed to it after the fork.
+#[derive(Debug)]
+pub struct WorkerSlot {
+    pub index: usize,
+    pub count: usize,
+    pub generation: u64,
+    heartbeat: Heartbeat,
+}
+
+impl WorkerSlot {
+    pub fn heartbeat(&self) -> Heartbeat {
+        self.heartbeat.clone()
+    }
+}
+
+/// The worker's end of its heartbeat pipe.
+#[derive(Debug, Clone)]
+pub struct Heartbeat(Arc<UnixStream>);
+
+impl Heartbeat {
+    /// Tells the supervisor this worker's event loop is alive. Never blocks.
+    pub fn notify(&self) {
+        let _ = (&*self.0).write(&[1]);
+    }
+}
+
+#[derive(Debug)]
+struct Worker {
+    index: usize,
+    generation: u64,
+    started: Instant,
+    heartbeat: UnixStream,
+    last_beat: Instant,
+    /// When SIGABRT was sent for silence; SIGKILL follows.
+    aborted: Option<Instant>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct SlotHistory {
+    boot_failures: u32,
+    crashes: u32,
+    restart_at: Option<Instant>,
+}
+
+struct Supervisor<F: WorkerFactory> {
+    options: SupervisorOptions,
+    factory: F,
+    workers: HashMap<Pid, Worker>,
+    history: HashMap<usize, SlotHistory>,
+    generation: u64,
+    wake: UnixStream,
+    flags: Vec<(Signal, Arc<AtomicBool>)>,
+    /// File descriptors a child must not keep (the supervisor's own).
+    wake_writer: UnixStream,
+}
+
+/// Runs the supervisor until a stop signal; returns when every worker has exited.
+pub fn run<F: WorkerFactory>(
+    options: SupervisorOptions,
+    factory: F,
+) -> Result<(), SupervisorError> {
+    let (wake, wake_writer) = UnixStream::pair().map_err(|source| SupervisorError::Os {
+        context: "creating the signal pipe",
+        source,
+    })?;
+    wake.set_nonblocking(true).ok();
+    wake_writer.set_nonblocking(true).ok();
+    let mut flags = Vec::new();
+    for sig in SIGNALS {
+        let flag = Arc::new(AtomicBool::new(false));
+        let io = |source| SupervisorError::Os {
+            context: "registering signal handlers",
+            source,
+        };
+        signal_hook::flag::register(sig as i32, flag.clone()).map_err(io)?;
+        signal_hook::low_level::pipe::register(sig as i32, wake_writer.try_clone().map_err(io)?)
+            .map_err(io)?;
+        flags.push((sig, flag));
+    }
+    if let Some(path) = &options.pid_file {
+        std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| {
+            SupervisorError::Os {
+                context: "writing the pid file",
+                source,
+            }
+        })?;
+    }
+    let mut s = Supervisor {
+        options,
+        factory,
+        workers: HashMap::new(),
+        history: HashMap::new(),
+        generation: 1,
+        wake,
+        flags,
+        wake_writer,
+    };
+    tracing::info!(
+        pid = std::process::id(),
+        workers = s.options.workers,
+        "supervisor started"
+    );
+    let result = s.main_loop();
+    if let Some(path) = &s.options.pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+impl<F: WorkerFactory> Supervisor<F> {
+    fn take(&self, sig: Signal) -> bool {
+        self.flags
+            .iter()
+            .find(|(s, _)| *s == sig)
+            .is_some_and(|(_, f)| f.swap(false, Ordering::SeqCst))
+    }
+
+    fn main_loop(&mut self) -> Result<(), SupervisorError> {
+        loop {
+            self.reap()?;
+            if self.take(Signal::SIGTERM) || self.take(Signal::SIGINT) {
+                tracing::info!("graceful stop requested");
+                self.stop_all(true);
+                return Ok(());
+            }
+            if self.take(Signal::SIGQUIT) {
+                tracing::info!("immediate stop requested");
+                self.stop_all(false);
+                return Ok(());
+            }
+            if self.take(Signal::SIGHUP) {
+                self.reload()?;
+            }
+            let mut delta: isize = 0;
+            while self.take(Signal::SIGTTIN) {
+                delta += 1;
+            }
+            while self.take(Signal::SIGTTOU) {
+                delta -= 1;
+            }
+            if delta != 0 {
+                self.rescale(delta)?;
+            }
+            self.murder_hung();
+            self.spawn_missing()?;
+            self.wait_for_events(Duration::from_millis(500));
+        }
+    }
+
+    /// Sleeps until a signal or heartbeat arrives (or `max`), reading heartbeats.
+    fn wait_for_events(&mut self, max: Duration) {
+        let timeout = PollTimeout::try_from(max.as_millis() as i32).unwrap_or(PollTimeout::NONE);
+        let mut fds = vec![PollFd::new(self.wake.as_fd(), PollFlags::POLLIN)];
+        let pids: Vec<Pid> = self.workers.keys().copied().collect();
+        for pid in &pids {
+            fds.push(PollFd::new(
+                self.workers[pid].heartbeat.as_fd(),
+                PollFlags::POLLIN,
+            ));
+        }
+        // EINTR (a signal arrived) is a wake-up like any other.
+        let _ = poll(&mut fds, timeout);
+        let readable: Vec<bool> = fds
+            .iter()
+            .map(|f| {
+                f.revents()
+                    .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP))
+            })
+            .collect();
+        drop(fds);
+        let mut buf = [0u8; 256];
+        if readable[0] {
+            while matches!(std::io::Read::read(&mut &self.wake, &mut buf), Ok(n) if n > 0) {}
+        }
+        let now = Instant::now();
+        for (pid, ready) in pids.iter().zip(&readable[1..]) {
+            if !ready {
+                continue;
+            }
+            if let Some(w) = self.workers.get_mut(pid)
+                && matches!(std::io::Read::read(&mut &w.heartbeat, &mut buf), Ok(n) if n > 0)
+            {
+                w.last_beat = now;
+            }
+        }
+    }
+
+    /// Reaps exited children; schedules restarts; fails on repeated boot failures.
+    fn reap(&mut self) -> Result<(), SupervisorError> {
+        loop {
+            let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(nix::Error::ECHILD) => return Ok(()),
+                Ok(s) => s,
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(os("reaping workers")(e)),
+            };
+            let (pid, code, signal) = match status {
+                WaitStatus::Exited(pid, code) => (pid, Some(code), None),
+                WaitStatus::Signaled(pid, sig, _) => (pid, None, Some(sig)),
+                _ => continue,
+            };
+            let Some(w) = self.workers.remove(&pid) else {
+                continue;
+            };
+            let ran = w.started.elapsed();
+            let h = self.history.entry(w.index).or_default();
+            match (code, signal) {
+                (Some(0), _) => tracing::info!(worker = w.index, %pid, "worker exited"),
+                (Some(EXIT_BOOT_FAILURE), _) => {
+                    h.boot_failures += 1;
+                    tracing::error!(worker = w.index, %pid, failures = h.boot_failures, "worker failed to boot");
+                    if h.boot_failures >= BOOT_FAILURE_LIMIT {
+                        let (index, failures) = (w.index, h.boot_failures);
+                        self.stop_all(true);
+                        return Err(SupervisorError::BootFailure { index, failures });
+                    }
+                }
+                (Some(code), _) => tracing::error!(worker = w.index, %pid, code, "worker crashed"),
+                (None, Some(sig)) => {
+                    let hint = if sig == Signal::SIGKILL {
+                        " (perhaps out of memory?)"
+                    } else {
+                        ""
+                    };
+                    tracing::error!(worker = w.index, %pid, signal = %sig, "worker killed by signal{hint}");
+                }
+                (None, None) => {}
+            }
+            if code != Some(EXIT_BOOT_FAILURE) {
+                h.boot_failures = 0;
+            }
+            // Back off a crash-looping slot; a worker that ran a while starts over.
+            if ran > Duration::from_secs(30) {
+                h.crashes = 0;
+            }
+            let delay = Duration::from_millis(100) * 2u32.saturating_pow(h.crashes.min(6));
+            h.crashes += 1;
+            h.restart_at = Some(Instant::now() + delay.min(Duration::from_secs(5)));
+        }
+    }
+
+    fn live_indexes(&self) -> Vec<usize> {
+        self.workers.values().map(|w| w.index).collect()
+    }
+
+    fn spawn_missing(&mut self) -> Result<(), SupervisorError> {
+        let live = self.live_indexes();
+        for index in 0..self.options.workers {
+            if live.contains(&index) {
+                continue;
+            }
+            let due = self
+                .history
+                .get(&index)
+                .and_then(|h| h.restart_at)
+                .is_none_or(|t| Instant::now() >= t);
+            if due {
+                self.spawn(index)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn(&mut self, index: usize) -> Result<(), SupervisorError> {
+        let (parent_end, child_end) = UnixStream::pair().map_err(|source| SupervisorError::Os {
+            context: "creating a heartbeat pipe",
+            source,
+        })?;
+        parent_end.set_nonblocking(true).ok();
+        child_end.set_nonblocking(true).ok();
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        // SAFETY: the supervisor process has exactly one thread (it never starts one and has no
+        // async runtime), so the child starts with a consistent copy of all memory and no lock
+        // held by another thread; allocating and running ordinary code in the child is sound.
+        match unsafe { fork() }.map_err(os("forking a worker"))? {
+            ForkResult::Child => {
+                drop(parent_end);
+                let code = self.become_worker(index, child_end);
+                std::process::exit(code);
+            }
+            ForkResult::Parent { child } => {
+                drop(child_end);
+                tracing::info!(worker = index, pid = %child, generation = self.generation, "worker started");
+                let now = Instant::now();
+                self.workers.insert(
+                    child,
+                    Worker {
+                        index,
+                        generation: self.generation,
+                        started: now,
+                        heartbeat: parent_end,
+                        last_beat: now,
+                        aborted: None,
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// In the child: drop what belongs to the supervisor, restore default signal handling,
+    /// follow the supervisor's death, then run the worker body.
+    fn become_worker(&mut self, index: usize, heartbeat: UnixStream) -> i32 {
+        let parent = nix::unistd::getppid();
+        // The siblings' heartbeat pipes and the signal pipe are the supervisor's.
+        self.workers.clear();
+        let _ = nix::unistd::close(self.wake.as_raw_fd());
+        let _ = nix::unistd::close(self.wake_writer.as_raw_fd());
+        for sig in SIGNALS {
+            // SAFETY: installing SIG_DFL is always sound; no handler code is involved.
+            let _ = unsafe {
+                sigaction(
+                    sig,
+                    &SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty()),
+                )
+            };
+        }
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+        // A worker whose supervisor dies stops gracefully instead of running on as an orphan.
+        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
+        if nix::unistd::getppid() != parent {
+            return 0;
+        }
+        let slot = WorkerSlot {
+            index,
+            count: self.options.workers,
+            generation: self.generation,
+            heartbeat: Heartbeat(Arc::new(heartbeat)),
+        };
+        self.factory.run_worker(slot)
+    }
+
+    fn murder_hung(&mut self) {
+        if self.options.timeout.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        for (pid, w) in &mut self.workers {
+            if now.duration_since(w.last_beat) <= self.options.timeout {
+                continue;
+            }
+            match w.aborted {
+                None => {
+                    tracing::error!(worker = w.index, %pid, "WORKER TIMEOUT: silent for {:?}, sending SIGABRT", now.duration_since(w.last_beat));
+                    let _ = kill(*pid, Signal::SIGABRT);
+                    w.aborted = Some(now);
+                }
+                Some(t) if now.duration_since(t) > Duration::from_secs(1) => {
+                    tracing::error!(worker = w.index, %pid, "worker still alive after SIGABRT, sending SIGKILL");
+                    let _ = kill(*pid, Signal::SIGKILL);
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Signals every worker and waits until all have exited (KILL after the grace period).
+    fn stop_all(&mut self, graceful: bool) {
+        let sig = if graceful {
+            Signal::SIGTERM
+        } else {
+            Signal::SIGKILL
+        };
+        for pid in self.workers.keys() {
+            let _ = kill(*pid, sig);
+        }
+        let deadline = Instant::now() + self.options.graceful_timeout + Duration::from_secs(1);
+        while !self.workers.is_empty() {
+            if Instant::now() >= deadline {
+                for (pid, w) in &self.workers {
+                    tracing::warn!(worker = w.index, %pid, "worker did not stop within the grace period, sending SIGKILL");
+                    let _ = kill(*pid, Signal::SIGKILL);
+                }
+            }
+            self.reap_quietly();
+            self.wait_for_events(Duration::from_millis(100));
+        }
+    }
+
+    /// Reaps during a stop, without restart bookkeeping.
+    fn reap_quietly(&mut self) {
+        while let Ok(status) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            let pid = match status {
+                WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _) => pid,
+                _ => break,
+            };
+            if let Some(w) = self.workers.remove(&pid) {
+                tracing::info!(worker = w.index, %pid, generation = w.generation, "worker stopped");
+            }
+        }
+    }
+
+    /// HUP: reload, then replace workers one by one, each new one only after its predecessor
+    /// has exited, so no slot ever has two owners.
+    fn reload(&mut self) -> Result<(), SupervisorError> {
+        if let Err(e) = self.factory.reload() {
+            tracing::error!("reload failed, keeping the running workers: {e}");
+            return Ok(());
+        }
+        self.generation += 1;
+        tracing::info!(
+            generation = self.generation,
+            "reloaded; replacing workers one by one"
+        );
+        for index in 0..self.options.workers {
+            let old: Vec<Pid> = self
+                .workers
+                .iter()
+                .filter(|(_, w)| w.index == index)
+                .map(|(p, _)| *p)
+                .collect();
+            for pid in &old {
+                let _ = kill(*pid, Signal::SIGTERM);
+            }
+            let deadline = Instant::now() + self.options.graceful_timeout + Duration::from_secs(1);
+            while old.iter().any(|p| self.workers.contains_key(p)) {
+                if Instant::now() >= deadline {
+                    for pid in &old {
+                        let _ = kill(*pid, Signal::SIGKILL);
+                    }
+                }
+                self.reap_quietly();
+                self.wait_for_events(Duration::from_millis(100));
+            }
+            self.spawn(index)?;
+        }
+        Ok(())
+    }
+
+    /// TTIN/TTOU: ownership is p mod N == i, so a new N changes every worker's partitions: stop
+    /// all, wait until all have exited, start the new set.
+    fn rescale(&mut self, delta: isize) -> Result<(), SupervisorError> {
+        let target = (self.options.workers as isize + delta).max(1) as usize;
+        if target == self.options.workers {
+            return Ok(());
+        }
+        tracing::info!(
+            from = self.options.workers,
+            to = target,
+            "changing the number of workers"
+        );
+        self.stop_all(true);
+        self.options.workers = target;
+        self.generation += 1;
+        self.history.clear();
+        self.spawn_missing()
+    }
+}

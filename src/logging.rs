@@ -1,0 +1,44 @@
+//! Log lines name the process they come from: every line carries the pid and the role
+//! (`supervisor` or `worker=i`), set once per process after the fork.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::FormatTime;
+
+use crate::config::LogFormat;
+
+/// -1 for the supervisor (or a one-shot command), else the worker index.
+static WORKER_INDEX: AtomicI64 = AtomicI64::new(-1);
+
+/// Marks this process as worker `index` (called in the child after the fork).
+pub fn set_worker(index: usize) {
+    WORKER_INDEX.store(index as i64, Ordering::Relaxed);
+}
+
+struct ProcessStamp;
+
+impl FormatTime for ProcessStamp {
+    fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
+        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
+        match WORKER_INDEX.load(Ordering::Relaxed) {
+            -1 => write!(w, "{now} pid={} supervisor", std::process::id()),
+            i => write!(w, "{now} pid={} worker={i}", std::process::id()),
+        }
+    }
+}
+
+/// Installs the global subscriber (stderr, `RUST_LOG` filter, default `info`). Spawns no thread,
+/// so it is safe before forking.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_timer(ProcessStamp);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

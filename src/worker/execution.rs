@@ -1,0 +1,281 @@
+//! One request from record to response.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::config::{ExecutionSettings, ResponseKey};
+use crate::kafka::{RequestRecord, ResponseProducer};
+use crate::protocol::response::Failure;
+use crate::protocol::revision::{DataType, State};
+use crate::protocol::{
+    PreparedRevision, ProtocolError, Step, Target, Timings, build_response, failure_response,
+    parse_request,
+};
+use crate::runtime_client::{RuntimeClient, RuntimeError};
+use crate::store::DirIndex;
+
+/// Header naming the job a response (or dead letter) belongs to.
+pub const JOB_ID_HEADER: &str = "hd-job-id";
+/// Header of a dead letter saying why the record is not a request.
+pub const DEAD_LETTER_REASON_HEADER: &str = "hd-dead-letter-reason";
+
+/// What every execution of a worker shares.
+#[derive(Debug)]
+pub struct Execution {
+    store: Arc<DirIndex>,
+    /// Prepared RELEASED revisions by id: they never change, so each is prepared once.
+    prepared: Mutex<HashMap<Uuid, Arc<PreparedRevision>>>,
+    runtime: RuntimeClient,
+    responses: ResponseProducer,
+    dead_letters: Option<ResponseProducer>,
+    settings: ExecutionSettings,
+    request_topic: String,
+    process_id: Option<u32>,
+}
+
+/// Why an execution ended without a runtime result, with what is known of the request.
+struct Failed {
+    error: ProtocolError,
+    job_id: Option<Uuid>,
+    output_types: Vec<(String, DataType)>,
+}
+
+impl From<ProtocolError> for Failed {
+    fn from(error: ProtocolError) -> Failed {
+        Failed {
+            error,
+            job_id: None,
+            output_types: Vec::new(),
+        }
+    }
+}
+
+/// Upper bound of prepared revisions kept; beyond it the cache starts over.
+const PREPARED_CAPACITY: usize = 1024;
+
+impl Execution {
+    pub fn new(
+        store: Arc<DirIndex>,
+        runtime: RuntimeClient,
+        responses: ResponseProducer,
+        dead_letters: Option<ResponseProducer>,
+        settings: ExecutionSettings,
+        request_topic: String,
+    ) -> Execution {
+        Execution {
+            store,
+            prepared: Mutex::new(HashMap::new()),
+            runtime,
+            responses,
+            dead_letters,
+            process_id: settings.report_process_id.then(std::process::id),
+            settings,
+            request_topic,
+        }
+    }
+
+    fn prepare(&self, target: Target) -> Result<Arc<PreparedRevision>, ProtocolError> {
+        let id = match target {
+            Target::Id(id) => id,
+            Target::LatestOfGroup(group) => {
+                self.store
+                    .latest_released(group)
+                    .ok_or(ProtocolError::NoReleasedRevision { group })?
+                    .id
+            }
+        };
+        if let Some(p) = self.prepared.lock().expect("prepared cache").get(&id) {
+            return Ok(p.clone());
+        }
+        let tree = self.store.tree(id)?;
+        let prepared = Arc::new(PreparedRevision::new(&tree)?);
+        if tree.root.state == State::Released {
+            let mut cache = self.prepared.lock().expect("prepared cache");
+            if cache.len() >= PREPARED_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(id, prepared.clone());
+        }
+        Ok(prepared)
+    }
+
+    async fn execute(
+        &self,
+        record: &RequestRecord,
+        timings: &mut Timings,
+        full_start: chrono::DateTime<Utc>,
+    ) -> Result<(Vec<u8>, Uuid), Failed> {
+        let request = parse_request(record.value.as_deref())?;
+        let job_id = request.job_id;
+        let with_job = |error: ProtocolError| Failed {
+            error,
+            job_id: Some(job_id),
+            output_types: Vec::new(),
+        };
+        let prepare_start = Utc::now();
+        let prepared = self.prepare(request.target).map_err(with_job)?;
+        let runtime_request = prepared.runtime_request(&request).map_err(with_job)?;
+        let prepare_end = Utc::now();
+        timings.prepare_execution_input = Some(Step {
+            start: prepare_start,
+            end: prepare_end,
+        });
+        let failed = |error: ProtocolError| Failed {
+            error,
+            job_id: Some(job_id),
+            output_types: prepared.output_types().to_vec(),
+        };
+        let answer = self
+            .runtime
+            .run(Bytes::from(runtime_request.body))
+            .await
+            .map_err(|e| {
+                failed(match e {
+                    RuntimeError::Unreachable { .. }
+                    | RuntimeError::Timeout { .. }
+                    | RuntimeError::Failed { .. }
+                    | RuntimeError::BadUrl { .. } => ProtocolError::RuntimeUnreachable {
+                        reason: e.to_string(),
+                    },
+                })
+            })?;
+        let end = Utc::now();
+        timings.run_execution_input = Some(Step {
+            start: prepare_end,
+            end,
+        });
+        timings.internal_full = Some(Step {
+            start: full_start,
+            end,
+        });
+        let bytes = build_response(
+            answer.status,
+            &answer.body,
+            prepared.output_types(),
+            timings,
+            self.process_id,
+        )
+        .map_err(failed)?;
+        Ok((bytes, job_id))
+    }
+
+    /// Executes one record and produces its response; marks it done once the response is in
+    /// Kafka. Producing is retried until it succeeds or the worker is stopping hard.
+    pub async fn handle(self: Arc<Self>, record: RequestRecord) {
+        let span = tracing::info_span!(
+            "request",
+            partition = record.partition,
+            offset = record.offset,
+            job_id = tracing::field::Empty
+        );
+        self.handle_in(record, span.clone()).instrument(span).await
+    }
+
+    async fn handle_in(&self, record: RequestRecord, span: tracing::Span) {
+        let full_start = Utc::now();
+        let mut timings = Timings::default();
+        let (value, job_id, dead_letter) = match self
+            .execute(&record, &mut timings, full_start)
+            .await
+        {
+            Ok((bytes, job_id)) => (bytes, job_id, None),
+            Err(failed) => {
+                let job_id = failed
+                    .job_id
+                    .or(match &failed.error {
+                        ProtocolError::InvalidRequest { job_id, .. } => *job_id,
+                        _ => None,
+                    })
+                    .unwrap_or_else(Uuid::new_v4);
+                timings.internal_full = Some(Step {
+                    start: full_start,
+                    end: Utc::now(),
+                });
+                let extra = serde_json::json!({
+                    "topic": self.request_topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                });
+                tracing::warn!(%job_id, error_type = failed.error.error_type(), "request failed: {}", failed.error);
+                let bytes = failure_response(&Failure {
+                    error: &failed.error,
+                    job_id: Some(job_id),
+                    output_types: &failed.output_types,
+                    timings: &timings,
+                    process_id: self.process_id,
+                    extra: Some(&extra),
+                });
+                let dead_letter = failed
+                    .error
+                    .is_not_a_request()
+                    .then(|| failed.error.to_string());
+                (bytes, job_id, dead_letter)
+            }
+        };
+        span.record("job_id", tracing::field::display(job_id));
+
+        let job = job_id.hyphenated().to_string();
+        let mut headers = BTreeMap::from([
+            (JOB_ID_HEADER.to_owned(), job.clone().into_bytes()),
+            ("content-type".to_owned(), b"application/json".to_vec()),
+        ]);
+        if let Some(tp) = record.headers.get("traceparent") {
+            headers.insert("traceparent".to_owned(), tp.clone());
+        }
+        let key = match self.settings.response_key {
+            ResponseKey::Request => record.key.clone(),
+            ResponseKey::JobId => Some(job.clone().into_bytes()),
+            ResponseKey::None => None,
+        };
+        if let (Some(reason), Some(dlq)) = (&dead_letter, &self.dead_letters) {
+            let mut dl_headers = record.headers.clone();
+            dl_headers.insert(
+                DEAD_LETTER_REASON_HEADER.to_owned(),
+                reason.clone().into_bytes(),
+            );
+            dl_headers.insert(JOB_ID_HEADER.to_owned(), job.clone().into_bytes());
+            if !produce_until_done(dlq, record.key.clone(), record.value.clone(), dl_headers).await
+            {
+                return;
+            }
+        }
+        if produce_until_done(&self.responses, key, Some(value), headers).await {
+            tracing::debug!("response produced");
+            record.done.complete();
+        }
+    }
+}
+
+/// Produces with retries until Kafka acknowledges the record.
+async fn produce_until_done(
+    producer: &ResponseProducer,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: BTreeMap<String, Vec<u8>>,
+) -> bool {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match producer
+            .send(key.clone(), value.clone(), headers.clone())
+            .await
+        {
+            Ok(_) => return true,
+            Err(e) => {
+                tracing::warn!(
+                    topic = producer.topic(),
+                    "producing failed, retrying in {backoff:?}: {e}"
+                );
+                // Retrying goes on through a stop's grace period; the worker aborts this task
+                // when the grace period ends, leaving the record uncommitted.
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
