@@ -190,7 +190,7 @@ async fn keyed_responses_land_where_javas_partitioner_puts_them() {
     for key in ["exec_job_1", "exec_job_2", "another-key"] {
         let headers = BTreeMap::from([("hd-job-id".to_owned(), b"j".to_vec())]);
         let (partition, offset) = producer
-            .send(Some(key.into()), b"{}".to_vec(), headers)
+            .send(Some(key.into()), Some(b"{}".to_vec()), headers)
             .await
             .unwrap();
         assert_eq!(partition, partition_for_key(key.as_bytes(), 8));
