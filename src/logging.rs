@@ -32,7 +32,10 @@ impl FormatTime for ProcessStamp {
 /// Installs the global subscriber (stderr, `RUST_LOG` filter, default `info`). Spawns no thread,
 /// so it is safe before forking.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // rskafka's batch producer warns on every flush that drops an unused result slot; it is
+    // not a failure (the records are produced), so it is kept out of the default log.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,rskafka::client::producer::broadcast=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

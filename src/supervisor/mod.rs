@@ -54,7 +54,9 @@ pub trait WorkerFactory {
     /// Runs in the supervisor on HUP: re-read configuration and data. On error the old state
     /// stays and the workers are not replaced.
     fn reload(&mut self) -> Result<(), String>;
-    /// Runs in the forked child; its return value is the child's exit code.
+    /// Runs in the forked child; its return value is the child's exit code. SIGTERM (and
+    /// SIGINT) asks it to stop gracefully: it must handle them itself (tokio::signal or
+    /// signal-hook), as nothing else stops it but SIGKILL after the grace period.
     fn run_worker(&self, slot: WorkerSlot) -> i32;
 }
 
@@ -141,6 +143,8 @@ struct Supervisor<F: WorkerFactory> {
     generation: u64,
     wake: UnixStream,
     flags: Vec<(Signal, Arc<AtomicBool>)>,
+    /// The supervisor's signal actions, removed again in each child.
+    actions: Vec<signal_hook::SigId>,
     /// File descriptors a child must not keep (the supervisor's own).
     wake_writer: UnixStream,
 }
@@ -157,15 +161,21 @@ pub fn run<F: WorkerFactory>(
     wake.set_nonblocking(true).ok();
     wake_writer.set_nonblocking(true).ok();
     let mut flags = Vec::new();
+    let mut actions = Vec::new();
     for sig in SIGNALS {
         let flag = Arc::new(AtomicBool::new(false));
         let io = |source| SupervisorError::Os {
             context: "registering signal handlers",
             source,
         };
-        signal_hook::flag::register(sig as i32, flag.clone()).map_err(io)?;
-        signal_hook::low_level::pipe::register(sig as i32, wake_writer.try_clone().map_err(io)?)
-            .map_err(io)?;
+        actions.push(signal_hook::flag::register(sig as i32, flag.clone()).map_err(io)?);
+        actions.push(
+            signal_hook::low_level::pipe::register(
+                sig as i32,
+                wake_writer.try_clone().map_err(io)?,
+            )
+            .map_err(io)?,
+        );
         flags.push((sig, flag));
     }
     if let Some(path) = &options.pid_file {
@@ -184,6 +194,7 @@ pub fn run<F: WorkerFactory>(
         generation: 1,
         wake,
         flags,
+        actions,
         wake_writer,
     };
     tracing::info!(
@@ -398,7 +409,17 @@ impl<F: WorkerFactory> Supervisor<F> {
         self.workers.clear();
         let _ = nix::unistd::close(self.wake.as_raw_fd());
         let _ = nix::unistd::close(self.wake_writer.as_raw_fd());
-        for sig in SIGNALS {
+        // signal-hook's registry survives the fork and believes its handlers are installed, so
+        // a later registration in the child (tokio's, for TERM and INT) does not install them
+        // again. Hence: remove the supervisor's actions but keep the registry's handler for TERM
+        // and INT, which the worker body must handle; every other signal gets its default.
+        for id in self.actions.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+        for sig in SIGNALS
+            .into_iter()
+            .filter(|s| !matches!(s, Signal::SIGTERM | Signal::SIGINT))
+        {
             // SAFETY: installing SIG_DFL is always sound; no handler code is involved.
             let _ = unsafe {
                 sigaction(

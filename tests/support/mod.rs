@@ -6,3 +6,4 @@
 pub mod kafka;
 pub mod normalise;
 pub mod runtime_double;
+pub mod service;

@@ -115,3 +115,27 @@ pub fn normalise(doc: &Value, known: &HashSet<String>) -> String {
     }
     text
 }
+
+/// What we answer where the reference dropped the request: the error class per case.
+pub fn expected_failure(case: &str) -> Option<&'static str> {
+    Some(match case {
+        "invalid_not_json" | "invalid_non_utf8" | "invalid_tombstone" => "UndecodableRequestError",
+        "invalid_neither_id_nor_group"
+        | "invalid_group_without_wiring"
+        | "invalid_adapter_id_int"
+        | "invalid_reserved_filter_key"
+        | "invalid_duplicate_input_wiring"
+        | "invalid_job_id" => "ValidationError",
+        "invalid_unknown_group" | "invalid_group_only_drafts" => "DBNotFoundError",
+        "invalid_unknown_id" => "TrafoExecutionNotFoundError",
+        "invalid_wiring_incomplete"
+        | "invalid_wiring_unknown_input"
+        | "invalid_wiring_unknown_output"
+        | "invalid_unnamed_workflow_input" => "TrafoExecutionInputValidationError",
+        "invalid_runtime_unreachable" => "TrafoExecutionRuntimeConnectionError",
+        "invalid_runtime_bad_result"
+        | "invalid_runtime_text_500"
+        | "invalid_runtime_nan_output" => "TrafoExecutionResultValidationError",
+        _ => return None,
+    })
+}

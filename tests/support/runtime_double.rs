@@ -37,6 +37,8 @@ pub enum Mode {
     NonJson,
     /// 200 with `{"foo": 1}`.
     BadResult,
+    /// A valid result, but with HTTP status 500 (the reference accepts it).
+    ValidResultWith500,
     /// Accept, read the request, close without answering.
     DropConnection,
     /// Nobody listens on the port: connections are refused.
@@ -149,11 +151,17 @@ impl RuntimeDouble {
                                 let Ok((stream, _)) = accepted else { continue };
                                 s.connections.fetch_add(1, Ordering::Relaxed);
                                 let s = s.clone();
+                                let mut up = rx.clone();
                                 tokio::spawn(async move {
                                     let service = service_fn(move |req| handle(s.clone(), req));
-                                    let _ = http1::Builder::new()
-                                        .serve_connection(TokioIo::new(stream), service)
-                                        .await;
+                                    let conn = http1::Builder::new()
+                                        .serve_connection(TokioIo::new(stream), service);
+                                    // Going down closes kept-alive connections too: a down
+                                    // runtime is unreachable, not just deaf to new clients.
+                                    tokio::select! {
+                                        _ = conn => {}
+                                        _ = up.wait_for(|listening| !*listening) => {}
+                                    }
                                 });
                             }
                             changed = rx.changed() => {
@@ -290,8 +298,9 @@ async fn handle(
         Mode::NonJson => return Ok(respond(200, "text/html", "<html>proxy error</html>")),
         Mode::BadResult => return Ok(respond(200, "application/json", r#"{"foo": 1}"#)),
         Mode::DropConnection => return Err(std::io::Error::other("dropping the connection")),
-        Mode::Normal | Mode::Down => {}
+        Mode::Normal | Mode::Down | Mode::ValidResultWith500 => {}
     }
+    let forced_status = (mode == Mode::ValidResultWith500).then_some(500u16);
     let request = match parsed {
         Ok(v) => v,
         Err(e) => return Ok(reject(&shared, vec![format!("body is not JSON: {e}")])),
@@ -303,13 +312,13 @@ async fn handle(
     let job = request["job_id"].as_str().unwrap_or_default().to_owned();
     if let Some((status, recorded, recorded_job)) = shared.recorded.get(&request_key(&request)) {
         return Ok(respond(
-            *status,
+            forced_status.unwrap_or(*status),
             "application/json",
             recorded.replace(recorded_job.as_str(), &job),
         ));
     }
     Ok(respond(
-        200,
+        forced_status.unwrap_or(200),
         "application/json",
         computed_result(&request).to_string(),
     ))

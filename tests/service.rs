@@ -1,0 +1,390 @@
+//! The whole service as users run it: `hd-kafka-exec serve` (supervisor and workers) against the
+//! real Kafka broker, with the runtime double standing in for hetida's runtime service.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::kafka::{client, kafka_bootstrap, kcat};
+use support::normalise;
+use support::runtime_double::{Mode, RuntimeDouble};
+use support::service::{
+    ServiceProcess, Topics, add_request, job_of, produce_requests, read_all, read_jobs, vectors,
+};
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn case_file(case: &str, name: &str) -> Option<Vec<u8>> {
+    std::fs::read(vectors().join("cases").join(case).join(name)).ok()
+}
+
+fn assert_same(case: &str, ours: &[u8], reference: &[u8], request: Option<&[u8]>) {
+    let known = normalise::known_uuids(&vectors().join("transformations"), request);
+    let a = normalise::normalise(&serde_json::from_slice(ours).unwrap(), &known);
+    let b = normalise::normalise(&serde_json::from_slice(reference).unwrap(), &known);
+    assert_eq!(a, b, "{case}: response differs from the reference");
+}
+
+/// The seed's demo: the two console-producer lines (`exec_job_1:{...}` by id, `exec_job_2:{...}`
+/// by revision group) typed into kcat; each yields one response equal to the reference's, keyed
+/// like its request.
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_messages_from_the_console_producer_get_the_references_responses() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "seed", 8).await;
+    let service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "2"]);
+    service.wait_workers(2, WAIT);
+
+    let by_id = String::from_utf8(case_file("volatility_by_id", "request.json").unwrap()).unwrap();
+    let by_group =
+        String::from_utf8(case_file("volatility_latest_by_group", "request.json").unwrap())
+            .unwrap();
+    let mut child = kcat()
+        .args([
+            "-P",
+            "-b",
+            &kafka_bootstrap().join(","),
+            "-t",
+            &topics.requests,
+            "-K:",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "exec_job_1:{}", by_id.trim_end()).unwrap();
+        writeln!(stdin, "exec_job_2:{}", by_group.trim_end()).unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+
+    let responses = read_all(&client, &topics.responses, 2, WAIT).await;
+    assert_eq!(responses.len(), 2, "log:\n{}", service.log_text());
+    for (_, r) in &responses {
+        let key = String::from_utf8(r.record.key.clone().unwrap()).unwrap();
+        let (case, request) = match key.as_str() {
+            "exec_job_1" => ("volatility_by_id", &by_id),
+            "exec_job_2" => ("volatility_latest_by_group", &by_group),
+            other => panic!("unexpected key {other}"),
+        };
+        let value = r.record.value.as_ref().unwrap();
+        assert_same(
+            case,
+            value,
+            &case_file(case, "response.json").unwrap(),
+            Some(request.as_bytes()),
+        );
+        assert_eq!(r.record.headers["hd-job-id"], job_of(value).as_bytes());
+        assert_eq!(r.record.headers["content-type"], b"application/json");
+    }
+    assert!(double.violations().is_empty(), "{:?}", double.violations());
+}
+
+/// Cases whose recorded runtime misbehaved; the double is switched to the same misbehaviour.
+fn special_mode(case: &str) -> Option<Mode> {
+    Some(match case {
+        "invalid_runtime_unreachable" => Mode::Down,
+        "invalid_runtime_bad_result" => Mode::BadResult,
+        "invalid_runtime_text_500" | "invalid_runtime_nan_output" => Mode::Http500Text,
+        "runtime_valid_result_with_500" => Mode::ValidResultWith500,
+        _ => return None,
+    })
+}
+
+fn check_case(case: &str, value: &[u8]) {
+    let request = case_file(case, "request.json").or_else(|| case_file(case, "request.bin"));
+    match case_file(case, "response.json") {
+        Some(reference) => assert_same(case, value, &reference, request.as_deref()),
+        None => {
+            let v: Value = serde_json::from_slice(value).unwrap();
+            let expected = normalise::expected_failure(case)
+                .unwrap_or_else(|| panic!("{case}: no expectation"));
+            assert_eq!(v["result"], "failure", "{case}: {v}");
+            assert_eq!(v["error"]["type"], expected, "{case}: {v}");
+            assert_eq!(
+                v["error"]["extra_information"]["topic"].as_str().is_some(),
+                true,
+                "{case}: {v}"
+            );
+        }
+    }
+}
+
+/// Every recorded case through Kafka: the reference's response where it answered, our failure
+/// response where it dropped the request, dead letters for what is no request at all — and the
+/// workers keep running throughout.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_vector_case_through_kafka() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "cases", 4).await;
+    let mut service = ServiceProcess::start(
+        &topics,
+        &double.engine_url(),
+        &["--workers", "2", "--runtime-retry-budget", "1"],
+    );
+    service.wait_workers(2, WAIT);
+    let workers_before = service.workers();
+
+    let mut cases: Vec<String> = std::fs::read_dir(vectors().join("cases"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    cases.sort();
+    assert_eq!(cases.len(), 42);
+    let value_of =
+        |case: &str| case_file(case, "request.json").or_else(|| case_file(case, "request.bin"));
+    let normal: Vec<&String> = cases.iter().filter(|c| special_mode(c).is_none()).collect();
+    let records: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = normal
+        .iter()
+        .map(|c| (Some(c.as_bytes().to_vec()), value_of(c)))
+        .collect();
+    produce_requests(&client, &topics.requests, &records).await;
+    let responses = read_all(&client, &topics.responses, normal.len(), WAIT).await;
+    assert_eq!(
+        responses.len(),
+        normal.len(),
+        "one response per request; log:\n{}",
+        service.log_text()
+    );
+    let mut seen = HashSet::new();
+    for (_, r) in &responses {
+        let case = String::from_utf8(r.record.key.clone().unwrap()).unwrap();
+        assert!(seen.insert(case.clone()), "{case} answered twice");
+        check_case(&case, r.record.value.as_ref().unwrap());
+    }
+
+    let mut expected_total = normal.len();
+    for case in cases.iter().filter(|c| special_mode(c).is_some()) {
+        double.set_mode(special_mode(case).unwrap());
+        produce_requests(
+            &client,
+            &topics.requests,
+            &[(Some(case.as_bytes().to_vec()), value_of(case))],
+        )
+        .await;
+        expected_total += 1;
+        let all = read_all(&client, &topics.responses, expected_total, WAIT).await;
+        let r = all
+            .iter()
+            .find(|(_, r)| r.record.key.as_deref() == Some(case.as_bytes()))
+            .unwrap_or_else(|| panic!("{case}: no response; log:\n{}", service.log_text()));
+        check_case(case, r.1.record.value.as_ref().unwrap());
+        double.set_mode(Mode::Normal);
+    }
+
+    let dead = read_all(&client, &topics.dead_letters, 3, WAIT).await;
+    let mut dead_keys: Vec<String> = dead
+        .iter()
+        .map(|(_, r)| String::from_utf8(r.record.key.clone().unwrap()).unwrap())
+        .collect();
+    dead_keys.sort();
+    assert_eq!(
+        dead_keys,
+        ["invalid_non_utf8", "invalid_not_json", "invalid_tombstone"]
+    );
+    for (_, r) in &dead {
+        let key = String::from_utf8(r.record.key.clone().unwrap()).unwrap();
+        assert_eq!(
+            r.record.value,
+            value_of(&key),
+            "{key}: dead letter carries the value untouched"
+        );
+        assert!(r.record.headers.contains_key("hd-dead-letter-reason"));
+    }
+    assert_eq!(
+        service.workers(),
+        workers_before,
+        "no worker died of a bad message"
+    );
+    assert!(double.violations().is_empty(), "{:?}", double.violations());
+    service.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(service.wait_exit(WAIT).unwrap().success());
+}
+
+/// The runtime is down for 10 s while requests arrive: all are answered once it is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_survive_a_runtime_outage_within_the_retry_budget() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "outage", 4).await;
+    let service = ServiceProcess::start(
+        &topics,
+        &double.engine_url(),
+        &["--workers", "1", "--runtime-retry-budget", "60"],
+    );
+    service.wait_workers(1, WAIT);
+    double.set_mode(Mode::Down);
+    let jobs: Vec<Uuid> = (0..50).map(|_| Uuid::new_v4()).collect();
+    let records: Vec<_> = jobs
+        .iter()
+        .map(|j| (Some(j.to_string().into_bytes()), Some(add_request(*j))))
+        .collect();
+    produce_requests(&client, &topics.requests, &records).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        read_all(&client, &topics.responses, 1, Duration::from_millis(100))
+            .await
+            .len(),
+        0
+    );
+    double.set_mode(Mode::Normal);
+    let responses = read_all(&client, &topics.responses, jobs.len(), WAIT).await;
+    assert_eq!(responses.len(), jobs.len(), "log:\n{}", service.log_text());
+    for (_, r) in &responses {
+        let v: Value = serde_json::from_slice(r.record.value.as_ref().unwrap()).unwrap();
+        assert_eq!(v["result"], "ok", "{v}");
+    }
+}
+
+/// Beyond the retry budget the requests get failure responses, not silence.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_runtime_beyond_the_budget_gives_failure_responses() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "down", 2).await;
+    let service = ServiceProcess::start(
+        &topics,
+        &double.engine_url(),
+        &["--workers", "1", "--runtime-retry-budget", "1"],
+    );
+    service.wait_workers(1, WAIT);
+    double.set_mode(Mode::Down);
+    let jobs: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+    let records: Vec<_> = jobs.iter().map(|j| (None, Some(add_request(*j)))).collect();
+    produce_requests(&client, &topics.requests, &records).await;
+    let responses = read_all(&client, &topics.responses, jobs.len(), WAIT).await;
+    assert_eq!(responses.len(), jobs.len());
+    for (_, r) in &responses {
+        let v: Value = serde_json::from_slice(r.record.value.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            v["error"]["type"], "TrafoExecutionRuntimeConnectionError",
+            "{v}"
+        );
+        assert!(jobs.iter().any(|j| v["job_id"] == j.to_string()));
+    }
+}
+
+/// kill -9 of a worker with 2,000 requests in flight, then it is restarted: every request has a
+/// response, repeats stay within the in-flight window, and the committed positions cover all.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_of_a_worker_loses_no_request() {
+    let double = RuntimeDouble::start().await;
+    double.set_latency(Duration::from_millis(5));
+    let client = client().await;
+    let topics = Topics::create(&client, "kill9", 4).await;
+    let max_in_flight = 16;
+    let service = ServiceProcess::start(
+        &topics,
+        &double.engine_url(),
+        &[
+            "--workers",
+            "1",
+            "--max-in-flight",
+            &max_in_flight.to_string(),
+        ],
+    );
+    service.wait_workers(1, WAIT);
+    let jobs: Vec<Uuid> = (0..2000).map(|_| Uuid::new_v4()).collect();
+    let records: Vec<_> = jobs
+        .iter()
+        .map(|j| (Some(j.to_string().into_bytes()), Some(add_request(*j))))
+        .collect();
+    produce_requests(&client, &topics.requests, &records).await;
+    // Kill once some responses are out, mid-stream.
+    let some = read_all(&client, &topics.responses, 300, WAIT).await;
+    assert!(some.len() >= 300);
+    let victim = service.workers()[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+
+    let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for (_, r) in &responses {
+        *count
+            .entry(job_of(r.record.value.as_ref().unwrap()))
+            .or_default() += 1;
+    }
+    let lost: Vec<&Uuid> = jobs
+        .iter()
+        .filter(|j| !count.contains_key(&j.to_string()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} request(s) lost; log:\n{}",
+        lost.len(),
+        service.log_text()
+    );
+    let repeats: usize = count.values().map(|c| c - 1).sum();
+    // Only what was after the last commit may repeat: at most the in-flight window plus what
+    // finished within one commit interval (1 s) before the kill.
+    let delivered_per_second = 2000;
+    assert!(
+        repeats <= max_in_flight + delivered_per_second,
+        "{repeats} repeats"
+    );
+    assert!(
+        service.workers().len() == 1 && service.workers()[0] != victim,
+        "worker restarted"
+    );
+    assert!(
+        service.log_text().contains("worker killed by signal"),
+        "the crash is logged"
+    );
+    eprintln!(
+        "kill -9: {} responses for {} requests, {repeats} repeat(s)",
+        responses.len(),
+        jobs.len()
+    );
+}
+
+/// A clean stop (TERM) and a new start execute nothing twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn clean_stop_then_start_executes_nothing_twice() {
+    let double = RuntimeDouble::start().await;
+    double.set_latency(Duration::from_millis(2));
+    let client = client().await;
+    let topics = Topics::create(&client, "restart", 4).await;
+    let mut service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "2"]);
+    service.wait_workers(2, WAIT);
+    let jobs: Vec<Uuid> = (0..600).map(|_| Uuid::new_v4()).collect();
+    let records: Vec<_> = jobs
+        .iter()
+        .map(|j| (Some(j.to_string().into_bytes()), Some(add_request(*j))))
+        .collect();
+    produce_requests(&client, &topics.requests, &records).await;
+    let _ = read_all(&client, &topics.responses, 200, WAIT).await;
+    service.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = service
+        .wait_exit(WAIT)
+        .expect("supervisor exits after TERM");
+    assert!(status.success(), "log:\n{}", service.log_text());
+    assert!(service.workers().is_empty());
+
+    let second = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "2"]);
+    second.wait_workers(2, WAIT);
+    let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
+    assert_eq!(
+        responses.len(),
+        jobs.len(),
+        "log:\n{}\n{}",
+        service.log_text(),
+        second.log_text()
+    );
+    for j in &jobs {
+        assert_eq!(
+            double.calls_for_job(&j.to_string()),
+            1,
+            "job {j} executed once"
+        );
+    }
+}

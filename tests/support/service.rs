@@ -1,0 +1,279 @@
+//! `hd-kafka-exec serve` as a real process against the test broker and the runtime double, and
+//! helpers to feed it requests and collect its responses.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rskafka::client::Client;
+use rskafka::client::partition::{Compression, OffsetAt, UnknownTopicHandling};
+use rskafka::record::{Record, RecordAndOffset};
+
+use super::kafka::{create_topic, kafka_bootstrap, unique_topic};
+
+pub fn vectors() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors")
+}
+
+/// The topics and group of one test's service.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub requests: String,
+    pub responses: String,
+    pub dead_letters: String,
+    pub group: String,
+}
+
+impl Topics {
+    pub async fn create(client: &Client, prefix: &str, partitions: i32) -> Topics {
+        let t = Topics {
+            requests: unique_topic(&format!("{prefix}-req")),
+            responses: unique_topic(&format!("{prefix}-resp")),
+            dead_letters: unique_topic(&format!("{prefix}-dlq")),
+            group: unique_topic(&format!("{prefix}-group")),
+        };
+        create_topic(client, &t.requests, partitions).await;
+        create_topic(client, &t.responses, partitions).await;
+        create_topic(client, &t.dead_letters, 1).await;
+        t
+    }
+}
+
+/// A running `serve`; killed (with its workers) when dropped.
+#[derive(Debug)]
+pub struct ServiceProcess {
+    child: Child,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ServiceProcess {
+    /// Starts `serve` configured through hetida's variables, plus `args`.
+    pub fn start(topics: &Topics, engine_url: &str, args: &[&str]) -> ServiceProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("serve.log");
+        let bootstrap = kafka_bootstrap().join(",");
+        let child = Command::new(env!("CARGO_BIN_EXE_hd-kafka-exec"))
+            .arg("serve")
+            .args(["--store", &format!("dir:{}", vectors().join("transformations").display())])
+            .args(["--dead-letter-topic", &topics.dead_letters])
+            .args(args)
+            .env(
+                "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+                format!(
+                    r#"{{"bootstrap_servers": "{bootstrap}", "group_id": "{}", "auto_offset_reset": "earliest"}}"#,
+                    topics.group
+                ),
+            )
+            .env(
+                "HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS",
+                format!(r#"{{"bootstrap_servers": "{bootstrap}"}}"#),
+            )
+            .env("HETIDA_DESIGNER_KAFKA_CONSUMER_TOPIC", &topics.requests)
+            .env("HETIDA_DESIGNER_KAFKA_RESPONSE_TOPIC", &topics.responses)
+            .env("HETIDA_DESIGNER_RUNTIME_ENGINE_URL", engine_url)
+            .env("RUST_LOG", "info,rskafka::client::producer::broadcast=error")
+            .env_remove("HD_WORKERS")
+            .env_remove("WEB_CONCURRENCY")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        ServiceProcess {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Current worker processes (the supervisor's children).
+    pub fn workers(&self) -> Vec<i32> {
+        let path = format!("/proc/{0}/task/{0}/children", self.pid());
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    /// Waits until `n` workers run and each has logged that it consumes.
+    pub fn wait_workers(&self, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let consuming = self.log_text().matches("worker consuming").count();
+            if self.workers().len() == n && consuming >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{n} workers did not start; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).unwrap();
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        for w in self.workers() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(w),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Produces request values with keys to `topic`, spread over partitions by key.
+pub async fn produce_requests(
+    client: &Arc<Client>,
+    topic: &str,
+    requests: &[(Option<Vec<u8>>, Option<Vec<u8>>)],
+) {
+    let partitions = client
+        .list_topics()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.name == topic)
+        .unwrap()
+        .partitions
+        .len() as i32;
+    let mut by_partition: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
+    for (i, (key, value)) in requests.iter().enumerate() {
+        let p = match key {
+            Some(k) => hd_kafka_exec::kafka::producer::partition_for_key(k, partitions),
+            None => i as i32 % partitions,
+        };
+        by_partition.entry(p).or_default().push(Record {
+            key: key.clone(),
+            value: value.clone(),
+            headers: BTreeMap::new(),
+            timestamp: Utc::now(),
+        });
+    }
+    for (p, records) in by_partition {
+        let pc = client
+            .partition_client(topic, p, UnknownTopicHandling::Retry)
+            .await
+            .unwrap();
+        for chunk in records.chunks(200) {
+            pc.produce(chunk.to_vec(), Compression::NoCompression)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// Reads every record of `topic` until at least `expected` arrived or `timeout` passed.
+pub async fn read_all(
+    client: &Arc<Client>,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+) -> Vec<(i32, RecordAndOffset)> {
+    let partitions = client
+        .list_topics()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.name == topic)
+        .unwrap()
+        .partitions
+        .len() as i32;
+    let mut clients = Vec::new();
+    for p in 0..partitions {
+        let pc = client
+            .partition_client(topic, p, UnknownTopicHandling::Retry)
+            .await
+            .unwrap();
+        let start = pc.get_offset(OffsetAt::Earliest).await.unwrap();
+        clients.push((p, pc, start));
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut out = Vec::new();
+    loop {
+        for (p, pc, next) in clients.iter_mut() {
+            let (records, _) = pc.fetch_records(*next, 1..50_000_000, 50).await.unwrap();
+            for r in records {
+                if r.offset >= *next {
+                    *next = r.offset + 1;
+                    out.push((*p, r));
+                }
+            }
+        }
+        if out.len() >= expected || tokio::time::Instant::now() >= deadline {
+            return out;
+        }
+    }
+}
+
+/// A small valid request (the Add component) with its own job id.
+pub fn add_request(job: uuid::Uuid) -> Vec<u8> {
+    format!(
+        r#"{{"id": "2abf72f6-68c9-7398-7175-165d31b3ced7", "wiring": {{"input_wirings": [{{"workflow_input_name": "a", "adapter_id": "direct_provisioning", "filters": {{"value": "1"}}}}, {{"workflow_input_name": "b", "adapter_id": "direct_provisioning", "filters": {{"value": "2.5"}}}}], "output_wirings": []}}, "job_id": "{job}"}}"#
+    )
+    .into_bytes()
+}
+
+/// Job id of a response value.
+pub fn job_of(value: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(value).unwrap();
+    v["job_id"].as_str().unwrap().to_owned()
+}
+
+/// Reads `topic` until a response for every job of `jobs` arrived (repeats included) or
+/// `timeout` passed; returns every record read.
+pub async fn read_jobs(
+    client: &Arc<Client>,
+    topic: &str,
+    jobs: &[uuid::Uuid],
+    timeout: Duration,
+) -> Vec<(i32, RecordAndOffset)> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let wanted: std::collections::HashSet<String> = jobs.iter().map(|j| j.to_string()).collect();
+    let mut expected = jobs.len();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let all = read_all(client, topic, expected, left).await;
+        let seen: std::collections::HashSet<String> = all
+            .iter()
+            .map(|(_, r)| job_of(r.record.value.as_ref().unwrap()))
+            .collect();
+        if wanted.is_subset(&seen) || tokio::time::Instant::now() >= deadline {
+            return all;
+        }
+        expected = all.len() + 1;
+    }
+}
