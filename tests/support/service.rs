@@ -155,12 +155,11 @@ impl Drop for ServiceProcess {
     }
 }
 
+/// A record to produce: key and value (a `None` value is a tombstone).
+pub type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// Produces request values with keys to `topic`, spread over partitions by key.
-pub async fn produce_requests(
-    client: &Arc<Client>,
-    topic: &str,
-    requests: &[(Option<Vec<u8>>, Option<Vec<u8>>)],
-) {
+pub async fn produce_requests(client: &Arc<Client>, topic: &str, requests: &[KeyValue]) {
     let partitions = client
         .list_topics()
         .await
