@@ -271,6 +271,9 @@ pub async fn serve(
         .filter_map(|(p, o)| Some((p, o?)))
         .collect();
 
+    // Test hook: a worker whose event loop hangs, for the supervisor's hung-worker check.
+    let hang =
+        std::env::var("HD_KAFKA_EXEC_TEST_HANG_WORKER").ok() == Some(spec.slot.index.to_string());
     let mut tasks = JoinSet::new();
     let mut tick = tokio::time::interval(commit_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -281,6 +284,10 @@ pub async fn serve(
                 if *shutdown.borrow() { break; }
             }
             _ = tick.tick() => {
+                if hang {
+                    tracing::warn!("test hook: this worker's event loop hangs now");
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
                 heartbeat();
                 let due = commit_due(&watermarks, &mut last_committed);
                 if let Err(e) = coordinator.commit(&commit_topic, &due).await {

@@ -49,6 +49,7 @@ pub enum Mode {
 struct Counters {
     calls: u64,
     by_job: HashMap<String, u64>,
+    trafo_by_job: HashMap<String, String>,
     violations: Vec<String>,
 }
 
@@ -230,6 +231,17 @@ impl RuntimeDouble {
             .unwrap_or(0)
     }
 
+    /// The revision (`trafo_id`) a job executed.
+    pub fn trafo_of_job(&self, job_id: &str) -> Option<String> {
+        self.shared
+            .counters
+            .lock()
+            .unwrap()
+            .trafo_by_job
+            .get(job_id)
+            .cloned()
+    }
+
     /// Requests that broke the spec, with the reason.
     pub fn violations(&self) -> Vec<String> {
         self.shared.counters.lock().unwrap().violations.clone()
@@ -279,6 +291,10 @@ async fn handle(
         let mut c = shared.counters.lock().unwrap();
         c.calls += 1;
         if let Ok(v) = &parsed {
+            c.trafo_by_job.insert(
+                v["job_id"].as_str().unwrap_or_default().to_owned(),
+                v["trafo_id"].as_str().unwrap_or_default().to_owned(),
+            );
             *c.by_job
                 .entry(v["job_id"].as_str().unwrap_or_default().to_owned())
                 .or_default() += 1;

@@ -53,12 +53,28 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Starts `serve` configured through hetida's variables, plus `args`.
     pub fn start(topics: &Topics, engine_url: &str, args: &[&str]) -> ServiceProcess {
+        Self::start_with(topics, engine_url, args, &[])
+    }
+
+    /// Like [`start`](Self::start) with extra environment variables.
+    pub fn start_with(
+        topics: &Topics,
+        engine_url: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> ServiceProcess {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("serve.log");
         let bootstrap = kafka_bootstrap().join(",");
+        let default_store = format!("dir:{}", vectors().join("transformations").display());
+        let store: &[&str] = if args.contains(&"--store") {
+            &[]
+        } else {
+            &["--store", &default_store]
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_hd-kafka-exec"))
             .arg("serve")
-            .args(["--store", &format!("dir:{}", vectors().join("transformations").display())])
+            .args(store)
             .args(["--dead-letter-topic", &topics.dead_letters])
             .args(args)
             .env(
@@ -78,6 +94,7 @@ impl ServiceProcess {
             .env("RUST_LOG", "info,rskafka::client::producer::broadcast=error")
             .env_remove("HD_WORKERS")
             .env_remove("WEB_CONCURRENCY")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

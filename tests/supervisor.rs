@@ -1,0 +1,362 @@
+//! The supervisor as users run it: `serve --workers N` with real processes, real Kafka and the
+//! runtime double (standing in for hetida's runtime service).
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use support::kafka::client;
+use support::runtime_double::RuntimeDouble;
+use support::service::{ServiceProcess, Topics, add_request, job_of, produce_requests, read_jobs};
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn requests(n: usize) -> (Vec<Uuid>, Vec<support::service::KeyValue>) {
+    let jobs: Vec<Uuid> = (0..n).map(|_| Uuid::new_v4()).collect();
+    let records = jobs
+        .iter()
+        .map(|j| (Some(j.to_string().into_bytes()), Some(add_request(*j))))
+        .collect();
+    (jobs, records)
+}
+
+fn answered(responses: &[(i32, rskafka::record::RecordAndOffset)]) -> BTreeSet<String> {
+    responses
+        .iter()
+        .map(|(_, r)| job_of(r.record.value.as_ref().unwrap()))
+        .collect()
+}
+
+fn assert_all_answered(
+    jobs: &[Uuid],
+    responses: &[(i32, rskafka::record::RecordAndOffset)],
+    log: &str,
+) {
+    let seen = answered(responses);
+    let lost = jobs
+        .iter()
+        .filter(|j| !seen.contains(&j.to_string()))
+        .count();
+    assert_eq!(lost, 0, "{lost} request(s) without response; log:\n{log}");
+}
+
+/// The partitions each "worker consuming" line of the log claims, per generation.
+fn ownership(log: &str) -> Vec<(u64, usize, Vec<i32>)> {
+    log.lines()
+        .filter(|l| l.contains("worker consuming"))
+        .map(|l| {
+            let field = |name: &str| {
+                let start = l.find(&format!("{name}=")).unwrap() + name.len() + 1;
+                l[start..]
+                    .split(|c: char| c.is_whitespace())
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            };
+            let start = l.find("partitions=[").unwrap() + "partitions=[".len();
+            let parts: Vec<i32> = l[start..]
+                .split(']')
+                .next()
+                .unwrap()
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.trim().parse().unwrap())
+                .collect();
+            (
+                field("generation").parse().unwrap(),
+                field("worker").parse().unwrap(),
+                parts,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_workers_split_eight_partitions_and_answer_a_thousand_requests() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "sup3", 8).await;
+    let service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "3"]);
+    service.wait_workers(3, WAIT);
+    let owners = ownership(&service.log_text());
+    let mut all: Vec<i32> = owners.iter().flat_map(|(_, _, p)| p.clone()).collect();
+    all.sort();
+    assert_eq!(
+        all,
+        (0..8).collect::<Vec<_>>(),
+        "every partition exactly one owner: {owners:?}"
+    );
+    let (jobs, records) = requests(1000);
+    produce_requests(&client, &topics.requests, &records).await;
+    let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
+    assert_all_answered(&jobs, &responses, &service.log_text());
+    assert_eq!(responses.len(), 1000, "no repeats without failures");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_worker_is_restarted_and_nothing_is_lost() {
+    let double = RuntimeDouble::start().await;
+    double.set_latency(Duration::from_millis(3));
+    let client = client().await;
+    let topics = Topics::create(&client, "supkill", 4).await;
+    let service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "2"]);
+    service.wait_workers(2, WAIT);
+    let before = service.workers();
+    let (jobs, records) = requests(1000);
+    produce_requests(&client, &topics.requests, &records).await;
+    let victim = before[0];
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim), Signal::SIGKILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = service.workers();
+        if now.len() == 2 && !now.contains(&victim) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "worker not restarted: {now:?}; log:\n{}",
+            service.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
+    assert_all_answered(&jobs, &responses, &service.log_text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn term_under_load_stops_within_the_grace_period_and_a_new_serve_repeats_nothing() {
+    let double = RuntimeDouble::start().await;
+    double.set_latency(Duration::from_millis(20));
+    let client = client().await;
+    let topics = Topics::create(&client, "supterm", 4).await;
+    let mut service = ServiceProcess::start(
+        &topics,
+        &double.engine_url(),
+        &["--workers", "2", "--graceful-timeout", "20"],
+    );
+    service.wait_workers(2, WAIT);
+    let (jobs, records) = requests(800);
+    produce_requests(&client, &topics.requests, &records).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stop = Instant::now();
+    service.signal(Signal::SIGTERM);
+    let status = service
+        .wait_exit(Duration::from_secs(25))
+        .expect("exits within the grace period");
+    assert!(status.success(), "log:\n{}", service.log_text());
+    assert!(stop.elapsed() < Duration::from_secs(21));
+    assert!(service.workers().is_empty());
+
+    let second = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "2"]);
+    second.wait_workers(2, WAIT);
+    let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
+    assert_all_answered(&jobs, &responses, &second.log_text());
+    for j in &jobs {
+        assert_eq!(double.calls_for_job(&j.to_string()), 1, "job {j} ran once");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ttin_and_ttou_change_the_worker_count_without_two_owners_at_once() {
+    let double = RuntimeDouble::start().await;
+    double.set_latency(Duration::from_millis(2));
+    let client = client().await;
+    let topics = Topics::create(&client, "supttin", 6).await;
+    let service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "2"]);
+    service.wait_workers(2, WAIT);
+    let (jobs, records) = requests(600);
+    produce_requests(&client, &topics.requests, &records).await;
+    service.signal(Signal::SIGTTIN);
+    service.wait_workers(3, WAIT);
+    let (jobs2, records2) = requests(300);
+    produce_requests(&client, &topics.requests, &records2).await;
+    service.signal(Signal::SIGTTOU);
+    let deadline = Instant::now() + WAIT;
+    while !(service.workers().len() == 2
+        && ownership(&service.log_text())
+            .iter()
+            .filter(|(g, _, _)| *g == 3)
+            .count()
+            == 2)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "TTOU not followed; log:\n{}",
+            service.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let all_jobs: Vec<Uuid> = jobs.iter().chain(&jobs2).copied().collect();
+    let responses = read_jobs(&client, &topics.responses, &all_jobs, WAIT).await;
+    assert_all_answered(&all_jobs, &responses, &service.log_text());
+
+    // Within each generation every partition has one owner, and a generation's workers consume
+    // only after every worker of the one before has stopped.
+    let log = service.log_text();
+    for generation in 1..=3u64 {
+        let mut parts: Vec<i32> = ownership(&log)
+            .into_iter()
+            .filter(|(g, _, _)| *g == generation)
+            .flat_map(|(_, _, p)| p)
+            .collect();
+        parts.sort();
+        assert_eq!(parts, (0..6).collect::<Vec<_>>(), "generation {generation}");
+    }
+    let lines: Vec<&str> = log.lines().collect();
+    for generation in 2..=3u64 {
+        let first_new = lines
+            .iter()
+            .position(|l| {
+                l.contains("worker consuming") && l.contains(&format!("generation={generation}"))
+            })
+            .unwrap();
+        let last_old_stop = lines
+            .iter()
+            .rposition(|l| {
+                l.contains("worker stopped")
+                    && l.contains(&format!("generation={}", generation - 1))
+            })
+            .unwrap();
+        assert!(
+            last_old_stop < first_new,
+            "generation {generation} started before the old one stopped"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hup_reloads_the_store_and_the_new_revision_is_served() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "suphup", 2).await;
+    let store = tempfile::tempdir().unwrap();
+    let project =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("transformations/components");
+    let original = std::fs::read_dir(&project)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(&original).unwrap();
+    std::fs::write(store.path().join("multiply-1.json"), &text).unwrap();
+    let store_arg = format!("dir:{}", store.path().display());
+    let service = ServiceProcess::start(
+        &topics,
+        &double.engine_url(),
+        &["--workers", "1", "--store", &store_arg, "--latest-ttl", "0"],
+    );
+    service.wait_workers(1, WAIT);
+
+    let mut revision: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let group = revision["revision_group_id"].as_str().unwrap().to_owned();
+    let v1 = revision["id"].as_str().unwrap().to_owned();
+    let latest = |job: Uuid| {
+        format!(r#"{{"revision_group_id": "{group}", "wiring": {{"input_wirings": [{{"workflow_input_name": "a", "adapter_id": "direct_provisioning", "filters": {{"value": "2.0"}}}}]}}, "job_id": "{job}"}}"#).into_bytes()
+    };
+    let first = Uuid::new_v4();
+    produce_requests(&client, &topics.requests, &[(None, Some(latest(first)))]).await;
+    read_jobs(&client, &topics.responses, &[first], WAIT).await;
+    assert_eq!(
+        double.trafo_of_job(&first.to_string()).as_deref(),
+        Some(v1.as_str())
+    );
+
+    let v2 = Uuid::new_v4().to_string();
+    revision["id"] = v2.clone().into();
+    revision["version_tag"] = "2.0.0".into();
+    revision["released_timestamp"] = "2026-11-20T00:00:00+00:00".into();
+    std::fs::write(store.path().join("multiply-2.json"), revision.to_string()).unwrap();
+    service.signal(Signal::SIGHUP);
+    let deadline = Instant::now() + WAIT;
+    while ownership(&service.log_text())
+        .iter()
+        .all(|(g, _, _)| *g < 2)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no reload; log:\n{}",
+            service.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let second = Uuid::new_v4();
+    produce_requests(&client, &topics.requests, &[(None, Some(latest(second)))]).await;
+    read_jobs(&client, &topics.responses, &[second], WAIT).await;
+    assert_eq!(
+        double.trafo_of_job(&second.to_string()).as_deref(),
+        Some(v2.as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_worker_is_killed_after_the_timeout_and_replaced() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "suphang", 2).await;
+    let service = ServiceProcess::start_with(
+        &topics,
+        &double.engine_url(),
+        &["--workers", "2", "--timeout", "3"],
+        &[("HD_KAFKA_EXEC_TEST_HANG_WORKER", "0")],
+    );
+    service.wait_workers(2, WAIT);
+    let first = service.workers();
+    let deadline = Instant::now() + WAIT;
+    while !service.log_text().contains("WORKER TIMEOUT") {
+        assert!(
+            Instant::now() < deadline,
+            "no timeout; log:\n{}",
+            service.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    while service.workers().len() != 2 || service.workers().iter().all(|p| first.contains(p)) {
+        assert!(
+            Instant::now() < deadline,
+            "not replaced; log:\n{}",
+            service.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_stop_by_themselves_when_the_supervisor_is_killed() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "suporphan", 2).await;
+    let mut service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "2"]);
+    service.wait_workers(2, WAIT);
+    let workers = service.workers();
+    service.signal(Signal::SIGKILL);
+    service.wait_exit(WAIT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while workers
+        .iter()
+        .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+    {
+        assert!(Instant::now() < deadline, "orphaned workers still alive");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_that_cannot_boot_makes_serve_fail_with_its_error() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let mut topics = Topics::create(&client, "supboot", 1).await;
+    topics.requests = "no-such-request-topic".into();
+    let mut service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "1"]);
+    let status = service.wait_exit(WAIT).expect("serve gives up");
+    assert!(!status.success());
+    let log = service.log_text();
+    assert!(
+        log.contains("request topic no-such-request-topic does not exist"),
+        "{log}"
+    );
+    assert!(log.contains("failed to boot 3 times"), "{log}");
+}
