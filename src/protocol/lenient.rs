@@ -135,6 +135,9 @@ mod tests {
         assert_eq!(coerce_str(&json!(true)).unwrap(), "True");
         assert_eq!(coerce_str(&json!(1e20)).unwrap(), "1e+20");
         assert_eq!(coerce_str(&json!({})), None);
+        // Exact parsing matters: a lossy parse would print other digits than Python does.
+        let v: Value = serde_json::from_str("-3.5578982111060975e-152").unwrap();
+        assert_eq!(coerce_str(&v).unwrap(), "-3.5578982111060975e-152");
     }
 
     #[test]
