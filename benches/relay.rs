@@ -396,7 +396,9 @@ fn main() {
     rt.block_on(async {
         let double = RuntimeDouble::start().await;
         let mut outcomes = Vec::new();
-        let plan: Vec<(&str, usize, usize, usize, Option<u32>, u64)> = if full {
+        // (scenario, workers, max in flight, requests, offered rate, runtime delay in ms)
+        type Plan = Vec<(&'static str, usize, usize, usize, Option<u32>, u64)>;
+        let plan: Plan = if full {
             vec![
                 ("saturation, --workers 1 --max-in-flight 1", 1, 1, batch / 4, None, 0),
                 ("saturation, --workers 1 --max-in-flight 16", 1, 16, batch, None, 0),
