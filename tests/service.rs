@@ -388,3 +388,59 @@ async fn clean_stop_then_start_executes_nothing_twice() {
         );
     }
 }
+
+/// `hd-kafka-exec exec`: one request on stdin, its response on stdout.
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_prints_the_response_to_a_request() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "exec", 2).await;
+    let service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "1"]);
+    service.wait_workers(1, WAIT);
+    let bootstrap = kafka_bootstrap().join(",");
+    let run = |request: &'static str| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hd-kafka-exec"))
+            .args(["exec", "--key", "exec_job_1", "--wait", "60"])
+            .env(
+                "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+                format!(r#"{{"bootstrap_servers": "{bootstrap}"}}"#),
+            )
+            .env("HETIDA_DESIGNER_KAFKA_CONSUMER_TOPIC", &topics.requests)
+            .env("HETIDA_DESIGNER_KAFKA_RESPONSE_TOPIC", &topics.responses)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(request.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // No job_id: exec adds one, so it can recognise the answer.
+    let ok = run(
+        r#"{"id": "2abf72f6-68c9-7398-7175-165d31b3ced7", "wiring": {"input_wirings": [{"workflow_input_name": "a", "adapter_id": "direct_provisioning", "filters": {"value": "1"}}, {"workflow_input_name": "b", "adapter_id": "direct_provisioning", "filters": {"value": "2.5"}}]}}"#,
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let v: Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(v["result"], "ok");
+    assert_eq!(v["output_results_by_output_name"]["sum"], 3.5);
+    let failed = run(
+        r#"{"id": "00000000-0000-4000-8000-000000000000", "job_id": "00000000-0000-4000-8000-0000000000aa"}"#,
+    );
+    assert_eq!(
+        failed.status.code(),
+        Some(1),
+        "a failure result exits non-zero"
+    );
+    let v: Value = serde_json::from_slice(&failed.stdout).unwrap();
+    assert_eq!(v["error"]["type"], "TrafoExecutionNotFoundError");
+    assert_eq!(v["job_id"], "00000000-0000-4000-8000-0000000000aa");
+}

@@ -360,3 +360,62 @@ async fn a_worker_that_cannot_boot_makes_serve_fail_with_its_error() {
     );
     assert!(log.contains("failed to boot 3 times"), "{log}");
 }
+
+/// Partitions added to the request topic are picked up (within a minute) by the worker that owns
+/// them, from their beginning.
+#[tokio::test(flavor = "multi_thread")]
+async fn partitions_added_while_running_are_consumed() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "supgrow", 2).await;
+    let service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "2"]);
+    service.wait_workers(2, WAIT);
+    let grown = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka"))
+        .args([
+            "partitions",
+            "--dir",
+            support::kafka::kafka_dir().to_str().unwrap(),
+            &topics.requests,
+            "4",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        grown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&grown.stderr)
+    );
+    // Requests on the new partitions 2 and 3 (keys chosen by the partitioner for 4 partitions).
+    let mut jobs = Vec::new();
+    let mut records = Vec::new();
+    while jobs.len() < 20 {
+        let j = Uuid::new_v4();
+        let p = hd_kafka_exec::kafka::producer::partition_for_key(j.to_string().as_bytes(), 4);
+        if p >= 2 {
+            jobs.push(j);
+            records.push((Some(j.to_string().into_bytes()), Some(add_request(j))));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if client
+            .list_topics()
+            .await
+            .unwrap()
+            .iter()
+            .any(|t| t.name == topics.requests && t.partitions.len() == 4)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "topic did not grow");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    produce_requests(&client, &topics.requests, &records).await;
+    let responses = read_jobs(&client, &topics.responses, &jobs, Duration::from_secs(90)).await;
+    assert_all_answered(&jobs, &responses, &service.log_text());
+    assert!(
+        service
+            .log_text()
+            .contains("request topic has more partitions")
+    );
+}

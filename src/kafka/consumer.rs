@@ -66,6 +66,12 @@ pub struct FetchOptions {
 pub struct RequestConsumer {
     pub watermarks: Arc<Mutex<Watermarks>>,
     tasks: JoinSet<()>,
+    /// What a partition added later needs to start its fetch loop.
+    client: Arc<Client>,
+    options: FetchOptions,
+    window: Arc<Semaphore>,
+    tx: mpsc::Sender<RequestRecord>,
+    shutdown: watch::Receiver<bool>,
 }
 
 /// Where to start `partition`: its committed offset, else per `reset`.
@@ -95,37 +101,50 @@ impl RequestConsumer {
         starts: HashMap<i32, i64>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(RequestConsumer, mpsc::Receiver<RequestRecord>), KafkaError> {
-        let window = Arc::new(Semaphore::new(options.max_in_flight));
-        let watermarks = Arc::new(Mutex::new(Watermarks::default()));
         let (tx, rx) = mpsc::channel(options.max_in_flight.max(1));
-        let mut tasks = JoinSet::new();
+        let mut consumer = RequestConsumer {
+            watermarks: Arc::new(Mutex::new(Watermarks::default())),
+            tasks: JoinSet::new(),
+            client,
+            window: Arc::new(Semaphore::new(options.max_in_flight)),
+            options,
+            tx,
+            shutdown,
+        };
         for (partition, offset) in starts {
-            let pc = client
-                .partition_client(
-                    options.topic.clone(),
-                    partition,
-                    UnknownTopicHandling::Retry,
-                )
-                .await
-                .map_err(|source| KafkaError::Client {
-                    context: format!("partition client for {}/{partition}", options.topic),
-                    source,
-                })?;
-            watermarks
-                .lock()
-                .expect("watermark lock")
-                .start(partition, offset);
-            tasks.spawn(fetch_loop(
-                pc,
-                offset,
-                options.clone(),
-                window.clone(),
-                watermarks.clone(),
-                tx.clone(),
-                shutdown.clone(),
-            ));
+            consumer.add_partition(partition, offset).await?;
         }
-        Ok((RequestConsumer { watermarks, tasks }, rx))
+        Ok((consumer, rx))
+    }
+
+    /// Starts fetching `partition` at `offset` (also for partitions added to the topic later).
+    pub async fn add_partition(&mut self, partition: i32, offset: i64) -> Result<(), KafkaError> {
+        let pc = self
+            .client
+            .partition_client(
+                self.options.topic.clone(),
+                partition,
+                UnknownTopicHandling::Retry,
+            )
+            .await
+            .map_err(|source| KafkaError::Client {
+                context: format!("partition client for {}/{partition}", self.options.topic),
+                source,
+            })?;
+        self.watermarks
+            .lock()
+            .expect("watermark lock")
+            .start(partition, offset);
+        self.tasks.spawn(fetch_loop(
+            pc,
+            offset,
+            self.options.clone(),
+            self.window.clone(),
+            self.watermarks.clone(),
+            self.tx.clone(),
+            self.shutdown.clone(),
+        ));
+        Ok(())
     }
 
     /// Waits until every fetch loop has stopped (after shutdown was signalled).

@@ -111,6 +111,8 @@ fn commit_due(
 
 /// Everything a worker sets up before it consumes.
 struct Booted {
+    client: Arc<Client>,
+    partition_count: i32,
     coordinator: GroupCoordinator,
     committed: HashMap<i32, Option<i64>>,
     consumer: RequestConsumer,
@@ -233,6 +235,8 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
     .await?;
 
     Ok(Booted {
+        client: consumer_client,
+        partition_count,
         coordinator,
         committed,
         consumer,
@@ -245,6 +249,65 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
 /// failure): Kafka or the runtime configuration is then most likely wrong.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often the worker looks for partitions added to the request topic.
+const PARTITION_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The request topic's partition count when it grew beyond `known`.
+async fn added_partitions(
+    client: &Client,
+    topic: &str,
+    known: i32,
+) -> Result<Option<i32>, KafkaError> {
+    let topics = client
+        .list_topics()
+        .await
+        .map_err(|source| KafkaError::Client {
+            context: "listing topics".into(),
+            source,
+        })?;
+    let count = topics
+        .iter()
+        .find(|t| t.name == topic)
+        .map_or(known, |t| t.partitions.len() as i32);
+    Ok((count > known).then_some(count))
+}
+
+/// Starts fetch loops for `partitions` (new ones have no owner yet: p mod N == i never changes
+/// for existing partitions while N stays the same).
+async fn start_partitions(
+    client: &Client,
+    coordinator: &mut GroupCoordinator,
+    consumer: &mut RequestConsumer,
+    spec: &WorkerSpec,
+    partitions: &[i32],
+) -> Result<(), WorkerError> {
+    if partitions.is_empty() {
+        return Ok(());
+    }
+    let k = &spec.config.kafka;
+    let committed = coordinator.fetch(&k.request_topic, partitions).await?;
+    for &p in partitions {
+        let pc = client
+            .partition_client(k.request_topic.clone(), p, UnknownTopicHandling::Retry)
+            .await
+            .map_err(|source| KafkaError::Client {
+                context: format!("partition client for {}/{p}", k.request_topic),
+                source,
+            })?;
+        // A partition created while we run starts at its beginning: its first requests came
+        // after we started, so "latest" would skip them.
+        let committed = committed.get(&p).copied().flatten();
+        let start = start_offset(&pc, committed, crate::config::OffsetReset::Earliest)
+            .await
+            .map_err(|source| KafkaError::Client {
+                context: format!("start offset of {}/{p}", k.request_topic),
+                source,
+            })?;
+        consumer.add_partition(p, start).await?;
+    }
+    Ok(())
+}
+
 /// Runs the worker until `shutdown` turns true; `heartbeat` is called from the event loop to
 /// prove liveness to the supervisor.
 pub async fn serve(
@@ -253,9 +316,11 @@ pub async fn serve(
     heartbeat: impl Fn() + Send + 'static,
 ) -> Result<(), WorkerError> {
     let Booted {
+        client,
+        mut partition_count,
         mut coordinator,
         committed,
-        consumer,
+        mut consumer,
         mut records,
         execution,
     } = tokio::time::timeout(BOOT_TIMEOUT, boot(spec, shutdown.clone()))
@@ -276,6 +341,8 @@ pub async fn serve(
         std::env::var("HD_KAFKA_EXEC_TEST_HANG_WORKER").ok() == Some(spec.slot.index.to_string());
     let mut tasks = JoinSet::new();
     let mut tick = tokio::time::interval(commit_interval);
+    let mut metadata_tick = tokio::time::interval(PARTITION_CHECK_INTERVAL);
+    metadata_tick.tick().await;
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -293,6 +360,24 @@ pub async fn serve(
                 if let Err(e) = coordinator.commit(&commit_topic, &due).await {
                     tracing::warn!("committing offsets failed (retried next interval): {e}");
                     for (p, _) in due { last_committed.remove(&p); }
+                }
+            }
+            _ = metadata_tick.tick() => {
+                match added_partitions(&client, &k.request_topic, partition_count).await {
+                    Ok(Some(count)) => {
+                        let new: Vec<i32> = owned_partitions(count, spec.slot.index, spec.slot.count)
+                            .into_iter()
+                            .filter(|p| *p >= partition_count)
+                            .collect();
+                        tracing::info!(topic = %k.request_topic, from = partition_count, to = count, new = ?new, "request topic has more partitions");
+                        if let Err(e) = start_partitions(&client, &mut coordinator, &mut consumer, spec, &new).await {
+                            tracing::warn!("starting new partitions failed (retried next check): {e}");
+                        } else {
+                            partition_count = count;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("checking the request topic's partitions failed: {e}"),
                 }
             }
             Some(record) = records.recv() => {
