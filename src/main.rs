@@ -10,7 +10,7 @@ use hd_kafka_exec::protocol::response::Failure;
 use hd_kafka_exec::protocol::{
     PreparedRevision, ProtocolError, Target, Timings, failure_response, parse_request,
 };
-use hd_kafka_exec::store::DirIndex;
+use hd_kafka_exec::store::{DirIndex, HttpOptions, StoreSource};
 use hd_kafka_exec::supervisor::{SupervisorOptions, WorkerFactory, WorkerSlot};
 use hd_kafka_exec::worker::{Slot, WorkerSpec};
 use std::sync::Arc;
@@ -145,29 +145,40 @@ fn check(store: &str) -> anyhow::Result<ExitCode> {
 struct Service {
     flags: Flags,
     config: Config,
-    store: Arc<DirIndex>,
+    store: StoreSource,
 }
 
-fn load_service(flags: &Flags) -> anyhow::Result<(Config, Arc<DirIndex>)> {
+fn load_service(flags: &Flags) -> anyhow::Result<(Config, StoreSource)> {
     let config = Config::load(flags, &Env::from_process())?;
-    let store = match config.store.spec.strip_prefix("dir:") {
-        Some(path) => DirIndex::open(std::path::Path::new(path))
-            .with_context(|| format!("opening the revision store {path}"))?,
-        None => bail!(
-            "--store `{}`: only directory stores (`dir:PATH`) are supported so far",
-            config.store.spec
-        ),
+    let spec = &config.store.spec;
+    let store = if let Some(path) = spec.strip_prefix("dir:") {
+        StoreSource::Dir(Arc::new(
+            DirIndex::open(std::path::Path::new(path))
+                .with_context(|| format!("opening the revision store {path}"))?,
+        ))
+    } else if spec.starts_with("http://") || spec.starts_with("https://") {
+        let mut options = HttpOptions::new(spec.clone());
+        options.bearer_token = config.store.bearer_token.clone();
+        StoreSource::Http(options)
+    } else {
+        bail!(
+            "--store `{spec}`: expected dir:PATH, an http:// URL of the hetida backend API, or `backend`"
+        );
     };
-    Ok((config, Arc::new(store)))
+    Ok((config, store))
+}
+
+fn describe(store: &StoreSource) -> String {
+    match store {
+        StoreSource::Dir(index) => format!("{} revision(s)", index.len()),
+        StoreSource::Http(o) => format!("the hetida backend at {}", o.base_url),
+    }
 }
 
 impl WorkerFactory for Service {
     fn reload(&mut self) -> Result<(), String> {
         let (config, store) = load_service(&self.flags).map_err(|e| format!("{e:#}"))?;
-        tracing::info!(
-            revisions = store.len(),
-            "configuration and revision store reloaded"
-        );
+        tracing::info!(store = %describe(&store), "configuration and revision store reloaded");
         self.config = config;
         self.store = store;
         Ok(())
@@ -196,7 +207,7 @@ fn serve(flags: Flags) -> anyhow::Result<ExitCode> {
     for notice in &config.notices {
         tracing::warn!("{notice}");
     }
-    tracing::info!(revisions = store.len(), store = %config.store.spec, "revision store opened");
+    tracing::info!(store = %describe(&store), spec = %config.store.spec, "revision store opened");
     let options = SupervisorOptions {
         workers: config.supervisor.workers,
         timeout: config.supervisor.timeout,

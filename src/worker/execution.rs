@@ -18,7 +18,7 @@ use crate::protocol::{
     parse_request,
 };
 use crate::runtime_client::{RuntimeClient, RuntimeError};
-use crate::store::DirIndex;
+use crate::store::Store;
 
 /// Header naming the job a response (or dead letter) belongs to.
 pub const JOB_ID_HEADER: &str = "hd-job-id";
@@ -28,7 +28,7 @@ pub const DEAD_LETTER_REASON_HEADER: &str = "hd-dead-letter-reason";
 /// What every execution of a worker shares.
 #[derive(Debug)]
 pub struct Execution {
-    store: Arc<DirIndex>,
+    store: Store,
     /// Prepared RELEASED revisions by id: they never change, so each is prepared once.
     prepared: Mutex<HashMap<Uuid, Arc<PreparedRevision>>>,
     runtime: RuntimeClient,
@@ -61,7 +61,7 @@ const PREPARED_CAPACITY: usize = 1024;
 
 impl Execution {
     pub fn new(
-        store: Arc<DirIndex>,
+        store: Store,
         runtime: RuntimeClient,
         responses: ResponseProducer,
         dead_letters: Option<ResponseProducer>,
@@ -80,20 +80,15 @@ impl Execution {
         }
     }
 
-    fn prepare(&self, target: Target) -> Result<Arc<PreparedRevision>, ProtocolError> {
+    async fn prepare(&self, target: Target) -> Result<Arc<PreparedRevision>, ProtocolError> {
         let id = match target {
             Target::Id(id) => id,
-            Target::LatestOfGroup(group) => {
-                self.store
-                    .latest_released(group)
-                    .ok_or(ProtocolError::NoReleasedRevision { group })?
-                    .id
-            }
+            Target::LatestOfGroup(group) => self.store.latest_released(group).await?.id,
         };
         if let Some(p) = self.prepared.lock().expect("prepared cache").get(&id) {
             return Ok(p.clone());
         }
-        let tree = self.store.tree(id)?;
+        let tree = self.store.tree(id).await?;
         let prepared = Arc::new(PreparedRevision::new(&tree)?);
         if tree.root.state == State::Released {
             let mut cache = self.prepared.lock().expect("prepared cache");
@@ -119,7 +114,7 @@ impl Execution {
             output_types: Vec::new(),
         };
         let prepare_start = Utc::now();
-        let prepared = self.prepare(request.target).map_err(with_job)?;
+        let prepared = self.prepare(request.target).await.map_err(with_job)?;
         let runtime_request = prepared.runtime_request(&request).map_err(with_job)?;
         let prepare_end = Utc::now();
         timings.prepare_execution_input = Some(Step {

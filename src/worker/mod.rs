@@ -25,7 +25,7 @@ use crate::kafka::{
     GroupCoordinator, KafkaError, RequestConsumer, ResponseProducer, owned_partitions,
 };
 use crate::runtime_client::{RuntimeClient, RuntimeError, RuntimeOptions};
-use crate::store::DirIndex;
+use crate::store::{CacheOptions, Store, StoreSource};
 use crate::supervisor::EXIT_BOOT_FAILURE;
 
 pub use execution::Execution;
@@ -64,7 +64,7 @@ pub struct Slot {
 #[derive(Debug, Clone)]
 pub struct WorkerSpec {
     pub config: Config,
-    pub store: Arc<DirIndex>,
+    pub store: StoreSource,
     pub slot: Slot,
     /// How long in-flight executions get to finish after a stop request.
     pub graceful_timeout: Duration,
@@ -211,8 +211,16 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
     runtime_options.retry_budget = cfg.runtime.retry_budget;
     let runtime = RuntimeClient::new(runtime_options)?;
 
+    let store = Store::new(
+        &spec.store,
+        CacheOptions {
+            latest_ttl: cfg.store.latest_ttl,
+            capacity: cfg.store.cache_capacity,
+        },
+    )
+    .map_err(|e| WorkerError::Boot(e.to_string()))?;
     let execution = Arc::new(Execution::new(
-        spec.store.clone(),
+        store,
         runtime,
         responses,
         dead_letters,

@@ -1,0 +1,228 @@
+//! The hetida backend's REST API as a revision store (spec §8): revision by id, the RELEASED
+//! revisions of a group, a revision with everything nested in it.
+//!
+//! Connection failures are retried with capped exponential backoff within a budget; a 404 is an
+//! answer ("not found"), never retried. Requests carry the bearer token when one is configured.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::header::{ACCEPT, AUTHORIZATION, HeaderValue, USER_AGENT};
+use hyper::{Request, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::protocol::revision::TransformationRevision;
+
+/// Where the backend is and how to call it.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// `HETIDA_DESIGNER_BACKEND_API_URL`, e.g. `http://hetida-designer-backend:8090/api/`.
+    pub base_url: String,
+    pub bearer_token: Option<String>,
+    /// One request, from sending to the end of the body.
+    pub timeout: Duration,
+    /// Total time spent retrying a backend that cannot be connected to.
+    pub retry_budget: Duration,
+}
+
+impl HttpOptions {
+    pub fn new(base_url: impl Into<String>) -> HttpOptions {
+        HttpOptions {
+            base_url: base_url.into(),
+            bearer_token: None,
+            timeout: Duration::from_secs(30),
+            retry_budget: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A client of the backend's read endpoints.
+#[derive(Debug, Clone)]
+pub struct HttpBackend {
+    http: Client<HttpConnector, Empty<Bytes>>,
+    base: String,
+    authorization: Option<HeaderValue>,
+    options: HttpOptions,
+}
+
+enum Attempt {
+    Connect(String),
+    Fatal(StoreError),
+}
+
+impl HttpBackend {
+    /// Must be called inside a tokio runtime.
+    pub fn new(options: HttpOptions) -> Result<HttpBackend, StoreError> {
+        let bad = |reason: &str| StoreError::BadSpec {
+            spec: options.base_url.clone(),
+            reason: reason.to_owned(),
+        };
+        if !options.base_url.starts_with("http://") {
+            return Err(bad(
+                "only http:// backends are supported (this build has no TLS: it contains no C code)",
+            ));
+        }
+        let mut base = options.base_url.clone();
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        base.parse::<Uri>().map_err(|e| bad(&e.to_string()))?;
+        let authorization = options
+            .bearer_token
+            .as_ref()
+            .map(|t| HeaderValue::from_str(&format!("Bearer {t}")))
+            .transpose()
+            .map_err(|_| bad("the bearer token contains characters not allowed in a header"))?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let http = Client::builder(TokioExecutor::new()).build(connector);
+        Ok(HttpBackend {
+            http,
+            base,
+            authorization,
+            options,
+        })
+    }
+
+    /// GETs `path` (relative to the API base); `None` for a 404.
+    async fn get(&self, path: &str) -> Result<Option<Bytes>, StoreError> {
+        let url = format!("{}{}", self.base, path);
+        let started = tokio::time::Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            match self.get_once(&url).await {
+                Ok(answer) => return Ok(answer),
+                Err(Attempt::Fatal(e)) => return Err(e),
+                Err(Attempt::Connect(cause)) => {
+                    if started.elapsed() + backoff > self.options.retry_budget {
+                        return Err(StoreError::Unavailable {
+                            reason: format!(
+                                "{url}: unreachable after {attempts} attempt(s): {cause}"
+                            ),
+                        });
+                    }
+                    tracing::warn!(%url, "revision backend unreachable, retrying in {backoff:?}: {cause}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    async fn get_once(&self, url: &str) -> Result<Option<Bytes>, Attempt> {
+        let mut request = Request::get(url).header(ACCEPT, "application/json").header(
+            USER_AGENT,
+            concat!("hd-kafka-exec/", env!("CARGO_PKG_VERSION")),
+        );
+        if let Some(auth) = &self.authorization {
+            request = request.header(AUTHORIZATION, auth.clone());
+        }
+        let request = request.body(Empty::new()).map_err(|e| {
+            Attempt::Fatal(StoreError::Unavailable {
+                reason: format!("{url}: {e}"),
+            })
+        })?;
+        let call = async {
+            let response = self.http.request(request).await.map_err(|e| {
+                if e.is_connect() {
+                    Attempt::Connect(e.to_string())
+                } else {
+                    Attempt::Fatal(StoreError::Unavailable {
+                        reason: format!("{url}: {e}"),
+                    })
+                }
+            })?;
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await.map_err(|e| {
+                Attempt::Fatal(StoreError::Unavailable {
+                    reason: format!("{url}: reading the answer: {e}"),
+                })
+            })?;
+            let body = body.to_bytes();
+            match status {
+                200 => Ok(Some(body)),
+                404 => Ok(None),
+                _ => Err(Attempt::Fatal(StoreError::Unavailable {
+                    reason: format!(
+                        "{url} answered HTTP {status}: {}",
+                        crate::protocol::error::body_start(&body, 200)
+                    ),
+                })),
+            }
+        };
+        match tokio::time::timeout(self.options.timeout, call).await {
+            Ok(r) => r,
+            Err(_) => Err(Attempt::Fatal(StoreError::Unavailable {
+                reason: format!("{url} did not answer within {:?}", self.options.timeout),
+            })),
+        }
+    }
+
+    fn parse_one(path: &str, body: &[u8]) -> Result<TransformationRevision, StoreError> {
+        serde_json::from_slice(body).map_err(|e| StoreError::Unavailable {
+            reason: format!(
+                "{path}: the backend answered something that is not a transformation revision: {e}"
+            ),
+        })
+    }
+
+    fn parse_list(path: &str, body: &[u8]) -> Result<Vec<TransformationRevision>, StoreError> {
+        serde_json::from_slice(body).map_err(|e| StoreError::Unavailable {
+            reason: format!("{path}: the backend answered something that is not a list of transformation revisions: {e}"),
+        })
+    }
+
+    /// `GET transformations/{id}`.
+    pub async fn revision(&self, id: Uuid) -> Result<Option<TransformationRevision>, StoreError> {
+        let path = format!("transformations/{id}");
+        match self.get(&path).await? {
+            Some(body) => Ok(Some(Self::parse_one(&path, &body)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// `GET transformations?revision_group_id=G&state=RELEASED`.
+    pub async fn released_of_group(
+        &self,
+        group: Uuid,
+    ) -> Result<Vec<Arc<TransformationRevision>>, StoreError> {
+        let path = format!("transformations?revision_group_id={group}&state=RELEASED");
+        let body = self
+            .get(&path)
+            .await?
+            .unwrap_or_else(|| Bytes::from_static(b"[]"));
+        Ok(Self::parse_list(&path, &body)?
+            .into_iter()
+            .map(Arc::new)
+            .collect())
+    }
+
+    /// `GET transformations?id=X&include_dependencies=true`: `id` first, then every nested
+    /// revision, each once (the backend repeats one per nested operator).
+    pub async fn with_dependencies(
+        &self,
+        id: Uuid,
+    ) -> Result<Vec<Arc<TransformationRevision>>, StoreError> {
+        let path = format!("transformations?id={id}&include_dependencies=true");
+        let body = self
+            .get(&path)
+            .await?
+            .unwrap_or_else(|| Bytes::from_static(b"[]"));
+        let mut seen = HashSet::new();
+        Ok(Self::parse_list(&path, &body)?
+            .into_iter()
+            .filter(|r| seen.insert(r.id))
+            .map(Arc::new)
+            .collect())
+    }
+}
