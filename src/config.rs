@@ -636,7 +636,8 @@ impl ConsumerOptions {
             auto_offset_reset: OffsetReset::Latest,
             commit_interval: Duration::from_secs(1),
             fetch_max_wait: Duration::from_millis(500),
-            fetch_max_bytes: 52_428_800,
+            // aiokafka's max_partition_fetch_bytes: each fetch loop asks for one partition.
+            fetch_max_bytes: 1_048_576,
         };
         for (option, value) in &map {
             let o = OptionValue {
@@ -677,12 +678,20 @@ impl ConsumerOptions {
                 }
                 "auto_commit_interval_ms" => opts.commit_interval = o.millis()?,
                 "fetch_max_wait_ms" => opts.fetch_max_wait = o.millis()?,
-                "fetch_max_bytes" => {
+                "max_partition_fetch_bytes" => {
                     opts.fetch_max_bytes = value
                         .as_i64()
                         .and_then(|v| i32::try_from(v).ok())
                         .filter(|v| *v > 0)
                         .ok_or_else(|| o.bad("must be a positive 32-bit integer"))?;
+                }
+                "fetch_max_bytes" => {
+                    if !value.as_i64().is_some_and(|v| v > 0) {
+                        return Err(o.bad("must be a positive integer"));
+                    }
+                    notices.push(o.notice(
+                        "each partition is fetched on its own, sized by max_partition_fetch_bytes",
+                    ));
                 }
                 "isolation_level" => {
                     let v = o.string()?;
@@ -700,11 +709,13 @@ impl ConsumerOptions {
                 "partition_assignment_strategy" | "group_instance_id" => notices.push(o.notice(
                     "partitions are assigned statically to worker processes, not by group membership",
                 )),
-                "max_poll_records" | "fetch_min_bytes" | "max_partition_fetch_bytes" => {
+                "max_poll_records" | "fetch_min_bytes" => {
                     if !value.is_u64() {
                         return Err(o.bad("must be a non-negative integer"));
                     }
-                    notices.push(o.notice("fetching is sized by fetch_max_bytes and --max-in-flight"));
+                    notices.push(o.notice(
+                        "fetching is sized by max_partition_fetch_bytes and --max-in-flight",
+                    ));
                 }
                 "check_crcs" | "exclude_internal_topics" => {
                     if !value.is_boolean() {
