@@ -686,7 +686,7 @@ impl ConsumerOptions {
                         .ok_or_else(|| o.bad("must be a positive 32-bit integer"))?;
                 }
                 "fetch_max_bytes" => {
-                    if !value.as_i64().is_some_and(|v| v > 0) {
+                    if value.as_i64().is_none_or(|v| v <= 0) {
                         return Err(o.bad("must be a positive integer"));
                     }
                     notices.push(o.notice(
