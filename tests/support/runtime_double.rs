@@ -154,6 +154,8 @@ impl RuntimeDouble {
                         tokio::select! {
                             accepted = l.accept() => {
                                 let Ok((stream, _)) = accepted else { continue };
+                                // Like uvicorn: small answers go out at once, not after a delayed ACK.
+                                let _ = stream.set_nodelay(true);
                                 s.connections.fetch_add(1, Ordering::Relaxed);
                                 let s = s.clone();
                                 let mut up = rx.clone();
