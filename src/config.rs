@@ -634,7 +634,8 @@ impl ConsumerOptions {
             client_id: DEFAULT_CLIENT_ID.to_owned(),
             group_id: "hd_kafka_consumer_group".to_owned(),
             auto_offset_reset: OffsetReset::Latest,
-            commit_interval: Duration::from_secs(1),
+            // Commits only happen when a watermark moved; often, so that a crash repeats little.
+            commit_interval: Duration::from_millis(100),
             fetch_max_wait: Duration::from_millis(500),
             // aiokafka's max_partition_fetch_bytes: each fetch loop asks for one partition.
             fetch_max_bytes: 1_048_576,

@@ -213,3 +213,50 @@ async fn keyed_responses_land_where_javas_partitioner_puts_them() {
     .unwrap_err();
     assert!(e.to_string().contains("does not exist"), "{e}");
 }
+
+/// A start offset that retention has deleted: the fetch loop resets per auto_offset_reset
+/// (earliest here) with a warning, and the watermark follows.
+#[tokio::test]
+async fn an_out_of_range_offset_resets_per_auto_offset_reset() {
+    let client = client().await;
+    let topic = unique_topic("kafka-range");
+    create_topic(&client, &topic, 1).await;
+    produce_n(&client, &topic, 0, 10).await;
+    let pc = client
+        .partition_client(&topic, 0, UnknownTopicHandling::Retry)
+        .await
+        .unwrap();
+    pc.delete_records(6, 10_000).await.unwrap();
+    assert_eq!(
+        pc.get_offset(rskafka::client::partition::OffsetAt::Earliest)
+            .await
+            .unwrap(),
+        6
+    );
+
+    let (stop, shutdown) = watch::channel(false);
+    let options = FetchOptions {
+        topic: topic.clone(),
+        max_in_flight: 16,
+        max_wait: Duration::from_millis(200),
+        max_bytes: 1 << 20,
+        reset: OffsetReset::Earliest,
+    };
+    let (consumer, mut rx) =
+        RequestConsumer::start(client.clone(), options, HashMap::from([(0, 2)]), shutdown)
+            .await
+            .unwrap();
+    let mut offsets = Vec::new();
+    while offsets.len() < 4 {
+        let r = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        offsets.push(r.offset);
+        r.done.complete();
+    }
+    assert_eq!(offsets, vec![6, 7, 8, 9]);
+    assert_eq!(consumer.watermarks.lock().unwrap().committable(0), Some(10));
+    stop.send(true).unwrap();
+    consumer.join().await;
+}

@@ -308,3 +308,22 @@ fn the_store_directory_reports_every_problem() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("Rectangle Area"));
 }
+
+/// Revisions survive writing and reading back (every vector revision and our own).
+#[test]
+fn revisions_round_trip() {
+    let dirs = [
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("transformations"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors/transformations"),
+    ];
+    let mut n = 0;
+    for dir in dirs {
+        for (_, r) in DirIndex::open(&dir).unwrap().iter() {
+            let text = serde_json::to_string(r.as_ref()).unwrap();
+            let back: TransformationRevision = serde_json::from_str(&text).unwrap();
+            assert_eq!(&back, r.as_ref(), "{}", r.id);
+            n += 1;
+        }
+    }
+    assert_eq!(n, 31);
+}

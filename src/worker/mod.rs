@@ -338,7 +338,7 @@ pub async fn serve(
     let k = &spec.config.kafka;
     let watermarks = consumer.watermarks.clone();
     let commit_topic = k.request_topic.clone();
-    let commit_interval = k.commit_interval.max(Duration::from_millis(100));
+    let commit_interval = k.commit_interval.max(Duration::from_millis(10));
     let mut last_committed: HashMap<i32, i64> = committed
         .into_iter()
         .filter_map(|(p, o)| Some((p, o?)))
