@@ -7,9 +7,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use hd_kafka_exec::config::{Config, Env, Flags};
 use hd_kafka_exec::protocol::response::Failure;
-use hd_kafka_exec::protocol::{
-    PreparedRevision, ProtocolError, Target, Timings, failure_response, parse_request,
-};
+use hd_kafka_exec::protocol::{PreparedRevision, Timings, failure_response, parse_request};
 use hd_kafka_exec::store::{DirIndex, HttpOptions, StoreSource};
 use hd_kafka_exec::supervisor::{SupervisorOptions, WorkerFactory, WorkerSlot};
 use hd_kafka_exec::worker::{Slot, WorkerSpec};
@@ -72,15 +70,7 @@ fn prepare(store: &str) -> anyhow::Result<ExitCode> {
         .read_to_end(&mut input)
         .context("reading the request from stdin")?;
     let outcome = parse_request(Some(&input)).and_then(|request| {
-        let id = match request.target {
-            Target::Id(id) => id,
-            Target::LatestOfGroup(group) => {
-                index
-                    .latest_released(group)
-                    .ok_or(ProtocolError::NoReleasedRevision { group })?
-                    .id
-            }
-        };
+        let id = index.resolve(request.target)?;
         let prepared = PreparedRevision::new(&index.tree(id)?)?;
         prepared.runtime_request(&request).map(|r| r.body)
     });

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use chrono::{TimeZone, Utc};
 use hd_kafka_exec::protocol::response::Failure;
 use hd_kafka_exec::protocol::{
-    ExecutionRequest, PreparedRevision, ProtocolError, Step, Target, Timings, build_response,
+    ExecutionRequest, PreparedRevision, ProtocolError, Step, Timings, build_response,
     failure_response, parse_request,
 };
 use hd_kafka_exec::store::DirIndex;
@@ -87,15 +87,7 @@ fn resolve(
     store: &DirIndex,
     request: &ExecutionRequest,
 ) -> Result<PreparedRevision, ProtocolError> {
-    let id = match request.target {
-        Target::Id(id) => id,
-        Target::LatestOfGroup(group) => {
-            store
-                .latest_released(group)
-                .ok_or(ProtocolError::NoReleasedRevision { group })?
-                .id
-        }
-    };
+    let id = store.resolve(request.target)?;
     let tree = store.tree(id)?;
     PreparedRevision::new(&tree)
 }

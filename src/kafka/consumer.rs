@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rskafka::client::Client;
 use rskafka::client::error::{Error as ClientError, ProtocolError as KafkaCode};
-use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::partition::{OffsetAt, PartitionClient};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -119,18 +119,7 @@ impl RequestConsumer {
 
     /// Starts fetching `partition` at `offset` (also for partitions added to the topic later).
     pub async fn add_partition(&mut self, partition: i32, offset: i64) -> Result<(), KafkaError> {
-        let pc = self
-            .client
-            .partition_client(
-                self.options.topic.clone(),
-                partition,
-                UnknownTopicHandling::Retry,
-            )
-            .await
-            .map_err(|source| KafkaError::Client {
-                context: format!("partition client for {}/{partition}", self.options.topic),
-                source,
-            })?;
+        let pc = super::partition_client(&self.client, &self.options.topic, partition).await?;
         self.watermarks
             .lock()
             .expect("watermark lock")

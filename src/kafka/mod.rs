@@ -30,6 +30,25 @@ pub enum KafkaError {
     NoSuchTopic { topic: String },
 }
 
+/// A client for one partition, with the topic and partition named in its error.
+pub async fn partition_client(
+    client: &rskafka::client::Client,
+    topic: &str,
+    partition: i32,
+) -> Result<rskafka::client::partition::PartitionClient, KafkaError> {
+    client
+        .partition_client(
+            topic.to_owned(),
+            partition,
+            rskafka::client::partition::UnknownTopicHandling::Retry,
+        )
+        .await
+        .map_err(|source| KafkaError::Client {
+            context: format!("partition client for {topic}/{partition}"),
+            source,
+        })
+}
+
 /// Partitions worker `index` of `count` owns: p mod count == index (design decision 2).
 pub fn owned_partitions(partition_count: i32, index: usize, count: usize) -> Vec<i32> {
     (0..partition_count)

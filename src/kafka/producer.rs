@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use rskafka::client::Client;
-use rskafka::client::partition::{Compression, UnknownTopicHandling};
+use rskafka::client::partition::Compression;
 use rskafka::client::producer::aggregator::RecordAggregator;
 use rskafka::client::producer::{BatchProducer, BatchProducerBuilder};
 use rskafka::record::Record;
@@ -115,14 +115,7 @@ impl ResponseProducer {
         if let Some(p) = self.producers.lock().expect("producer map").get(&partition) {
             return Ok(p.clone());
         }
-        let pc = self
-            .client
-            .partition_client(self.topic.clone(), partition, UnknownTopicHandling::Retry)
-            .await
-            .map_err(|source| KafkaError::Client {
-                context: format!("partition client for {}/{partition}", self.topic),
-                source,
-            })?;
+        let pc = super::partition_client(&self.client, &self.topic, partition).await?;
         let producer = Arc::new(
             BatchProducerBuilder::new(Arc::new(pc))
                 .with_linger(self.linger)

@@ -153,6 +153,17 @@ impl DirIndex {
         latest_released_of(members.iter().map(|&i| &self.revisions[i].1))
     }
 
+    /// The revision a request asks for: its id, or the latest released revision of its group.
+    pub fn resolve(&self, target: crate::protocol::Target) -> Result<Uuid, StoreError> {
+        match target {
+            crate::protocol::Target::Id(id) => Ok(id),
+            crate::protocol::Target::LatestOfGroup(group) => self
+                .latest_released(group)
+                .map(|r| r.id)
+                .ok_or(StoreError::NoReleasedRevision { group }),
+        }
+    }
+
     /// `id` and every revision nested in it at any depth.
     pub fn tree(&self, id: Uuid) -> Result<RevisionTree, StoreError> {
         let root = self

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rskafka::client::partition::{Compression, UnknownTopicHandling};
+use rskafka::client::partition::Compression;
 use rskafka::client::{Client, ClientBuilder};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -151,13 +151,7 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
     let committed = coordinator.fetch(&k.request_topic, &owned).await?;
     let mut starts = HashMap::new();
     for &p in &owned {
-        let pc = consumer_client
-            .partition_client(k.request_topic.clone(), p, UnknownTopicHandling::Retry)
-            .await
-            .map_err(|source| KafkaError::Client {
-                context: format!("partition client for {}/{p}", k.request_topic),
-                source,
-            })?;
+        let pc = crate::kafka::partition_client(&consumer_client, &k.request_topic, p).await?;
         let start = start_offset(
             &pc,
             committed.get(&p).copied().flatten(),
@@ -295,13 +289,7 @@ async fn start_partitions(
     let k = &spec.config.kafka;
     let committed = coordinator.fetch(&k.request_topic, partitions).await?;
     for &p in partitions {
-        let pc = client
-            .partition_client(k.request_topic.clone(), p, UnknownTopicHandling::Retry)
-            .await
-            .map_err(|source| KafkaError::Client {
-                context: format!("partition client for {}/{p}", k.request_topic),
-                source,
-            })?;
+        let pc = crate::kafka::partition_client(client, &k.request_topic, p).await?;
         // A partition created while we run starts at its beginning: its first requests came
         // after we started, so "latest" would skip them.
         let committed = committed.get(&p).copied().flatten();
