@@ -30,6 +30,25 @@ pub enum KafkaError {
     NoSuchTopic { topic: String },
 }
 
+/// How many partitions `topic` has; `None` when it does not exist.
+pub async fn partition_count(
+    client: &rskafka::client::Client,
+    topic: &str,
+) -> Result<Option<i32>, KafkaError> {
+    let topics = client
+        .list_topics()
+        .await
+        .map_err(|source| KafkaError::Client {
+            context: "listing topics".into(),
+            source,
+        })?;
+    Ok(topics
+        .iter()
+        .find(|t| t.name == topic)
+        .map(|t| t.partitions.len() as i32)
+        .filter(|n| *n > 0))
+}
+
 /// A client for one partition, with the topic and partition named in its error.
 pub async fn partition_client(
     client: &rskafka::client::Client,

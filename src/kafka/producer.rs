@@ -78,18 +78,8 @@ impl ResponseProducer {
         compression: Compression,
     ) -> Result<ResponseProducer, KafkaError> {
         let topic = topic.into();
-        let topics = client
-            .list_topics()
-            .await
-            .map_err(|source| KafkaError::Client {
-                context: "listing topics".into(),
-                source,
-            })?;
-        let partitions = topics
-            .iter()
-            .find(|t| t.name == topic)
-            .map(|t| t.partitions.len() as i32)
-            .filter(|n| *n > 0)
+        let partitions = super::partition_count(&client, &topic)
+            .await?
             .ok_or_else(|| KafkaError::NoSuchTopic {
                 topic: topic.clone(),
             })?;

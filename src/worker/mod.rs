@@ -130,17 +130,8 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
     } else {
         connect(&k.producer_bootstrap, &k.client_id).await?
     };
-    let topics = consumer_client
-        .list_topics()
-        .await
-        .map_err(|source| KafkaError::Client {
-            context: "listing topics".into(),
-            source,
-        })?;
-    let partition_count = topics
-        .iter()
-        .find(|t| t.name == k.request_topic)
-        .map(|t| t.partitions.len() as i32)
+    let partition_count = crate::kafka::partition_count(&consumer_client, &k.request_topic)
+        .await?
         .ok_or_else(|| WorkerError::NoRequestTopic {
             topic: k.request_topic.clone(),
         })?;
@@ -260,17 +251,9 @@ async fn added_partitions(
     topic: &str,
     known: i32,
 ) -> Result<Option<i32>, KafkaError> {
-    let topics = client
-        .list_topics()
-        .await
-        .map_err(|source| KafkaError::Client {
-            context: "listing topics".into(),
-            source,
-        })?;
-    let count = topics
-        .iter()
-        .find(|t| t.name == topic)
-        .map_or(known, |t| t.partitions.len() as i32);
+    let count = crate::kafka::partition_count(client, topic)
+        .await?
+        .unwrap_or(known);
     Ok((count > known).then_some(count))
 }
 
