@@ -3,18 +3,26 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use hd_kafka_exec::kafka::ResponseProducer;
+use hd_kafka_exec::kafka::{ResponseProducer, backoff};
+use rskafka::client::ClientBuilder;
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
-use support::kafka::{client, create_topic, unique_topic};
+use support::kafka::{create_topic, kafka_bootstrap, unique_topic};
 
 /// A response larger than a batch may be (a workflow with a big result) fails at once with a
 /// permanent error naming topic and partition, so the worker can answer otherwise instead of
 /// retrying forever; records sent alongside it are produced as usual.
 #[tokio::test]
 async fn an_oversize_record_fails_permanently_and_alone() {
-    let client = client().await;
+    let client = Arc::new(
+        ClientBuilder::new(kafka_bootstrap())
+            .backoff_config(backoff())
+            .build()
+            .await
+            .unwrap(),
+    );
     let topic = unique_topic("kafka-oversize");
     create_topic(&client, &topic, 1).await;
     let producer = ResponseProducer::new(

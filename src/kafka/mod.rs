@@ -70,6 +70,20 @@ impl KafkaError {
     }
 }
 
+/// How rskafka clients should retry a broker that is unreachable or moving: with no deadline
+/// (a request waits for Kafka as long as it takes; shutdown cancels it), but backing off to at
+/// most 5 s. rskafka's default grows to 500 s, so after an outage of a few minutes a worker
+/// would sit idle for minutes more once Kafka is back.
+/// Use with `ClientBuilder::backoff_config`.
+pub fn backoff() -> rskafka::BackoffConfig {
+    rskafka::BackoffConfig {
+        init_backoff: std::time::Duration::from_millis(100),
+        max_backoff: std::time::Duration::from_secs(5),
+        base: 3.0,
+        deadline: None,
+    }
+}
+
 /// How many partitions `topic` has; `None` when it does not exist.
 pub async fn partition_count(
     client: &rskafka::client::Client,
