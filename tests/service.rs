@@ -449,3 +449,29 @@ async fn exec_prints_the_response_to_a_request() {
     assert_eq!(v["error"]["type"], "TrafoExecutionNotFoundError");
     assert_eq!(v["job_id"], "00000000-0000-4000-8000-0000000000aa");
 }
+
+/// A response too large for Kafka is answered with a small failure response that says so,
+/// instead of being retried forever (which would hold the partition's commits).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_too_large_for_kafka_becomes_a_failure_response() {
+    let double = RuntimeDouble::start().await;
+    double.set_mode(Mode::HugeResult);
+    let client = client().await;
+    let topics = Topics::create(&client, "huge", 1).await;
+    let service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "1"]);
+    service.wait_workers(1, WAIT);
+    let job = Uuid::new_v4();
+    produce_requests(&client, &topics.requests, &[(None, Some(add_request(job)))]).await;
+    let responses = read_jobs(&client, &topics.responses, &[job], WAIT).await;
+    assert_eq!(responses.len(), 1, "log:\n{}", service.log_text());
+    let v: Value = serde_json::from_slice(responses[0].1.record.value.as_ref().unwrap()).unwrap();
+    assert_eq!(v["result"], "failure", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not be produced"),
+        "{v}"
+    );
+    assert_eq!(v["job_id"], job.to_string());
+}

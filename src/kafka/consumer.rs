@@ -12,6 +12,7 @@ use std::time::Duration;
 use rskafka::client::Client;
 use rskafka::client::error::{Error as ClientError, ProtocolError as KafkaCode};
 use rskafka::client::partition::{OffsetAt, PartitionClient};
+use rskafka::record::RecordAndOffset;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -142,6 +143,45 @@ impl RequestConsumer {
     }
 }
 
+/// What one fetch at an offset found.
+enum Fetched {
+    Records(Vec<RecordAndOffset>),
+    /// The batch at the offset is a transaction marker: nothing to hand out, go on after it.
+    Marker,
+}
+
+/// Fetches from `offset` on. rskafka 0.6 misreads every control batch (transaction marker) and
+/// fails the whole fetch that contains one (influxdata/rskafka#297), which would stop the
+/// partition for good behind the first transactional write. So after such a failure this asks
+/// again for 1 byte, which Kafka answers with exactly the first batch at `offset`: data then
+/// reads fine; a marker fails again, and since markers never hold data, the offset can be
+/// passed (a marker batch holds one record).
+async fn fetch(
+    pc: &PartitionClient,
+    offset: i64,
+    max_bytes: i32,
+    max_wait_ms: i32,
+) -> Result<Fetched, ClientError> {
+    match pc.fetch_records(offset, 1..max_bytes, max_wait_ms).await {
+        Err(e) if is_unreadable_marker(&e) => {}
+        other => return other.map(|(records, _)| Fetched::Records(records)),
+    }
+    match pc.fetch_records(offset, 1..2, max_wait_ms).await {
+        Err(e) if is_unreadable_marker(&e) => Ok(Fetched::Marker),
+        other => other.map(|(records, _)| Fetched::Records(records)),
+    }
+}
+
+/// rskafka's failure to read a control batch: a response decoding error that names it (its
+/// control-record reader is the only place those words come from).
+fn is_unreadable_marker(e: &ClientError) -> bool {
+    if !matches!(e, ClientError::Request(_)) {
+        return false;
+    }
+    let text = e.to_string();
+    text.contains("control batch") || text.contains("control record")
+}
+
 async fn fetch_loop(
     pc: PartitionClient,
     mut offset: i64,
@@ -156,13 +196,22 @@ async fn fetch_loop(
     let mut backoff = Duration::from_millis(100);
     while !*shutdown.borrow() {
         let fetched = tokio::select! {
-            r = pc.fetch_records(offset, 1..options.max_bytes, max_wait_ms) => r,
+            r = fetch(&pc, offset, options.max_bytes, max_wait_ms) => r,
             _ = shutdown.changed() => break,
         };
         let records = match fetched {
-            Ok((records, _high_watermark)) => {
+            Ok(Fetched::Records(records)) => {
                 backoff = Duration::from_millis(100);
                 records
+            }
+            Ok(Fetched::Marker) => {
+                tracing::debug!(topic = %options.topic, partition, offset, "skipping a transaction marker");
+                offset += 1;
+                watermarks
+                    .lock()
+                    .expect("watermark lock")
+                    .skip_to(partition, offset);
+                continue;
             }
             Err(ClientError::ServerError {
                 protocol_error: KafkaCode::OffsetOutOfRange,
@@ -179,7 +228,12 @@ async fn fetch_loop(
                         offset = new;
                     }
                     Err(e) => {
-                        tracing::warn!(topic = %options.topic, partition, "resetting an out-of-range offset failed: {e}")
+                        tracing::warn!(topic = %options.topic, partition, offset, "resetting an out-of-range offset failed, retrying in {backoff:?}: {e}");
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = shutdown.changed() => break,
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
                 }
                 continue;

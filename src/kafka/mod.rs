@@ -28,6 +28,60 @@ pub enum KafkaError {
     Coordinator(#[from] CoordinatorError),
     #[error("topic {topic} does not exist")]
     NoSuchTopic { topic: String },
+    #[error("producing to {topic}/{partition}: {source}")]
+    Produce {
+        topic: String,
+        partition: i32,
+        #[source]
+        source: rskafka::client::producer::Error,
+    },
+}
+
+impl KafkaError {
+    /// Whether sending the same record again cannot succeed: it is too large, malformed or not
+    /// allowed. The caller should give up on it (and answer otherwise) instead of retrying.
+    pub fn is_permanent(&self) -> bool {
+        use rskafka::client::error::{Error as ClientError, ProtocolError as Code};
+        use rskafka::client::producer::Error as ProduceError;
+        let client_error = match self {
+            KafkaError::Produce {
+                source: ProduceError::TooLarge,
+                ..
+            } => return true,
+            KafkaError::Produce {
+                source: ProduceError::Client(e),
+                ..
+            } => e.as_ref(),
+            KafkaError::Client { source, .. } => source,
+            _ => return false,
+        };
+        matches!(
+            client_error,
+            ClientError::ServerError {
+                protocol_error: Code::MessageTooLarge
+                    | Code::RecordListTooLarge
+                    | Code::InvalidRecord
+                    | Code::CorruptMessage
+                    | Code::InvalidTopicException
+                    | Code::TopicAuthorizationFailed,
+                ..
+            }
+        )
+    }
+}
+
+/// How rskafka clients should retry a broker that is unreachable or moving: with no deadline
+/// (a request waits for Kafka as long as it takes; shutdown cancels it), but backing off to at
+/// most 5 s. rskafka's default grows to 500 s, so after an outage of a few minutes a worker
+/// would sit idle for minutes more once Kafka is back.
+/// Use with `ClientBuilder::backoff_config`.
+pub fn backoff() -> rskafka::BackoffConfig {
+    rskafka::BackoffConfig {
+        init_backoff: std::time::Duration::from_millis(100),
+        max_backoff: std::time::Duration::from_secs(5),
+        base: 3.0,
+        deadline: None,
+    }
 }
 
 /// How many partitions `topic` has; `None` when it does not exist.
@@ -78,6 +132,38 @@ pub fn owned_partitions(partition_count: i32, index: usize, count: usize) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_errors_about_the_record_itself_are_permanent() {
+        use rskafka::client::error::{Error as ClientError, ProtocolError as Code, RequestContext};
+        use rskafka::client::producer::Error as ProduceError;
+        let produce = |source| KafkaError::Produce {
+            topic: "responses".into(),
+            partition: 3,
+            source,
+        };
+        let server = |protocol_error| {
+            ProduceError::Client(std::sync::Arc::new(ClientError::ServerError {
+                protocol_error,
+                error_message: None,
+                request: RequestContext::Partition("responses".into(), 3),
+                response: None,
+                is_virtual: false,
+            }))
+        };
+        assert!(produce(ProduceError::TooLarge).is_permanent());
+        assert!(produce(server(Code::MessageTooLarge)).is_permanent());
+        assert!(produce(server(Code::TopicAuthorizationFailed)).is_permanent());
+        assert!(!produce(server(Code::NotLeaderOrFollower)).is_permanent());
+        assert!(!produce(server(Code::NotEnoughReplicas)).is_permanent());
+        assert!(!produce(ProduceError::FlushError("broker went away".into())).is_permanent());
+        assert!(
+            !KafkaError::NoSuchTopic {
+                topic: "responses".into()
+            }
+            .is_permanent()
+        );
+    }
 
     #[test]
     fn every_partition_has_exactly_one_owner() {

@@ -129,19 +129,21 @@ impl ResponseProducer {
     }
 
     /// Produces one record and waits for Kafka's acknowledgement; returns (partition, offset).
+    /// Transient trouble (a broker restarting, a leader moving) is retried inside; an error that
+    /// [`KafkaError::is_permanent`] will not go away by sending the same record again.
     pub async fn send(
         &self,
         key: Option<Vec<u8>>,
         value: Option<Vec<u8>>,
         headers: BTreeMap<String, Vec<u8>>,
-    ) -> Result<(i32, i64), String> {
+    ) -> Result<(i32, i64), KafkaError> {
         let partition = match &key {
             Some(k) => partition_for_key(k, self.partitions),
             None => {
                 (self.round_robin.fetch_add(1, Ordering::Relaxed) % self.partitions as usize) as i32
             }
         };
-        let producer = self.producer(partition).await.map_err(|e| e.to_string())?;
+        let producer = self.producer(partition).await?;
         let record = Record {
             key,
             value,
@@ -151,7 +153,11 @@ impl ResponseProducer {
         let offset = producer
             .produce(record)
             .await
-            .map_err(|e| format!("producing to {}/{partition}: {e}", self.topic))?;
+            .map_err(|source| KafkaError::Produce {
+                topic: self.topic.clone(),
+                partition,
+                source,
+            })?;
         Ok((partition, offset))
     }
 }

@@ -92,7 +92,70 @@ mod tests {
         assert_eq!(w.committable(1), None);
     }
 
+    /// One step of a fetch loop and its executions, for the model test below.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Hand out the next record, `gap` offsets after the previous one (compaction,
+        /// transaction markers and skipped offsets leave gaps).
+        HandOut { gap: i64 },
+        /// Finish the `pick`-th outstanding record (modulo how many there are).
+        Done { pick: usize },
+        /// A marker or a reset moves the next offset on by `by` without handing anything out.
+        Skip { by: i64 },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0i64..3).prop_map(|gap| Step::HandOut { gap }),
+            any::<usize>().prop_map(|pick| Step::Done { pick }),
+            (1i64..4).prop_map(|by| Step::Skip { by }),
+        ]
+    }
+
     proptest! {
+        /// Interleaved hand-outs, completions in any order and skips, against the plainest
+        /// model: a list of handed-out offsets with a done flag each, and the next offset. After
+        /// every step the committable offset is the lowest handed out and not done, else the
+        /// next offset; it never moves backwards.
+        #[test]
+        fn committable_follows_the_model_through_any_interleaving(
+            start in 0i64..1_000,
+            steps in proptest::collection::vec(step(), 0..200),
+        ) {
+            let mut w = Watermarks::default();
+            w.start(7, start);
+            let mut handed: Vec<(i64, bool)> = Vec::new();
+            let mut next = start;
+            let mut last = start;
+            for s in steps {
+                match s {
+                    Step::HandOut { gap } => {
+                        let offset = next + gap;
+                        w.handed_out(7, offset);
+                        handed.push((offset, false));
+                        next = offset + 1;
+                    }
+                    Step::Done { pick } => {
+                        let open: Vec<usize> =
+                            (0..handed.len()).filter(|i| !handed[*i].1).collect();
+                        if let Some(&i) = open.get(pick % open.len().max(1)) {
+                            w.done(7, handed[i].0);
+                            handed[i].1 = true;
+                        }
+                    }
+                    Step::Skip { by } => {
+                        next += by;
+                        w.skip_to(7, next);
+                    }
+                }
+                let expected = handed.iter().find(|(_, done)| !done).map_or(next, |(o, _)| *o);
+                let got = w.committable(7);
+                prop_assert_eq!(got, Some(expected));
+                prop_assert!(expected >= last, "committable went back from {} to {}", last, expected);
+                last = expected;
+                prop_assert_eq!(w.in_flight(), handed.iter().filter(|(_, d)| !d).count());
+            }
+        }
         /// Against a model: the committable offset is the smallest offset handed out and not
         /// done, or the next offset when all are done.
         #[test]

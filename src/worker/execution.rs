@@ -10,7 +10,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::config::{ExecutionSettings, ResponseKey};
-use crate::kafka::{RequestRecord, ResponseProducer};
+use crate::kafka::{KafkaError, RequestRecord, ResponseProducer};
 use crate::protocol::response::Failure;
 use crate::protocol::revision::{DataType, State};
 use crate::protocol::{
@@ -235,32 +235,70 @@ impl Execution {
                 reason.clone().into_bytes(),
             );
             dl_headers.insert(JOB_ID_HEADER.to_owned(), job.clone().into_bytes());
-            if !produce_until_done(dlq, record.key.clone(), record.value.clone(), dl_headers).await
+            if let Err(e) =
+                produce_until_done(dlq, record.key.clone(), record.value.clone(), dl_headers).await
             {
-                return;
+                // The failure response below still answers the request.
+                tracing::error!("the dead letter cannot be produced: {e}");
             }
         }
-        if produce_until_done(&self.responses, key, Some(value), headers).await {
-            tracing::debug!("response produced");
-            record.done.complete();
+        let size = value.len();
+        match produce_until_done(&self.responses, key.clone(), Some(value), headers.clone()).await {
+            Ok(()) => {
+                tracing::debug!("response produced");
+                record.done.complete();
+            }
+            Err(e) => {
+                // The response itself cannot go to Kafka (e.g. too large): answer with a small
+                // failure response that says so, rather than retrying forever.
+                tracing::error!(%job_id, size, "the response cannot be produced: {e}");
+                let error = ProtocolError::Internal {
+                    reason: format!(
+                        "the response ({size} bytes) could not be produced to Kafka: {e}"
+                    ),
+                };
+                let extra = serde_json::json!({
+                    "topic": self.request_topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                });
+                let failure = failure_response(&Failure {
+                    error: &error,
+                    job_id: Some(job_id),
+                    output_types: &[],
+                    timings: &timings,
+                    process_id: self.process_id,
+                    extra: Some(&extra),
+                });
+                match produce_until_done(&self.responses, key, Some(failure), headers).await {
+                    Ok(()) => record.done.complete(),
+                    // Left uncommitted: it runs again after a restart, and commits of this
+                    // partition stop below it, which shows.
+                    Err(e) => {
+                        tracing::error!(%job_id, "not even the failure response can be produced: {e}")
+                    }
+                }
+            }
         }
     }
 }
 
-/// Produces with retries until Kafka acknowledges the record.
+/// Produces with retries until Kafka acknowledges the record; gives up only on errors that
+/// retrying cannot help (e.g. a record larger than the broker accepts).
 async fn produce_until_done(
     producer: &ResponseProducer,
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
     headers: BTreeMap<String, Vec<u8>>,
-) -> bool {
+) -> Result<(), KafkaError> {
     let mut backoff = Duration::from_millis(100);
     loop {
         match producer
             .send(key.clone(), value.clone(), headers.clone())
             .await
         {
-            Ok(_) => return true,
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_permanent() => return Err(e),
             Err(e) => {
                 tracing::warn!(
                     topic = producer.topic(),

@@ -73,6 +73,9 @@ pub struct WorkerSpec {
 async fn connect(bootstrap: &[String], client_id: &str) -> Result<Arc<Client>, WorkerError> {
     ClientBuilder::new(bootstrap.to_vec())
         .client_id(client_id.to_owned())
+        // rskafka's own default backoff grows to 500 s: a worker would idle for minutes after
+        // Kafka came back.
+        .backoff_config(crate::kafka::backoff())
         .build()
         .await
         .map(Arc::new)

@@ -37,6 +37,8 @@ pub enum Mode {
     NonJson,
     /// 200 with `{"foo": 1}`.
     BadResult,
+    /// A valid result whose output is 2 MB, more than a Kafka record may hold by default.
+    HugeResult,
     /// A valid result, but with HTTP status 500 (the reference accepts it).
     ValidResultWith500,
     /// Accept, read the request, close without answering.
@@ -341,6 +343,15 @@ async fn handle(
         Mode::NonJson => return Ok(respond(200, "text/html", "<html>proxy error</html>")),
         Mode::BadResult => return Ok(respond(200, "application/json", r#"{"foo": 1}"#)),
         Mode::DropConnection => return Err(std::io::Error::other("dropping the connection")),
+        Mode::HugeResult => {
+            let job = parsed
+                .as_ref()
+                .map(|v| v["job_id"].clone())
+                .unwrap_or_default();
+            let mut result = computed_result(&json!({"job_id": job}));
+            result["output_results_by_output_name"] = json!({"huge": "x".repeat(2 << 20)});
+            return Ok(respond(200, "application/json", result.to_string()));
+        }
         Mode::Normal | Mode::Down | Mode::ValidResultWith500 => {}
     }
     let forced_status = (mode == Mode::ValidResultWith500).then_some(500u16);
