@@ -74,13 +74,18 @@ pub enum LogFormat {
     Json,
 }
 
-/// Compression of produced batches; only codecs without C code are built in.
+/// Compression of produced batches. gzip and snappy are pure Rust and always built in; lz4 and
+/// zstd need C and exist only with the features of the same names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compression {
     #[default]
     None,
     Gzip,
     Snappy,
+    #[cfg(feature = "lz4")]
+    Lz4,
+    #[cfg(feature = "zstd")]
+    Zstd,
 }
 
 /// Everything Kafka-related a worker needs.
@@ -785,12 +790,21 @@ impl ProducerOptions {
                         None if value.is_null() => Compression::None,
                         Some("gzip") => Compression::Gzip,
                         Some("snappy") => Compression::Snappy,
+                        #[cfg(feature = "lz4")]
+                        Some("lz4") => Compression::Lz4,
+                        #[cfg(feature = "zstd")]
+                        Some("zstd") => Compression::Zstd,
+                        #[cfg(not(all(feature = "lz4", feature = "zstd")))]
                         Some(other @ ("lz4" | "zstd")) => {
                             return Err(o.unsupported(&format!(
-                                "`{other}` needs C code; gzip and snappy are built in"
+                                "`{other}` needs C code and this build was made without the `{other}` feature; gzip and snappy are built in"
                             )));
                         }
-                        _ => return Err(o.bad("must be null, \"gzip\" or \"snappy\"")),
+                        _ => {
+                            return Err(o.bad(
+                                "must be null, \"gzip\", \"snappy\", \"lz4\" or \"zstd\"",
+                            ));
+                        }
                     }
                 }
                 "enable_idempotence" => {
@@ -904,12 +918,28 @@ mod tests {
         )])
         .unwrap_err();
         assert!(e.to_string().contains("security_protocol"), "{e}");
-        let e = load(&[(
+        let zstd = load(&[(
             "HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS",
             r#"{"compression_type": "zstd"}"#,
-        )])
-        .unwrap_err();
-        assert!(e.to_string().contains("zstd"), "{e}");
+        )]);
+        #[cfg(not(feature = "zstd"))]
+        {
+            let e = zstd.unwrap_err().to_string();
+            assert!(e.contains("`zstd` feature"), "{e}");
+        }
+        #[cfg(feature = "zstd")]
+        assert_eq!(zstd.unwrap().kafka.compression, Compression::Zstd);
+        let lz4 = load(&[(
+            "HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS",
+            r#"{"compression_type": "lz4"}"#,
+        )]);
+        #[cfg(not(feature = "lz4"))]
+        {
+            let e = lz4.unwrap_err().to_string();
+            assert!(e.contains("`lz4` feature"), "{e}");
+        }
+        #[cfg(feature = "lz4")]
+        assert_eq!(lz4.unwrap().kafka.compression, Compression::Lz4);
         let e = load(&[("HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS", "[1]")]).unwrap_err();
         assert!(e.to_string().contains("not a JSON object"), "{e}");
         let e = load(&[("HETIDA_DESIGNER_RUNTIME_ENGINE_URL", "https://rt/engine/")]).unwrap_err();

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rskafka::client::Client;
-use rskafka::client::error::{Error as ClientError, ProtocolError as KafkaCode};
+use rskafka::client::error::{Error as ClientError, ProtocolError as KafkaCode, RequestError};
 use rskafka::client::partition::{OffsetAt, PartitionClient};
 use rskafka::record::RecordAndOffset;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -148,14 +148,44 @@ enum Fetched {
     Records(Vec<RecordAndOffset>),
     /// The batch at the offset is a transaction marker: nothing to hand out, go on after it.
     Marker,
+    /// The batch at the offset cannot be read by this build: compressed with a codec it lacks
+    /// (lz4 and zstd are opt-in features, they need C) or corrupt.
+    Undecodable(UndecodableBatch),
 }
 
-/// Fetches from `offset` on. rskafka 0.6 misreads every control batch (transaction marker) and
-/// fails the whole fetch that contains one (influxdata/rskafka#297), which would stop the
-/// partition for good behind the first transactional write. So after such a failure this asks
-/// again for 1 byte, which Kafka answers with exactly the first batch at `offset`: data then
-/// reads fine; a marker fails again, and since markers never hold data, the offset can be
-/// passed (a marker batch holds one record).
+/// Why the batch at an offset cannot be read, and what an operator can do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndecodableBatch {
+    /// rskafka's own words.
+    pub reason: String,
+}
+
+impl UndecodableBatch {
+    /// The remedy for the log line: which feature to build with, or how to get past it.
+    pub fn remedy(&self) -> &'static str {
+        let text = self.reason.to_ascii_lowercase();
+        if text.contains("unimplemented compression: lz4") {
+            "the batch is lz4-compressed and this build was made without the `lz4` feature; \
+             build with `--features lz4` or have the producers use gzip or snappy"
+        } else if text.contains("unimplemented compression: zstd") {
+            "the batch is zstd-compressed and this build was made without the `zstd` feature; \
+             build with `--features zstd` or have the producers use gzip or snappy"
+        } else {
+            "the batch is corrupt; after saving what can be saved, move the group's offset past \
+             it (kafka-consumer-groups --reset-offsets) and restart the service"
+        }
+    }
+}
+
+/// Fetches from `offset` on. Two kinds of batch fail the whole fetch that contains them, and
+/// would stop the partition for good:
+/// * rskafka 0.6 misreads every control batch (transaction marker, influxdata/rskafka#297);
+/// * a batch this build cannot decode (a codec it lacks, or corruption).
+///
+/// So after a decoding failure this asks again for 1 byte, which Kafka answers with exactly
+/// the first batch at `offset`: data then reads fine (the bad batch is further on); a marker
+/// fails again, and since markers never hold data, the offset can be passed (a marker batch
+/// holds one record); any other failure names the batch at `offset` as undecodable.
 async fn fetch(
     pc: &PartitionClient,
     offset: i64,
@@ -163,24 +193,40 @@ async fn fetch(
     max_wait_ms: i32,
 ) -> Result<Fetched, ClientError> {
     match pc.fetch_records(offset, 1..max_bytes, max_wait_ms).await {
-        Err(e) if is_unreadable_marker(&e) => {}
+        Err(e) if is_decoding_failure(&e) => {}
         other => return other.map(|(records, _)| Fetched::Records(records)),
     }
     match pc.fetch_records(offset, 1..2, max_wait_ms).await {
         Err(e) if is_unreadable_marker(&e) => Ok(Fetched::Marker),
+        Err(e) if is_decoding_failure(&e) => Ok(Fetched::Undecodable(UndecodableBatch {
+            reason: e.to_string(),
+        })),
         other => other.map(|(records, _)| Fetched::Records(records)),
     }
+}
+
+/// The broker answered, but rskafka could not read the records in the answer.
+fn is_decoding_failure(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::Request(RequestError::ReadError(_) | RequestError::ReadVersionedError(_))
+    )
 }
 
 /// rskafka's failure to read a control batch: a response decoding error that names it (its
 /// control-record reader is the only place those words come from).
 fn is_unreadable_marker(e: &ClientError) -> bool {
-    if !matches!(e, ClientError::Request(_)) {
+    if !is_decoding_failure(e) {
         return false;
     }
     let text = e.to_string();
     text.contains("control batch") || text.contains("control record")
 }
+
+/// How often a partition parked at an undecodable batch tries again. Retrying cannot help
+/// the same binary with the same batch, but it keeps the problem in the log without flooding
+/// it, and a broker-side glitch would heal.
+const UNDECODABLE_RETRY: Duration = Duration::from_secs(30);
 
 async fn fetch_loop(
     pc: PartitionClient,
@@ -194,6 +240,7 @@ async fn fetch_loop(
     let partition = pc.partition();
     let max_wait_ms = i32::try_from(options.max_wait.as_millis()).unwrap_or(i32::MAX);
     let mut backoff = Duration::from_millis(100);
+    let mut parked_at = None;
     while !*shutdown.borrow() {
         let fetched = tokio::select! {
             r = fetch(&pc, offset, options.max_bytes, max_wait_ms) => r,
@@ -202,6 +249,9 @@ async fn fetch_loop(
         let records = match fetched {
             Ok(Fetched::Records(records)) => {
                 backoff = Duration::from_millis(100);
+                if parked_at.take().is_some() {
+                    tracing::info!(topic = %options.topic, partition, offset, "the request batch decodes now, the partition goes on");
+                }
                 records
             }
             Ok(Fetched::Marker) => {
@@ -211,6 +261,25 @@ async fn fetch_loop(
                     .lock()
                     .expect("watermark lock")
                     .skip_to(partition, offset);
+                continue;
+            }
+            Ok(Fetched::Undecodable(batch)) => {
+                // Skipping would lose the requests in the batch without a response (no job id
+                // can be read from them), so the partition waits here, its commits stay below
+                // the batch, and the other partitions go on.
+                if parked_at != Some(offset) {
+                    tracing::error!(topic = %options.topic, partition, offset, reason = %batch.reason,
+                        "cannot decode the request batch at this offset: the partition waits here \
+                         and nothing in it or after it is skipped or committed; {}", batch.remedy());
+                    parked_at = Some(offset);
+                } else {
+                    tracing::warn!(topic = %options.topic, partition, offset, reason = %batch.reason,
+                        "the request batch at this offset still cannot be decoded; {}", batch.remedy());
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(UNDECODABLE_RETRY) => {}
+                    _ = shutdown.changed() => break,
+                }
                 continue;
             }
             Err(ClientError::ServerError {

@@ -90,6 +90,10 @@ fn compression(c: config::Compression) -> Compression {
         config::Compression::None => Compression::NoCompression,
         config::Compression::Gzip => Compression::Gzip,
         config::Compression::Snappy => Compression::Snappy,
+        #[cfg(feature = "lz4")]
+        config::Compression::Lz4 => Compression::Lz4,
+        #[cfg(feature = "zstd")]
+        config::Compression::Zstd => Compression::Zstd,
     }
 }
 
