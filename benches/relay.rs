@@ -6,6 +6,9 @@
 //! It uses the broker named by `HD_BENCH_KAFKA_BOOTSTRAP` (or `HD_TEST_KAFKA_BOOTSTRAP`), or
 //! starts its own with `scripts/kafka`. Run without `--bench` (as `cargo test --all-targets`
 //! does) it makes one small pass to prove the harness works.
+//!
+//! `HD_BENCH_BIN=path` measures another build of the service (the musl one, say);
+//! `HD_BENCH_ONLY=text` runs only the scenarios whose name contains `text`.
 
 #[path = "../tests/support/runtime_double.rs"]
 #[allow(dead_code)]
@@ -84,15 +87,32 @@ fn proc_stat_cpu(pid: u32) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
+/// A number field of `/proc/<pid>/status` (`VmRSS:` in KiB, `Threads:`).
+fn status_field(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
         .ok()
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    status_field(pid, "VmRSS:")
+}
+
+fn threads(pid: u32) -> Option<u64> {
+    status_field(pid, "Threads:")
+}
+
+/// The binary to measure: `HD_BENCH_BIN` (for instance the musl build, to compare allocators),
+/// else the one Cargo built with this bench (optimised under `cargo bench`).
+fn service_binary() -> PathBuf {
+    std::env::var_os("HD_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_hd-kafka-exec")))
 }
 
 fn children(pid: u32) -> Vec<u32> {
@@ -116,8 +136,7 @@ impl Service {
         workers: usize,
         in_flight: usize,
     ) -> Service {
-        // The binary Cargo built with this bench: optimised under `cargo bench`.
-        let child = Command::new(env!("CARGO_BIN_EXE_hd-kafka-exec"))
+        let child = Command::new(service_binary())
             .args(["serve", "--workers", &workers.to_string(), "--max-in-flight", &in_flight.to_string(), "--dead-letter-topic", ""])
             .arg("--store")
             .arg(format!("dir:{}", repo().join("../shared/vectors/transformations").display()))
@@ -141,6 +160,15 @@ impl Service {
         let mut p = vec![self.child.id()];
         p.extend(children(self.child.id()));
         p
+    }
+
+    /// The largest `measure` over the worker processes.
+    fn worker_max(&self, measure: fn(u32) -> Option<u64>) -> u64 {
+        children(self.child.id())
+            .into_iter()
+            .filter_map(measure)
+            .max()
+            .unwrap_or(0)
     }
 
     fn cpu(&self) -> Duration {
@@ -226,6 +254,8 @@ struct Outcome {
     latencies: Vec<Duration>,
     cpu: Duration,
     worker_rss_kib: u64,
+    /// Most threads seen in one worker process (musl's malloc suffers from many).
+    worker_threads: u64,
     supervisor_rss_kib: u64,
     first_response: Option<Duration>,
 }
@@ -334,6 +364,7 @@ async fn scenario(
     }
     let mut latencies = Vec::with_capacity(n);
     let mut worker_rss_kib = 0;
+    let mut worker_threads = 0;
     let mut last = begin;
     let deadline = Instant::now() + Duration::from_secs(300);
     while latencies.len() < n && Instant::now() < deadline {
@@ -343,23 +374,13 @@ async fn scenario(
             latencies.push(at.saturating_duration_since(t0));
             last = at;
             if latencies.len() % 1000 == 0 {
-                worker_rss_kib = worker_rss_kib.max(
-                    children(service.child.id())
-                        .into_iter()
-                        .filter_map(rss_kib)
-                        .max()
-                        .unwrap_or(0),
-                );
+                worker_rss_kib = worker_rss_kib.max(service.worker_max(rss_kib));
+                worker_threads = worker_threads.max(service.worker_max(threads));
             }
         }
     }
-    worker_rss_kib = worker_rss_kib.max(
-        children(service.child.id())
-            .into_iter()
-            .filter_map(rss_kib)
-            .max()
-            .unwrap_or(0),
-    );
+    worker_rss_kib = worker_rss_kib.max(service.worker_max(rss_kib));
+    worker_threads = worker_threads.max(service.worker_max(threads));
     let cpu = service.cpu().saturating_sub(cpu_before);
     assert_eq!(latencies.len(), n, "{name}: every request answered");
     latencies.sort();
@@ -370,6 +391,7 @@ async fn scenario(
         latencies,
         cpu,
         worker_rss_kib,
+        worker_threads,
         supervisor_rss_kib,
         first_response: first,
     }
@@ -413,18 +435,25 @@ fn main() {
         } else {
             vec![("smoke, --workers 1 --max-in-flight 16", 1, 16, batch, None, 0)]
         };
+        // `HD_BENCH_ONLY=saturation` runs the scenarios whose name contains it.
+        let only = std::env::var("HD_BENCH_ONLY").unwrap_or_default();
         for (name, workers, in_flight, n, rate, delay_ms) in plan {
+            if !name.contains(&only) {
+                continue;
+            }
             double.set_latency(Duration::from_millis(delay_ms));
             outcomes.push(scenario(&broker.bootstrap, &double, name, workers, in_flight, n, rate).await);
         }
         assert!(double.violations().is_empty(), "{:?}", double.violations());
         println!();
-        println!("| scenario | requests | requests/s | p50 ms | p95 ms | p99 ms | service CPU µs/request | worker RSS MiB | supervisor RSS MiB | first response ms |");
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("binary: {}", service_binary().display());
+        println!();
+        println!("| scenario | requests | requests/s | p50 ms | p95 ms | p99 ms | service CPU µs/request | worker RSS MiB | worker threads | supervisor RSS MiB | first response ms |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for o in &outcomes {
             let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
             println!(
-                "| {} | {} | {:.0} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {} |",
+                "| {} | {} | {:.0} | {} | {} | {} | {:.0} | {:.1} | {} | {:.1} | {} |",
                 o.name,
                 o.requests,
                 o.requests as f64 / o.elapsed.as_secs_f64(),
@@ -433,6 +462,7 @@ fn main() {
                 ms(percentile(&o.latencies, 0.99)),
                 o.cpu.as_secs_f64() * 1e6 / o.requests as f64,
                 o.worker_rss_kib as f64 / 1024.0,
+                o.worker_threads,
                 o.supervisor_rss_kib as f64 / 1024.0,
                 o.first_response.map(ms).unwrap_or_else(|| "-".into()),
             );
