@@ -76,6 +76,10 @@ pub enum SupervisorError {
         "worker {index} failed to boot {failures} times in a row (exit code {EXIT_BOOT_FAILURE}); its error is logged above"
     )]
     BootFailure { index: usize, failures: u32 },
+    #[error(
+        "supervisor: this process has {threads} threads; workers are forked only from a single-threaded process (a thread holding a lock at fork time would leave it locked in the worker for good)"
+    )]
+    Threaded { threads: usize },
     #[error("supervisor: {context}: {source}")]
     Os {
         context: &'static str,
@@ -149,11 +153,26 @@ struct Supervisor<F: WorkerFactory> {
     wake_writer: UnixStream,
 }
 
+/// Refuses to go on in a process with more than one thread: `fork` copies only the calling
+/// thread, so a lock another thread holds (the allocator's, a logger's) stays locked in the
+/// child for good. The module's rule "no thread in the supervisor" is checked, not trusted.
+/// Where `/proc` cannot be read, there is nothing to check with.
+fn ensure_single_threaded() -> Result<(), SupervisorError> {
+    match std::fs::read_dir("/proc/self/task") {
+        Ok(tasks) => match tasks.count() {
+            0 | 1 => Ok(()),
+            threads => Err(SupervisorError::Threaded { threads }),
+        },
+        Err(_) => Ok(()),
+    }
+}
+
 /// Runs the supervisor until a stop signal; returns when every worker has exited.
 pub fn run<F: WorkerFactory>(
     options: SupervisorOptions,
     factory: F,
 ) -> Result<(), SupervisorError> {
+    ensure_single_threaded()?;
     let (wake, wake_writer) = UnixStream::pair().map_err(|source| SupervisorError::Os {
         context: "creating the signal pipe",
         source,
@@ -372,9 +391,11 @@ impl<F: WorkerFactory> Supervisor<F> {
         child_end.set_nonblocking(true).ok();
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
+        ensure_single_threaded()?;
         // SAFETY: the supervisor process has exactly one thread (it never starts one and has no
-        // async runtime), so the child starts with a consistent copy of all memory and no lock
-        // held by another thread; allocating and running ordinary code in the child is sound.
+        // async runtime; `ensure_single_threaded` just checked), so the child starts with a
+        // consistent copy of all memory and no lock held by another thread; allocating and
+        // running ordinary code in the child is sound.
         match unsafe { fork() }.map_err(os("forking a worker"))? {
             ForkResult::Child => {
                 drop(parent_end);
@@ -557,5 +578,40 @@ impl<F: WorkerFactory> Supervisor<F> {
         self.generation += 1;
         self.history.clear();
         self.spawn_missing()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NeverForked;
+
+    impl WorkerFactory for NeverForked {
+        fn reload(&mut self) -> Result<(), String> {
+            Ok(())
+        }
+        fn run_worker(&self, _slot: WorkerSlot) -> i32 {
+            unreachable!("a worker was forked from a multi-threaded process")
+        }
+    }
+
+    /// The test harness runs each test on a thread of its own, so this process has at least
+    /// two: the supervisor must refuse before it registers a signal handler or forks.
+    #[test]
+    fn refuses_to_fork_from_a_process_with_threads() {
+        let pid_file = std::env::temp_dir().join(format!("hd-sup-{}.pid", std::process::id()));
+        let options = SupervisorOptions {
+            workers: 1,
+            timeout: Duration::from_secs(1),
+            graceful_timeout: Duration::from_secs(1),
+            pid_file: Some(pid_file.clone()),
+        };
+        let err = run(options, NeverForked).unwrap_err();
+        assert!(
+            matches!(err, SupervisorError::Threaded { threads } if threads >= 2),
+            "{err}"
+        );
+        assert!(!pid_file.exists(), "it went on to write the pid file");
     }
 }
