@@ -81,7 +81,7 @@ fn prepare(store: &str) -> anyhow::Result<ExitCode> {
     let outcome = parse_request(Some(&input)).and_then(|request| {
         let id = index.resolve(request.target)?;
         let prepared = PreparedRevision::new(&index.tree(id)?)?;
-        prepared.runtime_request(&request).map(|r| r.body)
+        prepared.runtime_request(&request).map(|r| r.body.to_vec())
     });
     let mut stdout = std::io::stdout().lock();
     match outcome {

@@ -5,15 +5,21 @@
 //! for a bounded time before the request gets a failure response (design decision 8). Whatever
 //! status and body the runtime answers are handed on: the protocol decides what they mean.
 
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, USER_AGENT};
 use hyper::{Method, Request, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+
+use crate::protocol::RuntimeBody;
 
 /// Where and how to call the runtime.
 #[derive(Debug, Clone)]
@@ -70,10 +76,53 @@ pub enum RuntimeError {
 /// The runtime endpoint of one worker.
 #[derive(Debug, Clone)]
 pub struct RuntimeClient {
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpConnector, PiecesBody>,
     uri: Uri,
     authorization: Option<HeaderValue>,
     options: RuntimeOptions,
+}
+
+/// The HTTP body of one attempt: the pieces of a [`RuntimeBody`], each handed to hyper as a
+/// frame of its own. hyper queues large frames and writes them with `writev`, so the shared
+/// pieces go from the prepared revision to the socket without a copy. The exact size makes
+/// hyper send a `Content-Length` (the runtime's server expects one), not chunked encoding.
+#[derive(Debug)]
+pub struct PiecesBody {
+    pieces: std::vec::IntoIter<Bytes>,
+    remaining: u64,
+}
+
+impl PiecesBody {
+    fn new(body: &RuntimeBody) -> PiecesBody {
+        PiecesBody {
+            pieces: body.pieces().to_vec().into_iter(),
+            remaining: body.len() as u64,
+        }
+    }
+}
+
+impl Body for PiecesBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let next = self.pieces.by_ref().find(|p| !p.is_empty());
+        if let Some(piece) = &next {
+            self.remaining -= piece.len() as u64;
+        }
+        Poll::Ready(next.map(|p| Ok(Frame::data(p))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
 }
 
 /// `…/engine/` and `…/engine` both become `…/engine/runtime`, like POSIX path joining.
@@ -126,13 +175,14 @@ impl RuntimeClient {
     }
 
     /// POSTs one runtime request; retries only while the runtime cannot be connected to.
-    pub async fn run(&self, body: Bytes) -> Result<RuntimeAnswer, RuntimeError> {
+    pub async fn run(&self, body: impl Into<RuntimeBody>) -> Result<RuntimeAnswer, RuntimeError> {
+        let body = body.into();
         let started = tokio::time::Instant::now();
         let mut backoff = self.options.backoff_initial;
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            match self.call_once(body.clone()).await {
+            match self.call_once(&body).await {
                 Ok(answer) => return Ok(answer),
                 Err(Attempt::Connect(cause)) => {
                     let elapsed = started.elapsed();
@@ -164,7 +214,7 @@ impl RuntimeClient {
         }
     }
 
-    async fn call_once(&self, body: Bytes) -> Result<RuntimeAnswer, Attempt> {
+    async fn call_once(&self, body: &RuntimeBody) -> Result<RuntimeAnswer, Attempt> {
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(self.uri.clone())
@@ -177,7 +227,7 @@ impl RuntimeClient {
             request = request.header(AUTHORIZATION, auth.clone());
         }
         let request = request
-            .body(Full::new(body))
+            .body(PiecesBody::new(body))
             .map_err(|e| Attempt::Other(e.to_string()))?;
         let call = async {
             let response = self.http.request(request).await.map_err(|e| {

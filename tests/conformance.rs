@@ -112,7 +112,7 @@ fn run_case(store: &DirIndex, case: &Case) -> (Option<Vec<u8>>, Result<Vec<u8>, 
     let Some(body) = body else {
         // No runtime exchange recorded: the runtime was unreachable.
         return (
-            Some(runtime_request.body),
+            Some(runtime_request.body.to_vec()),
             Err(ProtocolError::RuntimeUnreachable {
                 reason: "connection refused".into(),
             }),
@@ -125,7 +125,7 @@ fn run_case(store: &DirIndex, case: &Case) -> (Option<Vec<u8>>, Result<Vec<u8>, 
         &timings(),
         Some(4242),
     );
-    (Some(runtime_request.body), response)
+    (Some(runtime_request.body.to_vec()), response)
 }
 
 #[test]

@@ -23,7 +23,7 @@ fn prepare(id: &str, request: Value) -> Result<Value, ProtocolError> {
     let tree = store.tree(id.parse().unwrap()).unwrap();
     let request: ExecutionRequest = parse_request(Some(request.to_string().as_bytes())).unwrap();
     let prepared = PreparedRevision::new(&tree)?;
-    let body = prepared.runtime_request(&request)?.body;
+    let body = prepared.runtime_request(&request)?.body.to_vec();
     Ok(serde_json::from_slice(&body).unwrap())
 }
 

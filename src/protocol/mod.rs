@@ -19,6 +19,6 @@ pub mod revision;
 pub mod wiring;
 
 pub use error::ProtocolError;
-pub use prepare::{PreparedRevision, RuntimeRequest};
+pub use prepare::{PreparedRevision, RuntimeBody, RuntimeRequest};
 pub use request::{ExecutionRequest, Target, parse_request};
 pub use response::{Step, Timings, build_response, failure_response};

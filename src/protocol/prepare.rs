@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 
+use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -41,9 +42,10 @@ pub struct PreparedRevision {
     /// `configuration.name`: the root workflow's id, or the wrapper's.
     configuration_name: Uuid,
     /// `"code_modules": [...], "components": [...], "workflow": {"id": "` up to the root node id.
-    head: Vec<u8>,
-    /// The root node after its id, through the closing brace.
-    workflow_tail: Vec<u8>,
+    /// Shared by every request's body, never copied (most of the body: all component sources).
+    head: Bytes,
+    /// The root node after its id, through the closing brace; shared like `head`.
+    workflow_tail: Bytes,
     inputs: Vec<WiringSlot>,
     /// Workflow outputs in order, with their data types (`output_types_by_output_name`).
     outputs: Vec<(String, DataType)>,
@@ -54,8 +56,53 @@ pub struct PreparedRevision {
 /// The body to POST to the runtime, and what the response needs from it.
 #[derive(Debug, Clone)]
 pub struct RuntimeRequest {
-    pub body: Vec<u8>,
+    pub body: RuntimeBody,
     pub job_id: Uuid,
+}
+
+/// A runtime request body as a sequence of pieces. The revision's constant parts (for the seed's
+/// Volatility workflow, 216 KB of component sources and workflow) are pieces shared by every
+/// request; only the request's own parts are written anew. Sent as they are (vectored writes),
+/// so the constant parts are never copied per request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeBody {
+    pieces: Vec<Bytes>,
+}
+
+impl RuntimeBody {
+    pub fn pieces(&self) -> &[Bytes] {
+        &self.pieces
+    }
+
+    /// Length in bytes (the `Content-Length`).
+    pub fn len(&self) -> usize {
+        self.pieces.iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The body in one buffer (for tools and comparisons; the worker never needs it).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut all = Vec::with_capacity(self.len());
+        for p in &self.pieces {
+            all.extend_from_slice(p);
+        }
+        all
+    }
+}
+
+impl From<Bytes> for RuntimeBody {
+    fn from(body: Bytes) -> RuntimeBody {
+        RuntimeBody { pieces: vec![body] }
+    }
+}
+
+impl From<Vec<u8>> for RuntimeBody {
+    fn from(body: Vec<u8>) -> RuntimeBody {
+        Bytes::from(body).into()
+    }
 }
 
 #[derive(Serialize)]
@@ -416,8 +463,8 @@ impl PreparedRevision {
         Ok(PreparedRevision {
             trafo_id: root.id,
             configuration_name,
-            head,
-            workflow_tail,
+            head: head.into(),
+            workflow_tail: workflow_tail.into(),
             inputs,
             outputs,
             test_wiring: root.test_wiring.clone(),
@@ -441,18 +488,16 @@ impl PreparedRevision {
     ) -> Result<RuntimeRequest, ProtocolError> {
         let wiring = self.complete_wiring(request.wiring.as_ref().unwrap_or(&self.test_wiring))?;
         let wiring_json = pyjson::to_vec(&wiring);
-        let mut body = Vec::with_capacity(
-            self.head.len() + self.workflow_tail.len() + wiring_json.len() + 256,
-        );
-        body.extend_from_slice(&self.head);
-        body.extend_from_slice(
+        // The root node's id: random per execution, as in the reference.
+        let mut node_id = Vec::with_capacity(37);
+        node_id.extend_from_slice(
             Uuid::new_v4()
                 .hyphenated()
                 .encode_lower(&mut Uuid::encode_buffer())
                 .as_bytes(),
         );
-        body.push(b'"');
-        body.extend_from_slice(&self.workflow_tail);
+        node_id.push(b'"');
+        let mut body = Vec::with_capacity(wiring_json.len() + 256);
         body.extend_from_slice(b", \"configuration\": {\"name\": \"");
         body.extend_from_slice(
             self.configuration_name
@@ -487,7 +532,14 @@ impl PreparedRevision {
         );
         body.extend_from_slice(b"\"}");
         Ok(RuntimeRequest {
-            body,
+            body: RuntimeBody {
+                pieces: vec![
+                    self.head.clone(),
+                    node_id.into(),
+                    self.workflow_tail.clone(),
+                    body.into(),
+                ],
+            },
             job_id: request.job_id,
         })
     }

@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use chrono::Utc;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -126,20 +125,16 @@ impl Execution {
             job_id: Some(job_id),
             output_types: prepared.output_types().to_vec(),
         };
-        let answer = self
-            .runtime
-            .run(Bytes::from(runtime_request.body))
-            .await
-            .map_err(|e| {
-                failed(match e {
-                    RuntimeError::Unreachable { .. }
-                    | RuntimeError::Timeout { .. }
-                    | RuntimeError::Failed { .. }
-                    | RuntimeError::BadUrl { .. } => ProtocolError::RuntimeUnreachable {
-                        reason: e.to_string(),
-                    },
-                })
-            })?;
+        let answer = self.runtime.run(runtime_request.body).await.map_err(|e| {
+            failed(match e {
+                RuntimeError::Unreachable { .. }
+                | RuntimeError::Timeout { .. }
+                | RuntimeError::Failed { .. }
+                | RuntimeError::BadUrl { .. } => ProtocolError::RuntimeUnreachable {
+                    reason: e.to_string(),
+                },
+            })
+        })?;
         let end = Utc::now();
         timings.run_execution_input = Some(Step {
             start: prepare_end,

@@ -291,12 +291,35 @@ async fn handle(
             r#"{"detail":"Not Found"}"#,
         ));
     }
+    // The reference (httpx) sends JSON with a Content-Length, never chunked.
+    let header = |name: hyper::header::HeaderName| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let content_length = header(hyper::header::CONTENT_LENGTH);
+    let content_type = header(hyper::header::CONTENT_TYPE);
+    let chunked = header(hyper::header::TRANSFER_ENCODING).is_some();
     let body = req
         .into_body()
         .collect()
         .await
         .map_err(std::io::Error::other)?
         .to_bytes();
+    let mut framing = Vec::new();
+    if chunked || content_length != Some(body.len().to_string()) {
+        framing.push(format!(
+            "body of {} bytes sent with Content-Length {content_length:?}{}",
+            body.len(),
+            if chunked { " and chunked" } else { "" }
+        ));
+    }
+    if content_type.as_deref() != Some("application/json") {
+        framing.push(format!(
+            "Content-Type is {content_type:?}, not application/json"
+        ));
+    }
     let latency = *shared.latency.lock().unwrap();
     let mode = *shared.mode.lock().unwrap();
     if !shared.strict.load(Ordering::Relaxed) {
@@ -359,7 +382,8 @@ async fn handle(
         Ok(v) => v,
         Err(e) => return Ok(reject(&shared, vec![format!("body is not JSON: {e}")])),
     };
-    let violations = check_request(&request);
+    let mut violations = check_request(&request);
+    violations.extend(framing);
     if !violations.is_empty() {
         return Ok(reject(&shared, violations));
     }
