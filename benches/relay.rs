@@ -335,7 +335,10 @@ async fn scenario(
     let begin = Instant::now();
     match rate {
         None => {
-            for (i, chunk) in jobs.chunks(500).enumerate() {
+            // At most 500 per produce call, and every partition gets its share even of a small
+            // batch (in chunks of 500, 200 requests would all land on partition 0: one worker).
+            let chunk = n.div_ceil(8).clamp(1, 500);
+            for (i, chunk) in jobs.chunks(chunk).enumerate() {
                 let now = Instant::now();
                 for j in chunk {
                     sent.insert(j.to_string(), now);
