@@ -154,15 +154,15 @@ enum Fetched {
 }
 
 /// Why the batch at an offset cannot be read, and what an operator can do about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UndecodableBatch {
+#[derive(Debug)]
+struct UndecodableBatch {
     /// rskafka's own words.
-    pub reason: String,
+    reason: String,
 }
 
 impl UndecodableBatch {
     /// The remedy for the log line: which feature to build with, or how to get past it.
-    pub fn remedy(&self) -> &'static str {
+    fn remedy(&self) -> &'static str {
         let text = self.reason.to_ascii_lowercase();
         if text.contains("unimplemented compression: lz4") {
             "the batch is lz4-compressed and this build was made without the `lz4` feature; \
