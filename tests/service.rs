@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::kafka::{client, kafka_bootstrap, kcat};
+use support::kafka::{OwnCluster, client, kafka_bootstrap, kcat};
 use support::normalise;
 use support::runtime_double::{Mode, RuntimeDouble};
 use support::service::{
@@ -474,4 +474,146 @@ async fn a_response_too_large_for_kafka_becomes_a_failure_response() {
         "{v}"
     );
     assert_eq!(v["job_id"], job.to_string());
+}
+
+/// Kafka nodes go away while requests are queued and in flight, and come back on the same
+/// address with the same data. Runs on a cluster of the test's own (`brokers` nodes), never the
+/// shared one; `node` picks the node to restart (all when `None`). With `during`, the second
+/// wave of requests is produced while the node is down (the rest of the cluster must be able to
+/// take them); otherwise after it is back. Every request must be answered, by the same workers.
+async fn outage_loses_no_request(brokers: u32, node: Option<u32>, during: bool) {
+    let cluster = OwnCluster::start(brokers);
+    let double = RuntimeDouble::start().await;
+    // 600 requests at 16 in flight and 50 ms each take about 2 s: Kafka loses its node while
+    // most are queued or in flight.
+    double.set_latency(Duration::from_millis(50));
+    let client = cluster.client().await;
+    let topics = Topics::create_replicated(&client, "outage", 8, brokers as i16).await;
+    let service = ServiceProcess::start_on(
+        &cluster.bootstrap,
+        &topics,
+        &double.engine_url(),
+        &["--workers", "2", "--max-in-flight", "8"],
+        &[],
+    );
+    service.wait_workers(2, WAIT);
+    let workers = service.workers();
+    let requests = |jobs: &[Uuid]| -> Vec<KeyValue> {
+        jobs.iter()
+            .map(|j| (Some(j.to_string().into_bytes()), Some(add_request(*j))))
+            .collect()
+    };
+
+    let before: Vec<Uuid> = (0..600).map(|_| Uuid::new_v4()).collect();
+    produce_requests(&client, &topics.requests, &requests(&before)).await;
+    let early = read_all(&client, &topics.responses, 30, WAIT).await;
+    assert!(early.len() >= 30, "log:\n{}", service.log_text());
+    assert!(
+        early.len() < before.len(),
+        "all answered before the outage: the test proves nothing"
+    );
+
+    let leaders_before = leaders(&cluster.bootstrap, &topics.requests);
+    if let Some(n) = node {
+        assert!(
+            leaders_before.values().any(|l| *l == i64::from(n)),
+            "node {n} leads no request partition: the test proves nothing ({leaders_before:?})"
+        );
+    }
+    let restart = tokio::task::spawn_blocking(move || {
+        cluster.restart_nodes(node, Duration::from_secs(5));
+        cluster
+    });
+    let after: Vec<Uuid> = (0..100).map(|_| Uuid::new_v4()).collect();
+    let cluster = if during {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        produce_requests(&client, &topics.requests, &requests(&after)).await;
+        restart.await.unwrap()
+    } else {
+        let cluster = restart.await.unwrap();
+        let client = cluster.client().await;
+        produce_requests(&client, &topics.requests, &requests(&after)).await;
+        cluster
+    };
+
+    let client = cluster.client().await;
+    let all: Vec<Uuid> = before.iter().chain(&after).copied().collect();
+    let responses = read_jobs(&client, &topics.responses, &all, WAIT).await;
+    let answered: HashSet<String> = responses
+        .iter()
+        .map(|(_, r)| job_of(r.record.value.as_ref().unwrap()))
+        .collect();
+    let lost = all
+        .iter()
+        .filter(|j| !answered.contains(&j.to_string()))
+        .count();
+    assert!(
+        lost == 0,
+        "{lost} of {} requests lost; log:\n{}",
+        all.len(),
+        service.log_text()
+    );
+    let log = service.log_text();
+    let troubles = log
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .count();
+    let leaders_after = leaders(&cluster.bootstrap, &topics.requests);
+    eprintln!(
+        "{} answered before the outage; {} responses for {} requests in all; the workers \
+         logged {troubles} warnings or errors; request partition leaders {leaders_before:?} \
+         before, {leaders_after:?} after",
+        early.len(),
+        responses.len(),
+        all.len(),
+    );
+    // The premise: the outage reached the workers. Restarting the only broker, they lose their
+    // connections; a broker of three shuts down in a controlled way and hands its leaderships
+    // over first (its clients are told so, no error), which shows in the leaders.
+    match node {
+        None => assert!(troubles > 0, "the outage went unnoticed; log:\n{log}"),
+        Some(n) => assert!(
+            leaders_after.values().all(|l| *l != i64::from(n)),
+            "node {n} still leads: nothing moved ({leaders_after:?})"
+        ),
+    }
+    assert_eq!(service.workers(), workers, "a worker died of the outage");
+    for (_, r) in &responses {
+        let v: Value = serde_json::from_slice(r.record.value.as_ref().unwrap()).unwrap();
+        assert_eq!(v["result"], "ok", "{v}");
+    }
+}
+
+/// Leader node of each partition of `topic`, as Kafka's metadata (read by kcat) says.
+fn leaders(bootstrap: &str, topic: &str) -> std::collections::BTreeMap<i64, i64> {
+    let out = kcat()
+        .args(["-L", "-J", "-b", bootstrap, "-t", topic])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "kcat -L: {out:?}");
+    let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
+    meta["topics"][0]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["partition"].as_i64().unwrap(),
+                p["leader"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The one broker restarts (5 s down) under load; the second wave comes after it is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_restart_under_load_loses_no_request() {
+    outage_loses_no_request(1, None, false).await;
+}
+
+/// One of three brokers restarts under load (topics with three replicas): leaders and the group
+/// coordinator move, and the second wave is produced while the node is down.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_broker_of_three_moves_leaders_and_loses_no_request() {
+    outage_loses_no_request(3, Some(1), true).await;
 }

@@ -51,9 +51,14 @@ pub async fn client() -> Arc<Client> {
 
 /// Creates `name` with `partitions` partitions and waits until its leaders are known.
 pub async fn create_topic(client: &Client, name: &str, partitions: i32) {
+    create_topic_replicated(client, name, partitions, 1).await;
+}
+
+/// Like [`create_topic`] with `replicas` copies of each partition (a cluster of that many).
+pub async fn create_topic_replicated(client: &Client, name: &str, partitions: i32, replicas: i16) {
     let controller = client.controller_client().expect("controller client");
     controller
-        .create_topic(name, partitions, 1, 10_000)
+        .create_topic(name, partitions, replicas, 10_000)
         .await
         .unwrap_or_else(|e| panic!("creating topic {name}: {e}"));
     for _ in 0..100 {
@@ -67,6 +72,83 @@ pub async fn create_topic(client: &Client, name: &str, partitions: i32) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("topic {name} did not appear with {partitions} partitions");
+}
+
+/// A cluster of this test's own (`scripts/kafka start` in a temporary directory), for tests that
+/// stop brokers, which the shared one must not be. Stopped and removed when dropped.
+pub struct OwnCluster {
+    dir: tempfile::TempDir,
+    pub bootstrap: String,
+}
+
+impl OwnCluster {
+    pub fn start(brokers: u32) -> OwnCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(scripts_kafka())
+            .args(["start", "--brokers", &brokers.to_string(), "--dir"])
+            .arg(dir.path().join("cluster"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/kafka start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bootstrap = std::fs::read_to_string(dir.path().join("cluster/bootstrap"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        OwnCluster { dir, bootstrap }
+    }
+
+    /// Stops every broker, waits `down`, starts them again with the same data and ports.
+    pub fn restart(&self, down: std::time::Duration) {
+        self.restart_nodes(None, down);
+    }
+
+    /// Like [`restart`](Self::restart) for node `node` (1-based) alone, or all of them.
+    pub fn restart_nodes(&self, node: Option<u32>, down: std::time::Duration) {
+        let node = node.map(|n| n.to_string()).unwrap_or_default();
+        let out = Command::new(scripts_kafka())
+            .args([
+                "restart",
+                "--node",
+                &node,
+                "--down",
+                &down.as_secs().to_string(),
+                "--dir",
+            ])
+            .arg(self.dir.path().join("cluster"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/kafka restart failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub async fn client(&self) -> Arc<Client> {
+        Arc::new(
+            ClientBuilder::new(self.bootstrap.split(',').map(str::to_owned).collect())
+                .build()
+                .await
+                .expect("connecting to the test's own cluster"),
+        )
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = Command::new(scripts_kafka())
+            .args(["stop", "--dir"])
+            .arg(self.dir.path().join("cluster"))
+            .output();
+    }
+}
+
+fn scripts_kafka() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka")
 }
 
 /// The `kcat` binary: `HD_TEST_KCAT`, else `kcat` on PATH.

@@ -12,7 +12,7 @@ use rskafka::client::Client;
 use rskafka::client::partition::{Compression, OffsetAt, UnknownTopicHandling};
 use rskafka::record::{Record, RecordAndOffset};
 
-use super::kafka::{create_topic, kafka_bootstrap, unique_topic};
+use super::kafka::{create_topic_replicated, kafka_bootstrap, unique_topic};
 
 pub fn vectors() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors")
@@ -29,15 +29,25 @@ pub struct Topics {
 
 impl Topics {
     pub async fn create(client: &Client, prefix: &str, partitions: i32) -> Topics {
+        Self::create_replicated(client, prefix, partitions, 1).await
+    }
+
+    /// Like [`create`](Self::create) with `replicas` copies of every partition.
+    pub async fn create_replicated(
+        client: &Client,
+        prefix: &str,
+        partitions: i32,
+        replicas: i16,
+    ) -> Topics {
         let t = Topics {
             requests: unique_topic(&format!("{prefix}-req")),
             responses: unique_topic(&format!("{prefix}-resp")),
             dead_letters: unique_topic(&format!("{prefix}-dlq")),
             group: unique_topic(&format!("{prefix}-group")),
         };
-        create_topic(client, &t.requests, partitions).await;
-        create_topic(client, &t.responses, partitions).await;
-        create_topic(client, &t.dead_letters, 1).await;
+        create_topic_replicated(client, &t.requests, partitions, replicas).await;
+        create_topic_replicated(client, &t.responses, partitions, replicas).await;
+        create_topic_replicated(client, &t.dead_letters, 1, replicas).await;
         t
     }
 }
@@ -63,9 +73,19 @@ impl ServiceProcess {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> ServiceProcess {
+        Self::start_on(&kafka_bootstrap().join(","), topics, engine_url, args, env)
+    }
+
+    /// Like [`start_with`](Self::start_with) against the cluster at `bootstrap`.
+    pub fn start_on(
+        bootstrap: &str,
+        topics: &Topics,
+        engine_url: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> ServiceProcess {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("serve.log");
-        let bootstrap = kafka_bootstrap().join(",");
         let default_store = format!("dir:{}", vectors().join("transformations").display());
         let store: &[&str] = if args.contains(&"--store") {
             &[]
