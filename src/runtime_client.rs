@@ -87,16 +87,14 @@ pub struct RuntimeClient {
 /// pieces go from the prepared revision to the socket without a copy. The exact size makes
 /// hyper send a `Content-Length` (the runtime's server expects one), not chunked encoding.
 #[derive(Debug)]
-pub struct PiecesBody {
+struct PiecesBody {
     pieces: std::vec::IntoIter<Bytes>,
-    remaining: u64,
 }
 
 impl PiecesBody {
     fn new(body: &RuntimeBody) -> PiecesBody {
         PiecesBody {
             pieces: body.pieces().to_vec().into_iter(),
-            remaining: body.len() as u64,
         }
     }
 }
@@ -110,18 +108,15 @@ impl Body for PiecesBody {
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let next = self.pieces.by_ref().find(|p| !p.is_empty());
-        if let Some(piece) = &next {
-            self.remaining -= piece.len() as u64;
-        }
         Poll::Ready(next.map(|p| Ok(Frame::data(p))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.remaining == 0
+        self.pieces.as_slice().iter().all(Bytes::is_empty)
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
+        SizeHint::with_exact(self.pieces.as_slice().iter().map(|p| p.len() as u64).sum())
     }
 }
 

@@ -64,7 +64,7 @@ pub struct RuntimeRequest {
 /// Volatility workflow, 216 KB of component sources and workflow) are pieces shared by every
 /// request; only the request's own parts are written anew. Sent as they are (vectored writes),
 /// so the constant parts are never copied per request.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RuntimeBody {
     pieces: Vec<Bytes>,
 }
@@ -96,12 +96,6 @@ impl RuntimeBody {
 impl From<Bytes> for RuntimeBody {
     fn from(body: Bytes) -> RuntimeBody {
         RuntimeBody { pieces: vec![body] }
-    }
-}
-
-impl From<Vec<u8>> for RuntimeBody {
-    fn from(body: Vec<u8>) -> RuntimeBody {
-        Bytes::from(body).into()
     }
 }
 
