@@ -13,7 +13,9 @@ use hd_kafka_exec::kafka::producer::partition_for_key;
 use hd_kafka_exec::kafka::{GroupCoordinator, RequestConsumer, ResponseProducer};
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::record::Record;
-use support::kafka::{client, create_topic, kafka_bootstrap, kafka_dir, unique_topic};
+use support::kafka::{
+    client, create_topic, kafka_bootstrap, kafka_dir, scripts_kafka, unique_topic,
+};
 use tokio::sync::watch;
 
 async fn produce_n(client: &rskafka::client::Client, topic: &str, partition: i32, n: usize) {
@@ -51,23 +53,14 @@ async fn committed_offsets_round_trip_and_show_in_kafkas_own_tool() {
         HashMap::from([(0, None), (1, Some(7)), (2, Some(0))])
     );
 
-    let out = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka"))
-        .args(["groups", "--dir", kafka_dir().to_str().unwrap(), &group])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = scripts_kafka("groups", &kafka_dir(), &[&group]);
     let row = text
         .lines()
         .find(|l| {
             l.split_whitespace().nth(1) == Some(topic.as_str())
                 && l.split_whitespace().nth(2) == Some("1")
         })
-        .unwrap_or_else(|| {
-            panic!(
-                "no row for {topic}/1 in:\n{text}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+        .unwrap_or_else(|| panic!("no row for {topic}/1 in:\n{text}"));
     let cols: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(
         &cols[3..6],

@@ -13,8 +13,8 @@ use support::kafka::{OwnCluster, client, kafka_bootstrap, kcat};
 use support::normalise;
 use support::runtime_double::{Mode, RuntimeDouble};
 use support::service::{
-    KeyValue, ServiceProcess, Topics, add_request, job_of, produce_requests, read_all, read_jobs,
-    vectors,
+    KeyValue, ServiceProcess, Topics, add_request, job_of, keyed_requests, produce_requests,
+    read_all, read_jobs, vectors,
 };
 use uuid::Uuid;
 
@@ -498,14 +498,9 @@ async fn outage_loses_no_request(brokers: u32, node: Option<u32>, during: bool) 
     );
     service.wait_workers(2, WAIT);
     let workers = service.workers();
-    let requests = |jobs: &[Uuid]| -> Vec<KeyValue> {
-        jobs.iter()
-            .map(|j| (Some(j.to_string().into_bytes()), Some(add_request(*j))))
-            .collect()
-    };
 
-    let before: Vec<Uuid> = (0..600).map(|_| Uuid::new_v4()).collect();
-    produce_requests(&client, &topics.requests, &requests(&before)).await;
+    let (before, first_wave) = keyed_requests(600);
+    produce_requests(&client, &topics.requests, &first_wave).await;
     let early = read_all(&client, &topics.responses, 30, WAIT).await;
     assert!(early.len() >= 30, "log:\n{}", service.log_text());
     assert!(
@@ -524,15 +519,15 @@ async fn outage_loses_no_request(brokers: u32, node: Option<u32>, during: bool) 
         cluster.restart_nodes(node, Duration::from_secs(5));
         cluster
     });
-    let after: Vec<Uuid> = (0..100).map(|_| Uuid::new_v4()).collect();
+    let (after, second_wave) = keyed_requests(100);
     let cluster = if during {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        produce_requests(&client, &topics.requests, &requests(&after)).await;
+        produce_requests(&client, &topics.requests, &second_wave).await;
         restart.await.unwrap()
     } else {
         let cluster = restart.await.unwrap();
         let client = cluster.client().await;
-        produce_requests(&client, &topics.requests, &requests(&after)).await;
+        produce_requests(&client, &topics.requests, &second_wave).await;
         cluster
     };
 

@@ -9,19 +9,12 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use support::kafka::client;
 use support::runtime_double::RuntimeDouble;
-use support::service::{ServiceProcess, Topics, add_request, job_of, produce_requests, read_jobs};
+use support::service::{
+    ServiceProcess, Topics, add_request, job_of, keyed_requests, produce_requests, read_jobs,
+};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(120);
-
-fn requests(n: usize) -> (Vec<Uuid>, Vec<support::service::KeyValue>) {
-    let jobs: Vec<Uuid> = (0..n).map(|_| Uuid::new_v4()).collect();
-    let records = jobs
-        .iter()
-        .map(|j| (Some(j.to_string().into_bytes()), Some(add_request(*j))))
-        .collect();
-    (jobs, records)
-}
 
 fn answered(responses: &[(i32, rskafka::record::RecordAndOffset)]) -> BTreeSet<String> {
     responses
@@ -89,7 +82,7 @@ async fn three_workers_split_eight_partitions_and_answer_a_thousand_requests() {
         (0..8).collect::<Vec<_>>(),
         "every partition exactly one owner: {owners:?}"
     );
-    let (jobs, records) = requests(1000);
+    let (jobs, records) = keyed_requests(1000);
     produce_requests(&client, &topics.requests, &records).await;
     let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
     assert_all_answered(&jobs, &responses, &service.log_text());
@@ -105,7 +98,7 @@ async fn a_killed_worker_is_restarted_and_nothing_is_lost() {
     let service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "2"]);
     service.wait_workers(2, WAIT);
     let before = service.workers();
-    let (jobs, records) = requests(1000);
+    let (jobs, records) = keyed_requests(1000);
     produce_requests(&client, &topics.requests, &records).await;
     let victim = before[0];
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim), Signal::SIGKILL).unwrap();
@@ -138,7 +131,7 @@ async fn term_under_load_stops_within_the_grace_period_and_a_new_serve_repeats_n
         &["--workers", "2", "--graceful-timeout", "20"],
     );
     service.wait_workers(2, WAIT);
-    let (jobs, records) = requests(800);
+    let (jobs, records) = keyed_requests(800);
     produce_requests(&client, &topics.requests, &records).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stop = Instant::now();
@@ -167,11 +160,11 @@ async fn ttin_and_ttou_change_the_worker_count_without_two_owners_at_once() {
     let topics = Topics::create(&client, "supttin", 6).await;
     let service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "2"]);
     service.wait_workers(2, WAIT);
-    let (jobs, records) = requests(600);
+    let (jobs, records) = keyed_requests(600);
     produce_requests(&client, &topics.requests, &records).await;
     service.signal(Signal::SIGTTIN);
     service.wait_workers(3, WAIT);
-    let (jobs2, records2) = requests(300);
+    let (jobs2, records2) = keyed_requests(300);
     produce_requests(&client, &topics.requests, &records2).await;
     service.signal(Signal::SIGTTOU);
     let deadline = Instant::now() + WAIT;
@@ -370,20 +363,10 @@ async fn partitions_added_while_running_are_consumed() {
     let topics = Topics::create(&client, "supgrow", 2).await;
     let service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "2"]);
     service.wait_workers(2, WAIT);
-    let grown = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka"))
-        .args([
-            "partitions",
-            "--dir",
-            support::kafka::kafka_dir().to_str().unwrap(),
-            &topics.requests,
-            "4",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        grown.status.success(),
-        "{}",
-        String::from_utf8_lossy(&grown.stderr)
+    support::kafka::scripts_kafka(
+        "partitions",
+        &support::kafka::kafka_dir(),
+        &[&topics.requests, "4"],
     );
     // Requests on the new partitions 2 and 3 (keys chosen by the partitioner for 4 partitions).
     let mut jobs = Vec::new();

@@ -84,17 +84,9 @@ pub struct OwnCluster {
 impl OwnCluster {
     pub fn start(brokers: u32) -> OwnCluster {
         let dir = tempfile::tempdir().unwrap();
-        let out = Command::new(scripts_kafka())
-            .args(["start", "--brokers", &brokers.to_string(), "--dir"])
-            .arg(dir.path().join("cluster"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "scripts/kafka start failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let bootstrap = std::fs::read_to_string(dir.path().join("cluster/bootstrap"))
+        let cluster = dir.path().join("cluster");
+        scripts_kafka("start", &cluster, &["--brokers", &brokers.to_string()]);
+        let bootstrap = std::fs::read_to_string(cluster.join("bootstrap"))
             .unwrap()
             .trim()
             .to_owned();
@@ -109,22 +101,11 @@ impl OwnCluster {
     /// Like [`restart`](Self::restart) for node `node` (1-based) alone, or all of them.
     pub fn restart_nodes(&self, node: Option<u32>, down: std::time::Duration) {
         let node = node.map(|n| n.to_string()).unwrap_or_default();
-        let out = Command::new(scripts_kafka())
-            .args([
-                "restart",
-                "--node",
-                &node,
-                "--down",
-                &down.as_secs().to_string(),
-                "--dir",
-            ])
-            .arg(self.dir.path().join("cluster"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "scripts/kafka restart failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let down = down.as_secs().to_string();
+        scripts_kafka(
+            "restart",
+            &self.dir.path().join("cluster"),
+            &["--node", &node, "--down", &down],
         );
     }
 
@@ -140,15 +121,32 @@ impl OwnCluster {
 
 impl Drop for OwnCluster {
     fn drop(&mut self) {
-        let _ = Command::new(scripts_kafka())
+        // Not `scripts_kafka`: a drop must not panic.
+        let _ = Command::new(SCRIPTS_KAFKA)
             .args(["stop", "--dir"])
             .arg(self.dir.path().join("cluster"))
             .output();
     }
 }
 
-fn scripts_kafka() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka")
+const SCRIPTS_KAFKA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka");
+
+/// Runs `scripts/kafka COMMAND --dir DIR ARGS…` and returns what it printed; a failure panics
+/// with its error output.
+pub fn scripts_kafka(command: &str, dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(SCRIPTS_KAFKA)
+        .arg(command)
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/kafka {command} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The `kcat` binary: `HD_TEST_KCAT`, else `kcat` on PATH.

@@ -275,6 +275,16 @@ pub async fn read_all(
     }
 }
 
+/// `n` fresh job ids and their Add requests, each keyed by its job id.
+pub fn keyed_requests(n: usize) -> (Vec<uuid::Uuid>, Vec<KeyValue>) {
+    let jobs: Vec<uuid::Uuid> = (0..n).map(|_| uuid::Uuid::new_v4()).collect();
+    let records = jobs
+        .iter()
+        .map(|j| (Some(j.to_string().into_bytes()), Some(add_request(*j))))
+        .collect();
+    (jobs, records)
+}
+
 /// A small valid request (the Add component) with its own job id.
 pub fn add_request(job: uuid::Uuid) -> Vec<u8> {
     format!(
