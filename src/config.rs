@@ -108,7 +108,14 @@ pub struct KafkaSettings {
     pub fetch_max_bytes: i32,
     pub linger: Duration,
     pub compression: Compression,
+    /// aiokafka's `max_request_size`: no record batch of a response may be larger, measured
+    /// after compression. Raising it lets larger answers through (with the response topic's
+    /// `max.message.bytes`, which the broker enforces).
+    pub max_request_size: usize,
 }
+
+/// aiokafka's default `max_request_size` (1 MiB), which hetida's producer runs with.
+pub const DEFAULT_MAX_REQUEST_SIZE: usize = 1_048_576;
 
 /// How the hetida runtime is called.
 #[derive(Debug, Clone, PartialEq)]
@@ -303,6 +310,7 @@ impl Config {
             fetch_max_bytes: consumer.fetch_max_bytes,
             linger: producer.linger,
             compression: producer.compression,
+            max_request_size: producer.max_request_size,
         };
         if kafka.group_id.is_empty() {
             return Err(invalid("--group-id", "must not be empty"));
@@ -745,6 +753,7 @@ struct ProducerOptions {
     bootstrap: Vec<String>,
     linger: Duration,
     compression: Compression,
+    max_request_size: usize,
 }
 
 impl ProducerOptions {
@@ -756,6 +765,7 @@ impl ProducerOptions {
             bootstrap: vec!["localhost:9092".to_owned()],
             linger: Duration::ZERO,
             compression: Compression::None,
+            max_request_size: DEFAULT_MAX_REQUEST_SIZE,
         };
         for (option, value) in &map {
             let o = OptionValue {
@@ -819,11 +829,20 @@ impl ProducerOptions {
                         return Err(o.unsupported("transactions are not supported"));
                     }
                 }
-                "max_batch_size" | "max_request_size" => {
+                "max_request_size" => {
+                    opts.max_request_size = match value.as_u64() {
+                        Some(n) if n > 0 => usize::try_from(n)
+                            .map_err(|_| o.bad("must fit this machine's address size"))?,
+                        _ => return Err(o.bad("must be a positive integer (bytes)")),
+                    };
+                }
+                "max_batch_size" => {
                     if !value.is_u64() {
                         return Err(o.bad("must be a non-negative integer"));
                     }
-                    notices.push(o.notice("batches are sized by the producer itself"));
+                    notices.push(o.notice(
+                        "responses are batched up to max_request_size (measured after compression)",
+                    ));
                 }
                 "partitioner" => notices.push(o.notice(
                     "keyed responses use Kafka's default murmur2 partitioner, keyless ones round robin",

@@ -10,7 +10,9 @@ use chrono::Utc;
 use hd_kafka_exec::config::OffsetReset;
 use hd_kafka_exec::kafka::consumer::{FetchOptions, start_offset};
 use hd_kafka_exec::kafka::producer::partition_for_key;
-use hd_kafka_exec::kafka::{GroupCoordinator, RequestConsumer, ResponseProducer};
+use hd_kafka_exec::kafka::{
+    GroupCoordinator, OutgoingRecord, ProducerSettings, RequestConsumer, ResponseProducer,
+};
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::record::Record;
 use support::kafka::{
@@ -172,18 +174,24 @@ async fn keyed_responses_land_where_javas_partitioner_puts_them() {
     let client = client().await;
     let topic = unique_topic("kafka-produce");
     create_topic(&client, &topic, 8).await;
-    let producer = ResponseProducer::new(
-        client.clone(),
-        &topic,
-        Duration::ZERO,
-        Compression::NoCompression,
-    )
-    .await
-    .unwrap();
+    let settings = ProducerSettings {
+        bootstrap: kafka_bootstrap(),
+        client_id: "hd-kafka-exec-test".into(),
+        linger: Duration::ZERO,
+        compression: hd_kafka_exec::config::Compression::None,
+        max_request_size: hd_kafka_exec::config::DEFAULT_MAX_REQUEST_SIZE,
+    };
+    let producer = ResponseProducer::new(client.clone(), &topic, &settings)
+        .await
+        .unwrap();
     for key in ["exec_job_1", "exec_job_2", "another-key"] {
         let headers = BTreeMap::from([("hd-job-id".to_owned(), b"j".to_vec())]);
         let (partition, offset) = producer
-            .send(Some(key.into()), Some(b"{}".to_vec()), headers)
+            .send(&OutgoingRecord {
+                key: Some(key.into()),
+                value: Some(b"{}".to_vec()),
+                headers,
+            })
             .await
             .unwrap();
         assert_eq!(partition, partition_for_key(key.as_bytes(), 8));
@@ -196,14 +204,9 @@ async fn keyed_responses_land_where_javas_partitioner_puts_them() {
         assert_eq!(r.record.key.as_deref(), Some(key.as_bytes()));
         assert_eq!(r.record.headers["hd-job-id"], b"j");
     }
-    let e = ResponseProducer::new(
-        client.clone(),
-        "no-such-topic-here",
-        Duration::ZERO,
-        Compression::NoCompression,
-    )
-    .await
-    .unwrap_err();
+    let e = ResponseProducer::new(client.clone(), "no-such-topic-here", &settings)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("does not exist"), "{e}");
 }
 

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use hd_kafka_exec::kafka::wire::UnsupportedVersion;
 use hd_kafka_exec::kafka::{CoordinatorError, GroupCoordinator};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -391,9 +392,12 @@ async fn a_broker_without_a_common_version_is_a_clear_error() {
         matches!(
             e,
             CoordinatorError::Unsupported {
-                api: "OffsetCommit",
-                broker_min: 10,
-                broker_max: 12,
+                source: UnsupportedVersion {
+                    api: "OffsetCommit",
+                    broker_min: 10,
+                    broker_max: 12,
+                    ..
+                },
                 ..
             }
         ),

@@ -450,30 +450,132 @@ async fn exec_prints_the_response_to_a_request() {
     assert_eq!(v["job_id"], "00000000-0000-4000-8000-0000000000aa");
 }
 
-/// A response too large for Kafka is answered with a small failure response that says so,
-/// instead of being retried forever (which would hold the partition's commits).
+/// The one response to `job`, as JSON.
+async fn response_of(
+    client: &std::sync::Arc<rskafka::client::Client>,
+    topic: &str,
+    job: Uuid,
+) -> Value {
+    let responses = read_jobs(client, topic, &[job], WAIT).await;
+    let mine: Vec<Value> = responses
+        .iter()
+        .map(|(_, r)| serde_json::from_slice::<Value>(r.record.value.as_ref().unwrap()).unwrap())
+        .filter(|v| v["job_id"] == job.to_string())
+        .collect();
+    assert_eq!(mine.len(), 1, "one response for {job}");
+    mine.into_iter().next().unwrap()
+}
+
+/// Answers as large as hetida's producer delivers get through: 990 kB with default options, and
+/// 3 MB (over 1 MiB even after gzip) with gzip, `max_request_size` 5 MiB and the response
+/// topic's `max.message.bytes` raised. A 6 MB answer with default options is answered with a
+/// small failure response that names its size, the limit and what raises it; its offset commits.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_response_too_large_for_kafka_becomes_a_failure_response() {
+async fn responses_as_large_as_hetida_delivers_get_through_and_larger_ones_say_why_not() {
     let double = RuntimeDouble::start().await;
-    double.set_mode(Mode::HugeResult);
     let client = client().await;
-    let topics = Topics::create(&client, "huge", 1).await;
+
+    let topics = Topics::create(&client, "large", 1).await;
     let service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "1"]);
     service.wait_workers(1, WAIT);
-    let job = Uuid::new_v4();
-    produce_requests(&client, &topics.requests, &[(None, Some(add_request(job)))]).await;
-    let responses = read_jobs(&client, &topics.responses, &[job], WAIT).await;
-    assert_eq!(responses.len(), 1, "log:\n{}", service.log_text());
-    let v: Value = serde_json::from_slice(responses[0].1.record.value.as_ref().unwrap()).unwrap();
-    assert_eq!(v["result"], "failure", "{v}");
-    assert!(
-        v["error"]["message"]
+    double.set_mode(Mode::LargeResult(990_000));
+    let near = Uuid::new_v4();
+    produce_requests(
+        &client,
+        &topics.requests,
+        &[(None, Some(add_request(near)))],
+    )
+    .await;
+    let v = response_of(&client, &topics.responses, near).await;
+    assert_eq!(v["result"], "ok", "{}", service.log_text());
+    assert_eq!(
+        v["output_results_by_output_name"]["large"]
             .as_str()
             .unwrap()
-            .contains("could not be produced"),
-        "{v}"
+            .len(),
+        990_000
     );
-    assert_eq!(v["job_id"], job.to_string());
+
+    double.set_mode(Mode::LargeResult(6_000_000));
+    let huge = Uuid::new_v4();
+    produce_requests(
+        &client,
+        &topics.requests,
+        &[(None, Some(add_request(huge)))],
+    )
+    .await;
+    let v = response_of(&client, &topics.responses, huge).await;
+    assert_eq!(v["result"], "failure", "{v}");
+    assert_eq!(v["error"]["type"], "MessageSizeTooLargeError", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    for part in [
+        "bytes",
+        "1048576",
+        "max_request_size",
+        "HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS",
+    ] {
+        assert!(message.contains(part), "{part:?} missing in {message}");
+    }
+    let size: usize = message
+        .split_whitespace()
+        .find_map(|w| w.parse().ok().filter(|n| *n > 6_000_000))
+        .unwrap_or_else(|| panic!("no size over 6 MB in {message}"));
+    assert!(size < 6_100_000, "{message}");
+    // Done: the failure response is in Kafka, so the request's offset commits.
+    let mut coordinator =
+        hd_kafka_exec::kafka::GroupCoordinator::new(kafka_bootstrap(), &topics.group, "test");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let committed = coordinator.fetch(&topics.requests, &[0]).await.unwrap();
+        if committed.get(&0).copied().flatten() == Some(2) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not committed: {committed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(service);
+
+    let raised = Topics::named("large-gzip");
+    support::kafka::create_topic(&client, &raised.requests, 1).await;
+    support::kafka::create_topic(&client, &raised.dead_letters, 1).await;
+    support::kafka::scripts_kafka(
+        "topic",
+        &support::kafka::kafka_dir(),
+        &[&raised.responses, "1", "max.message.bytes=5242880"],
+    );
+    let bootstrap = kafka_bootstrap().join(",");
+    let service = ServiceProcess::start_with(
+        &raised,
+        &double.engine_url(),
+        &["--workers", "1"],
+        &[(
+            "HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS",
+            &format!(
+                r#"{{"bootstrap_servers": "{bootstrap}", "compression_type": "gzip", "max_request_size": 5242880}}"#
+            ),
+        )],
+    );
+    service.wait_workers(1, WAIT);
+    double.set_mode(Mode::LargeResult(3_000_000));
+    let three = Uuid::new_v4();
+    produce_requests(
+        &client,
+        &raised.requests,
+        &[(None, Some(add_request(three)))],
+    )
+    .await;
+    let v = response_of(&client, &raised.responses, three).await;
+    assert_eq!(v["result"], "ok", "{}", service.log_text());
+    assert_eq!(
+        v["output_results_by_output_name"]["large"]
+            .as_str()
+            .unwrap()
+            .len(),
+        3_000_000
+    );
 }
 
 /// Kafka nodes go away while requests are queued and in flight, and come back on the same

@@ -19,37 +19,30 @@ use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, FindCoordinatorRequest, GroupId, OffsetCommitRequest,
-    OffsetFetchRequest, RequestHeader, ResponseHeader, TopicName,
+    ApiKey, FindCoordinatorRequest, GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName,
     offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic},
     offset_fetch_request::{
         OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
     },
 };
-use kafka_protocol::protocol::{Decodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
+
+use super::wire::{BrokerConnection, UnsupportedVersion, WireError, error_name};
 
 /// Versions this client can build and read, per API. FindCoordinator v4+ batches keys;
 /// OffsetFetch v8+ batches groups; both shapes are handled below.
 const FIND_COORDINATOR_VERSIONS: RangeInclusive<i16> = 0..=6;
 const OFFSET_FETCH_VERSIONS: RangeInclusive<i16> = 1..=9;
 const OFFSET_COMMIT_VERSIONS: RangeInclusive<i16> = 2..=9;
-/// ApiVersions v3 (Kafka 2.4+) is asked first; a broker that does not know it answers in v0.
-const API_VERSIONS_VERSION: i16 = 3;
-const API_VERSIONS_FALLBACK: i16 = 0;
 /// `key_type` of FindCoordinator for a consumer group.
 const GROUP_KEY_TYPE: i8 = 0;
 /// How long one call keeps trying by default (connecting, re-finding a moving coordinator,
 /// waiting for a loading one) before it reports failure. Well under the supervisor's default
 /// 30 s worker timeout: a commit runs on the worker's event loop.
 pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(10);
-/// A response larger than this is a corrupt length prefix, not an answer.
-const MAX_RESPONSE_BYTES: i32 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
@@ -81,17 +74,11 @@ pub enum CoordinatorError {
         broker: String,
         cause: String,
     },
-    #[error(
-        "group {group}: broker {broker} speaks {api} versions {broker_min}..={broker_max}, \
-         this client {ours:?}"
-    )]
+    #[error("group {group}: {source}")]
     Unsupported {
         group: String,
-        api: &'static str,
-        broker: String,
-        broker_min: i16,
-        broker_max: i16,
-        ours: RangeInclusive<i16>,
+        #[source]
+        source: UnsupportedVersion,
     },
     #[error("group {group}: {api} gave up after {budget:?}: {last}")]
     OutOfTime {
@@ -134,175 +121,6 @@ impl CoordinatorError {
     }
 }
 
-fn error_name(code: i16) -> String {
-    ResponseError::try_from_code(code)
-        .map(|e| format!("{e:?}"))
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// What went wrong on one connection, before the group and API are known.
-#[derive(Debug)]
-enum WireError {
-    Io(std::io::Error),
-    /// The request cannot be written in the chosen version: a bug here, not a broker state.
-    Encode(String),
-    /// The answer is not what was asked for: the stream is broken; a fresh one may do.
-    Codec(String),
-}
-
-impl std::fmt::Display for WireError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WireError::Io(e) => write!(f, "{e}"),
-            WireError::Encode(e) | WireError::Codec(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-/// One length-prefixed request/response connection to one broker, with the API versions that
-/// broker announced. Requests go one at a time, so a correlation id mismatch means a broken
-/// stream, never a reordering.
-#[derive(Debug)]
-struct Connection {
-    /// host:port, for errors.
-    broker: String,
-    stream: TcpStream,
-    correlation_id: i32,
-    /// api key -> (min, max) version the broker supports.
-    versions: HashMap<i16, (i16, i16)>,
-}
-
-impl Connection {
-    async fn open(broker: &str, client_id: &str) -> Result<Connection, WireError> {
-        let mut conn = Connection::connect(broker).await?;
-        match conn.api_versions(client_id, API_VERSIONS_VERSION).await {
-            Ok(versions) => conn.versions = versions,
-            // A broker older than ApiVersions v3 answers with an error in the v0 layout, which
-            // may not even decode as v3: ask again, in v0, on a fresh stream.
-            Err(_) => {
-                conn = Connection::connect(broker).await?;
-                conn.versions = conn.api_versions(client_id, API_VERSIONS_FALLBACK).await?;
-            }
-        }
-        Ok(conn)
-    }
-
-    async fn connect(broker: &str) -> Result<Connection, WireError> {
-        let stream = TcpStream::connect(broker).await.map_err(WireError::Io)?;
-        stream.set_nodelay(true).map_err(WireError::Io)?;
-        Ok(Connection {
-            broker: broker.to_owned(),
-            stream,
-            correlation_id: 0,
-            versions: HashMap::new(),
-        })
-    }
-
-    async fn api_versions(
-        &mut self,
-        client_id: &str,
-        version: i16,
-    ) -> Result<HashMap<i16, (i16, i16)>, WireError> {
-        let request = ApiVersionsRequest::default()
-            .with_client_software_name(StrBytes::from_static_str(env!("CARGO_PKG_NAME")))
-            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-        let response = self.call(client_id, &request, version).await?;
-        if response.error_code != 0 {
-            return Err(WireError::Codec(format!(
-                "ApiVersions v{version} answered {} ({})",
-                response.error_code,
-                error_name(response.error_code)
-            )));
-        }
-        Ok(response
-            .api_keys
-            .iter()
-            .map(|k| (k.api_key, (k.min_version, k.max_version)))
-            .collect())
-    }
-
-    /// The highest version of `api` both this client (`ours`) and the broker speak.
-    fn version(
-        &self,
-        group: &str,
-        api: ApiKey,
-        name: &'static str,
-        ours: RangeInclusive<i16>,
-    ) -> Result<i16, CoordinatorError> {
-        let (min, max) = self
-            .versions
-            .get(&(api as i16))
-            .copied()
-            .unwrap_or((-1, -1));
-        let best = (*ours.end()).min(max);
-        if best < *ours.start() || best < min {
-            return Err(CoordinatorError::Unsupported {
-                group: group.to_owned(),
-                api: name,
-                broker: self.broker.clone(),
-                broker_min: min,
-                broker_max: max,
-                ours,
-            });
-        }
-        Ok(best)
-    }
-
-    async fn call<R: Request>(
-        &mut self,
-        client_id: &str,
-        request: &R,
-        version: i16,
-    ) -> Result<R::Response, WireError> {
-        self.correlation_id = self.correlation_id.wrapping_add(1);
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_string(client_id.to_owned())));
-        let mut buf = BytesMut::with_capacity(256);
-        buf.put_i32(0);
-        kafka_protocol::protocol::encode_request_header_into_buffer(&mut buf, &header)
-            .map_err(|e| WireError::Encode(format!("encoding the request header: {e}")))?;
-        request
-            .encode(&mut buf, version)
-            .map_err(|e| WireError::Encode(format!("encoding v{version}: {e}")))?;
-        let len = i32::try_from(buf.len() - 4)
-            .map_err(|_| WireError::Encode(format!("request of {} bytes", buf.len())))?;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-        self.stream.write_all(&buf).await.map_err(WireError::Io)?;
-        let len = self.stream.read_i32().await.map_err(WireError::Io)?;
-        if !(0..=MAX_RESPONSE_BYTES).contains(&len) {
-            return Err(WireError::Codec(format!("response length prefix {len}")));
-        }
-        let mut body = vec![0u8; len as usize];
-        self.stream
-            .read_exact(&mut body)
-            .await
-            .map_err(WireError::Io)?;
-        let mut body = Bytes::from(body);
-        let response_header =
-            ResponseHeader::decode(&mut body, R::Response::header_version(version))
-                .map_err(|e| WireError::Codec(format!("decoding the response header: {e}")))?;
-        if response_header.correlation_id != self.correlation_id {
-            return Err(WireError::Codec(format!(
-                "correlation id {} answered, {} expected",
-                response_header.correlation_id, self.correlation_id
-            )));
-        }
-        let response = R::Response::decode(&mut body, version)
-            .map_err(|e| WireError::Codec(format!("decoding v{version}: {e}")))?;
-        if body.has_remaining() {
-            tracing::debug!(
-                broker = %self.broker,
-                bytes = body.remaining(),
-                "unread bytes after a coordinator response"
-            );
-        }
-        Ok(response)
-    }
-}
-
 /// Client of one consumer group's coordinator.
 #[derive(Debug)]
 pub struct GroupCoordinator {
@@ -311,7 +129,7 @@ pub struct GroupCoordinator {
     client_id: String,
     /// The connection to the current coordinator; dropped whenever it fails or the coordinator
     /// moves, and found anew through a bootstrap broker on the next call.
-    coordinator: Option<Connection>,
+    coordinator: Option<BrokerConnection>,
     /// Upper bound on the duration of one call, retries included.
     retry_budget: Duration,
 }
@@ -373,19 +191,23 @@ impl GroupCoordinator {
     async fn find(&self) -> Result<String, CoordinatorError> {
         let mut last = String::from("no bootstrap server configured");
         for broker in &self.bootstrap {
-            let mut conn = match Connection::open(broker, &self.client_id).await {
+            let mut conn = match BrokerConnection::open(broker, &self.client_id).await {
                 Ok(c) => c,
                 Err(e) => {
                     last = format!("{broker}: {e}");
                     continue;
                 }
             };
-            let version = conn.version(
-                &self.group,
-                ApiKey::FindCoordinator,
-                "FindCoordinator",
-                FIND_COORDINATOR_VERSIONS,
-            )?;
+            let version = conn
+                .version(
+                    ApiKey::FindCoordinator,
+                    "FindCoordinator",
+                    FIND_COORDINATOR_VERSIONS,
+                )
+                .map_err(|source| CoordinatorError::Unsupported {
+                    group: self.group.clone(),
+                    source,
+                })?;
             let group = StrBytes::from_string(self.group.clone());
             let request = if version >= 4 {
                 FindCoordinatorRequest::default().with_coordinator_keys(vec![group])
@@ -397,7 +219,7 @@ impl GroupCoordinator {
             } else {
                 request
             };
-            let r = match conn.call(&self.client_id, &request, version).await {
+            let r = match conn.call(&request, version).await {
                 Ok(r) => r,
                 Err(e @ WireError::Encode(_)) => {
                     return Err(self.wire_error("FindCoordinator", broker, e));
@@ -431,10 +253,10 @@ impl GroupCoordinator {
     }
 
     /// The open connection to the coordinator, finding and opening it if needed.
-    async fn connection(&mut self) -> Result<&mut Connection, CoordinatorError> {
+    async fn connection(&mut self) -> Result<&mut BrokerConnection, CoordinatorError> {
         if self.coordinator.is_none() {
             let broker = self.find().await?;
-            let conn = Connection::open(&broker, &self.client_id)
+            let conn = BrokerConnection::open(&broker, &self.client_id)
                 .await
                 .map_err(|e| CoordinatorError::Unreachable {
                     group: self.group.clone(),
@@ -464,10 +286,10 @@ impl GroupCoordinator {
                 Err(_) => CoordinatorError::Protocol {
                     group: self.group.clone(),
                     api,
-                    broker: self
-                        .coordinator
-                        .as_ref()
-                        .map_or_else(|| format!("{:?}", self.bootstrap), |c| c.broker.clone()),
+                    broker: self.coordinator.as_ref().map_or_else(
+                        || format!("{:?}", self.bootstrap),
+                        |c| c.broker().to_owned(),
+                    ),
                     cause: "no answer".into(),
                 },
             };
@@ -495,14 +317,13 @@ impl GroupCoordinator {
     ) -> Result<HashMap<i32, Option<i64>>, CoordinatorError> {
         self.retrying("OffsetFetch", async |this: &mut Self| {
             let group = this.group.clone();
-            let client_id = this.client_id.clone();
             let conn = this.connection().await?;
-            let version = conn.version(
-                &group,
-                ApiKey::OffsetFetch,
-                "OffsetFetch",
-                OFFSET_FETCH_VERSIONS,
-            )?;
+            let version = conn
+                .version(ApiKey::OffsetFetch, "OffsetFetch", OFFSET_FETCH_VERSIONS)
+                .map_err(|source| CoordinatorError::Unsupported {
+                    group: group.clone(),
+                    source,
+                })?;
             let group_id = GroupId(StrBytes::from_string(group.clone()));
             let topic_name = TopicName(StrBytes::from_string(topic.to_owned()));
             let request = if version >= 8 {
@@ -526,9 +347,9 @@ impl GroupCoordinator {
                             .with_partition_indexes(partitions.to_vec()),
                     ]))
             };
-            let broker = conn.broker.clone();
+            let broker = conn.broker().to_owned();
             let r = conn
-                .call(&client_id, &request, version)
+                .call(&request, version)
                 .await
                 .map_err(|e| this.wire_error("OffsetFetch", &broker, e))?;
             // (partition, committed offset, error code), whichever layout the version has.
@@ -614,17 +435,16 @@ impl GroupCoordinator {
             ]);
         self.retrying("OffsetCommit", async |this: &mut Self| {
             let group = this.group.clone();
-            let client_id = this.client_id.clone();
             let conn = this.connection().await?;
-            let version = conn.version(
-                &group,
-                ApiKey::OffsetCommit,
-                "OffsetCommit",
-                OFFSET_COMMIT_VERSIONS,
-            )?;
-            let broker = conn.broker.clone();
+            let version = conn
+                .version(ApiKey::OffsetCommit, "OffsetCommit", OFFSET_COMMIT_VERSIONS)
+                .map_err(|source| CoordinatorError::Unsupported {
+                    group: group.clone(),
+                    source,
+                })?;
+            let broker = conn.broker().to_owned();
             let r = conn
-                .call(&client_id, &request, version)
+                .call(&request, version)
                 .await
                 .map_err(|e| this.wire_error("OffsetCommit", &broker, e))?;
             for t in r.topics {

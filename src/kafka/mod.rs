@@ -4,16 +4,22 @@
 //! * [`watermark`]: per partition, the lowest offset whose response is not yet in Kafka.
 //! * [`consumer`]: long-poll fetch loops over the owned partitions of the request topic, with
 //!   back-pressure, handing out [`RequestRecord`]s.
-//! * [`producer`]: responses (and dead letters) with acks=all, partitioned like Java's client.
+//! * [`producer`]: responses (and dead letters) with acks=all, partitioned like Java's client,
+//!   within `max_request_size` and the topic's `max.message.bytes`.
+//! * [`topic_config`]: a topic's configuration as the brokers report it (DescribeConfigs).
+//! * [`wire`]: one request/response connection to a broker on the `kafka-protocol` codec, for
+//!   the APIs rskafka lacks.
 
 pub mod consumer;
 pub mod coordinator;
 pub mod producer;
+pub mod topic_config;
 pub mod watermark;
+pub mod wire;
 
 pub use consumer::{DoneToken, RequestConsumer, RequestRecord};
 pub use coordinator::{CoordinatorError, GroupCoordinator};
-pub use producer::ResponseProducer;
+pub use producer::{OutgoingRecord, ProducerSettings, RecordTooLarge, ResponseProducer};
 pub use watermark::Watermarks;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +34,8 @@ pub enum KafkaError {
     Coordinator(#[from] CoordinatorError),
     #[error("topic {topic} does not exist")]
     NoSuchTopic { topic: String },
+    #[error(transparent)]
+    RecordTooLarge(#[from] RecordTooLarge),
     #[error("producing to {topic}/{partition}: {source}")]
     Produce {
         topic: String,
@@ -44,6 +52,7 @@ impl KafkaError {
         use rskafka::client::error::{Error as ClientError, ProtocolError as Code};
         use rskafka::client::producer::Error as ProduceError;
         let client_error = match self {
+            KafkaError::RecordTooLarge(_) => return true,
             KafkaError::Produce {
                 source: ProduceError::TooLarge,
                 ..

@@ -40,6 +40,10 @@ pub enum ProtocolError {
         reason: String,
         body_start: String,
     },
+    /// The response does not fit Kafka's limits; `reason` gives its size, the limit and what
+    /// raises it.
+    #[error("the response cannot be delivered: {reason}")]
+    ResponseTooLarge { reason: String },
     #[error("unexpected error: {reason}")]
     Internal { reason: String },
 }
@@ -61,6 +65,8 @@ impl ProtocolError {
             ProtocolError::RuntimeUnreachable { .. } => "TrafoExecutionRuntimeConnectionError",
             ProtocolError::RuntimeAnswerNotJson { .. }
             | ProtocolError::RuntimeResultInvalid { .. } => "TrafoExecutionResultValidationError",
+            // aiokafka's exception for the same case, which hetida's producer would raise.
+            ProtocolError::ResponseTooLarge { .. } => "MessageSizeTooLargeError",
             ProtocolError::Internal { .. } => "UnexpectedError",
         }
     }
@@ -81,6 +87,7 @@ impl ProtocolError {
             ProtocolError::RuntimeUnreachable { .. }
             | ProtocolError::RuntimeAnswerNotJson { .. }
             | ProtocolError::RuntimeResultInvalid { .. } => "run_execution_input",
+            ProtocolError::ResponseTooLarge { .. } => "send_response",
             ProtocolError::Internal { .. } => "execute",
         }
     }

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rskafka::client::ClientBuilder;
-use rskafka::client::partition::{Compression, OffsetAt, UnknownTopicHandling};
+use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::kafka::ResponseProducer;
+use crate::kafka::{OutgoingRecord, ProducerSettings, ResponseProducer};
 use crate::protocol::lenient::parse_uuid;
 
 use super::execution::JOB_ID_HEADER;
@@ -134,16 +134,22 @@ pub async fn exec_one(
     }
     drop(tx);
 
-    let producer = ResponseProducer::new(
-        client.clone(),
-        &k.request_topic,
-        Duration::ZERO,
-        Compression::NoCompression,
-    )
-    .await
-    .map_err(kafka)?;
+    let settings = ProducerSettings {
+        bootstrap: k.consumer_bootstrap.clone(),
+        client_id: k.client_id.clone(),
+        linger: Duration::ZERO,
+        compression: crate::config::Compression::None,
+        max_request_size: k.max_request_size,
+    };
+    let producer = ResponseProducer::new(client.clone(), &k.request_topic, &settings)
+        .await
+        .map_err(kafka)?;
     producer
-        .send(key.map(String::into_bytes), Some(bytes), BTreeMap::new())
+        .send(&OutgoingRecord {
+            key: key.map(String::into_bytes),
+            value: Some(bytes),
+            headers: BTreeMap::new(),
+        })
         .await
         .map_err(kafka)?;
 

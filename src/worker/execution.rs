@@ -9,7 +9,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::config::{ExecutionSettings, ResponseKey};
-use crate::kafka::{KafkaError, RequestRecord, ResponseProducer};
+use crate::kafka::{KafkaError, OutgoingRecord, RequestRecord, ResponseProducer};
 use crate::protocol::response::Failure;
 use crate::protocol::revision::{DataType, State};
 use crate::protocol::{
@@ -187,11 +187,7 @@ impl Execution {
                     start: full_start,
                     end: Utc::now(),
                 });
-                let extra = serde_json::json!({
-                    "topic": self.request_topic,
-                    "partition": record.partition,
-                    "offset": record.offset,
-                });
+                let extra = self.extra_information(&record);
                 tracing::warn!(%job_id, error_type = failed.error.error_type(), "request failed: {}", failed.error);
                 let bytes = failure_response(&Failure {
                     error: &failed.error,
@@ -230,51 +226,66 @@ impl Execution {
                 reason.clone().into_bytes(),
             );
             dl_headers.insert(JOB_ID_HEADER.to_owned(), job.clone().into_bytes());
-            if let Err(e) =
-                produce_until_done(dlq, record.key.clone(), record.value.clone(), dl_headers).await
-            {
+            let dead_letter = OutgoingRecord {
+                key: record.key.clone(),
+                value: record.value.clone(),
+                headers: dl_headers,
+            };
+            if let Err(e) = produce_until_done(dlq, &dead_letter).await {
                 // The failure response below still answers the request.
                 tracing::error!("the dead letter cannot be produced: {e}");
             }
         }
         let size = value.len();
-        match produce_until_done(&self.responses, key.clone(), Some(value), headers.clone()).await {
-            Ok(()) => {
-                tracing::debug!("response produced");
-                record.done.complete();
-            }
+        let mut response = OutgoingRecord {
+            key,
+            value: Some(value),
+            headers,
+        };
+        let Err(e) = produce_until_done(&self.responses, &response).await else {
+            tracing::debug!("response produced");
+            record.done.complete();
+            return;
+        };
+        // The response itself cannot go to Kafka (e.g. too large): answer with a small failure
+        // response that says so, rather than retrying forever.
+        tracing::error!(%job_id, size, "the response cannot be produced: {e}");
+        let error = match e {
+            KafkaError::RecordTooLarge(too_large) => ProtocolError::ResponseTooLarge {
+                reason: too_large.to_string(),
+            },
+            other => ProtocolError::Internal {
+                reason: format!(
+                    "the response ({size} bytes) could not be produced to Kafka: {other}"
+                ),
+            },
+        };
+        let extra = self.extra_information(&record);
+        response.value = Some(failure_response(&Failure {
+            error: &error,
+            job_id: Some(job_id),
+            output_types: &[],
+            timings: &timings,
+            process_id: self.process_id,
+            extra: Some(&extra),
+        }));
+        match produce_until_done(&self.responses, &response).await {
+            Ok(()) => record.done.complete(),
+            // Left uncommitted: it runs again after a restart, and commits of this partition
+            // stop below it, which shows.
             Err(e) => {
-                // The response itself cannot go to Kafka (e.g. too large): answer with a small
-                // failure response that says so, rather than retrying forever.
-                tracing::error!(%job_id, size, "the response cannot be produced: {e}");
-                let error = ProtocolError::Internal {
-                    reason: format!(
-                        "the response ({size} bytes) could not be produced to Kafka: {e}"
-                    ),
-                };
-                let extra = serde_json::json!({
-                    "topic": self.request_topic,
-                    "partition": record.partition,
-                    "offset": record.offset,
-                });
-                let failure = failure_response(&Failure {
-                    error: &error,
-                    job_id: Some(job_id),
-                    output_types: &[],
-                    timings: &timings,
-                    process_id: self.process_id,
-                    extra: Some(&extra),
-                });
-                match produce_until_done(&self.responses, key, Some(failure), headers).await {
-                    Ok(()) => record.done.complete(),
-                    // Left uncommitted: it runs again after a restart, and commits of this
-                    // partition stop below it, which shows.
-                    Err(e) => {
-                        tracing::error!(%job_id, "not even the failure response can be produced: {e}")
-                    }
-                }
+                tracing::error!(%job_id, "not even the failure response can be produced: {e}")
             }
         }
+    }
+
+    /// `extra_information` of a failure response: where the request record is.
+    fn extra_information(&self, record: &RequestRecord) -> serde_json::Value {
+        serde_json::json!({
+            "topic": self.request_topic,
+            "partition": record.partition,
+            "offset": record.offset,
+        })
     }
 }
 
@@ -282,16 +293,11 @@ impl Execution {
 /// retrying cannot help (e.g. a record larger than the broker accepts).
 async fn produce_until_done(
     producer: &ResponseProducer,
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    headers: BTreeMap<String, Vec<u8>>,
+    record: &OutgoingRecord,
 ) -> Result<(), KafkaError> {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match producer
-            .send(key.clone(), value.clone(), headers.clone())
-            .await
-        {
+        match producer.send(record).await {
             Ok(_) => return Ok(()),
             Err(e) if e.is_permanent() => return Err(e),
             Err(e) => {

@@ -14,15 +14,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rskafka::client::partition::Compression;
 use rskafka::client::{Client, ClientBuilder};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::kafka::consumer::{FetchOptions, start_offset};
 use crate::kafka::{
-    GroupCoordinator, KafkaError, RequestConsumer, ResponseProducer, owned_partitions,
+    GroupCoordinator, KafkaError, ProducerSettings, RequestConsumer, ResponseProducer,
+    owned_partitions,
 };
 use crate::runtime_client::{RuntimeClient, RuntimeError, RuntimeOptions};
 use crate::store::{CacheOptions, Store, StoreSource};
@@ -83,18 +83,6 @@ async fn connect(bootstrap: &[String], client_id: &str) -> Result<Arc<Client>, W
             bootstrap: bootstrap.to_vec(),
             source,
         })
-}
-
-fn compression(c: config::Compression) -> Compression {
-    match c {
-        config::Compression::None => Compression::NoCompression,
-        config::Compression::Gzip => Compression::Gzip,
-        config::Compression::Snappy => Compression::Snappy,
-        #[cfg(feature = "lz4")]
-        config::Compression::Lz4 => Compression::Lz4,
-        #[cfg(feature = "zstd")]
-        config::Compression::Zstd => Compression::Zstd,
-    }
 }
 
 /// Offsets whose watermark moved since the last commit; recorded as committed.
@@ -172,29 +160,24 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
         "worker consuming"
     );
 
+    let producer_settings = ProducerSettings::from_config(k);
     let responses = ResponseProducer::new(
         producer_client.clone(),
         &k.response_topic,
-        k.linger,
-        compression(k.compression),
+        &producer_settings,
     )
     .await?;
     let dead_letters = match &k.dead_letter_topic {
-        Some(t) => match ResponseProducer::new(
-            producer_client.clone(),
-            t,
-            k.linger,
-            compression(k.compression),
-        )
-        .await
-        {
-            Ok(p) => Some(p),
-            Err(KafkaError::NoSuchTopic { topic }) => {
-                tracing::warn!(%topic, "dead-letter topic does not exist: undecodable records get a failure response only");
-                None
+        Some(t) => {
+            match ResponseProducer::new(producer_client.clone(), t, &producer_settings).await {
+                Ok(p) => Some(p),
+                Err(KafkaError::NoSuchTopic { topic }) => {
+                    tracing::warn!(%topic, "dead-letter topic does not exist: undecodable records get a failure response only");
+                    None
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
-        },
+        }
         None => None,
     };
     let mut runtime_options = RuntimeOptions::new(cfg.runtime.engine_url.clone());

@@ -37,8 +37,9 @@ pub enum Mode {
     NonJson,
     /// 200 with `{"foo": 1}`.
     BadResult,
-    /// A valid result whose output is 2 MB, more than a Kafka record may hold by default.
-    HugeResult,
+    /// A valid result with one output `large`: a string of this many bytes that compresses
+    /// poorly (like the base64 of a plot image), for Kafka's size limits.
+    LargeResult(usize),
     /// A valid result, but with HTTP status 500 (the reference accepts it).
     ValidResultWith500,
     /// Accept, read the request, close without answering.
@@ -366,13 +367,13 @@ async fn handle(
         Mode::NonJson => return Ok(respond(200, "text/html", "<html>proxy error</html>")),
         Mode::BadResult => return Ok(respond(200, "application/json", r#"{"foo": 1}"#)),
         Mode::DropConnection => return Err(std::io::Error::other("dropping the connection")),
-        Mode::HugeResult => {
+        Mode::LargeResult(bytes) => {
             let job = parsed
                 .as_ref()
                 .map(|v| v["job_id"].clone())
                 .unwrap_or_default();
             let mut result = computed_result(&json!({"job_id": job}));
-            result["output_results_by_output_name"] = json!({"huge": "x".repeat(2 << 20)});
+            result["output_results_by_output_name"] = json!({"large": poorly_compressible(bytes)});
             return Ok(respond(200, "application/json", result.to_string()));
         }
         Mode::Normal | Mode::Down | Mode::ValidResultWith500 => {}
@@ -418,6 +419,21 @@ fn reject(shared: &Shared, violations: Vec<String>) -> Response<Full<Bytes>> {
         "application/json",
         json!({"detail": detail}).to_string(),
     )
+}
+
+/// `len` characters of base64's alphabet from a fixed xorshift sequence: gzip shrinks them only
+/// to about three quarters.
+pub fn poorly_compressible(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ALPHABET[(x % 64) as usize] as char
+        })
+        .collect()
 }
 
 /// A valid result for a request no vector recorded: every direct-provisioned output gets 1.0.

@@ -28,6 +28,16 @@ pub struct Topics {
 }
 
 impl Topics {
+    /// Fresh names, nothing created: for a test that creates the topics its own way.
+    pub fn named(prefix: &str) -> Topics {
+        Topics {
+            requests: unique_topic(&format!("{prefix}-req")),
+            responses: unique_topic(&format!("{prefix}-resp")),
+            dead_letters: unique_topic(&format!("{prefix}-dlq")),
+            group: unique_topic(&format!("{prefix}-group")),
+        }
+    }
+
     pub async fn create(client: &Client, prefix: &str, partitions: i32) -> Topics {
         Self::create_replicated(client, prefix, partitions, 1).await
     }
@@ -39,12 +49,7 @@ impl Topics {
         partitions: i32,
         replicas: i16,
     ) -> Topics {
-        let t = Topics {
-            requests: unique_topic(&format!("{prefix}-req")),
-            responses: unique_topic(&format!("{prefix}-resp")),
-            dead_letters: unique_topic(&format!("{prefix}-dlq")),
-            group: unique_topic(&format!("{prefix}-group")),
-        };
+        let t = Topics::named(prefix);
         create_topic_replicated(client, &t.requests, partitions, replicas).await;
         create_topic_replicated(client, &t.responses, partitions, replicas).await;
         create_topic_replicated(client, &t.dead_letters, 1, replicas).await;
