@@ -29,13 +29,18 @@ impl FormatTime for ProcessStamp {
     }
 }
 
-/// Installs the global subscriber (stderr, `RUST_LOG` filter, default `info`). Spawns no thread,
-/// so it is safe before forking.
+/// The filter without `RUST_LOG`: this service's own lines from `info`, the Kafka client's from
+/// `warn`. rskafka logs every connection and partition leader it finds at `info` (90 of 95
+/// lines of a two-worker start), which buried "worker consuming"; `RUST_LOG=info` or `debug`
+/// brings them back. Its batch producer also warns on every flush that drops an unused result
+/// slot, which is no failure (the records are produced), so that stays out too.
+pub const DEFAULT_FILTER: &str = "info,rskafka=warn,rskafka::client::producer::broadcast=error";
+
+/// Installs the global subscriber (stderr, `RUST_LOG` filter, default [`DEFAULT_FILTER`]).
+/// Spawns no thread, so it is safe before forking.
 pub fn init(format: LogFormat) {
-    // rskafka's batch producer warns on every flush that drops an unused result slot; it is
-    // not a failure (the records are produced), so it is kept out of the default log.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,rskafka::client::producer::broadcast=error"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

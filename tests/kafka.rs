@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use hd_kafka_exec::config::OffsetReset;
-use hd_kafka_exec::kafka::consumer::{FetchOptions, start_offset};
+use hd_kafka_exec::kafka::consumer::{FetchOptions, StartPosition, start_position};
 use hd_kafka_exec::kafka::producer::partition_for_key;
 use hd_kafka_exec::kafka::{
     GroupCoordinator, OutgoingRecord, ProducerSettings, RequestConsumer, ResponseProducer,
@@ -82,21 +82,25 @@ async fn fetch_loops_respect_the_window_and_commit_only_the_contiguous_prefix() 
         .partition_client(&topic, 0, UnknownTopicHandling::Retry)
         .await
         .unwrap();
+    let at = |offset, skipped| StartPosition { offset, skipped };
     assert_eq!(
-        start_offset(&pc0, None, OffsetReset::Latest).await.unwrap(),
-        10
-    );
-    assert_eq!(
-        start_offset(&pc0, None, OffsetReset::Earliest)
+        start_position(&pc0, None, OffsetReset::Latest)
             .await
             .unwrap(),
-        0
+        at(10, Some(0..10)),
+        "latest passes over the ten records already there, and says so"
     );
     assert_eq!(
-        start_offset(&pc0, Some(4), OffsetReset::Latest)
+        start_position(&pc0, None, OffsetReset::Earliest)
             .await
             .unwrap(),
-        4
+        at(0, None)
+    );
+    assert_eq!(
+        start_position(&pc0, Some(4), OffsetReset::Latest)
+            .await
+            .unwrap(),
+        at(4, None)
     );
 
     let (stop, shutdown) = watch::channel(false);

@@ -450,6 +450,45 @@ async fn exec_prints_the_response_to_a_request() {
     assert_eq!(v["job_id"], "00000000-0000-4000-8000-0000000000aa");
 }
 
+/// hetida's default `auto_offset_reset` is `latest`: a group that never committed does not
+/// execute what is already in the topic. Kafka's rule, kept, but said at startup, with what is
+/// passed over and the option that changes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_group_at_latest_warns_of_the_requests_it_passes_over() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "latest", 1).await;
+    let (_, requests) = keyed_requests(3);
+    produce_requests(&client, &topics.requests, &requests).await;
+    let bootstrap = kafka_bootstrap().join(",");
+    let service = ServiceProcess::start_with(
+        &topics,
+        &double.engine_url(),
+        &["--workers", "1"],
+        &[(
+            "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+            &format!(
+                r#"{{"bootstrap_servers": "{bootstrap}", "group_id": "{}", "auto_offset_reset": "latest"}}"#,
+                topics.group
+            ),
+        )],
+    );
+    service.wait_workers(1, WAIT);
+    let log = service.log_text();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("not executed"))
+        .unwrap_or_else(|| panic!("no warning in:\n{log}"));
+    for part in [
+        "3 record(s)",
+        &format!("{}/0 offsets 0..3", topics.requests),
+        r#""auto_offset_reset": "earliest""#,
+    ] {
+        assert!(warning.contains(part), "{part:?} missing in {warning}");
+    }
+    assert_eq!(double.calls(), 0, "latest executes none of them");
+}
+
 /// The one response to `job`, as JSON.
 async fn response_of(
     client: &std::sync::Arc<rskafka::client::Client>,

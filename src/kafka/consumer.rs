@@ -75,16 +75,37 @@ pub struct RequestConsumer {
     shutdown: watch::Receiver<bool>,
 }
 
+/// Where a partition's fetch loop starts, and what a reset to `latest` passed over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartPosition {
+    /// The first offset to fetch.
+    pub offset: i64,
+    /// Offsets of records that were in the partition when a group without a committed offset
+    /// started at `latest`: they are never executed, which an operator should hear about.
+    pub skipped: Option<std::ops::Range<i64>>,
+}
+
 /// Where to start `partition`: its committed offset, else per `reset`.
-pub async fn start_offset(
+pub async fn start_position(
     partition: &PartitionClient,
     committed: Option<i64>,
     reset: OffsetReset,
-) -> Result<i64, ClientError> {
-    match committed {
-        Some(o) => Ok(o),
-        None => partition.get_offset(reset_to(reset)).await,
+) -> Result<StartPosition, ClientError> {
+    if let Some(offset) = committed {
+        return Ok(StartPosition {
+            offset,
+            skipped: None,
+        });
     }
+    let offset = partition.get_offset(reset_to(reset)).await?;
+    let skipped = match reset {
+        OffsetReset::Earliest => None,
+        OffsetReset::Latest => {
+            let earliest = partition.get_offset(OffsetAt::Earliest).await?;
+            (earliest < offset).then_some(earliest..offset)
+        }
+    };
+    Ok(StartPosition { offset, skipped })
 }
 
 fn reset_to(reset: OffsetReset) -> OffsetAt {

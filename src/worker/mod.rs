@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::kafka::consumer::{FetchOptions, start_offset};
+use crate::kafka::consumer::{FetchOptions, start_position};
 use crate::kafka::{
     GroupCoordinator, KafkaError, ProducerSettings, RequestConsumer, ResponseProducer,
     owned_partitions,
@@ -104,6 +104,27 @@ fn commit_due(
     due
 }
 
+/// A group that has never committed and starts at `latest` (hetida's default) never executes
+/// the requests already in the topic. That is Kafka's rule, kept for compatibility, but a new
+/// user who produced a request first and started the service second sees nothing happen: say so.
+fn warn_of_skipped(group: &str, topic: &str, skipped: &[(i32, std::ops::Range<i64>)]) {
+    if skipped.is_empty() {
+        return;
+    }
+    let count: i64 = skipped.iter().map(|(_, r)| r.end - r.start).sum();
+    let ranges = skipped
+        .iter()
+        .map(|(p, r)| format!("{topic}/{p} offsets {}..{}", r.start, r.end))
+        .collect::<Vec<_>>()
+        .join(", ");
+    tracing::warn!(
+        "group {group} has no committed offset and auto_offset_reset is \"latest\", so the \
+         {count} record(s) already in the topic are not executed ({ranges}); set \
+         \"auto_offset_reset\": \"earliest\" in HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS to \
+         execute requests produced before the group's first start"
+    );
+}
+
 /// Everything a worker sets up before it consumes.
 struct Booted {
     client: Arc<Client>,
@@ -136,9 +157,10 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
         GroupCoordinator::new(k.consumer_bootstrap.clone(), &k.group_id, &k.client_id);
     let committed = coordinator.fetch(&k.request_topic, &owned).await?;
     let mut starts = HashMap::new();
+    let mut skipped = Vec::new();
     for &p in &owned {
         let pc = crate::kafka::partition_client(&consumer_client, &k.request_topic, p).await?;
-        let start = start_offset(
+        let start = start_position(
             &pc,
             committed.get(&p).copied().flatten(),
             k.auto_offset_reset,
@@ -148,17 +170,12 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
             context: format!("start offset of {}/{p}", k.request_topic),
             source,
         })?;
-        starts.insert(p, start);
+        if let Some(range) = start.skipped {
+            skipped.push((p, range));
+        }
+        starts.insert(p, start.offset);
     }
-    tracing::info!(
-        worker = spec.slot.index,
-        workers = spec.slot.count,
-        generation = spec.slot.generation,
-        topic = %k.request_topic,
-        partitions = ?owned,
-        starts = ?starts,
-        "worker consuming"
-    );
+    warn_of_skipped(&k.group_id, &k.request_topic, &skipped);
 
     let producer_settings = ProducerSettings::from_config(k);
     let responses = ResponseProducer::new(
@@ -203,6 +220,8 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
         k.request_topic.clone(),
     ));
 
+    // Sorted for the log line below; the fetch loops take them in any order.
+    let starts: std::collections::BTreeMap<i32, i64> = starts.into_iter().collect();
     let (consumer, records) = RequestConsumer::start(
         consumer_client.clone(),
         FetchOptions {
@@ -212,10 +231,20 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
             max_bytes: k.fetch_max_bytes,
             reset: k.auto_offset_reset,
         },
-        starts,
+        starts.iter().map(|(p, o)| (*p, *o)).collect(),
         shutdown.clone(),
     )
     .await?;
+    // The one line per worker that says it is ready and what it owns.
+    tracing::info!(
+        worker = spec.slot.index,
+        workers = spec.slot.count,
+        generation = spec.slot.generation,
+        topic = %k.request_topic,
+        partitions = ?owned,
+        starts = ?starts,
+        "worker consuming"
+    );
 
     Ok(Booted {
         client: consumer_client,
@@ -266,13 +295,13 @@ async fn start_partitions(
         // A partition created while we run starts at its beginning: its first requests came
         // after we started, so "latest" would skip them.
         let committed = committed.get(&p).copied().flatten();
-        let start = start_offset(&pc, committed, crate::config::OffsetReset::Earliest)
+        let start = start_position(&pc, committed, crate::config::OffsetReset::Earliest)
             .await
             .map_err(|source| KafkaError::Client {
                 context: format!("start offset of {}/{p}", k.request_topic),
                 source,
             })?;
-        consumer.add_partition(p, start).await?;
+        consumer.add_partition(p, start.offset).await?;
     }
     Ok(())
 }
