@@ -2,6 +2,7 @@
 //! runtime request (cold, and with the reusable prepared revision), serialise the response.
 //!
 //! Reads the recorded case from `../shared/vectors` (beside the checkout).
+#![allow(clippy::unwrap_used, reason = "a test fails loudly where it unwraps")]
 
 use std::hint::black_box;
 use std::path::Path;

@@ -9,6 +9,7 @@
 //!
 //! `HD_BENCH_BIN=path` measures another build of the service (the musl one, say);
 //! `HD_BENCH_ONLY=text` runs only the scenarios whose name contains `text`.
+#![allow(clippy::unwrap_used, reason = "a test fails loudly where it unwraps")]
 
 #[path = "../tests/support/runtime_double.rs"]
 #[allow(dead_code)]

@@ -6,6 +6,7 @@
 //! without one parks the partition at such a batch, says which feature is missing, skips and
 //! commits nothing there, and goes on with its other partitions. `scripts/test` runs this file
 //! once without and once with `--features lz4,zstd`, so every test here runs in one of the two.
+#![allow(clippy::unwrap_used, reason = "a test fails loudly where it unwraps")]
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Conformance with the reference: every case recorded from the real hetida services
 //! (`../shared/vectors/cases`, read in place, never copied) through parse, resolve, prepare and
 //! response building. Where the reference produced nothing, our failure response is asserted.
+#![allow(clippy::unwrap_used, reason = "a test fails loudly where it unwraps")]
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Proves the test harness is real: an Apache Kafka broker that rskafka, kcat and aiokafka (the
 //! client hetida itself uses) all talk to.
+#![allow(clippy::unwrap_used, reason = "a test fails loudly where it unwraps")]
 
 mod support;
 

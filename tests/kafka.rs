@@ -1,5 +1,6 @@
 //! The Kafka plumbing against the real broker: group offsets through our coordinator client (and
 //! Kafka's own tool), fetch loops with back-pressure and done-marking, keyed response partitioning.
+#![allow(clippy::unwrap_used, reason = "a test fails loudly where it unwraps")]
 
 mod support;
 

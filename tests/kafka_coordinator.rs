@@ -2,6 +2,7 @@
 //! coordinator that moves, loads, drops the connection, never answers, or speaks older versions.
 //! A scripted stand-in broker on loopback answers with the Kafka wire format (kafka-protocol's
 //! broker-side codecs); the round trip against real Kafka is in tests/kafka.rs.
+#![allow(clippy::unwrap_used, reason = "a test fails loudly where it unwraps")]
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -339,7 +340,7 @@ fn offset_fetch(
 /// A generous bound that only keeps a broken client from hanging the test run.
 const HANG_GUARD: Duration = Duration::from_secs(60);
 
-async fn guarded<T>(f: impl std::future::Future<Output = T>) -> T {
+async fn guarded<T>(f: impl Future<Output = T>) -> T {
     tokio::time::timeout(HANG_GUARD, f)
         .await
         .expect("the coordinator client hung")

@@ -2,6 +2,7 @@
 //! `max_request_size` (default 1 MiB) and the topic's `max.message.bytes`, measured after
 //! compression. hetida's producer delivers a 998,112-byte answer with default options, and
 //! 1–1.2 MB ones with gzip and a raised `max_request_size`; so must this one.
+#![allow(clippy::unwrap_used, reason = "a test fails loudly where it unwraps")]
 
 mod support;
 

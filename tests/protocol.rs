@@ -1,5 +1,6 @@
 //! The protocol rules of spec §3 and §5 on this project's own revisions (`transformations/`:
 //! the component Multiply and the workflow Rectangle Area) and variants made from them.
+#![allow(clippy::unwrap_used, reason = "a test fails loudly where it unwraps")]
 
 use std::collections::HashMap;
 use std::path::Path;

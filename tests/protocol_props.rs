@@ -1,5 +1,6 @@
 //! Properties of the protocol types: what we write, we (and Python) read back unchanged; no
 //! input, however broken, makes parsing panic.
+#![allow(clippy::unwrap_used, reason = "a test fails loudly where it unwraps")]
 
 use hd_kafka_exec::protocol::pyjson;
 use hd_kafka_exec::protocol::wiring::WorkflowWiring;

@@ -1,4 +1,5 @@
 //! The runtime client against the runtime double (which stands in for hetida's runtime service).
+#![allow(clippy::unwrap_used, reason = "a test fails loudly where it unwraps")]
 
 mod support;
 

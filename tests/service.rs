@@ -1,5 +1,6 @@
 //! The whole service as users run it: `hd-kafka-exec serve` (supervisor and workers) against the
 //! real Kafka broker, with the runtime double standing in for hetida's runtime service.
+#![allow(clippy::unwrap_used, reason = "a test fails loudly where it unwraps")]
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! The hetida backend REST store against a project-owned HTTP server that answers with the bodies
 //! recorded from the real backend (`../shared/vectors/rest`, read in place), and its cache.
+#![allow(clippy::unwrap_used, reason = "a test fails loudly where it unwraps")]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

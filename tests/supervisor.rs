@@ -1,5 +1,6 @@
 //! The supervisor as users run it: `serve --workers N` with real processes, real Kafka and the
 //! runtime double (standing in for hetida's runtime service).
+#![allow(clippy::unwrap_used, reason = "a test fails loudly where it unwraps")]
 
 mod support;
 
