@@ -112,7 +112,7 @@ async fn fetch_loops_respect_the_window_and_commit_only_the_contiguous_prefix() 
         max_bytes: 1 << 20,
         reset: OffsetReset::Earliest,
     };
-    let (consumer, mut rx) = RequestConsumer::start(
+    let (mut consumer, mut rx) = RequestConsumer::start(
         client.clone(),
         options,
         HashMap::from([(0, 2), (1, 0)]),
@@ -243,7 +243,7 @@ async fn an_out_of_range_offset_resets_per_auto_offset_reset() {
         max_bytes: 1 << 20,
         reset: OffsetReset::Earliest,
     };
-    let (consumer, mut rx) =
+    let (mut consumer, mut rx) =
         RequestConsumer::start(client.clone(), options, HashMap::from([(0, 2)]), shutdown)
             .await
             .unwrap();

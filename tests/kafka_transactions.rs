@@ -94,7 +94,7 @@ async fn requests_next_to_transaction_markers_are_all_delivered() {
         max_bytes: 1 << 20,
         reset: OffsetReset::Earliest,
     };
-    let (consumer, mut rx) =
+    let (mut consumer, mut rx) =
         RequestConsumer::start(client.clone(), options, HashMap::from([(0, 0)]), shutdown)
             .await
             .unwrap();

@@ -141,7 +141,8 @@ impl RequestConsumer {
 
     /// Starts fetching `partition` at `offset` (also for partitions added to the topic later).
     pub async fn add_partition(&mut self, partition: i32, offset: i64) -> Result<(), KafkaError> {
-        let pc = super::partition_client(&self.client, &self.options.topic, partition).await?;
+        let pc =
+            super::client::partition_client(&self.client, &self.options.topic, partition).await?;
         self.watermarks
             .lock()
             .expect("watermark lock")
@@ -159,13 +160,13 @@ impl RequestConsumer {
     }
 
     /// Waits until every fetch loop has stopped (after shutdown was signalled).
-    pub async fn join(mut self) {
+    pub async fn join(&mut self) {
         while self.tasks.join_next().await.is_some() {}
     }
 }
 
 /// What one fetch at an offset found.
-enum Fetched {
+pub(super) enum Fetched {
     Records(Vec<RecordAndOffset>),
     /// The batch at the offset is a transaction marker: nothing to hand out, go on after it.
     Marker,
@@ -176,9 +177,9 @@ enum Fetched {
 
 /// Why the batch at an offset cannot be read, and what an operator can do about it.
 #[derive(Debug)]
-struct UndecodableBatch {
+pub(super) struct UndecodableBatch {
     /// rskafka's own words.
-    reason: String,
+    pub(super) reason: String,
 }
 
 impl UndecodableBatch {
@@ -207,7 +208,7 @@ impl UndecodableBatch {
 /// the first batch at `offset`: data then reads fine (the bad batch is further on); a marker
 /// fails again, and since markers never hold data, the offset can be passed (a marker batch
 /// holds one record); any other failure names the batch at `offset` as undecodable.
-async fn fetch(
+pub(super) async fn fetch(
     pc: &PartitionClient,
     offset: i64,
     max_bytes: i32,

@@ -10,16 +10,24 @@
 //! * [`wire`]: one request/response connection to a broker on the `kafka-protocol` codec, for
 //!   the APIs rskafka lacks.
 
+pub mod client;
+pub mod committer;
 pub mod consumer;
 pub mod coordinator;
 pub mod producer;
+pub mod session;
+pub mod tail;
 pub mod topic_config;
 pub mod watermark;
 pub mod wire;
 
+pub use client::backoff;
+pub use committer::Committer;
 pub use consumer::{DoneToken, RequestConsumer, RequestRecord};
 pub use coordinator::{CoordinatorError, GroupCoordinator};
 pub use producer::{OutgoingRecord, ProducerSettings, RecordTooLarge, ResponseProducer};
+pub use session::{Opened, Ownership, Session};
+pub use tail::{TailRecord, TopicTail};
 pub use watermark::Watermarks;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +42,17 @@ pub enum KafkaError {
     Coordinator(#[from] CoordinatorError),
     #[error("topic {topic} does not exist")]
     NoSuchTopic { topic: String },
+    #[error(
+        "request topic {topic} does not exist (create it with at least as many partitions as there are workers)"
+    )]
+    NoRequestTopic { topic: String },
+    #[error("the record batch at {topic}/{partition} offset {offset} cannot be decoded: {reason}")]
+    Undecodable {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        reason: String,
+    },
     #[error(transparent)]
     RecordTooLarge(#[from] RecordTooLarge),
     #[error("producing to {topic}/{partition}: {source}")]
@@ -79,65 +98,6 @@ impl KafkaError {
     }
 }
 
-/// How rskafka clients should retry a broker that is unreachable or moving: with no deadline
-/// (a request waits for Kafka as long as it takes; shutdown cancels it), but backing off to at
-/// most 5 s. rskafka's default grows to 500 s, so after an outage of a few minutes a worker
-/// would sit idle for minutes more once Kafka is back.
-/// Use with `ClientBuilder::backoff_config`.
-pub fn backoff() -> rskafka::BackoffConfig {
-    rskafka::BackoffConfig {
-        init_backoff: std::time::Duration::from_millis(100),
-        max_backoff: std::time::Duration::from_secs(5),
-        base: 3.0,
-        deadline: None,
-    }
-}
-
-/// How many partitions `topic` has; `None` when it does not exist.
-pub async fn partition_count(
-    client: &rskafka::client::Client,
-    topic: &str,
-) -> Result<Option<i32>, KafkaError> {
-    let topics = client
-        .list_topics()
-        .await
-        .map_err(|source| KafkaError::Client {
-            context: "listing topics".into(),
-            source,
-        })?;
-    Ok(topics
-        .iter()
-        .find(|t| t.name == topic)
-        .map(|t| t.partitions.len() as i32)
-        .filter(|n| *n > 0))
-}
-
-/// A client for one partition, with the topic and partition named in its error.
-pub async fn partition_client(
-    client: &rskafka::client::Client,
-    topic: &str,
-    partition: i32,
-) -> Result<rskafka::client::partition::PartitionClient, KafkaError> {
-    client
-        .partition_client(
-            topic.to_owned(),
-            partition,
-            rskafka::client::partition::UnknownTopicHandling::Retry,
-        )
-        .await
-        .map_err(|source| KafkaError::Client {
-            context: format!("partition client for {topic}/{partition}"),
-            source,
-        })
-}
-
-/// Partitions worker `index` of `count` owns: p mod count == index (design decision 2).
-pub fn owned_partitions(partition_count: i32, index: usize, count: usize) -> Vec<i32> {
-    (0..partition_count)
-        .filter(|p| (*p as usize) % count == index)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,17 +132,5 @@ mod tests {
             }
             .is_permanent()
         );
-    }
-
-    #[test]
-    fn every_partition_has_exactly_one_owner() {
-        for count in 1..6 {
-            let mut all: Vec<i32> = (0..count)
-                .flat_map(|i| owned_partitions(8, i, count))
-                .collect();
-            all.sort();
-            assert_eq!(all, (0..8).collect::<Vec<_>>(), "{count} workers");
-        }
-        assert_eq!(owned_partitions(8, 1, 3), vec![1, 4, 7]);
     }
 }

@@ -437,7 +437,7 @@ impl ResponseProducer {
         settings: &ProducerSettings,
     ) -> Result<ResponseProducer, KafkaError> {
         let topic = topic.into();
-        let partitions = super::partition_count(&client, &topic)
+        let partitions = super::client::partition_count(&client, &topic)
             .await?
             .ok_or_else(|| KafkaError::NoSuchTopic {
                 topic: topic.clone(),
@@ -484,7 +484,7 @@ impl ResponseProducer {
         if let Some(p) = self.producers.lock().expect("producer map").get(&partition) {
             return Ok(p.clone());
         }
-        let pc = super::partition_client(&self.client, &self.topic, partition).await?;
+        let pc = super::client::partition_client(&self.client, &self.topic, partition).await?;
         let producer = Arc::new(
             BatchProducerBuilder::new(Arc::new(pc))
                 .with_linger(self.linger)

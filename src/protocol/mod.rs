@@ -18,6 +18,11 @@ pub mod response;
 pub mod revision;
 pub mod wiring;
 
+/// Header of a response (and of a dead letter) naming the job it belongs to (design decision 7).
+pub const JOB_ID_HEADER: &str = "hd-job-id";
+/// Header of a dead letter saying why the record is not a request.
+pub const DEAD_LETTER_REASON_HEADER: &str = "hd-dead-letter-reason";
+
 pub use error::ProtocolError;
 pub use prepare::{PreparedRevision, RuntimeBody, RuntimeRequest};
 pub use request::{ExecutionRequest, Target, parse_request};

@@ -13,16 +13,11 @@ use crate::kafka::{KafkaError, OutgoingRecord, RequestRecord, ResponseProducer};
 use crate::protocol::response::Failure;
 use crate::protocol::revision::{DataType, State};
 use crate::protocol::{
-    PreparedRevision, ProtocolError, Step, Target, Timings, build_response, failure_response,
-    parse_request,
+    DEAD_LETTER_REASON_HEADER, JOB_ID_HEADER, PreparedRevision, ProtocolError, Step, Target,
+    Timings, build_response, failure_response, parse_request,
 };
 use crate::runtime_client::{RuntimeClient, RuntimeError};
 use crate::store::Store;
-
-/// Header naming the job a response (or dead letter) belongs to.
-pub const JOB_ID_HEADER: &str = "hd-job-id";
-/// Header of a dead letter saying why the record is not a request.
-pub const DEAD_LETTER_REASON_HEADER: &str = "hd-dead-letter-reason";
 
 /// What every execution of a worker shares.
 #[derive(Debug)]

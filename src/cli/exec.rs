@@ -1,0 +1,121 @@
+//! `exec`: one request in, its response out — the seed's three console terminals in one
+//! command. The request goes to the request topic like any other producer's; the answer is
+//! found on the response topic (read from its end, before producing) by its job id.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use hd_kafka_exec::config::{Compression, Config, Env, Flags};
+use hd_kafka_exec::kafka::{
+    OutgoingRecord, ProducerSettings, ResponseProducer, TailRecord, TopicTail, client,
+};
+use hd_kafka_exec::protocol::JOB_ID_HEADER;
+use hd_kafka_exec::protocol::lenient::parse_uuid;
+use serde_json::Value;
+use uuid::Uuid;
+
+pub(super) fn exec(flags: Flags, key: Option<String>, wait: f64) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&flags, &Env::from_process())?;
+    let mut input = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .context("reading the request from stdin")?;
+    let wait = Duration::try_from_secs_f64(wait).context("--wait")?;
+    let (job_id, request) = with_job_id(&input)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let response = rt.block_on(exec_one(&config, key, job_id, request, wait))?;
+    std::io::stdout().write_all(&response)?;
+    std::io::stdout().write_all(b"\n")?;
+    let ok = serde_json::from_slice::<Value>(&response).is_ok_and(|v| v["result"] == "ok");
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The request's job id, adding one (so the response can be recognised) when it has none.
+fn with_job_id(request: &[u8]) -> anyhow::Result<(Uuid, Vec<u8>)> {
+    let mut value: Value =
+        serde_json::from_slice(request).context("the request on stdin is not JSON")?;
+    let Some(obj) = value.as_object_mut() else {
+        bail!("the request on stdin is not a JSON object");
+    };
+    if let Some(job) = obj
+        .get("job_id")
+        .and_then(Value::as_str)
+        .and_then(parse_uuid)
+    {
+        return Ok((job, request.to_vec()));
+    }
+    let job = Uuid::new_v4();
+    obj.insert("job_id".into(), Value::String(job.to_string()));
+    Ok((job, serde_json::to_vec(&value)?))
+}
+
+/// Produces `request` and waits up to `wait` for the response to `job_id`.
+async fn exec_one(
+    config: &Config,
+    key: Option<String>,
+    job_id: Uuid,
+    request: Vec<u8>,
+    wait: Duration,
+) -> anyhow::Result<Vec<u8>> {
+    let k = &config.kafka;
+    let kafka = client::connect(&k.consumer_bootstrap, &k.client_id).await?;
+    // Read from the end before producing, so the response cannot slip past.
+    let mut tail = TopicTail::from_end(&kafka, &k.response_topic).await?;
+    let settings = ProducerSettings {
+        bootstrap: k.consumer_bootstrap.clone(),
+        client_id: k.client_id.clone(),
+        linger: Duration::ZERO,
+        compression: Compression::None,
+        max_request_size: k.max_request_size,
+    };
+    ResponseProducer::new(kafka.clone(), &k.request_topic, &settings)
+        .await?
+        .send(&OutgoingRecord {
+            key: key.map(String::into_bytes),
+            value: Some(request),
+            headers: BTreeMap::new(),
+        })
+        .await?;
+    let job = job_id.to_string();
+    let found = tokio::time::timeout(wait, async {
+        while let Some(record) = tail.next().await {
+            let record = record.with_context(|| format!("reading {}", k.response_topic))?;
+            if let Some(value) = answers(record, &job) {
+                return Ok(value);
+            }
+        }
+        bail!("every partition of {} failed", k.response_topic)
+    })
+    .await;
+    match found {
+        Ok(found) => found,
+        Err(_) => bail!(
+            "no response for job {job_id} on {} within {wait:?}",
+            k.response_topic
+        ),
+    }
+}
+
+/// The record's value if it is the response to `job` (by header, else by the value's job id).
+fn answers(record: TailRecord, job: &str) -> Option<Vec<u8>> {
+    let value = record.value?;
+    let by_header = record
+        .headers
+        .get(JOB_ID_HEADER)
+        .is_some_and(|h| h == job.as_bytes());
+    let by_value = || {
+        serde_json::from_slice::<Value>(&value)
+            .ok()
+            .is_some_and(|v| v["job_id"] == job)
+    };
+    (by_header || by_value()).then_some(value)
+}

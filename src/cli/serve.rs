@@ -1,0 +1,95 @@
+//! `serve`: the supervisor and its workers, configured like hetida's backend.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use hd_kafka_exec::config::{Config, Env, Flags};
+use hd_kafka_exec::store::{DirIndex, HttpOptions, StoreSource};
+use hd_kafka_exec::supervisor::{SupervisorOptions, WorkerFactory, WorkerSlot};
+use hd_kafka_exec::worker::{Slot, WorkerSpec};
+
+/// What `serve` forks: hetida workers over the configured store.
+#[derive(Debug)]
+struct Service {
+    flags: Flags,
+    config: Config,
+    store: StoreSource,
+}
+
+fn load_service(flags: &Flags) -> anyhow::Result<(Config, StoreSource)> {
+    let config = Config::load(flags, &Env::from_process())?;
+    let spec = &config.store.spec;
+    let store = if let Some(path) = spec.strip_prefix("dir:") {
+        StoreSource::Dir(Arc::new(
+            DirIndex::open(std::path::Path::new(path))
+                .with_context(|| format!("opening the revision store {path}"))?,
+        ))
+    } else if spec.starts_with("http://") || spec.starts_with("https://") {
+        let mut options = HttpOptions::new(spec.clone());
+        options.bearer_token = config.store.bearer_token.clone();
+        StoreSource::Http(options)
+    } else {
+        bail!(
+            "--store `{spec}`: expected dir:PATH, an http:// URL of the hetida backend API, or `backend`"
+        );
+    };
+    Ok((config, store))
+}
+
+fn describe(store: &StoreSource) -> String {
+    match store {
+        StoreSource::Dir(index) => format!("{} revision(s)", index.len()),
+        StoreSource::Http(o) => format!("the hetida backend at {}", o.base_url),
+    }
+}
+
+impl WorkerFactory for Service {
+    fn reload(&mut self) -> Result<(), String> {
+        let (config, store) = load_service(&self.flags).map_err(|e| format!("{e:#}"))?;
+        tracing::info!(store = %describe(&store), "configuration and revision store reloaded");
+        self.config = config;
+        self.store = store;
+        Ok(())
+    }
+
+    fn run_worker(&self, slot: WorkerSlot) -> i32 {
+        hd_kafka_exec::logging::set_worker(slot.index);
+        let spec = WorkerSpec {
+            config: self.config.clone(),
+            store: self.store.clone(),
+            slot: Slot {
+                index: slot.index,
+                count: slot.count,
+                generation: slot.generation,
+            },
+            graceful_timeout: self.config.supervisor.graceful_timeout,
+        };
+        let heartbeat = slot.heartbeat();
+        hd_kafka_exec::worker::run(&spec, move || heartbeat.notify())
+    }
+}
+
+pub(super) fn serve(flags: Flags) -> anyhow::Result<ExitCode> {
+    let (config, store) = load_service(&flags)?;
+    hd_kafka_exec::logging::init(config.log_format);
+    for notice in &config.notices {
+        tracing::warn!("{notice}");
+    }
+    tracing::info!(store = %describe(&store), spec = %config.store.spec, "revision store opened");
+    let options = SupervisorOptions {
+        workers: config.supervisor.workers,
+        timeout: config.supervisor.timeout,
+        graceful_timeout: config.supervisor.graceful_timeout,
+        pid_file: config.supervisor.pid_file.clone(),
+    };
+    hd_kafka_exec::supervisor::run(
+        options,
+        Service {
+            flags,
+            config,
+            store,
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}

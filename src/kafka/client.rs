@@ -1,0 +1,70 @@
+//! rskafka clients as this service builds them: one way to connect, one backoff, one way to
+//! count a topic's partitions and to get a partition's client, each error naming what it was
+//! doing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder};
+
+use super::KafkaError;
+
+/// How rskafka clients should retry a broker that is unreachable or moving: with no deadline
+/// (a request waits for Kafka as long as it takes; shutdown cancels it), but backing off to at
+/// most 5 s. rskafka's default grows to 500 s, so after an outage of a few minutes a worker
+/// would sit idle for minutes more once Kafka is back.
+/// Use with `ClientBuilder::backoff_config`.
+pub fn backoff() -> rskafka::BackoffConfig {
+    rskafka::BackoffConfig {
+        init_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(5),
+        base: 3.0,
+        deadline: None,
+    }
+}
+
+/// A client of the cluster at `bootstrap`, with this service's backoff.
+pub async fn connect(bootstrap: &[String], client_id: &str) -> Result<Arc<Client>, KafkaError> {
+    ClientBuilder::new(bootstrap.to_vec())
+        .client_id(client_id.to_owned())
+        .backoff_config(backoff())
+        .build()
+        .await
+        .map(Arc::new)
+        .map_err(|source| KafkaError::Client {
+            context: format!("connecting to {bootstrap:?}"),
+            source,
+        })
+}
+
+/// How many partitions `topic` has; `None` when it does not exist.
+pub async fn partition_count(client: &Client, topic: &str) -> Result<Option<i32>, KafkaError> {
+    let topics = client
+        .list_topics()
+        .await
+        .map_err(|source| KafkaError::Client {
+            context: "listing topics".into(),
+            source,
+        })?;
+    Ok(topics
+        .iter()
+        .find(|t| t.name == topic)
+        .map(|t| t.partitions.len() as i32)
+        .filter(|n| *n > 0))
+}
+
+/// A client for one partition, with the topic and partition named in its error.
+pub async fn partition_client(
+    client: &Client,
+    topic: &str,
+    partition: i32,
+) -> Result<PartitionClient, KafkaError> {
+    client
+        .partition_client(topic.to_owned(), partition, UnknownTopicHandling::Retry)
+        .await
+        .map_err(|source| KafkaError::Client {
+            context: format!("partition client for {topic}/{partition}"),
+            source,
+        })
+}
