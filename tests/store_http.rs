@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use hd_kafka_exec::protocol::Target;
 use hd_kafka_exec::store::{CacheOptions, HttpOptions, Store, StoreError, StoreSource};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -233,6 +234,19 @@ async fn released_revisions_are_fetched_once_drafts_every_time() {
         1
     );
 
+    // Prepared runtime requests of released revisions are kept too: the same object comes back.
+    let first = s
+        .prepared(Target::Id(NESTED.parse().unwrap()))
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        let again = s
+            .prepared(Target::Id(NESTED.parse().unwrap()))
+            .await
+            .unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+    }
+
     let draft = Uuid::new_v4();
     let mut body: Value = serde_json::from_str(
         &std::fs::read_to_string(
@@ -258,13 +272,27 @@ async fn released_revisions_are_fetched_once_drafts_every_time() {
         backend.hits(&format!("/api/transformations/{draft}"), None),
         5
     );
+    // A draft may change between requests: prepared afresh each time.
+    let dependencies = format!("id={draft}&include_dependencies=true");
+    let mut with_dependencies = body.clone();
+    with_dependencies["id"] = draft.to_string().into();
+    backend.set(
+        "/api/transformations",
+        Some(&dependencies),
+        200,
+        Value::Array(vec![with_dependencies]).to_string(),
+    );
+    let a = s.prepared(Target::Id(draft)).await.unwrap();
+    let b = s.prepared(Target::Id(draft)).await.unwrap();
+    assert!(!Arc::ptr_eq(&a, &b));
+    assert_eq!(backend.hits("/api/transformations", Some(&dependencies)), 2);
 }
 
 #[tokio::test]
 async fn latest_of_a_group_changes_after_the_ttl() {
     let backend = Backend::recorded();
     let addr = backend.serve().await;
-    let s = store(addr, Duration::from_millis(300));
+    let s = store(addr, Duration::from_secs(300));
     let group: Uuid = PROBE_GROUP.parse().unwrap();
     let query = format!("revision_group_id={group}&state=RELEASED");
     let first = s.latest_released(group).await.unwrap();
@@ -287,7 +315,10 @@ async fn latest_of_a_group_changes_after_the_ttl() {
         first.id,
         "within the TTL"
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The store's clock is tokio's: step it past the TTL instead of sleeping through it.
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(301)).await;
+    tokio::time::resume();
     assert_eq!(
         s.latest_released(group).await.unwrap().id.to_string(),
         newer["id"].as_str().unwrap(),

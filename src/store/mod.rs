@@ -2,24 +2,28 @@
 //!
 //! * [`dir`]: a directory of hetida export files (the default, `dir:./transformations`).
 //! * [`http`]: the hetida backend's REST API.
-//! * [`Store`]: either, behind a cache. RELEASED revisions never change, so they are kept
-//!   (bounded); "latest released revision of a group" is kept for a short TTL, so a new release
-//!   is picked up within it; DRAFT and DISABLED revisions are read fresh every time.
+//! * [`Store`]: either, with the worker's one cache. RELEASED revisions never change, so they
+//!   and their prepared runtime requests are kept (the least recently used go first when it is
+//!   full); "latest released revision of a group" is kept for a short TTL, so a new release is
+//!   picked up within it; DRAFT and DISABLED revisions are read and prepared fresh every time.
 //!
-//! Whatever the source, a worker asks for a revision by id, for the latest released revision of
-//! a group, or for a whole [`RevisionTree`] to prepare.
+//! Whatever the source, a worker asks for the prepared revision a request targets
+//! ([`Store::prepared`]); `check`, `prepare` and tests also ask for single revisions and trees.
 
+mod cache;
 pub mod dir;
 pub mod http;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::protocol::ProtocolError;
 use crate::protocol::revision::{RevisionTree, State, TransformationRevision};
+use crate::protocol::{PreparedRevision, ProtocolError, Target};
+use cache::Lru;
 
 pub use dir::{DirIndex, DirProblem, DirProblems};
 pub use http::{HttpBackend, HttpOptions};
@@ -104,7 +108,8 @@ pub enum StoreSource {
 pub struct CacheOptions {
     /// How long "latest released revision of a group" may be answered from memory.
     pub latest_ttl: Duration,
-    /// Released revisions kept at most; beyond it the cache starts over.
+    /// Released revisions (and prepared runtime requests) kept at most; beyond it the least
+    /// recently used go.
     pub capacity: usize,
 }
 
@@ -114,9 +119,17 @@ enum Backend {
     Http(Box<HttpBackend>),
 }
 
-#[derive(Debug, Default)]
+/// What a worker remembers. RELEASED revisions never change, so they and their prepared
+/// runtime requests are kept; the answer to "latest of a group" changes with a new release, so
+/// it is kept for the TTL only.
+#[derive(Debug)]
 struct Cache {
-    released: HashMap<Uuid, Arc<TransformationRevision>>,
+    /// Released revisions read from the backend. A directory store is in memory already and
+    /// does not go through this.
+    released: Lru<Uuid, Arc<TransformationRevision>>,
+    /// Prepared runtime requests of released revisions, by the revision executed.
+    prepared: Lru<Uuid, Arc<PreparedRevision>>,
+    /// Group -> when its latest released revision was looked up, and which it was.
     latest: HashMap<Uuid, (Instant, Uuid)>,
 }
 
@@ -125,7 +138,7 @@ struct Cache {
 pub struct Store {
     backend: Backend,
     cache: Mutex<Cache>,
-    options: CacheOptions,
+    latest_ttl: Duration,
 }
 
 impl Store {
@@ -137,41 +150,44 @@ impl Store {
         };
         Ok(Store {
             backend,
-            cache: Mutex::new(Cache::default()),
-            options,
+            cache: Mutex::new(Cache {
+                released: Lru::new(options.capacity),
+                prepared: Lru::new(options.capacity),
+                latest: HashMap::new(),
+            }),
+            latest_ttl: options.latest_ttl,
         })
     }
 
-    fn remember(&self, r: &Arc<TransformationRevision>) {
-        if r.state != State::Released {
-            return;
-        }
-        let mut cache = self.cache.lock().expect("store cache");
-        if cache.released.len() >= self.options.capacity {
-            cache.released.clear();
-        }
-        cache.released.insert(r.id, r.clone());
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().expect("store cache")
     }
 
-    fn cached(&self, id: Uuid) -> Option<Arc<TransformationRevision>> {
-        self.cache
-            .lock()
-            .expect("store cache")
-            .released
-            .get(&id)
-            .cloned()
+    fn remember(&self, r: &Arc<TransformationRevision>) {
+        if r.state == State::Released {
+            self.cache().released.insert(r.id, r.clone());
+        }
     }
 
     /// The revision `id`, whatever its state.
     pub async fn revision(&self, id: Uuid) -> Result<Arc<TransformationRevision>, StoreError> {
-        if let Some(r) = self.cached(id) {
+        let http = match &self.backend {
+            Backend::Dir(index) => {
+                return index
+                    .revision(id)
+                    .cloned()
+                    .ok_or(StoreError::RevisionNotFound { id });
+            }
+            Backend::Http(http) => http,
+        };
+        if let Some(r) = self.cache().released.get(&id) {
             return Ok(r);
         }
-        let r = match &self.backend {
-            Backend::Dir(index) => index.revision(id).cloned(),
-            Backend::Http(http) => http.revision(id).await?.map(Arc::new),
-        }
-        .ok_or(StoreError::RevisionNotFound { id })?;
+        let r = http
+            .revision(id)
+            .await?
+            .map(Arc::new)
+            .ok_or(StoreError::RevisionNotFound { id })?;
         self.remember(&r);
         Ok(r)
     }
@@ -181,15 +197,9 @@ impl Store {
         &self,
         group: Uuid,
     ) -> Result<Arc<TransformationRevision>, StoreError> {
-        let known = self
-            .cache
-            .lock()
-            .expect("store cache")
-            .latest
-            .get(&group)
-            .copied();
+        let known = self.cache().latest.get(&group).copied();
         if let Some((at, id)) = known
-            && at.elapsed() < self.options.latest_ttl
+            && at.elapsed() < self.latest_ttl
         {
             return self.revision(id).await;
         }
@@ -201,9 +211,7 @@ impl Store {
         }
         .ok_or(StoreError::NoReleasedRevision { group })?;
         self.remember(&latest);
-        self.cache
-            .lock()
-            .expect("store cache")
+        self.cache()
             .latest
             .insert(group, (Instant::now(), latest.id));
         Ok(latest)
@@ -211,30 +219,48 @@ impl Store {
 
     /// `id` and every revision nested in it, at any depth.
     pub async fn tree(&self, id: Uuid) -> Result<RevisionTree, StoreError> {
-        match &self.backend {
-            Backend::Dir(index) => index.tree(id),
-            Backend::Http(http) => {
-                // All from memory when every revision of the tree was released (and so cached).
-                if let Some(root) = self.cached(id)
-                    && let Ok(tree) = collect_tree(root, |n| Ok(self.cached(n)))
-                {
-                    return Ok(tree);
-                }
-                let all = http.with_dependencies(id).await?;
-                let root = all
-                    .iter()
-                    .find(|r| r.id == id)
-                    .cloned()
-                    .ok_or(StoreError::RevisionNotFound { id })?;
-                let by_id: HashMap<Uuid, Arc<TransformationRevision>> =
-                    all.into_iter().map(|r| (r.id, r)).collect();
-                let tree = collect_tree(root, |n| Ok(by_id.get(&n).cloned()))?;
-                self.remember(&tree.root);
-                for r in tree.nested.values() {
-                    self.remember(r);
-                }
-                Ok(tree)
-            }
+        let http = match &self.backend {
+            Backend::Dir(index) => return index.tree(id),
+            Backend::Http(http) => http,
+        };
+        // All from memory when every revision of the tree was released (and so cached).
+        let root = self.cache().released.get(&id);
+        if let Some(root) = root
+            && let Ok(tree) = collect_tree(root, |n| Ok(self.cache().released.get(&n)))
+        {
+            return Ok(tree);
         }
+        let all = http.with_dependencies(id).await?;
+        let root = all
+            .iter()
+            .find(|r| r.id == id)
+            .cloned()
+            .ok_or(StoreError::RevisionNotFound { id })?;
+        let by_id: HashMap<Uuid, Arc<TransformationRevision>> =
+            all.into_iter().map(|r| (r.id, r)).collect();
+        let tree = collect_tree(root, |n| Ok(by_id.get(&n).cloned()))?;
+        self.remember(&tree.root);
+        for r in tree.nested.values() {
+            self.remember(r);
+        }
+        Ok(tree)
+    }
+
+    /// The prepared runtime request of the revision a request asks for: prepared once per
+    /// released revision, afresh for drafts (which may change between requests).
+    pub async fn prepared(&self, target: Target) -> Result<Arc<PreparedRevision>, ProtocolError> {
+        let id = match target {
+            Target::Id(id) => id,
+            Target::LatestOfGroup(group) => self.latest_released(group).await?.id,
+        };
+        if let Some(p) = self.cache().prepared.get(&id) {
+            return Ok(p);
+        }
+        let tree = self.tree(id).await?;
+        let prepared = Arc::new(PreparedRevision::new(&tree)?);
+        if tree.root.state == State::Released {
+            self.cache().prepared.insert(id, prepared.clone());
+        }
+        Ok(prepared)
     }
 }

@@ -1,7 +1,7 @@
 //! One request from record to response.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -11,10 +11,10 @@ use uuid::Uuid;
 use crate::config::{ExecutionSettings, ResponseKey};
 use crate::kafka::{KafkaError, OutgoingRecord, RequestRecord, ResponseProducer};
 use crate::protocol::response::Failure;
-use crate::protocol::revision::{DataType, State};
+use crate::protocol::revision::DataType;
 use crate::protocol::{
-    DEAD_LETTER_REASON_HEADER, JOB_ID_HEADER, PreparedRevision, ProtocolError, Step, Target,
-    Timings, build_response, failure_response, parse_request,
+    DEAD_LETTER_REASON_HEADER, JOB_ID_HEADER, ProtocolError, Step, Timings, build_response,
+    failure_response, parse_request,
 };
 use crate::runtime_client::{RuntimeClient, RuntimeError};
 use crate::store::Store;
@@ -22,9 +22,8 @@ use crate::store::Store;
 /// What every execution of a worker shares.
 #[derive(Debug)]
 pub struct Execution {
+    /// Revisions and their prepared runtime requests, cached.
     store: Store,
-    /// Prepared RELEASED revisions by id: they never change, so each is prepared once.
-    prepared: Mutex<HashMap<Uuid, Arc<PreparedRevision>>>,
     runtime: RuntimeClient,
     responses: ResponseProducer,
     dead_letters: Option<ResponseProducer>,
@@ -50,9 +49,6 @@ impl From<ProtocolError> for Failed {
     }
 }
 
-/// Upper bound of prepared revisions kept; beyond it the cache starts over.
-const PREPARED_CAPACITY: usize = 1024;
-
 impl Execution {
     pub fn new(
         store: Store,
@@ -64,7 +60,6 @@ impl Execution {
     ) -> Execution {
         Execution {
             store,
-            prepared: Mutex::new(HashMap::new()),
             runtime,
             responses,
             dead_letters,
@@ -72,26 +67,6 @@ impl Execution {
             settings,
             request_topic,
         }
-    }
-
-    async fn prepare(&self, target: Target) -> Result<Arc<PreparedRevision>, ProtocolError> {
-        let id = match target {
-            Target::Id(id) => id,
-            Target::LatestOfGroup(group) => self.store.latest_released(group).await?.id,
-        };
-        if let Some(p) = self.prepared.lock().expect("prepared cache").get(&id) {
-            return Ok(p.clone());
-        }
-        let tree = self.store.tree(id).await?;
-        let prepared = Arc::new(PreparedRevision::new(&tree)?);
-        if tree.root.state == State::Released {
-            let mut cache = self.prepared.lock().expect("prepared cache");
-            if cache.len() >= PREPARED_CAPACITY {
-                cache.clear();
-            }
-            cache.insert(id, prepared.clone());
-        }
-        Ok(prepared)
     }
 
     async fn execute(
@@ -108,7 +83,11 @@ impl Execution {
             output_types: Vec::new(),
         };
         let prepare_start = Utc::now();
-        let prepared = self.prepare(request.target).await.map_err(with_job)?;
+        let prepared = self
+            .store
+            .prepared(request.target)
+            .await
+            .map_err(with_job)?;
         let runtime_request = prepared.runtime_request(&request).map_err(with_job)?;
         let prepare_end = Utc::now();
         timings.prepare_execution_input = Some(Step {
