@@ -15,6 +15,7 @@
 //! * [`store`]: where transformation revisions come from (a directory or the hetida backend's
 //!   REST API) and the cache in front of them.
 //! * [`runtime_client`]: the HTTP client that POSTs prepared requests to the hetida runtime.
+//! * [`http_client`]: how every HTTP client of the service is built (runtime, backend store).
 //! * [`kafka`]: what the worker needs of Kafka beyond rskafka: partition fetch loops, the
 //!   response producer, the group coordinator client for committed offsets.
 //! * [`worker`]: one process: consume -> resolve -> prepare -> run -> respond -> commit.
@@ -23,6 +24,7 @@
 //!   It is the only module allowed `unsafe` (for `fork`).
 
 pub mod config;
+pub mod http_client;
 pub mod kafka;
 pub mod logging;
 pub mod protocol;

@@ -15,9 +15,6 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, USER_AGENT};
 use hyper::{Method, Request, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use crate::protocol::RuntimeBody;
 
@@ -76,7 +73,7 @@ pub enum RuntimeError {
 /// The runtime endpoint of one worker.
 #[derive(Debug, Clone)]
 pub struct RuntimeClient {
-    http: Client<HttpConnector, PiecesBody>,
+    http: crate::http_client::HttpClient<PiecesBody>,
     uri: Uri,
     authorization: Option<HeaderValue>,
     options: RuntimeOptions,
@@ -143,20 +140,9 @@ impl RuntimeClient {
                 "only http:// is supported (this build has no TLS: it contains no C code)".into(),
             ));
         }
-        let authorization = options
-            .bearer_token
-            .as_ref()
-            .map(|t| HeaderValue::from_str(&format!("Bearer {t}")))
-            .transpose()
-            .map_err(|_| {
-                bad("the bearer token contains characters not allowed in a header".into())
-            })?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
+        let authorization = crate::http_client::bearer(options.bearer_token.as_deref())
+            .map_err(|e| bad(e.to_string()))?;
+        let http = crate::http_client::client();
         Ok(RuntimeClient {
             http,
             uri,

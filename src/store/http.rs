@@ -12,9 +12,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::header::{ACCEPT, AUTHORIZATION, HeaderValue, USER_AGENT};
 use hyper::{Request, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use uuid::Uuid;
 
 use super::StoreError;
@@ -46,7 +43,7 @@ impl HttpOptions {
 /// A client of the backend's read endpoints.
 #[derive(Debug, Clone)]
 pub struct HttpBackend {
-    http: Client<HttpConnector, Empty<Bytes>>,
+    http: crate::http_client::HttpClient<Empty<Bytes>>,
     base: String,
     authorization: Option<HeaderValue>,
     options: HttpOptions,
@@ -74,16 +71,9 @@ impl HttpBackend {
             base.push('/');
         }
         base.parse::<Uri>().map_err(|e| bad(&e.to_string()))?;
-        let authorization = options
-            .bearer_token
-            .as_ref()
-            .map(|t| HeaderValue::from_str(&format!("Bearer {t}")))
-            .transpose()
-            .map_err(|_| bad("the bearer token contains characters not allowed in a header"))?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let http = Client::builder(TokioExecutor::new()).build(connector);
+        let authorization = crate::http_client::bearer(options.bearer_token.as_deref())
+            .map_err(|e| bad(&e.to_string()))?;
+        let http = crate::http_client::client();
         Ok(HttpBackend {
             http,
             base,
