@@ -250,125 +250,185 @@ fn is_unreadable_marker(e: &ClientError) -> bool {
 /// it, and a broker-side glitch would heal.
 const UNDECODABLE_RETRY: Duration = Duration::from_secs(30);
 
+/// One partition's fetch loop: its position and what it needs to hand records out.
+struct FetchLoop {
+    pc: PartitionClient,
+    partition: i32,
+    /// The next offset to fetch.
+    offset: i64,
+    options: FetchOptions,
+    max_wait_ms: i32,
+    window: Arc<Semaphore>,
+    watermarks: Arc<Mutex<Watermarks>>,
+    tx: mpsc::Sender<RequestRecord>,
+    shutdown: watch::Receiver<bool>,
+    /// Pause before the next try after a failed fetch; doubles up to 5 s.
+    backoff: Duration,
+    /// The offset of an undecodable batch this partition waits at, once it was reported.
+    parked_at: Option<i64>,
+}
+
+/// Whether the loop goes on after a step.
+enum Next {
+    Continue,
+    Stop,
+}
+
 async fn fetch_loop(
     pc: PartitionClient,
-    mut offset: i64,
+    offset: i64,
     options: FetchOptions,
     window: Arc<Semaphore>,
     watermarks: Arc<Mutex<Watermarks>>,
     tx: mpsc::Sender<RequestRecord>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let partition = pc.partition();
-    let max_wait_ms = i32::try_from(options.max_wait.as_millis()).unwrap_or(i32::MAX);
-    let mut backoff = Duration::from_millis(100);
-    let mut parked_at = None;
-    while !*shutdown.borrow() {
-        let fetched = tokio::select! {
-            r = fetch(&pc, offset, options.max_bytes, max_wait_ms) => r,
-            _ = shutdown.changed() => break,
-        };
-        let records = match fetched {
-            Ok(Fetched::Records(records)) => {
-                backoff = Duration::from_millis(100);
-                if parked_at.take().is_some() {
-                    tracing::info!(topic = %options.topic, partition, offset, "the request batch decodes now, the partition goes on");
+    let mut l = FetchLoop {
+        partition: pc.partition(),
+        pc,
+        offset,
+        max_wait_ms: i32::try_from(options.max_wait.as_millis()).unwrap_or(i32::MAX),
+        options,
+        window,
+        watermarks,
+        tx,
+        shutdown,
+        backoff: MIN_BACKOFF,
+        parked_at: None,
+    };
+    l.run().await;
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+impl FetchLoop {
+    async fn run(&mut self) {
+        while !*self.shutdown.borrow() {
+            let fetched = tokio::select! {
+                r = fetch(&self.pc, self.offset, self.options.max_bytes, self.max_wait_ms) => r,
+                _ = self.shutdown.changed() => break,
+            };
+            let next = match fetched {
+                Ok(Fetched::Records(records)) => self.hand_out(records).await,
+                Ok(Fetched::Marker) => self.pass_marker(),
+                Ok(Fetched::Undecodable(batch)) => self.park(batch).await,
+                Err(ClientError::ServerError {
+                    protocol_error: KafkaCode::OffsetOutOfRange,
+                    ..
+                }) => self.reset_out_of_range().await,
+                Err(e) => {
+                    tracing::warn!(topic = %self.options.topic, partition = self.partition, offset = self.offset,
+                        "fetch failed, retrying in {:?}: {e}", self.backoff);
+                    self.back_off().await
                 }
-                records
+            };
+            if matches!(next, Next::Stop) {
+                break;
             }
-            Ok(Fetched::Marker) => {
-                tracing::debug!(topic = %options.topic, partition, offset, "skipping a transaction marker");
-                offset += 1;
-                watermarks
+        }
+    }
+
+    /// Waits `backoff` (doubling it for next time), or until shutdown.
+    async fn back_off(&mut self) -> Next {
+        let pause = self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        self.sleep(pause).await
+    }
+
+    async fn sleep(&mut self, pause: Duration) -> Next {
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => Next::Continue,
+            _ = self.shutdown.changed() => Next::Stop,
+        }
+    }
+
+    /// A transaction marker holds no request: move past it.
+    fn pass_marker(&mut self) -> Next {
+        tracing::debug!(topic = %self.options.topic, partition = self.partition, offset = self.offset, "skipping a transaction marker");
+        self.offset += 1;
+        self.watermarks
+            .lock()
+            .expect("watermark lock")
+            .skip_to(self.partition, self.offset);
+        Next::Continue
+    }
+
+    /// Skipping an undecodable batch would lose the requests in it without a response (no job
+    /// id can be read from them), so the partition waits here, its commits stay below the
+    /// batch, and the other partitions go on. An ERROR the first time, a WARN on each retry.
+    async fn park(&mut self, batch: UndecodableBatch) -> Next {
+        let (topic, partition, offset) = (&self.options.topic, self.partition, self.offset);
+        if self.parked_at != Some(offset) {
+            tracing::error!(%topic, partition, offset, reason = %batch.reason,
+                "cannot decode the request batch at this offset: the partition waits here \
+                 and nothing in it or after it is skipped or committed; {}", batch.remedy());
+            self.parked_at = Some(offset);
+        } else {
+            tracing::warn!(%topic, partition, offset, reason = %batch.reason,
+                "the request batch at this offset still cannot be decoded; {}", batch.remedy());
+        }
+        self.sleep(UNDECODABLE_RETRY).await
+    }
+
+    /// The offset is gone (retention) or not there yet: start again per `auto_offset_reset`.
+    async fn reset_out_of_range(&mut self) -> Next {
+        let (topic, partition, offset) = (&self.options.topic, self.partition, self.offset);
+        match self.pc.get_offset(reset_to(self.options.reset)).await {
+            Ok(new) => {
+                tracing::warn!(%topic, partition, offset, new, "offset out of range (deleted by retention?), reset per auto_offset_reset");
+                self.watermarks
                     .lock()
                     .expect("watermark lock")
-                    .skip_to(partition, offset);
-                continue;
-            }
-            Ok(Fetched::Undecodable(batch)) => {
-                // Skipping would lose the requests in the batch without a response (no job id
-                // can be read from them), so the partition waits here, its commits stay below
-                // the batch, and the other partitions go on.
-                if parked_at != Some(offset) {
-                    tracing::error!(topic = %options.topic, partition, offset, reason = %batch.reason,
-                        "cannot decode the request batch at this offset: the partition waits here \
-                         and nothing in it or after it is skipped or committed; {}", batch.remedy());
-                    parked_at = Some(offset);
-                } else {
-                    tracing::warn!(topic = %options.topic, partition, offset, reason = %batch.reason,
-                        "the request batch at this offset still cannot be decoded; {}", batch.remedy());
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(UNDECODABLE_RETRY) => {}
-                    _ = shutdown.changed() => break,
-                }
-                continue;
-            }
-            Err(ClientError::ServerError {
-                protocol_error: KafkaCode::OffsetOutOfRange,
-                ..
-            }) => {
-                let reset = reset_to(options.reset);
-                match pc.get_offset(reset).await {
-                    Ok(new) => {
-                        tracing::warn!(topic = %options.topic, partition, offset, new, "offset out of range (deleted by retention?), reset per auto_offset_reset");
-                        watermarks
-                            .lock()
-                            .expect("watermark lock")
-                            .skip_to(partition, new);
-                        offset = new;
-                    }
-                    Err(e) => {
-                        tracing::warn!(topic = %options.topic, partition, offset, "resetting an out-of-range offset failed, retrying in {backoff:?}: {e}");
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff) => {}
-                            _ = shutdown.changed() => break,
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                }
-                continue;
+                    .skip_to(partition, new);
+                self.offset = new;
+                Next::Continue
             }
             Err(e) => {
-                tracing::warn!(topic = %options.topic, partition, offset, "fetch failed, retrying in {backoff:?}: {e}");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => break,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
+                tracing::warn!(%topic, partition, offset, "resetting an out-of-range offset failed, retrying in {:?}: {e}", self.backoff);
+                self.back_off().await
             }
-        };
+        }
+    }
+
+    /// Hands out each record with a place of the in-flight window (waiting for one while the
+    /// window is full: the back-pressure of design decision 5).
+    async fn hand_out(&mut self, records: Vec<RecordAndOffset>) -> Next {
+        self.backoff = MIN_BACKOFF;
+        if self.parked_at.take().is_some() {
+            tracing::info!(topic = %self.options.topic, partition = self.partition, offset = self.offset, "the request batch decodes now, the partition goes on");
+        }
         for r in records {
             // A fetch returns whole batches, which may start before the asked offset.
-            if r.offset < offset {
+            if r.offset < self.offset {
                 continue;
             }
             let permit = tokio::select! {
-                p = window.clone().acquire_owned() => p.expect("the window is never closed"),
-                _ = shutdown.changed() => return,
+                p = self.window.clone().acquire_owned() => p.expect("the window is never closed"),
+                _ = self.shutdown.changed() => return Next::Stop,
             };
-            watermarks
+            self.watermarks
                 .lock()
                 .expect("watermark lock")
-                .handed_out(partition, r.offset);
+                .handed_out(self.partition, r.offset);
             let record = RequestRecord {
-                partition,
+                partition: self.partition,
                 offset: r.offset,
                 key: r.record.key,
                 value: r.record.value,
                 headers: r.record.headers,
                 done: DoneToken {
-                    watermarks: watermarks.clone(),
-                    partition,
+                    watermarks: self.watermarks.clone(),
+                    partition: self.partition,
                     offset: r.offset,
                     _permit: permit,
                 },
             };
-            offset = r.offset + 1;
-            if tx.send(record).await.is_err() {
-                return;
+            self.offset = r.offset + 1;
+            if self.tx.send(record).await.is_err() {
+                return Next::Stop;
             }
         }
+        Next::Continue
     }
 }

@@ -121,6 +121,74 @@ impl CoordinatorError {
     }
 }
 
+/// OffsetFetch for one group's partitions of one topic, in the layout of `version` (v8+ batches
+/// groups).
+fn offset_fetch_request(
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+    version: i16,
+) -> OffsetFetchRequest {
+    let group_id = GroupId(StrBytes::from_string(group.to_owned()));
+    let topic_name = TopicName(StrBytes::from_string(topic.to_owned()));
+    if version >= 8 {
+        // The v1-7 `topics` stays at its default (an empty list): kafka-protocol refuses to
+        // encode anything else, even null, in v8+.
+        OffsetFetchRequest::default().with_groups(vec![
+            OffsetFetchRequestGroup::default()
+                .with_group_id(group_id)
+                .with_topics(Some(vec![
+                    OffsetFetchRequestTopics::default()
+                        .with_name(topic_name)
+                        .with_partition_indexes(partitions.to_vec()),
+                ])),
+        ])
+    } else {
+        OffsetFetchRequest::default()
+            .with_group_id(group_id)
+            .with_topics(Some(vec![
+                OffsetFetchRequestTopic::default()
+                    .with_name(topic_name)
+                    .with_partition_indexes(partitions.to_vec()),
+            ]))
+    }
+}
+
+/// One partition's answer to OffsetFetch: (partition, committed offset or -1, error code).
+type PartitionOffset = (i32, i64, i16);
+
+/// The group's error code and the partition answers of `topic`, whichever layout `version`
+/// has; `None` when a v8+ answer does not mention the group.
+fn offset_fetch_answers(
+    response: kafka_protocol::messages::OffsetFetchResponse,
+    group: &str,
+    topic: &str,
+    version: i16,
+) -> Option<(i16, Vec<PartitionOffset>)> {
+    if version < 8 {
+        let answers = response
+            .topics
+            .into_iter()
+            .filter(|t| t.name.0.as_str() == topic)
+            .flat_map(|t| t.partitions)
+            .map(|p| (p.partition_index, p.committed_offset, p.error_code))
+            .collect();
+        return Some((response.error_code, answers));
+    }
+    let g = response
+        .groups
+        .into_iter()
+        .find(|g| g.group_id.0.as_str() == group)?;
+    let answers = g
+        .topics
+        .into_iter()
+        .filter(|t| t.name.0.as_str() == topic)
+        .flat_map(|t| t.partitions)
+        .map(|p| (p.partition_index, p.committed_offset, p.error_code))
+        .collect();
+    Some((g.error_code, answers))
+}
+
 /// Client of one consumer group's coordinator.
 #[derive(Debug)]
 pub struct GroupCoordinator {
@@ -324,69 +392,20 @@ impl GroupCoordinator {
                     group: group.clone(),
                     source,
                 })?;
-            let group_id = GroupId(StrBytes::from_string(group.clone()));
-            let topic_name = TopicName(StrBytes::from_string(topic.to_owned()));
-            let request = if version >= 8 {
-                // The v1-7 `topics` stays at its default (an empty list): kafka-protocol refuses
-                // to encode anything else, even null, in v8+.
-                OffsetFetchRequest::default().with_groups(vec![
-                    OffsetFetchRequestGroup::default()
-                        .with_group_id(group_id)
-                        .with_topics(Some(vec![
-                            OffsetFetchRequestTopics::default()
-                                .with_name(topic_name)
-                                .with_partition_indexes(partitions.to_vec()),
-                        ])),
-                ])
-            } else {
-                OffsetFetchRequest::default()
-                    .with_group_id(group_id)
-                    .with_topics(Some(vec![
-                        OffsetFetchRequestTopic::default()
-                            .with_name(topic_name)
-                            .with_partition_indexes(partitions.to_vec()),
-                    ]))
-            };
+            let request = offset_fetch_request(&group, topic, partitions, version);
             let broker = conn.broker().to_owned();
-            let r = conn
+            let response = conn
                 .call(&request, version)
                 .await
                 .map_err(|e| this.wire_error("OffsetFetch", &broker, e))?;
-            // (partition, committed offset, error code), whichever layout the version has.
-            let (group_code, answers): (i16, Vec<(i32, i64, i16)>) = if version >= 8 {
-                let g = r
-                    .groups
-                    .into_iter()
-                    .find(|g| g.group_id.0.as_str() == group);
-                match g {
-                    Some(g) => (
-                        g.error_code,
-                        g.topics
-                            .into_iter()
-                            .filter(|t| t.name.0.as_str() == topic)
-                            .flat_map(|t| t.partitions)
-                            .map(|p| (p.partition_index, p.committed_offset, p.error_code))
-                            .collect(),
-                    ),
-                    None => {
-                        return Err(this.wire_error(
-                            "OffsetFetch",
-                            &broker,
-                            WireError::Codec("no answer for the group".into()),
-                        ));
-                    }
-                }
-            } else {
-                (
-                    r.error_code,
-                    r.topics
-                        .into_iter()
-                        .filter(|t| t.name.0.as_str() == topic)
-                        .flat_map(|t| t.partitions)
-                        .map(|p| (p.partition_index, p.committed_offset, p.error_code))
-                        .collect(),
-                )
-            };
+            let (group_code, answers) = offset_fetch_answers(response, &group, topic, version)
+                .ok_or_else(|| {
+                    this.wire_error(
+                        "OffsetFetch",
+                        &broker,
+                        WireError::Codec("no answer for the group".into()),
+                    )
+                })?;
             if group_code != 0 {
                 return Err(this.kafka_error("OffsetFetch", group_code, String::new()));
             }

@@ -32,6 +32,14 @@ pub struct Execution {
     process_id: Option<u32>,
 }
 
+/// The response value for a record, and whether the record also goes to the dead-letter topic.
+struct Answer {
+    value: Vec<u8>,
+    job_id: Uuid,
+    /// Why the record is no request at all, when it is not.
+    dead_letter: Option<String>,
+}
+
 /// Why an execution ended without a runtime result, with what is known of the request.
 struct Failed {
     error: ProtocolError,
@@ -144,42 +152,70 @@ impl Execution {
     async fn handle_in(&self, record: RequestRecord, span: tracing::Span) {
         let full_start = Utc::now();
         let mut timings = Timings::default();
-        let (value, job_id, dead_letter) = match self
-            .execute(&record, &mut timings, full_start)
-            .await
-        {
-            Ok((bytes, job_id)) => (bytes, job_id, None),
-            Err(failed) => {
-                let job_id = failed
-                    .job_id
-                    .or(match &failed.error {
-                        ProtocolError::InvalidRequest { job_id, .. } => *job_id,
-                        _ => None,
-                    })
-                    .unwrap_or_else(Uuid::new_v4);
-                timings.internal_full = Some(Step {
-                    start: full_start,
-                    end: Utc::now(),
-                });
-                let extra = self.extra_information(&record);
-                tracing::warn!(%job_id, error_type = failed.error.error_type(), "request failed: {}", failed.error);
-                let bytes = failure_response(&Failure {
-                    error: &failed.error,
-                    job_id: Some(job_id),
-                    output_types: &failed.output_types,
-                    timings: &timings,
-                    process_id: self.process_id,
-                    extra: Some(&extra),
-                });
-                let dead_letter = failed
-                    .error
-                    .is_not_a_request()
-                    .then(|| failed.error.to_string());
-                (bytes, job_id, dead_letter)
-            }
+        let answer = match self.execute(&record, &mut timings, full_start).await {
+            Ok((value, job_id)) => Answer {
+                value,
+                job_id,
+                dead_letter: None,
+            },
+            Err(failed) => self.failure_answer(&record, failed, &mut timings, full_start),
         };
-        span.record("job_id", tracing::field::display(job_id));
+        span.record("job_id", tracing::field::display(answer.job_id));
+        if let Some(reason) = &answer.dead_letter {
+            self.send_dead_letter(&record, answer.job_id, reason).await;
+        }
+        let response = self.response_record(&record, answer.job_id, answer.value);
+        self.deliver(record, response, answer.job_id, &timings)
+            .await;
+    }
 
+    /// The failure response for an execution that ended without a runtime result.
+    fn failure_answer(
+        &self,
+        record: &RequestRecord,
+        failed: Failed,
+        timings: &mut Timings,
+        full_start: chrono::DateTime<Utc>,
+    ) -> Answer {
+        let job_id = failed
+            .job_id
+            .or(match &failed.error {
+                ProtocolError::InvalidRequest { job_id, .. } => *job_id,
+                _ => None,
+            })
+            .unwrap_or_else(Uuid::new_v4);
+        timings.internal_full = Some(Step {
+            start: full_start,
+            end: Utc::now(),
+        });
+        tracing::warn!(%job_id, error_type = failed.error.error_type(), "request failed: {}", failed.error);
+        let extra = self.extra_information(record);
+        let value = failure_response(&Failure {
+            error: &failed.error,
+            job_id: Some(job_id),
+            output_types: &failed.output_types,
+            timings,
+            process_id: self.process_id,
+            extra: Some(&extra),
+        });
+        Answer {
+            value,
+            job_id,
+            dead_letter: failed
+                .error
+                .is_not_a_request()
+                .then(|| failed.error.to_string()),
+        }
+    }
+
+    /// The response record: key as configured, job id and content type headers, and the
+    /// request's `traceparent` (design decision 7).
+    fn response_record(
+        &self,
+        record: &RequestRecord,
+        job_id: Uuid,
+        value: Vec<u8>,
+    ) -> OutgoingRecord {
         let job = job_id.hyphenated().to_string();
         let mut headers = BTreeMap::from([
             (JOB_ID_HEADER.to_owned(), job.clone().into_bytes()),
@@ -190,39 +226,57 @@ impl Execution {
         }
         let key = match self.settings.response_key {
             ResponseKey::Request => record.key.clone(),
-            ResponseKey::JobId => Some(job.clone().into_bytes()),
+            ResponseKey::JobId => Some(job.into_bytes()),
             ResponseKey::None => None,
         };
-        if let (Some(reason), Some(dlq)) = (&dead_letter, &self.dead_letters) {
-            let mut dl_headers = record.headers.clone();
-            dl_headers.insert(
-                DEAD_LETTER_REASON_HEADER.to_owned(),
-                reason.clone().into_bytes(),
-            );
-            dl_headers.insert(JOB_ID_HEADER.to_owned(), job.clone().into_bytes());
-            let dead_letter = OutgoingRecord {
-                key: record.key.clone(),
-                value: record.value.clone(),
-                headers: dl_headers,
-            };
-            if let Err(e) = produce_until_done(dlq, &dead_letter).await {
-                // The failure response below still answers the request.
-                tracing::error!("the dead letter cannot be produced: {e}");
-            }
-        }
-        let size = value.len();
-        let mut response = OutgoingRecord {
+        OutgoingRecord {
             key,
             value: Some(value),
             headers,
+        }
+    }
+
+    /// The record, untouched, to the dead-letter topic with the reason in a header. Failing to
+    /// is logged only: the failure response still answers the request.
+    async fn send_dead_letter(&self, record: &RequestRecord, job_id: Uuid, reason: &str) {
+        let Some(dlq) = &self.dead_letters else {
+            return;
         };
+        let mut headers = record.headers.clone();
+        headers.insert(
+            DEAD_LETTER_REASON_HEADER.to_owned(),
+            reason.as_bytes().to_vec(),
+        );
+        headers.insert(
+            JOB_ID_HEADER.to_owned(),
+            job_id.hyphenated().to_string().into_bytes(),
+        );
+        let dead_letter = OutgoingRecord {
+            key: record.key.clone(),
+            value: record.value.clone(),
+            headers,
+        };
+        if let Err(e) = produce_until_done(dlq, &dead_letter).await {
+            tracing::error!("the dead letter cannot be produced: {e}");
+        }
+    }
+
+    /// Produces the response and marks the record done. A response Kafka cannot take (too
+    /// large, say) is replaced by a small failure response that says why, rather than retried
+    /// forever.
+    async fn deliver(
+        &self,
+        record: RequestRecord,
+        mut response: OutgoingRecord,
+        job_id: Uuid,
+        timings: &Timings,
+    ) {
         let Err(e) = produce_until_done(&self.responses, &response).await else {
             tracing::debug!("response produced");
             record.done.complete();
             return;
         };
-        // The response itself cannot go to Kafka (e.g. too large): answer with a small failure
-        // response that says so, rather than retrying forever.
+        let size = response.value.as_ref().map_or(0, Vec::len);
         tracing::error!(%job_id, size, "the response cannot be produced: {e}");
         let error = match e {
             KafkaError::RecordTooLarge(too_large) => ProtocolError::ResponseTooLarge {
@@ -239,7 +293,7 @@ impl Execution {
             error: &error,
             job_id: Some(job_id),
             output_types: &[],
-            timings: &timings,
+            timings,
             process_id: self.process_id,
             extra: Some(&extra),
         }));
