@@ -657,14 +657,28 @@ async fn outage_loses_no_request(brokers: u32, node: Option<u32>, during: bool) 
             "node {n} leads no request partition: the test proves nothing ({leaders_before:?})"
         );
     }
+    let down_node = node.unwrap_or(1);
+    let address = cluster.node_address(down_node);
     let restart = tokio::task::spawn_blocking(move || {
         cluster.restart_nodes(node, Duration::from_secs(5));
         cluster
     });
     let (after, second_wave) = keyed_requests(100);
+    let node_is_up = || std::net::TcpStream::connect(&address).is_ok();
     let cluster = if during {
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        let deadline = std::time::Instant::now() + WAIT;
+        while node_is_up() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node {down_node} never went down"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         produce_requests(&client, &topics.requests, &second_wave).await;
+        assert!(
+            !node_is_up(),
+            "node {down_node} came back before the second wave was in: the test proves nothing"
+        );
         restart.await.unwrap()
     } else {
         let cluster = restart.await.unwrap();

@@ -123,7 +123,9 @@ async fn a_killed_worker_is_restarted_and_nothing_is_lost() {
 #[tokio::test(flavor = "multi_thread")]
 async fn term_under_load_stops_within_the_grace_period_and_a_new_serve_repeats_nothing() {
     let double = RuntimeDouble::start().await;
-    double.set_latency(Duration::from_millis(20));
+    // 2 workers x 16 in flight at 200 ms each: about 160 requests a second, so 800 take 5 s and
+    // most are still queued or in flight when TERM comes.
+    double.set_latency(Duration::from_millis(200));
     let client = client().await;
     let topics = Topics::create(&client, "supterm", 4).await;
     let mut service = ServiceProcess::start(
@@ -134,9 +136,18 @@ async fn term_under_load_stops_within_the_grace_period_and_a_new_serve_repeats_n
     service.wait_workers(2, WAIT);
     let (jobs, records) = keyed_requests(800);
     produce_requests(&client, &topics.requests, &records).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deadline = Instant::now() + WAIT;
+    while double.calls() < 32 {
+        assert!(Instant::now() < deadline, "no execution started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let stop = Instant::now();
     service.signal(Signal::SIGTERM);
+    let at_term = double.calls();
+    assert!(
+        at_term < 800,
+        "all {at_term} executed before TERM: the test proves nothing"
+    );
     let status = service
         .wait_exit(Duration::from_secs(25))
         .expect("exits within the grace period");

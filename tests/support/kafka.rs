@@ -82,6 +82,15 @@ pub struct OwnCluster {
 }
 
 impl OwnCluster {
+    /// host:port of node `node` (1-based).
+    pub fn node_address(&self, node: u32) -> String {
+        self.bootstrap
+            .split(',')
+            .nth(node as usize - 1)
+            .unwrap()
+            .to_owned()
+    }
+
     pub fn start(brokers: u32) -> OwnCluster {
         let dir = tempfile::tempdir().unwrap();
         let cluster = dir.path().join("cluster");
