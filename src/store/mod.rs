@@ -11,6 +11,7 @@
 
 pub mod dir;
 pub mod http;
+pub mod py_component;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
