@@ -1,6 +1,7 @@
 //! Where transformation revisions come from (spec §3, §4, §8).
 //!
-//! * [`dir`]: a directory of hetida export files (the default, `dir:./transformations`).
+//! * [`dir`]: a directory of hetida export files (`*.json`) and component files (`*.py`, read by
+//!   [`py_component`] as hetida's importer reads them); the default, `dir:./transformations`.
 //! * [`http`]: the hetida backend's REST API.
 //! * [`Store`]: either, behind a cache. RELEASED revisions never change, so they are kept
 //!   (bounded); "latest released revision of a group" is kept for a short TTL, so a new release
