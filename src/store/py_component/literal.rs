@@ -104,7 +104,7 @@ impl PyValue {
     }
 
     /// The offending part of an unhashable value (Python's `unhashable type: 'list'`).
-    fn unhashable(&self) -> Option<&'static str> {
+    pub fn unhashable(&self) -> Option<&'static str> {
         match self {
             PyValue::List(_) | PyValue::Set(_) | PyValue::Dict(_) => Some(self.type_name()),
             PyValue::Tuple(items) => items.iter().find_map(|i| i.value.unhashable()),
@@ -113,7 +113,7 @@ impl PyValue {
     }
 
     /// Python's `==` between hashable values.
-    fn py_eq(&self, other: &PyValue) -> bool {
+    pub fn py_eq(&self, other: &PyValue) -> bool {
         if let (Some(a), Some(b)) = (Number::of(self), Number::of(other)) {
             return a.eq(&b);
         }

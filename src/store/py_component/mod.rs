@@ -318,22 +318,60 @@ fn test_wiring(lines: &[LogicalLine], origin: &Path) -> WorkflowWiring {
     }
 }
 
-/// `COMPONENT_INFO`, a dict with string keys, and how to turn its entries into a revision.
+/// `COMPONENT_INFO` as hetida merges it over its defaults (`dict.update`): keys with string
+/// names, in order, each once.
 struct Info<'a> {
-    entries: &'a [(Literal, Literal)],
+    entries: Vec<(&'a Literal, &'a Literal)>,
 }
 
 impl<'a> Info<'a> {
     fn new(info: &'a Literal) -> Result<Info<'a>, ComponentFileError> {
-        let PyValue::Dict(entries) = &info.value else {
-            return Err(info_error(
-                COMPONENT_INFO.into(),
-                info.at,
-                format!("must be a dict, found {}", info.value.type_name()),
-            ));
-        };
+        let mut entries: Vec<(&'a Literal, &'a Literal)> = Vec::new();
+        match &info.value {
+            PyValue::Dict(items) => entries.extend(items.iter().map(|(k, v)| (k, v))),
+            // `dict.update` also takes a sequence of key-value pairs; later pairs win.
+            PyValue::List(items) | PyValue::Tuple(items) => {
+                for item in items {
+                    let (PyValue::Tuple(pair) | PyValue::List(pair)) = &item.value else {
+                        return Err(info_error(
+                            COMPONENT_INFO.into(),
+                            item.at,
+                            format!(
+                                "as a sequence it must hold (key, value) pairs, found {}",
+                                item.value.type_name()
+                            ),
+                        ));
+                    };
+                    let [key, value] = pair.as_slice() else {
+                        return Err(info_error(
+                            COMPONENT_INFO.into(),
+                            item.at,
+                            format!("a (key, value) pair has 2 items, not {}", pair.len()),
+                        ));
+                    };
+                    if let Some(kind) = key.value.unhashable() {
+                        return Err(info_error(
+                            COMPONENT_INFO.into(),
+                            key.at,
+                            format!("unhashable type: '{kind}'"),
+                        ));
+                    }
+                    match entries.iter_mut().find(|(k, _)| k.value.py_eq(&key.value)) {
+                        Some(entry) => entry.1 = value,
+                        None => entries.push((key, value)),
+                    }
+                }
+            }
+            other => {
+                return Err(info_error(
+                    COMPONENT_INFO.into(),
+                    info.at,
+                    format!("must be a dict, found {}", other.type_name()),
+                ));
+            }
+        }
         // hetida passes the merged dict as keyword arguments.
-        for (key, _) in entries {
+        for (key, _) in &entries {
             if !matches!(key.value, PyValue::Str(_)) {
                 return Err(info_error(
                     COMPONENT_INFO.into(),
@@ -345,11 +383,9 @@ impl<'a> Info<'a> {
                 ));
             }
         }
+        let info = Info { entries };
         for key in SET_BY_HETIDA {
-            if let Some((k, _)) = entries
-                .iter()
-                .find(|(k, _)| matches!(&k.value, PyValue::Str(s) if s == key))
-            {
+            if let Some((k, _)) = info.entry(key) {
                 return Err(info_error(
                     COMPONENT_INFO.into(),
                     k.at,
@@ -357,14 +393,18 @@ impl<'a> Info<'a> {
                 ));
             }
         }
-        Ok(Info { entries })
+        Ok(info)
     }
 
-    fn get(&self, key: &str) -> Option<&'a Literal> {
+    fn entry(&self, key: &str) -> Option<(&'a Literal, &'a Literal)> {
         self.entries
             .iter()
             .find(|(k, _)| matches!(&k.value, PyValue::Str(s) if s == key))
-            .map(|(_, v)| v)
+            .copied()
+    }
+
+    fn get(&self, key: &str) -> Option<&'a Literal> {
+        self.entry(key).map(|(_, v)| v)
     }
 
     fn json(&self, key: &str, lit: &Literal) -> Result<Value, ComponentFileError> {
@@ -513,5 +553,182 @@ fn info_error(key: String, at: Pos, reason: impl Into<String>) -> ComponentFileE
         line: at.line,
         column: at.column,
         reason: reason.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::revision::{Content, InputType};
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 1, 8, 30, 0).unwrap()
+    }
+
+    fn read(source: &str) -> Result<TransformationRevision, ComponentFileError> {
+        read_component(source, Path::new("test.py"), now())
+    }
+
+    const IDS: &str = r#""id": "c0000000-0000-4000-8000-000000000001", "revision_group_id": "c0000000-0000-4000-8000-000000000002""#;
+
+    #[test]
+    fn the_first_module_level_single_target_assignment_counts() {
+        let src = format!(
+            "COMPONENT_INFO: dict = {{'name': 'annotated'}}\n\
+             A = COMPONENT_INFO = {{'name': 'chained'}}\n\
+             COMPONENT_INFO += {{'name': 'augmented'}}\n\
+             if True: x = 1; COMPONENT_INFO = {{'name': 'in a block'}}\n\
+             class C:\n    COMPONENT_INFO = {{'name': 'in a class'}}\n\
+             f = lambda x=1: x; COMPONENT_INFO = {{'name': 'after a semicolon', {IDS}}}\n\
+             COMPONENT_INFO = {{'name': 'second'}}\n"
+        );
+        assert_eq!(read(&src).unwrap().name, "after a semicolon");
+        assert_eq!(
+            read("COMPONENT_INFO = lambda x=1: x\n").unwrap_err(),
+            ComponentFileError::NotALiteral {
+                name: COMPONENT_INFO,
+                line: 1,
+                column: 18,
+                reason: "malformed node or string: `lambda` is a name, not a literal (only strings, bytes, numbers, tuples, lists, dicts, sets, True, False and None are)".into(),
+            }
+        );
+        assert_eq!(
+            read("X = 1\nCOMPONENT_INFO: dict = {}\n").unwrap_err(),
+            ComponentFileError::NotAComponent
+        );
+    }
+
+    #[test]
+    fn content_has_python_newlines_and_the_rest_follows_hetida() {
+        let src = format!(
+            "\"\"\"Title\r\n\r\nDoc line\r\n\"\"\"\r\nCOMPONENT_INFO = {{{IDS}, 'state': 'DISABLED',\r\n  'inputs': {{'a': 'INT', 'b': {{'data_type': 'FLOAT', 'default_value': None}}}}}}\rdef main(): pass\r\n"
+        );
+        let r = read(&src).unwrap();
+        let Content::Component(code) = &r.content else {
+            panic!("a component")
+        };
+        assert!(!code.contains('\r'));
+        assert!(code.ends_with("}}\ndef main(): pass\n"));
+        assert_eq!(r.documentation, "Doc line");
+        assert_eq!(r.state, State::Disabled);
+        assert_eq!(
+            (r.released_timestamp, r.disabled_timestamp),
+            (Some(now()), Some(now()))
+        );
+        let b = &r.io_interface.inputs[1];
+        assert_eq!((b.input_type, &b.value), (InputType::Optional, &None));
+        assert_eq!(r.io_interface.inputs[0].input_type, InputType::Required);
+    }
+
+    #[test]
+    fn pairs_update_the_defaults_as_a_dict_does() {
+        let r = read(
+            "COMPONENT_INFO = [\n\
+             ('name', 'first'),\n\
+             ['category', 'Pairs'],\n\
+             ('id', 'c0000000-0000-4000-8000-000000000001'),\n\
+             ('revision_group_id', 'c0000000-0000-4000-8000-000000000002'),\n\
+             ('name', 'last'),\n\
+             ]\n",
+        )
+        .unwrap();
+        assert_eq!((r.name.as_str(), r.category.as_str()), ("last", "Pairs"));
+        assert_eq!(r.id.to_string(), "c0000000-0000-4000-8000-000000000001");
+    }
+
+    #[test]
+    fn hetidas_defaults_fill_what_is_missing() {
+        let r = read("COMPONENT_INFO = {}\n").unwrap();
+        assert_eq!(
+            (r.name.as_str(), r.category.as_str(), r.version_tag.as_str()),
+            ("Unnamed Component", "Other", "1.0.0")
+        );
+        // Random, as in hetida: a fresh id on every read.
+        assert_ne!(r.id, read("COMPONENT_INFO = {}\n").unwrap().id);
+        assert_ne!(r.id, r.revision_group_id);
+        assert_eq!(
+            r.io_interface.inputs.len() + r.io_interface.outputs.len(),
+            0
+        );
+        let draft = read(&format!("COMPONENT_INFO = {{{IDS}, 'state': 'DRAFT'}}")).unwrap();
+        assert_eq!(
+            (draft.released_timestamp, draft.disabled_timestamp),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn an_unusable_test_wiring_is_an_empty_one() {
+        for wiring in [
+            "TEST_WIRING_FROM_PY_FILE_IMPORT = {'input_wirings': [{'workflow_input_name': 'a', 'adapter_id': 7}]}",
+            "TEST_WIRING_FROM_PY_FILE_IMPORT = {'input_wirings': [some_name]}",
+            "TEST_WIRING_FROM_PY_FILE_IMPORT = [1, 2]",
+            "TEST_WIRING_FROM_PY_FILE_IMPORT = {'input_wirings': None}",
+        ] {
+            let r = read(&format!("COMPONENT_INFO = {{{IDS}}}\n{wiring}\n")).unwrap();
+            assert_eq!(r.test_wiring, WorkflowWiring::default(), "{wiring}");
+        }
+        let r = read(&format!(
+            "COMPONENT_INFO = {{{IDS}}}\nTEST_WIRING_FROM_PY_FILE_IMPORT = {{'input_wirings': [{{'workflow_input_name': 'a', 'adapter_id': 'direct_provisioning', 'filters': {{'value': 1.5}}}}]}}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            r.test_wiring.input_wirings[0].filters.get("value"),
+            Some("1.5")
+        );
+    }
+
+    #[test]
+    fn what_hetida_would_refuse_is_an_error_with_its_line() {
+        let err = |src: &str| read(src).unwrap_err().to_string();
+        assert_eq!(
+            err("COMPONENT_INFO = 'ab'\n"),
+            "line 1, column 18: COMPONENT_INFO: must be a dict, found str"
+        );
+        assert_eq!(
+            err("COMPONENT_INFO = [('name', 'x'),\n  'id']\n"),
+            "line 2, column 3: COMPONENT_INFO: as a sequence it must hold (key, value) pairs, found str"
+        );
+        assert_eq!(
+            err("COMPONENT_INFO = {\n  1: 'x'}\n"),
+            "line 2, column 3: COMPONENT_INFO: keys must be strings (hetida passes them as keyword arguments), found int"
+        );
+        assert_eq!(
+            err("COMPONENT_INFO = {\n  'type': 'WORKFLOW'}\n"),
+            "line 2, column 3: COMPONENT_INFO: \"type\" is set by hetida itself and may not be given here"
+        );
+        assert_eq!(
+            err("COMPONENT_INFO = {'inputs': {\n  'a': {'default_value': 1}}}\n"),
+            "line 2, column 8: COMPONENT_INFO[\"inputs\"][\"a\"]: For optional inputs a data type must be provided in the COMPONENT_INFO!"
+        );
+        assert_eq!(
+            err("COMPONENT_INFO = {'outputs': {'a': {}}}\n"),
+            "line 1, column 36: COMPONENT_INFO[\"outputs\"][\"a\"]: has no \"data_type\""
+        );
+        assert_eq!(
+            err("COMPONENT_INFO = {'inputs': {'a': ['INT']}}\n"),
+            "line 1, column 35: COMPONENT_INFO[\"inputs\"][\"a\"]: a data type must be a string, found list"
+        );
+        assert!(
+            err("COMPONENT_INFO = {'id': 'not-a-uuid'}\n")
+                .starts_with("line 1, column 25: COMPONENT_INFO[\"id\"]: ")
+        );
+        assert!(
+            err("COMPONENT_INFO = {\n'state': 'released'}\n").starts_with(
+                "line 2, column 10: COMPONENT_INFO[\"state\"]: unknown variant `released`"
+            )
+        );
+        assert_eq!(
+            err("\u{feff}COMPONENT_INFO = {}\n"),
+            "line 1, column 1: Python cannot parse this: invalid non-printable character U+FEFF"
+        );
+        // A lexical error anywhere refuses the file, as Python's parser would.
+        assert_eq!(
+            err("COMPONENT_INFO = {}\n\ndef main():\n    return 'a\n"),
+            "line 4, column 12: Python cannot parse this: unterminated string literal (detected at line 4)"
+        );
+        assert_eq!(read("").unwrap_err(), ComponentFileError::NotAComponent);
+        assert_eq!(ComponentFileError::NotAComponent.line(), None);
     }
 }
