@@ -5,7 +5,7 @@
 //! cleaned with `inspect.cleandoc`, and keeps its lines from the third on: the first line is a
 //! title and the second is blank by convention.
 
-use super::tokens::{LogicalLine, StrValue, Tok};
+use super::tokens::{LogicalLine, Pos, StrValue, Tok};
 
 /// The documentation hetida stores for a component with this module docstring.
 pub fn documentation(docstring: Option<&str>) -> String {
@@ -20,9 +20,13 @@ pub fn documentation(docstring: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
-/// The module docstring, cleaned, or `None` when the module does not start with one.
-pub fn module_docstring(lines: &[LogicalLine]) -> Option<String> {
-    let tokens = &lines.first()?.tokens;
+/// The module docstring, cleaned, or `None` when the module does not start with one; `Err`
+/// (where, why) when it holds a string whose value we cannot hold.
+pub fn module_docstring(lines: &[LogicalLine]) -> Result<Option<String>, (Pos, String)> {
+    let Some(first) = lines.first() else {
+        return Ok(None);
+    };
+    let tokens = &first.tokens;
     // The first simple statement of the first line.
     let end = tokens
         .iter()
@@ -31,21 +35,28 @@ pub fn module_docstring(lines: &[LogicalLine]) -> Option<String> {
     let statement = &tokens[..end];
     let parens = statement.iter().take_while(|t| t.is_op("(")).count();
     if statement.len() <= 2 * parens {
-        return None;
+        return Ok(None);
     }
     let (inner, closing) = statement[parens..].split_at(statement.len() - 2 * parens);
     if !closing.iter().all(|t| t.is_op(")")) {
-        return None;
+        return Ok(None);
     }
     let mut text = String::new();
+    let mut unsupported = None;
     for token in inner {
         match &token.tok {
             Tok::Str(StrValue::Str(s)) => text.push_str(s),
+            Tok::Str(StrValue::Unsupported(reason)) => {
+                unsupported.get_or_insert((token.at, reason.clone()));
+            }
             // An f-string has no value to libcst, and a bytes docstring is none.
-            _ => return None,
+            _ => return Ok(None),
         }
     }
-    Some(cleandoc(&text))
+    match unsupported {
+        Some(e) => Err(e),
+        None => Ok(Some(cleandoc(&text))),
+    }
 }
 
 /// Python 3.11's `inspect.cleandoc`.
@@ -219,7 +230,7 @@ B\r\nC\x0bD\x0cE\x1cF\x1dG\x1eH\x85I\u2028J\u2029K\x1fL\rM"""
         ];
         for (src, docstring, doc) in cases {
             let lines = logical_lines(src).unwrap();
-            let found = module_docstring(&lines);
+            let found = module_docstring(&lines).unwrap();
             assert_eq!(found.as_deref(), docstring, "{src:?}");
             assert_eq!(documentation(found.as_deref()), doc, "{src:?}");
         }
@@ -227,11 +238,14 @@ B\r\nC\x0bD\x0cE\x1cF\x1dG\x1eH\x85I\u2028J\u2029K\x1fL\rM"""
 
     #[test]
     fn no_statement_no_docstring() {
-        assert_eq!(
-            module_docstring(&logical_lines("# only a comment\n").unwrap()),
-            None
-        );
-        assert_eq!(module_docstring(&logical_lines("").unwrap()), None);
+        let docstring = |src: &str| module_docstring(&logical_lines(src).unwrap());
+        assert_eq!(docstring("# only a comment\n"), Ok(None));
+        assert_eq!(docstring(""), Ok(None));
+        // An f-string part makes it no docstring, whatever else is in it.
+        assert_eq!(docstring("'\\ud800' f'x'\n"), Ok(None));
+        let (at, reason) = docstring("\n'''Title\n\nabout \\N{DEGREE SIGN}'''\n").unwrap_err();
+        assert_eq!((at.line, at.column), (2, 1));
+        assert!(reason.contains("\\N{...}"), "{reason}");
         assert_eq!(documentation(None), "");
     }
 }

@@ -64,12 +64,15 @@ const MAX_DEPTH: usize = 1000;
 pub struct LiteralError {
     pub at: Pos,
     pub reason: String,
+    /// Python would evaluate it, but we cannot hold the value (see `StrValue::Unsupported`).
+    pub unsupported: bool,
 }
 
 fn fail<T>(at: Pos, reason: impl Into<String>) -> Result<T, LiteralError> {
     Err(LiteralError {
         at,
         reason: reason.into(),
+        unsupported: false,
     })
 }
 
@@ -556,6 +559,13 @@ impl<'a> Parser<'a> {
                 StrValue::Str(s) => text.get_or_insert_with(String::new).push_str(s),
                 StrValue::Bytes(b) => bytes.get_or_insert_with(Vec::new).extend_from_slice(b),
                 StrValue::Format => formatted = true,
+                StrValue::Unsupported(reason) => {
+                    return Err(LiteralError {
+                        at: self.here(),
+                        reason: reason.clone(),
+                        unsupported: true,
+                    });
+                }
             }
             self.i += 1;
         }

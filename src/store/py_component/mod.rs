@@ -63,6 +63,14 @@ pub enum ComponentFileError {
         "not a hetida component file: it has no module-level `COMPONENT_INFO = {{...}}` assignment"
     )]
     NotAComponent,
+    /// Valid Python that hetida would read but that we cannot hold (a lone surrogate or a
+    /// `\N{...}` escape where its value is needed): refused rather than read differently.
+    #[error("line {line}, column {column}: not supported: {reason}")]
+    Unsupported {
+        line: usize,
+        column: usize,
+        reason: String,
+    },
     /// `COMPONENT_INFO` reads, but hetida (or pydantic) would refuse what it says.
     #[error("line {line}, column {column}: {key}: {reason}")]
     Info {
@@ -80,6 +88,7 @@ impl ComponentFileError {
         match self {
             ComponentFileError::Syntax { line, .. }
             | ComponentFileError::NotALiteral { line, .. }
+            | ComponentFileError::Unsupported { line, .. }
             | ComponentFileError::Info { line, .. } => Some(*line),
             ComponentFileError::NotAComponent => None,
         }
@@ -113,16 +122,32 @@ pub fn read_component(
         column: e.at.column,
         reason: e.reason,
     })?;
-    let docstring = docstring::module_docstring(&lines);
+    let docstring = docstring::module_docstring(&lines).map_err(|(at, reason)| {
+        ComponentFileError::Unsupported {
+            line: at.line,
+            column: at.column,
+            reason,
+        }
+    })?;
     let (info_at, info) = match module_assignment(&lines, COMPONENT_INFO) {
         None => return Err(ComponentFileError::NotAComponent),
         Some(found) => (
             found.target.at,
-            evaluate(&found).map_err(|e| ComponentFileError::NotALiteral {
-                name: COMPONENT_INFO,
-                line: e.at.line,
-                column: e.at.column,
-                reason: e.reason,
+            evaluate(&found).map_err(|e| {
+                if e.unsupported {
+                    ComponentFileError::Unsupported {
+                        line: e.at.line,
+                        column: e.at.column,
+                        reason: e.reason,
+                    }
+                } else {
+                    ComponentFileError::NotALiteral {
+                        name: COMPONENT_INFO,
+                        line: e.at.line,
+                        column: e.at.column,
+                        reason: e.reason,
+                    }
+                }
             })?,
         ),
     };
@@ -727,6 +752,15 @@ mod tests {
         assert_eq!(
             err("COMPONENT_INFO = {}\n\ndef main():\n    return 'a\n"),
             "line 4, column 12: Python cannot parse this: unterminated string literal (detected at line 4)"
+        );
+        // Valid Python, refused only where we would need a value we cannot hold.
+        let src = format!(
+            "COMPONENT_INFO = {{{IDS}}}\n\ndef main():\n    return '\\ud800\\N{{BULLET}}'\n"
+        );
+        assert!(read(&src).is_ok());
+        assert_eq!(
+            err("COMPONENT_INFO = {\n  'name': '\\N{BULLET}'}\n"),
+            "line 2, column 11: not supported: a \\N{...} escape (a character by name) is not supported here; write the character itself or a \\u escape"
         );
         assert_eq!(read("").unwrap_err(), ComponentFileError::NotAComponent);
         assert_eq!(ComponentFileError::NotAComponent.line(), None);
