@@ -910,6 +910,10 @@ mod tests {
             (".5e-3", "0.0005"),
             ("1_0.0_1e1_0", "100100000000.0"),
             ("1E+5", "100000.0"),
+            ("1.e5", "100000.0"),
+            ("1.E-2", "0.01"),
+            ("0e0", "0.0"),
+            ("0.0e-0_1", "0.0"),
             ("00.5", "0.5"),
             ("0123e1", "1230.0"),
             ("1e400", "Infinity"),
@@ -946,6 +950,11 @@ mod tests {
             ("1+2j", "Object of type complex is not JSON serializable"),
             ("-1-2j", "Object of type complex is not JSON serializable"),
             ("1e5j", "Object of type complex is not JSON serializable"),
+            ("1.j", "Object of type complex is not JSON serializable"),
+            (
+                "1_2.3_4j",
+                "Object of type complex is not JSON serializable",
+            ),
             ("set()", "Object of type set is not JSON serializable"),
             ("set ( )", "Object of type set is not JSON serializable"),
             ("{1, 2}", "Object of type set is not JSON serializable"),
@@ -1003,6 +1012,21 @@ mod tests {
             eval_src("").unwrap_err().reason,
             "invalid syntax: expected an expression"
         );
+        // Deep input is an error, not a stack overflow.
+        assert!(
+            eval_src(&format!("{}1", "-".repeat(999)))
+                .unwrap_err()
+                .reason
+                .contains("only a number")
+        );
+        assert_eq!(
+            eval_src(&format!("{}1", "-".repeat(1001)))
+                .unwrap_err()
+                .reason,
+            "too many signs in a row"
+        );
+        let nested = format!("{}1{}", "[".repeat(199), "]".repeat(199));
+        assert!(eval_src(&nested).is_ok());
         assert!(
             eval_src(&"9".repeat(4301))
                 .unwrap_err()

@@ -765,4 +765,66 @@ mod tests {
         assert_eq!(read("").unwrap_err(), ComponentFileError::NotAComponent);
         assert_eq!(ComponentFileError::NotAComponent.line(), None);
     }
+
+    /// Pieces that make the tokenizer and the literal reader take every branch they have.
+    const PIECES: [&str; 44] = [
+        "COMPONENT_INFO",
+        "TEST_WIRING_FROM_PY_FILE_IMPORT",
+        " = ",
+        "=",
+        "{",
+        "}",
+        "(",
+        ")",
+        "[",
+        "]",
+        "'",
+        "\"",
+        "\"\"\"",
+        "\\",
+        "\n",
+        "#",
+        "1",
+        "0x",
+        "0o7",
+        "e",
+        "j",
+        ".",
+        "...",
+        ",",
+        ":",
+        ";",
+        "-",
+        "+",
+        "_",
+        "r",
+        "b",
+        "f",
+        "\\N{",
+        "\\u",
+        "\\x",
+        "set()",
+        "True",
+        "None",
+        "lambda",
+        " ",
+        "\t",
+        "'inputs'",
+        "'data_type'",
+        "'default_value'",
+    ];
+
+    proptest::proptest! {
+        /// A revision file is outside input: whatever it holds, reading it returns.
+        #[test]
+        fn no_text_makes_reading_panic(
+            pieces in proptest::collection::vec(0..PIECES.len(), 0..60),
+            noise in ".{0,40}",
+        ) {
+            let text: String = pieces.iter().map(|&i| PIECES[i]).collect();
+            let _ = read(&text);
+            let _ = read(&format!("{text}{noise}"));
+            let _ = read(&format!("COMPONENT_INFO = {{'inputs': {{'a': {text}}}}}\n"));
+        }
+    }
 }
