@@ -10,8 +10,8 @@
 //! * the ids of inputs and outputs derived from their names with CPython's seeded RNG
 //!   ([`seeded_uuid`]), which is what workflows point at;
 //! * default values of OPTIONAL inputs written as `json.dumps` writes them;
-//! * `TEST_WIRING_FROM_PY_FILE_IMPORT`, or an empty test wiring (with a warning) when it is
-//!   missing or unreadable, as hetida falls back;
+//! * `TEST_WIRING_FROM_PY_FILE_IMPORT`, or an empty test wiring when it is missing, and (with a
+//!   warning) when it is no valid wiring, as hetida falls back;
 //! * the content: the file's text after universal-newline translation, which is what
 //!   Python's text-mode `open` hands hetida.
 //!
@@ -318,7 +318,9 @@ fn evaluate(found: &Assignment<'_>) -> Result<Literal, LiteralError> {
 }
 
 /// hetida falls back to an empty test wiring when `TEST_WIRING_FROM_PY_FILE_IMPORT` is missing
-/// or is no valid wiring; so do we, and say so.
+/// or is no valid wiring; so do we, and say so. (A value that is not a dict at all makes hetida
+/// raise instead; the test wiring only matters for requests without a wiring, so it is not
+/// worth refusing the component for.)
 fn test_wiring(lines: &[LogicalLine], origin: &Path) -> WorkflowWiring {
     let Some(found) = module_assignment(lines, TEST_WIRING) else {
         return WorkflowWiring::default();

@@ -4,7 +4,8 @@
 //! hetida parses a component file with `ast.parse` and libcst before it reads anything from it,
 //! so a file Python cannot tokenize is refused. Tokenizing the whole file keeps that: every
 //! lexical error (unterminated string, bad escape, unbalanced bracket, stray character, bad
-//! number, mixed bytes and str) is found wherever it is. Errors of the grammar outside the
+//! number, mixed bytes and str) is found wherever it is; a string whose value we cannot hold
+//! is an error only where that value is needed. Errors of the grammar outside the
 //! statements we read are not: we do not parse Python, and the runtime reports them when the
 //! component runs.
 
