@@ -19,6 +19,9 @@ struct Service {
 
 fn load_service(flags: &Flags) -> anyhow::Result<(Config, StoreSource)> {
     let config = Config::load(flags, &Env::from_process())?;
+    // Before the store opens: reading it can warn (a `.py` component whose test wiring hetida
+    // would drop too). A no-op on reload, when logging is already up.
+    hd_kafka_exec::logging::init(config.log_format);
     let spec = &config.store.spec;
     let store = if let Some(path) = spec.strip_prefix("dir:") {
         StoreSource::Dir(Arc::new(
@@ -72,7 +75,6 @@ impl WorkerFactory for Service {
 
 pub(super) fn serve(flags: Flags) -> anyhow::Result<ExitCode> {
     let (config, store) = load_service(&flags)?;
-    hd_kafka_exec::logging::init(config.log_format);
     for notice in &config.notices {
         tracing::warn!("{notice}");
     }

@@ -53,6 +53,8 @@ pub(super) fn prepare(store: &str) -> anyhow::Result<ExitCode> {
 }
 
 pub(super) fn check(store: &str) -> anyhow::Result<ExitCode> {
+    // Warnings while reading (on stderr) are part of what `check` is for.
+    hd_kafka_exec::logging::init(hd_kafka_exec::config::LogFormat::Text);
     let dir = dir_of(store)?;
     match DirIndex::open(&dir) {
         Ok(index) => {

@@ -1,4 +1,11 @@
-//! The directory store: every `*.json` below a directory, in hetida's export format.
+//! The directory store: every revision file below a directory, as hetida's
+//! `load_transformation_revisions_from_directory` finds them: `*.json` in hetida's export
+//! format, and `*.py` component files (the form hetida ships its base components in), read by
+//! [`super::py_component`]. Both kinds share one index, so a duplicate id or a workflow using a
+//! revision no file defines is found whichever kind of file is involved.
+//!
+//! Where hetida logs a broken file and goes on without it, we refuse the directory: a revision
+//! silently missing would only show up later as failed executions.
 //!
 //! Opened synchronously with `std::fs` only, because the supervisor opens it before it forks
 //! (no threads, no runtime there); the workers inherit the index through `fork`.
@@ -9,6 +16,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use super::py_component::{self, ComponentFileError};
 use super::{StoreError, latest_released_of};
 use crate::protocol::revision::{RevisionTree, TransformationRevision};
 
@@ -19,6 +27,12 @@ pub enum DirProblem {
     Unreadable { path: PathBuf, reason: String },
     #[error("{path}: not a transformation revision: {reason}")]
     Malformed { path: PathBuf, reason: String },
+    /// A `.py` file hetida would not import, or that is no component (the error says which line).
+    #[error("{path}: {error}")]
+    Component {
+        path: PathBuf,
+        error: ComponentFileError,
+    },
     #[error("{path}: revision {id} is already defined in {first}")]
     DuplicateId {
         path: PathBuf,
@@ -47,7 +61,12 @@ pub struct DirIndex {
     by_group: HashMap<Uuid, Vec<usize>>,
 }
 
-fn json_files(dir: &Path, out: &mut Vec<PathBuf>, problems: &mut Vec<DirProblem>) {
+/// The kinds of revision file hetida's directory loader reads.
+fn is_revision_file(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "json" || e == "py")
+}
+
+fn revision_files(dir: &Path, out: &mut Vec<PathBuf>, problems: &mut Vec<DirProblem>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -62,8 +81,8 @@ fn json_files(dir: &Path, out: &mut Vec<PathBuf>, problems: &mut Vec<DirProblem>
     paths.sort();
     for path in paths {
         if path.is_dir() {
-            json_files(&path, out, problems);
-        } else if path.extension().is_some_and(|e| e == "json") {
+            revision_files(&path, out, problems);
+        } else if is_revision_file(&path) {
             out.push(path);
         }
     }
@@ -74,7 +93,9 @@ impl DirIndex {
     pub fn open(dir: &Path) -> Result<DirIndex, DirProblems> {
         let mut problems = Vec::new();
         let mut files = Vec::new();
-        json_files(dir, &mut files, &mut problems);
+        revision_files(dir, &mut files, &mut problems);
+        // One "now" for every component file that has no release time of its own.
+        let opened_at = chrono::Utc::now();
         let mut index = DirIndex::default();
         for path in files {
             let text = match std::fs::read_to_string(&path) {
@@ -87,13 +108,25 @@ impl DirIndex {
                     continue;
                 }
             };
-            let revision: TransformationRevision = match serde_json::from_str(&text) {
-                Ok(r) => r,
-                Err(e) => {
-                    problems.push(DirProblem::Malformed {
-                        path,
+            let revision = if path.extension().is_some_and(|e| e == "py") {
+                py_component::read_component(&text, &path, opened_at).map_err(|error| {
+                    DirProblem::Component {
+                        path: path.clone(),
+                        error,
+                    }
+                })
+            } else {
+                serde_json::from_str::<TransformationRevision>(&text).map_err(|e| {
+                    DirProblem::Malformed {
+                        path: path.clone(),
                         reason: e.to_string(),
-                    });
+                    }
+                })
+            };
+            let revision = match revision {
+                Ok(r) => r,
+                Err(problem) => {
+                    problems.push(problem);
                     continue;
                 }
             };

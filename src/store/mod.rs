@@ -1,6 +1,7 @@
 //! Where transformation revisions come from (spec §3, §4, §8).
 //!
-//! * [`dir`]: a directory of hetida export files (the default, `dir:./transformations`).
+//! * [`dir`]: a directory of hetida export files (`*.json`) and component files (`*.py`, read by
+//!   [`py_component`] as hetida's importer reads them); the default, `dir:./transformations`.
 //! * [`http`]: the hetida backend's REST API.
 //! * [`Store`]: either, with the worker's one cache. RELEASED revisions never change, so they
 //!   and their prepared runtime requests are kept (the least recently used go first when it is
@@ -13,6 +14,7 @@
 mod cache;
 pub mod dir;
 pub mod http;
+pub mod py_component;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
