@@ -12,19 +12,24 @@
 //! * [`config`]: flags > `HETIDA_DESIGNER_*` environment > defaults, validated once before forking.
 //! * [`protocol`]: the hetida execution protocol as pure data and pure functions (no IO):
 //!   requests, wirings, transformation revisions, runtime request preparation, responses.
-//! * [`store`]: where transformation revisions come from (a directory or the hetida backend's
-//!   REST API) and the cache in front of them.
+//! * [`store`]: where transformation revisions come from (a directory of JSON exports and `.py`
+//!   component files, or the hetida backend's REST API) and the worker's one cache of them and
+//!   their prepared runtime requests.
 //! * [`runtime_client`]: the HTTP client that POSTs prepared requests to the hetida runtime.
-//! * [`http_client`]: how every HTTP client of the service is built (runtime, backend store).
-//! * [`kafka`]: what the worker needs of Kafka beyond rskafka: partition fetch loops, the
-//!   response producer, the group coordinator client for committed offsets.
-//! * [`worker`]: one process: consume -> resolve -> prepare -> run -> respond -> commit.
+//! * `http_client`: how every HTTP client of the service is built (runtime, backend store).
+//! * [`kafka`]: every Kafka detail: a worker's [`kafka::Session`] (clients, fetch loops over its
+//!   partitions, producers, committer), the group coordinator client, the broker wire codec.
+//! * [`worker`]: one process: consume -> resolve -> prepare -> run -> respond -> commit; it sees
+//!   records, tokens and responses, no Kafka client.
 //! * [`logging`]: log lines that say which process (supervisor, worker i) wrote them.
 //! * [`supervisor`]: the gunicorn-style arbiter that forks, watches and restarts workers.
 //!   It is the only module allowed `unsafe` (for `fork`).
+//!
+//! The command line (`serve`, `exec`, `prepare`, `check`) is the binary's: `src/main.rs` and
+//! `src/cli/`, the one place `anyhow` is used.
 
 pub mod config;
-pub mod http_client;
+mod http_client;
 pub mod kafka;
 pub mod logging;
 pub mod protocol;

@@ -217,7 +217,7 @@ impl GroupCoordinator {
         }
     }
 
-    /// Bounds each call (default [`DEFAULT_RETRY_BUDGET`]).
+    /// Bounds each call (default `DEFAULT_RETRY_BUDGET` (10 s)).
     pub fn with_retry_budget(mut self, budget: Duration) -> Self {
         self.retry_budget = budget;
         self

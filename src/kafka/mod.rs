@@ -1,24 +1,29 @@
-//! What the worker needs of Kafka beyond rskafka's partition clients.
+//! Every Kafka detail of the service; the worker opens a [`Session`] and sees records, producers
+//! and a commit call.
 //!
-//! * [`coordinator`]: committed offsets in the consumer group (rskafka has no group APIs).
-//! * [`watermark`]: per partition, the lowest offset whose response is not yet in Kafka.
+//! * `session`: one worker's clients, fetch loops, producers and committer ([`Session`]).
+//! * [`client`]: how rskafka clients are built (one backoff), partition counts and clients.
+//! * `coordinator`: committed offsets in the consumer group (rskafka has no group APIs).
+//! * `committer`: commits the watermarks that moved.
+//! * `watermark`: per partition, the lowest offset whose response is not yet in Kafka.
 //! * [`consumer`]: long-poll fetch loops over the owned partitions of the request topic, with
 //!   back-pressure, handing out [`RequestRecord`]s.
 //! * [`producer`]: responses (and dead letters) with acks=all, partitioned like Java's client,
 //!   within `max_request_size` and the topic's `max.message.bytes`.
-//! * [`topic_config`]: a topic's configuration as the brokers report it (DescribeConfigs).
+//! * `topic_config`: a topic's configuration as the brokers report it (DescribeConfigs).
+//! * `tail`: a topic read from its end on (the `exec` command's response).
 //! * [`wire`]: one request/response connection to a broker on the `kafka-protocol` codec, for
 //!   the APIs rskafka lacks.
 
 pub mod client;
-pub mod committer;
+mod committer;
 pub mod consumer;
-pub mod coordinator;
+mod coordinator;
 pub mod producer;
-pub mod session;
-pub mod tail;
-pub mod topic_config;
-pub mod watermark;
+mod session;
+mod tail;
+mod topic_config;
+mod watermark;
 pub mod wire;
 
 pub use client::backoff;

@@ -1,8 +1,8 @@
 //! Where transformation revisions come from (spec §3, §4, §8).
 //!
-//! * [`dir`]: a directory of hetida export files (`*.json`) and component files (`*.py`, read by
-//!   [`py_component`] as hetida's importer reads them); the default, `dir:./transformations`.
-//! * [`http`]: the hetida backend's REST API.
+//! * `dir`: a directory of hetida export files (`*.json`) and component files (`*.py`, read by
+//!   `py_component` as hetida's importer reads them); the default, `dir:./transformations`.
+//! * `http`: the hetida backend's REST API.
 //! * [`Store`]: either, with the worker's one cache. RELEASED revisions never change, so they
 //!   and their prepared runtime requests are kept (the least recently used go first when it is
 //!   full); "latest released revision of a group" is kept for a short TTL, so a new release is
@@ -12,9 +12,9 @@
 //! ([`Store::prepared`]); `check`, `prepare` and tests also ask for single revisions and trees.
 
 mod cache;
-pub mod dir;
-pub mod http;
-pub mod py_component;
+mod dir;
+mod http;
+mod py_component;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -21,7 +21,7 @@ use crate::runtime_client::{RuntimeClient, RuntimeError, RuntimeOptions};
 use crate::store::{CacheOptions, Store, StoreError, StoreSource};
 use crate::supervisor::EXIT_BOOT_FAILURE;
 
-pub use execution::Execution;
+use execution::Execution;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
