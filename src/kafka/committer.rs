@@ -9,6 +9,7 @@ use super::{CoordinatorError, GroupCoordinator, Watermarks};
 /// Commits the watermarks of one topic's partitions for the group.
 #[derive(Debug)]
 pub struct Committer {
+    /// The group's coordinator, reached through its own connection.
     coordinator: GroupCoordinator,
     /// The request topic.
     topic: String,

@@ -22,11 +22,17 @@ use crate::config::OffsetReset;
 /// One request as read from the request topic.
 #[derive(Debug)]
 pub struct RequestRecord {
+    /// Partition of the request topic the record came from.
     pub partition: i32,
+    /// Its offset there: what is committed once the record is done.
     pub offset: i64,
+    /// The record key; the response carries it back by default.
     pub key: Option<Vec<u8>>,
+    /// The request JSON; `None` for a tombstone.
     pub value: Option<Vec<u8>>,
+    /// Record headers (`traceparent` is passed on to the response).
     pub headers: BTreeMap<String, Vec<u8>>,
+    /// Marks the offset done once the response is in Kafka.
     pub done: DoneToken,
 }
 
@@ -35,7 +41,9 @@ pub struct RequestRecord {
 /// side of at-least-once.
 #[derive(Debug)]
 pub struct DoneToken {
+    /// Where the offset is marked done (shared with the fetch loops and the committer).
     watermarks: Arc<Mutex<Watermarks>>,
+    /// The record's partition and offset.
     partition: i32,
     offset: i64,
     /// Holds a place of the in-flight window until the record is finished.
@@ -55,23 +63,33 @@ impl DoneToken {
 /// Fetch sizes and waits.
 #[derive(Debug, Clone)]
 pub struct FetchOptions {
+    /// The request topic.
     pub topic: String,
+    /// Records handed out and not yet done, at most (the in-flight window, design decision 5).
     pub max_in_flight: usize,
+    /// How long the broker may hold a fetch open waiting for records (`fetch_max_wait_ms`).
     pub max_wait: Duration,
+    /// Bytes one fetch may return per partition (`max_partition_fetch_bytes`).
     pub max_bytes: i32,
+    /// Where a partition restarts when its offset is out of range (`auto_offset_reset`).
     pub reset: OffsetReset,
 }
 
 /// The running fetch loops of one worker.
 #[derive(Debug)]
 pub struct RequestConsumer {
+    /// Per partition, what is handed out and done; the committer reads it.
     pub watermarks: Arc<Mutex<Watermarks>>,
+    /// One fetch loop per partition.
     tasks: JoinSet<()>,
     /// What a partition added later needs to start its fetch loop.
     client: Arc<Client>,
     options: FetchOptions,
+    /// The in-flight window shared by all partitions: a permit per undone record.
     window: Arc<Semaphore>,
+    /// Where the fetch loops send records; the worker holds the receiver.
     tx: mpsc::Sender<RequestRecord>,
+    /// Turns true when the worker stops: the loops stop fetching.
     shutdown: watch::Receiver<bool>,
 }
 
@@ -252,15 +270,21 @@ const UNDECODABLE_RETRY: Duration = Duration::from_secs(30);
 
 /// One partition's fetch loop: its position and what it needs to hand records out.
 struct FetchLoop {
+    /// The partition's client (leader changes are followed inside rskafka).
     pc: PartitionClient,
     partition: i32,
     /// The next offset to fetch.
     offset: i64,
     options: FetchOptions,
+    /// `options.max_wait` as the fetch request wants it.
     max_wait_ms: i32,
+    /// The worker's in-flight window (see [`RequestConsumer`]).
     window: Arc<Semaphore>,
+    /// Records handed out and skipped offsets are noted here.
     watermarks: Arc<Mutex<Watermarks>>,
+    /// To the worker.
     tx: mpsc::Sender<RequestRecord>,
+    /// Stops the loop, also while it waits for a fetch or a window place.
     shutdown: watch::Receiver<bool>,
     /// Pause before the next try after a failed fetch; doubles up to 5 s.
     backoff: Duration,

@@ -192,8 +192,11 @@ fn offset_fetch_answers(
 /// Client of one consumer group's coordinator.
 #[derive(Debug)]
 pub struct GroupCoordinator {
+    /// Brokers asked where the coordinator is.
     bootstrap: Vec<String>,
+    /// The consumer group (`group_id`).
     group: String,
+    /// Sent with every request.
     client_id: String,
     /// The connection to the current coordinator; dropped whenever it fails or the coordinator
     /// moves, and found anew through a bootstrap broker on the next call.

@@ -76,6 +76,7 @@ pub struct ProducerSettings {
     pub client_id: String,
     /// How long a batch waits for more records (`linger_ms`).
     pub linger: Duration,
+    /// Codec of the batches (`compression_type`).
     pub compression: config::Compression,
     /// No record batch is larger, after compression (`max_request_size`).
     pub max_request_size: usize,
@@ -120,6 +121,7 @@ pub enum SizeLimit {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", self.explain())]
 pub struct RecordTooLarge {
+    /// The topic it was for.
     pub topic: String,
     /// The record batch holding it alone, as Kafka counts it (after compression, if any).
     pub bytes: usize,
@@ -127,6 +129,7 @@ pub struct RecordTooLarge {
     pub compression: Option<&'static str>,
     /// The limit it exceeds (for [`SizeLimit::Broker`]: the largest limit this producer knew).
     pub limit: usize,
+    /// Which limit that is, which decides what raises it.
     pub exceeded: SizeLimit,
     /// The topic's `max.message.bytes`, when known: raising `max_request_size` past it is
     /// pointless.
@@ -184,9 +187,13 @@ impl RecordTooLarge {
 /// The largest record batch this producer sends to its topic.
 #[derive(Debug, Clone, Copy)]
 struct BatchLimit {
+    /// The smaller of the two limits, in bytes of a record batch.
     bytes: usize,
+    /// Which of the two it is.
     exceeded: SizeLimit,
+    /// The topic's `max.message.bytes`, when the brokers told.
     topic: Option<usize>,
+    /// The producer's `max_request_size`.
     max_request_size: usize,
 }
 
@@ -330,7 +337,9 @@ fn lone_batch_bytes(
 #[derive(Debug)]
 pub struct SizedRecord {
     record: Record,
+    /// What it adds to a batch (its encoding plus room for its deltas), uncompressed.
     bytes: usize,
+    /// It gets a batch of its own: it needs (nearly) the whole limit, or compression, to fit.
     alone: bool,
 }
 
@@ -339,9 +348,13 @@ pub struct SizedRecord {
 /// record fits at all is decided before (with its compressed size), not here.
 #[derive(Debug)]
 struct ResponseAggregator {
+    /// Bytes of records a batch of several may hold ([`BatchLimit::shared_budget`]).
     budget: usize,
+    /// Bytes of the records in the batch so far.
     bytes: usize,
+    /// The batch holds a record that must go alone: nothing joins it.
     alone: bool,
+    /// The batch, flushed to one produce request.
     records: Vec<Record>,
 }
 
@@ -378,9 +391,11 @@ impl Aggregator for ResponseAggregator {
 /// One record to produce; kept by the caller so that a retry sends the same record.
 #[derive(Debug, Clone, Default)]
 pub struct OutgoingRecord {
+    /// Decides the partition (Java's murmur2); keyless records go round robin.
     pub key: Option<Vec<u8>>,
     /// `None` is a tombstone.
     pub value: Option<Vec<u8>>,
+    /// Record headers, e.g. `hd-job-id`.
     pub headers: BTreeMap<String, Vec<u8>>,
 }
 
@@ -414,12 +429,17 @@ fn rskafka_compression(c: config::Compression) -> Compression {
 /// Produces to one topic; cheap to share between execution tasks.
 #[derive(Debug)]
 pub struct ResponseProducer {
+    /// Partition clients are made from it on first use.
     client: Arc<Client>,
+    /// The topic every record goes to.
     topic: String,
     /// Partitions of the topic, for the key's partition.
     partitions: i32,
+    /// How long a batch waits for more records.
     linger: Duration,
+    /// Codec of every batch.
     compression: Compression,
+    /// The largest record batch the topic takes from us.
     limit: BatchLimit,
     /// One batching producer per partition, made on first use.
     producers: Mutex<HashMap<i32, Arc<BatchProducer<ResponseAggregator>>>>,

@@ -40,6 +40,7 @@ impl Ownership {
 /// What opening a session hands the worker.
 #[derive(Debug)]
 pub struct Opened {
+    /// Commits, partition discovery, stopping.
     pub session: Session,
     /// Requests in offset order per partition, as the in-flight window allows.
     pub records: mpsc::Receiver<RequestRecord>,
@@ -54,13 +55,17 @@ pub struct Opened {
 pub struct Session {
     /// The consumer side's client (fetching, partition discovery).
     client: Arc<Client>,
+    /// Topics, group and options, as configured.
     settings: KafkaSettings,
+    /// Which partitions are this worker's, also when the topic grows.
     ownership: Ownership,
     /// Partitions of the request topic when last looked.
     partition_count: i32,
     /// The partitions this worker fetches, in order.
     owned: Vec<i32>,
+    /// The fetch loops.
     consumer: RequestConsumer,
+    /// Commits what the fetch loops' watermarks say is done.
     committer: Committer,
 }
 

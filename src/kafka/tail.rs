@@ -16,8 +16,10 @@ use super::consumer::{Fetched, fetch};
 /// One record read from the tail of a topic.
 #[derive(Debug, Clone)]
 pub struct TailRecord {
+    /// Where it was read.
     pub partition: i32,
     pub offset: i64,
+    /// The record as produced.
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: BTreeMap<String, Vec<u8>>,
@@ -26,6 +28,7 @@ pub struct TailRecord {
 /// The records of a topic from the moment [`TopicTail::from_end`] returned.
 #[derive(Debug)]
 pub struct TopicTail {
+    /// Records of every partition as they arrive, or the error that ended a partition's loop.
     records: mpsc::Receiver<Result<TailRecord, KafkaError>>,
     /// One fetch loop per partition; aborted when the tail is dropped.
     loops: JoinSet<()>,

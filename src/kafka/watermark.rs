@@ -15,6 +15,7 @@ struct Partition {
 /// The watermarks of every partition a worker owns.
 #[derive(Debug, Default, Clone)]
 pub struct Watermarks {
+    /// Each partition's handed-out and done offsets.
     partitions: HashMap<i32, Partition>,
 }
 

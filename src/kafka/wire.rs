@@ -45,10 +45,14 @@ pub enum WireError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("broker {broker} speaks {api} versions {broker_min}..={broker_max}, this client {ours:?}")]
 pub struct UnsupportedVersion {
+    /// The API's name, e.g. `OffsetCommit`.
     pub api: &'static str,
+    /// host:port of the broker.
     pub broker: String,
+    /// The versions the broker announced (-1 when it does not know the API).
     pub broker_min: i16,
     pub broker_max: i16,
+    /// The versions this client can write and read.
     pub ours: RangeInclusive<i16>,
 }
 
@@ -59,9 +63,11 @@ pub struct UnsupportedVersion {
 pub struct BrokerConnection {
     /// host:port, for errors.
     broker: String,
+    /// Requests and responses, one at a time.
     stream: TcpStream,
     /// Sent with every request: brokers log and quota by it.
     client_id: String,
+    /// Of the last request; its response must carry the same.
     correlation_id: i32,
     /// api key -> (min, max) version the broker supports.
     versions: HashMap<i16, (i16, i16)>,

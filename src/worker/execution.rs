@@ -24,17 +24,25 @@ use crate::store::Store;
 pub struct Execution {
     /// Revisions and their prepared runtime requests, cached.
     store: Store,
+    /// POSTs runtime requests to hetida's runtime (one keep-alive pool per worker).
     runtime: RuntimeClient,
+    /// Where every response goes.
     responses: ResponseProducer,
+    /// Where records that are no request go too, untouched; `None` when off or missing.
     dead_letters: Option<ResponseProducer>,
+    /// Response key and in-flight limit, as configured.
     settings: ExecutionSettings,
+    /// Named in failure responses' `extra_information`.
     request_topic: String,
+    /// This worker's pid, reported in responses as hetida does (unless turned off).
     process_id: Option<u32>,
 }
 
 /// The response value for a record, and whether the record also goes to the dead-letter topic.
 struct Answer {
+    /// The response JSON.
     value: Vec<u8>,
+    /// The request's job id (or a fresh one when it has none that can be read).
     job_id: Uuid,
     /// Why the record is no request at all, when it is not.
     dead_letter: Option<String>,
@@ -42,8 +50,11 @@ struct Answer {
 
 /// Why an execution ended without a runtime result, with what is known of the request.
 struct Failed {
+    /// What went wrong; decides the response's error type and message.
     error: ProtocolError,
+    /// The request's job id, once the request could be read.
     job_id: Option<Uuid>,
+    /// The revision's outputs, once it was prepared: a failure response lists them too.
     output_types: Vec<(String, DataType)>,
 }
 

@@ -50,16 +50,22 @@ pub enum BootError {
 /// Which worker this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slot {
+    /// This worker's number, 0 to `count - 1`; decides its partitions.
     pub index: usize,
+    /// How many workers the supervisor runs.
     pub count: usize,
+    /// Bumped by the supervisor on every scale or reload, for the logs.
     pub generation: u64,
 }
 
 /// What a worker needs; built (and validated) before the supervisor forks.
 #[derive(Debug, Clone)]
 pub struct WorkerSpec {
+    /// Validated before the fork.
     pub config: Config,
+    /// The revision store; a directory index is shared with the supervisor through fork.
     pub store: StoreSource,
+    /// Which worker this is.
     pub slot: Slot,
     /// How long in-flight executions get to finish after a stop request.
     pub graceful_timeout: Duration,
@@ -67,8 +73,11 @@ pub struct WorkerSpec {
 
 /// Everything a worker sets up before it consumes.
 struct Booted {
+    /// Commits, added partitions, stopping.
     kafka: Session,
+    /// Requests to execute.
     records: mpsc::Receiver<RequestRecord>,
+    /// What every execution task shares.
     execution: Arc<Execution>,
 }
 
