@@ -9,6 +9,7 @@
 //! [`protocol`] for the runtime request, [`runtime_client`] for the result, and hands the
 //! response back to [`kafka`].
 //!
+//! * [`backoff`]: the one retry pace (capped exponential backoff with jitter).
 //! * [`config`]: flags > `HETIDA_DESIGNER_*` environment > defaults, validated once before forking.
 //! * [`protocol`]: the hetida execution protocol as pure data and pure functions (no IO):
 //!   requests, wirings, transformation revisions, runtime request preparation, responses.
@@ -28,6 +29,7 @@
 //! The command line (`serve`, `exec`, `prepare`, `check`) is the binary's: `src/main.rs` and
 //! `src/cli/`, the one place `anyhow` is used.
 
+pub mod backoff;
 pub mod config;
 mod http_client;
 pub mod kafka;

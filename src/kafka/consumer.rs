@@ -17,6 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::{KafkaError, Watermarks};
+use crate::backoff::Backoff;
 use crate::config::OffsetReset;
 
 /// One request as read from the request topic.
@@ -286,8 +287,8 @@ struct FetchLoop {
     tx: mpsc::Sender<RequestRecord>,
     /// Stops the loop, also while it waits for a fetch or a window place.
     shutdown: watch::Receiver<bool>,
-    /// Pause before the next try after a failed fetch; doubles up to 5 s.
-    backoff: Duration,
+    /// Pause before the next try after a failed fetch.
+    backoff: Backoff,
     /// The offset of an undecodable batch this partition waits at, once it was reported.
     parked_at: Option<i64>,
 }
@@ -317,14 +318,11 @@ async fn fetch_loop(
         watermarks,
         tx,
         shutdown,
-        backoff: MIN_BACKOFF,
+        backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
         parked_at: None,
     };
     l.run().await;
 }
-
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 impl FetchLoop {
     async fn run(&mut self) {
@@ -343,7 +341,7 @@ impl FetchLoop {
                 }) => self.reset_out_of_range().await,
                 Err(e) => {
                     tracing::warn!(topic = %self.options.topic, partition = self.partition, offset = self.offset,
-                        "fetch failed, retrying in {:?}: {e}", self.backoff);
+                        "fetch failed, retrying: {e}");
                     self.back_off().await
                 }
             };
@@ -353,10 +351,9 @@ impl FetchLoop {
         }
     }
 
-    /// Waits `backoff` (doubling it for next time), or until shutdown.
+    /// Waits the backoff's next pause, or until shutdown.
     async fn back_off(&mut self) -> Next {
-        let pause = self.backoff;
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        let pause = self.backoff.next_pause();
         self.sleep(pause).await
     }
 
@@ -409,7 +406,7 @@ impl FetchLoop {
                 Next::Continue
             }
             Err(e) => {
-                tracing::warn!(%topic, partition, offset, "resetting an out-of-range offset failed, retrying in {:?}: {e}", self.backoff);
+                tracing::warn!(%topic, partition, offset, "resetting an out-of-range offset failed, retrying: {e}");
                 self.back_off().await
             }
         }
@@ -418,7 +415,7 @@ impl FetchLoop {
     /// Hands out each record with a place of the in-flight window (waiting for one while the
     /// window is full: the back-pressure of design decision 5).
     async fn hand_out(&mut self, records: Vec<RecordAndOffset>) -> Next {
-        self.backoff = MIN_BACKOFF;
+        self.backoff.reset();
         if self.parked_at.take().is_some() {
             tracing::info!(topic = %self.options.topic, partition = self.partition, offset = self.offset, "the request batch decodes now, the partition goes on");
         }

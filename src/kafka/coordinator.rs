@@ -30,6 +30,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 
+use crate::backoff::Backoff;
+
 use super::wire::{BrokerConnection, UnsupportedVersion, WireError, error_name};
 
 /// Versions this client can build and read, per API. FindCoordinator v4+ batches keys;
@@ -347,7 +349,7 @@ impl GroupCoordinator {
         mut op: impl AsyncFnMut(&mut Self) -> Result<T, CoordinatorError>,
     ) -> Result<T, CoordinatorError> {
         let deadline = Instant::now() + self.retry_budget;
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
         loop {
             let attempt = tokio::time::timeout_at(deadline, op(self)).await;
             let e = match attempt {
@@ -365,8 +367,8 @@ impl GroupCoordinator {
                 },
             };
             self.coordinator = None;
-            let now = Instant::now();
-            if now + backoff >= deadline {
+            let pause = backoff.next_pause();
+            if Instant::now() + pause >= deadline {
                 return Err(CoordinatorError::OutOfTime {
                     group: self.group.clone(),
                     api,
@@ -374,9 +376,8 @@ impl GroupCoordinator {
                     last: Box::new(e),
                 });
             }
-            tracing::debug!(group = %self.group, api, "coordinator call failed, retrying in {backoff:?}: {e}");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(1));
+            tracing::debug!(group = %self.group, api, "coordinator call failed, retrying in {pause:?}: {e}");
+            tokio::time::sleep(pause).await;
         }
     }
 

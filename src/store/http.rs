@@ -4,6 +4,7 @@
 //! Connection failures are retried with capped exponential backoff within a budget; a 404 is an
 //! answer ("not found"), never retried. Requests carry the bearer token when one is configured.
 
+use crate::backoff::Backoff;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,7 +87,7 @@ impl HttpBackend {
     async fn get(&self, path: &str) -> Result<Option<Bytes>, StoreError> {
         let url = format!("{}{}", self.base, path);
         let started = tokio::time::Instant::now();
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         let mut attempts = 0u32;
         loop {
             attempts += 1;
@@ -94,16 +95,16 @@ impl HttpBackend {
                 Ok(answer) => return Ok(answer),
                 Err(Attempt::Fatal(e)) => return Err(e),
                 Err(Attempt::Connect(cause)) => {
-                    if started.elapsed() + backoff > self.options.retry_budget {
+                    let pause = backoff.next_pause();
+                    if started.elapsed() + pause > self.options.retry_budget {
                         return Err(StoreError::Unavailable {
                             reason: format!(
                                 "{url}: unreachable after {attempts} attempt(s): {cause}"
                             ),
                         });
                     }
-                    tracing::warn!(%url, "revision backend unreachable, retrying in {backoff:?}: {cause}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    tracing::warn!(%url, "revision backend unreachable, retrying in {pause:?}: {cause}");
+                    tokio::time::sleep(pause).await;
                 }
             }
         }

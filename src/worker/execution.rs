@@ -8,6 +8,7 @@ use chrono::Utc;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::backoff::Backoff;
 use crate::config::{ExecutionSettings, ResponseKey};
 use crate::kafka::{KafkaError, OutgoingRecord, RequestRecord, ResponseProducer};
 use crate::protocol::response::Failure;
@@ -334,20 +335,16 @@ async fn produce_until_done(
     producer: &ResponseProducer,
     record: &OutgoingRecord,
 ) -> Result<(), KafkaError> {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         match producer.send(record).await {
             Ok(_) => return Ok(()),
             Err(e) if e.is_permanent() => return Err(e),
             Err(e) => {
-                tracing::warn!(
-                    topic = producer.topic(),
-                    "producing failed, retrying in {backoff:?}: {e}"
-                );
+                tracing::warn!(topic = producer.topic(), "producing failed, retrying: {e}");
                 // Retrying goes on through a stop's grace period; the worker aborts this task
                 // when the grace period ends, leaving the record uncommitted.
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff.wait().await;
             }
         }
     }
