@@ -298,38 +298,6 @@ async fn hup_reloads_the_store_and_the_new_revision_is_served() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_hung_worker_is_killed_after_the_timeout_and_replaced() {
-    let double = RuntimeDouble::start().await;
-    let client = client().await;
-    let topics = Topics::create(&client, "suphang", 2).await;
-    let service = ServiceProcess::start_with(
-        &topics,
-        &double.engine_url(),
-        &["--workers", "2", "--timeout", "3"],
-        &[("HD_KAFKA_EXEC_TEST_HANG_WORKER", "0")],
-    );
-    service.wait_workers(2, WAIT);
-    let first = service.workers();
-    let deadline = Instant::now() + WAIT;
-    while !service.log_text().contains("WORKER TIMEOUT") {
-        assert!(
-            Instant::now() < deadline,
-            "no timeout; log:\n{}",
-            service.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    while service.workers().len() != 2 || service.workers().iter().all(|p| first.contains(p)) {
-        assert!(
-            Instant::now() < deadline,
-            "not replaced; log:\n{}",
-            service.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn workers_stop_by_themselves_when_the_supervisor_is_killed() {
     let double = RuntimeDouble::start().await;
     let client = client().await;

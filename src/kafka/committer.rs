@@ -1,10 +1,24 @@
 //! Committing what is done: the partitions' watermarks (lowest offset whose response is not yet
 //! in Kafka) go to the consumer group through the coordinator, whenever they moved.
+//!
+//! The committer runs as a task of its own with its own coordinator connection, so a slow or
+//! unreachable coordinator never holds up fetching, executing, producing or a stop request
+//! (design decision 13). It is also where an outage shows: it reports, once per interval and
+//! not per retry, how long Kafka has been unreachable and what waits for it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::{CoordinatorError, GroupCoordinator, Watermarks};
+
+/// How often an ongoing outage is reported.
+pub const OUTAGE_REPORT_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Commits the watermarks of one topic's partitions for the group.
 #[derive(Debug)]
@@ -69,5 +83,188 @@ impl Committer {
             .collect();
         due.sort_unstable();
         due
+    }
+
+    /// Runs the committer as a task: a commit every `interval` when something moved, a probe of
+    /// the coordinator when nothing did for a while (so an outage shows even when idle), and
+    /// the commands of its [`CommitterTask`] handle. Must be called inside a
+    /// [`tokio::task::LocalSet`] (the worker runs in one).
+    pub fn spawn(self, interval: Duration, waiting: Arc<AtomicUsize>) -> CommitterTask {
+        let (tx, rx) = mpsc::channel(8);
+        // A local task: the coordinator client's futures are not `Send` (its retry loop takes
+        // an async closure), and a worker is one thread anyway.
+        let task = tokio::task::spawn_local(run(self, interval, waiting, rx));
+        CommitterTask {
+            client: CommitterClient { tx },
+            task,
+        }
+    }
+}
+
+/// What the committer task is asked to do besides its periodic commits.
+enum Command {
+    /// Committed offsets of partitions (for partitions added to the topic).
+    Fetch(
+        Vec<i32>,
+        oneshot::Sender<Result<HashMap<i32, Option<i64>>, CoordinatorError>>,
+    ),
+    /// Commit what is due once more, answer, and end.
+    Last(oneshot::Sender<Result<Vec<(i32, i64)>, CoordinatorError>>),
+}
+
+/// The handle of a running committer.
+#[derive(Debug)]
+pub struct CommitterTask {
+    /// Asks it for committed offsets.
+    client: CommitterClient,
+    /// The task, to abort it if it cannot finish in time.
+    task: JoinHandle<()>,
+}
+
+/// Asks a running committer for committed offsets; cheap to clone into other tasks.
+#[derive(Debug, Clone)]
+pub struct CommitterClient {
+    /// Commands to the task.
+    tx: mpsc::Sender<Command>,
+}
+
+/// The committer task is gone (it ended or panicked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the committer is not running")]
+pub struct CommitterGone;
+
+impl CommitterTask {
+    /// A handle for other tasks that need committed offsets.
+    pub fn client(&self) -> CommitterClient {
+        self.client.clone()
+    }
+
+    /// The last commit, after the executions are done; gives up at `deadline` (a stop must
+    /// end within its grace period, outage or not).
+    pub async fn finish(
+        self,
+        deadline: Instant,
+    ) -> Result<Result<Vec<(i32, i64)>, CoordinatorError>, CommitterGone> {
+        let (reply, answer) = oneshot::channel();
+        let tx = self.client.tx.clone();
+        let last = async {
+            tx.send(Command::Last(reply))
+                .await
+                .map_err(|_| CommitterGone)?;
+            answer.await.map_err(|_| CommitterGone)
+        };
+        let outcome = tokio::time::timeout_at(deadline, last).await;
+        self.task.abort();
+        outcome.unwrap_or(Err(CommitterGone))
+    }
+}
+
+impl CommitterClient {
+    /// The group's committed offsets of `partitions`, asked through the committer's connection.
+    pub async fn fetch(
+        &self,
+        partitions: Vec<i32>,
+    ) -> Result<Result<HashMap<i32, Option<i64>>, CoordinatorError>, CommitterGone> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Fetch(partitions, reply))
+            .await
+            .map_err(|_| CommitterGone)?;
+        answer.await.map_err(|_| CommitterGone)
+    }
+}
+
+/// How long the coordinator may go unasked while nothing is due before a probe asks it.
+const PROBE_AFTER: Duration = Duration::from_secs(10);
+
+async fn run(
+    mut committer: Committer,
+    interval: Duration,
+    waiting: Arc<AtomicUsize>,
+    mut commands: mpsc::Receiver<Command>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut health = Health::new(committer.coordinator.group().to_owned());
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(Command::Fetch(partitions, reply)) => {
+                    let answer = committer.fetch(&partitions).await;
+                    health.note(answer.as_ref().map(|_| ()), &waiting);
+                    let _ = reply.send(answer);
+                }
+                Some(Command::Last(reply)) => {
+                    let _ = reply.send(committer.commit_due().await);
+                    return;
+                }
+                None => return,
+            },
+            _ = tick.tick() => {
+                let outcome = if !committer.due().is_empty() {
+                    committer.commit_due().await.map(|_| ())
+                } else if health.last_contact.elapsed() >= PROBE_AFTER {
+                    let owned: Vec<i32> = committer.committed.keys().copied().take(1).collect();
+                    committer.fetch(&owned).await.map(|_| ())
+                } else {
+                    continue;
+                };
+                health.note(outcome.as_ref().map(|_| ()), &waiting);
+            }
+        }
+    }
+}
+
+/// What the committer knows of Kafka's reachability, for the outage report.
+#[derive(Debug)]
+struct Health {
+    /// The consumer group, named in the report.
+    group: String,
+    /// The last time the coordinator answered.
+    last_contact: Instant,
+    /// Since when calls have been failing, if they are.
+    failing_since: Option<Instant>,
+    /// When the outage was last reported.
+    reported_at: Option<Instant>,
+}
+
+impl Health {
+    fn new(group: String) -> Health {
+        Health {
+            group,
+            last_contact: Instant::now(),
+            failing_since: None,
+            reported_at: None,
+        }
+    }
+
+    /// Records the outcome of a call to the coordinator; logs one WARN per interval while they
+    /// fail, and one INFO when they succeed again.
+    fn note(&mut self, outcome: Result<(), &CoordinatorError>, waiting: &AtomicUsize) {
+        let now = Instant::now();
+        match outcome {
+            Ok(()) => {
+                self.last_contact = now;
+                if let Some(since) = self.failing_since.take() {
+                    tracing::info!(group = %self.group, "Kafka answers again after {:.0?}; commits go on", since.elapsed());
+                }
+                self.reported_at = None;
+            }
+            Err(e) => {
+                let since = *self.failing_since.get_or_insert(now);
+                let due = self
+                    .reported_at
+                    .is_none_or(|at| now.duration_since(at) >= OUTAGE_REPORT_INTERVAL);
+                if due {
+                    self.reported_at = Some(now);
+                    tracing::warn!(
+                        group = %self.group,
+                        "Kafka unreachable for {:.0?}: offsets cannot be committed ({e}); {} response(s) wait to be produced; everything goes on when Kafka is back, nothing is lost",
+                        now.duration_since(since),
+                        waiting.load(Ordering::Relaxed),
+                    );
+                }
+            }
+        }
     }
 }

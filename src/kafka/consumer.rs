@@ -153,34 +153,68 @@ impl RequestConsumer {
             shutdown,
         };
         for (partition, offset) in starts {
-            consumer.add_partition(partition, offset).await?;
+            consumer.add_partition(partition, offset);
         }
         Ok((consumer, rx))
     }
 
     /// Starts fetching `partition` at `offset` (also for partitions added to the topic later).
-    pub async fn add_partition(&mut self, partition: i32, offset: i64) -> Result<(), KafkaError> {
-        let pc =
-            super::client::partition_client(&self.client, &self.options.topic, partition).await?;
+    /// Returns at once: the partition's client is made in its fetch loop's own task, so a
+    /// caller never waits on Kafka here.
+    pub fn add_partition(&mut self, partition: i32, offset: i64) {
         self.watermarks
             .lock()
             .expect("watermark lock")
             .start(partition, offset);
-        self.tasks.spawn(fetch_loop(
-            pc,
-            offset,
-            self.options.clone(),
-            self.window.clone(),
-            self.watermarks.clone(),
-            self.tx.clone(),
-            self.shutdown.clone(),
-        ));
-        Ok(())
+        let client = self.client.clone();
+        let options = self.options.clone();
+        let window = self.window.clone();
+        let watermarks = self.watermarks.clone();
+        let tx = self.tx.clone();
+        let mut shutdown = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            let Some(pc) =
+                partition_client_until_stopped(&client, &options.topic, partition, &mut shutdown)
+                    .await
+            else {
+                return;
+            };
+            fetch_loop(pc, offset, options, window, watermarks, tx, shutdown).await;
+        });
     }
 
     /// Waits until every fetch loop has stopped (after shutdown was signalled).
     pub async fn join(&mut self) {
         while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// The fetch loops, taken out to be joined without holding the consumer.
+    pub(super) fn take_loops(&mut self) -> JoinSet<()> {
+        std::mem::take(&mut self.tasks)
+    }
+}
+
+/// The client of `partition`, retried until it is made or the worker stops. rskafka retries
+/// an unreachable broker inside; what comes out here is rarer (metadata that names no leader
+/// for long), and waiting is still right: the partition's requests stay in Kafka.
+async fn partition_client_until_stopped(
+    client: &Client,
+    topic: &str,
+    partition: i32,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<PartitionClient> {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        match super::client::partition_client(client, topic, partition).await {
+            Ok(pc) => return Some(pc),
+            Err(e) => {
+                tracing::warn!(%topic, partition, "no client for the partition yet, retrying: {e}");
+                tokio::select! {
+                    _ = backoff.wait() => {}
+                    _ = shutdown.changed() => return None,
+                }
+            }
+        }
     }
 }
 

@@ -113,6 +113,16 @@ impl CoordinatorError {
         }
     }
 
+    /// Whether asking again later can succeed: the coordinator was unreachable, moving or
+    /// loading, also when the retry budget ran out on such an error. Not: a refused
+    /// authorization, an invalid group, versions neither side speaks.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CoordinatorError::OutOfTime { last, .. } => last.is_transient(),
+            other => other.retriable(),
+        }
+    }
+
     /// The Kafka error code, if Kafka answered with one.
     pub fn kafka_code(&self) -> Option<i16> {
         match self {

@@ -60,6 +60,9 @@ pub enum KafkaError {
     },
     #[error(transparent)]
     RecordTooLarge(#[from] RecordTooLarge),
+    /// A task of the session ended before it could answer (the worker is stopping).
+    #[error("{what}: {reason}")]
+    Stopped { what: &'static str, reason: String },
     #[error("producing to {topic}/{partition}: {source}")]
     Produce {
         topic: String,
@@ -70,6 +73,36 @@ pub enum KafkaError {
 }
 
 impl KafkaError {
+    /// Whether Kafka coming back (or a moment's patience) can fix it: an unreachable or moving
+    /// broker, a coordinator that is loading. Not: a missing topic, a refused authorization, a
+    /// protocol version neither side speaks — configuration a human must fix.
+    pub fn is_transient(&self) -> bool {
+        use rskafka::client::error::{Error as ClientError, ProtocolError as Code};
+        match self {
+            KafkaError::Client { source, .. } => match source {
+                ClientError::ServerError { protocol_error, .. } => !matches!(
+                    protocol_error,
+                    Code::TopicAuthorizationFailed
+                        | Code::GroupAuthorizationFailed
+                        | Code::ClusterAuthorizationFailed
+                        | Code::SaslAuthenticationFailed
+                        | Code::IllegalSaslState
+                        | Code::UnsupportedSaslMechanism
+                        | Code::InvalidTopicException
+                        | Code::UnsupportedVersion
+                ),
+                _ => true,
+            },
+            KafkaError::Coordinator(e) => e.is_transient(),
+            KafkaError::NoSuchTopic { .. }
+            | KafkaError::NoRequestTopic { .. }
+            | KafkaError::RecordTooLarge(_)
+            | KafkaError::Undecodable { .. }
+            | KafkaError::Stopped { .. } => false,
+            KafkaError::Produce { .. } => !self.is_permanent(),
+        }
+    }
+
     /// Whether sending the same record again cannot succeed: it is too large, malformed or not
     /// allowed. The caller should give up on it (and answer otherwise) instead of retrying.
     pub fn is_permanent(&self) -> bool {

@@ -426,6 +426,22 @@ fn rskafka_compression(c: config::Compression) -> Compression {
     }
 }
 
+/// Counts a record as waiting while it lives (also when the send is cancelled).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Waiting<'a> {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Produces to one topic; cheap to share between execution tasks.
 #[derive(Debug)]
 pub struct ResponseProducer {
@@ -445,6 +461,8 @@ pub struct ResponseProducer {
     producers: Mutex<HashMap<i32, Arc<BatchProducer<ResponseAggregator>>>>,
     /// Next partition of a keyless record.
     round_robin: AtomicUsize,
+    /// Records in [`send`](ResponseProducer::send) right now: what waits for Kafka in an outage.
+    waiting: Arc<AtomicUsize>,
 }
 
 impl ResponseProducer {
@@ -490,11 +508,17 @@ impl ResponseProducer {
             limit,
             producers: Mutex::new(HashMap::new()),
             round_robin: AtomicUsize::new(0),
+            waiting: Arc::new(AtomicUsize::new(0)),
         })
     }
 
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// How many records are being sent right now (shared, for the outage report).
+    pub fn waiting(&self) -> Arc<AtomicUsize> {
+        self.waiting.clone()
     }
 
     async fn producer(
@@ -547,6 +571,7 @@ impl ResponseProducer {
     /// [`KafkaError::is_permanent`] will not go away by sending the same record again, such as
     /// [`KafkaError::RecordTooLarge`].
     pub async fn send(&self, outgoing: &OutgoingRecord) -> Result<(i32, i64), KafkaError> {
+        let _waiting = Waiting::new(&self.waiting);
         let partition = match &outgoing.key {
             Some(k) => partition_for_key(k, self.partitions),
             None => {

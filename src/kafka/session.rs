@@ -1,21 +1,27 @@
 //! One worker's hold on Kafka: its clients, the fetch loops over the request partitions it
 //! owns, its producers and its committer. The worker sees requests ([`RequestRecord`]s with
-//! their done tokens), producers to answer on and a commit call; clients, partition start-up,
-//! offsets and compression stay here.
+//! their done tokens) and producers to answer on; clients, partition start-up, offsets,
+//! committing and compression stay here. Committing and watching the topic for new partitions
+//! run in tasks of their own, so the worker's loop never waits on Kafka.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rskafka::client::Client;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::client::{connect, partition_client, partition_count};
+use super::committer::{CommitterClient, CommitterTask};
 use super::consumer::{FetchOptions, start_position};
 use super::{
     Committer, GroupCoordinator, KafkaError, ProducerSettings, RequestConsumer, RequestRecord,
     ResponseProducer,
 };
+use crate::backoff::Backoff;
 use crate::config::{KafkaSettings, OffsetReset};
 
 /// Which partitions of the request topic a worker consumes.
@@ -53,26 +59,27 @@ pub struct Opened {
 /// A worker's Kafka session; see the module docs.
 #[derive(Debug)]
 pub struct Session {
-    /// The consumer side's client (fetching, partition discovery).
-    client: Arc<Client>,
-    /// Topics, group and options, as configured.
-    settings: KafkaSettings,
-    /// Which partitions are this worker's, also when the topic grows.
-    ownership: Ownership,
-    /// Partitions of the request topic when last looked.
-    partition_count: i32,
-    /// The partitions this worker fetches, in order.
+    /// The partitions of the request topic this worker fetched from the start.
     owned: Vec<i32>,
-    /// The fetch loops.
-    consumer: RequestConsumer,
-    /// Commits what the fetch loops' watermarks say is done.
-    committer: Committer,
+    /// The fetch loops; shared with the task that adds partitions.
+    consumer: Arc<Mutex<RequestConsumer>>,
+    /// Commits what the fetch loops' watermarks say is done, in a task of its own.
+    committer: CommitterTask,
+    /// Looks for partitions added to the request topic.
+    discovery: JoinHandle<()>,
 }
+
+/// How often the worker looks for partitions added to the request topic.
+const PARTITION_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 impl Session {
     /// Connects, reads the group's committed offsets, starts a fetch loop per owned partition
-    /// (at its committed offset, else per `auto_offset_reset`) and the producers. Requests come
+    /// (at its committed offset, else per `auto_offset_reset`), the producers, the committer
+    /// (every `commit_interval` when something is done) and the partition watch. Requests come
     /// out of `records` with at most `max_in_flight` undone at a time.
+    ///
+    /// Kafka being unreachable is waited out, with a WARN per interval naming the step; only
+    /// what Kafka coming back cannot fix fails (a missing topic, a refused authorization).
     pub async fn open(
         settings: &KafkaSettings,
         ownership: Ownership,
@@ -80,31 +87,53 @@ impl Session {
         shutdown: watch::Receiver<bool>,
     ) -> Result<Opened, KafkaError> {
         let k = settings;
-        let client = connect(&k.consumer_bootstrap, &k.client_id).await?;
+        let bootstrap = k.consumer_bootstrap.join(",");
+        let client = until_kafka_answers(&format!("connect to {bootstrap}"), async || {
+            connect(&k.consumer_bootstrap, &k.client_id).await
+        })
+        .await?;
         let producer_client = if k.producer_bootstrap == k.consumer_bootstrap {
             client.clone()
         } else {
-            connect(&k.producer_bootstrap, &k.client_id).await?
-        };
-        let count = partition_count(&client, &k.request_topic)
+            until_kafka_answers("connect to the producer's brokers", async || {
+                connect(&k.producer_bootstrap, &k.client_id).await
+            })
             .await?
-            .ok_or_else(|| KafkaError::NoRequestTopic {
-                topic: k.request_topic.clone(),
-            })?;
+        };
+        let count = until_kafka_answers("read the request topic's partitions", async || {
+            partition_count(&client, &k.request_topic)
+                .await?
+                .ok_or_else(|| KafkaError::NoRequestTopic {
+                    topic: k.request_topic.clone(),
+                })
+        })
+        .await?;
         let owned = ownership.partitions(count);
         let mut coordinator =
             GroupCoordinator::new(k.consumer_bootstrap.clone(), &k.group_id, &k.client_id);
-        let committed = coordinator.fetch(&k.request_topic, &owned).await?;
-        let starts = start_positions(&client, k, &owned, &committed, k.auto_offset_reset).await?;
+        let committed = until_kafka_answers("read the group's committed offsets", async || {
+            Ok(coordinator.fetch(&k.request_topic, &owned).await?)
+        })
+        .await?;
+        let starts = until_kafka_answers("find the start offsets", async || {
+            start_positions(&client, k, &owned, &committed, k.auto_offset_reset).await
+        })
+        .await?;
 
         let producer_settings = ProducerSettings::from_config(k);
-        let responses = ResponseProducer::new(
-            producer_client.clone(),
-            &k.response_topic,
-            &producer_settings,
-        )
+        let responses = until_kafka_answers("set up the response producer", async || {
+            ResponseProducer::new(
+                producer_client.clone(),
+                &k.response_topic,
+                &producer_settings,
+            )
+            .await
+        })
         .await?;
-        let dead_letters = dead_letter_producer(producer_client, k, &producer_settings).await?;
+        let dead_letters = until_kafka_answers("set up the dead-letter producer", async || {
+            dead_letter_producer(producer_client.clone(), k, &producer_settings).await
+        })
+        .await?;
 
         let (consumer, records) = RequestConsumer::start(
             client.clone(),
@@ -116,7 +145,7 @@ impl Session {
                 reset: k.auto_offset_reset,
             },
             starts.clone().into_iter().collect(),
-            shutdown,
+            shutdown.clone(),
         )
         .await?;
         let committer = Committer::new(
@@ -124,17 +153,28 @@ impl Session {
             &k.request_topic,
             consumer.watermarks.clone(),
             &committed,
+        )
+        .spawn(
+            k.commit_interval.max(Duration::from_millis(10)),
+            responses.waiting(),
         );
+        let consumer = Arc::new(Mutex::new(consumer));
+        let discovery = tokio::spawn(watch_partitions(PartitionWatch {
+            client,
+            settings: k.clone(),
+            ownership,
+            known: count,
+            consumer: consumer.clone(),
+            committer: committer.client(),
+            shutdown,
+        }));
         tracing::debug!(topic = %k.request_topic, starts = ?starts, "fetch loops started");
         Ok(Opened {
             session: Session {
-                client,
-                settings: k.clone(),
-                ownership,
-                partition_count: count,
                 owned,
                 consumer,
                 committer,
+                discovery,
             },
             records,
             responses,
@@ -142,59 +182,154 @@ impl Session {
         })
     }
 
-    /// The partitions of the request topic this worker fetches.
+    /// The partitions of the request topic this worker fetches (from the start; partitions
+    /// added later are logged when they are picked up).
     pub fn owned(&self) -> &[i32] {
         &self.owned
     }
 
-    /// Commits every watermark that moved; returns what it committed.
-    pub async fn commit_due(&mut self) -> Result<Vec<(i32, i64)>, KafkaError> {
-        Ok(self.committer.commit_due().await?)
+    /// Waits until every fetch loop has stopped (the shutdown signal was sent); nothing more
+    /// comes out of `records`. Call [`finish`](Session::finish) after the in-flight executions
+    /// are done.
+    pub async fn stop_fetching(&mut self) {
+        self.discovery.abort();
+        let mut loops = self.consumer.lock().expect("consumer lock").take_loops();
+        while loops.join_next().await.is_some() {}
     }
 
-    /// Starts fetching partitions added to the request topic since the last look that this
-    /// worker owns. A partition created while the service runs starts at its beginning,
-    /// whatever `auto_offset_reset` says: its first requests came after the service started,
-    /// so "latest" would skip them. Returns the partitions it started.
-    pub async fn pick_up_added_partitions(&mut self) -> Result<Vec<i32>, KafkaError> {
-        let topic = &self.settings.request_topic;
-        let count = partition_count(&self.client, topic)
-            .await?
-            .unwrap_or(self.partition_count);
-        if count <= self.partition_count {
-            return Ok(Vec::new());
+    /// Commits what is done for the last time; gives up at `deadline`.
+    pub async fn finish(self, deadline: Instant) -> Result<Vec<(i32, i64)>, KafkaError> {
+        match self.committer.finish(deadline).await {
+            Ok(committed) => Ok(committed?),
+            Err(gone) => Err(KafkaError::Stopped {
+                what: "the last commit",
+                reason: gone.to_string(),
+            }),
         }
-        let known = self.partition_count;
-        let new: Vec<i32> = self
-            .ownership
-            .partitions(count)
-            .into_iter()
-            .filter(|p| *p >= known)
-            .collect();
-        tracing::info!(%topic, from = known, to = count, new = ?new, "request topic has more partitions");
-        if !new.is_empty() {
-            let committed = self.committer.fetch(&new).await?;
-            let starts = start_positions(
-                &self.client,
-                &self.settings,
-                &new,
-                &committed,
-                OffsetReset::Earliest,
-            )
-            .await?;
-            for (p, offset) in starts {
-                self.consumer.add_partition(p, offset).await?;
-                self.owned.push(p);
+    }
+}
+
+/// What the partition watch needs.
+struct PartitionWatch {
+    /// Lists the topic's partitions and makes partition clients.
+    client: Arc<Client>,
+    settings: KafkaSettings,
+    ownership: Ownership,
+    /// Partitions of the request topic when last looked.
+    known: i32,
+    /// Where new fetch loops are started.
+    consumer: Arc<Mutex<RequestConsumer>>,
+    /// Committed offsets of new partitions.
+    committer: CommitterClient,
+    /// Ends the watch.
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Every [`PARTITION_CHECK_INTERVAL`], starts fetching partitions added to the request topic
+/// that this worker owns. A partition created while the service runs starts at its beginning,
+/// whatever `auto_offset_reset` says: its first requests came after the service started, so
+/// "latest" would skip them. In a task of its own: listing topics waits out an outage.
+async fn watch_partitions(mut w: PartitionWatch) {
+    let mut tick = tokio::time::interval(PARTITION_CHECK_INTERVAL);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = w.shutdown.changed() => return,
+        }
+        if let Err(e) = pick_up_added_partitions(&mut w).await {
+            tracing::warn!(
+                "picking up partitions added to the request topic failed (tried again in {PARTITION_CHECK_INTERVAL:?}): {e}"
+            );
+        }
+    }
+}
+
+async fn pick_up_added_partitions(w: &mut PartitionWatch) -> Result<(), KafkaError> {
+    let topic = &w.settings.request_topic;
+    let count = partition_count(&w.client, topic).await?.unwrap_or(w.known);
+    if count <= w.known {
+        return Ok(());
+    }
+    let new: Vec<i32> = w
+        .ownership
+        .partitions(count)
+        .into_iter()
+        .filter(|p| *p >= w.known)
+        .collect();
+    tracing::info!(%topic, from = w.known, to = count, new = ?new, "request topic has more partitions");
+    if !new.is_empty() {
+        let committed =
+            w.committer
+                .fetch(new.clone())
+                .await
+                .map_err(|gone| KafkaError::Stopped {
+                    what: "reading committed offsets",
+                    reason: gone.to_string(),
+                })??;
+        let starts = start_positions(
+            &w.client,
+            &w.settings,
+            &new,
+            &committed,
+            OffsetReset::Earliest,
+        )
+        .await?;
+        let mut consumer = w.consumer.lock().expect("consumer lock");
+        for (p, offset) in starts {
+            consumer.add_partition(p, offset);
+        }
+    }
+    w.known = count;
+    Ok(())
+}
+
+/// How often a boot step that waits for Kafka says so.
+const WAITING_REPORT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Runs a boot step until it succeeds, or fails for a reason Kafka coming back cannot fix (a
+/// missing topic, a refused authorization: [`KafkaError::is_transient`] says which). rskafka
+/// waits out an unreachable broker inside a call, and the coordinator client gives up after its
+/// budget and is asked again here; either way one WARN per interval says what is waited for.
+async fn until_kafka_answers<T>(
+    step: &str,
+    mut attempt: impl AsyncFnMut() -> Result<T, KafkaError>,
+) -> Result<T, KafkaError> {
+    let started = Instant::now();
+    let mut report =
+        tokio::time::interval_at(started + WAITING_REPORT_INTERVAL, WAITING_REPORT_INTERVAL);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    let mut last_error: Option<String> = None;
+    let mut reported = false;
+    loop {
+        let outcome = {
+            let call = attempt();
+            tokio::pin!(call);
+            loop {
+                tokio::select! {
+                    outcome = &mut call => break outcome,
+                    _ = report.tick() => {
+                        reported = true;
+                        let last = last_error.as_deref().map(|e| format!(" (last error: {e})")).unwrap_or_default();
+                        tracing::warn!("waiting for Kafka to {step}: {:.0?} so far{last}", started.elapsed());
+                    }
+                }
+            }
+        };
+        match outcome {
+            Ok(v) => {
+                if reported {
+                    tracing::info!("Kafka answered: {step} after {:.0?}", started.elapsed());
+                }
+                return Ok(v);
+            }
+            Err(e) if !e.is_transient() => return Err(e),
+            Err(e) => {
+                tracing::debug!("{step}: {e}; trying again");
+                last_error = Some(e.to_string());
+                backoff.wait().await;
             }
         }
-        self.partition_count = count;
-        Ok(new)
-    }
-
-    /// Waits until every fetch loop has stopped (the shutdown signal was sent); nothing more
-    /// comes out of `records`. Commit once more after the in-flight executions are done.
-    pub async fn stop_fetching(&mut self) {
-        self.consumer.join().await;
     }
 }
 

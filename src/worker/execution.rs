@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::backoff::Backoff;
 use crate::config::{ExecutionSettings, ResponseKey};
-use crate::kafka::{KafkaError, OutgoingRecord, RequestRecord, ResponseProducer};
+use crate::kafka::{DoneToken, KafkaError, OutgoingRecord, RequestRecord, ResponseProducer};
 use crate::protocol::response::Failure;
 use crate::protocol::revision::DataType;
 use crate::protocol::{
@@ -39,6 +39,71 @@ pub struct Execution {
     process_id: Option<u32>,
 }
 
+/// A request record without its done token: what executing it reads.
+#[derive(Debug)]
+struct Incoming {
+    /// Where the record is, for failure responses and logs.
+    partition: i32,
+    offset: i64,
+    /// Passed on to the response (and the dead letter) as configured.
+    key: Option<Vec<u8>>,
+    /// The request JSON.
+    value: Option<Vec<u8>>,
+    headers: BTreeMap<String, Vec<u8>>,
+}
+
+impl Incoming {
+    fn split(record: RequestRecord) -> (Incoming, DoneToken) {
+        let RequestRecord {
+            partition,
+            offset,
+            key,
+            value,
+            headers,
+            done,
+        } = record;
+        (
+            Incoming {
+                partition,
+                offset,
+                key,
+                value,
+                headers,
+            },
+            done,
+        )
+    }
+}
+
+/// Aborts the task when dropped: an answer task must not outlive the record's handling (which
+/// the worker aborts when its grace period ends).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+/// The job id a failure can still name: the request's, when it was read far enough.
+fn job_id_of(error: &ProtocolError) -> Option<Uuid> {
+    match error {
+        ProtocolError::InvalidRequest { job_id, .. } => *job_id,
+        _ => None,
+    }
+}
+
 /// The response value for a record, and whether the record also goes to the dead-letter topic.
 struct Answer {
     /// The response JSON.
@@ -47,6 +112,8 @@ struct Answer {
     job_id: Uuid,
     /// Why the record is no request at all, when it is not.
     dead_letter: Option<String>,
+    /// The execution's steps, for a failure response that replaces the response.
+    timings: Timings,
 }
 
 /// Why an execution ended without a runtime result, with what is known of the request.
@@ -91,12 +158,14 @@ impl Execution {
 
     async fn execute(
         &self,
-        record: &RequestRecord,
+        record: &Incoming,
         timings: &mut Timings,
         full_start: chrono::DateTime<Utc>,
     ) -> Result<(Vec<u8>, Uuid), Failed> {
         let request = parse_request(record.value.as_deref())?;
         let job_id = request.job_id;
+        #[cfg(feature = "test-hooks")]
+        super::test_hooks::panic_if_asked(job_id);
         let with_job = |error: ProtocolError| Failed {
             error,
             job_id: Some(job_id),
@@ -158,43 +227,111 @@ impl Execution {
             offset = record.offset,
             job_id = tracing::field::Empty
         );
-        self.handle_in(record, span.clone()).instrument(span).await
+        let (incoming, done) = Incoming::split(record);
+        let incoming = Arc::new(incoming);
+        let answer = self
+            .answer_contained(incoming.clone(), span.clone())
+            .instrument(span.clone())
+            .await;
+        let Some(answer) = answer else {
+            return;
+        };
+        span.record("job_id", tracing::field::display(answer.job_id));
+        async {
+            if let Some(reason) = &answer.dead_letter {
+                self.send_dead_letter(&incoming, answer.job_id, reason)
+                    .await;
+            }
+            let response = self.response_record(&incoming, answer.job_id, answer.value);
+            self.deliver(&incoming, done, response, answer.job_id, &answer.timings)
+                .await;
+        }
+        .instrument(span)
+        .await
     }
 
-    async fn handle_in(&self, record: RequestRecord, span: tracing::Span) {
+    /// The answer to a record, computed in a task of its own. Outside input must never panic
+    /// it (design decision 14); should a bug do so anyway, the record is still answered, with a
+    /// failure response, and its offset completes: one bad request must not hold its
+    /// partition's commits for good and run again after every restart. `None` when the worker
+    /// is stopping hard (the task was cancelled).
+    async fn answer_contained(
+        self: &Arc<Self>,
+        incoming: Arc<Incoming>,
+        span: tracing::Span,
+    ) -> Option<Answer> {
+        let task = {
+            let this = self.clone();
+            let incoming = incoming.clone();
+            AbortOnDrop(tokio::task::spawn_local(
+                async move { this.answer(&incoming).await }.instrument(span),
+            ))
+        };
+        match (&mut { task }).await {
+            Ok(answer) => Some(answer),
+            Err(e) if e.is_panic() => Some(self.panic_answer(&incoming, e.into_panic())),
+            Err(_) => None,
+        }
+    }
+
+    /// Executes and builds the response, a failure response if anything goes wrong.
+    async fn answer(&self, incoming: &Incoming) -> Answer {
         let full_start = Utc::now();
         let mut timings = Timings::default();
-        let answer = match self.execute(&record, &mut timings, full_start).await {
+        match self.execute(incoming, &mut timings, full_start).await {
             Ok((value, job_id)) => Answer {
                 value,
                 job_id,
                 dead_letter: None,
+                timings,
             },
-            Err(failed) => self.failure_answer(&record, failed, &mut timings, full_start),
-        };
-        span.record("job_id", tracing::field::display(answer.job_id));
-        if let Some(reason) = &answer.dead_letter {
-            self.send_dead_letter(&record, answer.job_id, reason).await;
+            Err(failed) => self.failure_answer(incoming, failed, timings, full_start),
         }
-        let response = self.response_record(&record, answer.job_id, answer.value);
-        self.deliver(record, response, answer.job_id, &timings)
-            .await;
+    }
+
+    /// The failure response for an execution that panicked.
+    fn panic_answer(&self, incoming: &Incoming, panic: Box<dyn std::any::Any + Send>) -> Answer {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        let job_id = std::panic::catch_unwind(|| parse_request(incoming.value.as_deref()))
+            .ok()
+            .and_then(|parsed| match parsed {
+                Ok(request) => Some(request.job_id),
+                Err(e) => job_id_of(&e),
+            });
+        tracing::error!(
+            job_id = ?job_id,
+            topic = %self.request_topic,
+            partition = incoming.partition,
+            offset = incoming.offset,
+            "the execution panicked; answering with a failure response: {what}"
+        );
+        let failed = Failed {
+            error: ProtocolError::Internal {
+                reason: format!(
+                    "the execution failed unexpectedly (a bug in hd-kafka-exec): {what}"
+                ),
+            },
+            job_id,
+            output_types: Vec::new(),
+        };
+        self.failure_answer(incoming, failed, Timings::default(), Utc::now())
     }
 
     /// The failure response for an execution that ended without a runtime result.
     fn failure_answer(
         &self,
-        record: &RequestRecord,
+        record: &Incoming,
         failed: Failed,
-        timings: &mut Timings,
+        mut timings: Timings,
         full_start: chrono::DateTime<Utc>,
     ) -> Answer {
         let job_id = failed
             .job_id
-            .or(match &failed.error {
-                ProtocolError::InvalidRequest { job_id, .. } => *job_id,
-                _ => None,
-            })
+            .or_else(|| job_id_of(&failed.error))
             .unwrap_or_else(Uuid::new_v4);
         timings.internal_full = Some(Step {
             start: full_start,
@@ -206,7 +343,7 @@ impl Execution {
             error: &failed.error,
             job_id: Some(job_id),
             output_types: &failed.output_types,
-            timings,
+            timings: &timings,
             process_id: self.process_id,
             extra: Some(&extra),
         });
@@ -217,17 +354,13 @@ impl Execution {
                 .error
                 .is_not_a_request()
                 .then(|| failed.error.to_string()),
+            timings,
         }
     }
 
     /// The response record: key as configured, job id and content type headers, and the
     /// request's `traceparent` (design decision 7).
-    fn response_record(
-        &self,
-        record: &RequestRecord,
-        job_id: Uuid,
-        value: Vec<u8>,
-    ) -> OutgoingRecord {
+    fn response_record(&self, record: &Incoming, job_id: Uuid, value: Vec<u8>) -> OutgoingRecord {
         let job = job_id.hyphenated().to_string();
         let mut headers = BTreeMap::from([
             (JOB_ID_HEADER.to_owned(), job.clone().into_bytes()),
@@ -250,7 +383,7 @@ impl Execution {
 
     /// The record, untouched, to the dead-letter topic with the reason in a header. Failing to
     /// is logged only: the failure response still answers the request.
-    async fn send_dead_letter(&self, record: &RequestRecord, job_id: Uuid, reason: &str) {
+    async fn send_dead_letter(&self, record: &Incoming, job_id: Uuid, reason: &str) {
         let Some(dlq) = &self.dead_letters else {
             return;
         };
@@ -278,14 +411,15 @@ impl Execution {
     /// forever.
     async fn deliver(
         &self,
-        record: RequestRecord,
+        record: &Incoming,
+        done: DoneToken,
         mut response: OutgoingRecord,
         job_id: Uuid,
         timings: &Timings,
     ) {
         let Err(e) = produce_until_done(&self.responses, &response).await else {
             tracing::debug!("response produced");
-            record.done.complete();
+            done.complete();
             return;
         };
         let size = response.value.as_ref().map_or(0, Vec::len);
@@ -300,7 +434,7 @@ impl Execution {
                 ),
             },
         };
-        let extra = self.extra_information(&record);
+        let extra = self.extra_information(record);
         response.value = Some(failure_response(&Failure {
             error: &error,
             job_id: Some(job_id),
@@ -310,7 +444,7 @@ impl Execution {
             extra: Some(&extra),
         }));
         match produce_until_done(&self.responses, &response).await {
-            Ok(()) => record.done.complete(),
+            Ok(()) => done.complete(),
             // Left uncommitted: it runs again after a restart, and commits of this partition
             // stop below it, which shows.
             Err(e) => {
@@ -320,7 +454,7 @@ impl Execution {
     }
 
     /// `extra_information` of a failure response: where the request record is.
-    fn extra_information(&self, record: &RequestRecord) -> serde_json::Value {
+    fn extra_information(&self, record: &Incoming) -> serde_json::Value {
         serde_json::json!({
             "topic": self.request_topic,
             "partition": record.partition,

@@ -8,12 +8,15 @@
 //! flight within the grace period, commits and returns.
 
 mod execution;
+#[cfg(feature = "test-hooks")]
+mod test_hooks;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::kafka::{KafkaError, Opened, Ownership, RequestRecord, Session};
@@ -43,8 +46,6 @@ pub enum BootError {
     Runtime(#[source] RuntimeError),
     #[error("opening the Kafka session: {0}")]
     Kafka(#[source] KafkaError),
-    #[error("booting took longer than {0:?}")]
-    TimedOut(Duration),
 }
 
 /// Which worker this is.
@@ -133,64 +134,58 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
     })
 }
 
-/// How long booting may take before the worker gives up (and the supervisor counts a boot
-/// failure): Kafka or the runtime configuration is then most likely wrong.
-const BOOT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a worker tells the supervisor it is alive. Well under the shortest sensible
+/// `--timeout` (a few seconds).
+const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
 
-/// How often the worker looks for partitions added to the request topic.
-const PARTITION_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+/// Proves liveness to the supervisor from a task of its own, from the first moment on: never
+/// waiting on Kafka, the runtime or a commit (design decision 13). It shares the worker's one
+/// thread, so a worker whose thread is stuck (not merely waiting) stops beating and is
+/// replaced, which is what the supervisor's check is for.
+async fn beat(heartbeat: impl Fn()) {
+    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+    loop {
+        tick.tick().await;
+        heartbeat();
+    }
+}
 
-/// Runs the worker until `shutdown` turns true; `heartbeat` is called from the event loop to
-/// prove liveness to the supervisor.
+/// Of the grace period, what the last commit keeps for itself: in-flight executions get the
+/// rest.
+fn commit_reserve(graceful_timeout: Duration) -> Duration {
+    (graceful_timeout / 4).min(Duration::from_secs(5))
+}
+
+/// Runs the worker until `shutdown` turns true. Booting waits out Kafka being unreachable (a
+/// stop request ends it at once); only configuration errors fail it.
 pub async fn serve(
     spec: &WorkerSpec,
     mut shutdown: watch::Receiver<bool>,
-    heartbeat: impl Fn() + Send + 'static,
 ) -> Result<(), WorkerError> {
+    let booted = tokio::select! {
+        booted = boot(spec, shutdown.clone()) => booted?,
+        _ = shutdown.wait_for(|stop| *stop) => {
+            tracing::info!(worker = spec.slot.index, "stopped while booting");
+            return Ok(());
+        }
+    };
     let Booted {
         mut kafka,
         mut records,
         execution,
-    } = tokio::time::timeout(BOOT_TIMEOUT, boot(spec, shutdown.clone()))
-        .await
-        .map_err(|_| BootError::TimedOut(BOOT_TIMEOUT))??;
-    let commit_interval = spec
-        .config
-        .kafka
-        .commit_interval
-        .max(Duration::from_millis(10));
+    } = booted;
+    #[cfg(feature = "test-hooks")]
+    test_hooks::hang_if_asked(spec.slot.index);
 
-    // Test hook: a worker whose event loop hangs, for the supervisor's hung-worker check.
-    let hang =
-        std::env::var("HD_KAFKA_EXEC_TEST_HANG_WORKER").ok() == Some(spec.slot.index.to_string());
     let mut tasks = JoinSet::new();
-    let mut tick = tokio::time::interval(commit_interval);
-    let mut metadata_tick = tokio::time::interval(PARTITION_CHECK_INTERVAL);
-    metadata_tick.tick().await;
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
             _ = shutdown.changed() => {
                 if *shutdown.borrow() { break; }
             }
-            _ = tick.tick() => {
-                if hang {
-                    tracing::warn!("test hook: this worker's event loop hangs now");
-                    std::thread::sleep(Duration::from_secs(3600));
-                }
-                heartbeat();
-                if let Err(e) = kafka.commit_due().await {
-                    tracing::warn!("committing offsets failed (retried next interval): {e}");
-                }
-            }
-            _ = metadata_tick.tick() => {
-                if let Err(e) = kafka.pick_up_added_partitions().await {
-                    tracing::warn!("picking up partitions added to the request topic failed (retried next check): {e}");
-                }
-            }
             Some(record) = records.recv() => {
-                tasks.spawn(execution.clone().handle(record));
+                tasks.spawn_local(execution.clone().handle(record));
             }
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                 if let Err(e) = joined {
@@ -200,6 +195,7 @@ pub async fn serve(
         }
     }
 
+    let deadline = Instant::now() + spec.graceful_timeout;
     tracing::info!(
         worker = spec.slot.index,
         in_flight = tasks.len(),
@@ -207,18 +203,32 @@ pub async fn serve(
     );
     drop(records);
     kafka.stop_fetching().await;
-    drain(&mut tasks, spec, &heartbeat).await;
-    let committed = kafka.commit_due().await?;
-    tracing::info!(worker = spec.slot.index, committed = ?committed, "worker stopped");
+    drain(
+        &mut tasks,
+        spec,
+        deadline - commit_reserve(spec.graceful_timeout),
+    )
+    .await;
+    match kafka.finish(deadline).await {
+        Ok(committed) => {
+            tracing::info!(worker = spec.slot.index, committed = ?committed, "worker stopped");
+        }
+        Err(e) => {
+            // Those requests run again after a restart: at-least-once, nothing lost.
+            tracing::warn!(
+                worker = spec.slot.index,
+                "worker stopped without its last commit: {e}"
+            );
+        }
+    }
     Ok(())
 }
 
-/// Lets in-flight executions finish within the grace period; abandons the rest (their offsets
-/// stay uncommitted, so they run again after a restart).
-async fn drain(tasks: &mut JoinSet<()>, spec: &WorkerSpec, heartbeat: &impl Fn()) {
-    let drained = tokio::time::timeout(spec.graceful_timeout, async {
+/// Lets in-flight executions finish until `until`; abandons the rest (their offsets stay
+/// uncommitted, so they run again after a restart).
+async fn drain(tasks: &mut JoinSet<()>, spec: &WorkerSpec, until: Instant) {
+    let drained = tokio::time::timeout_at(until, async {
         while let Some(joined) = tasks.join_next().await {
-            heartbeat();
             if let Err(e) = joined {
                 tracing::error!("an execution task failed: {e}");
             }
@@ -237,7 +247,8 @@ async fn drain(tasks: &mut JoinSet<()>, spec: &WorkerSpec, heartbeat: &impl Fn()
 }
 
 /// Entry of a worker process: builds its own single-threaded tokio runtime (none exists before
-/// the fork) and serves until SIGTERM or SIGINT. Returns the process exit code: 0 after a
+/// the fork), proves liveness through `heartbeat` from the start, and serves until SIGTERM or
+/// SIGINT. Returns the process exit code: 0 after a
 /// clean stop, [`EXIT_BOOT_FAILURE`] when it could not boot, 1 on any other error.
 pub fn run(spec: &WorkerSpec, heartbeat: impl Fn() + Send + 'static) -> i32 {
     match run_inner(spec, heartbeat) {
@@ -257,7 +268,11 @@ fn run_inner(spec: &WorkerSpec, heartbeat: impl Fn() + Send + 'static) -> Result
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async {
+    // Local tasks: the worker is one thread, and some of its futures (the coordinator
+    // client's) are not `Send`.
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async {
+        tokio::task::spawn_local(beat(heartbeat));
         let (stop, shutdown) = watch::channel(false);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -269,6 +284,6 @@ fn run_inner(spec: &WorkerSpec, heartbeat: impl Fn() + Send + 'static) -> Result
             tracing::info!("stop requested");
             let _ = stop.send(true);
         });
-        serve(spec, shutdown, heartbeat).await
+        serve(spec, shutdown).await
     })
 }
