@@ -17,6 +17,9 @@ pub fn set_worker(index: usize) {
     WORKER_INDEX.store(index as i64, Ordering::Relaxed);
 }
 
+/// The timestamp of every line, followed by the pid and role of the process that wrote it.
+/// Riding on the timer, it reaches text and JSON lines alike without a formatter of our own;
+/// pid and role are read for each line, so they are right after a fork.
 struct ProcessStamp;
 
 impl FormatTime for ProcessStamp {

@@ -17,6 +17,7 @@ use hd_kafka_exec::protocol::lenient::parse_uuid;
 use serde_json::Value;
 use uuid::Uuid;
 
+/// Runs `exec`: exits with success only when the response's `result` is `ok`.
 pub(super) fn exec(flags: Flags, key: Option<String>, wait: f64) -> anyhow::Result<ExitCode> {
     let config = Config::load(&flags, &Env::from_process())?;
     let mut input = Vec::new();

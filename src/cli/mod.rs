@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use hd_kafka_exec::config::Flags;
 
+/// The arguments: one command and its flags.
 #[derive(Debug, Parser)]
 #[command(
     name = "hd-kafka-exec",
@@ -17,19 +18,23 @@ use hd_kafka_exec::config::Flags;
     about = "Executes hetida designer transformations on request from Kafka"
 )]
 struct Cli {
+    /// The command to run.
     #[command(subcommand)]
     command: Command,
 }
 
+/// The commands; each variant's doc comment is its `--help` text.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the service: a supervisor and its worker processes (configured like hetida's backend).
     Serve {
+        /// The service's configuration, on top of hetida's environment variables.
         #[command(flatten)]
         flags: Flags,
     },
     /// Produce one request (stdin) to the request topic and print its response when it arrives.
     Exec {
+        /// The same configuration as `serve`: the request goes to the topic the service reads.
         #[command(flatten)]
         flags: Flags,
         /// Key of the request record (the console producer's `key:` part).
@@ -47,6 +52,7 @@ enum Command {
     },
     /// List the revisions of a store directory, or every problem with it.
     Check {
+        /// Where revisions come from: `dir:PATH`.
         #[arg(long, default_value = "dir:transformations")]
         store: String,
     },

@@ -12,11 +12,17 @@ use hd_kafka_exec::worker::{Slot, WorkerSpec};
 /// What `serve` forks: hetida workers over the configured store.
 #[derive(Debug)]
 struct Service {
+    /// The command line as given: a reload (HUP) reads the environment and the store again
+    /// under the same flags.
     flags: Flags,
+    /// The validated configuration; a worker gets a copy of the one current when it is forked.
     config: Config,
+    /// Where workers get revisions. A directory is indexed here, before the fork, so that the
+    /// workers inherit the index instead of each reading the directory.
     store: StoreSource,
 }
 
+/// Reads the configuration and opens the revision store: at start, and again on every HUP.
 fn load_service(flags: &Flags) -> anyhow::Result<(Config, StoreSource)> {
     let config = Config::load(flags, &Env::from_process())?;
     // Before the store opens: reading it can warn (a `.py` component whose test wiring hetida
@@ -40,6 +46,7 @@ fn load_service(flags: &Flags) -> anyhow::Result<(Config, StoreSource)> {
     Ok((config, store))
 }
 
+/// The store as log lines name it.
 fn describe(store: &StoreSource) -> String {
     match store {
         StoreSource::Dir(index) => format!("{} revision(s)", index.len()),
@@ -73,6 +80,8 @@ impl WorkerFactory for Service {
     }
 }
 
+/// Runs the supervisor until it is stopped; an error when the service cannot start (bad
+/// configuration, an unreadable store) or a worker keeps failing to boot.
 pub(super) fn serve(flags: Flags) -> anyhow::Result<ExitCode> {
     let (config, store) = load_service(&flags)?;
     for notice in &config.notices {

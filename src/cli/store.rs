@@ -10,6 +10,7 @@ use hd_kafka_exec::protocol::response::Failure;
 use hd_kafka_exec::protocol::{PreparedRevision, Timings, failure_response, parse_request};
 use hd_kafka_exec::store::DirIndex;
 
+/// The directory of a `dir:PATH` store; these commands read no other kind.
 fn dir_of(store: &str) -> anyhow::Result<PathBuf> {
     match store.strip_prefix("dir:") {
         Some(path) => Ok(PathBuf::from(path)),
@@ -17,6 +18,8 @@ fn dir_of(store: &str) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// Prints the runtime request for the request on stdin, or the failure response the service
+/// would produce instead (and exits with failure).
 pub(super) fn prepare(store: &str) -> anyhow::Result<ExitCode> {
     let index = DirIndex::open(&dir_of(store)?)?;
     let mut input = Vec::new();
@@ -52,6 +55,8 @@ pub(super) fn prepare(store: &str) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Lists every revision of the directory with its file, or every problem that keeps the
+/// service from opening it (and exits with failure).
 pub(super) fn check(store: &str) -> anyhow::Result<ExitCode> {
     // Warnings while reading (on stderr) are part of what `check` is for.
     hd_kafka_exec::logging::init(hd_kafka_exec::config::LogFormat::Text);

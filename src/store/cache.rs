@@ -8,6 +8,7 @@ use std::hash::Hash;
 /// At most `capacity` entries; inserting into a full map evicts the least recently used.
 #[derive(Debug)]
 pub struct Lru<K, V> {
+    /// Entries kept at most; at least 1, so that an insert always keeps what it inserts.
     capacity: usize,
     /// Entry and the tick of its last use.
     entries: HashMap<K, (V, u64)>,
@@ -16,6 +17,7 @@ pub struct Lru<K, V> {
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> Lru<K, V> {
+    /// An empty map of at most `capacity` entries (0 counts as 1).
     pub fn new(capacity: usize) -> Lru<K, V> {
         Lru {
             capacity: capacity.max(1),

@@ -23,31 +23,53 @@ use crate::protocol::revision::{RevisionTree, TransformationRevision};
 /// One thing wrong with a store directory; `check` lists them all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DirProblem {
+    /// A directory that cannot be listed, or a file that cannot be read or is not UTF-8 text.
     #[error("{path}: cannot be read: {reason}")]
-    Unreadable { path: PathBuf, reason: String },
+    Unreadable {
+        /// The directory or file.
+        path: PathBuf,
+        /// The operating system's error, or the UTF-8 decoder's.
+        reason: String,
+    },
+    /// A `.json` file that is not a revision in hetida's export format.
     #[error("{path}: not a transformation revision: {reason}")]
-    Malformed { path: PathBuf, reason: String },
+    Malformed {
+        /// The `.json` file.
+        path: PathBuf,
+        /// serde's error, with the line and column.
+        reason: String,
+    },
     /// A `.py` file hetida would not import, or that is no component (the error says which line).
     #[error("{path}: {error}")]
     Component {
+        /// The `.py` file.
         path: PathBuf,
+        /// What is wrong with it, and where.
         error: ComponentFileError,
     },
+    /// Two files define one revision id: a request for it could mean either.
     #[error("{path}: revision {id} is already defined in {first}")]
     DuplicateId {
+        /// The later file, in path order.
         path: PathBuf,
+        /// The id both files define.
         id: Uuid,
+        /// The file that defines it first.
         first: PathBuf,
     },
+    /// A workflow uses a revision no file defines: executing it could only fail.
     #[error("{path}: workflow {id} uses revision {missing}, which no file defines")]
     MissingNested {
+        /// The workflow's file.
         path: PathBuf,
+        /// The workflow's revision id.
         id: Uuid,
+        /// The revision it uses, directly, that no file defines.
         missing: Uuid,
     },
 }
 
-/// Every problem found while opening a directory.
+/// Every problem found while opening a directory, in the order found (files in path order).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{} problem(s) in the revision directory:\n{}", .0.len(), .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
 pub struct DirProblems(pub Vec<DirProblem>);
@@ -55,9 +77,14 @@ pub struct DirProblems(pub Vec<DirProblem>);
 /// The revisions of a directory, indexed by id and by revision group.
 #[derive(Debug, Clone, Default)]
 pub struct DirIndex {
-    /// In file-name order, which decides ties of "latest" (the last one wins, as in the reference).
+    /// Each revision with the file it came from, in path order (entries sorted, subdirectories
+    /// where they sort), which decides ties of "latest" (the last one wins, as in the reference).
     revisions: Vec<(PathBuf, Arc<TransformationRevision>)>,
+    /// Revision id -> its position in `revisions`; one per id, as a duplicate refuses the
+    /// directory.
     by_id: HashMap<Uuid, usize>,
+    /// Revision group -> the positions of its revisions in `revisions`, ascending, so ties of
+    /// "latest" are broken in the same order.
     by_group: HashMap<Uuid, Vec<usize>>,
 }
 
@@ -163,10 +190,12 @@ impl DirIndex {
         }
     }
 
+    /// How many revisions the directory holds.
     pub fn len(&self) -> usize {
         self.revisions.len()
     }
 
+    /// Whether the directory holds no revision at all.
     pub fn is_empty(&self) -> bool {
         self.revisions.is_empty()
     }
@@ -176,6 +205,7 @@ impl DirIndex {
         self.revisions.iter().map(|(p, r)| (p.as_path(), r))
     }
 
+    /// The revision `id`, whatever its state.
     pub fn revision(&self, id: Uuid) -> Option<&Arc<TransformationRevision>> {
         self.by_id.get(&id).map(|&i| &self.revisions[i].1)
     }

@@ -23,6 +23,7 @@ use crate::protocol::revision::TransformationRevision;
 pub struct HttpOptions {
     /// `HETIDA_DESIGNER_BACKEND_API_URL`, e.g. `http://hetida-designer-backend:8090/api/`.
     pub base_url: String,
+    /// Sent as `Authorization: Bearer <token>` with every request when set.
     pub bearer_token: Option<String>,
     /// One request, from sending to the end of the body.
     pub timeout: Duration,
@@ -31,6 +32,7 @@ pub struct HttpOptions {
 }
 
 impl HttpOptions {
+    /// The backend at `base_url`, without a token: 30 s per request, 10 s of retrying.
     pub fn new(base_url: impl Into<String>) -> HttpOptions {
         HttpOptions {
             base_url: base_url.into(),
@@ -44,19 +46,28 @@ impl HttpOptions {
 /// A client of the backend's read endpoints.
 #[derive(Debug, Clone)]
 pub struct HttpBackend {
+    /// The keep-alive connection pool; clones of the backend share it.
     http: crate::http_client::HttpClient<Empty<Bytes>>,
+    /// `options.base_url` ending in `/`, so that endpoint paths are appended to it.
     base: String,
+    /// The header built once from `options.bearer_token`; `None` sends none.
     authorization: Option<HeaderValue>,
+    /// As given; every call reads `timeout` and `retry_budget`.
     options: HttpOptions,
 }
 
+/// How one GET failed, which decides whether [`HttpBackend::get`] tries again.
 enum Attempt {
+    /// No connection could be made: retried while the budget lasts. Holds the cause, for the
+    /// error when it runs out.
     Connect(String),
+    /// Anything else (an unexpected status, a broken body, no answer in time): returned at once.
     Fatal(StoreError),
 }
 
 impl HttpBackend {
-    /// Must be called inside a tokio runtime.
+    /// Checks the options and builds the client. It connects on the first call only; calls
+    /// must run inside a tokio runtime, which their connections' tasks are spawned on.
     pub fn new(options: HttpOptions) -> Result<HttpBackend, StoreError> {
         let bad = |reason: &str| StoreError::BadSpec {
             spec: options.base_url.clone(),

@@ -1,7 +1,7 @@
 //! Where transformation revisions come from (spec §3, §4, §8).
 //!
 //! * `dir`: a directory of hetida export files (`*.json`) and component files (`*.py`, read by
-//!   `py_component` as hetida's importer reads them); the default, `dir:./transformations`.
+//!   `py_component` as hetida's importer reads them); the default, `dir:transformations`.
 //! * `http`: the hetida backend's REST API.
 //! * [`Store`]: either, with the worker's one cache. RELEASED revisions never change, so they
 //!   and their prepared runtime requests are kept (the least recently used go first when it is
@@ -30,20 +30,49 @@ use cache::Lru;
 pub use dir::{DirIndex, DirProblem, DirProblems};
 pub use http::{HttpBackend, HttpOptions};
 
+/// Why the store cannot give a revision. In a worker it becomes the matching [`ProtocolError`],
+/// and so the `error` of the failure response.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
+    /// No revision has the id asked for.
     #[error("transformation revision {id} was not found")]
-    RevisionNotFound { id: Uuid },
+    RevisionNotFound {
+        /// The id asked for.
+        id: Uuid,
+    },
+    /// A request named a revision group rather than a revision, and none of the group is
+    /// RELEASED.
     #[error("revision group {group} has no RELEASED transformation revision")]
-    NoReleasedRevision { group: Uuid },
+    NoReleasedRevision {
+        /// The revision group asked for.
+        group: Uuid,
+    },
+    /// A workflow uses a revision the store does not have, so it cannot be prepared.
     #[error(
         "transformation revision {root} uses transformation revision {missing}, which was not found"
     )]
-    NestedRevisionMissing { root: Uuid, missing: Uuid },
+    NestedRevisionMissing {
+        /// The revision whose tree was loaded (the one executed).
+        root: Uuid,
+        /// The nested revision that was not found, at whatever depth.
+        missing: Uuid,
+    },
+    /// The store could not answer: the backend unreachable or slow, or answering an error
+    /// status or something that is no revision.
     #[error("revision store unavailable: {reason}")]
-    Unavailable { reason: String },
+    Unavailable {
+        /// What went wrong, naming the URL.
+        reason: String,
+    },
+    /// The configured store cannot be used at all; found when a worker builds its store, so
+    /// the worker fails to boot.
     #[error("revision store spec `{spec}`: {reason}")]
-    BadSpec { spec: String, reason: String },
+    BadSpec {
+        /// The store as configured (for the backend, its API URL).
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl From<StoreError> for ProtocolError {
@@ -75,7 +104,8 @@ pub fn latest_released_of<'a>(
     )
 }
 
-/// Loads `root` and everything nested in it, breadth first, each revision once.
+/// Loads `root` and everything nested in it, at any depth; a revision used in several places
+/// is loaded once.
 pub fn collect_tree(
     root: Arc<TransformationRevision>,
     mut load: impl FnMut(Uuid) -> Result<Option<Arc<TransformationRevision>>, StoreError>,
@@ -101,7 +131,8 @@ pub fn collect_tree(
 pub enum StoreSource {
     /// Indexed before forking; the workers share it.
     Dir(Arc<DirIndex>),
-    /// A client is built in each worker (it needs the worker's async runtime).
+    /// Options only: each worker builds its own client, whose connections and their tasks live
+    /// on that worker's runtime.
     Http(HttpOptions),
 }
 
@@ -115,9 +146,13 @@ pub struct CacheOptions {
     pub capacity: usize,
 }
 
+/// A [`StoreSource`] opened in the worker.
 #[derive(Debug)]
 enum Backend {
+    /// The index the supervisor built before forking, all in memory: needs no cache of
+    /// revisions.
     Dir(Arc<DirIndex>),
+    /// This worker's client of the backend (boxed: far larger than the other variant).
     Http(Box<HttpBackend>),
 }
 
@@ -126,8 +161,8 @@ enum Backend {
 /// it is kept for the TTL only.
 #[derive(Debug)]
 struct Cache {
-    /// Released revisions read from the backend. A directory store is in memory already and
-    /// does not go through this.
+    /// Released revisions read from the backend. A directory store never reads it (its index is
+    /// in memory already), though `latest_released` puts its answers here too.
     released: Lru<Uuid, Arc<TransformationRevision>>,
     /// Prepared runtime requests of released revisions, by the revision executed.
     prepared: Lru<Uuid, Arc<PreparedRevision>>,
@@ -138,13 +173,19 @@ struct Cache {
 /// A revision store with its cache; one per worker.
 #[derive(Debug)]
 pub struct Store {
+    /// Where revisions are read from when the cache does not have them.
     backend: Backend,
+    /// Shared by the worker's concurrent executions; locked only for one lookup or insert,
+    /// never across an `.await`.
     cache: Mutex<Cache>,
+    /// How long `cache.latest` may answer "latest released revision of a group" before the
+    /// backend (or index) is asked again; from [`CacheOptions::latest_ttl`].
     latest_ttl: Duration,
 }
 
 impl Store {
-    /// Must be called inside a tokio runtime for an HTTP source.
+    /// A worker's store over `source`, with an empty cache. For an HTTP source its methods
+    /// must run inside a tokio runtime.
     pub fn new(source: &StoreSource, options: CacheOptions) -> Result<Store, StoreError> {
         let backend = match source {
             StoreSource::Dir(index) => Backend::Dir(index.clone()),

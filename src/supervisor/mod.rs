@@ -39,6 +39,8 @@ use nix::unistd::{ForkResult, Pid, fork};
 pub const EXIT_BOOT_FAILURE: i32 = 3;
 /// Boot failures in a row of one slot after which the supervisor gives up.
 const BOOT_FAILURE_LIMIT: u32 = 3;
+/// The signals the supervisor acts on (the table above). A worker gets their default actions
+/// back, except TERM and INT, which it handles itself.
 const SIGNALS: [Signal; 7] = [
     Signal::SIGTERM,
     Signal::SIGINT,
@@ -60,29 +62,49 @@ pub trait WorkerFactory {
     fn run_worker(&self, slot: WorkerSlot) -> i32;
 }
 
+/// How the supervisor runs its workers; `serve` fills it from the configuration.
 #[derive(Debug, Clone)]
 pub struct SupervisorOptions {
+    /// How many worker processes to keep running (N). TTIN and TTOU change it at run time,
+    /// never below 1.
     pub workers: usize,
     /// Silence after which a worker counts as hung; zero turns the check off.
     pub timeout: Duration,
     /// How long workers get to finish in-flight work on a graceful stop.
     pub graceful_timeout: Duration,
+    /// Where to write the supervisor's pid, so an operator can signal it (`kill -HUP`); removed
+    /// again when the supervisor returns.
     pub pid_file: Option<PathBuf>,
 }
 
+/// Why the supervisor stopped, or could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
+    /// A slot's workers kept exiting with [`EXIT_BOOT_FAILURE`]: a configuration error that
+    /// restarting will not fix, so the service fails instead of looping.
     #[error(
         "worker {index} failed to boot {failures} times in a row (exit code {EXIT_BOOT_FAILURE}); its error is logged above"
     )]
-    BootFailure { index: usize, failures: u32 },
+    BootFailure {
+        /// The slot whose workers failed.
+        index: usize,
+        /// Boot failures in a row; the limit that made the supervisor give up.
+        failures: u32,
+    },
+    /// [`run`] was called in a process that already has threads, where `fork` is unsound.
     #[error(
         "supervisor: this process has {threads} threads; workers are forked only from a single-threaded process (a thread holding a lock at fork time would leave it locked in the worker for good)"
     )]
-    Threaded { threads: usize },
+    Threaded {
+        /// Threads found in `/proc/self/task`, this one included.
+        threads: usize,
+    },
+    /// A system call the supervisor cannot do without failed.
     #[error("supervisor: {context}: {source}")]
     Os {
+        /// What the supervisor was doing, e.g. "forking a worker".
         context: &'static str,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
@@ -98,19 +120,29 @@ fn os(context: &'static str) -> impl FnOnce(nix::Error) -> SupervisorError {
 /// Who a worker is, handed to it after the fork.
 #[derive(Debug)]
 pub struct WorkerSlot {
+    /// Which of the `count` slots this worker fills, `0..count`. A restarted or replaced worker
+    /// gets the index of the one it replaces, so with `count` it decides the worker's share of
+    /// the work.
     pub index: usize,
+    /// How many slots the supervisor runs (N). It changes only with TTIN/TTOU, which stop every
+    /// worker first, so all workers alive at once agree on it.
     pub count: usize,
+    /// Starts at 1 and goes up with every successful reload (HUP) and every rescale
+    /// (TTIN/TTOU): which configuration the worker was forked with, for its log lines.
     pub generation: u64,
+    /// The worker's end of its heartbeat pipe; see [`WorkerSlot::heartbeat`].
     heartbeat: Heartbeat,
 }
 
 impl WorkerSlot {
+    /// A handle to prove liveness with; clones of it write to the same pipe.
     pub fn heartbeat(&self) -> Heartbeat {
         self.heartbeat.clone()
     }
 }
 
-/// The worker's end of its heartbeat pipe.
+/// The worker's end of its heartbeat pipe: shared, so every clone beats for the same worker, and
+/// non-blocking, so a full pipe loses a beat rather than stalling the worker.
 #[derive(Debug, Clone)]
 pub struct Heartbeat(Arc<UnixStream>);
 
@@ -121,35 +153,61 @@ impl Heartbeat {
     }
 }
 
+/// A worker process the supervisor forked and has not reaped yet.
 #[derive(Debug)]
 struct Worker {
+    /// The slot it fills; its replacement gets the same one.
     index: usize,
+    /// The generation it was forked in; logged when it stops.
     generation: u64,
+    /// When it was forked: one that ran longer than 30 s resets its slot's restart backoff.
     started: Instant,
+    /// The supervisor's end of its heartbeat pipe, polled with the signal pipe.
     heartbeat: UnixStream,
+    /// When a beat last arrived (the fork, before the first): the hung-worker check measures
+    /// silence from here.
     last_beat: Instant,
     /// When SIGABRT was sent for silence; SIGKILL follows.
     aborted: Option<Instant>,
 }
 
+/// What became of a slot's past workers: when to fork the next one, and when to give up. It
+/// outlives the workers and is forgotten on a rescale.
 #[derive(Debug, Default, Clone, Copy)]
 struct SlotHistory {
+    /// Exits with [`EXIT_BOOT_FAILURE`] in a row; any other exit resets it. At
+    /// [`BOOT_FAILURE_LIMIT`] the supervisor stops.
     boot_failures: u32,
+    /// Exits of any kind since the slot last had a worker that ran longer than 30 s; each one
+    /// doubles the restart delay (100 ms, at most 5 s).
     crashes: u32,
+    /// The slot's next worker is forked no earlier than this; `None` while it has lost none.
     restart_at: Option<Instant>,
 }
 
+/// The supervisor's state. It lives in the supervisor process; a freshly forked child drops the
+/// parts that are the supervisor's before it becomes a worker.
 struct Supervisor<F: WorkerFactory> {
+    /// As configured; TTIN/TTOU change `workers`.
     options: SupervisorOptions,
+    /// What a worker is: reloaded on HUP, run in each child.
     factory: F,
+    /// The workers forked and not reaped yet, by pid.
     workers: HashMap<Pid, Worker>,
+    /// Restart bookkeeping, by slot index.
     history: HashMap<usize, SlotHistory>,
+    /// The generation workers forked now get; bumped by each successful reload and rescale.
     generation: u64,
+    /// Read end of the self-pipe signal-hook writes to on every signal, polled with the
+    /// heartbeat pipes so that a signal ends the wait at once.
     wake: UnixStream,
+    /// One flag per signal of [`SIGNALS`]: set by its handler, taken (and cleared) by the main
+    /// loop. The pipe only wakes the loop; these say which signals came.
     flags: Vec<(Signal, Arc<AtomicBool>)>,
     /// The supervisor's signal actions, removed again in each child.
     actions: Vec<signal_hook::SigId>,
-    /// File descriptors a child must not keep (the supervisor's own).
+    /// Write end of the self-pipe (signal-hook writes to clones of it), kept so that a child
+    /// can close it: it is the supervisor's, not the worker's.
     wake_writer: UnixStream,
 }
 
@@ -229,6 +287,7 @@ pub fn run<F: WorkerFactory>(
 }
 
 impl<F: WorkerFactory> Supervisor<F> {
+    /// Whether `sig` arrived since the last look; clears its flag.
     fn take(&self, sig: Signal) -> bool {
         self.flags
             .iter()
@@ -364,6 +423,7 @@ impl<F: WorkerFactory> Supervisor<F> {
         self.workers.values().map(|w| w.index).collect()
     }
 
+    /// Forks a worker for every slot that has none and whose restart delay is over.
     fn spawn_missing(&mut self) -> Result<(), SupervisorError> {
         let live = self.live_indexes();
         for index in 0..self.options.workers {
@@ -382,6 +442,7 @@ impl<F: WorkerFactory> Supervisor<F> {
         Ok(())
     }
 
+    /// Forks the worker of slot `index`, with a new heartbeat pipe.
     fn spawn(&mut self, index: usize) -> Result<(), SupervisorError> {
         let (parent_end, child_end) = UnixStream::pair().map_err(|source| SupervisorError::Os {
             context: "creating a heartbeat pipe",
@@ -464,6 +525,8 @@ impl<F: WorkerFactory> Supervisor<F> {
         self.factory.run_worker(slot)
     }
 
+    /// The hung-worker check: SIGABRT to a worker silent for longer than the timeout, SIGKILL
+    /// when it is still there a second later; `reap` then schedules its replacement.
     fn murder_hung(&mut self) {
         if self.options.timeout.is_zero() {
             return;

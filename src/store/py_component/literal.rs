@@ -19,25 +19,39 @@ use crate::protocol::pyjson;
 /// An evaluated literal and where it was written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Literal {
+    /// Where the expression starts; errors about the value point here.
     pub at: Pos,
+    /// What `ast.literal_eval` returns for it.
     pub value: PyValue,
 }
 
 /// The values `ast.literal_eval` can return.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PyValue {
+    /// `None`.
     None,
+    /// `True` or `False`; as a dict key, one with the ints 1 and 0.
     Bool(bool),
+    /// An int of any size Python converts from text.
     Int(Int),
+    /// Correctly rounded, as CPython reads it; too large a literal is infinity.
     Float(f64),
+    /// An imaginary literal (`2j`), or a real number plus or minus one (`1 - 2j`).
     Complex {
+        /// The real part.
         re: f64,
+        /// The imaginary part.
         im: f64,
     },
+    /// Escapes processed; adjacent literals joined.
     Str(String),
+    /// Escapes processed; adjacent literals joined.
     Bytes(Vec<u8>),
+    /// `...`
     Ellipsis,
+    /// The items in order; an unparenthesized right-hand side (`X = 1, 2`) is one too.
     Tuple(Vec<Literal>),
+    /// The items in order.
     List(Vec<Literal>),
     /// Without duplicates; in the order written (Python's order is by hash, but a set never
     /// reaches a revision: `json.dumps` refuses it).
@@ -49,6 +63,7 @@ pub enum PyValue {
 /// A Python int of any size up to CPython's 4300-digit conversion limit, as canonical decimal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Int {
+    /// The sign; never set for zero, so that equal ints are equal structs.
     pub negative: bool,
     /// No leading zeros; "0" for zero (which is never negative).
     pub digits: String,
@@ -60,9 +75,12 @@ const MAX_INT_DIGITS: usize = 4300;
 /// Bounds the recursion of the parser on chains of signs (brackets are bounded by the tokenizer).
 const MAX_DEPTH: usize = 1000;
 
+/// Why a value cannot be read as hetida reads it, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiteralError {
+    /// The token or expression at fault.
     pub at: Pos,
+    /// Python's message where there is one to match, else ours.
     pub reason: String,
     /// Python would evaluate it, but we cannot hold the value (see `StrValue::Unsupported`).
     pub unsupported: bool,
@@ -134,8 +152,11 @@ impl PyValue {
 
 /// A number as Python compares numbers: ints exactly, floats as they are, bools as 0 and 1.
 enum Number<'a> {
+    /// Exact; a bool comes as 0 or 1 (owned, as no `Int` of it exists).
     Int(std::borrow::Cow<'a, Int>),
+    /// A float, compared exactly with an int of the same value.
     Float(f64),
+    /// Real and imaginary part; equal to a real number when the imaginary part is 0.
     Complex(f64, f64),
 }
 
@@ -272,6 +293,7 @@ impl Int {
         if self.negative { -magnitude } else { magnitude }
     }
 
+    /// The value, when it fits an `i64`.
     pub fn to_i64(&self) -> Option<i64> {
         let s = if self.negative {
             format!("-{}", self.digits)
@@ -281,6 +303,7 @@ impl Int {
         s.parse().ok()
     }
 
+    /// The value, when it fits a `u64`: [`to_json`] takes positive ints up to 2**64 - 1.
     pub fn to_u64(&self) -> Option<u64> {
         if self.negative {
             None
@@ -301,14 +324,21 @@ impl std::fmt::Display for Int {
 
 /// What was written, before `literal_eval`'s rules; parentheses leave no trace.
 #[derive(Debug)]
+/// Each node starts with where it was written.
 enum Node {
+    /// A number (unsigned: a sign is a `Unary`), string, `True`, `False`, `None` or `...`.
     Const(Pos, PyValue),
+    /// `(a, b)`, or `a, b` at the top.
     Tuple(Pos, Vec<Node>),
+    /// `[a, b]`.
     List(Pos, Vec<Node>),
+    /// `{a, b}`, duplicates still in: `eval` drops them.
     Set(Pos, Vec<Node>),
+    /// `{k: v}`, entries as written: `eval` merges equal keys.
     Dict(Pos, Vec<(Node, Node)>),
     /// `set()`, the one call `literal_eval` accepts.
     EmptySet(Pos),
+    /// `-operand` (`true`) or `+operand`; `eval` allows it on a number only.
     Unary(Pos, bool, Box<Node>),
     /// `left + right` (`subtract` false) or `left - right`.
     Binary(Pos, Box<Node>, bool, Box<Node>),
@@ -330,7 +360,8 @@ impl Node {
 }
 
 /// `ast.literal_eval` of the expression `tokens` (an assignment's right-hand side, which may be
-/// an unparenthesized tuple); `end` is where it ends, for "expected an expression".
+/// an unparenthesized tuple); `end` is where an error that finds no token points, such as
+/// "expected an expression" (the caller passes the position just after the `=`).
 pub fn literal_eval(tokens: &[Token], end: Pos) -> Result<Literal, LiteralError> {
     let mut parser = Parser {
         tokens,
@@ -342,10 +373,15 @@ pub fn literal_eval(tokens: &[Token], end: Pos) -> Result<Literal, LiteralError>
     eval(&node)
 }
 
+/// Reads one expression, by recursive descent, into a [`Node`].
 struct Parser<'a> {
+    /// The expression's tokens: whatever is left after it is an error.
     tokens: &'a [Token],
+    /// The next token to read.
     i: usize,
+    /// Where an error that finds no token points (see [`literal_eval`]).
     end: Pos,
+    /// Signs nested so far; at most [`MAX_DEPTH`], so that no input overflows the stack.
     depth: usize,
 }
 

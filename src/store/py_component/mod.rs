@@ -44,16 +44,23 @@ pub enum ComponentFileError {
     /// Python could not parse the file; hetida refuses it ("Could not parse component code").
     #[error("line {line}, column {column}: Python cannot parse this: {reason}")]
     Syntax {
+        /// 1-based, as Python counts.
         line: usize,
+        /// 1-based, in characters.
         column: usize,
+        /// Python's message, as CPython 3.11 words it.
         reason: String,
     },
     /// hetida's `ast.literal_eval` would raise on the assigned value.
     #[error("line {line}, column {column}: {name} cannot be read with ast.literal_eval: {reason}")]
     NotALiteral {
+        /// The name assigned to (`COMPONENT_INFO`; a bad test wiring only warns).
         name: &'static str,
+        /// 1-based, as Python counts.
         line: usize,
+        /// 1-based, in characters.
         column: usize,
+        /// What in the value is no literal, in `literal_eval`'s terms.
         reason: String,
     },
     /// hetida would make an "Unnamed Component" with a random id and random group id, which no
@@ -67,8 +74,11 @@ pub enum ComponentFileError {
     /// `\N{...}` escape where its value is needed): refused rather than read differently.
     #[error("line {line}, column {column}: not supported: {reason}")]
     Unsupported {
+        /// 1-based, as Python counts.
         line: usize,
+        /// 1-based, in characters.
         column: usize,
+        /// What we cannot hold, and what to write instead.
         reason: String,
     },
     /// `COMPONENT_INFO` reads, but hetida (or pydantic) would refuse what it says.
@@ -76,8 +86,11 @@ pub enum ComponentFileError {
     Info {
         /// Where in `COMPONENT_INFO`, e.g. `COMPONENT_INFO["inputs"]["x"]["data_type"]`.
         key: String,
+        /// 1-based, as Python counts.
         line: usize,
+        /// 1-based, in characters.
         column: usize,
+        /// What hetida or pydantic would object to.
         reason: String,
     },
 }
@@ -237,7 +250,9 @@ fn universal_newlines(source: &str) -> Cow<'_, str> {
 
 /// An assignment `NAME = value` found at module level.
 struct Assignment<'a> {
+    /// The assigned name; messages and warnings about the assignment give its line.
     target: &'a Token,
+    /// The right-hand side, to the end of the simple statement.
     value: &'a [Token],
     /// Just after the `=`, for "expected an expression".
     end: Pos,
@@ -348,6 +363,8 @@ fn test_wiring(lines: &[LogicalLine], origin: &Path) -> WorkflowWiring {
 /// `COMPONENT_INFO` as hetida merges it over its defaults (`dict.update`): keys with string
 /// names, in order, each once.
 struct Info<'a> {
+    /// Key and value, in dict order; the keys are all `str` and unique (by Python's `==`), a
+    /// repeated key's last value having won.
     entries: Vec<(&'a Literal, &'a Literal)>,
 }
 

@@ -9,7 +9,9 @@
 use sha2::{Digest, Sha512};
 use uuid::Uuid;
 
+/// MT19937's state, in 32-bit words.
 const N: usize = 624;
+/// The offset of the middle word in MT19937's recurrence.
 const M: usize = 397;
 
 /// The id hetida derives from `seed` (e.g. `component_input_` + the input's name).
@@ -22,8 +24,12 @@ pub fn uuid_from_seed(seed: &str) -> Uuid {
     Uuid::from_u128(bits)
 }
 
+/// CPython's Mersenne Twister, only as far as seeding and drawing 32-bit words.
 struct Mt19937 {
+    /// The generator's state.
     state: [u32; N],
+    /// The next word of `state` to hand out (tempered); `N` when all are used, so the next
+    /// draw twists first.
     index: usize,
 }
 

@@ -14,7 +14,9 @@ use std::fmt;
 /// 1-based line and column (in characters) of a token, as Python reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Pos {
+    /// 1-based.
     pub line: usize,
+    /// 1-based, in characters (not bytes).
     pub column: usize,
 }
 
@@ -24,11 +26,14 @@ impl fmt::Display for Pos {
     }
 }
 
+/// A token, as far as reading literals and finding statements needs to tell them apart.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Tok {
+    /// An identifier or keyword as written: `True`, `None`, `lambda` and `if` are names too.
     Name(String),
     /// As written (underscores and all); checked here, evaluated by `literal`.
     Number(String),
+    /// A string literal, with its prefix taken into account.
     Str(StrValue),
     /// An operator or delimiter: `(`, `=`, `**=`, `...`, ...
     Op(&'static str),
@@ -37,7 +42,9 @@ pub enum Tok {
 /// A string literal's value after escape processing.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StrValue {
+    /// A str literal's value.
     Str(String),
+    /// A bytes literal's value.
     Bytes(Vec<u8>),
     /// An f-string: never a literal for `ast.literal_eval`, so its value is not needed.
     Format,
@@ -47,17 +54,22 @@ pub enum StrValue {
     Unsupported(String),
 }
 
+/// A token and where it is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Token {
+    /// What it is.
     pub tok: Tok,
+    /// Where its first character is; errors and warnings about it point here.
     pub at: Pos,
 }
 
 impl Token {
+    /// Whether it is the operator or delimiter `op`.
     pub fn is_op(&self, op: &str) -> bool {
         matches!(self.tok, Tok::Op(o) if o == op)
     }
 
+    /// Whether it is the name (or keyword) `name`.
     pub fn is_name(&self, name: &str) -> bool {
         matches!(&self.tok, Tok::Name(n) if n == name)
     }
@@ -66,15 +78,19 @@ impl Token {
 /// One logical line: a statement line, joined across brackets and backslash continuations.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogicalLine {
-    /// Columns of indentation; 0 for a statement of the module itself.
+    /// Indentation in characters (a tab counts one, a form feed starts over); all that is
+    /// asked of it is whether it is 0, as for a statement of the module itself.
     pub indent: usize,
+    /// The line's tokens, without comments and line breaks; never empty.
     pub tokens: Vec<Token>,
 }
 
 /// What Python's tokenizer would reject, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyntaxError {
+    /// Where Python reports it.
     pub at: Pos,
+    /// Python's message, as CPython 3.11 words it.
     pub reason: String,
 }
 
@@ -105,9 +121,13 @@ pub fn logical_lines(source: &str) -> Result<Vec<LogicalLine>, SyntaxError> {
     Ok(lines)
 }
 
+/// One pass over the source, keeping the position Python would report and the open brackets.
 struct Lexer {
+    /// The source as characters, so that columns count characters, as Python's do.
     chars: Vec<char>,
+    /// Index of the next character in `chars`.
     i: usize,
+    /// 1-based line of `chars[i]`.
     line: usize,
     /// 0-based column of `chars[i]`.
     column: usize,
@@ -565,8 +585,11 @@ fn octal_escape(first: char, chars: &mut std::iter::Peekable<std::str::Chars<'_>
     value
 }
 
+/// A str literal's value, or why we cannot hold it.
 enum Unescaped {
+    /// The value.
     Value(String),
+    /// Valid Python we cannot hold; the reason, for wherever the value is needed.
     Unsupported(String),
 }
 
