@@ -161,8 +161,8 @@ enum Backend {
 /// it is kept for the TTL only.
 #[derive(Debug)]
 struct Cache {
-    /// Released revisions read from the backend. A directory store never reads it (its index is
-    /// in memory already), though `latest_released` puts its answers here too.
+    /// Released revisions read from the backend. A directory store does not use it: its index
+    /// is in memory already.
     released: Lru<Uuid, Arc<TransformationRevision>>,
     /// Prepared runtime requests of released revisions, by the revision executed.
     prepared: Lru<Uuid, Arc<PreparedRevision>>,
@@ -249,11 +249,15 @@ impl Store {
         let latest = match &self.backend {
             Backend::Dir(index) => index.latest_released(group).cloned(),
             Backend::Http(http) => {
-                latest_released_of(http.released_of_group(group).await?.iter()).cloned()
+                let latest =
+                    latest_released_of(http.released_of_group(group).await?.iter()).cloned();
+                if let Some(r) = &latest {
+                    self.remember(r);
+                }
+                latest
             }
         }
         .ok_or(StoreError::NoReleasedRevision { group })?;
-        self.remember(&latest);
         self.cache()
             .latest
             .insert(group, (Instant::now(), latest.id));
