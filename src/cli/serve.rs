@@ -37,6 +37,7 @@ fn load_service(flags: &Flags) -> anyhow::Result<(Config, StoreSource)> {
     } else if spec.starts_with("http://") || spec.starts_with("https://") {
         let mut options = HttpOptions::new(spec.clone());
         options.bearer_token = config.store.bearer_token.clone();
+        options.validate()?;
         StoreSource::Http(options)
     } else {
         bail!(

@@ -65,26 +65,36 @@ enum Attempt {
     Fatal(StoreError),
 }
 
-impl HttpBackend {
-    /// Checks the options and builds the client. It connects on the first call only; calls
-    /// must run inside a tokio runtime, which their connections' tasks are spawned on.
-    pub fn new(options: HttpOptions) -> Result<HttpBackend, StoreError> {
+impl HttpOptions {
+    /// Checks what can be checked without connecting: the supervisor calls it before it forks,
+    /// so a bad URL or token stops `serve` at once instead of failing every worker's boot.
+    /// Returns the base URL ending in `/` and the authorization header.
+    pub fn validate(&self) -> Result<(String, Option<HeaderValue>), StoreError> {
         let bad = |reason: &str| StoreError::BadSpec {
-            spec: options.base_url.clone(),
+            spec: self.base_url.clone(),
             reason: reason.to_owned(),
         };
-        if !options.base_url.starts_with("http://") {
+        if !self.base_url.starts_with("http://") {
             return Err(bad(
-                "only http:// backends are supported (this build has no TLS: it contains no C code)",
+                "only http:// backends are supported (this build has no TLS client yet)",
             ));
         }
-        let mut base = options.base_url.clone();
+        let mut base = self.base_url.clone();
         if !base.ends_with('/') {
             base.push('/');
         }
         base.parse::<Uri>().map_err(|e| bad(&e.to_string()))?;
-        let authorization = crate::http_client::bearer(options.bearer_token.as_deref())
+        let authorization = crate::http_client::bearer(self.bearer_token.as_deref())
             .map_err(|e| bad(&e.to_string()))?;
+        Ok((base, authorization))
+    }
+}
+
+impl HttpBackend {
+    /// Checks the options and builds the client. It connects on the first call only; calls
+    /// must run inside a tokio runtime, which their connections' tasks are spawned on.
+    pub fn new(options: HttpOptions) -> Result<HttpBackend, StoreError> {
+        let (base, authorization) = options.validate()?;
         let http = crate::http_client::client();
         Ok(HttpBackend {
             http,
