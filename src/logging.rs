@@ -33,11 +33,11 @@ impl FormatTime for ProcessStamp {
 }
 
 /// The filter without `RUST_LOG`: this service's own lines from `info`, the Kafka client's from
-/// `warn`. rskafka logs every connection and partition leader it finds at `info` (90 of 95
-/// lines of a two-worker start), which buried "worker consuming"; `RUST_LOG=info` or `debug`
-/// brings them back. Its batch producer also warns on every flush that drops an unused result
-/// slot, which is no failure (the records are produced), so that stays out too.
-pub const DEFAULT_FILTER: &str = "info,rskafka=warn,rskafka::client::producer::broadcast=error";
+/// `error`. rskafka logs every connection and partition leader it finds at `info` (90 of 95
+/// lines of a two-worker start), and every failed connection attempt at `warn` (one per retry
+/// per client during an outage); the service says once per interval what it waits for instead.
+/// `RUST_LOG=info` or `debug` brings rskafka's lines back.
+pub const DEFAULT_FILTER: &str = "info,rskafka=error";
 
 /// Installs the global subscriber (stderr, `RUST_LOG` filter, default [`DEFAULT_FILTER`]).
 /// Spawns no thread, so it is safe before forking.
