@@ -297,6 +297,63 @@ async fn hup_reloads_the_store_and_the_new_revision_is_served() {
     );
 }
 
+/// HUP replaces the workers slot by slot, and the supervisor's loop keeps working meanwhile:
+/// with every old worker draining slow executions, the replace takes long, and a TERM in the
+/// middle of it stops the whole service within the grace period.
+#[tokio::test(flavor = "multi_thread")]
+async fn term_during_a_rolling_replace_stops_within_the_grace_period() {
+    let double = RuntimeDouble::start().await;
+    // Each old worker has executions of 3 s in flight to finish before it stops, so replacing
+    // four one after the other takes about 12 s.
+    double.set_latency(Duration::from_secs(3));
+    let client = client().await;
+    let topics = Topics::create(&client, "suproll", 4).await;
+    let mut service = ServiceProcess::start(
+        &topics,
+        &double.engine_url(),
+        &["--workers", "4", "--graceful-timeout", "6"],
+    );
+    service.wait_workers(4, WAIT);
+    let before = service.workers();
+    let (_, records) = keyed_requests(400);
+    produce_requests(&client, &topics.requests, &records).await;
+    let deadline = Instant::now() + WAIT;
+    while double.calls() < 40 {
+        assert!(Instant::now() < deadline, "no execution started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    service.signal(Signal::SIGHUP);
+    // Wait until the first slot is replaced (one old pid gone, a new one there), then TERM
+    // while the others are still old.
+    loop {
+        let now = service.workers();
+        let replaced = now.iter().filter(|p| !before.contains(p)).count();
+        let old = now.iter().filter(|p| before.contains(p)).count();
+        if replaced >= 1 && old >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rolling replace did not start or went too fast ({before:?} -> {now:?}); log:\n{}",
+            service.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stop = Instant::now();
+    service.signal(Signal::SIGTERM);
+    let status = service
+        .wait_exit(Duration::from_secs(20))
+        .expect("serve did not stop during the rolling replace");
+    let took = stop.elapsed();
+    assert!(status.success(), "log:\n{}", service.log_text());
+    assert!(
+        took < Duration::from_secs(8),
+        "stopping took {took:?}, the grace period is 6 s; log:\n{}",
+        service.log_text()
+    );
+    assert!(service.workers().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn workers_stop_by_themselves_when_the_supervisor_is_killed() {
     let double = RuntimeDouble::start().await;

@@ -87,7 +87,7 @@ impl Committer {
 
     /// Runs the committer as a task: a commit every `interval` when something moved, a probe of
     /// the coordinator when nothing did for a while (so an outage shows even when idle), and
-    /// the commands of its [`CommitterTask`] handle. Must be called inside a
+    /// the commands of its `CommitterTask` handle. Must be called inside a
     /// [`tokio::task::LocalSet`] (the worker runs in one).
     pub fn spawn(self, interval: Duration, waiting: Arc<AtomicUsize>) -> CommitterTask {
         let (tx, rx) = mpsc::channel(8);
@@ -251,7 +251,8 @@ impl Health {
                 self.reported_at = None;
             }
             Err(e) => {
-                let since = *self.failing_since.get_or_insert(now);
+                // Unreachable since it last answered, not since this call gave up.
+                let since = *self.failing_since.get_or_insert(self.last_contact);
                 let due = self
                     .reported_at
                     .is_none_or(|at| now.duration_since(at) >= OUTAGE_REPORT_INTERVAL);

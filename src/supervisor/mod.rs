@@ -11,9 +11,13 @@
 //! |---|---|
 //! | TERM, INT | graceful stop: workers finish in-flight work within the grace period, then KILL |
 //! | QUIT | immediate stop |
-//! | HUP | reload (config, store), then replace the workers one by one |
+//! | HUP | reload (the factory's data), then replace the workers one by one, each replacement beating before the next slot's turn |
 //! | TTIN / TTOU | one worker more / fewer; all stop, then the new set starts (partition ownership changes) |
 //! | CHLD | reap; a crashed worker is restarted with backoff |
+//!
+//! A reload or rescale takes many turns of the main loop (`Transition`); the loop keeps
+//! handling signals and hung workers meanwhile, so a TERM during a rolling replace stops the
+//! service within the grace period as at any other time.
 //!
 //! A worker proves it is alive by writing to its heartbeat pipe; one silent for longer than the
 //! timeout gets SIGABRT, then SIGKILL, and is replaced. A worker exiting with
@@ -34,6 +38,8 @@ use nix::sys::signal::{
 };
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
+
+use crate::backoff::Backoff;
 
 /// Exit code of a worker that cannot boot (gunicorn's `WORKER_BOOT_ERROR`).
 pub const EXIT_BOOT_FAILURE: i32 = 3;
@@ -169,20 +175,61 @@ struct Worker {
     last_beat: Instant,
     /// When SIGABRT was sent for silence; SIGKILL follows.
     aborted: Option<Instant>,
+    /// A beat has arrived: the worker is up (a rolling replace waits for this before it stops
+    /// the next slot's worker).
+    beaten: bool,
+    /// The supervisor asked it to stop (a reload or rescale): its exit is no crash.
+    retiring: bool,
+}
+
+/// A change of the worker set that takes several turns of the main loop. The loop keeps
+/// handling signals, heartbeats and hung workers meanwhile: a TERM during a rolling replace
+/// stops the service within the grace period, as at any other time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transition {
+    /// Nothing under way.
+    Steady,
+    /// HUP: slot by slot, the old worker stops, its replacement starts and beats, then the
+    /// next slot's turn. `deadline` ends the current slot's wait (SIGKILL for an old worker,
+    /// moving on for a replacement that does not beat).
+    Rolling {
+        /// The slot being replaced.
+        slot: usize,
+        /// Until when the current step may take.
+        deadline: Instant,
+    },
+    /// TTIN/TTOU: every worker stops (ownership is p mod N == i, so a new N changes every
+    /// worker's partitions), then the new set starts. No worker is forked meanwhile.
+    Rescaling {
+        /// The number of workers to run once all have stopped.
+        target: usize,
+        /// After it, workers still alive get SIGKILL.
+        deadline: Instant,
+    },
 }
 
 /// What became of a slot's past workers: when to fork the next one, and when to give up. It
 /// outlives the workers and is forgotten on a rescale.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct SlotHistory {
     /// Exits with [`EXIT_BOOT_FAILURE`] in a row; any other exit resets it. At
     /// [`BOOT_FAILURE_LIMIT`] the supervisor stops.
     boot_failures: u32,
-    /// Exits of any kind since the slot last had a worker that ran longer than 30 s; each one
-    /// doubles the restart delay (100 ms, at most 5 s).
-    crashes: u32,
+    /// The restart delay: each exit since the slot last had a worker that ran longer than 30 s
+    /// doubles it (100 ms, at most 5 s, with jitter).
+    backoff: Backoff,
     /// The slot's next worker is forked no earlier than this; `None` while it has lost none.
     restart_at: Option<Instant>,
+}
+
+impl Default for SlotHistory {
+    fn default() -> SlotHistory {
+        SlotHistory {
+            boot_failures: 0,
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
+            restart_at: None,
+        }
+    }
 }
 
 /// The supervisor's state. It lives in the supervisor process; a freshly forked child drops the
@@ -198,6 +245,8 @@ struct Supervisor<F: WorkerFactory> {
     history: HashMap<usize, SlotHistory>,
     /// The generation workers forked now get; bumped by each successful reload and rescale.
     generation: u64,
+    /// A reload or rescale under way.
+    transition: Transition,
     /// Read end of the self-pipe signal-hook writes to on every signal, polled with the
     /// heartbeat pipes so that a signal ends the wait at once.
     wake: UnixStream,
@@ -269,6 +318,7 @@ pub fn run<F: WorkerFactory>(
         workers: HashMap::new(),
         history: HashMap::new(),
         generation: 1,
+        transition: Transition::Steady,
         wake,
         flags,
         actions,
@@ -309,7 +359,7 @@ impl<F: WorkerFactory> Supervisor<F> {
                 return Ok(());
             }
             if self.take(Signal::SIGHUP) {
-                self.reload()?;
+                self.reload();
             }
             let mut delta: isize = 0;
             while self.take(Signal::SIGTTIN) {
@@ -319,11 +369,19 @@ impl<F: WorkerFactory> Supervisor<F> {
                 delta -= 1;
             }
             if delta != 0 {
-                self.rescale(delta)?;
+                self.rescale(delta);
             }
+            self.advance_transition();
             self.murder_hung();
-            self.spawn_missing()?;
-            self.wait_for_events(Duration::from_millis(500));
+            if !matches!(self.transition, Transition::Rescaling { .. }) {
+                self.spawn_missing()?;
+            }
+            let turn = if self.transition == Transition::Steady {
+                Duration::from_millis(500)
+            } else {
+                Duration::from_millis(100)
+            };
+            self.wait_for_events(turn);
         }
     }
 
@@ -361,6 +419,7 @@ impl<F: WorkerFactory> Supervisor<F> {
                 && matches!(std::io::Read::read(&mut &w.heartbeat, &mut buf), Ok(n) if n > 0)
             {
                 w.last_beat = now;
+                w.beaten = true;
             }
         }
     }
@@ -384,6 +443,11 @@ impl<F: WorkerFactory> Supervisor<F> {
             };
             let ran = w.started.elapsed();
             let h = self.history.entry(w.index).or_default();
+            if w.retiring {
+                tracing::info!(worker = w.index, %pid, generation = w.generation, "worker stopped");
+                h.restart_at = None;
+                continue;
+            }
             match (code, signal) {
                 (Some(0), _) => tracing::info!(worker = w.index, %pid, "worker exited"),
                 (Some(EXIT_BOOT_FAILURE), _) => {
@@ -411,11 +475,9 @@ impl<F: WorkerFactory> Supervisor<F> {
             }
             // Back off a crash-looping slot; a worker that ran a while starts over.
             if ran > Duration::from_secs(30) {
-                h.crashes = 0;
+                h.backoff.reset();
             }
-            let delay = Duration::from_millis(100) * 2u32.saturating_pow(h.crashes.min(6));
-            h.crashes += 1;
-            h.restart_at = Some(Instant::now() + delay.min(Duration::from_secs(5)));
+            h.restart_at = Some(Instant::now() + h.backoff.next_pause());
         }
     }
 
@@ -476,6 +538,8 @@ impl<F: WorkerFactory> Supervisor<F> {
                         heartbeat: parent_end,
                         last_beat: now,
                         aborted: None,
+                        beaten: false,
+                        retiring: false,
                     },
                 );
                 Ok(())
@@ -563,6 +627,11 @@ impl<F: WorkerFactory> Supervisor<F> {
         }
         let deadline = Instant::now() + self.options.graceful_timeout + Duration::from_secs(1);
         while !self.workers.is_empty() {
+            // QUIT during a graceful stop: stop now.
+            if graceful && self.take(Signal::SIGQUIT) {
+                tracing::info!("immediate stop requested");
+                self.kill_late("an immediate stop was requested", |_| true);
+            }
             if Instant::now() >= deadline {
                 for (pid, w) in &self.workers {
                     tracing::warn!(worker = w.index, %pid, "worker did not stop within the grace period, sending SIGKILL");
@@ -587,60 +656,116 @@ impl<F: WorkerFactory> Supervisor<F> {
         }
     }
 
-    /// HUP: reload, then replace workers one by one, each new one only after its predecessor
-    /// has exited, so no slot ever has two owners.
-    fn reload(&mut self) -> Result<(), SupervisorError> {
+    /// HUP: re-reads configuration and data, then starts replacing the workers slot by slot
+    /// (a rolling replace already under way starts over with the new generation). On a reload
+    /// error the running workers stay.
+    fn reload(&mut self) {
         if let Err(e) = self.factory.reload() {
             tracing::error!("reload failed, keeping the running workers: {e}");
-            return Ok(());
+            return;
         }
         self.generation += 1;
         tracing::info!(
             generation = self.generation,
             "reloaded; replacing workers one by one"
         );
-        for index in 0..self.options.workers {
-            let old: Vec<Pid> = self
-                .workers
-                .iter()
-                .filter(|(_, w)| w.index == index)
-                .map(|(p, _)| *p)
-                .collect();
-            for pid in &old {
-                let _ = kill(*pid, Signal::SIGTERM);
-            }
-            let deadline = Instant::now() + self.options.graceful_timeout + Duration::from_secs(1);
-            while old.iter().any(|p| self.workers.contains_key(p)) {
-                if Instant::now() >= deadline {
-                    for pid in &old {
-                        let _ = kill(*pid, Signal::SIGKILL);
-                    }
-                }
-                self.reap_quietly();
-                self.wait_for_events(Duration::from_millis(100));
-            }
-            self.spawn(index)?;
+        if !matches!(self.transition, Transition::Rescaling { .. }) {
+            self.retire_slot(0);
         }
-        Ok(())
     }
 
-    /// TTIN/TTOU: ownership is p mod N == i, so a new N changes every worker's partitions: stop
-    /// all, wait until all have exited, start the new set.
-    fn rescale(&mut self, delta: isize) -> Result<(), SupervisorError> {
-        let target = (self.options.workers as isize + delta).max(1) as usize;
-        if target == self.options.workers {
-            return Ok(());
+    /// Asks slot `slot`'s current workers to stop, as the next step of a rolling replace.
+    fn retire_slot(&mut self, slot: usize) {
+        for (pid, w) in &mut self.workers {
+            if w.index == slot && w.generation < self.generation {
+                w.retiring = true;
+                let _ = kill(*pid, Signal::SIGTERM);
+            }
+        }
+        self.transition = Transition::Rolling {
+            slot,
+            deadline: Instant::now() + self.options.graceful_timeout + Duration::from_secs(1),
+        };
+    }
+
+    /// TTIN/TTOU: ownership is p mod N == i, so a new N changes every worker's partitions:
+    /// every worker stops, and the new set starts once all have exited.
+    fn rescale(&mut self, delta: isize) {
+        let current = match self.transition {
+            Transition::Rescaling { target, .. } => target,
+            _ => self.options.workers,
+        };
+        let target = (current as isize + delta).max(1) as usize;
+        if target == current {
+            return;
         }
         tracing::info!(
-            from = self.options.workers,
+            from = current,
             to = target,
             "changing the number of workers"
         );
-        self.stop_all(true);
-        self.options.workers = target;
-        self.generation += 1;
-        self.history.clear();
-        self.spawn_missing()
+        for (pid, w) in &mut self.workers {
+            w.retiring = true;
+            let _ = kill(*pid, Signal::SIGTERM);
+        }
+        self.transition = Transition::Rescaling {
+            target,
+            deadline: Instant::now() + self.options.graceful_timeout + Duration::from_secs(1),
+        };
+    }
+
+    /// One step of the reload or rescale under way, without waiting: the main loop comes back
+    /// every 100 ms while one is.
+    fn advance_transition(&mut self) {
+        let now = Instant::now();
+        match self.transition {
+            Transition::Steady => {}
+            Transition::Rescaling { target, deadline } => {
+                if self.workers.is_empty() {
+                    self.options.workers = target;
+                    self.generation += 1;
+                    self.history.clear();
+                    self.transition = Transition::Steady;
+                } else if now >= deadline {
+                    self.kill_late("it did not stop within the grace period", |_| true);
+                }
+            }
+            Transition::Rolling { slot, deadline } => {
+                let old_alive = self
+                    .workers
+                    .values()
+                    .any(|w| w.index == slot && w.generation < self.generation);
+                if old_alive {
+                    if now >= deadline {
+                        self.kill_late("it did not stop within the grace period", |w| {
+                            w.index == slot
+                        });
+                    }
+                    return;
+                }
+                // The replacement is forked by spawn_missing; the next slot waits until it beats,
+                // so that at most one slot is without a working worker at a time.
+                let replaced = self
+                    .workers
+                    .values()
+                    .any(|w| w.index == slot && w.generation == self.generation && w.beaten);
+                if replaced || now >= deadline {
+                    if slot + 1 < self.options.workers {
+                        self.retire_slot(slot + 1);
+                    } else {
+                        self.transition = Transition::Steady;
+                    }
+                }
+            }
+        }
+    }
+
+    /// SIGKILL to the workers `which` selects, saying `why`.
+    fn kill_late(&self, why: &str, which: impl Fn(&Worker) -> bool) {
+        for (pid, w) in self.workers.iter().filter(|(_, w)| which(w)) {
+            tracing::warn!(worker = w.index, %pid, "sending SIGKILL: {why}");
+            let _ = kill(*pid, Signal::SIGKILL);
+        }
     }
 }
 
