@@ -518,23 +518,7 @@ async fn responses_as_large_as_hetida_delivers_get_through_and_larger_ones_say_w
     let topics = Topics::create(&client, "large", 1).await;
     let service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "1"]);
     service.wait_workers(1, WAIT);
-    double.set_mode(Mode::LargeResult(990_000));
-    let near = Uuid::new_v4();
-    produce_requests(
-        &client,
-        &topics.requests,
-        &[(None, Some(add_request(near)))],
-    )
-    .await;
-    let v = response_of(&client, &topics.responses, near).await;
-    assert_eq!(v["result"], "ok", "{}", service.log_text());
-    assert_eq!(
-        v["output_results_by_output_name"]["large"]
-            .as_str()
-            .unwrap()
-            .len(),
-        990_000
-    );
+    assert_large_answer_delivered(&client, &double, &topics, &service, 990_000).await;
 
     double.set_mode(Mode::LargeResult(6_000_000));
     let huge = Uuid::new_v4();
@@ -599,23 +583,26 @@ async fn responses_as_large_as_hetida_delivers_get_through_and_larger_ones_say_w
         )],
     );
     service.wait_workers(1, WAIT);
-    double.set_mode(Mode::LargeResult(3_000_000));
-    let three = Uuid::new_v4();
-    produce_requests(
-        &client,
-        &raised.requests,
-        &[(None, Some(add_request(three)))],
-    )
-    .await;
-    let v = response_of(&client, &raised.responses, three).await;
+    assert_large_answer_delivered(&client, &double, &raised, &service, 3_000_000).await;
+}
+
+/// A request whose runtime answer has an output of `bytes` gets an `ok` response with it whole.
+async fn assert_large_answer_delivered(
+    client: &std::sync::Arc<rskafka::client::Client>,
+    double: &RuntimeDouble,
+    topics: &Topics,
+    service: &ServiceProcess,
+    bytes: usize,
+) {
+    double.set_mode(Mode::LargeResult(bytes));
+    let job = Uuid::new_v4();
+    produce_requests(client, &topics.requests, &[(None, Some(add_request(job)))]).await;
+    let v = response_of(client, &topics.responses, job).await;
     assert_eq!(v["result"], "ok", "{}", service.log_text());
-    assert_eq!(
-        v["output_results_by_output_name"]["large"]
-            .as_str()
-            .unwrap()
-            .len(),
-        3_000_000
-    );
+    let large = v["output_results_by_output_name"]["large"]
+        .as_str()
+        .unwrap();
+    assert_eq!(large.len(), bytes);
 }
 
 /// Kafka nodes go away while requests are queued and in flight, and come back on the same
