@@ -74,7 +74,7 @@ proptest! {
     fn restyled_json_is_the_same_value(v in arbitrary_json()) {
         let compact = serde_json::to_string(&v).unwrap();
         let mut out = Vec::new();
-        pyjson::write_json_text(&mut out, &compact);
+        pyjson::write_json_text(&mut out, &compact).unwrap();
         let back: Value = serde_json::from_slice(&out).unwrap();
         prop_assert_eq!(back, v);
     }

@@ -30,8 +30,14 @@ pub enum ProtocolError {
     StoreUnavailable { reason: String },
     #[error("the runtime could not be reached: {reason}")]
     RuntimeUnreachable { reason: String },
-    #[error("the runtime answered HTTP {status} with a body that is not JSON: {body_start}")]
-    RuntimeAnswerNotJson { status: u16, body_start: String },
+    #[error(
+        "the runtime answered HTTP {status} with a body that is not JSON ({reason}): {body_start}"
+    )]
+    RuntimeAnswerNotJson {
+        status: u16,
+        reason: String,
+        body_start: String,
+    },
     #[error(
         "the runtime answered HTTP {status} with JSON that is not a WorkflowExecutionResult ({reason}): {body_start}"
     )]
@@ -99,10 +105,13 @@ impl ProtocolError {
 }
 
 /// The first `max` characters of a body, for error messages that quote what the runtime said.
+/// Looks at no more of the body than it needs: bodies may be tens of megabytes.
 pub fn body_start(body: &[u8], max: usize) -> String {
-    let text = String::from_utf8_lossy(body);
-    let mut s: String = text.chars().take(max).collect();
-    if text.chars().count() > max {
+    let head = body.get(..max.saturating_mul(4)).unwrap_or(body);
+    let text = String::from_utf8_lossy(head);
+    let mut chars = text.chars();
+    let mut s: String = chars.by_ref().take(max).collect();
+    if chars.next().is_some() || head.len() < body.len() {
         s.push('…');
     }
     s
