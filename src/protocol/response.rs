@@ -309,18 +309,18 @@ fn parsed<'a>(raw: Option<Raw<'a>>) -> Result<Option<Json<'a>>, String> {
     raw.map(|r| r.parse()).transpose().map_err(|e| e.what)
 }
 
-/// A value for an error message: strings (cut short) as written, others by kind.
+/// A value for an error message: strings and numbers as written (cut short), others by kind.
 fn shown(v: &Json<'_>) -> String {
-    match v {
-        Json::Str(s) => {
-            let text = s.to_text_lossy();
-            let mut cut: String = text.chars().take(60).collect();
-            if cut.len() < text.len() {
-                cut.push('…');
-            }
-            format!("\"{cut}\"")
+    let cut = |text: &str| {
+        let mut cut: String = text.chars().take(60).collect();
+        if cut.len() < text.len() {
+            cut.push('…');
         }
-        Json::Number(n) => (*n).to_owned(),
+        cut
+    };
+    match v {
+        Json::Str(s) => format!("\"{}\"", cut(&s.to_text_lossy())),
+        Json::Number(n) => cut(n),
         other => other.kind().to_owned(),
     }
 }
