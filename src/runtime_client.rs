@@ -4,19 +4,27 @@
 //! timeout, and a runtime that cannot be reached is retried with capped exponential backoff
 //! for a bounded time before the request gets a failure response (design decision 8). Whatever
 //! status and body the runtime answers are handed on: the protocol decides what they mean.
+//!
+//! The runtime is outside input too: an answer is read up to `max_answer_bytes` and no further,
+//! and a call that fails says how — not connected, no answer in time, the connection broken
+//! before or during the answer (with the status and the start of what arrived), too large.
 
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, USER_AGENT};
 use hyper::{Method, Request, Uri};
 
-use crate::protocol::RuntimeBody;
+use crate::protocol::error::body_start;
+use crate::protocol::{ProtocolError, RuntimeBody};
+
+/// How much of a broken answer an error quotes.
+const QUOTED_BODY_CHARS: usize = 300;
 
 /// Where and how to call the runtime.
 #[derive(Debug, Clone)]
@@ -31,6 +39,10 @@ pub struct RuntimeOptions {
     /// First pause between connection attempts; doubles up to `backoff_max`.
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+    /// The largest answer body read, in bytes: a larger one is refused, and no more than this
+    /// is ever buffered. A response must fit into one Kafka record, so the worker sets it from
+    /// the producer's limit; an answer beyond that could not be delivered anyway.
+    pub max_answer_bytes: u64,
 }
 
 impl RuntimeOptions {
@@ -42,6 +54,7 @@ impl RuntimeOptions {
             retry_budget: Duration::from_secs(30),
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
+            max_answer_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -57,17 +70,85 @@ pub struct RuntimeAnswer {
 pub enum RuntimeError {
     #[error("runtime URL `{url}` is not usable: {reason}")]
     BadUrl { url: String, reason: String },
-    #[error("runtime at {url} unreachable after {attempts} attempt(s) over {elapsed:?}: {cause}")]
+    #[error("runtime at {url} unreachable after {attempts} attempt(s) over {elapsed:.1?}: {cause}")]
     Unreachable {
         url: String,
         attempts: u32,
         elapsed: Duration,
         cause: String,
     },
-    #[error("runtime at {url} did not answer within {timeout:?}")]
-    Timeout { url: String, timeout: Duration },
-    #[error("runtime at {url}: the call failed: {cause}")]
-    Failed { url: String, cause: String },
+    #[error("runtime at {url} {}", timed_out(*.answer, *.timeout))]
+    Timeout {
+        url: String,
+        timeout: Duration,
+        /// Status and body bytes read, when the answer had begun.
+        answer: Option<(u16, u64)>,
+    },
+    #[error("runtime at {url}: {failure}")]
+    Failed { url: String, failure: CallFailure },
+}
+
+fn timed_out(answer: Option<(u16, u64)>, timeout: Duration) -> String {
+    match answer {
+        None => format!("did not answer within the call timeout of {timeout:?}"),
+        Some((status, read)) => format!(
+            "answered HTTP {status} but did not finish the answer within the call timeout of \
+             {timeout:?} ({read} bytes of the body read)"
+        ),
+    }
+}
+
+/// How a call that reached the runtime failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallFailure {
+    /// The request could not be sent, or the connection broke before an answer began.
+    #[error("no answer: {cause}")]
+    NoAnswer { cause: String },
+    /// The answer began, then the connection broke.
+    #[error(
+        "the answer (HTTP {status}) broke off after {read} bytes of the body: {cause}; it began: {body_start}"
+    )]
+    BrokenAnswer {
+        status: u16,
+        read: u64,
+        cause: String,
+        body_start: String,
+    },
+    /// The answer is larger than `max_answer_bytes`.
+    #[error(
+        "the answer (HTTP {status}) is larger than max_answer_bytes ({limit} bytes): {}",
+        match .content_length {
+            Some(announced) if announced > limit => format!("its Content-Length is {announced}, refused before reading it"),
+            _ => format!("refused after {read} bytes"),
+        }
+    )]
+    TooLarge {
+        status: u16,
+        limit: u64,
+        /// Bytes received when it was refused, the one piece that crossed the limit included.
+        read: u64,
+        content_length: Option<u64>,
+    },
+}
+
+/// The failure the worker answers with when a runtime call fails. The error type is the
+/// reference's for the same case: TrafoExecutionRuntimeConnectionError for a failed call
+/// (httpx's errors); an answer over the limit is a response that Kafka would not take
+/// (MessageSizeTooLargeError, what hetida's producer raises for it).
+impl From<RuntimeError> for ProtocolError {
+    fn from(e: RuntimeError) -> ProtocolError {
+        match &e {
+            RuntimeError::Failed {
+                failure: CallFailure::TooLarge { .. },
+                ..
+            } => ProtocolError::RuntimeAnswerTooLarge {
+                reason: e.to_string(),
+            },
+            _ => ProtocolError::RuntimeUnreachable {
+                reason: e.to_string(),
+            },
+        }
+    }
 }
 
 /// The runtime endpoint of one worker.
@@ -163,7 +244,13 @@ impl RuntimeClient {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            match self.call_once(&body).await {
+            let mut progress = None;
+            let call = tokio::time::timeout(
+                self.options.call_timeout,
+                self.call_once(&body, &mut progress),
+            )
+            .await;
+            match call.unwrap_or(Err(Attempt::Timeout)) {
                 Ok(answer) => return Ok(answer),
                 Err(Attempt::Connect(cause)) => {
                     let elapsed = started.elapsed();
@@ -183,19 +270,26 @@ impl RuntimeClient {
                     return Err(RuntimeError::Timeout {
                         url: self.url(),
                         timeout: self.options.call_timeout,
+                        answer: progress,
                     });
                 }
-                Err(Attempt::Other(cause)) => {
+                Err(Attempt::Failed(failure)) => {
                     return Err(RuntimeError::Failed {
                         url: self.url(),
-                        cause,
+                        failure,
                     });
                 }
             }
         }
     }
 
-    async fn call_once(&self, body: &RuntimeBody) -> Result<RuntimeAnswer, Attempt> {
+    /// One attempt; `progress` follows the status and the body bytes read, for a timeout to
+    /// report.
+    async fn call_once(
+        &self,
+        body: &RuntimeBody,
+        progress: &mut Option<(u16, u64)>,
+    ) -> Result<RuntimeAnswer, Attempt> {
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(self.uri.clone())
@@ -207,36 +301,69 @@ impl RuntimeClient {
         if let Some(auth) = &self.authorization {
             request = request.header(AUTHORIZATION, auth.clone());
         }
-        let request = request
-            .body(PiecesBody::new(body))
-            .map_err(|e| Attempt::Other(e.to_string()))?;
-        let call = async {
-            let response = self.http.request(request).await.map_err(|e| {
-                if e.is_connect() {
-                    Attempt::Connect(error_chain(&e))
-                } else {
-                    Attempt::Other(error_chain(&e))
-                }
-            })?;
-            let status = response.status().as_u16();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| Attempt::Other(format!("reading the answer: {}", error_chain(&e))))?
-                .to_bytes();
-            Ok(RuntimeAnswer { status, body })
+        let request = request.body(PiecesBody::new(body)).map_err(|e| {
+            Attempt::Failed(CallFailure::NoAnswer {
+                cause: format!("the request cannot be built: {e}"),
+            })
+        })?;
+        let response = self.http.request(request).await.map_err(|e| {
+            if e.is_connect() {
+                Attempt::Connect(error_chain(&e))
+            } else {
+                Attempt::Failed(CallFailure::NoAnswer {
+                    cause: error_chain(&e),
+                })
+            }
+        })?;
+        let status = response.status().as_u16();
+        *progress = Some((status, 0));
+        let limit = self.options.max_answer_bytes;
+        let mut incoming = response.into_body();
+        let hint = incoming.size_hint();
+        let too_large = |read: u64| {
+            Attempt::Failed(CallFailure::TooLarge {
+                status,
+                limit,
+                read,
+                content_length: hint.exact(),
+            })
         };
-        tokio::time::timeout(self.options.call_timeout, call)
-            .await
-            .unwrap_or(Err(Attempt::Timeout))
+        if hint.lower() > limit {
+            return Err(too_large(0));
+        }
+        // Dropping the body unread (on any error below) closes the connection rather than
+        // returning it to the pool: nothing of this answer can reach the next call.
+        let mut body = BytesMut::with_capacity(usize::try_from(hint.lower()).unwrap_or(0));
+        while let Some(frame) = incoming.frame().await {
+            let frame = frame.map_err(|e| {
+                Attempt::Failed(CallFailure::BrokenAnswer {
+                    status,
+                    read: body.len() as u64,
+                    cause: error_chain(&e),
+                    body_start: body_start(&body, QUOTED_BODY_CHARS),
+                })
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let read = body.len() as u64 + data.len() as u64;
+            if read > limit {
+                return Err(too_large(read));
+            }
+            body.extend_from_slice(&data);
+            *progress = Some((status, read));
+        }
+        Ok(RuntimeAnswer {
+            status,
+            body: body.freeze(),
+        })
     }
 }
 
 enum Attempt {
     Connect(String),
     Timeout,
-    Other(String),
+    Failed(CallFailure),
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

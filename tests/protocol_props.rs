@@ -1,11 +1,12 @@
 //! Properties of the protocol types: what we write, we (and Python) read back unchanged; no
-//! input, however broken, makes parsing panic.
+//! input, however broken, makes parsing or response building panic.
 #![allow(clippy::unwrap_used, reason = "a test fails loudly where it unwraps")]
 
 use hd_kafka_exec::protocol::pyjson;
 use hd_kafka_exec::protocol::wiring::WorkflowWiring;
-use hd_kafka_exec::protocol::{Timings, build_response, parse_request};
+use hd_kafka_exec::protocol::{ProtocolError, Timings, build_response, parse_request};
 use proptest::prelude::*;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 fn identifier() -> impl Strategy<Value = String> {
@@ -75,16 +76,85 @@ proptest! {
     fn restyled_json_is_the_same_value(v in arbitrary_json()) {
         let compact = serde_json::to_string(&v).unwrap();
         let mut out = Vec::new();
-        pyjson::write_json_text(&mut out, &compact);
+        pyjson::write_json_text(&mut out, &compact).unwrap();
         let back: Value = serde_json::from_slice(&out).unwrap();
         prop_assert_eq!(back, v);
     }
 
-    /// No bytes make request parsing or response building panic.
+    /// No bytes make request parsing or response building panic, and what a response is built
+    /// from, whatever it was, is JSON.
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = parse_request(Some(&bytes));
-        let _ = build_response(200, &bytes, &[], &Timings::default(), None);
+        if let Ok(response) = build_response(200, &bytes, &[], &Timings::default(), None) {
+            assert_python_json(&response);
+        }
+    }
+
+    /// Whatever a runtime writes as outputs — any JSON Python reads, lone surrogates, control
+    /// characters, odd escapes, NaN, huge and odd numbers — becomes a response, and the outputs
+    /// in it are what Python's `json.dumps` writes for them (numbers as the runtime wrote them).
+    #[test]
+    fn runtime_outputs_arrive_as_written(outputs in output_members(), ws in any::<bool>()) {
+        let value = Out::Object(outputs);
+        let body = answer(&value, ws);
+        let response = build_response(200, &body, &[], &Timings::default(), None)
+            .unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(&body)));
+        assert_python_json(&response);
+        let mut expected = b"\"output_results_by_output_name\": ".to_vec();
+        value.python(&mut expected);
+        expected.extend_from_slice(b", \"traceback\": ");
+        prop_assert!(
+            response.windows(expected.len()).any(|w| w == expected),
+            "{}\nnot in\n{}", String::from_utf8_lossy(&expected), String::from_utf8_lossy(&response)
+        );
+        // An independent reading where serde_json can read the runtime's text (not when a
+        // surrogate pair is spelled half escaped, half raw, which Python reads).
+        if let (true, Ok(theirs)) = (value.plain(), serde_json::from_slice::<Value>(&value.text(false))) {
+            let ours: Value = serde_json::from_slice(&response).unwrap();
+            prop_assert_eq!(&ours["output_results_by_output_name"], &theirs);
+        }
+    }
+
+    /// An answer cut short anywhere is refused, and the failure says it was cut short.
+    #[test]
+    fn truncated_answers_are_refused_as_truncated(outputs in output_members(), ws in any::<bool>(), cut in any::<prop::sample::Index>()) {
+        let body = answer(&Out::Object(outputs), ws);
+        let cut = 1 + cut.index(body.len() - 1);
+        match build_response(200, &body[..cut], &[], &Timings::default(), None) {
+            Err(ProtocolError::RuntimeAnswerNotJson { reason, .. }) => {
+                prop_assert!(reason.contains("(truncated?)"), "{}", reason)
+            }
+            other => prop_assert!(false, "{:?}", other.map(|r| String::from_utf8_lossy(&r).into_owned())),
+        }
+    }
+
+    /// An answer with a byte changed, inserted or removed never panics; if it still makes a
+    /// response, that response is JSON.
+    #[test]
+    fn mangled_answers_never_panic(outputs in output_members(), at in any::<prop::sample::Index>(), byte in any::<u8>(), how in 0..3u8) {
+        let mut body = answer(&Out::Object(outputs), false);
+        let at = at.index(body.len());
+        match how {
+            0 => body[at] = byte,
+            1 => body.insert(at, byte),
+            _ => { body.remove(at); }
+        }
+        if let Ok(response) = build_response(200, &body, &[], &Timings::default(), None) {
+            assert_python_json(&response);
+        }
+    }
+
+    /// A control character Python's strict reader refuses, unescaped in an output string.
+    #[test]
+    fn raw_control_characters_are_refused(prefix in "[a-z]{0,5}", c in 0u8..0x20) {
+        let body = format!(r#"{{"output_results_by_output_name":{{"x":"{prefix}{}"}},"job_id":"{JOB}","result":"ok"}}"#, c as char);
+        match build_response(200, body.as_bytes(), &[], &Timings::default(), None) {
+            Err(ProtocolError::RuntimeAnswerNotJson { reason, .. }) => {
+                prop_assert!(reason.contains(&format!("control character U+{c:04X}")), "{}", reason)
+            }
+            other => prop_assert!(false, "{:?}", other.map(|r| String::from_utf8_lossy(&r).into_owned())),
+        }
     }
 
     /// Nor does arbitrary JSON shaped roughly like a request.
@@ -115,4 +185,326 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
                 .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
+}
+
+const JOB: &str = "00000000-0000-0000-0000-000000000001";
+
+/// A response is ASCII, and JSON: strict JSON (with lone surrogate escapes, which serde_json's
+/// raw values pass) once Python's NaN and infinities are out of the way, and JSON as Python
+/// reads it.
+fn assert_python_json(response: &[u8]) {
+    assert!(response.is_ascii());
+    let text = std::str::from_utf8(response).unwrap();
+    assert!(
+        matches!(pyjson::document(response), Ok(pyjson::Document::Object(_))),
+        "{text}"
+    );
+    let strict = without_python_numbers(text);
+    assert!(
+        serde_json::from_str::<&RawValue>(&strict).is_ok(),
+        "{strict}"
+    );
+}
+
+/// `text` with NaN, Infinity and -Infinity outside strings replaced by 0.
+fn without_python_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if !in_string
+            && let Some(literal) = ["-Infinity", "Infinity", "NaN"]
+                .into_iter()
+                .find(|l| rest.starts_with(l))
+        {
+            out.push('0');
+            rest = &rest[literal.len()..];
+            continue;
+        }
+        match (in_string, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (_, false, '"') => in_string = !in_string,
+            _ => {}
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+fn answer(outputs: &Out, ws: bool) -> Vec<u8> {
+    let mut body = br#"{"output_results_by_output_name":"#.to_vec();
+    body.extend_from_slice(&outputs.text(ws));
+    body.extend_from_slice(format!(r#","job_id":"{JOB}","result":"ok"}}"#).as_bytes());
+    body
+}
+
+/// How one UTF-16 unit (or pair) of a string is written in the runtime's text.
+#[derive(Debug, Clone, Copy)]
+enum Spelling {
+    Raw,
+    Escape,
+    EscapeUpper,
+}
+
+/// A JSON value as a runtime may write it: Python's JSON, every spelling Python reads.
+#[derive(Debug, Clone)]
+enum Out {
+    Null,
+    Bool(bool),
+    /// Number text, written verbatim (NaN and ±Infinity included).
+    Number(String),
+    Str(Vec<(u16, Spelling)>),
+    List(Vec<Out>),
+    Object(Vec<(Vec<(u16, Spelling)>, Out)>),
+}
+
+fn write_units(out: &mut Vec<u8>, units: &[(u16, Spelling)]) {
+    out.push(b'"');
+    let mut i = 0;
+    while let Some(&(u, spelling)) = units.get(i) {
+        i += 1;
+        let next = units.get(i).map(|n| n.0);
+        let escape = |out: &mut Vec<u8>, u: u16, upper: bool| {
+            let hex = if upper {
+                format!("\\u{u:04X}")
+            } else {
+                format!("\\u{u:04x}")
+            };
+            out.extend_from_slice(hex.as_bytes());
+        };
+        match (spelling, u) {
+            (Spelling::EscapeUpper, _) => escape(out, u, true),
+            (Spelling::Escape, 0x22) => out.extend_from_slice(b"\\\""),
+            (Spelling::Escape, 0x5c) => out.extend_from_slice(b"\\\\"),
+            (Spelling::Escape, 0x2f) => out.extend_from_slice(b"\\/"),
+            (Spelling::Escape, 0x08) => out.extend_from_slice(b"\\b"),
+            (Spelling::Escape, 0x0c) => out.extend_from_slice(b"\\f"),
+            (Spelling::Escape, 0x0a) => out.extend_from_slice(b"\\n"),
+            (Spelling::Escape, 0x0d) => out.extend_from_slice(b"\\r"),
+            (Spelling::Escape, 0x09) => out.extend_from_slice(b"\\t"),
+            (Spelling::Escape, _) => escape(out, u, false),
+            // Raw: what must be escaped is, the rest goes as (generalised) UTF-8.
+            (Spelling::Raw, 0x22 | 0x5c | 0..=0x1f) => escape(out, u, false),
+            (Spelling::Raw, 0xd800..=0xdbff) if matches!(next, Some(0xdc00..=0xdfff)) => {
+                let low = next.unwrap_or_default();
+                i += 1;
+                let c = char::from_u32(
+                    0x10000 + ((u32::from(u) - 0xd800) << 10) + (u32::from(low) - 0xdc00),
+                )
+                .unwrap();
+                out.extend_from_slice(c.to_string().as_bytes());
+            }
+            (Spelling::Raw, _) => {
+                // Surrogates as Python's `surrogatepass` encodes them: three bytes each.
+                let u = u32::from(u);
+                if u < 0x80 {
+                    out.push(u as u8);
+                } else if u < 0x800 {
+                    out.extend_from_slice(&[0xc0 | (u >> 6) as u8, 0x80 | (u & 0x3f) as u8]);
+                } else {
+                    out.extend_from_slice(&[
+                        0xe0 | (u >> 12) as u8,
+                        0x80 | ((u >> 6) & 0x3f) as u8,
+                        0x80 | (u & 0x3f) as u8,
+                    ]);
+                }
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+/// Python's `json.dumps` (ensure_ascii) of a string, written independently of the library.
+fn python_units(out: &mut Vec<u8>, units: &[(u16, Spelling)]) {
+    out.push(b'"');
+    for &(u, _) in units {
+        match u {
+            0x22 => out.extend_from_slice(b"\\\""),
+            0x5c => out.extend_from_slice(b"\\\\"),
+            0x0a => out.extend_from_slice(b"\\n"),
+            0x0d => out.extend_from_slice(b"\\r"),
+            0x09 => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            0x20..=0x7e => out.push(u as u8),
+            _ => out.extend_from_slice(format!("\\u{u:04x}").as_bytes()),
+        }
+    }
+    out.push(b'"');
+}
+
+impl Out {
+    /// The runtime's text: compact, or with whitespace everywhere it may go.
+    fn text(&self, ws: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write(&mut out, ws);
+        out
+    }
+
+    fn write(&self, out: &mut Vec<u8>, ws: bool) {
+        let space = |out: &mut Vec<u8>| {
+            if ws {
+                out.extend_from_slice(b" \n\t\r");
+            }
+        };
+        match self {
+            Out::Null => out.extend_from_slice(b"null"),
+            Out::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Out::Number(n) => out.extend_from_slice(n.as_bytes()),
+            Out::Str(units) => write_units(out, units),
+            Out::List(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    space(out);
+                    if i > 0 {
+                        out.push(b',');
+                        space(out);
+                    }
+                    item.write(out, ws);
+                }
+                space(out);
+                out.push(b']');
+            }
+            Out::Object(members) => {
+                out.push(b'{');
+                for (i, (key, value)) in members.iter().enumerate() {
+                    space(out);
+                    if i > 0 {
+                        out.push(b',');
+                        space(out);
+                    }
+                    write_units(out, key);
+                    space(out);
+                    out.push(b':');
+                    space(out);
+                    value.write(out, ws);
+                }
+                space(out);
+                out.push(b'}');
+            }
+        }
+    }
+
+    /// What Python writes for it: `json.dumps` spacing and escapes, numbers as written.
+    fn python(&self, out: &mut Vec<u8>) {
+        match self {
+            Out::Str(units) => python_units(out, units),
+            Out::List(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.extend_from_slice(b", ");
+                    }
+                    item.python(out);
+                }
+                out.push(b']');
+            }
+            Out::Object(members) => {
+                out.push(b'{');
+                for (i, (key, value)) in members.iter().enumerate() {
+                    if i > 0 {
+                        out.extend_from_slice(b", ");
+                    }
+                    python_units(out, key);
+                    out.extend_from_slice(b": ");
+                    value.python(out);
+                }
+                out.push(b'}');
+            }
+            scalar => scalar.write(out, false),
+        }
+    }
+
+    /// Strict JSON serde_json reads: no NaN or infinities, no lone surrogates, no huge
+    /// numbers (which serde_json reads as infinity or refuses).
+    fn plain(&self) -> bool {
+        let plain_str = |units: &[(u16, Spelling)]| {
+            String::from_utf16(&units.iter().map(|u| u.0).collect::<Vec<_>>()).is_ok()
+        };
+        match self {
+            Out::Null | Out::Bool(_) => true,
+            Out::Number(n) => {
+                n.len() < 20
+                    && n.parse::<f64>()
+                        .is_ok_and(|x| x.is_finite() && x.abs() < 1e300)
+            }
+            Out::Str(units) => plain_str(units),
+            Out::List(items) => items.iter().all(Out::plain),
+            Out::Object(members) => members.iter().all(|(k, v)| plain_str(k) && v.plain()),
+        }
+    }
+}
+
+fn units() -> impl Strategy<Value = Vec<(u16, Spelling)>> {
+    let unit = prop_oneof![
+        4 => 0x20u16..0x7f,
+        2 => 0u16..0x20,
+        2 => 0xd800u16..0xe000,
+        1 => Just(0x22u16),
+        1 => Just(0x5cu16),
+        1 => Just(0x2fu16),
+        2 => any::<u16>(),
+    ];
+    let spelling = prop_oneof![
+        3 => Just(Spelling::Raw),
+        1 => Just(Spelling::Escape),
+        1 => Just(Spelling::EscapeUpper),
+    ];
+    let from_string = (".{0,8}", spelling.clone())
+        .prop_map(|(s, spelling)| s.encode_utf16().map(|u| (u, spelling)).collect::<Vec<_>>());
+    prop_oneof![
+        proptest::collection::vec((unit, spelling), 0..12),
+        from_string,
+    ]
+}
+
+fn number() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<i64>().prop_map(|i| i.to_string()),
+        any::<f64>()
+            .prop_filter("finite", |x| x.is_finite())
+            .prop_map(|x| format!("{x:?}")),
+        any::<f64>()
+            .prop_filter("finite", |x| x.is_finite())
+            .prop_map(|x| format!("{x:e}")),
+        "-?(0|[1-9][0-9]{0,30})(\\.[0-9]{1,25})?([eE][-+]?[0-9]{1,4})?",
+        (any::<bool>(), 1usize..=4300, any::<u64>()).prop_map(|(negative, len, seed)| {
+            let digits: String = seed.to_string().chars().cycle().take(len).collect();
+            let digits = digits.trim_start_matches('0');
+            let digits = if digits.is_empty() { "7" } else { digits };
+            format!("{}{digits}", if negative { "-" } else { "" })
+        }),
+        prop_oneof![
+            Just("NaN"),
+            Just("Infinity"),
+            Just("-Infinity"),
+            Just("-0"),
+            Just("-0.0"),
+            Just("1e400"),
+            Just("-1E-400"),
+        ]
+        .prop_map(str::to_owned),
+    ]
+}
+
+fn output_value() -> impl Strategy<Value = Out> {
+    let leaf = prop_oneof![
+        Just(Out::Null),
+        any::<bool>().prop_map(Out::Bool),
+        number().prop_map(Out::Number),
+        units().prop_map(Out::Str),
+    ];
+    leaf.prop_recursive(4, 32, 5, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..5).prop_map(Out::List),
+            proptest::collection::vec((units(), inner), 0..5).prop_map(Out::Object),
+        ]
+    })
+}
+
+fn output_members() -> impl Strategy<Value = Vec<(Vec<(u16, Spelling)>, Out)>> {
+    proptest::collection::vec((units(), output_value()), 0..5)
 }

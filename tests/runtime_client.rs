@@ -176,3 +176,530 @@ async fn bearer_token_and_keep_alive() {
         "one pooled connection serves sequential calls"
     );
 }
+
+/// A runtime of our own that answers as no well-behaved runtime would, over raw TCP.
+mod hostile {
+    use std::net::SocketAddr;
+
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// What it does with every request, once it has read it whole.
+    #[derive(Debug, Clone)]
+    pub enum Act {
+        /// An answer with a Content-Length.
+        Answer { status: u16, body: Vec<u8> },
+        /// An answer in chunked encoding (no Content-Length), `chunk` bytes a chunk.
+        Chunked {
+            status: u16,
+            body: Vec<u8>,
+            chunk: usize,
+        },
+        /// A Content-Length of `announced`, `body` (shorter), then a TCP reset.
+        ResetMidBody {
+            status: u16,
+            announced: usize,
+            body: Vec<u8>,
+        },
+        /// A Content-Length of `announced`, `body` (shorter), then silence.
+        HangMidBody {
+            status: u16,
+            announced: usize,
+            body: Vec<u8>,
+        },
+        /// No answer at all, the connection kept open.
+        Hang,
+    }
+
+    pub struct Runtime {
+        addr: SocketAddr,
+    }
+
+    impl Runtime {
+        pub async fn start(act: Act) -> Runtime {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(serve(stream, act.clone()));
+                }
+            });
+            Runtime { addr }
+        }
+
+        pub fn engine_url(&self) -> String {
+            format!("http://{}/engine/", self.addr)
+        }
+    }
+
+    async fn serve(stream: TcpStream, act: Act) -> std::io::Result<()> {
+        let mut conn = BufReader::new(stream);
+        loop {
+            let mut content_length = 0;
+            loop {
+                let mut line = String::new();
+                if conn.read_line(&mut line).await? == 0 {
+                    return Ok(());
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    content_length = value.trim().parse().unwrap();
+                }
+            }
+            let mut request = vec![0; content_length];
+            conn.read_exact(&mut request).await?;
+            let head = |status: u16, length: &str| {
+                format!(
+                    "HTTP/1.1 {status} Whatever\r\ncontent-type: application/json\r\n{length}\r\n"
+                )
+                .into_bytes()
+            };
+            let stream = conn.get_mut();
+            match &act {
+                Act::Answer { status, body } => {
+                    stream
+                        .write_all(&head(
+                            *status,
+                            &format!("content-length: {}\r\n", body.len()),
+                        ))
+                        .await?;
+                    stream.write_all(body).await?;
+                }
+                Act::Chunked {
+                    status,
+                    body,
+                    chunk,
+                } => {
+                    stream
+                        .write_all(&head(*status, "transfer-encoding: chunked\r\n"))
+                        .await?;
+                    for piece in body.chunks(*chunk) {
+                        stream
+                            .write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+                            .await?;
+                        stream.write_all(piece).await?;
+                        stream.write_all(b"\r\n").await?;
+                    }
+                    stream.write_all(b"0\r\n\r\n").await?;
+                }
+                Act::ResetMidBody {
+                    status,
+                    announced,
+                    body,
+                } => {
+                    stream
+                        .write_all(&head(*status, &format!("content-length: {announced}\r\n")))
+                        .await?;
+                    stream.write_all(body).await?;
+                    stream.flush().await?;
+                    // Let the client read what was sent before the reset discards it.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    stream.set_zero_linger()?;
+                    return Ok(());
+                }
+                Act::HangMidBody {
+                    status,
+                    announced,
+                    body,
+                } => {
+                    stream
+                        .write_all(&head(*status, &format!("content-length: {announced}\r\n")))
+                        .await?;
+                    stream.write_all(body).await?;
+                    std::future::pending::<()>().await;
+                }
+                Act::Hang => std::future::pending::<()>().await,
+            }
+        }
+    }
+}
+
+mod hostile_answers {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use hd_kafka_exec::protocol::response::Failure;
+    use hd_kafka_exec::protocol::revision::DataType;
+    use hd_kafka_exec::protocol::{ProtocolError, Timings, build_response, failure_response};
+    use hd_kafka_exec::runtime_client::{
+        CallFailure, RuntimeAnswer, RuntimeClient, RuntimeError, RuntimeOptions,
+    };
+    use serde_json::Value;
+
+    use super::hostile::{Act, Runtime};
+
+    const JOB: &str = "00000000-0000-0000-0000-000000000001";
+
+    fn answer_with_outputs(outputs: &str) -> Vec<u8> {
+        format!(r#"{{"error":null,"output_results_by_output_name":{outputs},"traceback":null,"job_id":"{JOB}","measured_steps":{{}},"result":"ok"}}"#)
+            .into_bytes()
+    }
+
+    fn options(runtime: &Runtime) -> RuntimeOptions {
+        let mut o = RuntimeOptions::new(runtime.engine_url());
+        o.call_timeout = Duration::from_secs(10);
+        o
+    }
+
+    async fn call(o: RuntimeOptions) -> Result<RuntimeAnswer, RuntimeError> {
+        RuntimeClient::new(o)
+            .unwrap()
+            .run(Bytes::from_static(b"{}"))
+            .await
+    }
+
+    /// The response the worker produces from an answer, as text (always ASCII).
+    fn response(answer: &RuntimeAnswer) -> Result<String, ProtocolError> {
+        build_response(
+            answer.status,
+            &answer.body,
+            &[("x".to_owned(), DataType::Any)],
+            &Timings::default(),
+            None,
+        )
+        .map(|bytes| String::from_utf8(bytes).expect("ASCII"))
+    }
+
+    /// The failure response for an error, parsed: its `error` object.
+    fn failure(error: &ProtocolError) -> Value {
+        let bytes = failure_response(&Failure {
+            error,
+            job_id: None,
+            output_types: &[],
+            timings: &Timings::default(),
+            process_id: None,
+            extra: None,
+        });
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["result"], "failure");
+        v["error"].clone()
+    }
+
+    async fn delivered(outputs: &str) -> String {
+        let runtime = Runtime::start(Act::Answer {
+            status: 200,
+            body: answer_with_outputs(outputs),
+        })
+        .await;
+        let answer = call(options(&runtime)).await.unwrap();
+        assert_eq!(answer.body, answer_with_outputs(outputs));
+        response(&answer).unwrap()
+    }
+
+    #[tokio::test]
+    async fn lone_surrogates_pass_through_as_written() {
+        let out = delivered(r#"{"x":"a\ud800b"}"#).await;
+        assert!(
+            out.contains(r#""output_results_by_output_name": {"x": "a\ud800b"}"#),
+            "{out}"
+        );
+        let out = delivered(r#"{"x":["\udfff","\uDFFF"]}"#).await;
+        assert!(out.contains(r#"{"x": ["\udfff", "\udfff"]}"#), "{out}");
+        let out = delivered(r#"{"x":{"\ud800":1,"k\udc00":"\ud83d\ude00"}}"#).await;
+        assert!(
+            out.contains(r#"{"x": {"\ud800": 1, "k\udc00": "\ud83d\ude00"}}"#),
+            "{out}"
+        );
+        assert!(out.contains(r#""result": "ok""#), "{out}");
+    }
+
+    #[tokio::test]
+    async fn nan_and_infinities_pass_through_as_python_writes_them() {
+        let out = delivered(r#"{"x":[NaN,Infinity,-Infinity,{"y":NaN}]}"#).await;
+        assert!(
+            out.contains(r#"{"x": [NaN, Infinity, -Infinity, {"y": NaN}]}"#),
+            "{out}"
+        );
+    }
+
+    fn ten_megabytes() -> String {
+        let row = r#"[0.1234567,-2.5e-07,"caf\u00e9 \/ x"],"#;
+        let mut rows = String::with_capacity(10_000_100);
+        while rows.len() < 10_000_000 {
+            rows.push_str(row);
+        }
+        format!("{{\"x\":[{}]}}", rows.trim_end_matches(','))
+    }
+
+    #[tokio::test]
+    async fn a_ten_megabyte_answer_under_the_limit_is_read_whole() {
+        let outputs = ten_megabytes();
+        let body = answer_with_outputs(&outputs);
+        for act in [
+            Act::Answer {
+                status: 200,
+                body: body.clone(),
+            },
+            Act::Chunked {
+                status: 200,
+                body: body.clone(),
+                chunk: 100_000,
+            },
+        ] {
+            let runtime = Runtime::start(act).await;
+            let mut o = options(&runtime);
+            o.max_answer_bytes = 16 << 20;
+            let answer = call(o).await.unwrap();
+            assert_eq!(answer.body.len(), body.len());
+            let out = response(&answer).unwrap();
+            let restyled = outputs
+                .replace(',', ", ")
+                .replace(":[", ": [")
+                .replace(r"\/", "/");
+            assert!(out.contains(&restyled), "the outputs arrive as written");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_ten_megabyte_answer_over_the_limit_is_refused_with_sizes() {
+        let body = answer_with_outputs(&ten_megabytes());
+        let limit: u64 = 8 << 20;
+
+        // Announced too large: refused before a byte of the body is read.
+        let runtime = Runtime::start(Act::Answer {
+            status: 200,
+            body: body.clone(),
+        })
+        .await;
+        let mut o = options(&runtime);
+        o.max_answer_bytes = limit;
+        let e = call(o).await.unwrap_err();
+        let message = e.to_string();
+        match &e {
+            RuntimeError::Failed {
+                failure:
+                    CallFailure::TooLarge {
+                        status: 200,
+                        read: 0,
+                        content_length: Some(announced),
+                        limit: l,
+                    },
+                ..
+            } => assert_eq!((*announced, *l), (body.len() as u64, limit)),
+            other => panic!("{other}"),
+        }
+        assert!(
+            message.contains(&format!(
+                "larger than max_answer_bytes (8388608 bytes): its Content-Length is {}",
+                body.len()
+            )),
+            "{message}"
+        );
+        let error = ProtocolError::from(e);
+        let f = failure(&error);
+        assert_eq!(f["type"], "MessageSizeTooLargeError");
+        assert_eq!(f["location"]["function_name"], "run_execution_input");
+        assert!(
+            f["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("the runtime's answer is too large: runtime at http://127.0.0.1:"),
+            "{f}"
+        );
+
+        // Not announced (chunked): refused at the chunk that crosses the limit.
+        let runtime = Runtime::start(Act::Chunked {
+            status: 200,
+            body,
+            chunk: 64 << 10,
+        })
+        .await;
+        let mut o = options(&runtime);
+        o.max_answer_bytes = limit;
+        let e = call(o).await.unwrap_err();
+        let RuntimeError::Failed {
+            failure:
+                CallFailure::TooLarge {
+                    read,
+                    content_length: None,
+                    ..
+                },
+            ..
+        } = &e
+        else {
+            panic!("{e}")
+        };
+        assert!(
+            *read > limit && *read <= limit + (64 << 10),
+            "nothing buffered past the limit: {read}"
+        );
+        assert!(
+            e.to_string()
+                .contains(&format!("(8388608 bytes): refused after {read} bytes")),
+            "{e}"
+        );
+    }
+
+    async fn not_json(body: &[u8], status: u16) -> (ProtocolError, Value) {
+        let runtime = Runtime::start(Act::Answer {
+            status,
+            body: body.to_vec(),
+        })
+        .await;
+        let answer = call(options(&runtime)).await.unwrap();
+        assert_eq!((answer.status, &answer.body[..]), (status, body));
+        let e = response(&answer).unwrap_err();
+        let f = failure(&e);
+        assert_eq!(f["type"], "TrafoExecutionResultValidationError");
+        (e, f)
+    }
+
+    #[tokio::test]
+    async fn invalid_utf8_is_a_failure_that_says_where() {
+        let mut body = answer_with_outputs(r#"{"x":"ab"}"#);
+        let at = body.iter().position(|b| *b == b'b').unwrap();
+        body[at] = 0xff;
+        let (e, f) = not_json(&body, 200).await;
+        assert!(matches!(
+            e,
+            ProtocolError::RuntimeAnswerNotJson { status: 200, .. }
+        ));
+        let message = f["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!(
+                "the runtime answered HTTP 200 with a body that is not JSON (the body is not UTF-8: byte 0xff at byte {at}): {{\"error\":null"
+            )),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn truncated_json_is_a_failure_that_says_so() {
+        let body = answer_with_outputs(r#"{"x":[1,2,3]}"#);
+        let cut = body.windows(3).position(|w| w == b"2,3").unwrap();
+        let (_, f) = not_json(&body[..cut], 200).await;
+        let message = f["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!(
+                "(the text ends at byte {cut} inside a list (truncated?))"
+            )),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_http_error_page_is_quoted_with_its_status() {
+        let (_, f) = not_json(b"<html><body>502 Bad Gateway</body></html>", 502).await;
+        assert_eq!(
+            f["message"],
+            "the runtime answered HTTP 502 with a body that is not JSON (expected a value at byte 0, found `<`): <html><body>502 Bad Gateway</body></html>"
+        );
+    }
+
+    #[tokio::test]
+    async fn json_that_is_no_result_is_a_failure_naming_the_field() {
+        let (e, f) = not_json(
+            br#"{"output_results_by_output_name":{},"result":"ok"}"#,
+            200,
+        )
+        .await;
+        assert!(matches!(e, ProtocolError::RuntimeResultInvalid { .. }));
+        assert!(
+            f["message"]
+                .as_str()
+                .unwrap()
+                .contains("is not a WorkflowExecutionResult (`job_id` is missing)"),
+            "{f}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_reset_mid_body_says_how_far_the_answer_came() {
+        let body = answer_with_outputs(r#"{"x":"partial"}"#);
+        let runtime = Runtime::start(Act::ResetMidBody {
+            status: 200,
+            announced: body.len() + 1000,
+            body: body.clone(),
+        })
+        .await;
+        let e = call(options(&runtime)).await.unwrap_err();
+        match &e {
+            RuntimeError::Failed {
+                failure: CallFailure::BrokenAnswer { status, read, .. },
+                ..
+            } => assert_eq!((*status, *read), (200, body.len() as u64)),
+            other => panic!("{other}"),
+        }
+        let f = failure(&ProtocolError::from(e));
+        assert_eq!(f["type"], "TrafoExecutionRuntimeConnectionError");
+        let message = f["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!(
+                "the answer (HTTP 200) broke off after {} bytes of the body: ",
+                body.len()
+            )),
+            "{message}"
+        );
+        assert!(message.contains(r#"it began: {"error":null"#), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_runtime_that_hangs_times_out_saying_where() {
+        let runtime = Runtime::start(Act::Hang).await;
+        let mut o = options(&runtime);
+        o.call_timeout = Duration::from_millis(300);
+        let e = call(o).await.unwrap_err();
+        assert!(
+            matches!(e, RuntimeError::Timeout { answer: None, .. }),
+            "{e}"
+        );
+        let f = failure(&ProtocolError::from(e));
+        assert_eq!(f["type"], "TrafoExecutionRuntimeConnectionError");
+        assert!(
+            f["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("/engine/runtime did not answer within the call timeout of 300ms"),
+            "{f}"
+        );
+
+        let body = answer_with_outputs(r#"{"x":1}"#);
+        let runtime = Runtime::start(Act::HangMidBody {
+            status: 200,
+            announced: body.len() + 10,
+            body: body.clone(),
+        })
+        .await;
+        let mut o = options(&runtime);
+        o.call_timeout = Duration::from_millis(300);
+        let e = call(o).await.unwrap_err();
+        assert!(e.to_string().ends_with(&format!(
+            "answered HTTP 200 but did not finish the answer within the call timeout of 300ms ({} bytes of the body read)",
+            body.len()
+        )), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_retried_then_named() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let mut o = RuntimeOptions::new(format!("http://127.0.0.1:{port}/engine/"));
+        o.retry_budget = Duration::from_millis(300);
+        o.backoff_initial = Duration::from_millis(20);
+        let e = RuntimeClient::new(o)
+            .unwrap()
+            .run(Bytes::from_static(b"{}"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, RuntimeError::Unreachable { attempts, .. } if attempts > 1),
+            "{e}"
+        );
+        let f = failure(&ProtocolError::from(e));
+        assert_eq!(f["type"], "TrafoExecutionRuntimeConnectionError");
+        let message = f["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!(
+                "the runtime call failed: runtime at http://127.0.0.1:{port}/engine/runtime unreachable after "
+            )),
+            "{message}"
+        );
+        assert!(message.contains("Connection refused"), "{message}");
+    }
+}

@@ -28,10 +28,18 @@ pub enum ProtocolError {
     InvalidRevision { revision: Uuid, reason: String },
     #[error("the transformation revision store is unavailable: {reason}")]
     StoreUnavailable { reason: String },
-    #[error("the runtime could not be reached: {reason}")]
+    /// The call failed before a whole answer arrived: not connected, timed out, or the
+    /// connection broke; `reason` says which.
+    #[error("the runtime call failed: {reason}")]
     RuntimeUnreachable { reason: String },
-    #[error("the runtime answered HTTP {status} with a body that is not JSON: {body_start}")]
-    RuntimeAnswerNotJson { status: u16, body_start: String },
+    #[error(
+        "the runtime answered HTTP {status} with a body that is not JSON ({reason}): {body_start}"
+    )]
+    RuntimeAnswerNotJson {
+        status: u16,
+        reason: String,
+        body_start: String,
+    },
     #[error(
         "the runtime answered HTTP {status} with JSON that is not a WorkflowExecutionResult ({reason}): {body_start}"
     )]
@@ -40,6 +48,10 @@ pub enum ProtocolError {
         reason: String,
         body_start: String,
     },
+    /// The runtime's answer is larger than the worker reads (`max_answer_bytes`); `reason`
+    /// gives the size read or announced and the limit.
+    #[error("the runtime's answer is too large: {reason}")]
+    RuntimeAnswerTooLarge { reason: String },
     /// The response does not fit Kafka's limits; `reason` gives its size, the limit and what
     /// raises it.
     #[error("the response cannot be delivered: {reason}")]
@@ -65,8 +77,10 @@ impl ProtocolError {
             ProtocolError::RuntimeUnreachable { .. } => "TrafoExecutionRuntimeConnectionError",
             ProtocolError::RuntimeAnswerNotJson { .. }
             | ProtocolError::RuntimeResultInvalid { .. } => "TrafoExecutionResultValidationError",
-            // aiokafka's exception for the same case, which hetida's producer would raise.
-            ProtocolError::ResponseTooLarge { .. } => "MessageSizeTooLargeError",
+            // aiokafka's exception for the same case, which hetida's producer would raise. An
+            // answer over the limit (set from the producer's) makes a response that large.
+            ProtocolError::ResponseTooLarge { .. }
+            | ProtocolError::RuntimeAnswerTooLarge { .. } => "MessageSizeTooLargeError",
             ProtocolError::Internal { .. } => "UnexpectedError",
         }
     }
@@ -86,7 +100,8 @@ impl ProtocolError {
             }
             ProtocolError::RuntimeUnreachable { .. }
             | ProtocolError::RuntimeAnswerNotJson { .. }
-            | ProtocolError::RuntimeResultInvalid { .. } => "run_execution_input",
+            | ProtocolError::RuntimeResultInvalid { .. }
+            | ProtocolError::RuntimeAnswerTooLarge { .. } => "run_execution_input",
             ProtocolError::ResponseTooLarge { .. } => "send_response",
             ProtocolError::Internal { .. } => "execute",
         }
@@ -99,10 +114,13 @@ impl ProtocolError {
 }
 
 /// The first `max` characters of a body, for error messages that quote what the runtime said.
+/// Looks at no more of the body than it needs: bodies may be tens of megabytes.
 pub fn body_start(body: &[u8], max: usize) -> String {
-    let text = String::from_utf8_lossy(body);
-    let mut s: String = text.chars().take(max).collect();
-    if text.chars().count() > max {
+    let head = body.get(..max.saturating_mul(4)).unwrap_or(body);
+    let text = String::from_utf8_lossy(head);
+    let mut chars = text.chars();
+    let mut s: String = chars.by_ref().take(max).collect();
+    if chars.next().is_some() || head.len() < body.len() {
         s.push('…');
     }
     s

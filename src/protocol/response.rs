@@ -5,16 +5,18 @@
 //! and the process id — and written in Python `json.dumps` style. What the runtime computed
 //! (output values, error details) is carried as the runtime wrote it, re-spaced only.
 //!
-//! Every request the reference drops gets a [`failure_response`] instead.
+//! The answer is outside input. It is read as hetida reads it — `json.loads` (see [`pyjson`]),
+//! then pydantic 1's `WorkflowExecutionResult` — so every answer hetida turns into a response
+//! is one here, and every answer it cannot use is a [`ProtocolError`] that says what is wrong,
+//! never a panic. Every request the reference drops gets a [`failure_response`] instead.
 
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use serde_json::Value;
-use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::error::{ProtocolError, body_start};
-use super::lenient::{kind, parse_uuid};
-use super::pyjson;
+use super::lenient::parse_uuid;
+use super::pyjson::{self, Document, Json, NotJson, Number, PyStr, Raw};
 use super::revision::DataType;
 
 /// How much of an unusable runtime body a failure response quotes.
@@ -35,7 +37,11 @@ pub struct Timings {
     pub run_execution_input: Option<Step>,
 }
 
-const RUNTIME_STEPS: [&str; 4] = [
+/// `AllMeasuredSteps` in model order: the backend's three, then the runtime's four.
+const MEASURED_STEPS: [&str; 7] = [
+    "internal_full",
+    "prepare_execution_input",
+    "run_execution_input",
     "runtime_service_handling",
     "pure_execution",
     "load_data",
@@ -50,6 +56,11 @@ const PROCESS_STAGES: [&str; 6] = [
     "ENCODING_RESULTS_TO_JSON",
 ];
 
+/// `timedelta`'s range in microseconds: pydantic's duration beyond it raises OverflowError,
+/// which hetida does not catch (the request is dropped).
+const TIMEDELTA_MICROS: std::ops::RangeInclusive<i128> =
+    -86_399_999_913_600_000_000..=86_399_999_999_999_999_999;
+
 /// Builds the response value from the runtime's answer. The HTTP status does not matter as long
 /// as the body is a valid result (the reference accepts a 500 with a valid body).
 pub fn build_response(
@@ -59,31 +70,40 @@ pub fn build_response(
     timings: &Timings,
     process_id: Option<u32>,
 ) -> Result<Vec<u8>, ProtocolError> {
-    let not_json = || ProtocolError::RuntimeAnswerNotJson {
+    // hetida's `response.json()` raises on these outside its error handling, so it drops the
+    // request (spec §7.2, row 7); it accepts NaN, ±Infinity and lone surrogates, and so do we.
+    let not_json = |e: NotJson| ProtocolError::RuntimeAnswerNotJson {
         status,
+        reason: e.what,
         body_start: body_start(body, QUOTED_BODY_CHARS),
     };
-    let text = std::str::from_utf8(body).map_err(|_| not_json())?;
-    let raw: &RawValue = serde_json::from_str(text).map_err(|_| not_json())?;
+    // pydantic's ValidationError (TrafoExecutionResultValidationError, dropped by hetida's
+    // consumer), or the TypeError of `WorkflowExecutionResult(**json_obj)` for JSON that is
+    // not an object (dropped as well).
     let invalid = |reason: String| ProtocolError::RuntimeResultInvalid {
         status,
         reason,
         body_start: body_start(body, QUOTED_BODY_CHARS),
     };
-    let fields: indexmap_like::Fields<'_> =
-        serde_json::from_str(raw.get()).map_err(|_| invalid("not a JSON object".into()))?;
-    let result = RuntimeResult::from_fields(&fields).map_err(invalid)?;
+    let text = pyjson::decode(body).map_err(not_json)?;
+    let members = match pyjson::document(&text).map_err(not_json)? {
+        Document::Object(members) => members,
+        Document::Other { kind } => {
+            return Err(invalid(format!("the answer is {kind}, not a JSON object")));
+        }
+    };
+    let result = RuntimeResult::from_members(&members).map_err(invalid)?;
 
     let mut out = Vec::with_capacity(text.len() + 1024);
     out.extend_from_slice(b"{\"error\": ");
     match &result.error {
         None => out.extend_from_slice(b"null"),
-        Some(e) => e.write(&mut out),
+        Some(e) => e.write(&mut out).map_err(not_json)?,
     }
     out.extend_from_slice(b", \"output_results_by_output_name\": ");
-    pyjson::write_json_text(&mut out, result.outputs.get());
+    result.outputs.write_python(&mut out).map_err(not_json)?;
     out.extend_from_slice(b", \"traceback\": ");
-    write_opt_str(&mut out, result.traceback.as_deref());
+    write_opt_py_str(&mut out, result.traceback.as_ref());
     out.extend_from_slice(b", \"job_id\": ");
     write_uuid(&mut out, result.job_id);
     out.extend_from_slice(b", \"measured_steps\": ");
@@ -175,6 +195,13 @@ fn write_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
+fn write_opt_py_str(out: &mut Vec<u8>, s: Option<&PyStr>) {
+    match s {
+        Some(s) => pyjson::write_py_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
 /// Python's `datetime.isoformat()` of a UTC time: microseconds only when non-zero.
 fn isoformat(t: DateTime<Utc>) -> String {
     let t = truncate_micros(t);
@@ -188,11 +215,11 @@ fn isoformat(t: DateTime<Utc>) -> String {
 /// A measured step as pydantic writes it: name, start, end, duration in float seconds.
 #[derive(Debug, Clone, PartialEq)]
 struct MeasuredStep {
-    name: String,
-    start: Option<DateTime<Utc>>,
-    end: Option<DateTime<Utc>>,
-    /// Microseconds, as Python's `timedelta` holds them.
-    duration_micros: Option<i64>,
+    name: PyStr,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    /// Microseconds, as Python's `timedelta` holds them (its range exceeds i64's).
+    duration_micros: Option<i128>,
 }
 
 impl MeasuredStep {
@@ -200,28 +227,37 @@ impl MeasuredStep {
         let start = truncate_micros(step.start);
         let end = truncate_micros(step.end);
         MeasuredStep {
-            name: name.to_owned(),
-            start: Some(start),
-            end: Some(end),
-            duration_micros: (end - start).num_microseconds(),
+            name: PyStr::from(name),
+            start,
+            end,
+            duration_micros: (end - start).num_microseconds().map(i128::from),
         }
     }
 
     fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"name\": ");
-        pyjson::write_str(out, &self.name);
+        pyjson::write_py_str(out, &self.name);
         out.extend_from_slice(b", \"start\": ");
-        write_opt_str(out, self.start.map(isoformat).as_deref());
+        pyjson::write_str(out, &isoformat(self.start));
         out.extend_from_slice(b", \"end\": ");
-        write_opt_str(out, self.end.map(isoformat).as_deref());
+        pyjson::write_str(out, &isoformat(self.end));
         out.extend_from_slice(b", \"duration\": ");
         match self.duration_micros {
-            // timedelta.total_seconds(): microseconds / 10**6, correctly rounded.
-            Some(us) => out.extend_from_slice(pyjson::float_repr(us as f64 / 1e6).as_bytes()),
+            Some(us) => out.extend_from_slice(pyjson::float_repr(total_seconds(us)).as_bytes()),
             None => out.extend_from_slice(b"null"),
         }
         out.push(b'}');
     }
+}
+
+/// `timedelta.total_seconds()`: microseconds / 10**6, correctly rounded — which reading the
+/// exact decimal is, at any magnitude.
+fn total_seconds(micros: i128) -> f64 {
+    let sign = if micros < 0 { "-" } else { "" };
+    let us = micros.unsigned_abs();
+    format!("{sign}{}.{:06}", us / 1_000_000, us % 1_000_000)
+        .parse()
+        .unwrap_or(f64::NAN)
 }
 
 fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -230,12 +266,12 @@ fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
 
 fn write_measured_steps(out: &mut Vec<u8>, timings: &Timings, runtime: &[Option<MeasuredStep>; 4]) {
     let backend = [
-        ("internal_full", timings.internal_full),
-        ("prepare_execution_input", timings.prepare_execution_input),
-        ("run_execution_input", timings.run_execution_input),
+        timings.internal_full,
+        timings.prepare_execution_input,
+        timings.run_execution_input,
     ];
     out.push(b'{');
-    for (i, (name, step)) in backend.iter().enumerate() {
+    for (i, (name, step)) in MEASURED_STEPS.iter().zip(&backend).enumerate() {
         if i > 0 {
             out.extend_from_slice(b", ");
         }
@@ -246,7 +282,7 @@ fn write_measured_steps(out: &mut Vec<u8>, timings: &Timings, runtime: &[Option<
             None => out.extend_from_slice(b"null"),
         }
     }
-    for (name, step) in RUNTIME_STEPS.iter().zip(runtime) {
+    for (name, step) in MEASURED_STEPS.iter().skip(3).zip(runtime) {
         out.extend_from_slice(b", ");
         pyjson::write_str(out, name);
         out.extend_from_slice(b": ");
@@ -258,123 +294,219 @@ fn write_measured_steps(out: &mut Vec<u8>, timings: &Timings, runtime: &[Option<
     out.push(b'}');
 }
 
-/// Top-level fields of a JSON object, raw, last duplicate winning (as Python's `json`).
-mod indexmap_like {
-    use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-    use serde_json::value::RawValue;
+/// The member `name` of an object, as a Python dict holds it: the last of duplicates wins.
+fn member<'a>(members: &[(PyStr, Raw<'a>)], name: &str) -> Option<Raw<'a>> {
+    members
+        .iter()
+        .rev()
+        .find(|(k, _)| k.is(name))
+        .map(|(_, v)| *v)
+}
 
-    #[derive(Debug)]
-    pub struct Fields<'a>(pub Vec<(String, &'a RawValue)>);
+/// A member's value as a tree. The document was validated, so this fails only on a bug, and
+/// then as an invalid answer rather than a panic.
+fn parsed<'a>(raw: Option<Raw<'a>>) -> Result<Option<Json<'a>>, String> {
+    raw.map(|r| r.parse()).transpose().map_err(|e| e.what)
+}
 
-    impl<'a> Fields<'a> {
-        pub fn get(&self, name: &str) -> Option<&'a RawValue> {
-            self.0
-                .iter()
-                .rev()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| *v)
+/// A value for an error message: strings and numbers as written (cut short), others by kind.
+fn shown(v: &Json<'_>) -> String {
+    let cut = |text: &str| {
+        let mut cut: String = text.chars().take(60).collect();
+        if cut.len() < text.len() {
+            cut.push('…');
         }
+        cut
+    };
+    match v {
+        Json::Str(s) => format!("\"{}\"", cut(&s.to_text_lossy())),
+        Json::Number(n) => cut(n),
+        other => other.kind().to_owned(),
     }
+}
 
-    impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V<'a>(std::marker::PhantomData<&'a ()>);
-            impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-                type Value = Fields<'a>;
-                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                    f.write_str("a JSON object")
-                }
-                fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Fields<'a>, M::Error> {
-                    let mut v = Vec::new();
-                    while let Some((k, raw)) = m.next_entry::<String, &'de RawValue>()? {
-                        v.push((k, raw));
-                    }
-                    Ok(Fields(v))
-                }
-            }
-            d.deserialize_map(V(std::marker::PhantomData))
+/// pydantic 1's `str`: strings as they are, numbers and booleans through Python's `str()`.
+fn py_str(v: &Json<'_>) -> Option<PyStr> {
+    match v {
+        Json::Str(s) => Some(s.clone()),
+        Json::Number(text) => Some(PyStr::from(pyjson::python_str_of_number(text).as_str())),
+        Json::Bool(true) => Some(PyStr::from("True")),
+        Json::Bool(false) => Some(PyStr::from("False")),
+        _ => None,
+    }
+}
+
+fn required_str(v: Option<&Json<'_>>, path: &str) -> Result<PyStr, String> {
+    match v {
+        None => Err(format!("`{path}` is missing")),
+        Some(v) => {
+            py_str(v).ok_or_else(|| format!("`{path}` must be a string, found {}", v.kind()))
         }
     }
 }
 
-/// The fields of a `WorkflowExecutionResult` the response carries, validated.
+fn optional_str(v: Option<&Json<'_>>, path: &str) -> Result<Option<PyStr>, String> {
+    match v {
+        None | Some(Json::Null) => Ok(None),
+        Some(v) => required_str(Some(v), path).map(Some),
+    }
+}
+
+/// pydantic 1's `int`, i.e. Python's `int(v)`: integers as they are, floats truncated,
+/// booleans 0/1, decimal strings; NaN, infinities and everything else fail. Decimal digits.
+fn py_int(v: &Json<'_>) -> Option<String> {
+    match v {
+        Json::Bool(b) => Some(u8::from(*b).to_string()),
+        Json::Number(text) => match pyjson::number_value(text) {
+            Number::Int(digits) => Some(digits),
+            Number::Float(x) if x.is_finite() => {
+                let digits = format!("{:.0}", x.trunc());
+                Some(if digits == "-0" {
+                    "0".to_owned()
+                } else {
+                    digits
+                })
+            }
+            Number::Float(_) => None,
+        },
+        Json::Str(s) => int_of_str(&s.to_text()?),
+        _ => None,
+    }
+}
+
+/// Python's `int(str)`: whitespace around, a sign, decimal digits with single underscores
+/// between them; pydantic refuses strings longer than 4300 characters first.
+fn int_of_str(s: &str) -> Option<String> {
+    if s.chars().count() > pyjson::MAX_INT_DIGITS {
+        return None;
+    }
+    let s = s.trim();
+    let (negative, body) = match s.strip_prefix('-') {
+        Some(body) => (true, body),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let well_formed = !body.is_empty()
+        && !body.starts_with('_')
+        && !body.ends_with('_')
+        && !body.contains("__")
+        && body.bytes().all(|b| b.is_ascii_digit() || b == b'_');
+    if !well_formed {
+        return None;
+    }
+    let digits: String = body.chars().filter(|c| *c != '_').collect();
+    let digits = digits.trim_start_matches('0');
+    Some(match (negative, digits.is_empty()) {
+        (_, true) => "0".to_owned(),
+        (true, false) => format!("-{digits}"),
+        (false, false) => digits.to_owned(),
+    })
+}
+
+/// pydantic 1's `timedelta` from a number: `f'{value:f}'` (six decimals, correctly rounded —
+/// as Rust's `{:.6}`) read back as seconds and microseconds. NaN and infinities do not read
+/// back, and beyond `timedelta`'s range Python overflows.
+fn duration_micros(v: &Json<'_>) -> Option<i128> {
+    let secs = match v {
+        Json::Bool(b) => f64::from(u8::from(*b)),
+        Json::Number(text) => match pyjson::number_value(text) {
+            Number::Int(digits) => digits.parse().ok()?,
+            Number::Float(x) => x,
+        },
+        _ => return None,
+    };
+    if !secs.is_finite() {
+        return None;
+    }
+    let fixed = format!("{secs:.6}");
+    let (whole, fraction) = fixed.split_once('.')?;
+    let micros: i128 = fraction.parse().ok()?;
+    let micros = whole
+        .parse::<i128>()
+        .ok()?
+        .checked_mul(1_000_000)?
+        .checked_add(if whole.starts_with('-') {
+            -micros
+        } else {
+            micros
+        })?;
+    TIMEDELTA_MICROS.contains(&micros).then_some(micros)
+}
+
+/// The fields of a `WorkflowExecutionResult` the response carries, validated as pydantic
+/// validates them.
 struct RuntimeResult<'a> {
     error: Option<ExecutionError<'a>>,
-    outputs: &'a RawValue,
-    traceback: Option<String>,
+    outputs: Raw<'a>,
+    traceback: Option<PyStr>,
     job_id: Uuid,
     runtime_steps: [Option<MeasuredStep>; 4],
     result: &'static str,
 }
 
-fn parse_raw(raw: &RawValue) -> Value {
-    // Raw values come out of a successful parse of the same text.
-    serde_json::from_str(raw.get()).unwrap_or(Value::Null)
-}
-
 impl<'a> RuntimeResult<'a> {
-    fn from_fields(fields: &indexmap_like::Fields<'a>) -> Result<RuntimeResult<'a>, String> {
-        let outputs = fields
-            .get("output_results_by_output_name")
+    fn from_members(m: &[(PyStr, Raw<'a>)]) -> Result<RuntimeResult<'a>, String> {
+        let outputs = member(m, "output_results_by_output_name")
             .ok_or("`output_results_by_output_name` is missing")?;
-        if !outputs.get().trim_start().starts_with('{') {
+        // pydantic would also make a dict of a list of pairs or of "" (`dict(v)`); no runtime
+        // writes those, so they are refused as what they are.
+        if outputs.kind() != "an object" {
             return Err(format!(
                 "`output_results_by_output_name` must be an object, found {}",
-                kind(&parse_raw(outputs))
+                outputs.kind()
             ));
         }
-        let job_id = match fields.get("job_id").map(parse_raw) {
-            Some(Value::String(s)) => {
-                parse_uuid(&s).ok_or(format!("`job_id` `{s}` is not a UUID"))?
-            }
+        let job_id = match parsed(member(m, "job_id"))? {
+            None => return Err("`job_id` is missing".into()),
+            Some(Json::Str(s)) => s
+                .to_text()
+                .as_deref()
+                .and_then(parse_uuid)
+                .ok_or_else(|| format!("`job_id` `{}` is not a UUID", s.to_text_lossy()))?,
             Some(other) => {
                 return Err(format!(
                     "`job_id` must be a UUID string, found {}",
-                    kind(&other)
+                    other.kind()
                 ));
             }
-            None => return Err("`job_id` is missing".into()),
         };
-        let result = match fields.get("result").map(parse_raw) {
-            Some(Value::String(s)) if s == "ok" => "ok",
-            Some(Value::String(s)) if s == "failure" => "failure",
+        let result = match parsed(member(m, "result"))? {
+            Some(Json::Str(s)) if s.is("ok") => "ok",
+            Some(Json::Str(s)) if s.is("failure") => "failure",
             Some(other) => {
                 return Err(format!(
-                    "`result` must be \"ok\" or \"failure\", found {other}"
+                    "`result` must be \"ok\" or \"failure\", found {}",
+                    shown(&other)
                 ));
             }
             None => return Err("`result` is missing".into()),
         };
-        let traceback = match fields.get("traceback").map(parse_raw) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s),
-            Some(other) => {
-                return Err(format!(
-                    "`traceback` must be a string, found {}",
-                    kind(&other)
-                ));
-            }
-        };
-        let error = match fields.get("error") {
+        let traceback = optional_str(parsed(member(m, "traceback"))?.as_ref(), "traceback")?;
+        // Validated although dropped: pydantic refuses the whole result for a bad one.
+        optional_str(parsed(member(m, "node_results"))?.as_ref(), "node_results")?;
+        let error = match member(m, "error") {
             None => None,
-            Some(raw) if raw.get().trim() == "null" => None,
+            Some(raw) if raw.is_null() => None,
             Some(raw) => Some(ExecutionError::parse(raw)?),
         };
         let mut runtime_steps = [None, None, None, None];
-        match fields.get("measured_steps").map(parse_raw) {
+        match parsed(member(m, "measured_steps"))? {
             None => {}
-            Some(Value::Object(steps)) => {
-                for (slot, name) in runtime_steps.iter_mut().zip(RUNTIME_STEPS) {
-                    *slot = match steps.get(name) {
-                        None | Some(Value::Null) => None,
+            Some(steps @ Json::Object(_)) => {
+                // The backend's three are replaced by its own, but pydantic validates them too.
+                for (i, name) in MEASURED_STEPS.iter().enumerate() {
+                    let step = match steps.get(name) {
+                        None | Some(Json::Null) => None,
                         Some(v) => Some(parse_step(name, v)?),
                     };
+                    if let Some(slot) = i.checked_sub(3).and_then(|i| runtime_steps.get_mut(i)) {
+                        *slot = step;
+                    }
                 }
             }
             Some(other) => {
                 return Err(format!(
                     "`measured_steps` must be an object, found {}",
-                    kind(&other)
+                    other.kind()
                 ));
             }
         }
@@ -389,272 +521,283 @@ impl<'a> RuntimeResult<'a> {
     }
 }
 
-fn parse_step(name: &str, v: &Value) -> Result<MeasuredStep, String> {
-    let obj = v
-        .as_object()
-        .ok_or(format!("`measured_steps.{name}` must be an object"))?;
-    let step_name = match obj.get("name") {
-        Some(Value::String(s)) => s.clone(),
-        _ => return Err(format!("`measured_steps.{name}.name` must be a string")),
-    };
-    let time = |field: &str| -> Result<Option<DateTime<Utc>>, String> {
-        match obj.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => {
-                let t = DateTime::parse_from_rfc3339(s).map_err(|_| {
-                    format!("`measured_steps.{name}.{field}` `{s}` is not a datetime with offset")
+fn parse_step(name: &str, v: &Json<'_>) -> Result<MeasuredStep, String> {
+    if !matches!(v, Json::Object(_)) {
+        return Err(format!(
+            "`measured_steps.{name}` must be an object, found {}",
+            v.kind()
+        ));
+    }
+    // A step without start or end fails hetida's backend (its UTC validator reads the None that
+    // `.dict()` passes on: AttributeError, the request is dropped); the runtime sets both.
+    let time = |field: &str| -> Result<DateTime<Utc>, String> {
+        match v.get(field) {
+            None | Some(Json::Null) => Err(format!(
+                "`measured_steps.{name}.{field}` is missing (a measured step has start and end)"
+            )),
+            Some(Json::Str(s)) => {
+                let text = s.to_text_lossy();
+                let t = DateTime::parse_from_rfc3339(&text).map_err(|_| {
+                    format!(
+                        "`measured_steps.{name}.{field}` `{text}` is not a datetime with offset"
+                    )
                 })?;
                 if t.offset().local_minus_utc() != 0 {
                     return Err(format!(
-                        "`measured_steps.{name}.{field}` must be explicit UTC, found `{s}`"
+                        "`measured_steps.{name}.{field}` must be explicit UTC, found `{text}`"
                     ));
                 }
-                Ok(Some(truncate_micros(t.with_timezone(&Utc))))
+                Ok(truncate_micros(t.with_timezone(&Utc)))
             }
             Some(other) => Err(format!(
                 "`measured_steps.{name}.{field}` must be a datetime string, found {}",
-                kind(other)
+                other.kind()
             )),
         }
     };
-    let duration_micros = match obj.get("duration") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => {
-            let secs = n
-                .as_f64()
-                .ok_or(format!("`measured_steps.{name}.duration` is out of range"))?;
-            // timedelta(seconds=x) keeps whole microseconds, rounding half to even.
-            Some((secs * 1e6).round_ties_even() as i64)
-        }
+    let duration_micros = match v.get("duration") {
+        None | Some(Json::Null) => None,
+        Some(d @ (Json::Number(_) | Json::Bool(_))) => Some(duration_micros(d).ok_or_else(|| {
+            format!(
+                "`measured_steps.{name}.duration` {} is not a duration (finite seconds within timedelta's range)",
+                shown(d)
+            )
+        })?),
         Some(other) => {
             return Err(format!(
                 "`measured_steps.{name}.duration` must be a number of seconds, found {}",
-                kind(other)
+                other.kind()
             ));
         }
     };
     Ok(MeasuredStep {
-        name: step_name,
+        name: required_str(v.get("name"), &format!("measured_steps.{name}.name"))?,
         start: time("start")?,
         end: time("end")?,
         duration_micros,
     })
 }
 
-/// `WorkflowExecutionError` (spec §6.2), validated and re-written in model order.
+/// `WorkflowExecutionError` (spec §6.2), validated and re-written in model order. Its strings
+/// are Python strings: whatever the runtime wrote, lone surrogates included, goes on unchanged.
 struct ExecutionError<'a> {
-    error_type: String,
+    error_type: PyStr,
     error_code: Option<ErrorCode>,
-    message: String,
-    extra_information: Option<&'a RawValue>,
-    process_stage: Option<String>,
+    message: PyStr,
+    extra_information: Option<Raw<'a>>,
+    process_stage: Option<&'static str>,
     operator_info: Option<OperatorInfo>,
     location: Location,
 }
 
-/// `int | str`: pydantic tries int first, so a numeric string becomes an integer (quirk 12).
+/// `int | str`: pydantic tries int first, so a numeric string becomes an integer (quirk 12)
+/// and NaN becomes the string "nan".
 enum ErrorCode {
-    Int(i64),
-    Str(String),
+    /// Decimal digits, any size (Python ints are unbounded).
+    Int(String),
+    Str(PyStr),
 }
 
 struct OperatorInfo {
-    id: String,
-    name: String,
-    tag: String,
-    kind: String,
-    by_name: Vec<String>,
+    id: PyStr,
+    name: PyStr,
+    tag: PyStr,
+    kind: PyStr,
+    by_name: Vec<PyStr>,
     by_id: Vec<Uuid>,
 }
 
 struct Location {
-    file: String,
-    function_name: String,
-    line_number: i64,
+    file: PyStr,
+    function_name: PyStr,
+    line_number: String,
 }
 
-fn string_field(
-    obj: &serde_json::Map<String, Value>,
-    name: &str,
-    path: &str,
-) -> Result<String, String> {
-    match obj.get(name) {
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Number(n)) => Ok(super::lenient::python_number_str(n)),
+fn object<'v, 'a>(v: Option<&'v Json<'a>>, path: &str) -> Result<&'v Json<'a>, String> {
+    match v {
+        Some(v @ Json::Object(_)) => Ok(v),
         Some(other) => Err(format!(
-            "`{path}.{name}` must be a string, found {}",
-            kind(other)
+            "`{path}` must be an object, found {}",
+            other.kind()
         )),
-        None => Err(format!("`{path}.{name}` is missing")),
+        None => Err(format!("`{path}` is missing")),
     }
 }
 
-fn object<'v>(v: &'v Value, path: &str) -> Result<&'v serde_json::Map<String, Value>, String> {
-    v.as_object()
-        .ok_or(format!("`{path}` must be an object, found {}", kind(v)))
-}
-
 impl<'a> ExecutionError<'a> {
-    fn parse(raw: &'a RawValue) -> Result<ExecutionError<'a>, String> {
-        let value = parse_raw(raw);
-        let obj = object(&value, "error")?;
-        let error_code = match obj.get("error_code") {
-            None | Some(Value::Null) => None,
-            Some(Value::Bool(b)) => Some(ErrorCode::Int(i64::from(*b))),
-            Some(Value::Number(n)) => Some(ErrorCode::Int(
-                n.as_i64()
-                    .or_else(|| n.as_f64().map(|f| f.trunc() as i64))
-                    .unwrap_or_default(),
-            )),
-            Some(Value::String(s)) => Some(match s.trim().replace('_', "").parse::<i64>() {
-                Ok(i) if !s.trim().is_empty() => ErrorCode::Int(i),
-                _ => ErrorCode::Str(s.clone()),
-            }),
-            Some(other) => {
-                return Err(format!(
-                    "`error.error_code` must be an int or a string, found {}",
-                    kind(other)
-                ));
+    fn parse(raw: Raw<'a>) -> Result<ExecutionError<'a>, String> {
+        // Members stay raw, so extra_information goes on as the runtime wrote it.
+        let m = match pyjson::document(raw.text()).map_err(|e| e.what)? {
+            Document::Object(m) => m,
+            Document::Other { kind } => {
+                return Err(format!("`error` must be an object, found {kind}"));
             }
         };
-        // Keep the runtime's text of extra_information (key order and numbers as written).
-        let extra_information = match obj.get("extra_information") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(_)) => {
-                let fields: indexmap_like::Fields<'a> =
-                    serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
-                fields.get("extra_information")
-            }
-            Some(other) => {
-                return Err(format!(
-                    "`error.extra_information` must be an object, found {}",
-                    kind(other)
-                ));
-            }
-        };
-        let process_stage = match obj.get("process_stage") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if PROCESS_STAGES.contains(&s.as_str()) => Some(s.clone()),
-            Some(other) => {
-                return Err(format!(
-                    "`error.process_stage` {other} is not a process stage"
-                ));
-            }
-        };
-        let operator_info = match obj.get("operator_info") {
-            None | Some(Value::Null) => None,
-            Some(v) => {
-                let oi = object(v, "error.operator_info")?;
-                let ti = object(
-                    oi.get("transformation_info").unwrap_or(&Value::Null),
-                    "error.operator_info.transformation_info",
-                )?;
-                let hi = object(
-                    oi.get("hierarchy_in_workflow").unwrap_or(&Value::Null),
-                    "error.operator_info.hierarchy_in_workflow",
-                )?;
-                let p = "error.operator_info.transformation_info";
-                let kind_ = string_field(ti, "type", p)?;
-                if kind_ != "COMPONENT" && kind_ != "WORKFLOW" {
+        let error_code = match parsed(member(&m, "error_code"))? {
+            None | Some(Json::Null) => None,
+            Some(v) => Some(match (py_int(&v), py_str(&v)) {
+                (Some(digits), _) => ErrorCode::Int(digits),
+                (None, Some(s)) => ErrorCode::Str(s),
+                (None, None) => {
                     return Err(format!(
-                        "`{p}.type` must be COMPONENT or WORKFLOW, found `{kind_}`"
+                        "`error.error_code` must be an int or a string, found {}",
+                        v.kind()
                     ));
                 }
-                let list = |name: &str| -> Result<Vec<String>, String> {
-                    match hi.get(name) {
-                        Some(Value::Array(items)) => items
-                            .iter()
-                            .map(|i| i.as_str().map(str::to_owned))
-                            .collect::<Option<Vec<_>>>()
-                            .ok_or(format!("`error.operator_info.hierarchy_in_workflow.{name}` must hold strings")),
-                        _ => Err(format!("`error.operator_info.hierarchy_in_workflow.{name}` must be a list")),
-                    }
-                };
-                let by_id = list("by_id")?
-                    .iter()
-                    .map(|s| {
-                        parse_uuid(s).ok_or(format!(
-                            "`{s}` in hierarchy_in_workflow.by_id is not a UUID"
-                        ))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                Some(OperatorInfo {
-                    id: string_field(ti, "id", p)?,
-                    name: string_field(ti, "name", p)?,
-                    tag: string_field(ti, "tag", p)?,
-                    kind: kind_,
-                    by_name: list("by_name")?,
-                    by_id,
-                })
+            }),
+        };
+        // pydantic would also make a dict of a list of pairs or of ""; no runtime writes those.
+        let extra_information = match member(&m, "extra_information") {
+            None => None,
+            Some(raw) if raw.is_null() => None,
+            Some(raw) if raw.kind() == "an object" => Some(raw),
+            Some(raw) => {
+                return Err(format!(
+                    "`error.extra_information` must be an object, found {}",
+                    raw.kind()
+                ));
             }
         };
-        let loc = object(
-            obj.get("location").unwrap_or(&Value::Null),
-            "error.location",
-        )?;
-        let line_number = match loc.get("line_number") {
-            Some(Value::Number(n)) if n.is_i64() => n.as_i64().expect("checked is_i64"),
-            _ => return Err("`error.location.line_number` must be an integer".into()),
+        let process_stage = match parsed(member(&m, "process_stage"))? {
+            None | Some(Json::Null) => None,
+            Some(v) => Some(
+                PROCESS_STAGES
+                    .into_iter()
+                    .find(|stage| matches!(&v, Json::Str(s) if s.is(stage)))
+                    .ok_or_else(|| {
+                        format!("`error.process_stage` {} is not a process stage", shown(&v))
+                    })?,
+            ),
         };
+        let operator_info = match parsed(member(&m, "operator_info"))? {
+            None | Some(Json::Null) => None,
+            Some(v) => Some(OperatorInfo::parse(&v)?),
+        };
+        let location = parsed(member(&m, "location"))?;
+        let location = object(location.as_ref(), "error.location")?;
+        let line_number = location
+            .get("line_number")
+            .and_then(py_int)
+            .ok_or("`error.location.line_number` must be an integer")?;
         Ok(ExecutionError {
-            error_type: string_field(obj, "type", "error")?,
+            error_type: required_str(parsed(member(&m, "type"))?.as_ref(), "error.type")?,
             error_code,
-            message: string_field(obj, "message", "error")?,
+            message: required_str(parsed(member(&m, "message"))?.as_ref(), "error.message")?,
             extra_information,
             process_stage,
             operator_info,
             location: Location {
-                file: string_field(loc, "file", "error.location")?,
-                function_name: string_field(loc, "function_name", "error.location")?,
+                file: required_str(location.get("file"), "error.location.file")?,
+                function_name: required_str(
+                    location.get("function_name"),
+                    "error.location.function_name",
+                )?,
                 line_number,
             },
         })
     }
 
-    fn write(&self, out: &mut Vec<u8>) {
+    fn write(&self, out: &mut Vec<u8>) -> Result<(), NotJson> {
         out.extend_from_slice(b"{\"type\": ");
-        pyjson::write_str(out, &self.error_type);
+        pyjson::write_py_str(out, &self.error_type);
         out.extend_from_slice(b", \"error_code\": ");
         match &self.error_code {
             None => out.extend_from_slice(b"null"),
-            Some(ErrorCode::Int(i)) => out.extend_from_slice(i.to_string().as_bytes()),
-            Some(ErrorCode::Str(s)) => pyjson::write_str(out, s),
+            Some(ErrorCode::Int(digits)) => out.extend_from_slice(digits.as_bytes()),
+            Some(ErrorCode::Str(s)) => pyjson::write_py_str(out, s),
         }
         out.extend_from_slice(b", \"message\": ");
-        pyjson::write_str(out, &self.message);
+        pyjson::write_py_str(out, &self.message);
         out.extend_from_slice(b", \"extra_information\": ");
         match self.extra_information {
             None => out.extend_from_slice(b"null"),
-            Some(raw) => pyjson::write_json_text(out, raw.get()),
+            Some(raw) => raw.write_python(out)?,
         }
         out.extend_from_slice(b", \"process_stage\": ");
-        write_opt_str(out, self.process_stage.as_deref());
+        write_opt_str(out, self.process_stage);
         out.extend_from_slice(b", \"operator_info\": ");
         match &self.operator_info {
             None => out.extend_from_slice(b"null"),
-            Some(oi) => {
-                out.extend_from_slice(b"{\"transformation_info\": {\"id\": ");
-                pyjson::write_str(out, &oi.id);
-                out.extend_from_slice(b", \"name\": ");
-                pyjson::write_str(out, &oi.name);
-                out.extend_from_slice(b", \"tag\": ");
-                pyjson::write_str(out, &oi.tag);
-                out.extend_from_slice(b", \"type\": ");
-                pyjson::write_str(out, &oi.kind);
-                out.extend_from_slice(b"}, \"hierarchy_in_workflow\": {\"by_name\": ");
-                pyjson::write(out, &oi.by_name);
-                out.extend_from_slice(b", \"by_id\": ");
-                pyjson::write(out, &oi.by_id);
-                out.extend_from_slice(b"}}");
-            }
+            Some(oi) => oi.write(out),
         }
         out.extend_from_slice(b", \"location\": {\"file\": ");
-        pyjson::write_str(out, &self.location.file);
+        pyjson::write_py_str(out, &self.location.file);
         out.extend_from_slice(b", \"function_name\": ");
-        pyjson::write_str(out, &self.location.function_name);
+        pyjson::write_py_str(out, &self.location.function_name);
         out.extend_from_slice(b", \"line_number\": ");
-        out.extend_from_slice(self.location.line_number.to_string().as_bytes());
+        out.extend_from_slice(self.location.line_number.as_bytes());
         out.extend_from_slice(b"}}");
+        Ok(())
+    }
+}
+
+impl OperatorInfo {
+    fn parse(v: &Json<'_>) -> Result<OperatorInfo, String> {
+        let oi = object(Some(v), "error.operator_info")?;
+        let p = "error.operator_info.transformation_info";
+        let ti = object(oi.get("transformation_info"), p)?;
+        let h = "error.operator_info.hierarchy_in_workflow";
+        let hi = object(oi.get("hierarchy_in_workflow"), h)?;
+        let kind = required_str(ti.get("type"), &format!("{p}.type"))?;
+        if !kind.is("COMPONENT") && !kind.is("WORKFLOW") {
+            return Err(format!(
+                "`{p}.type` must be COMPONENT or WORKFLOW, found `{}`",
+                kind.to_text_lossy()
+            ));
+        }
+        let list = |name: &str| -> Result<Vec<PyStr>, String> {
+            match hi.get(name) {
+                Some(Json::List(items)) => items
+                    .iter()
+                    .map(py_str)
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or(format!("`{h}.{name}` must hold strings")),
+                _ => Err(format!("`{h}.{name}` must be a list")),
+            }
+        };
+        let by_id = list("by_id")?
+            .iter()
+            .map(|s| {
+                s.to_text().as_deref().and_then(parse_uuid).ok_or(format!(
+                    "`{}` in `{h}.by_id` is not a UUID",
+                    s.to_text_lossy()
+                ))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(OperatorInfo {
+            id: required_str(ti.get("id"), &format!("{p}.id"))?,
+            name: required_str(ti.get("name"), &format!("{p}.name"))?,
+            tag: required_str(ti.get("tag"), &format!("{p}.tag"))?,
+            kind,
+            by_name: list("by_name")?,
+            by_id,
+        })
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"transformation_info\": {\"id\": ");
+        pyjson::write_py_str(out, &self.id);
+        out.extend_from_slice(b", \"name\": ");
+        pyjson::write_py_str(out, &self.name);
+        out.extend_from_slice(b", \"tag\": ");
+        pyjson::write_py_str(out, &self.tag);
+        out.extend_from_slice(b", \"type\": ");
+        pyjson::write_py_str(out, &self.kind);
+        out.extend_from_slice(b"}, \"hierarchy_in_workflow\": {\"by_name\": [");
+        for (i, name) in self.by_name.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            pyjson::write_py_str(out, name);
+        }
+        out.extend_from_slice(b"], \"by_id\": [");
+        for (i, id) in self.by_id.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            write_uuid(out, *id);
+        }
+        out.extend_from_slice(b"]}}");
     }
 }
 

@@ -17,7 +17,7 @@ use crate::protocol::{
     DEAD_LETTER_REASON_HEADER, JOB_ID_HEADER, ProtocolError, Step, Timings, build_response,
     failure_response, parse_request,
 };
-use crate::runtime_client::{RuntimeClient, RuntimeError};
+use crate::runtime_client::RuntimeClient;
 use crate::store::Store;
 
 /// What every execution of a worker shares.
@@ -188,16 +188,11 @@ impl Execution {
             job_id: Some(job_id),
             output_types: prepared.output_types().to_vec(),
         };
-        let answer = self.runtime.run(runtime_request.body).await.map_err(|e| {
-            failed(match e {
-                RuntimeError::Unreachable { .. }
-                | RuntimeError::Timeout { .. }
-                | RuntimeError::Failed { .. }
-                | RuntimeError::BadUrl { .. } => ProtocolError::RuntimeUnreachable {
-                    reason: e.to_string(),
-                },
-            })
-        })?;
+        let answer = self
+            .runtime
+            .run(runtime_request.body)
+            .await
+            .map_err(|e| failed(e.into()))?;
         let end = Utc::now();
         timings.run_execution_input = Some(Step {
             start: prepare_end,
