@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use hyper::body::Body;
 use hyper::header::HeaderValue;
 use hyper_util::client::legacy::Client;
@@ -44,4 +46,76 @@ pub fn bearer(token: Option<&str>) -> Result<Option<HeaderValue>, InvalidBearerT
     token
         .map(|t| HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| InvalidBearerToken))
         .transpose()
+}
+
+/// Why reading an answer's body stopped before its end.
+#[derive(Debug)]
+pub enum BodyError {
+    /// It is larger than the limit: refused at its Content-Length, or at the piece that
+    /// crossed the limit, so nothing beyond it is buffered.
+    TooLarge {
+        /// Bytes received when it was refused (0 when the Content-Length said enough).
+        read: u64,
+        /// The length the answer announced, if it did.
+        content_length: Option<u64>,
+    },
+    /// The connection broke in the middle.
+    Broken {
+        /// What arrived before it broke, for the error message.
+        partial: Bytes,
+        /// The error chain, e.g. "connection reset by peer".
+        cause: String,
+    },
+}
+
+/// Reads a body whole, but never more than `limit` bytes; `progress` hears the bytes read so
+/// far after each piece (for a caller's error message if it is cancelled meanwhile).
+pub async fn read_limited<B>(
+    mut body: B,
+    limit: u64,
+    mut progress: impl FnMut(u64),
+) -> Result<Bytes, BodyError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::error::Error,
+{
+    let hint = body.size_hint();
+    if hint.lower() > limit {
+        return Err(BodyError::TooLarge {
+            read: 0,
+            content_length: hint.exact(),
+        });
+    }
+    let mut out = BytesMut::with_capacity(usize::try_from(hint.lower()).unwrap_or(0));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyError::Broken {
+            partial: out.clone().freeze(),
+            cause: error_chain(&e),
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let read = out.len() as u64 + data.len() as u64;
+        if read > limit {
+            return Err(BodyError::TooLarge {
+                read,
+                content_length: hint.exact(),
+            });
+        }
+        out.extend_from_slice(&data);
+        progress(read);
+    }
+    Ok(out.freeze())
+}
+
+/// An error and its sources, joined with ": ".
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
 }

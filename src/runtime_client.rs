@@ -14,12 +14,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use http_body_util::BodyExt;
+use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, USER_AGENT};
 use hyper::{Method, Request, Uri};
 
+use crate::http_client::{BodyError, error_chain, read_limited};
 use crate::protocol::error::body_start;
 use crate::protocol::{ProtocolError, RuntimeBody};
 
@@ -116,9 +116,9 @@ pub enum CallFailure {
     },
     /// The answer is larger than `max_answer_bytes`.
     #[error(
-        "the answer (HTTP {status}) is larger than max_answer_bytes ({limit} bytes): {}",
+        "the answer (HTTP {status}) is larger than the {limit} bytes a worker reads: {}",
         match .content_length {
-            Some(announced) if announced > limit => format!("its Content-Length is {announced}, refused before reading it"),
+            Some(announced) if announced > limit => format!("it announced {announced} bytes, refused before reading them"),
             _ => format!("refused after {read} bytes"),
         }
     )]
@@ -318,45 +318,32 @@ impl RuntimeClient {
         let status = response.status().as_u16();
         *progress = Some((status, 0));
         let limit = self.options.max_answer_bytes;
-        let mut incoming = response.into_body();
-        let hint = incoming.size_hint();
-        let too_large = |read: u64| {
-            Attempt::Failed(CallFailure::TooLarge {
-                status,
-                limit,
-                read,
-                content_length: hint.exact(),
-            })
-        };
-        if hint.lower() > limit {
-            return Err(too_large(0));
-        }
         // Dropping the body unread (on any error below) closes the connection rather than
         // returning it to the pool: nothing of this answer can reach the next call.
-        let mut body = BytesMut::with_capacity(usize::try_from(hint.lower()).unwrap_or(0));
-        while let Some(frame) = incoming.frame().await {
-            let frame = frame.map_err(|e| {
-                Attempt::Failed(CallFailure::BrokenAnswer {
-                    status,
-                    read: body.len() as u64,
-                    cause: error_chain(&e),
-                    body_start: body_start(&body, QUOTED_BODY_CHARS),
-                })
-            })?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            let read = body.len() as u64 + data.len() as u64;
-            if read > limit {
-                return Err(too_large(read));
-            }
-            body.extend_from_slice(&data);
+        let body = read_limited(response.into_body(), limit, |read| {
             *progress = Some((status, read));
-        }
-        Ok(RuntimeAnswer {
-            status,
-            body: body.freeze(),
         })
+        .await
+        .map_err(|e| {
+            Attempt::Failed(match e {
+                BodyError::TooLarge {
+                    read,
+                    content_length,
+                } => CallFailure::TooLarge {
+                    status,
+                    limit,
+                    read,
+                    content_length,
+                },
+                BodyError::Broken { partial, cause } => CallFailure::BrokenAnswer {
+                    status,
+                    read: partial.len() as u64,
+                    cause,
+                    body_start: body_start(&partial, QUOTED_BODY_CHARS),
+                },
+            })
+        })?;
+        Ok(RuntimeAnswer { status, body })
     }
 }
 
@@ -364,17 +351,6 @@ enum Attempt {
     Connect(String),
     Timeout,
     Failed(CallFailure),
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -484,7 +484,7 @@ mod hostile_answers {
         }
         assert!(
             message.contains(&format!(
-                "larger than max_answer_bytes (8388608 bytes): its Content-Length is {}",
+                "larger than the 8388608 bytes a worker reads: it announced {} bytes",
                 body.len()
             )),
             "{message}"
@@ -528,8 +528,9 @@ mod hostile_answers {
             "nothing buffered past the limit: {read}"
         );
         assert!(
-            e.to_string()
-                .contains(&format!("(8388608 bytes): refused after {read} bytes")),
+            e.to_string().contains(&format!(
+                "8388608 bytes a worker reads: refused after {read} bytes"
+            )),
             "{e}"
         );
     }

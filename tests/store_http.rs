@@ -378,3 +378,25 @@ async fn unreachable_slow_and_broken_backends_are_clear_errors() {
         "{e}"
     );
 }
+
+/// A backend answer larger than the limit is refused with the limit named, not read whole.
+#[tokio::test]
+async fn an_answer_over_the_limit_is_refused() {
+    let backend = Backend::recorded();
+    let addr = backend.serve().await;
+    let mut o = HttpOptions::new(format!("http://{addr}/api/"));
+    o.max_answer_bytes = 1000;
+    let s = Store::new(
+        &StoreSource::Http(o),
+        CacheOptions {
+            latest_ttl: Duration::ZERO,
+            capacity: 10,
+        },
+    )
+    .unwrap();
+    let e = s.revision(VOLATILITY.parse().unwrap()).await.unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Unavailable { reason } if reason.contains("more than 1000 bytes")),
+        "{e}"
+    );
+}

@@ -516,6 +516,37 @@ impl ResponseProducer {
         &self.topic
     }
 
+    /// The largest runtime answer worth reading for a response to this topic: the record batch
+    /// limit, times what compression can save (JSON shrinks 4-10x with gzip or snappy; 16x
+    /// leaves room), plus room for the response's own fields. A larger answer could not be
+    /// delivered, so it is not read at all.
+    pub fn largest_useful_answer(&self) -> u64 {
+        let factor = match self.compression {
+            Compression::NoCompression => 1,
+            _ => 16,
+        };
+        (self.limit.bytes as u64).saturating_mul(factor) + (1 << 20)
+    }
+
+    /// What raises [`largest_useful_answer`](Self::largest_useful_answer), for a failure message.
+    pub fn limit_advice(&self) -> String {
+        let topic_limit = self
+            .limit
+            .topic
+            .map_or_else(|| "unknown".to_owned(), |t| t.to_string());
+        format!(
+            "the largest response {} takes is {} bytes (max_request_size {} in HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS, the topic's max.message.bytes {topic_limit}){}",
+            self.topic,
+            self.limit.bytes,
+            self.limit.max_request_size,
+            if matches!(self.compression, Compression::NoCompression) {
+                "; raise them, or compress (compression_type), for larger answers"
+            } else {
+                "; raise them for larger answers"
+            }
+        )
+    }
+
     /// How many records are being sent right now (shared, for the outage report).
     pub fn waiting(&self) -> Arc<AtomicUsize> {
         self.waiting.clone()

@@ -5,12 +5,13 @@
 //! answer ("not found"), never retried. Requests carry the bearer token when one is configured.
 
 use crate::backoff::Backoff;
+use crate::http_client::{BodyError, read_limited};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use hyper::header::{ACCEPT, AUTHORIZATION, HeaderValue, USER_AGENT};
 use hyper::{Request, Uri};
 use uuid::Uuid;
@@ -29,6 +30,9 @@ pub struct HttpOptions {
     pub timeout: Duration,
     /// Total time spent retrying a backend that cannot be connected to.
     pub retry_budget: Duration,
+    /// An answer larger than this is refused instead of read: the backend is outside input,
+    /// and a worker's memory must stay bounded whatever it answers.
+    pub max_answer_bytes: u64,
 }
 
 impl HttpOptions {
@@ -39,6 +43,7 @@ impl HttpOptions {
             bearer_token: None,
             timeout: Duration::from_secs(30),
             retry_budget: Duration::from_secs(10),
+            max_answer_bytes: 64 << 20,
         }
     }
 }
@@ -155,12 +160,26 @@ impl HttpBackend {
                 }
             })?;
             let status = response.status().as_u16();
-            let body = response.into_body().collect().await.map_err(|e| {
-                Attempt::Fatal(StoreError::Unavailable {
-                    reason: format!("{url}: reading the answer: {e}"),
-                })
-            })?;
-            let body = body.to_bytes();
+            let limit = self.options.max_answer_bytes;
+            let body = read_limited(response.into_body(), limit, |_| {})
+                .await
+                .map_err(|e| {
+                    Attempt::Fatal(StoreError::Unavailable {
+                        reason: match e {
+                            BodyError::TooLarge {
+                                read,
+                                content_length,
+                            } => format!(
+                                "{url} answered HTTP {status} with more than {limit} bytes (the limit of a backend answer; {} bytes)",
+                                content_length.unwrap_or(read)
+                            ),
+                            BodyError::Broken { partial, cause } => format!(
+                                "{url}: the answer broke off after {} bytes: {cause}",
+                                partial.len()
+                            ),
+                        },
+                    })
+                })?;
             match status {
                 200 => Ok(Some(body)),
                 404 => Ok(None),

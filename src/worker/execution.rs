@@ -188,11 +188,16 @@ impl Execution {
             job_id: Some(job_id),
             output_types: prepared.output_types().to_vec(),
         };
-        let answer = self
-            .runtime
-            .run(runtime_request.body)
-            .await
-            .map_err(|e| failed(e.into()))?;
+        let answer = self.runtime.run(runtime_request.body).await.map_err(|e| {
+            failed(match ProtocolError::from(e) {
+                ProtocolError::RuntimeAnswerTooLarge { reason } => {
+                    ProtocolError::RuntimeAnswerTooLarge {
+                        reason: format!("{reason}; {}", self.responses.limit_advice()),
+                    }
+                }
+                other => other,
+            })
+        })?;
         let end = Utc::now();
         timings.run_execution_input = Some(Step {
             start: prepare_end,

@@ -93,11 +93,6 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
         },
     )
     .map_err(BootError::Store)?;
-    let mut runtime_options = RuntimeOptions::new(cfg.runtime.engine_url.clone());
-    runtime_options.bearer_token = cfg.runtime.bearer_token.clone();
-    runtime_options.call_timeout = cfg.runtime.call_timeout;
-    runtime_options.retry_budget = cfg.runtime.retry_budget;
-    let runtime = RuntimeClient::new(runtime_options).map_err(BootError::Runtime)?;
     let ownership = Ownership::ByIndex {
         index: spec.slot.index,
         count: spec.slot.count,
@@ -110,6 +105,13 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
     } = Session::open(&cfg.kafka, ownership, cfg.execution.max_in_flight, shutdown)
         .await
         .map_err(BootError::Kafka)?;
+    let mut runtime_options = RuntimeOptions::new(cfg.runtime.engine_url.clone());
+    runtime_options.bearer_token = cfg.runtime.bearer_token.clone();
+    runtime_options.call_timeout = cfg.runtime.call_timeout;
+    runtime_options.retry_budget = cfg.runtime.retry_budget;
+    // Bounded memory: no answer larger than could be delivered is read.
+    runtime_options.max_answer_bytes = responses.largest_useful_answer();
+    let runtime = RuntimeClient::new(runtime_options).map_err(BootError::Runtime)?;
     let execution = Arc::new(Execution::new(
         store,
         runtime,
