@@ -10,6 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::hostile_runtime::{Act, Runtime as HostileRuntime};
 use support::kafka::{OwnCluster, client, kafka_bootstrap, kcat};
 use support::normalise;
 use support::runtime_double::{Mode, RuntimeDouble};
@@ -488,6 +489,148 @@ async fn a_new_group_at_latest_warns_of_the_requests_it_passes_over() {
         assert!(warning.contains(part), "{part:?} missing in {warning}");
     }
     assert_eq!(double.calls(), 0, "latest executes none of them");
+}
+
+/// Hostile runtime answers through the whole service: each request gets one response (`ok`
+/// where hetida's backend would produce one, otherwise a failure saying what was wrong), the
+/// offsets commit past all of them, and the worker is never restarted.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_runtime_answers_each_get_one_response_and_commit() {
+    let runtime = HostileRuntime::start(Act::Hang).await;
+    let client = client().await;
+    let topics = Topics::create(&client, "hostile", 1).await;
+    let service = ServiceProcess::start(
+        &topics,
+        &runtime.engine_url(),
+        &[
+            "--workers",
+            "1",
+            "--runtime-timeout",
+            "2",
+            "--runtime-retry-budget",
+            "1",
+        ],
+    );
+    service.wait_workers(1, WAIT);
+    let workers = service.workers();
+    let ok = |outputs: &str| {
+        Act::Answer {
+        status: 200,
+        body: format!(
+            r#"{{"error":null,"output_results_by_output_name":{outputs},"traceback":null,"job_id":"{{JOB}}","measured_steps":{{}},"result":"ok"}}"#
+        )
+        .into_bytes(),
+    }
+    };
+    let ten_mb = format!(r#"{{"sum": "{}"}}"#, "x".repeat(10 << 20));
+    // (case, what the runtime does, Ok(text in the response) or Err((error type, text in its message)))
+    type Expected = Result<&'static str, (&'static str, &'static str)>;
+    let cases: Vec<(&str, Act, Expected)> = vec![
+        (
+            "lone high surrogate",
+            ok(r#"{"sum": "a\ud800b"}"#),
+            Ok(r#""sum": "a\ud800b""#),
+        ),
+        (
+            "lone low surrogate",
+            ok(r#"{"sum": "\udfff"}"#),
+            Ok(r#""sum": "\udfff""#),
+        ),
+        (
+            "surrogate in a key",
+            ok(r#"{"sum": {"\udc00k": 1}}"#),
+            Ok(r#"{"\udc00k": 1}"#),
+        ),
+        (
+            "NaN and infinities",
+            ok(r#"{"sum": [NaN, Infinity, -Infinity]}"#),
+            Ok("[NaN, Infinity, -Infinity]"),
+        ),
+        (
+            "a 10 MB output",
+            ok(&ten_mb),
+            Err(("MessageSizeTooLargeError", "max_request_size")),
+        ),
+        (
+            "invalid UTF-8",
+            Act::Answer {
+                status: 200,
+                body: b"{\"result\": \"ok\", \"x\": \"\xff\"}".to_vec(),
+            },
+            Err(("TrafoExecutionResultValidationError", "UTF-8")),
+        ),
+        (
+            "truncated JSON",
+            Act::Answer {
+                status: 200,
+                body: br#"{"error":null,"output_results_by"#.to_vec(),
+            },
+            Err(("TrafoExecutionResultValidationError", "not JSON")),
+        ),
+        (
+            "a reset in the middle of the body",
+            Act::ResetMidBody {
+                status: 200,
+                announced: 1000,
+                body: br#"{"error":null,"#.to_vec(),
+            },
+            Err(("TrafoExecutionRuntimeConnectionError", "broke")),
+        ),
+        (
+            "no answer within --runtime-timeout",
+            Act::Hang,
+            Err(("TrafoExecutionRuntimeConnectionError", "2s")),
+        ),
+    ];
+    for (case, act, expected) in &cases {
+        runtime.set_act(act.clone());
+        let job = Uuid::new_v4();
+        produce_requests(&client, &topics.requests, &[(None, Some(add_request(job)))]).await;
+        let records = read_jobs(&client, &topics.responses, &[job], WAIT).await;
+        let mine: Vec<&[u8]> = records
+            .iter()
+            .map(|(_, r)| r.record.value.as_deref().unwrap())
+            .filter(|v| job_of(v) == job.to_string())
+            .collect();
+        assert_eq!(
+            mine.len(),
+            1,
+            "{case}: one response; log:\n{}",
+            service.log_text()
+        );
+        let text = std::str::from_utf8(mine[0]).unwrap();
+        match expected {
+            Ok(part) => {
+                assert!(text.contains(r#""result": "ok""#), "{case}: {text}");
+                assert!(text.contains(part), "{case}: {part} missing in {text}");
+            }
+            Err((kind, part)) => {
+                let v: Value = serde_json::from_str(text).unwrap();
+                assert_eq!(v["result"], "failure", "{case}: {text}");
+                assert_eq!(v["error"]["type"], *kind, "{case}: {text}");
+                let message = v["error"]["message"].as_str().unwrap();
+                assert!(
+                    message.contains(part),
+                    "{case}: {part:?} missing in {message}"
+                );
+            }
+        }
+    }
+    let mut coordinator =
+        hd_kafka_exec::kafka::GroupCoordinator::new(kafka_bootstrap(), &topics.group, "test");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let committed = coordinator.fetch(&topics.requests, &[0]).await.unwrap();
+        if committed.get(&0).copied().flatten() == Some(cases.len() as i64) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "commits stopped: {committed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(service.workers(), workers, "the worker was never restarted");
 }
 
 /// The one response to `job`, as JSON.

@@ -298,10 +298,16 @@ pub fn add_request(job: uuid::Uuid) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Job id of a response value.
+/// Job id of a response value. Responses may hold lone surrogates (as Python's json writes
+/// them), which serde_json refuses: then the top-level `job_id` is found in the text (it comes
+/// after the outputs, so its last occurrence).
 pub fn job_of(value: &[u8]) -> String {
-    let v: serde_json::Value = serde_json::from_slice(value).unwrap();
-    v["job_id"].as_str().unwrap().to_owned()
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(value) {
+        return v["job_id"].as_str().unwrap().to_owned();
+    }
+    let text = String::from_utf8_lossy(value);
+    let at = text.rfind(r#""job_id": ""#).expect("a response names its job id") + 11;
+    text[at..at + 36].to_owned()
 }
 
 /// Reads `topic` until a response for every job of `jobs` arrived (repeats included) or
