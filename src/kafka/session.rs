@@ -87,19 +87,7 @@ impl Session {
         shutdown: watch::Receiver<bool>,
     ) -> Result<Opened, KafkaError> {
         let k = settings;
-        let bootstrap = k.consumer_bootstrap.join(",");
-        let client = until_kafka_answers(&format!("connect to {bootstrap}"), async || {
-            connect(&k.consumer_bootstrap, &k.client_id).await
-        })
-        .await?;
-        let producer_client = if k.producer_bootstrap == k.consumer_bootstrap {
-            client.clone()
-        } else {
-            until_kafka_answers("connect to the producer's brokers", async || {
-                connect(&k.producer_bootstrap, &k.client_id).await
-            })
-            .await?
-        };
+        let (client, producer_client) = clients(k).await?;
         let count = until_kafka_answers("read the request topic's partitions", async || {
             partition_count(&client, &k.request_topic)
                 .await?
@@ -119,21 +107,7 @@ impl Session {
             start_positions(&client, k, &owned, &committed, k.auto_offset_reset).await
         })
         .await?;
-
-        let producer_settings = ProducerSettings::from_config(k);
-        let responses = until_kafka_answers("set up the response producer", async || {
-            ResponseProducer::new(
-                producer_client.clone(),
-                &k.response_topic,
-                &producer_settings,
-            )
-            .await
-        })
-        .await?;
-        let dead_letters = until_kafka_answers("set up the dead-letter producer", async || {
-            dead_letter_producer(producer_client.clone(), k, &producer_settings).await
-        })
-        .await?;
+        let (responses, dead_letters) = producers(producer_client, k).await?;
 
         let (consumer, records) = RequestConsumer::start(
             client.clone(),
@@ -331,6 +305,41 @@ async fn until_kafka_answers<T>(
             }
         }
     }
+}
+
+/// The consumer side's client, and the producer side's (the same one when both sides name the
+/// same brokers).
+async fn clients(k: &KafkaSettings) -> Result<(Arc<Client>, Arc<Client>), KafkaError> {
+    let bootstrap = k.consumer_bootstrap.join(",");
+    let client = until_kafka_answers(&format!("connect to {bootstrap}"), async || {
+        connect(&k.consumer_bootstrap, &k.client_id).await
+    })
+    .await?;
+    if k.producer_bootstrap == k.consumer_bootstrap {
+        return Ok((client.clone(), client));
+    }
+    let producer = until_kafka_answers("connect to the producer's brokers", async || {
+        connect(&k.producer_bootstrap, &k.client_id).await
+    })
+    .await?;
+    Ok((client, producer))
+}
+
+/// The response producer and, when the topic is on and exists, the dead-letter producer.
+async fn producers(
+    client: Arc<Client>,
+    k: &KafkaSettings,
+) -> Result<(ResponseProducer, Option<ResponseProducer>), KafkaError> {
+    let settings = ProducerSettings::from_config(k);
+    let responses = until_kafka_answers("set up the response producer", async || {
+        ResponseProducer::new(client.clone(), &k.response_topic, &settings).await
+    })
+    .await?;
+    let dead_letters = until_kafka_answers("set up the dead-letter producer", async || {
+        dead_letter_producer(client.clone(), k, &settings).await
+    })
+    .await?;
+    Ok((responses, dead_letters))
 }
 
 /// Where each of `partitions` starts: its committed offset, else per `reset`. Warns of records a

@@ -306,7 +306,10 @@ pub fn job_of(value: &[u8]) -> String {
         return v["job_id"].as_str().unwrap().to_owned();
     }
     let text = String::from_utf8_lossy(value);
-    let at = text.rfind(r#""job_id": ""#).expect("a response names its job id") + 11;
+    let at = text
+        .rfind(r#""job_id": ""#)
+        .expect("a response names its job id")
+        + 11;
     text[at..at + 36].to_owned()
 }
 
