@@ -107,6 +107,15 @@ impl ProtocolError {
         }
     }
 
+    /// The request's job id, where the failure happened after it could be read but is the
+    /// failure's own to tell (a request invalid in other ways).
+    pub fn job_id(&self) -> Option<Uuid> {
+        match self {
+            ProtocolError::InvalidRequest { job_id, .. } => *job_id,
+            _ => None,
+        }
+    }
+
     /// Whether the record is no request at all (it then also goes to the dead-letter topic).
     pub fn is_not_a_request(&self) -> bool {
         matches!(self, ProtocolError::NotARequest { .. })

@@ -134,10 +134,7 @@ pub struct Failure<'a> {
 pub fn failure_response(f: &Failure<'_>) -> Vec<u8> {
     let job_id = f
         .job_id
-        .or(match f.error {
-            ProtocolError::InvalidRequest { job_id, .. } => *job_id,
-            _ => None,
-        })
+        .or_else(|| f.error.job_id())
         .unwrap_or_else(Uuid::new_v4);
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(b"{\"error\": {\"type\": ");

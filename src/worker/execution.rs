@@ -96,14 +96,6 @@ impl<T> Future for AbortOnDrop<T> {
     }
 }
 
-/// The job id a failure can still name: the request's, when it was read far enough.
-fn job_id_of(error: &ProtocolError) -> Option<Uuid> {
-    match error {
-        ProtocolError::InvalidRequest { job_id, .. } => *job_id,
-        _ => None,
-    }
-}
-
 /// The response value for a record, and whether the record also goes to the dead-letter topic.
 struct Answer {
     /// The response JSON.
@@ -300,7 +292,7 @@ impl Execution {
             .ok()
             .and_then(|parsed| match parsed {
                 Ok(request) => Some(request.job_id),
-                Err(e) => job_id_of(&e),
+                Err(e) => e.job_id(),
             });
         tracing::error!(
             job_id = ?job_id,
@@ -331,7 +323,7 @@ impl Execution {
     ) -> Answer {
         let job_id = failed
             .job_id
-            .or_else(|| job_id_of(&failed.error))
+            .or_else(|| failed.error.job_id())
             .unwrap_or_else(Uuid::new_v4);
         timings.internal_full = Some(Step {
             start: full_start,
