@@ -22,7 +22,7 @@ use super::revision::{
 use super::wiring::{OutputWiring, WorkflowWiring};
 
 /// Name of the ad-hoc workflow a component is wrapped in (spec §5.2).
-pub const WRAPPER_NAME: &str = "COMPONENT EXECUTION WRAPPER WORKFLOW";
+const WRAPPER_NAME: &str = "COMPONENT EXECUTION WRAPPER WORKFLOW";
 
 /// A workflow input as the wiring validation sees it.
 #[derive(Debug, Clone)]
@@ -74,13 +74,9 @@ impl RuntimeBody {
         &self.pieces
     }
 
-    /// Length in bytes (the `Content-Length`).
-    pub fn len(&self) -> usize {
+    /// Length in bytes.
+    fn len(&self) -> usize {
         self.pieces.iter().map(Bytes::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// The body in one buffer (for tools and comparisons; the worker never needs it).
@@ -463,11 +459,6 @@ impl PreparedRevision {
             outputs,
             test_wiring: root.test_wiring.clone(),
         })
-    }
-
-    /// The executed revision's id (`trafo_id`).
-    pub fn trafo_id(&self) -> Uuid {
-        self.trafo_id
     }
 
     /// Workflow outputs with their data types, in workflow order.
