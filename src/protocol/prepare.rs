@@ -2,7 +2,7 @@
 //!
 //! All work that depends only on the revisions happens once, in [`PreparedRevision::new`]: the
 //! component wrapper, the node tree, `components` and `code_modules`, serialised to Python-style
-//! bytes. A released revision never changes, so the worker keeps its `PreparedRevision` and each
+//! bytes. A released revision never changes, so the store keeps its `PreparedRevision` and each
 //! request only validates its wiring and splices a few ids into the stored bytes.
 
 use std::collections::HashSet;
@@ -27,6 +27,7 @@ const WRAPPER_NAME: &str = "COMPONENT EXECUTION WRAPPER WORKFLOW";
 /// A workflow input as the wiring validation sees it.
 #[derive(Debug, Clone)]
 struct WiringSlot {
+    /// What an input wiring names it by (`workflow_input_name`); empty for constants.
     name: String,
     /// Constants cannot be wired.
     constant: bool,
@@ -46,6 +47,7 @@ pub struct PreparedRevision {
     head: Bytes,
     /// The root node after its id, through the closing brace; shared like `head`.
     workflow_tail: Bytes,
+    /// The root workflow's inputs and constants, to check a request's wiring against.
     inputs: Vec<WiringSlot>,
     /// Workflow outputs in order, with their data types (`output_types_by_output_name`).
     outputs: Vec<(String, DataType)>,
@@ -70,6 +72,7 @@ pub struct RuntimeBody {
 }
 
 impl RuntimeBody {
+    /// The pieces in order, to be written one after the other.
     pub fn pieces(&self) -> &[Bytes] {
         &self.pieces
     }
@@ -95,12 +98,17 @@ impl From<Bytes> for RuntimeBody {
     }
 }
 
+// The runtime request's parts, as serde structs. Fields are declared in the reference's order
+// (spec §5.3, §5.4): the body is written in declaration order and must match it byte for byte.
+
+/// An entry of `code_modules`: a component's source.
 #[derive(Serialize)]
 struct CodeModule<'a> {
     code: &'a str,
     uuid: Uuid,
 }
 
+/// An input of a `components` entry.
 #[derive(Serialize)]
 struct ComponentInput<'a> {
     id: Uuid,
@@ -111,6 +119,7 @@ struct ComponentInput<'a> {
     default_value: &'a Option<Value>,
 }
 
+/// An output of a `components` entry.
 #[derive(Serialize)]
 struct ComponentOutput<'a> {
     id: Uuid,
@@ -119,6 +128,7 @@ struct ComponentOutput<'a> {
     data_type: &'static str,
 }
 
+/// An entry of `components`: a component's interface; its code is the code module of the same id.
 #[derive(Serialize)]
 struct Component<'a> {
     uuid: Uuid,
@@ -130,17 +140,21 @@ struct Component<'a> {
     outputs: Vec<ComponentOutput<'a>>,
 }
 
+/// An operator of a workflow node.
 #[derive(Serialize)]
 #[serde(untagged)]
 enum SubNode<'a> {
+    /// A component operator, by reference: the component itself is in `components`.
     Component {
         id: Uuid,
         component_uuid: Uuid,
         name: &'a str,
     },
+    /// A nested workflow, in full.
     Workflow(Node<'a>),
 }
 
+/// A link between two operators of a workflow node.
 #[derive(Serialize)]
 struct Connection<'a> {
     input_in_workflow_id: Uuid,
@@ -149,11 +163,13 @@ struct Connection<'a> {
     output_name: &'a Option<String>,
 }
 
+/// The value a workflow constant feeds its operator (a string, parsed by the runtime per type).
 #[derive(Serialize)]
 struct ConstantValue<'a> {
     value: &'a str,
 }
 
+/// A workflow node's input or constant.
 #[derive(Serialize)]
 struct NodeInput<'a> {
     id: Uuid,
@@ -169,6 +185,7 @@ struct NodeInput<'a> {
     name_in_subnode: Option<&'a str>,
 }
 
+/// A workflow node's output.
 #[derive(Serialize)]
 struct NodeOutput<'a> {
     id: Uuid,
@@ -179,6 +196,7 @@ struct NodeOutput<'a> {
     name_in_subnode: Option<&'a str>,
 }
 
+/// A workflow node of the runtime's `WorkflowNode` tree (spec §5.3).
 #[derive(Serialize)]
 struct Node<'a> {
     id: Uuid,
