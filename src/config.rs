@@ -12,38 +12,77 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-/// hetida's defaults (spec §9).
-pub const DEFAULT_REQUEST_TOPIC: &str = "hd-execution-topic";
-pub const DEFAULT_RESPONSE_TOPIC: &str = "hd-execution-response-topic";
-pub const DEFAULT_DEAD_LETTER_TOPIC: &str = "hd-execution-dead-letter-topic";
-pub const DEFAULT_CONSUMER_OPTIONS: &str =
-    r#"{"bootstrap_servers": "kafka:19092", "group_id": "hd_kafka_consumer_group"}"#;
-pub const DEFAULT_PRODUCER_OPTIONS: &str = r#"{"bootstrap_servers": "kafka:19092"}"#;
-pub const DEFAULT_RUNTIME_URL: &str = "http://hetida-designer-runtime:8090/engine/";
-pub const DEFAULT_BACKEND_API_URL: &str = "http://hetida-designer-backend:8090/api/";
-pub const DEFAULT_STORE: &str = "dir:transformations";
-pub const DEFAULT_CLIENT_ID: &str = "hd-kafka-exec";
+// hetida's defaults (spec §9).
 
+/// Topic requests are read from (`HETIDA_DESIGNER_KAFKA_CONSUMER_TOPIC`).
+const DEFAULT_REQUEST_TOPIC: &str = "hd-execution-topic";
+/// Topic responses are produced to (`HETIDA_DESIGNER_KAFKA_RESPONSE_TOPIC`).
+const DEFAULT_RESPONSE_TOPIC: &str = "hd-execution-response-topic";
+/// Not hetida's: the reference drops what is not a request, we keep it here (design decision 6).
+const DEFAULT_DEAD_LETTER_TOPIC: &str = "hd-execution-dead-letter-topic";
+/// `HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS` when it is not set.
+const DEFAULT_CONSUMER_OPTIONS: &str =
+    r#"{"bootstrap_servers": "kafka:19092", "group_id": "hd_kafka_consumer_group"}"#;
+/// `HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS` when it is not set.
+const DEFAULT_PRODUCER_OPTIONS: &str = r#"{"bootstrap_servers": "kafka:19092"}"#;
+/// `HETIDA_DESIGNER_RUNTIME_ENGINE_URL` when it is not set.
+const DEFAULT_RUNTIME_URL: &str = "http://hetida-designer-runtime:8090/engine/";
+/// What `--store backend` means when `HETIDA_DESIGNER_BACKEND_API_URL` is not set.
+const DEFAULT_BACKEND_API_URL: &str = "http://hetida-designer-backend:8090/api/";
+/// The `transformations/` directory of the working directory (this repository's examples).
+const DEFAULT_STORE: &str = "dir:transformations";
+/// How the service names itself to the brokers when the consumer options give no `client_id`.
+const DEFAULT_CLIENT_ID: &str = "hd-kafka-exec";
+
+/// A configuration the service cannot start with. Each error names the flag, variable or option
+/// to fix, because it is read by an operator at startup, not by code.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// An aiokafka options variable is not JSON, or JSON but not an object.
     #[error("{variable} is not a JSON object: {reason}")]
-    NotAJsonObject { variable: String, reason: String },
+    NotAJsonObject {
+        /// The environment variable (`HETIDA_DESIGNER_KAFKA_*_OPTIONS`).
+        variable: String,
+        /// The JSON parser's message, or what was found instead of an object.
+        reason: String,
+    },
+    /// A known aiokafka option with a value aiokafka would not take either.
     #[error("{variable}: option `{option}` {reason}")]
     BadOption {
+        /// The environment variable holding the option.
         variable: String,
+        /// The option's aiokafka name.
         option: String,
+        /// What the value must be (and, where it helps, what it was).
         reason: String,
     },
+    /// An option aiokafka does not have: most likely a typo, which must not pass unnoticed.
     #[error("{variable}: unknown option `{option}` (aiokafka option names are expected)")]
-    UnknownOption { variable: String, option: String },
+    UnknownOption {
+        /// The environment variable holding the option.
+        variable: String,
+        /// The option as written.
+        option: String,
+    },
+    /// A valid aiokafka setting that asks for something this build cannot do (TLS, SASL,
+    /// transactions, a codec left out); running without it would break the operator's intent.
     #[error("{variable}: option `{option}` is not supported by hd-kafka-exec: {reason}")]
     UnsupportedOption {
+        /// The environment variable holding the option.
         variable: String,
+        /// The option's aiokafka name.
         option: String,
+        /// What is missing, and what to use instead where there is something.
         reason: String,
     },
+    /// A flag or a plain variable with a value that cannot be used.
     #[error("{name}: {reason}")]
-    Invalid { name: String, reason: String },
+    Invalid {
+        /// The flag or variable, as the operator writes it (`--workers`, `HD_INTERNAL_AUTH_MODE`).
+        name: String,
+        /// What is wrong with the value.
+        reason: String,
+    },
 }
 
 /// Where a partition without committed offset starts (aiokafka's `auto_offset_reset`).
@@ -52,6 +91,7 @@ pub enum OffsetReset {
     /// Only requests produced after the start are executed (aiokafka's default).
     #[default]
     Latest,
+    /// From the oldest record still in the topic: nothing kept there is missed.
     Earliest,
 }
 
@@ -67,8 +107,12 @@ pub enum ResponseKey {
     None,
 }
 
+/// How log lines are written: `text` (the default) for people reading a terminal, `json` one
+/// object per line for log collectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {
+    // The variants are described above, not on themselves: clap would print a doc comment on a
+    // variant in `serve --help`, and the help text stays as operators know it.
     #[default]
     Text,
     Json,
@@ -78,12 +122,17 @@ pub enum LogFormat {
 /// zstd need C and exist only with the features of the same names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compression {
+    /// Batches go as they are (aiokafka's default `compression_type`: null).
     #[default]
     None,
+    /// `compression_type: "gzip"`.
     Gzip,
+    /// `compression_type: "snappy"`.
     Snappy,
+    /// `compression_type: "lz4"`; only with the `lz4` feature.
     #[cfg(feature = "lz4")]
     Lz4,
+    /// `compression_type: "zstd"`; only with the `zstd` feature.
     #[cfg(feature = "zstd")]
     Zstd,
 }
@@ -95,18 +144,31 @@ pub struct KafkaSettings {
     pub consumer_bootstrap: Vec<String>,
     /// Brokers responses are produced to; hetida configures them separately.
     pub producer_bootstrap: Vec<String>,
+    /// Names this service in the brokers' logs and quotas (the consumer's `client_id`, default
+    /// `hd-kafka-exec`); the producer uses it too.
     pub client_id: String,
     /// Consumer group whose committed offsets record progress (hetida: `hd_kafka_consumer_group`).
     pub group_id: String,
+    /// Where a partition without committed offset starts (default: latest, as aiokafka).
     pub auto_offset_reset: OffsetReset,
+    /// Requests are read from here (default `hd-execution-topic`).
     pub request_topic: String,
+    /// Responses are produced here (default `hd-execution-response-topic`).
     pub response_topic: String,
     /// Undecodable records go here untouched; `None` turns the dead-letter topic off.
     pub dead_letter_topic: Option<String>,
+    /// How often moved watermarks are committed (`auto_commit_interval_ms`, default 100 ms):
+    /// often, so that a crash repeats little.
     pub commit_interval: Duration,
+    /// How long a fetch waits on the broker for new records (`fetch_max_wait_ms`, default
+    /// 500 ms as aiokafka).
     pub fetch_max_wait: Duration,
+    /// Bytes one fetch asks for (`max_partition_fetch_bytes`, default 1 MiB as aiokafka): each
+    /// fetch loop serves one partition, so the per-partition limit is the one that applies.
     pub fetch_max_bytes: i32,
+    /// How long a response batch waits for more responses (`linger_ms`, default 0 as aiokafka).
     pub linger: Duration,
+    /// Codec of produced batches (`compression_type`, default none).
     pub compression: Compression,
     /// aiokafka's `max_request_size`: no record batch of a response may be larger, measured
     /// after compression. Raising it lets larger answers through (with the response topic's
@@ -124,18 +186,22 @@ pub struct RuntimeSettings {
     pub engine_url: String,
     /// Sent as `Authorization: Bearer` (hetida's FORWARD_OR_FIXED mode with a fixed token).
     pub bearer_token: Option<String>,
-    /// Per call; the reference has none, so one hanging execution blocks it forever.
+    /// Per call (default 300 s); the reference has none, so one hanging execution blocks it
+    /// forever.
     pub call_timeout: Duration,
-    /// Total time spent retrying connection failures before a failure response.
+    /// Total time spent retrying connection failures before a failure response (default 30 s).
     pub retry_budget: Duration,
 }
 
 /// Execution behaviour of one worker.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecutionSettings {
+    /// Executions running at once (default 16); a full window stops fetching (design decision 5).
     pub max_in_flight: usize,
+    /// Which key response records carry (default: the request's).
     pub response_key: ResponseKey,
-    /// Whether responses carry the worker's pid (`HD_ADVANCED_PERFORMANCE_MEASUREMENT_INFORMATION`).
+    /// Whether responses carry the worker's pid (`HD_ADVANCED_PERFORMANCE_MEASUREMENT_INFORMATION`,
+    /// default true as hetida).
     pub report_process_id: bool,
 }
 
@@ -144,27 +210,42 @@ pub struct ExecutionSettings {
 pub struct StoreSettings {
     /// `dir:PATH` or an http(s) URL of the hetida backend API.
     pub spec: String,
+    /// Sent to the backend API as `Authorization: Bearer`: the same outgoing token as the
+    /// runtime's (`HD_BEARER_TOKEN_FOR_OUTGOING_REQUESTS`), as in hetida.
     pub bearer_token: Option<String>,
+    /// How long "latest released revision of a group" is answered from memory (default 10 s).
     pub latest_ttl: Duration,
+    /// Released revisions (and their prepared requests) kept at most; 1024, not configurable.
     pub cache_capacity: usize,
 }
 
+/// How the supervisor runs its workers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SupervisorSettings {
+    /// Worker processes (default: `HD_WORKERS`, else `WEB_CONCURRENCY`, else one per CPU).
     pub workers: usize,
+    /// Silence after which a worker counts as hung and is replaced (default 30 s; zero: never).
     pub timeout: Duration,
+    /// How long workers get to finish in-flight executions on a graceful stop (default 30 s).
     pub graceful_timeout: Duration,
+    /// Where the supervisor writes its pid, for init systems that want one.
     pub pid_file: Option<PathBuf>,
 }
 
 /// The validated configuration of one `serve` (and the parts `exec`/`prepare` share).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// Brokers, topics, group and client tuning.
     pub kafka: KafkaSettings,
+    /// Where and how executions are run.
     pub runtime: RuntimeSettings,
+    /// What a worker does with each request.
     pub execution: ExecutionSettings,
+    /// Where revisions come from.
     pub store: StoreSettings,
+    /// How many workers, and how they are watched and stopped.
     pub supervisor: SupervisorSettings,
+    /// Log line format (default text).
     pub log_format: LogFormat,
     /// Options accepted that do nothing here, with why; logged once at startup.
     pub notices: Vec<String>,
@@ -228,14 +309,18 @@ pub struct Flags {
 
 /// The process environment, looked up case-insensitively like pydantic settings do.
 #[derive(Debug, Clone, Default)]
-pub struct Env(BTreeMap<String, String>);
+pub struct Env(
+    /// Every variable, its name upper-cased so that a lookup in any case finds it.
+    BTreeMap<String, String>,
+);
 
 impl Env {
+    /// The environment of this process.
     pub fn from_process() -> Self {
         Self::from_pairs(std::env::vars())
     }
 
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+    fn from_pairs<K: Into<String>, V: Into<String>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
         Env(pairs
@@ -244,7 +329,7 @@ impl Env {
             .collect())
     }
 
-    pub fn get(&self, name: &str) -> Option<&str> {
+    fn get(&self, name: &str) -> Option<&str> {
         self.0.get(&name.to_ascii_uppercase()).map(String::as_str)
     }
 }
@@ -472,7 +557,7 @@ fn outgoing_token(env: &Env) -> Result<Option<String>, ConfigError> {
 }
 
 /// pydantic's lenient bool parsing (spec §2.1).
-pub fn lenient_bool(v: &str) -> Option<bool> {
+fn lenient_bool(v: &str) -> Option<bool> {
     match v.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "t" | "yes" | "y" | "on" => Some(true),
         "0" | "false" | "f" | "no" | "n" | "off" => Some(false),
@@ -588,7 +673,7 @@ impl OptionValue<'_> {
     }
 }
 
-/// Options both aiokafka clients share; `None` when `option` is not one of them.
+/// Options both aiokafka clients share; `false` when `option` is not one of them.
 fn common_option(o: &OptionValue<'_>, notices: &mut Vec<String>) -> Result<bool, ConfigError> {
     match o.option {
         "security_protocol" => {
@@ -627,13 +712,21 @@ fn common_option(o: &OptionValue<'_>, notices: &mut Vec<String>) -> Result<bool,
     Ok(true)
 }
 
+/// What the consumer option object sets.
 struct ConsumerOptions {
+    /// `bootstrap_servers`; aiokafka's default `localhost:9092` when the object leaves it out.
     bootstrap: Vec<String>,
+    /// `client_id`; default `hd-kafka-exec`.
     client_id: String,
+    /// `group_id`; hetida's group when left out, and never `null` (offsets live in the group).
     group_id: String,
+    /// `auto_offset_reset`; default latest, as aiokafka.
     auto_offset_reset: OffsetReset,
+    /// `auto_commit_interval_ms`; see [`KafkaSettings::commit_interval`].
     commit_interval: Duration,
+    /// `fetch_max_wait_ms`; see [`KafkaSettings::fetch_max_wait`].
     fetch_max_wait: Duration,
+    /// `max_partition_fetch_bytes`; see [`KafkaSettings::fetch_max_bytes`].
     fetch_max_bytes: i32,
 }
 
@@ -649,6 +742,7 @@ impl ConsumerOptions {
             auto_offset_reset: OffsetReset::Latest,
             // Commits only happen when a watermark moved; often, so that a crash repeats little.
             commit_interval: Duration::from_millis(100),
+            // aiokafka's fetch_max_wait_ms.
             fetch_max_wait: Duration::from_millis(500),
             // aiokafka's max_partition_fetch_bytes: each fetch loop asks for one partition.
             fetch_max_bytes: 1_048_576,
@@ -749,10 +843,15 @@ impl ConsumerOptions {
     }
 }
 
+/// What the producer option object sets.
 struct ProducerOptions {
+    /// `bootstrap_servers`; aiokafka's default `localhost:9092` when the object leaves it out.
     bootstrap: Vec<String>,
+    /// `linger_ms`; default 0, as aiokafka.
     linger: Duration,
+    /// `compression_type`; default none, as aiokafka.
     compression: Compression,
+    /// `max_request_size`; default [`DEFAULT_MAX_REQUEST_SIZE`], as aiokafka.
     max_request_size: usize,
 }
 
