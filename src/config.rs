@@ -5,6 +5,10 @@
 //! §9): `HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS` / `..._PRODUCER_OPTIONS` are JSON objects with
 //! aiokafka's option names. Every option is either used, accepted with a logged reason why it has
 //! no effect here, or rejected: nothing is silently ignored.
+//!
+//! [`Config::load`] reads one section after the other (Kafka, runtime, execution, store,
+//! supervisor), each from its flags and variables; the first wrong setting in that order is the
+//! error reported.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -332,12 +336,41 @@ impl Env {
     fn get(&self, name: &str) -> Option<&str> {
         self.0.get(&name.to_ascii_uppercase()).map(String::as_str)
     }
+
+    /// A setting from its flag if given, else from its variable, else `default`.
+    fn setting(&self, flag: Option<&str>, variable: &str, default: &str) -> String {
+        flag.or_else(|| self.get(variable))
+            .unwrap_or(default)
+            .to_owned()
+    }
 }
 
 impl Config {
     /// Builds and validates the configuration from flags and the environment.
     pub fn load(flags: &Flags, env: &Env) -> Result<Config, ConfigError> {
         let mut notices = Vec::new();
+        let kafka = KafkaSettings::load(flags, env, &mut notices)?;
+        let runtime = RuntimeSettings::load(flags, env)?;
+        let execution = ExecutionSettings::load(flags, env)?;
+        let store = StoreSettings::load(flags, env, runtime.bearer_token.clone())?;
+        let supervisor = SupervisorSettings::load(flags, env)?;
+        Ok(Config {
+            kafka,
+            runtime,
+            execution,
+            store,
+            supervisor,
+            log_format: flags.log_format.unwrap_or_default(),
+            notices,
+        })
+    }
+}
+
+impl KafkaSettings {
+    /// hetida's two aiokafka option objects, with the flags and topic variables over them.
+    fn load(flags: &Flags, env: &Env, notices: &mut Vec<String>) -> Result<Self, ConfigError> {
+        // Both variables are parsed before either is read option by option, so a variable that
+        // is not JSON is reported before a bad option in the other.
         let consumer = aiokafka_options(
             env,
             "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
@@ -348,47 +381,39 @@ impl Config {
             "HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS",
             DEFAULT_PRODUCER_OPTIONS,
         )?;
-        let consumer = ConsumerOptions::from_map(consumer, &mut notices)?;
-        let producer = ProducerOptions::from_map(producer, &mut notices)?;
+        let consumer = ConsumerOptions::from_map(consumer, notices)?;
+        let producer = ProducerOptions::from_map(producer, notices)?;
 
         let flag_bootstrap = flags
             .bootstrap_servers
             .as_deref()
             .map(|s| split_servers("--bootstrap-servers", s))
             .transpose()?;
-        let topic =
-            |flag: &Option<String>, var: &str, default: &str| -> Result<String, ConfigError> {
-                let name = flag
-                    .clone()
-                    .or_else(|| env.get(var).map(str::to_owned))
-                    .unwrap_or_else(|| default.to_owned());
-                validate_topic(var, &name)?;
-                Ok(name)
-            };
-        let dead_letter_topic = match &flags.dead_letter_topic {
-            Some(t) if t.is_empty() => None,
-            Some(t) => Some(t.clone()),
-            None => Some(DEFAULT_DEAD_LETTER_TOPIC.to_owned()),
-        };
-        if let Some(t) = &dead_letter_topic {
-            validate_topic("--dead-letter-topic", t)?;
+        let dead_letter_topic = dead_letter_topic(flags)?;
+        let request_topic = topic(
+            env,
+            flags.request_topic.as_deref(),
+            "HETIDA_DESIGNER_KAFKA_CONSUMER_TOPIC",
+            DEFAULT_REQUEST_TOPIC,
+        )?;
+        let response_topic = topic(
+            env,
+            flags.response_topic.as_deref(),
+            "HETIDA_DESIGNER_KAFKA_RESPONSE_TOPIC",
+            DEFAULT_RESPONSE_TOPIC,
+        )?;
+        let group_id = flags.group_id.clone().unwrap_or(consumer.group_id);
+        if group_id.is_empty() {
+            return Err(invalid("--group-id", "must not be empty"));
         }
-        let kafka = KafkaSettings {
+        Ok(KafkaSettings {
             consumer_bootstrap: flag_bootstrap.clone().unwrap_or(consumer.bootstrap),
             producer_bootstrap: flag_bootstrap.unwrap_or(producer.bootstrap),
             client_id: consumer.client_id,
-            group_id: flags.group_id.clone().unwrap_or(consumer.group_id),
+            group_id,
             auto_offset_reset: consumer.auto_offset_reset,
-            request_topic: topic(
-                &flags.request_topic,
-                "HETIDA_DESIGNER_KAFKA_CONSUMER_TOPIC",
-                DEFAULT_REQUEST_TOPIC,
-            )?,
-            response_topic: topic(
-                &flags.response_topic,
-                "HETIDA_DESIGNER_KAFKA_RESPONSE_TOPIC",
-                DEFAULT_RESPONSE_TOPIC,
-            )?,
+            request_topic,
+            response_topic,
             dead_letter_topic,
             commit_interval: consumer.commit_interval,
             fetch_max_wait: consumer.fetch_max_wait,
@@ -396,19 +421,43 @@ impl Config {
             linger: producer.linger,
             compression: producer.compression,
             max_request_size: producer.max_request_size,
-        };
-        if kafka.group_id.is_empty() {
-            return Err(invalid("--group-id", "must not be empty"));
-        }
+        })
+    }
+}
 
-        let engine_url = flags
-            .runtime_url
-            .clone()
-            .or_else(|| {
-                env.get("HETIDA_DESIGNER_RUNTIME_ENGINE_URL")
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| DEFAULT_RUNTIME_URL.to_owned());
+/// A topic from its flag, its variable or hetida's default; a bad name is reported under the
+/// variable's name, whichever of the three gave it.
+fn topic(
+    env: &Env,
+    flag: Option<&str>,
+    variable: &str,
+    default: &str,
+) -> Result<String, ConfigError> {
+    let name = env.setting(flag, variable, default);
+    validate_topic(variable, &name)?;
+    Ok(name)
+}
+
+/// The dead-letter topic is on by default; `--dead-letter-topic ''` turns it off.
+fn dead_letter_topic(flags: &Flags) -> Result<Option<String>, ConfigError> {
+    let topic = match &flags.dead_letter_topic {
+        Some(t) if t.is_empty() => None,
+        Some(t) => Some(t.clone()),
+        None => Some(DEFAULT_DEAD_LETTER_TOPIC.to_owned()),
+    };
+    if let Some(t) = &topic {
+        validate_topic("--dead-letter-topic", t)?;
+    }
+    Ok(topic)
+}
+
+impl RuntimeSettings {
+    fn load(flags: &Flags, env: &Env) -> Result<Self, ConfigError> {
+        let engine_url = env.setting(
+            flags.runtime_url.as_deref(),
+            "HETIDA_DESIGNER_RUNTIME_ENGINE_URL",
+            DEFAULT_RUNTIME_URL,
+        );
         if !engine_url.starts_with("http://") {
             return Err(invalid(
                 "HETIDA_DESIGNER_RUNTIME_ENGINE_URL",
@@ -417,18 +466,22 @@ impl Config {
                 ),
             ));
         }
-        let bearer_token = outgoing_token(env)?;
-        let runtime = RuntimeSettings {
+        Ok(RuntimeSettings {
             engine_url,
-            bearer_token: bearer_token.clone(),
+            bearer_token: outgoing_token(env)?,
             call_timeout: seconds("--runtime-timeout", flags.runtime_timeout, 300.0)?,
             retry_budget: seconds("--runtime-retry-budget", flags.runtime_retry_budget, 30.0)?,
-        };
+        })
+    }
+}
 
+impl ExecutionSettings {
+    fn load(flags: &Flags, env: &Env) -> Result<Self, ConfigError> {
         let max_in_flight = flags.max_in_flight.unwrap_or(16);
         if max_in_flight == 0 {
             return Err(invalid("--max-in-flight", "must be at least 1"));
         }
+        // hetida fills `process_id` unless told not to.
         let report_process_id = match env.get("HD_ADVANCED_PERFORMANCE_MEASUREMENT_INFORMATION") {
             None => true,
             Some(v) => lenient_bool(v).ok_or_else(|| {
@@ -438,16 +491,22 @@ impl Config {
                 )
             })?,
         };
-        let execution = ExecutionSettings {
+        Ok(ExecutionSettings {
             max_in_flight,
             response_key: flags.response_key.unwrap_or_default(),
             report_process_id,
-        };
+        })
+    }
+}
 
+impl StoreSettings {
+    /// `bearer_token` is the runtime's: hetida sends one outgoing token to both.
+    fn load(flags: &Flags, env: &Env, bearer_token: Option<String>) -> Result<Self, ConfigError> {
         let spec = flags
             .store
             .clone()
             .unwrap_or_else(|| DEFAULT_STORE.to_owned());
+        // `backend` spares the operator writing the URL hetida's other services already know.
         let spec = if spec == "backend" {
             env.get("HETIDA_DESIGNER_BACKEND_API_URL")
                 .unwrap_or(DEFAULT_BACKEND_API_URL)
@@ -455,13 +514,18 @@ impl Config {
         } else {
             spec
         };
-        let store = StoreSettings {
+        Ok(StoreSettings {
             spec,
             bearer_token,
             latest_ttl: seconds("--latest-ttl", flags.latest_ttl, 10.0)?,
             cache_capacity: 1024,
-        };
+        })
+    }
+}
 
+impl SupervisorSettings {
+    fn load(flags: &Flags, env: &Env) -> Result<Self, ConfigError> {
+        // HD_WORKERS is ours; WEB_CONCURRENCY is gunicorn's, which hetida's backend runs under.
         let workers = match flags.workers {
             Some(n) => n,
             None => match env.get("HD_WORKERS").or_else(|| env.get("WEB_CONCURRENCY")) {
@@ -477,21 +541,11 @@ impl Config {
         if workers == 0 {
             return Err(invalid("--workers", "must be at least 1"));
         }
-        let supervisor = SupervisorSettings {
+        Ok(SupervisorSettings {
             workers,
             timeout: seconds("--timeout", flags.timeout, 30.0)?,
             graceful_timeout: seconds("--graceful-timeout", flags.graceful_timeout, 30.0)?,
             pid_file: flags.pid_file.clone(),
-        };
-
-        Ok(Config {
-            kafka,
-            runtime,
-            execution,
-            store,
-            supervisor,
-            log_format: flags.log_format.unwrap_or_default(),
-            notices,
         })
     }
 }
