@@ -8,7 +8,9 @@
 //!
 //! [`Config::load`] reads one section after the other (Kafka, runtime, execution, store,
 //! supervisor), each from its flags and variables; the first wrong setting in that order is the
-//! error reported.
+//! error reported. In the aiokafka option objects, the options that change what the service
+//! does are read by `ConsumerOptions` and `ProducerOptions`; the ones that do not are judged by
+//! the tables `COMMON_RULES`, `CONSUMER_RULES` and `PRODUCER_RULES`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,6 +39,10 @@ const DEFAULT_BACKEND_API_URL: &str = "http://hetida-designer-backend:8090/api/"
 const DEFAULT_STORE: &str = "dir:transformations";
 /// How the service names itself to the brokers when the consumer options give no `client_id`.
 const DEFAULT_CLIENT_ID: &str = "hd-kafka-exec";
+/// The group a consumer option object without `group_id` commits in: hetida's group.
+const DEFAULT_GROUP_ID: &str = "hd_kafka_consumer_group";
+/// aiokafka's `bootstrap_servers` default, for an option object that leaves it out.
+const AIOKAFKA_BOOTSTRAP: &str = "localhost:9092";
 
 /// A configuration the service cannot start with. Each error names the flag, variable or option
 /// to fix, because it is read by an operator at startup, not by code.
@@ -619,11 +625,10 @@ fn lenient_bool(v: &str) -> Option<bool> {
     }
 }
 
-fn aiokafka_options(
-    env: &Env,
-    variable: &str,
-    default: &str,
-) -> Result<(String, serde_json::Map<String, Value>), ConfigError> {
+/// One aiokafka options variable: its name (for errors) and its JSON object.
+type OptionObject = (String, serde_json::Map<String, Value>);
+
+fn aiokafka_options(env: &Env, variable: &str, default: &str) -> Result<OptionObject, ConfigError> {
     let text = env.get(variable).unwrap_or(default);
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => Ok((variable.to_owned(), map)),
@@ -658,10 +663,207 @@ fn split_servers(name: &str, s: &str) -> Result<Vec<String>, ConfigError> {
     Ok(servers)
 }
 
+/// Reads one option object: each option is judged by `COMMON_RULES` or the client's `rules`, or
+/// read by `take` (which answers `false` for a name it does not know), or it is unknown.
+fn read_options(
+    (variable, map): &OptionObject,
+    rules: &[(&[&str], Rule)],
+    notices: &mut Vec<String>,
+    mut take: impl FnMut(&OptionValue<'_>, &mut Vec<String>) -> Result<bool, ConfigError>,
+) -> Result<(), ConfigError> {
+    for (option, value) in map {
+        let o = OptionValue {
+            variable,
+            option,
+            value,
+        };
+        let rule = COMMON_RULES
+            .iter()
+            .chain(rules)
+            .find(|(names, _)| names.contains(&option.as_str()));
+        if let Some((_, rule)) = rule {
+            o.judge(*rule, notices)?;
+        } else if !take(&o, notices)? {
+            return Err(ConfigError::UnknownOption {
+                variable: variable.clone(),
+                option: option.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// How an option that changes nothing here is judged. aiokafka would reject a value of the
+/// wrong kind, so the value is checked even where the option has no effect: a typo is caught
+/// where the operator expects it to be.
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    /// Accepted once the value has this shape; a notice says why it has no effect.
+    NoEffect(Shape, &'static str),
+    /// Only `null` (aiokafka's default) is accepted; any value asks for what this build lacks.
+    OnlyNull(&'static str),
+    /// Only `value` is accepted: it is what the service does anyway. Any other string is
+    /// unsupported, and the error quotes it before `reason`.
+    Only {
+        value: &'static str,
+        reason: &'static str,
+    },
+    /// Anything but `true` is accepted without a notice; `true` asks for what this build lacks.
+    NotTrue(&'static str),
+}
+
+/// The kind of value an option without effect must still have.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    /// Any value; not checked.
+    Any,
+    /// `true` or `false`.
+    Bool,
+    /// A string.
+    String,
+    /// Milliseconds: a non-negative integer.
+    Millis,
+    /// A count or a size that may be zero.
+    Count,
+    /// A size that must be positive.
+    Size,
+}
+
+/// What keeps the workers' partitions apart today (design decision 2 is still to come).
+const STATIC_ASSIGNMENT: &str =
+    "partitions are assigned statically to worker processes, not by group membership";
+
+/// Options of both aiokafka clients that change nothing here.
+const COMMON_RULES: &[(&[&str], Rule)] = &[
+    (
+        &["security_protocol"],
+        Rule::Only {
+            value: "PLAINTEXT",
+            reason: "only PLAINTEXT is built in (TLS and SASL are not available in this build)",
+        },
+    ),
+    (
+        &[
+            "sasl_mechanism",
+            "sasl_plain_username",
+            "sasl_plain_password",
+            "ssl_context",
+            "sasl_kerberos_service_name",
+            "sasl_kerberos_domain_name",
+            "sasl_oauth_token_provider",
+        ],
+        Rule::OnlyNull("SASL and TLS are not available in this build"),
+    ),
+    (
+        &[
+            "request_timeout_ms",
+            "retry_backoff_ms",
+            "metadata_max_age_ms",
+            "connections_max_idle_ms",
+        ],
+        Rule::NoEffect(
+            Shape::Millis,
+            "hd-kafka-exec uses its own timeouts and backoff for Kafka calls",
+        ),
+    ),
+    (
+        &["api_version"],
+        Rule::NoEffect(
+            Shape::String,
+            "protocol versions are negotiated with the broker",
+        ),
+    ),
+];
+
+/// Consumer options that change nothing here.
+const CONSUMER_RULES: &[(&[&str], Rule)] = &[
+    (
+        &["enable_auto_commit"],
+        Rule::NoEffect(
+            Shape::Bool,
+            "offsets are always committed, and only after the request's response is in Kafka",
+        ),
+    ),
+    (
+        &["fetch_max_bytes"],
+        Rule::NoEffect(
+            Shape::Size,
+            "each partition is fetched on its own, sized by max_partition_fetch_bytes",
+        ),
+    ),
+    (
+        &["isolation_level"],
+        Rule::Only {
+            value: "read_uncommitted",
+            reason: "only read_uncommitted",
+        },
+    ),
+    (
+        &[
+            "session_timeout_ms",
+            "heartbeat_interval_ms",
+            "max_poll_interval_ms",
+            "rebalance_timeout_ms",
+            "consumer_timeout_ms",
+        ],
+        Rule::NoEffect(Shape::Millis, STATIC_ASSIGNMENT),
+    ),
+    (
+        &["partition_assignment_strategy", "group_instance_id"],
+        Rule::NoEffect(Shape::Any, STATIC_ASSIGNMENT),
+    ),
+    (
+        &["max_poll_records", "fetch_min_bytes"],
+        Rule::NoEffect(
+            Shape::Count,
+            "fetching is sized by max_partition_fetch_bytes and --max-in-flight",
+        ),
+    ),
+    (
+        &["check_crcs", "exclude_internal_topics"],
+        Rule::NoEffect(Shape::Bool, "not applicable to this client"),
+    ),
+];
+
+/// Producer options that change nothing here.
+const PRODUCER_RULES: &[(&[&str], Rule)] = &[
+    (
+        &["client_id"],
+        Rule::NoEffect(Shape::String, "the consumer's client_id names this service"),
+    ),
+    (
+        &["enable_idempotence"],
+        Rule::NotTrue(
+            "the producer is not idempotent; responses carry the job id so readers can drop repeats",
+        ),
+    ),
+    (
+        &["transactional_id"],
+        Rule::OnlyNull("transactions are not supported"),
+    ),
+    (
+        &["max_batch_size"],
+        Rule::NoEffect(
+            Shape::Count,
+            "responses are batched up to max_request_size (measured after compression)",
+        ),
+    ),
+    (
+        &["partitioner"],
+        Rule::NoEffect(
+            Shape::Any,
+            "keyed responses use Kafka's default murmur2 partitioner, keyless ones round robin",
+        ),
+    ),
+];
+
 /// One option's value, read with the variable and option named in every error.
 struct OptionValue<'a> {
+    /// The environment variable the option came from.
     variable: &'a str,
+    /// The option's name, as written.
     option: &'a str,
+    /// Its JSON value.
     value: &'a Value,
 }
 
@@ -725,45 +927,49 @@ impl OptionValue<'_> {
             self.variable, self.option
         )
     }
-}
 
-/// Options both aiokafka clients share; `false` when `option` is not one of them.
-fn common_option(o: &OptionValue<'_>, notices: &mut Vec<String>) -> Result<bool, ConfigError> {
-    match o.option {
-        "security_protocol" => {
-            let v = o.string()?;
-            if v != "PLAINTEXT" {
-                return Err(o.unsupported(&format!(
-                    "`{v}`: only PLAINTEXT is built in (TLS and SASL are not available in this build)"
-                )));
+    /// Applies `rule`: an error, or acceptance (with a notice when the rule has one).
+    fn judge(&self, rule: Rule, notices: &mut Vec<String>) -> Result<(), ConfigError> {
+        match rule {
+            Rule::NoEffect(shape, reason) => {
+                self.check_shape(shape)?;
+                notices.push(self.notice(reason));
+            }
+            Rule::OnlyNull(reason) => {
+                if !self.value.is_null() {
+                    return Err(self.unsupported(reason));
+                }
+            }
+            Rule::Only { value, reason } => {
+                let v = self.string()?;
+                if v != value {
+                    return Err(self.unsupported(&format!("`{v}`: {reason}")));
+                }
+            }
+            Rule::NotTrue(reason) => {
+                if self.value.as_bool() == Some(true) {
+                    return Err(self.unsupported(reason));
+                }
             }
         }
-        "sasl_mechanism"
-        | "sasl_plain_username"
-        | "sasl_plain_password"
-        | "ssl_context"
-        | "sasl_kerberos_service_name"
-        | "sasl_kerberos_domain_name"
-        | "sasl_oauth_token_provider" => {
-            if !o.value.is_null() {
-                return Err(o.unsupported("SASL and TLS are not available in this build"));
-            }
-        }
-        "request_timeout_ms"
-        | "retry_backoff_ms"
-        | "metadata_max_age_ms"
-        | "connections_max_idle_ms" => {
-            o.millis()?;
-            notices
-                .push(o.notice("hd-kafka-exec uses its own timeouts and backoff for Kafka calls"));
-        }
-        "api_version" => {
-            o.string()?;
-            notices.push(o.notice("protocol versions are negotiated with the broker"));
-        }
-        _ => return Ok(false),
+        Ok(())
     }
-    Ok(true)
+
+    fn check_shape(&self, shape: Shape) -> Result<(), ConfigError> {
+        let v = self.value;
+        let require = |ok: bool, reason: &str| if ok { Ok(()) } else { Err(self.bad(reason)) };
+        match shape {
+            Shape::Any => Ok(()),
+            Shape::Bool => require(v.is_boolean(), "must be a boolean"),
+            Shape::String => self.string().map(drop),
+            Shape::Millis => self.millis().map(drop),
+            Shape::Count => require(v.is_u64(), "must be a non-negative integer"),
+            Shape::Size => require(
+                v.as_i64().is_some_and(|n| n > 0),
+                "must be a positive integer",
+            ),
+        }
+    }
 }
 
 /// What the consumer option object sets.
@@ -784,15 +990,12 @@ struct ConsumerOptions {
     fetch_max_bytes: i32,
 }
 
-impl ConsumerOptions {
-    fn from_map(
-        (variable, map): (String, serde_json::Map<String, Value>),
-        notices: &mut Vec<String>,
-    ) -> Result<Self, ConfigError> {
-        let mut opts = ConsumerOptions {
-            bootstrap: vec!["localhost:9092".to_owned()],
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        ConsumerOptions {
+            bootstrap: vec![AIOKAFKA_BOOTSTRAP.to_owned()],
             client_id: DEFAULT_CLIENT_ID.to_owned(),
-            group_id: "hd_kafka_consumer_group".to_owned(),
+            group_id: DEFAULT_GROUP_ID.to_owned(),
             auto_offset_reset: OffsetReset::Latest,
             // Commits only happen when a watermark moved; often, so that a crash repeats little.
             commit_interval: Duration::from_millis(100),
@@ -800,100 +1003,52 @@ impl ConsumerOptions {
             fetch_max_wait: Duration::from_millis(500),
             // aiokafka's max_partition_fetch_bytes: each fetch loop asks for one partition.
             fetch_max_bytes: 1_048_576,
-        };
-        for (option, value) in &map {
-            let o = OptionValue {
-                variable: &variable,
-                option,
-                value,
-            };
-            if common_option(&o, notices)? {
-                continue;
-            }
-            match option.as_str() {
-                "bootstrap_servers" => opts.bootstrap = o.servers()?,
-                "client_id" => opts.client_id = o.string()?,
-                "group_id" => {
-                    if value.is_null() {
-                        return Err(o.unsupported(
-                            "a group is required: committed offsets in the group are how progress survives restarts",
-                        ));
-                    }
-                    opts.group_id = o.string()?;
-                }
-                "auto_offset_reset" => {
-                    opts.auto_offset_reset = match o.string()?.as_str() {
-                        "latest" => OffsetReset::Latest,
-                        "earliest" => OffsetReset::Earliest,
-                        other => {
-                            return Err(o.bad(&format!("`{other}` is not one of latest, earliest")));
-                        }
-                    }
-                }
-                "enable_auto_commit" => {
-                    if !value.is_boolean() {
-                        return Err(o.bad("must be a boolean"));
-                    }
-                    notices.push(o.notice(
-                        "offsets are always committed, and only after the request's response is in Kafka",
-                    ));
-                }
-                "auto_commit_interval_ms" => opts.commit_interval = o.millis()?,
-                "fetch_max_wait_ms" => opts.fetch_max_wait = o.millis()?,
-                "max_partition_fetch_bytes" => {
-                    opts.fetch_max_bytes = value
-                        .as_i64()
-                        .and_then(|v| i32::try_from(v).ok())
-                        .filter(|v| *v > 0)
-                        .ok_or_else(|| o.bad("must be a positive 32-bit integer"))?;
-                }
-                "fetch_max_bytes" => {
-                    if value.as_i64().is_none_or(|v| v <= 0) {
-                        return Err(o.bad("must be a positive integer"));
-                    }
-                    notices.push(o.notice(
-                        "each partition is fetched on its own, sized by max_partition_fetch_bytes",
-                    ));
-                }
-                "isolation_level" => {
-                    let v = o.string()?;
-                    if v != "read_uncommitted" {
-                        return Err(o.unsupported(&format!("`{v}`: only read_uncommitted")));
-                    }
-                }
-                "session_timeout_ms" | "heartbeat_interval_ms" | "max_poll_interval_ms"
-                | "rebalance_timeout_ms" | "consumer_timeout_ms" => {
-                    o.millis()?;
-                    notices.push(o.notice(
-                        "partitions are assigned statically to worker processes, not by group membership",
-                    ));
-                }
-                "partition_assignment_strategy" | "group_instance_id" => notices.push(o.notice(
-                    "partitions are assigned statically to worker processes, not by group membership",
-                )),
-                "max_poll_records" | "fetch_min_bytes" => {
-                    if !value.is_u64() {
-                        return Err(o.bad("must be a non-negative integer"));
-                    }
-                    notices.push(o.notice(
-                        "fetching is sized by max_partition_fetch_bytes and --max-in-flight",
-                    ));
-                }
-                "check_crcs" | "exclude_internal_topics" => {
-                    if !value.is_boolean() {
-                        return Err(o.bad("must be a boolean"));
-                    }
-                    notices.push(o.notice("not applicable to this client"));
-                }
-                _ => {
-                    return Err(ConfigError::UnknownOption {
-                        variable: variable.clone(),
-                        option: option.clone(),
-                    });
-                }
-            }
         }
+    }
+}
+
+impl ConsumerOptions {
+    fn from_map(options: OptionObject, notices: &mut Vec<String>) -> Result<Self, ConfigError> {
+        let mut opts = ConsumerOptions::default();
+        read_options(&options, CONSUMER_RULES, notices, |o, _| opts.take(o))?;
         Ok(opts)
+    }
+
+    /// Reads `o` if it is a consumer option that changes what the service does.
+    fn take(&mut self, o: &OptionValue<'_>) -> Result<bool, ConfigError> {
+        match o.option {
+            "bootstrap_servers" => self.bootstrap = o.servers()?,
+            "client_id" => self.client_id = o.string()?,
+            "group_id" => {
+                if o.value.is_null() {
+                    return Err(o.unsupported(
+                        "a group is required: committed offsets in the group are how progress survives restarts",
+                    ));
+                }
+                self.group_id = o.string()?;
+            }
+            "auto_offset_reset" => {
+                self.auto_offset_reset = match o.string()?.as_str() {
+                    "latest" => OffsetReset::Latest,
+                    "earliest" => OffsetReset::Earliest,
+                    other => {
+                        return Err(o.bad(&format!("`{other}` is not one of latest, earliest")));
+                    }
+                }
+            }
+            "auto_commit_interval_ms" => self.commit_interval = o.millis()?,
+            "fetch_max_wait_ms" => self.fetch_max_wait = o.millis()?,
+            "max_partition_fetch_bytes" => {
+                self.fetch_max_bytes = o
+                    .value
+                    .as_i64()
+                    .and_then(|v| i32::try_from(v).ok())
+                    .filter(|v| *v > 0)
+                    .ok_or_else(|| o.bad("must be a positive 32-bit integer"))?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 }
 
@@ -909,107 +1064,85 @@ struct ProducerOptions {
     max_request_size: usize,
 }
 
-impl ProducerOptions {
-    fn from_map(
-        (variable, map): (String, serde_json::Map<String, Value>),
-        notices: &mut Vec<String>,
-    ) -> Result<Self, ConfigError> {
-        let mut opts = ProducerOptions {
-            bootstrap: vec!["localhost:9092".to_owned()],
+impl Default for ProducerOptions {
+    fn default() -> Self {
+        ProducerOptions {
+            bootstrap: vec![AIOKAFKA_BOOTSTRAP.to_owned()],
             linger: Duration::ZERO,
             compression: Compression::None,
             max_request_size: DEFAULT_MAX_REQUEST_SIZE,
-        };
-        for (option, value) in &map {
-            let o = OptionValue {
-                variable: &variable,
-                option,
-                value,
-            };
-            if common_option(&o, notices)? {
-                continue;
-            }
-            match option.as_str() {
-                "bootstrap_servers" => opts.bootstrap = o.servers()?,
-                "client_id" => {
-                    o.string()?;
-                    notices.push(o.notice("the consumer's client_id names this service"));
-                }
-                "acks" => {
-                    let all = matches!(value, Value::String(s) if s == "all")
-                        || value.as_i64() == Some(-1);
-                    if !all && !matches!(value.as_i64(), Some(0 | 1)) {
-                        return Err(o.bad("must be 0, 1, -1 or \"all\""));
-                    }
-                    if !all {
-                        notices.push(o.notice(
-                            "responses are always produced with acks=all so that a committed request's response is durable",
-                        ));
-                    }
-                }
-                "linger_ms" => opts.linger = o.millis()?,
-                "compression_type" => {
-                    opts.compression = match value.as_str() {
-                        None if value.is_null() => Compression::None,
-                        Some("gzip") => Compression::Gzip,
-                        Some("snappy") => Compression::Snappy,
-                        #[cfg(feature = "lz4")]
-                        Some("lz4") => Compression::Lz4,
-                        #[cfg(feature = "zstd")]
-                        Some("zstd") => Compression::Zstd,
-                        #[cfg(not(all(feature = "lz4", feature = "zstd")))]
-                        Some(other @ ("lz4" | "zstd")) => {
-                            return Err(o.unsupported(&format!(
-                                "`{other}` needs C code and this build was made without the `{other}` feature; gzip and snappy are built in"
-                            )));
-                        }
-                        _ => {
-                            return Err(o.bad(
-                                "must be null, \"gzip\", \"snappy\", \"lz4\" or \"zstd\"",
-                            ));
-                        }
-                    }
-                }
-                "enable_idempotence" => {
-                    if value.as_bool() == Some(true) {
-                        return Err(o.unsupported(
-                            "the producer is not idempotent; responses carry the job id so readers can drop repeats",
-                        ));
-                    }
-                }
-                "transactional_id" => {
-                    if !value.is_null() {
-                        return Err(o.unsupported("transactions are not supported"));
-                    }
-                }
-                "max_request_size" => {
-                    opts.max_request_size = match value.as_u64() {
-                        Some(n) if n > 0 => usize::try_from(n)
-                            .map_err(|_| o.bad("must fit this machine's address size"))?,
-                        _ => return Err(o.bad("must be a positive integer (bytes)")),
-                    };
-                }
-                "max_batch_size" => {
-                    if !value.is_u64() {
-                        return Err(o.bad("must be a non-negative integer"));
-                    }
-                    notices.push(o.notice(
-                        "responses are batched up to max_request_size (measured after compression)",
-                    ));
-                }
-                "partitioner" => notices.push(o.notice(
-                    "keyed responses use Kafka's default murmur2 partitioner, keyless ones round robin",
-                )),
-                _ => {
-                    return Err(ConfigError::UnknownOption {
-                        variable: variable.clone(),
-                        option: option.clone(),
-                    });
-                }
-            }
         }
+    }
+}
+
+impl ProducerOptions {
+    fn from_map(options: OptionObject, notices: &mut Vec<String>) -> Result<Self, ConfigError> {
+        let mut opts = ProducerOptions::default();
+        read_options(&options, PRODUCER_RULES, notices, |o, notices| {
+            opts.take(o, notices)
+        })?;
         Ok(opts)
     }
+
+    /// Reads `o` if it is a producer option that changes what the service does.
+    fn take(
+        &mut self,
+        o: &OptionValue<'_>,
+        notices: &mut Vec<String>,
+    ) -> Result<bool, ConfigError> {
+        match o.option {
+            "bootstrap_servers" => self.bootstrap = o.servers()?,
+            "acks" => {
+                let all = matches!(o.value, Value::String(s) if s == "all")
+                    || o.value.as_i64() == Some(-1);
+                if !all && !matches!(o.value.as_i64(), Some(0 | 1)) {
+                    return Err(o.bad("must be 0, 1, -1 or \"all\""));
+                }
+                if !all {
+                    notices.push(o.notice(
+                        "responses are always produced with acks=all so that a committed request's response is durable",
+                    ));
+                }
+            }
+            "linger_ms" => self.linger = o.millis()?,
+            "compression_type" => self.compression = compression(o)?,
+            "max_request_size" => {
+                self.max_request_size = match o.value.as_u64() {
+                    Some(n) if n > 0 => usize::try_from(n)
+                        .map_err(|_| o.bad("must fit this machine's address size"))?,
+                    _ => return Err(o.bad("must be a positive integer (bytes)")),
+                };
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// `compression_type`: a codec this build has, or an error that says which feature would add it.
+fn compression(o: &OptionValue<'_>) -> Result<Compression, ConfigError> {
+    #[cfg(not(all(feature = "lz4", feature = "zstd")))]
+    let left_out = |codec: &str| {
+        o.unsupported(&format!(
+            "`{codec}` needs C code and this build was made without the `{codec}` feature; gzip and snappy are built in"
+        ))
+    };
+    Ok(match o.value.as_str() {
+        None if o.value.is_null() => Compression::None,
+        Some("gzip") => Compression::Gzip,
+        Some("snappy") => Compression::Snappy,
+        #[cfg(feature = "lz4")]
+        Some("lz4") => Compression::Lz4,
+        #[cfg(not(feature = "lz4"))]
+        Some("lz4") => return Err(left_out("lz4")),
+        #[cfg(feature = "zstd")]
+        Some("zstd") => Compression::Zstd,
+        #[cfg(not(feature = "zstd"))]
+        Some("zstd") => return Err(left_out("zstd")),
+        _ => {
+            return Err(o.bad("must be null, \"gzip\", \"snappy\", \"lz4\" or \"zstd\""));
+        }
+    })
 }
 
 #[cfg(test)]
