@@ -5,6 +5,12 @@
 //! §9): `HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS` / `..._PRODUCER_OPTIONS` are JSON objects with
 //! aiokafka's option names. Every option is either used, accepted with a logged reason why it has
 //! no effect here, or rejected: nothing is silently ignored.
+//!
+//! [`Config::load`] reads one section after the other (Kafka, runtime, execution, store,
+//! supervisor), each from its flags and variables; the first wrong setting in that order is the
+//! error reported. In the aiokafka option objects, the options that change what the service
+//! does are read by `ConsumerOptions` and `ProducerOptions`; the ones that do not are judged by
+//! the tables `COMMON_RULES`, `CONSUMER_RULES` and `PRODUCER_RULES`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,38 +18,81 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-/// hetida's defaults (spec §9).
-pub const DEFAULT_REQUEST_TOPIC: &str = "hd-execution-topic";
-pub const DEFAULT_RESPONSE_TOPIC: &str = "hd-execution-response-topic";
-pub const DEFAULT_DEAD_LETTER_TOPIC: &str = "hd-execution-dead-letter-topic";
-pub const DEFAULT_CONSUMER_OPTIONS: &str =
-    r#"{"bootstrap_servers": "kafka:19092", "group_id": "hd_kafka_consumer_group"}"#;
-pub const DEFAULT_PRODUCER_OPTIONS: &str = r#"{"bootstrap_servers": "kafka:19092"}"#;
-pub const DEFAULT_RUNTIME_URL: &str = "http://hetida-designer-runtime:8090/engine/";
-pub const DEFAULT_BACKEND_API_URL: &str = "http://hetida-designer-backend:8090/api/";
-pub const DEFAULT_STORE: &str = "dir:transformations";
-pub const DEFAULT_CLIENT_ID: &str = "hd-kafka-exec";
+// hetida's defaults (spec §9).
 
+/// Topic requests are read from (`HETIDA_DESIGNER_KAFKA_CONSUMER_TOPIC`).
+const DEFAULT_REQUEST_TOPIC: &str = "hd-execution-topic";
+/// Topic responses are produced to (`HETIDA_DESIGNER_KAFKA_RESPONSE_TOPIC`).
+const DEFAULT_RESPONSE_TOPIC: &str = "hd-execution-response-topic";
+/// Not hetida's: the reference drops what is not a request, we keep it here (design decision 6).
+const DEFAULT_DEAD_LETTER_TOPIC: &str = "hd-execution-dead-letter-topic";
+/// `HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS` when it is not set.
+const DEFAULT_CONSUMER_OPTIONS: &str =
+    r#"{"bootstrap_servers": "kafka:19092", "group_id": "hd_kafka_consumer_group"}"#;
+/// `HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS` when it is not set.
+const DEFAULT_PRODUCER_OPTIONS: &str = r#"{"bootstrap_servers": "kafka:19092"}"#;
+/// `HETIDA_DESIGNER_RUNTIME_ENGINE_URL` when it is not set.
+const DEFAULT_RUNTIME_URL: &str = "http://hetida-designer-runtime:8090/engine/";
+/// What `--store backend` means when `HETIDA_DESIGNER_BACKEND_API_URL` is not set.
+const DEFAULT_BACKEND_API_URL: &str = "http://hetida-designer-backend:8090/api/";
+/// The `transformations/` directory of the working directory (this repository's examples).
+const DEFAULT_STORE: &str = "dir:transformations";
+/// How the service names itself to the brokers when the consumer options give no `client_id`.
+const DEFAULT_CLIENT_ID: &str = "hd-kafka-exec";
+/// The group a consumer option object without `group_id` commits in: hetida's group.
+const DEFAULT_GROUP_ID: &str = "hd_kafka_consumer_group";
+/// aiokafka's `bootstrap_servers` default, for an option object that leaves it out.
+const AIOKAFKA_BOOTSTRAP: &str = "localhost:9092";
+
+/// A configuration the service cannot start with. Each error names the flag, variable or option
+/// to fix, because it is read by an operator at startup, not by code.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// An aiokafka options variable is not JSON, or JSON but not an object.
     #[error("{variable} is not a JSON object: {reason}")]
-    NotAJsonObject { variable: String, reason: String },
+    NotAJsonObject {
+        /// The environment variable (`HETIDA_DESIGNER_KAFKA_*_OPTIONS`).
+        variable: String,
+        /// The JSON parser's message, or what was found instead of an object.
+        reason: String,
+    },
+    /// A known aiokafka option with a value aiokafka would not take either.
     #[error("{variable}: option `{option}` {reason}")]
     BadOption {
+        /// The environment variable holding the option.
         variable: String,
+        /// The option's aiokafka name.
         option: String,
+        /// What the value must be (and, where it helps, what it was).
         reason: String,
     },
+    /// An option aiokafka does not have: most likely a typo, which must not pass unnoticed.
     #[error("{variable}: unknown option `{option}` (aiokafka option names are expected)")]
-    UnknownOption { variable: String, option: String },
+    UnknownOption {
+        /// The environment variable holding the option.
+        variable: String,
+        /// The option as written.
+        option: String,
+    },
+    /// A valid aiokafka setting that asks for something this build cannot do (TLS, SASL,
+    /// transactions, a codec left out); running without it would break the operator's intent.
     #[error("{variable}: option `{option}` is not supported by hd-kafka-exec: {reason}")]
     UnsupportedOption {
+        /// The environment variable holding the option.
         variable: String,
+        /// The option's aiokafka name.
         option: String,
+        /// What is missing, and what to use instead where there is something.
         reason: String,
     },
+    /// A flag or a plain variable with a value that cannot be used.
     #[error("{name}: {reason}")]
-    Invalid { name: String, reason: String },
+    Invalid {
+        /// The flag or variable, as the operator writes it (`--workers`, `HD_INTERNAL_AUTH_MODE`).
+        name: String,
+        /// What is wrong with the value.
+        reason: String,
+    },
 }
 
 /// Where a partition without committed offset starts (aiokafka's `auto_offset_reset`).
@@ -52,6 +101,7 @@ pub enum OffsetReset {
     /// Only requests produced after the start are executed (aiokafka's default).
     #[default]
     Latest,
+    /// From the oldest record still in the topic: nothing kept there is missed.
     Earliest,
 }
 
@@ -67,8 +117,12 @@ pub enum ResponseKey {
     None,
 }
 
+/// How log lines are written: `text` (the default) for people reading a terminal, `json` one
+/// object per line for log collectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {
+    // The variants are described above, not on themselves: clap would print a doc comment on a
+    // variant in `serve --help`, and the help text stays as operators know it.
     #[default]
     Text,
     Json,
@@ -78,12 +132,17 @@ pub enum LogFormat {
 /// zstd need C and exist only with the features of the same names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compression {
+    /// Batches go as they are (aiokafka's default `compression_type`: null).
     #[default]
     None,
+    /// `compression_type: "gzip"`.
     Gzip,
+    /// `compression_type: "snappy"`.
     Snappy,
+    /// `compression_type: "lz4"`; only with the `lz4` feature.
     #[cfg(feature = "lz4")]
     Lz4,
+    /// `compression_type: "zstd"`; only with the `zstd` feature.
     #[cfg(feature = "zstd")]
     Zstd,
 }
@@ -95,18 +154,31 @@ pub struct KafkaSettings {
     pub consumer_bootstrap: Vec<String>,
     /// Brokers responses are produced to; hetida configures them separately.
     pub producer_bootstrap: Vec<String>,
+    /// Names this service in the brokers' logs and quotas (the consumer's `client_id`, default
+    /// `hd-kafka-exec`); the producer uses it too.
     pub client_id: String,
     /// Consumer group whose committed offsets record progress (hetida: `hd_kafka_consumer_group`).
     pub group_id: String,
+    /// Where a partition without committed offset starts (default: latest, as aiokafka).
     pub auto_offset_reset: OffsetReset,
+    /// Requests are read from here (default `hd-execution-topic`).
     pub request_topic: String,
+    /// Responses are produced here (default `hd-execution-response-topic`).
     pub response_topic: String,
     /// Undecodable records go here untouched; `None` turns the dead-letter topic off.
     pub dead_letter_topic: Option<String>,
+    /// How often moved watermarks are committed (`auto_commit_interval_ms`, default 100 ms):
+    /// often, so that a crash repeats little.
     pub commit_interval: Duration,
+    /// How long a fetch waits on the broker for new records (`fetch_max_wait_ms`, default
+    /// 500 ms as aiokafka).
     pub fetch_max_wait: Duration,
+    /// Bytes one fetch asks for (`max_partition_fetch_bytes`, default 1 MiB as aiokafka): each
+    /// fetch loop serves one partition, so the per-partition limit is the one that applies.
     pub fetch_max_bytes: i32,
+    /// How long a response batch waits for more responses (`linger_ms`, default 0 as aiokafka).
     pub linger: Duration,
+    /// Codec of produced batches (`compression_type`, default none).
     pub compression: Compression,
     /// aiokafka's `max_request_size`: no record batch of a response may be larger, measured
     /// after compression. Raising it lets larger answers through (with the response topic's
@@ -124,18 +196,22 @@ pub struct RuntimeSettings {
     pub engine_url: String,
     /// Sent as `Authorization: Bearer` (hetida's FORWARD_OR_FIXED mode with a fixed token).
     pub bearer_token: Option<String>,
-    /// Per call; the reference has none, so one hanging execution blocks it forever.
+    /// Per call (default 300 s); the reference has none, so one hanging execution blocks it
+    /// forever.
     pub call_timeout: Duration,
-    /// Total time spent retrying connection failures before a failure response.
+    /// Total time spent retrying connection failures before a failure response (default 30 s).
     pub retry_budget: Duration,
 }
 
 /// Execution behaviour of one worker.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecutionSettings {
+    /// Executions running at once (default 16); a full window stops fetching (design decision 5).
     pub max_in_flight: usize,
+    /// Which key response records carry (default: the request's).
     pub response_key: ResponseKey,
-    /// Whether responses carry the worker's pid (`HD_ADVANCED_PERFORMANCE_MEASUREMENT_INFORMATION`).
+    /// Whether responses carry the worker's pid (`HD_ADVANCED_PERFORMANCE_MEASUREMENT_INFORMATION`,
+    /// default true as hetida).
     pub report_process_id: bool,
 }
 
@@ -144,27 +220,42 @@ pub struct ExecutionSettings {
 pub struct StoreSettings {
     /// `dir:PATH` or an http(s) URL of the hetida backend API.
     pub spec: String,
+    /// Sent to the backend API as `Authorization: Bearer`: the same outgoing token as the
+    /// runtime's (`HD_BEARER_TOKEN_FOR_OUTGOING_REQUESTS`), as in hetida.
     pub bearer_token: Option<String>,
+    /// How long "latest released revision of a group" is answered from memory (default 10 s).
     pub latest_ttl: Duration,
+    /// Released revisions (and their prepared requests) kept at most; 1024, not configurable.
     pub cache_capacity: usize,
 }
 
+/// How the supervisor runs its workers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SupervisorSettings {
+    /// Worker processes (default: `HD_WORKERS`, else `WEB_CONCURRENCY`, else one per CPU).
     pub workers: usize,
+    /// Silence after which a worker counts as hung and is replaced (default 30 s; zero: never).
     pub timeout: Duration,
+    /// How long workers get to finish in-flight executions on a graceful stop (default 30 s).
     pub graceful_timeout: Duration,
+    /// Where the supervisor writes its pid, for init systems that want one.
     pub pid_file: Option<PathBuf>,
 }
 
 /// The validated configuration of one `serve` (and the parts `exec`/`prepare` share).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// Brokers, topics, group and client tuning.
     pub kafka: KafkaSettings,
+    /// Where and how executions are run.
     pub runtime: RuntimeSettings,
+    /// What a worker does with each request.
     pub execution: ExecutionSettings,
+    /// Where revisions come from.
     pub store: StoreSettings,
+    /// How many workers, and how they are watched and stopped.
     pub supervisor: SupervisorSettings,
+    /// Log line format (default text).
     pub log_format: LogFormat,
     /// Options accepted that do nothing here, with why; logged once at startup.
     pub notices: Vec<String>,
@@ -228,14 +319,18 @@ pub struct Flags {
 
 /// The process environment, looked up case-insensitively like pydantic settings do.
 #[derive(Debug, Clone, Default)]
-pub struct Env(BTreeMap<String, String>);
+pub struct Env(
+    /// Every variable, its name upper-cased so that a lookup in any case finds it.
+    BTreeMap<String, String>,
+);
 
 impl Env {
+    /// The environment of this process.
     pub fn from_process() -> Self {
         Self::from_pairs(std::env::vars())
     }
 
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+    fn from_pairs<K: Into<String>, V: Into<String>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
         Env(pairs
@@ -244,8 +339,15 @@ impl Env {
             .collect())
     }
 
-    pub fn get(&self, name: &str) -> Option<&str> {
+    fn get(&self, name: &str) -> Option<&str> {
         self.0.get(&name.to_ascii_uppercase()).map(String::as_str)
+    }
+
+    /// A setting from its flag if given, else from its variable, else `default`.
+    fn setting(&self, flag: Option<&str>, variable: &str, default: &str) -> String {
+        flag.or_else(|| self.get(variable))
+            .unwrap_or(default)
+            .to_owned()
     }
 }
 
@@ -253,6 +355,28 @@ impl Config {
     /// Builds and validates the configuration from flags and the environment.
     pub fn load(flags: &Flags, env: &Env) -> Result<Config, ConfigError> {
         let mut notices = Vec::new();
+        let kafka = KafkaSettings::load(flags, env, &mut notices)?;
+        let runtime = RuntimeSettings::load(flags, env)?;
+        let execution = ExecutionSettings::load(flags, env)?;
+        let store = StoreSettings::load(flags, env, runtime.bearer_token.clone())?;
+        let supervisor = SupervisorSettings::load(flags, env)?;
+        Ok(Config {
+            kafka,
+            runtime,
+            execution,
+            store,
+            supervisor,
+            log_format: flags.log_format.unwrap_or_default(),
+            notices,
+        })
+    }
+}
+
+impl KafkaSettings {
+    /// hetida's two aiokafka option objects, with the flags and topic variables over them.
+    fn load(flags: &Flags, env: &Env, notices: &mut Vec<String>) -> Result<Self, ConfigError> {
+        // Both variables are parsed before either is read option by option, so a variable that
+        // is not JSON is reported before a bad option in the other.
         let consumer = aiokafka_options(
             env,
             "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
@@ -263,47 +387,39 @@ impl Config {
             "HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS",
             DEFAULT_PRODUCER_OPTIONS,
         )?;
-        let consumer = ConsumerOptions::from_map(consumer, &mut notices)?;
-        let producer = ProducerOptions::from_map(producer, &mut notices)?;
+        let consumer = ConsumerOptions::from_map(consumer, notices)?;
+        let producer = ProducerOptions::from_map(producer, notices)?;
 
         let flag_bootstrap = flags
             .bootstrap_servers
             .as_deref()
             .map(|s| split_servers("--bootstrap-servers", s))
             .transpose()?;
-        let topic =
-            |flag: &Option<String>, var: &str, default: &str| -> Result<String, ConfigError> {
-                let name = flag
-                    .clone()
-                    .or_else(|| env.get(var).map(str::to_owned))
-                    .unwrap_or_else(|| default.to_owned());
-                validate_topic(var, &name)?;
-                Ok(name)
-            };
-        let dead_letter_topic = match &flags.dead_letter_topic {
-            Some(t) if t.is_empty() => None,
-            Some(t) => Some(t.clone()),
-            None => Some(DEFAULT_DEAD_LETTER_TOPIC.to_owned()),
-        };
-        if let Some(t) = &dead_letter_topic {
-            validate_topic("--dead-letter-topic", t)?;
+        let dead_letter_topic = dead_letter_topic(flags)?;
+        let request_topic = topic(
+            env,
+            flags.request_topic.as_deref(),
+            "HETIDA_DESIGNER_KAFKA_CONSUMER_TOPIC",
+            DEFAULT_REQUEST_TOPIC,
+        )?;
+        let response_topic = topic(
+            env,
+            flags.response_topic.as_deref(),
+            "HETIDA_DESIGNER_KAFKA_RESPONSE_TOPIC",
+            DEFAULT_RESPONSE_TOPIC,
+        )?;
+        let group_id = flags.group_id.clone().unwrap_or(consumer.group_id);
+        if group_id.is_empty() {
+            return Err(invalid("--group-id", "must not be empty"));
         }
-        let kafka = KafkaSettings {
+        Ok(KafkaSettings {
             consumer_bootstrap: flag_bootstrap.clone().unwrap_or(consumer.bootstrap),
             producer_bootstrap: flag_bootstrap.unwrap_or(producer.bootstrap),
             client_id: consumer.client_id,
-            group_id: flags.group_id.clone().unwrap_or(consumer.group_id),
+            group_id,
             auto_offset_reset: consumer.auto_offset_reset,
-            request_topic: topic(
-                &flags.request_topic,
-                "HETIDA_DESIGNER_KAFKA_CONSUMER_TOPIC",
-                DEFAULT_REQUEST_TOPIC,
-            )?,
-            response_topic: topic(
-                &flags.response_topic,
-                "HETIDA_DESIGNER_KAFKA_RESPONSE_TOPIC",
-                DEFAULT_RESPONSE_TOPIC,
-            )?,
+            request_topic,
+            response_topic,
             dead_letter_topic,
             commit_interval: consumer.commit_interval,
             fetch_max_wait: consumer.fetch_max_wait,
@@ -311,19 +427,43 @@ impl Config {
             linger: producer.linger,
             compression: producer.compression,
             max_request_size: producer.max_request_size,
-        };
-        if kafka.group_id.is_empty() {
-            return Err(invalid("--group-id", "must not be empty"));
-        }
+        })
+    }
+}
 
-        let engine_url = flags
-            .runtime_url
-            .clone()
-            .or_else(|| {
-                env.get("HETIDA_DESIGNER_RUNTIME_ENGINE_URL")
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| DEFAULT_RUNTIME_URL.to_owned());
+/// A topic from its flag, its variable or hetida's default; a bad name is reported under the
+/// variable's name, whichever of the three gave it.
+fn topic(
+    env: &Env,
+    flag: Option<&str>,
+    variable: &str,
+    default: &str,
+) -> Result<String, ConfigError> {
+    let name = env.setting(flag, variable, default);
+    validate_topic(variable, &name)?;
+    Ok(name)
+}
+
+/// The dead-letter topic is on by default; `--dead-letter-topic ''` turns it off.
+fn dead_letter_topic(flags: &Flags) -> Result<Option<String>, ConfigError> {
+    let topic = match &flags.dead_letter_topic {
+        Some(t) if t.is_empty() => None,
+        Some(t) => Some(t.clone()),
+        None => Some(DEFAULT_DEAD_LETTER_TOPIC.to_owned()),
+    };
+    if let Some(t) = &topic {
+        validate_topic("--dead-letter-topic", t)?;
+    }
+    Ok(topic)
+}
+
+impl RuntimeSettings {
+    fn load(flags: &Flags, env: &Env) -> Result<Self, ConfigError> {
+        let engine_url = env.setting(
+            flags.runtime_url.as_deref(),
+            "HETIDA_DESIGNER_RUNTIME_ENGINE_URL",
+            DEFAULT_RUNTIME_URL,
+        );
         if !engine_url.starts_with("http://") {
             return Err(invalid(
                 "HETIDA_DESIGNER_RUNTIME_ENGINE_URL",
@@ -332,18 +472,22 @@ impl Config {
                 ),
             ));
         }
-        let bearer_token = outgoing_token(env)?;
-        let runtime = RuntimeSettings {
+        Ok(RuntimeSettings {
             engine_url,
-            bearer_token: bearer_token.clone(),
+            bearer_token: outgoing_token(env)?,
             call_timeout: seconds("--runtime-timeout", flags.runtime_timeout, 300.0)?,
             retry_budget: seconds("--runtime-retry-budget", flags.runtime_retry_budget, 30.0)?,
-        };
+        })
+    }
+}
 
+impl ExecutionSettings {
+    fn load(flags: &Flags, env: &Env) -> Result<Self, ConfigError> {
         let max_in_flight = flags.max_in_flight.unwrap_or(16);
         if max_in_flight == 0 {
             return Err(invalid("--max-in-flight", "must be at least 1"));
         }
+        // hetida fills `process_id` unless told not to.
         let report_process_id = match env.get("HD_ADVANCED_PERFORMANCE_MEASUREMENT_INFORMATION") {
             None => true,
             Some(v) => lenient_bool(v).ok_or_else(|| {
@@ -353,16 +497,22 @@ impl Config {
                 )
             })?,
         };
-        let execution = ExecutionSettings {
+        Ok(ExecutionSettings {
             max_in_flight,
             response_key: flags.response_key.unwrap_or_default(),
             report_process_id,
-        };
+        })
+    }
+}
 
+impl StoreSettings {
+    /// `bearer_token` is the runtime's: hetida sends one outgoing token to both.
+    fn load(flags: &Flags, env: &Env, bearer_token: Option<String>) -> Result<Self, ConfigError> {
         let spec = flags
             .store
             .clone()
             .unwrap_or_else(|| DEFAULT_STORE.to_owned());
+        // `backend` spares the operator writing the URL hetida's other services already know.
         let spec = if spec == "backend" {
             env.get("HETIDA_DESIGNER_BACKEND_API_URL")
                 .unwrap_or(DEFAULT_BACKEND_API_URL)
@@ -370,13 +520,18 @@ impl Config {
         } else {
             spec
         };
-        let store = StoreSettings {
+        Ok(StoreSettings {
             spec,
             bearer_token,
             latest_ttl: seconds("--latest-ttl", flags.latest_ttl, 10.0)?,
             cache_capacity: 1024,
-        };
+        })
+    }
+}
 
+impl SupervisorSettings {
+    fn load(flags: &Flags, env: &Env) -> Result<Self, ConfigError> {
+        // HD_WORKERS is ours; WEB_CONCURRENCY is gunicorn's, which hetida's backend runs under.
         let workers = match flags.workers {
             Some(n) => n,
             None => match env.get("HD_WORKERS").or_else(|| env.get("WEB_CONCURRENCY")) {
@@ -392,21 +547,11 @@ impl Config {
         if workers == 0 {
             return Err(invalid("--workers", "must be at least 1"));
         }
-        let supervisor = SupervisorSettings {
+        Ok(SupervisorSettings {
             workers,
             timeout: seconds("--timeout", flags.timeout, 30.0)?,
             graceful_timeout: seconds("--graceful-timeout", flags.graceful_timeout, 30.0)?,
             pid_file: flags.pid_file.clone(),
-        };
-
-        Ok(Config {
-            kafka,
-            runtime,
-            execution,
-            store,
-            supervisor,
-            log_format: flags.log_format.unwrap_or_default(),
-            notices,
         })
     }
 }
@@ -472,7 +617,7 @@ fn outgoing_token(env: &Env) -> Result<Option<String>, ConfigError> {
 }
 
 /// pydantic's lenient bool parsing (spec §2.1).
-pub fn lenient_bool(v: &str) -> Option<bool> {
+fn lenient_bool(v: &str) -> Option<bool> {
     match v.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "t" | "yes" | "y" | "on" => Some(true),
         "0" | "false" | "f" | "no" | "n" | "off" => Some(false),
@@ -480,11 +625,10 @@ pub fn lenient_bool(v: &str) -> Option<bool> {
     }
 }
 
-fn aiokafka_options(
-    env: &Env,
-    variable: &str,
-    default: &str,
-) -> Result<(String, serde_json::Map<String, Value>), ConfigError> {
+/// One aiokafka options variable: its name (for errors) and its JSON object.
+type OptionObject = (String, serde_json::Map<String, Value>);
+
+fn aiokafka_options(env: &Env, variable: &str, default: &str) -> Result<OptionObject, ConfigError> {
     let text = env.get(variable).unwrap_or(default);
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => Ok((variable.to_owned(), map)),
@@ -519,10 +663,207 @@ fn split_servers(name: &str, s: &str) -> Result<Vec<String>, ConfigError> {
     Ok(servers)
 }
 
+/// Reads one option object: each option is judged by `COMMON_RULES` or the client's `rules`, or
+/// read by `take` (which answers `false` for a name it does not know), or it is unknown.
+fn read_options(
+    (variable, map): &OptionObject,
+    rules: &[(&[&str], Rule)],
+    notices: &mut Vec<String>,
+    mut take: impl FnMut(&OptionValue<'_>, &mut Vec<String>) -> Result<bool, ConfigError>,
+) -> Result<(), ConfigError> {
+    for (option, value) in map {
+        let o = OptionValue {
+            variable,
+            option,
+            value,
+        };
+        let rule = COMMON_RULES
+            .iter()
+            .chain(rules)
+            .find(|(names, _)| names.contains(&option.as_str()));
+        if let Some((_, rule)) = rule {
+            o.judge(*rule, notices)?;
+        } else if !take(&o, notices)? {
+            return Err(ConfigError::UnknownOption {
+                variable: variable.clone(),
+                option: option.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// How an option that changes nothing here is judged. aiokafka would reject a value of the
+/// wrong kind, so the value is checked even where the option has no effect: a typo is caught
+/// where the operator expects it to be.
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    /// Accepted once the value has this shape; a notice says why it has no effect.
+    NoEffect(Shape, &'static str),
+    /// Only `null` (aiokafka's default) is accepted; any value asks for what this build lacks.
+    OnlyNull(&'static str),
+    /// Only `value` is accepted: it is what the service does anyway. Any other string is
+    /// unsupported, and the error quotes it before `reason`.
+    Only {
+        value: &'static str,
+        reason: &'static str,
+    },
+    /// Anything but `true` is accepted without a notice; `true` asks for what this build lacks.
+    NotTrue(&'static str),
+}
+
+/// The kind of value an option without effect must still have.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    /// Any value; not checked.
+    Any,
+    /// `true` or `false`.
+    Bool,
+    /// A string.
+    String,
+    /// Milliseconds: a non-negative integer.
+    Millis,
+    /// A count or a size that may be zero.
+    Count,
+    /// A size that must be positive.
+    Size,
+}
+
+/// What keeps the workers' partitions apart today (design decision 2 is still to come).
+const STATIC_ASSIGNMENT: &str =
+    "partitions are assigned statically to worker processes, not by group membership";
+
+/// Options of both aiokafka clients that change nothing here.
+const COMMON_RULES: &[(&[&str], Rule)] = &[
+    (
+        &["security_protocol"],
+        Rule::Only {
+            value: "PLAINTEXT",
+            reason: "only PLAINTEXT is built in (TLS and SASL are not available in this build)",
+        },
+    ),
+    (
+        &[
+            "sasl_mechanism",
+            "sasl_plain_username",
+            "sasl_plain_password",
+            "ssl_context",
+            "sasl_kerberos_service_name",
+            "sasl_kerberos_domain_name",
+            "sasl_oauth_token_provider",
+        ],
+        Rule::OnlyNull("SASL and TLS are not available in this build"),
+    ),
+    (
+        &[
+            "request_timeout_ms",
+            "retry_backoff_ms",
+            "metadata_max_age_ms",
+            "connections_max_idle_ms",
+        ],
+        Rule::NoEffect(
+            Shape::Millis,
+            "hd-kafka-exec uses its own timeouts and backoff for Kafka calls",
+        ),
+    ),
+    (
+        &["api_version"],
+        Rule::NoEffect(
+            Shape::String,
+            "protocol versions are negotiated with the broker",
+        ),
+    ),
+];
+
+/// Consumer options that change nothing here.
+const CONSUMER_RULES: &[(&[&str], Rule)] = &[
+    (
+        &["enable_auto_commit"],
+        Rule::NoEffect(
+            Shape::Bool,
+            "offsets are always committed, and only after the request's response is in Kafka",
+        ),
+    ),
+    (
+        &["fetch_max_bytes"],
+        Rule::NoEffect(
+            Shape::Size,
+            "each partition is fetched on its own, sized by max_partition_fetch_bytes",
+        ),
+    ),
+    (
+        &["isolation_level"],
+        Rule::Only {
+            value: "read_uncommitted",
+            reason: "only read_uncommitted",
+        },
+    ),
+    (
+        &[
+            "session_timeout_ms",
+            "heartbeat_interval_ms",
+            "max_poll_interval_ms",
+            "rebalance_timeout_ms",
+            "consumer_timeout_ms",
+        ],
+        Rule::NoEffect(Shape::Millis, STATIC_ASSIGNMENT),
+    ),
+    (
+        &["partition_assignment_strategy", "group_instance_id"],
+        Rule::NoEffect(Shape::Any, STATIC_ASSIGNMENT),
+    ),
+    (
+        &["max_poll_records", "fetch_min_bytes"],
+        Rule::NoEffect(
+            Shape::Count,
+            "fetching is sized by max_partition_fetch_bytes and --max-in-flight",
+        ),
+    ),
+    (
+        &["check_crcs", "exclude_internal_topics"],
+        Rule::NoEffect(Shape::Bool, "not applicable to this client"),
+    ),
+];
+
+/// Producer options that change nothing here.
+const PRODUCER_RULES: &[(&[&str], Rule)] = &[
+    (
+        &["client_id"],
+        Rule::NoEffect(Shape::String, "the consumer's client_id names this service"),
+    ),
+    (
+        &["enable_idempotence"],
+        Rule::NotTrue(
+            "the producer is not idempotent; responses carry the job id so readers can drop repeats",
+        ),
+    ),
+    (
+        &["transactional_id"],
+        Rule::OnlyNull("transactions are not supported"),
+    ),
+    (
+        &["max_batch_size"],
+        Rule::NoEffect(
+            Shape::Count,
+            "responses are batched up to max_request_size (measured after compression)",
+        ),
+    ),
+    (
+        &["partitioner"],
+        Rule::NoEffect(
+            Shape::Any,
+            "keyed responses use Kafka's default murmur2 partitioner, keyless ones round robin",
+        ),
+    ),
+];
+
 /// One option's value, read with the variable and option named in every error.
 struct OptionValue<'a> {
+    /// The environment variable the option came from.
     variable: &'a str,
+    /// The option's name, as written.
     option: &'a str,
+    /// Its JSON value.
     value: &'a Value,
 }
 
@@ -586,277 +927,222 @@ impl OptionValue<'_> {
             self.variable, self.option
         )
     }
-}
 
-/// Options both aiokafka clients share; `None` when `option` is not one of them.
-fn common_option(o: &OptionValue<'_>, notices: &mut Vec<String>) -> Result<bool, ConfigError> {
-    match o.option {
-        "security_protocol" => {
-            let v = o.string()?;
-            if v != "PLAINTEXT" {
-                return Err(o.unsupported(&format!(
-                    "`{v}`: only PLAINTEXT is built in (TLS and SASL are not available in this build)"
-                )));
+    /// Applies `rule`: an error, or acceptance (with a notice when the rule has one).
+    fn judge(&self, rule: Rule, notices: &mut Vec<String>) -> Result<(), ConfigError> {
+        match rule {
+            Rule::NoEffect(shape, reason) => {
+                self.check_shape(shape)?;
+                notices.push(self.notice(reason));
+            }
+            Rule::OnlyNull(reason) => {
+                if !self.value.is_null() {
+                    return Err(self.unsupported(reason));
+                }
+            }
+            Rule::Only { value, reason } => {
+                let v = self.string()?;
+                if v != value {
+                    return Err(self.unsupported(&format!("`{v}`: {reason}")));
+                }
+            }
+            Rule::NotTrue(reason) => {
+                if self.value.as_bool() == Some(true) {
+                    return Err(self.unsupported(reason));
+                }
             }
         }
-        "sasl_mechanism"
-        | "sasl_plain_username"
-        | "sasl_plain_password"
-        | "ssl_context"
-        | "sasl_kerberos_service_name"
-        | "sasl_kerberos_domain_name"
-        | "sasl_oauth_token_provider" => {
-            if !o.value.is_null() {
-                return Err(o.unsupported("SASL and TLS are not available in this build"));
-            }
-        }
-        "request_timeout_ms"
-        | "retry_backoff_ms"
-        | "metadata_max_age_ms"
-        | "connections_max_idle_ms" => {
-            o.millis()?;
-            notices
-                .push(o.notice("hd-kafka-exec uses its own timeouts and backoff for Kafka calls"));
-        }
-        "api_version" => {
-            o.string()?;
-            notices.push(o.notice("protocol versions are negotiated with the broker"));
-        }
-        _ => return Ok(false),
+        Ok(())
     }
-    Ok(true)
+
+    fn check_shape(&self, shape: Shape) -> Result<(), ConfigError> {
+        let v = self.value;
+        let require = |ok: bool, reason: &str| if ok { Ok(()) } else { Err(self.bad(reason)) };
+        match shape {
+            Shape::Any => Ok(()),
+            Shape::Bool => require(v.is_boolean(), "must be a boolean"),
+            Shape::String => self.string().map(drop),
+            Shape::Millis => self.millis().map(drop),
+            Shape::Count => require(v.is_u64(), "must be a non-negative integer"),
+            Shape::Size => require(
+                v.as_i64().is_some_and(|n| n > 0),
+                "must be a positive integer",
+            ),
+        }
+    }
 }
 
+/// What the consumer option object sets.
 struct ConsumerOptions {
+    /// `bootstrap_servers`; aiokafka's default `localhost:9092` when the object leaves it out.
     bootstrap: Vec<String>,
+    /// `client_id`; default `hd-kafka-exec`.
     client_id: String,
+    /// `group_id`; hetida's group when left out, and never `null` (offsets live in the group).
     group_id: String,
+    /// `auto_offset_reset`; default latest, as aiokafka.
     auto_offset_reset: OffsetReset,
+    /// `auto_commit_interval_ms`; see [`KafkaSettings::commit_interval`].
     commit_interval: Duration,
+    /// `fetch_max_wait_ms`; see [`KafkaSettings::fetch_max_wait`].
     fetch_max_wait: Duration,
+    /// `max_partition_fetch_bytes`; see [`KafkaSettings::fetch_max_bytes`].
     fetch_max_bytes: i32,
 }
 
-impl ConsumerOptions {
-    fn from_map(
-        (variable, map): (String, serde_json::Map<String, Value>),
-        notices: &mut Vec<String>,
-    ) -> Result<Self, ConfigError> {
-        let mut opts = ConsumerOptions {
-            bootstrap: vec!["localhost:9092".to_owned()],
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        ConsumerOptions {
+            bootstrap: vec![AIOKAFKA_BOOTSTRAP.to_owned()],
             client_id: DEFAULT_CLIENT_ID.to_owned(),
-            group_id: "hd_kafka_consumer_group".to_owned(),
+            group_id: DEFAULT_GROUP_ID.to_owned(),
             auto_offset_reset: OffsetReset::Latest,
             // Commits only happen when a watermark moved; often, so that a crash repeats little.
             commit_interval: Duration::from_millis(100),
+            // aiokafka's fetch_max_wait_ms.
             fetch_max_wait: Duration::from_millis(500),
             // aiokafka's max_partition_fetch_bytes: each fetch loop asks for one partition.
             fetch_max_bytes: 1_048_576,
-        };
-        for (option, value) in &map {
-            let o = OptionValue {
-                variable: &variable,
-                option,
-                value,
-            };
-            if common_option(&o, notices)? {
-                continue;
-            }
-            match option.as_str() {
-                "bootstrap_servers" => opts.bootstrap = o.servers()?,
-                "client_id" => opts.client_id = o.string()?,
-                "group_id" => {
-                    if value.is_null() {
-                        return Err(o.unsupported(
-                            "a group is required: committed offsets in the group are how progress survives restarts",
-                        ));
-                    }
-                    opts.group_id = o.string()?;
-                }
-                "auto_offset_reset" => {
-                    opts.auto_offset_reset = match o.string()?.as_str() {
-                        "latest" => OffsetReset::Latest,
-                        "earliest" => OffsetReset::Earliest,
-                        other => {
-                            return Err(o.bad(&format!("`{other}` is not one of latest, earliest")));
-                        }
-                    }
-                }
-                "enable_auto_commit" => {
-                    if !value.is_boolean() {
-                        return Err(o.bad("must be a boolean"));
-                    }
-                    notices.push(o.notice(
-                        "offsets are always committed, and only after the request's response is in Kafka",
-                    ));
-                }
-                "auto_commit_interval_ms" => opts.commit_interval = o.millis()?,
-                "fetch_max_wait_ms" => opts.fetch_max_wait = o.millis()?,
-                "max_partition_fetch_bytes" => {
-                    opts.fetch_max_bytes = value
-                        .as_i64()
-                        .and_then(|v| i32::try_from(v).ok())
-                        .filter(|v| *v > 0)
-                        .ok_or_else(|| o.bad("must be a positive 32-bit integer"))?;
-                }
-                "fetch_max_bytes" => {
-                    if value.as_i64().is_none_or(|v| v <= 0) {
-                        return Err(o.bad("must be a positive integer"));
-                    }
-                    notices.push(o.notice(
-                        "each partition is fetched on its own, sized by max_partition_fetch_bytes",
-                    ));
-                }
-                "isolation_level" => {
-                    let v = o.string()?;
-                    if v != "read_uncommitted" {
-                        return Err(o.unsupported(&format!("`{v}`: only read_uncommitted")));
-                    }
-                }
-                "session_timeout_ms" | "heartbeat_interval_ms" | "max_poll_interval_ms"
-                | "rebalance_timeout_ms" | "consumer_timeout_ms" => {
-                    o.millis()?;
-                    notices.push(o.notice(
-                        "partitions are assigned statically to worker processes, not by group membership",
-                    ));
-                }
-                "partition_assignment_strategy" | "group_instance_id" => notices.push(o.notice(
-                    "partitions are assigned statically to worker processes, not by group membership",
-                )),
-                "max_poll_records" | "fetch_min_bytes" => {
-                    if !value.is_u64() {
-                        return Err(o.bad("must be a non-negative integer"));
-                    }
-                    notices.push(o.notice(
-                        "fetching is sized by max_partition_fetch_bytes and --max-in-flight",
-                    ));
-                }
-                "check_crcs" | "exclude_internal_topics" => {
-                    if !value.is_boolean() {
-                        return Err(o.bad("must be a boolean"));
-                    }
-                    notices.push(o.notice("not applicable to this client"));
-                }
-                _ => {
-                    return Err(ConfigError::UnknownOption {
-                        variable: variable.clone(),
-                        option: option.clone(),
-                    });
-                }
-            }
         }
-        Ok(opts)
     }
 }
 
+impl ConsumerOptions {
+    fn from_map(options: OptionObject, notices: &mut Vec<String>) -> Result<Self, ConfigError> {
+        let mut opts = ConsumerOptions::default();
+        read_options(&options, CONSUMER_RULES, notices, |o, _| opts.take(o))?;
+        Ok(opts)
+    }
+
+    /// Reads `o` if it is a consumer option that changes what the service does.
+    fn take(&mut self, o: &OptionValue<'_>) -> Result<bool, ConfigError> {
+        match o.option {
+            "bootstrap_servers" => self.bootstrap = o.servers()?,
+            "client_id" => self.client_id = o.string()?,
+            "group_id" => {
+                if o.value.is_null() {
+                    return Err(o.unsupported(
+                        "a group is required: committed offsets in the group are how progress survives restarts",
+                    ));
+                }
+                self.group_id = o.string()?;
+            }
+            "auto_offset_reset" => {
+                self.auto_offset_reset = match o.string()?.as_str() {
+                    "latest" => OffsetReset::Latest,
+                    "earliest" => OffsetReset::Earliest,
+                    other => {
+                        return Err(o.bad(&format!("`{other}` is not one of latest, earliest")));
+                    }
+                }
+            }
+            "auto_commit_interval_ms" => self.commit_interval = o.millis()?,
+            "fetch_max_wait_ms" => self.fetch_max_wait = o.millis()?,
+            "max_partition_fetch_bytes" => {
+                self.fetch_max_bytes = o
+                    .value
+                    .as_i64()
+                    .and_then(|v| i32::try_from(v).ok())
+                    .filter(|v| *v > 0)
+                    .ok_or_else(|| o.bad("must be a positive 32-bit integer"))?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// What the producer option object sets.
 struct ProducerOptions {
+    /// `bootstrap_servers`; aiokafka's default `localhost:9092` when the object leaves it out.
     bootstrap: Vec<String>,
+    /// `linger_ms`; default 0, as aiokafka.
     linger: Duration,
+    /// `compression_type`; default none, as aiokafka.
     compression: Compression,
+    /// `max_request_size`; default [`DEFAULT_MAX_REQUEST_SIZE`], as aiokafka.
     max_request_size: usize,
 }
 
-impl ProducerOptions {
-    fn from_map(
-        (variable, map): (String, serde_json::Map<String, Value>),
-        notices: &mut Vec<String>,
-    ) -> Result<Self, ConfigError> {
-        let mut opts = ProducerOptions {
-            bootstrap: vec!["localhost:9092".to_owned()],
+impl Default for ProducerOptions {
+    fn default() -> Self {
+        ProducerOptions {
+            bootstrap: vec![AIOKAFKA_BOOTSTRAP.to_owned()],
             linger: Duration::ZERO,
             compression: Compression::None,
             max_request_size: DEFAULT_MAX_REQUEST_SIZE,
-        };
-        for (option, value) in &map {
-            let o = OptionValue {
-                variable: &variable,
-                option,
-                value,
-            };
-            if common_option(&o, notices)? {
-                continue;
-            }
-            match option.as_str() {
-                "bootstrap_servers" => opts.bootstrap = o.servers()?,
-                "client_id" => {
-                    o.string()?;
-                    notices.push(o.notice("the consumer's client_id names this service"));
-                }
-                "acks" => {
-                    let all = matches!(value, Value::String(s) if s == "all")
-                        || value.as_i64() == Some(-1);
-                    if !all && !matches!(value.as_i64(), Some(0 | 1)) {
-                        return Err(o.bad("must be 0, 1, -1 or \"all\""));
-                    }
-                    if !all {
-                        notices.push(o.notice(
-                            "responses are always produced with acks=all so that a committed request's response is durable",
-                        ));
-                    }
-                }
-                "linger_ms" => opts.linger = o.millis()?,
-                "compression_type" => {
-                    opts.compression = match value.as_str() {
-                        None if value.is_null() => Compression::None,
-                        Some("gzip") => Compression::Gzip,
-                        Some("snappy") => Compression::Snappy,
-                        #[cfg(feature = "lz4")]
-                        Some("lz4") => Compression::Lz4,
-                        #[cfg(feature = "zstd")]
-                        Some("zstd") => Compression::Zstd,
-                        #[cfg(not(all(feature = "lz4", feature = "zstd")))]
-                        Some(other @ ("lz4" | "zstd")) => {
-                            return Err(o.unsupported(&format!(
-                                "`{other}` needs C code and this build was made without the `{other}` feature; gzip and snappy are built in"
-                            )));
-                        }
-                        _ => {
-                            return Err(o.bad(
-                                "must be null, \"gzip\", \"snappy\", \"lz4\" or \"zstd\"",
-                            ));
-                        }
-                    }
-                }
-                "enable_idempotence" => {
-                    if value.as_bool() == Some(true) {
-                        return Err(o.unsupported(
-                            "the producer is not idempotent; responses carry the job id so readers can drop repeats",
-                        ));
-                    }
-                }
-                "transactional_id" => {
-                    if !value.is_null() {
-                        return Err(o.unsupported("transactions are not supported"));
-                    }
-                }
-                "max_request_size" => {
-                    opts.max_request_size = match value.as_u64() {
-                        Some(n) if n > 0 => usize::try_from(n)
-                            .map_err(|_| o.bad("must fit this machine's address size"))?,
-                        _ => return Err(o.bad("must be a positive integer (bytes)")),
-                    };
-                }
-                "max_batch_size" => {
-                    if !value.is_u64() {
-                        return Err(o.bad("must be a non-negative integer"));
-                    }
-                    notices.push(o.notice(
-                        "responses are batched up to max_request_size (measured after compression)",
-                    ));
-                }
-                "partitioner" => notices.push(o.notice(
-                    "keyed responses use Kafka's default murmur2 partitioner, keyless ones round robin",
-                )),
-                _ => {
-                    return Err(ConfigError::UnknownOption {
-                        variable: variable.clone(),
-                        option: option.clone(),
-                    });
-                }
-            }
         }
+    }
+}
+
+impl ProducerOptions {
+    fn from_map(options: OptionObject, notices: &mut Vec<String>) -> Result<Self, ConfigError> {
+        let mut opts = ProducerOptions::default();
+        read_options(&options, PRODUCER_RULES, notices, |o, notices| {
+            opts.take(o, notices)
+        })?;
         Ok(opts)
     }
+
+    /// Reads `o` if it is a producer option that changes what the service does.
+    fn take(
+        &mut self,
+        o: &OptionValue<'_>,
+        notices: &mut Vec<String>,
+    ) -> Result<bool, ConfigError> {
+        match o.option {
+            "bootstrap_servers" => self.bootstrap = o.servers()?,
+            "acks" => {
+                let all = matches!(o.value, Value::String(s) if s == "all")
+                    || o.value.as_i64() == Some(-1);
+                if !all && !matches!(o.value.as_i64(), Some(0 | 1)) {
+                    return Err(o.bad("must be 0, 1, -1 or \"all\""));
+                }
+                if !all {
+                    notices.push(o.notice(
+                        "responses are always produced with acks=all so that a committed request's response is durable",
+                    ));
+                }
+            }
+            "linger_ms" => self.linger = o.millis()?,
+            "compression_type" => self.compression = compression(o)?,
+            "max_request_size" => {
+                self.max_request_size = match o.value.as_u64() {
+                    Some(n) if n > 0 => usize::try_from(n)
+                        .map_err(|_| o.bad("must fit this machine's address size"))?,
+                    _ => return Err(o.bad("must be a positive integer (bytes)")),
+                };
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// `compression_type`: a codec this build has, or an error that says which feature would add it.
+fn compression(o: &OptionValue<'_>) -> Result<Compression, ConfigError> {
+    #[cfg(not(all(feature = "lz4", feature = "zstd")))]
+    let left_out = |codec: &str| {
+        o.unsupported(&format!(
+            "`{codec}` needs C code and this build was made without the `{codec}` feature; gzip and snappy are built in"
+        ))
+    };
+    Ok(match o.value.as_str() {
+        None if o.value.is_null() => Compression::None,
+        Some("gzip") => Compression::Gzip,
+        Some("snappy") => Compression::Snappy,
+        #[cfg(feature = "lz4")]
+        Some("lz4") => Compression::Lz4,
+        #[cfg(not(feature = "lz4"))]
+        Some("lz4") => return Err(left_out("lz4")),
+        #[cfg(feature = "zstd")]
+        Some("zstd") => Compression::Zstd,
+        #[cfg(not(feature = "zstd"))]
+        Some("zstd") => return Err(left_out("zstd")),
+        _ => {
+            return Err(o.bad("must be null, \"gzip\", \"snappy\", \"lz4\" or \"zstd\""));
+        }
+    })
 }
 
 #[cfg(test)]

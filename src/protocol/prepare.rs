@@ -2,7 +2,7 @@
 //!
 //! All work that depends only on the revisions happens once, in [`PreparedRevision::new`]: the
 //! component wrapper, the node tree, `components` and `code_modules`, serialised to Python-style
-//! bytes. A released revision never changes, so the worker keeps its `PreparedRevision` and each
+//! bytes. A released revision never changes, so the store keeps its `PreparedRevision` and each
 //! request only validates its wiring and splices a few ids into the stored bytes.
 
 use std::collections::HashSet;
@@ -22,16 +22,29 @@ use super::revision::{
 use super::wiring::{OutputWiring, WorkflowWiring};
 
 /// Name of the ad-hoc workflow a component is wrapped in (spec §5.2).
-pub const WRAPPER_NAME: &str = "COMPONENT EXECUTION WRAPPER WORKFLOW";
+const WRAPPER_NAME: &str = "COMPONENT EXECUTION WRAPPER WORKFLOW";
 
 /// A workflow input as the wiring validation sees it.
 #[derive(Debug, Clone)]
 struct WiringSlot {
+    /// What an input wiring names it by (`workflow_input_name`); empty for constants.
     name: String,
     /// Constants cannot be wired.
     constant: bool,
     /// OPTIONAL inputs may stay unwired: their default is used.
     optional: bool,
+}
+
+impl WiringSlot {
+    /// A root node input's slot: the node already says whether it is a constant and whether it
+    /// may stay unwired (`default`).
+    fn of(input: &NodeInput<'_>) -> WiringSlot {
+        WiringSlot {
+            name: input.name.unwrap_or_default().to_owned(),
+            constant: input.constant,
+            optional: input.default,
+        }
+    }
 }
 
 /// Everything about one revision tree that does not depend on the request.
@@ -46,6 +59,7 @@ pub struct PreparedRevision {
     head: Bytes,
     /// The root node after its id, through the closing brace; shared like `head`.
     workflow_tail: Bytes,
+    /// The root workflow's inputs and constants, to check a request's wiring against.
     inputs: Vec<WiringSlot>,
     /// Workflow outputs in order, with their data types (`output_types_by_output_name`).
     outputs: Vec<(String, DataType)>,
@@ -70,17 +84,14 @@ pub struct RuntimeBody {
 }
 
 impl RuntimeBody {
+    /// The pieces in order, to be written one after the other.
     pub fn pieces(&self) -> &[Bytes] {
         &self.pieces
     }
 
-    /// Length in bytes (the `Content-Length`).
-    pub fn len(&self) -> usize {
+    /// Length in bytes.
+    fn len(&self) -> usize {
         self.pieces.iter().map(Bytes::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// The body in one buffer (for tools and comparisons; the worker never needs it).
@@ -99,12 +110,17 @@ impl From<Bytes> for RuntimeBody {
     }
 }
 
+// The runtime request's parts, as serde structs. Fields are declared in the reference's order
+// (spec §5.3, §5.4): the body is written in declaration order and must match it byte for byte.
+
+/// An entry of `code_modules`: a component's source.
 #[derive(Serialize)]
 struct CodeModule<'a> {
     code: &'a str,
     uuid: Uuid,
 }
 
+/// An input of a `components` entry.
 #[derive(Serialize)]
 struct ComponentInput<'a> {
     id: Uuid,
@@ -115,6 +131,7 @@ struct ComponentInput<'a> {
     default_value: &'a Option<Value>,
 }
 
+/// An output of a `components` entry.
 #[derive(Serialize)]
 struct ComponentOutput<'a> {
     id: Uuid,
@@ -123,6 +140,7 @@ struct ComponentOutput<'a> {
     data_type: &'static str,
 }
 
+/// An entry of `components`: a component's interface; its code is the code module of the same id.
 #[derive(Serialize)]
 struct Component<'a> {
     uuid: Uuid,
@@ -134,17 +152,21 @@ struct Component<'a> {
     outputs: Vec<ComponentOutput<'a>>,
 }
 
+/// An operator of a workflow node.
 #[derive(Serialize)]
 #[serde(untagged)]
 enum SubNode<'a> {
+    /// A component operator, by reference: the component itself is in `components`.
     Component {
         id: Uuid,
         component_uuid: Uuid,
         name: &'a str,
     },
+    /// A nested workflow, in full.
     Workflow(Node<'a>),
 }
 
+/// A link between two operators of a workflow node.
 #[derive(Serialize)]
 struct Connection<'a> {
     input_in_workflow_id: Uuid,
@@ -153,11 +175,13 @@ struct Connection<'a> {
     output_name: &'a Option<String>,
 }
 
+/// The value a workflow constant feeds its operator (a string, parsed by the runtime per type).
 #[derive(Serialize)]
 struct ConstantValue<'a> {
     value: &'a str,
 }
 
+/// A workflow node's input or constant.
 #[derive(Serialize)]
 struct NodeInput<'a> {
     id: Uuid,
@@ -173,16 +197,20 @@ struct NodeInput<'a> {
     name_in_subnode: Option<&'a str>,
 }
 
+/// A workflow node's output.
 #[derive(Serialize)]
 struct NodeOutput<'a> {
     id: Uuid,
     name: &'a str,
-    #[serde(rename = "type")]
-    data_type: &'static str,
+    /// Kept as the type, not its name: the root's outputs are read back for
+    /// `output_types_by_output_name`.
+    #[serde(rename = "type", serialize_with = "data_type_name")]
+    data_type: DataType,
     id_of_sub_node: Uuid,
     name_in_subnode: Option<&'a str>,
 }
 
+/// A workflow node of the runtime's `WorkflowNode` tree (spec §5.3).
 #[derive(Serialize)]
 struct Node<'a> {
     id: Uuid,
@@ -237,6 +265,31 @@ impl<'a> TreeWalk<'a> {
         }
     }
 
+    /// The root node: the root workflow itself, or the wrapper a component runs in; with the
+    /// `configuration.name` that goes with it.
+    fn root(&mut self) -> Result<(Node<'a>, Uuid), ProtocolError> {
+        let tree: &'a RevisionTree = self.tree;
+        let root = tree.root.as_ref();
+        // The root node's id is fresh for every execution; it is serialised as nil here and
+        // spliced in per request.
+        match (&root.kind, &root.content) {
+            (Kind::Workflow, Content::Workflow(content)) => Ok((
+                self.node(root, content, Uuid::nil(), &root.name, 0)?,
+                root.id,
+            )),
+            (Kind::Component, Content::Component(_)) => {
+                self.use_component(root);
+                let wrapper = Wrapper::new(root)?;
+                Ok((wrapper.node(root), wrapper.workflow_id))
+            }
+            (kind, _) => Err(ProtocolError::InvalidRevision {
+                revision: root.id,
+                reason: format!("its type is {kind:?} but its content does not match"),
+            }),
+        }
+    }
+
+    /// The node of workflow `revision`, placed as operator `id` named `name` in its parent.
     fn node(
         &mut self,
         revision: &'a TransformationRevision,
@@ -251,91 +304,117 @@ impl<'a> TreeWalk<'a> {
                 reason: "workflows are nested more than 64 levels deep (a cycle?)".into(),
             });
         }
-        let mut sub_nodes = Vec::with_capacity(content.operators.len());
-        for op in &content.operators {
-            let nested = self.nested(revision, op.transformation_id)?;
-            match &nested.content {
-                Content::Component(_) => {
-                    self.use_component(nested);
-                    sub_nodes.push(SubNode::Component {
-                        id: op.id,
-                        component_uuid: nested.id,
-                        name: &op.name,
-                    });
-                }
-                Content::Workflow(w) => {
-                    sub_nodes.push(SubNode::Workflow(self.node(
-                        nested,
-                        w,
-                        op.id,
-                        &op.name,
-                        depth + 1,
-                    )?));
-                }
-            }
-        }
-        let connections = content
-            .links
-            .iter()
-            .filter_map(|l| {
-                Some(Connection {
-                    input_in_workflow_id: l.start.operator?,
-                    input_name: &l.start.connector.name,
-                    output_in_workflow_id: l.end.operator?,
-                    output_name: &l.end.connector.name,
-                })
-            })
-            .collect();
-        let mut inputs = Vec::with_capacity(content.inputs.len() + content.constants.len());
-        for d in &content.inputs {
-            let name = workflow_io_name(revision, d.name.as_deref(), "input", d.id)?;
-            inputs.push(NodeInput {
-                id: d.id,
-                data_type: d.data_type.as_str(),
-                name: Some(name),
-                id_of_sub_node: d.operator_id,
-                constant_value: None,
-                default_value: d.value.as_ref(),
-                constant: false,
-                default: d.input_type == InputType::Optional,
-                name_in_subnode: d.connector_name.as_deref(),
-            });
-        }
-        for k in &content.constants {
-            inputs.push(NodeInput {
-                id: k.id,
-                data_type: k.data_type.as_str(),
-                name: None,
-                id_of_sub_node: k.operator_id,
-                constant_value: Some(ConstantValue { value: &k.value }),
-                default_value: None,
-                constant: true,
-                default: false,
-                name_in_subnode: k.connector_name.as_deref(),
-            });
-        }
-        let mut outputs = Vec::with_capacity(content.outputs.len());
-        for x in &content.outputs {
-            outputs.push(NodeOutput {
-                id: x.id,
-                name: workflow_io_name(revision, x.name.as_deref(), "output", x.id)?,
-                data_type: x.data_type.as_str(),
-                id_of_sub_node: x.operator_id,
-                name_in_subnode: x.connector_name.as_deref(),
-            });
-        }
         Ok(Node {
             id,
-            sub_nodes,
-            connections,
-            inputs,
-            outputs,
+            sub_nodes: self.sub_nodes(revision, content, depth)?,
+            connections: connections(content),
+            inputs: workflow_inputs(revision, content)?,
+            outputs: workflow_outputs(revision, content)?,
             name,
             tr_id: revision.id,
             tr_name: &revision.name,
             tr_tag: &revision.version_tag,
         })
     }
+
+    /// One sub node per operator: a component by reference (and collected for `components`),
+    /// a nested workflow walked in full.
+    fn sub_nodes(
+        &mut self,
+        revision: &'a TransformationRevision,
+        content: &'a WorkflowContent,
+        depth: usize,
+    ) -> Result<Vec<SubNode<'a>>, ProtocolError> {
+        let mut sub_nodes = Vec::with_capacity(content.operators.len());
+        for op in &content.operators {
+            let nested = self.nested(revision, op.transformation_id)?;
+            sub_nodes.push(match &nested.content {
+                Content::Component(_) => {
+                    self.use_component(nested);
+                    SubNode::Component {
+                        id: op.id,
+                        component_uuid: nested.id,
+                        name: &op.name,
+                    }
+                }
+                Content::Workflow(w) => {
+                    SubNode::Workflow(self.node(nested, w, op.id, &op.name, depth + 1)?)
+                }
+            });
+        }
+        Ok(sub_nodes)
+    }
+}
+
+/// Links between two operators; a link from or to the workflow's own inputs and outputs is no
+/// connection (spec §5.3).
+fn connections(content: &WorkflowContent) -> Vec<Connection<'_>> {
+    content
+        .links
+        .iter()
+        .filter_map(|l| {
+            Some(Connection {
+                input_in_workflow_id: l.start.operator?,
+                input_name: &l.start.connector.name,
+                output_in_workflow_id: l.end.operator?,
+                output_name: &l.end.connector.name,
+            })
+        })
+        .collect()
+}
+
+/// The workflow's inputs, then its constants (spec §5.3).
+fn workflow_inputs<'a>(
+    revision: &TransformationRevision,
+    content: &'a WorkflowContent,
+) -> Result<Vec<NodeInput<'a>>, ProtocolError> {
+    let mut inputs = Vec::with_capacity(content.inputs.len() + content.constants.len());
+    for d in &content.inputs {
+        let name = workflow_io_name(revision, d.name.as_deref(), "input", d.id)?;
+        inputs.push(NodeInput {
+            id: d.id,
+            data_type: d.data_type.as_str(),
+            name: Some(name),
+            id_of_sub_node: d.operator_id,
+            constant_value: None,
+            default_value: d.value.as_ref(),
+            constant: false,
+            default: d.input_type == InputType::Optional,
+            name_in_subnode: d.connector_name.as_deref(),
+        });
+    }
+    for k in &content.constants {
+        inputs.push(NodeInput {
+            id: k.id,
+            data_type: k.data_type.as_str(),
+            name: None,
+            id_of_sub_node: k.operator_id,
+            constant_value: Some(ConstantValue { value: &k.value }),
+            default_value: None,
+            constant: true,
+            default: false,
+            name_in_subnode: k.connector_name.as_deref(),
+        });
+    }
+    Ok(inputs)
+}
+
+/// The workflow's outputs, in order.
+fn workflow_outputs<'a>(
+    revision: &TransformationRevision,
+    content: &'a WorkflowContent,
+) -> Result<Vec<NodeOutput<'a>>, ProtocolError> {
+    let mut outputs = Vec::with_capacity(content.outputs.len());
+    for x in &content.outputs {
+        outputs.push(NodeOutput {
+            id: x.id,
+            name: workflow_io_name(revision, x.name.as_deref(), "output", x.id)?,
+            data_type: x.data_type,
+            id_of_sub_node: x.operator_id,
+            name_in_subnode: x.connector_name.as_deref(),
+        });
+    }
+    Ok(outputs)
 }
 
 /// A workflow's own inputs and outputs must be named identifiers to be wired (spec §5.3); a
@@ -374,100 +453,25 @@ fn component_source(c: &TransformationRevision) -> &str {
 impl PreparedRevision {
     /// Does every per-revision step of spec §5 once.
     pub fn new(tree: &RevisionTree) -> Result<PreparedRevision, ProtocolError> {
-        let root = tree.root.as_ref();
         let mut walk = TreeWalk {
             tree,
             components: Vec::new(),
             seen: HashSet::new(),
         };
-        // The root node's id is fresh for every execution; it is serialised as nil here and
-        // spliced in per request.
-        let (workflow_tail, configuration_name, inputs, outputs) = match (&root.kind, &root.content)
-        {
-            (Kind::Workflow, Content::Workflow(content)) => {
-                let node = walk.node(root, content, Uuid::nil(), &root.name, 0)?;
-                let inputs = content
-                    .inputs
-                    .iter()
-                    .zip(&node.inputs)
-                    .map(|(d, n)| WiringSlot {
-                        name: n.name.unwrap_or_default().to_owned(),
-                        constant: false,
-                        optional: d.input_type == InputType::Optional,
-                    })
-                    .chain(content.constants.iter().map(|_| WiringSlot {
-                        name: String::new(),
-                        constant: true,
-                        optional: false,
-                    }))
-                    .collect();
-                let outputs = node
-                    .outputs
-                    .iter()
-                    .zip(&content.outputs)
-                    .map(|(o, x)| (o.name.to_owned(), x.data_type))
-                    .collect();
-                (root_tail(&node), root.id, inputs, outputs)
-            }
-            (Kind::Component, Content::Component(_)) => {
-                walk.use_component(root);
-                let wrapper = Wrapper::new(root)?;
-                let node = wrapper.node(root);
-                let inputs = root
-                    .io_interface
-                    .inputs
-                    .iter()
-                    .zip(&node.inputs)
-                    .map(|(i, n)| WiringSlot {
-                        name: n.name.unwrap_or_default().to_owned(),
-                        constant: false,
-                        optional: i.input_type == InputType::Optional,
-                    })
-                    .collect();
-                let outputs = node
-                    .outputs
-                    .iter()
-                    .zip(&root.io_interface.outputs)
-                    .map(|(o, x)| (o.name.to_owned(), x.data_type))
-                    .collect();
-                (root_tail(&node), wrapper.workflow_id, inputs, outputs)
-            }
-            (kind, _) => {
-                return Err(ProtocolError::InvalidRevision {
-                    revision: root.id,
-                    reason: format!("its type is {kind:?} but its content does not match"),
-                });
-            }
-        };
-        let code_modules: Vec<CodeModule<'_>> = walk
-            .components
-            .iter()
-            .map(|c| CodeModule {
-                code: component_source(c),
-                uuid: c.id,
-            })
-            .collect();
-        let components: Vec<Component<'_>> = walk.components.iter().map(|c| component(c)).collect();
-        let mut head = Vec::with_capacity(4096);
-        head.extend_from_slice(b"{\"code_modules\": ");
-        pyjson::write(&mut head, &code_modules);
-        head.extend_from_slice(b", \"components\": ");
-        pyjson::write(&mut head, &components);
-        head.extend_from_slice(b", \"workflow\": {\"id\": \"");
+        let (node, configuration_name) = walk.root()?;
         Ok(PreparedRevision {
-            trafo_id: root.id,
+            trafo_id: tree.root.id,
             configuration_name,
-            head: head.into(),
-            workflow_tail: workflow_tail.into(),
-            inputs,
-            outputs,
-            test_wiring: root.test_wiring.clone(),
+            head: head(&walk.components).into(),
+            workflow_tail: root_tail(&node).into(),
+            inputs: node.inputs.iter().map(WiringSlot::of).collect(),
+            outputs: node
+                .outputs
+                .iter()
+                .map(|o| (o.name.to_owned(), o.data_type))
+                .collect(),
+            test_wiring: tree.root.test_wiring.clone(),
         })
-    }
-
-    /// The executed revision's id (`trafo_id`).
-    pub fn trafo_id(&self) -> Uuid {
-        self.trafo_id
     }
 
     /// Workflow outputs with their data types, in workflow order.
@@ -484,21 +488,11 @@ impl PreparedRevision {
         let wiring_json = pyjson::to_vec(&wiring);
         // The root node's id: random per execution, as in the reference.
         let mut node_id = Vec::with_capacity(37);
-        node_id.extend_from_slice(
-            Uuid::new_v4()
-                .hyphenated()
-                .encode_lower(&mut Uuid::encode_buffer())
-                .as_bytes(),
-        );
+        write_uuid(&mut node_id, Uuid::new_v4());
         node_id.push(b'"');
         let mut body = Vec::with_capacity(wiring_json.len() + 256);
         body.extend_from_slice(b", \"configuration\": {\"name\": \"");
-        body.extend_from_slice(
-            self.configuration_name
-                .hyphenated()
-                .encode_lower(&mut Uuid::encode_buffer())
-                .as_bytes(),
-        );
+        write_uuid(&mut body, self.configuration_name);
         body.extend_from_slice(b"\", \"engine\": \"plain\", \"run_pure_plot_operators\": ");
         body.extend_from_slice(if request.run_pure_plot_operators {
             b"true"
@@ -510,20 +504,9 @@ impl PreparedRevision {
         );
         body.extend_from_slice(&wiring_json);
         body.extend_from_slice(b", \"job_id\": \"");
-        body.extend_from_slice(
-            request
-                .job_id
-                .hyphenated()
-                .encode_lower(&mut Uuid::encode_buffer())
-                .as_bytes(),
-        );
+        write_uuid(&mut body, request.job_id);
         body.extend_from_slice(b"\", \"trafo_id\": \"");
-        body.extend_from_slice(
-            self.trafo_id
-                .hyphenated()
-                .encode_lower(&mut Uuid::encode_buffer())
-                .as_bytes(),
-        );
+        write_uuid(&mut body, self.trafo_id);
         body.extend_from_slice(b"\"}");
         Ok(RuntimeRequest {
             body: RuntimeBody {
@@ -595,12 +578,45 @@ impl PreparedRevision {
     }
 }
 
+/// Writes `id` hyphenated in lower case, as Python's `str(uuid)`, without a formatter.
+fn write_uuid(out: &mut Vec<u8>, id: Uuid) {
+    out.extend_from_slice(
+        id.hyphenated()
+            .encode_lower(&mut Uuid::encode_buffer())
+            .as_bytes(),
+    );
+}
+
+/// The body up to the root node's id: `code_modules`, `components` and the start of `workflow`.
+fn head(components: &[&TransformationRevision]) -> Vec<u8> {
+    let code_modules: Vec<CodeModule<'_>> = components
+        .iter()
+        .map(|c| CodeModule {
+            code: component_source(c),
+            uuid: c.id,
+        })
+        .collect();
+    let components: Vec<Component<'_>> = components.iter().map(|c| component(c)).collect();
+    let mut head = Vec::with_capacity(4096);
+    head.extend_from_slice(b"{\"code_modules\": ");
+    pyjson::write(&mut head, &code_modules);
+    head.extend_from_slice(b", \"components\": ");
+    pyjson::write(&mut head, &components);
+    head.extend_from_slice(b", \"workflow\": {\"id\": \"");
+    head
+}
+
 /// The root node's bytes after its (nil) id's closing quote.
 fn root_tail(node: &Node<'_>) -> Vec<u8> {
     let bytes = pyjson::to_vec(node);
     let prefix = br#"{"id": "00000000-0000-0000-0000-000000000000""#;
     debug_assert!(bytes.starts_with(prefix));
     bytes[prefix.len()..].to_vec()
+}
+
+/// Writes a data type as its name, as the `&'static str` type fields are written.
+fn data_type_name<S: serde::Serializer>(data_type: &DataType, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(data_type.as_str())
 }
 
 fn component(c: &TransformationRevision) -> Component<'_> {
@@ -706,7 +722,7 @@ impl Wrapper {
                 .map(|(o, id)| NodeOutput {
                     id: *id,
                     name: o.name.as_deref().unwrap_or_default(),
-                    data_type: o.data_type.as_str(),
+                    data_type: o.data_type,
                     id_of_sub_node: self.operator_id,
                     name_in_subnode: o.name.as_deref(),
                 })
