@@ -7,7 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use hd_kafka_exec::protocol::revision::{Content, RevisionTree, TransformationRevision};
-use hd_kafka_exec::protocol::{ExecutionRequest, PreparedRevision, ProtocolError, parse_request};
+use hd_kafka_exec::protocol::{
+    ExecutionRequest, Missing, PreparedRevision, ProtocolError, parse_request,
+};
 use hd_kafka_exec::store::{DirIndex, latest_released_of};
 use serde_json::{Value, json};
 
@@ -191,7 +193,7 @@ fn a_missing_nested_revision_and_an_unnamed_input_are_clear_errors() {
     };
     let e = PreparedRevision::new(&tree).unwrap_err();
     assert!(
-        matches!(e, ProtocolError::NestedRevisionMissing { .. }),
+        matches!(e, ProtocolError::Missing(Missing::Nested { .. })),
         "{e}"
     );
     assert!(e.to_string().contains(MULTIPLY));

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hd_kafka_exec::protocol::Target;
+use hd_kafka_exec::protocol::{Missing, Target};
 use hd_kafka_exec::store::{CacheOptions, HttpOptions, Store, StoreError, StoreSource};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -169,7 +169,7 @@ async fn revisions_by_id_not_found_and_the_bearer_token() {
     let dead: Uuid = "00000000-0000-0000-0000-00000000dead".parse().unwrap();
     assert_eq!(
         s.revision(dead).await.unwrap_err(),
-        StoreError::RevisionNotFound { id: dead }
+        StoreError::Missing(Missing::Revision { id: dead })
     );
     assert_eq!(
         backend.hits(&format!("/api/transformations/{dead}"), None),
@@ -209,7 +209,7 @@ async fn latest_of_a_group_and_a_tree_with_duplicated_dependencies() {
     let unknown: Uuid = "a7e5a7e5-0000-4000-8000-0000000000ff".parse().unwrap();
     assert_eq!(
         s.latest_released(unknown).await.unwrap_err(),
-        StoreError::NoReleasedRevision { group: unknown }
+        StoreError::Missing(Missing::ReleasedOfGroup { group: unknown })
     );
 }
 
@@ -357,7 +357,7 @@ async fn unreachable_slow_and_broken_backends_are_clear_errors() {
     *backend.delay.lock().unwrap() = Duration::ZERO;
     let s = store(addr, Duration::ZERO);
     let e = s.revision(Uuid::new_v4()).await.unwrap_err();
-    assert!(matches!(e, StoreError::RevisionNotFound { .. }));
+    assert!(matches!(e, StoreError::Missing(Missing::Revision { .. })));
     // The recorded 422 for a malformed id surfaces as an error naming the status.
     backend.set(
         "/api/transformations/00000000-0000-0000-0000-000000000bad",

@@ -3,6 +3,34 @@
 
 use uuid::Uuid;
 
+/// A revision a request needs that the store does not have. The store reports it and the
+/// failure response names it; both use this one type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Missing {
+    /// No revision has the id asked for.
+    #[error("transformation revision {id} was not found")]
+    Revision {
+        /// The id asked for.
+        id: Uuid,
+    },
+    /// A request named a revision group, and none of the group is RELEASED.
+    #[error("revision group {group} has no RELEASED transformation revision")]
+    ReleasedOfGroup {
+        /// The revision group asked for.
+        group: Uuid,
+    },
+    /// A workflow uses a revision the store does not have, so it cannot be prepared.
+    #[error(
+        "transformation revision {root} uses transformation revision {missing}, which was not found"
+    )]
+    Nested {
+        /// The revision executed, whose tree was loaded.
+        root: Uuid,
+        /// The nested revision that was not found, at whatever depth.
+        missing: Uuid,
+    },
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProtocolError {
     /// Tombstone, not UTF-8, not JSON or not a JSON object: nothing to execute. Such a record also
@@ -14,14 +42,9 @@ pub enum ProtocolError {
         job_id: Option<Uuid>,
         reason: String,
     },
-    #[error("transformation revision {id} was not found")]
-    RevisionNotFound { id: Uuid },
-    #[error("revision group {group} has no RELEASED transformation revision")]
-    NoReleasedRevision { group: Uuid },
-    #[error(
-        "transformation revision {root} uses transformation revision {missing}, which was not found"
-    )]
-    NestedRevisionMissing { root: Uuid, missing: Uuid },
+    /// A revision the request needs is not in the store.
+    #[error(transparent)]
+    Missing(#[from] Missing),
     #[error("the wiring does not fit transformation revision {revision}: {reason}")]
     WiringMismatch { revision: Uuid, reason: String },
     #[error("transformation revision {revision} cannot be executed: {reason}")]
@@ -67,9 +90,10 @@ impl ProtocolError {
         match self {
             ProtocolError::NotARequest { .. } => "UndecodableRequestError",
             ProtocolError::InvalidRequest { .. } => "ValidationError",
-            ProtocolError::RevisionNotFound { .. } => "TrafoExecutionNotFoundError",
-            ProtocolError::NoReleasedRevision { .. }
-            | ProtocolError::NestedRevisionMissing { .. } => "DBNotFoundError",
+            ProtocolError::Missing(Missing::Revision { .. }) => "TrafoExecutionNotFoundError",
+            ProtocolError::Missing(Missing::ReleasedOfGroup { .. } | Missing::Nested { .. }) => {
+                "DBNotFoundError"
+            }
             ProtocolError::WiringMismatch { .. } | ProtocolError::InvalidRevision { .. } => {
                 "TrafoExecutionInputValidationError"
             }
@@ -91,10 +115,9 @@ impl ProtocolError {
             ProtocolError::NotARequest { .. } | ProtocolError::InvalidRequest { .. } => {
                 "parse_request"
             }
-            ProtocolError::RevisionNotFound { .. }
-            | ProtocolError::NoReleasedRevision { .. }
-            | ProtocolError::NestedRevisionMissing { .. }
-            | ProtocolError::StoreUnavailable { .. } => "load_transformation_revision",
+            ProtocolError::Missing(_) | ProtocolError::StoreUnavailable { .. } => {
+                "load_transformation_revision"
+            }
             ProtocolError::WiringMismatch { .. } | ProtocolError::InvalidRevision { .. } => {
                 "prepare_execution_input"
             }

@@ -23,7 +23,7 @@ pub const JOB_ID_HEADER: &str = "hd-job-id";
 /// Header of a dead letter saying why the record is not a request.
 pub const DEAD_LETTER_REASON_HEADER: &str = "hd-dead-letter-reason";
 
-pub use error::ProtocolError;
+pub use error::{Missing, ProtocolError};
 pub use prepare::{PreparedRevision, RuntimeBody, RuntimeRequest};
 pub use request::{ExecutionRequest, Target, parse_request};
 pub use response::{Step, Timings, build_response, failure_response};

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::error::ProtocolError;
+use super::error::{Missing, ProtocolError};
 use super::lenient::is_python_identifier;
 use super::pyjson;
 use super::request::ExecutionRequest;
@@ -243,10 +243,10 @@ impl<'a> TreeWalk<'a> {
             .nested
             .get(&id)
             .map(|r| r.as_ref())
-            .ok_or(ProtocolError::NestedRevisionMissing {
+            .ok_or(ProtocolError::Missing(Missing::Nested {
                 root: self.tree.root.id,
                 missing: id,
-            })
+            }))
             .and_then(|r| {
                 if r.id == id {
                     Ok(r)

@@ -886,9 +886,9 @@ mod tests {
 
     #[test]
     fn failure_response_names_the_reference_error_class() {
-        let error = ProtocolError::RevisionNotFound {
+        let error = ProtocolError::Missing(crate::protocol::Missing::Revision {
             id: Uuid::from_u128(9),
-        };
+        });
         let extra = serde_json::json!({"topic": "t", "partition": 0, "offset": 3});
         let out = failure_response(&Failure {
             error: &error,

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::py_component::{self, ComponentFileError};
 use super::{StoreError, latest_released_of};
+use crate::protocol::Missing;
 use crate::protocol::revision::{RevisionTree, TransformationRevision};
 
 /// One thing wrong with a store directory; `check` lists them all.
@@ -223,15 +224,13 @@ impl DirIndex {
             crate::protocol::Target::LatestOfGroup(group) => self
                 .latest_released(group)
                 .map(|r| r.id)
-                .ok_or(StoreError::NoReleasedRevision { group }),
+                .ok_or(Missing::ReleasedOfGroup { group }.into()),
         }
     }
 
     /// `id` and every revision nested in it at any depth.
     pub fn tree(&self, id: Uuid) -> Result<RevisionTree, StoreError> {
-        let root = self
-            .revision(id)
-            .ok_or(StoreError::RevisionNotFound { id })?;
+        let root = self.revision(id).ok_or(Missing::Revision { id })?;
         super::collect_tree(root.clone(), |nested| Ok(self.revision(nested).cloned()))
     }
 }

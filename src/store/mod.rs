@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::protocol::revision::{RevisionTree, State, TransformationRevision};
-use crate::protocol::{PreparedRevision, ProtocolError, Target};
+use crate::protocol::{Missing, PreparedRevision, ProtocolError, Target};
 use cache::Lru;
 
 pub use dir::{DirIndex, DirProblem, DirProblems};
@@ -34,29 +34,9 @@ pub use http::{HttpBackend, HttpOptions};
 /// and so the `error` of the failure response.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
-    /// No revision has the id asked for.
-    #[error("transformation revision {id} was not found")]
-    RevisionNotFound {
-        /// The id asked for.
-        id: Uuid,
-    },
-    /// A request named a revision group rather than a revision, and none of the group is
-    /// RELEASED.
-    #[error("revision group {group} has no RELEASED transformation revision")]
-    NoReleasedRevision {
-        /// The revision group asked for.
-        group: Uuid,
-    },
-    /// A workflow uses a revision the store does not have, so it cannot be prepared.
-    #[error(
-        "transformation revision {root} uses transformation revision {missing}, which was not found"
-    )]
-    NestedRevisionMissing {
-        /// The revision whose tree was loaded (the one executed).
-        root: Uuid,
-        /// The nested revision that was not found, at whatever depth.
-        missing: Uuid,
-    },
+    /// A revision asked for is not there.
+    #[error(transparent)]
+    Missing(#[from] Missing),
     /// The store could not answer: the backend unreachable or slow, or answering an error
     /// status or something that is no revision.
     #[error("revision store unavailable: {reason}")]
@@ -78,11 +58,7 @@ pub enum StoreError {
 impl From<StoreError> for ProtocolError {
     fn from(e: StoreError) -> ProtocolError {
         match e {
-            StoreError::RevisionNotFound { id } => ProtocolError::RevisionNotFound { id },
-            StoreError::NoReleasedRevision { group } => ProtocolError::NoReleasedRevision { group },
-            StoreError::NestedRevisionMissing { root, missing } => {
-                ProtocolError::NestedRevisionMissing { root, missing }
-            }
+            StoreError::Missing(missing) => ProtocolError::Missing(missing),
             other => ProtocolError::StoreUnavailable {
                 reason: other.to_string(),
             },
@@ -116,7 +92,7 @@ pub fn collect_tree(
         if nested.contains_key(&id) {
             continue;
         }
-        let r = load(id)?.ok_or(StoreError::NestedRevisionMissing {
+        let r = load(id)?.ok_or(Missing::Nested {
             root: root.id,
             missing: id,
         })?;
@@ -219,7 +195,7 @@ impl Store {
                 return index
                     .revision(id)
                     .cloned()
-                    .ok_or(StoreError::RevisionNotFound { id });
+                    .ok_or(Missing::Revision { id }.into());
             }
             Backend::Http(http) => http,
         };
@@ -230,7 +206,7 @@ impl Store {
             .revision(id)
             .await?
             .map(Arc::new)
-            .ok_or(StoreError::RevisionNotFound { id })?;
+            .ok_or(Missing::Revision { id })?;
         self.remember(&r);
         Ok(r)
     }
@@ -257,7 +233,7 @@ impl Store {
                 latest
             }
         }
-        .ok_or(StoreError::NoReleasedRevision { group })?;
+        .ok_or(Missing::ReleasedOfGroup { group })?;
         self.cache()
             .latest
             .insert(group, (Instant::now(), latest.id));
@@ -282,7 +258,7 @@ impl Store {
             .iter()
             .find(|r| r.id == id)
             .cloned()
-            .ok_or(StoreError::RevisionNotFound { id })?;
+            .ok_or(Missing::Revision { id })?;
         let by_id: HashMap<Uuid, Arc<TransformationRevision>> =
             all.into_iter().map(|r| (r.id, r)).collect();
         let tree = collect_tree(root, |n| Ok(by_id.get(&n).cloned()))?;
