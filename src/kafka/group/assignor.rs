@@ -32,14 +32,15 @@ use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes};
 ///
 /// Every member reads every version (see the module doc), so the question is only what the
 /// later fields would buy. `owned_partitions` (v1) and `generation_id` (v2) serve cooperative
-/// rebalancing (Java's `cooperative-sticky`), `rack_id` (v3) rack-aware assignment; the eager
-/// `roundrobin` and `range` assignors, the only ones a group with hetida's members can select,
-/// read none of them. Version 0 makes our bytes identical to aiokafka's, so the leader, whoever
-/// it is, reads the same subscription from either kind of member.
+/// rebalancing (Java's `cooperative-sticky`), `rack_id` (v3) rack-aware assignment. We offer
+/// only the eager `roundrobin` and `range`, and hetida's members only `roundrobin`, so the
+/// group never selects an assignor that reads them. Version 0 makes our bytes identical to
+/// aiokafka's, so the leader, whoever it is, reads the same subscription from either kind of
+/// member.
 pub const SUBSCRIPTION_VERSION: i16 = 0;
 
-/// The assignment version we send as leader: 0, as aiokafka does. The body is the same in
-/// versions 0–3 (Java writes 3 with the same bytes after the prefix), and every member reads 0.
+/// The assignment version we send as leader: 0, as aiokafka does. Versions 0–3 have the same
+/// fields (Java writes 3), and every member reads 0.
 pub const ASSIGNMENT_VERSION: i16 = 0;
 
 /// Names the subscription in errors.
