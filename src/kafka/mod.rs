@@ -19,6 +19,7 @@ pub mod client;
 mod committer;
 pub mod consumer;
 mod coordinator;
+pub mod group;
 pub mod producer;
 mod session;
 mod tail;
