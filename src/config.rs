@@ -184,6 +184,54 @@ pub struct KafkaSettings {
     /// after compression. Raising it lets larger answers through (with the response topic's
     /// `max.message.bytes`, which the broker enforces).
     pub max_request_size: usize,
+    /// Who decides which worker fetches which partition: the consumer group (default) or the
+    /// fixed split by worker index (`--partitioning`).
+    pub partitioning: Partitioning,
+    /// `session_timeout_ms`: a member silent this long is dropped by the group (aiokafka's
+    /// 10 s).
+    pub session_timeout: Duration,
+    /// `heartbeat_interval_ms`: how often a member heartbeats (aiokafka's 3 s).
+    pub heartbeat_interval: Duration,
+    /// `rebalance_timeout_ms`: how long a rebalance waits for a member to finish its
+    /// executions in flight, commit and rejoin. Default: the grace period plus 5 s, so that a
+    /// rebalance gives executions as long as a stop does.
+    pub rebalance_timeout: Duration,
+    /// `group_instance_id`: static membership (the default, with the host name as prefix) or
+    /// dynamic (`null`).
+    pub membership: Membership,
+}
+
+/// Who decides which worker fetches which partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Partitioning {
+    /// Every worker is a member of the consumer group, which assigns the partitions: instances
+    /// on many hosts share them, beside hetida's own consumers.
+    #[default]
+    Group,
+    /// Worker i of N fetches the partitions p with p mod N == i and commits without joining the
+    /// group: one instance per group, nothing else consuming it.
+    Index,
+}
+
+/// How a worker is known to the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Membership {
+    /// Static membership (KIP-345): worker i is instance `<prefix>-<i>` for good, so a restarted
+    /// or replaced worker gets its partitions back without a rebalance. Two instances on one
+    /// host need distinct prefixes.
+    Static { prefix: String },
+    /// A new member id on every join; every restart rebalances the group.
+    Dynamic,
+}
+
+impl Membership {
+    /// The instance id of worker `index`, if static.
+    pub fn instance_id(&self, index: usize) -> Option<String> {
+        match self {
+            Membership::Static { prefix } => Some(format!("{prefix}-{index}")),
+            Membership::Dynamic => None,
+        }
+    }
 }
 
 /// aiokafka's default `max_request_size` (1 MiB), which hetida's producer runs with.
@@ -282,6 +330,10 @@ pub struct Flags {
     /// Dead-letter topic for records that are not requests at all; empty turns it off.
     #[arg(long)]
     pub dead_letter_topic: Option<String>,
+    /// Who assigns the request topic's partitions to workers: the consumer group (every worker
+    /// a member, default) or the fixed split by worker index (one instance per group only).
+    #[arg(long, value_enum)]
+    pub partitioning: Option<Partitioning>,
     /// Runtime base URL [env: HETIDA_DESIGNER_RUNTIME_ENGINE_URL].
     #[arg(long)]
     pub runtime_url: Option<String>,
@@ -360,6 +412,16 @@ impl Config {
         let execution = ExecutionSettings::load(flags, env)?;
         let store = StoreSettings::load(flags, env, runtime.bearer_token.clone())?;
         let supervisor = SupervisorSettings::load(flags, env)?;
+        let mut kafka = kafka;
+        if kafka.rebalance_timeout.is_zero() {
+            kafka.rebalance_timeout = supervisor.graceful_timeout + Duration::from_secs(5);
+        }
+        if kafka.heartbeat_interval >= kafka.session_timeout {
+            return Err(invalid(
+                "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+                "heartbeat_interval_ms must be shorter than session_timeout_ms",
+            ));
+        }
         Ok(Config {
             kafka,
             runtime,
@@ -427,8 +489,24 @@ impl KafkaSettings {
             linger: producer.linger,
             compression: producer.compression,
             max_request_size: producer.max_request_size,
+            partitioning: flags.partitioning.unwrap_or_default(),
+            session_timeout: consumer.session_timeout,
+            heartbeat_interval: consumer.heartbeat_interval,
+            // Filled in by Config::load, which knows the grace period, when not given.
+            rebalance_timeout: consumer.rebalance_timeout.unwrap_or_default(),
+            membership: consumer.membership,
         })
     }
+}
+
+/// The host's name, the default prefix of static members' instance ids; `hd-kafka-exec` where
+/// the system does not tell.
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| DEFAULT_CLIENT_ID.to_owned())
 }
 
 /// A topic from its flag, its variable or hetida's default; a bad name is reported under the
@@ -729,10 +807,6 @@ enum Shape {
     Size,
 }
 
-/// What keeps the workers' partitions apart today (design decision 2 is still to come).
-const STATIC_ASSIGNMENT: &str =
-    "partitions are assigned statically to worker processes, not by group membership";
-
 /// Options of both aiokafka clients that change nothing here.
 const COMMON_RULES: &[(&[&str], Rule)] = &[
     (
@@ -799,18 +873,22 @@ const CONSUMER_RULES: &[(&[&str], Rule)] = &[
         },
     ),
     (
-        &[
-            "session_timeout_ms",
-            "heartbeat_interval_ms",
-            "max_poll_interval_ms",
-            "rebalance_timeout_ms",
-            "consumer_timeout_ms",
-        ],
-        Rule::NoEffect(Shape::Millis, STATIC_ASSIGNMENT),
+        &["max_poll_interval_ms"],
+        Rule::NoEffect(
+            Shape::Millis,
+            "workers fetch continuously; an execution never holds up fetching or heartbeats",
+        ),
     ),
     (
-        &["partition_assignment_strategy", "group_instance_id"],
-        Rule::NoEffect(Shape::Any, STATIC_ASSIGNMENT),
+        &["consumer_timeout_ms"],
+        Rule::NoEffect(Shape::Millis, "fetching is continuous"),
+    ),
+    (
+        &["partition_assignment_strategy"],
+        Rule::NoEffect(
+            Shape::Any,
+            "workers offer the roundrobin and range assignors, roundrobin first, as hetida's consumers offer roundrobin",
+        ),
     ),
     (
         &["max_poll_records", "fetch_min_bytes"],
@@ -988,6 +1066,14 @@ struct ConsumerOptions {
     fetch_max_wait: Duration,
     /// `max_partition_fetch_bytes`; see [`KafkaSettings::fetch_max_bytes`].
     fetch_max_bytes: i32,
+    /// `session_timeout_ms`; see [`KafkaSettings::session_timeout`].
+    session_timeout: Duration,
+    /// `heartbeat_interval_ms`; see [`KafkaSettings::heartbeat_interval`].
+    heartbeat_interval: Duration,
+    /// `rebalance_timeout_ms`, when given; see [`KafkaSettings::rebalance_timeout`].
+    rebalance_timeout: Option<Duration>,
+    /// `group_instance_id`: absent means the host name as prefix, `null` dynamic membership.
+    membership: Membership,
 }
 
 impl Default for ConsumerOptions {
@@ -1003,6 +1089,13 @@ impl Default for ConsumerOptions {
             fetch_max_wait: Duration::from_millis(500),
             // aiokafka's max_partition_fetch_bytes: each fetch loop asks for one partition.
             fetch_max_bytes: 1_048_576,
+            // aiokafka's session_timeout_ms and heartbeat_interval_ms.
+            session_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(3),
+            rebalance_timeout: None,
+            membership: Membership::Static {
+                prefix: host_name(),
+            },
         }
     }
 }
@@ -1037,6 +1130,20 @@ impl ConsumerOptions {
                 }
             }
             "auto_commit_interval_ms" => self.commit_interval = o.millis()?,
+            "session_timeout_ms" => self.session_timeout = o.millis()?,
+            "heartbeat_interval_ms" => self.heartbeat_interval = o.millis()?,
+            "rebalance_timeout_ms" => self.rebalance_timeout = Some(o.millis()?),
+            "group_instance_id" => {
+                self.membership = if o.value.is_null() {
+                    Membership::Dynamic
+                } else {
+                    let prefix = o.string()?;
+                    if prefix.is_empty() {
+                        return Err(o.bad("must not be empty (null turns static membership off)"));
+                    }
+                    Membership::Static { prefix }
+                };
+            }
             "fetch_max_wait_ms" => self.fetch_max_wait = o.millis()?,
             "max_partition_fetch_bytes" => {
                 self.fetch_max_bytes = o
@@ -1255,7 +1362,7 @@ mod tests {
     fn options_without_effect_are_reported_not_ignored() {
         let c = load(&[(
             "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
-            r#"{"bootstrap_servers": "k:1", "group_id": "g", "enable_auto_commit": true, "session_timeout_ms": 10000}"#,
+            r#"{"bootstrap_servers": "k:1", "group_id": "g", "enable_auto_commit": true, "max_poll_interval_ms": 300000}"#,
         )])
         .unwrap();
         assert_eq!(c.notices.len(), 2, "{:?}", c.notices);

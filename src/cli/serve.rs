@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use hd_kafka_exec::config::{Config, Env, Flags};
+use hd_kafka_exec::config::{Config, Env, Flags, Partitioning};
 use hd_kafka_exec::store::{DirIndex, HttpOptions, StoreSource};
 use hd_kafka_exec::supervisor::{SupervisorOptions, WorkerFactory, WorkerSlot};
 use hd_kafka_exec::worker::{Slot, WorkerSpec};
@@ -62,6 +62,10 @@ impl WorkerFactory for Service {
         self.config = config;
         self.store = store;
         Ok(())
+    }
+
+    fn scales_in_place(&self) -> bool {
+        self.config.kafka.partitioning == Partitioning::Group
     }
 
     fn run_worker(&self, slot: WorkerSlot) -> i32 {

@@ -11,10 +11,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::coordinator::Generation;
 use super::{CoordinatorError, GroupCoordinator, Watermarks};
 
 /// How often an ongoing outage is reported.
@@ -31,6 +32,8 @@ pub struct Committer {
     watermarks: Arc<Mutex<Watermarks>>,
     /// What the group holds now, as far as this worker knows: only moved watermarks are sent.
     committed: HashMap<i32, i64>,
+    /// Who commits: the member's current generation (a "simple consumer" without a group).
+    generation: watch::Receiver<Generation>,
 }
 
 impl Committer {
@@ -40,6 +43,7 @@ impl Committer {
         topic: impl Into<String>,
         watermarks: Arc<Mutex<Watermarks>>,
         committed: &HashMap<i32, Option<i64>>,
+        generation: watch::Receiver<Generation>,
     ) -> Committer {
         Committer {
             coordinator,
@@ -49,6 +53,7 @@ impl Committer {
                 .iter()
                 .filter_map(|(p, o)| Some((*p, (*o)?)))
                 .collect(),
+            generation,
         }
     }
 
@@ -67,7 +72,10 @@ impl Committer {
         if due.is_empty() {
             return Ok(due);
         }
-        self.coordinator.commit(&self.topic, &due).await?;
+        let generation = self.generation.borrow().clone();
+        self.coordinator
+            .commit_as(&self.topic, &due, &generation)
+            .await?;
         self.committed.extend(due.iter().copied());
         Ok(due)
     }
@@ -108,6 +116,8 @@ enum Command {
         Vec<i32>,
         oneshot::Sender<Result<HashMap<i32, Option<i64>>, CoordinatorError>>,
     ),
+    /// Commit what is due now and answer (before a rebalance).
+    Now(oneshot::Sender<Result<Vec<(i32, i64)>, CoordinatorError>>),
     /// Commit what is due once more, answer, and end.
     Last(oneshot::Sender<Result<Vec<(i32, i64)>, CoordinatorError>>),
 }
@@ -160,6 +170,18 @@ impl CommitterTask {
 }
 
 impl CommitterClient {
+    /// Commits what is due now (before the member gives its partitions up).
+    pub async fn commit_now(
+        &self,
+    ) -> Result<Result<Vec<(i32, i64)>, CoordinatorError>, CommitterGone> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Now(reply))
+            .await
+            .map_err(|_| CommitterGone)?;
+        answer.await.map_err(|_| CommitterGone)
+    }
+
     /// The group's committed offsets of `partitions`, asked through the committer's connection.
     pub async fn fetch(
         &self,
@@ -191,8 +213,12 @@ async fn run(
             command = commands.recv() => match command {
                 Some(Command::Fetch(partitions, reply)) => {
                     let answer = committer.fetch(&partitions).await;
-                    health.note(answer.as_ref().map(|_| ()), &waiting);
+                    let in_group = committer.generation.borrow().id >= 0;
+                    health.note(answer.as_ref().map(|_| ()), &waiting, in_group);
                     let _ = reply.send(answer);
+                }
+                Some(Command::Now(reply)) => {
+                    let _ = reply.send(committer.commit_due().await);
                 }
                 Some(Command::Last(reply)) => {
                     let _ = reply.send(committer.commit_due().await);
@@ -209,7 +235,8 @@ async fn run(
                 } else {
                     continue;
                 };
-                health.note(outcome.as_ref().map(|_| ()), &waiting);
+                let in_group = committer.generation.borrow().id >= 0;
+                health.note(outcome.as_ref().map(|_| ()), &waiting, in_group);
             }
         }
     }
@@ -240,7 +267,12 @@ impl Health {
 
     /// Records the outcome of a call to the coordinator; logs one WARN per interval while they
     /// fail, and one INFO when they succeed again.
-    fn note(&mut self, outcome: Result<(), &CoordinatorError>, waiting: &AtomicUsize) {
+    fn note(
+        &mut self,
+        outcome: Result<(), &CoordinatorError>,
+        waiting: &AtomicUsize,
+        in_group: bool,
+    ) {
         let now = Instant::now();
         match outcome {
             Ok(()) => {
@@ -249,6 +281,16 @@ impl Health {
                     tracing::info!(group = %self.group, "Kafka answers again after {:.0?}; commits go on", since.elapsed());
                 }
                 self.reported_at = None;
+            }
+            // Kafka answered, refusing: the group is rebalancing or this generation is over.
+            // The member handles that; it is no outage.
+            Err(e) if !e.is_transient() => {
+                self.last_contact = now;
+                if in_group {
+                    tracing::debug!(group = %self.group, "a commit was refused (the member rejoins): {e}");
+                } else {
+                    tracing::warn!(group = %self.group, "a commit was refused: {e}");
+                }
             }
             Err(e) => {
                 // Unreachable since it last answered, not since this call gave up.

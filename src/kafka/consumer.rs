@@ -5,7 +5,8 @@
 //! a [`DoneToken`]: its offset counts as done — and may be committed — only after the worker
 //! calls [`DoneToken::complete`], which it does once the response is acknowledged by Kafka.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +36,25 @@ pub struct RequestRecord {
     pub headers: BTreeMap<String, Vec<u8>>,
     /// Marks the offset done once the response is in Kafka.
     pub done: DoneToken,
+    /// Whether the partition is still this worker's, as when the record was fetched.
+    assignment: Arc<AtomicU8>,
+}
+
+/// The assignment a record was fetched under is current.
+const ASSIGNED: u8 = 0;
+/// The group took it back in a rebalance: records in flight finish and are committed.
+const REVOKED: u8 = 1;
+/// The group went on without this member (its generation is over): records in flight must not
+/// be answered, as the partition's next owner repeats them.
+const LOST: u8 = 2;
+
+impl RequestRecord {
+    /// Whether the record's partition is still assigned to this worker. A record fetched
+    /// before a revocation and not yet started must not be executed: the partition's next
+    /// owner executes it (dropping the record leaves its offset uncommitted).
+    pub fn still_assigned(&self) -> bool {
+        self.assignment.load(Ordering::Acquire) == ASSIGNED
+    }
 }
 
 /// Marks a record done when completed. Dropped without [`complete`](DoneToken::complete), the
@@ -47,17 +67,39 @@ pub struct DoneToken {
     /// The record's partition and offset.
     partition: i32,
     offset: i64,
+    /// Set by [`complete`](DoneToken::complete), so that dropping it afterwards is no
+    /// abandonment.
+    completed: bool,
+    /// The record's assignment (see [`RequestRecord::still_assigned`]).
+    assignment: Arc<AtomicU8>,
     /// Holds a place of the in-flight window until the record is finished.
     _permit: OwnedSemaphorePermit,
 }
 
 impl DoneToken {
+    /// Whether the partition was lost to another member while the record executed: its
+    /// response must not be produced, as the next owner executes the record again.
+    pub fn lost(&self) -> bool {
+        self.assignment.load(Ordering::Acquire) == LOST
+    }
+
     /// The record's response is in Kafka: its offset may be committed.
-    pub fn complete(self) {
+    pub fn complete(mut self) {
+        self.completed = true;
         self.watermarks
             .lock()
             .expect("watermark lock")
             .done(self.partition, self.offset);
+    }
+}
+
+impl Drop for DoneToken {
+    fn drop(&mut self) {
+        if !self.completed
+            && let Ok(mut w) = self.watermarks.lock()
+        {
+            w.abandoned(self.partition, self.offset);
+        }
     }
 }
 
@@ -92,6 +134,22 @@ pub struct RequestConsumer {
     tx: mpsc::Sender<RequestRecord>,
     /// Turns true when the worker stops: the loops stop fetching.
     shutdown: watch::Receiver<bool>,
+    /// The current assignment's state, handed to every record; a revocation changes it.
+    assignment: Arc<AtomicU8>,
+    /// Partitions with a fetch loop now.
+    fetching: BTreeSet<i32>,
+}
+
+/// A revoked assignment, which may still turn out lost.
+#[derive(Debug)]
+pub struct Revoked(Arc<AtomicU8>);
+
+impl Revoked {
+    /// The group went on without this member after all: records of the revoked assignment
+    /// still in flight must not be answered.
+    pub fn lost(&self) {
+        self.0.store(LOST, Ordering::Release);
+    }
 }
 
 /// Where a partition's fetch loop starts, and what a reset to `latest` passed over.
@@ -151,6 +209,8 @@ impl RequestConsumer {
             options,
             tx,
             shutdown,
+            assignment: Arc::new(AtomicU8::new(ASSIGNED)),
+            fetching: BTreeSet::new(),
         };
         for (partition, offset) in starts {
             consumer.add_partition(partition, offset);
@@ -172,6 +232,8 @@ impl RequestConsumer {
         let watermarks = self.watermarks.clone();
         let tx = self.tx.clone();
         let mut shutdown = self.shutdown.clone();
+        let assignment = self.assignment.clone();
+        self.fetching.insert(partition);
         self.tasks.spawn(async move {
             let Some(pc) =
                 partition_client_until_stopped(&client, &options.topic, partition, &mut shutdown)
@@ -179,8 +241,36 @@ impl RequestConsumer {
             else {
                 return;
             };
-            fetch_loop(pc, offset, options, window, watermarks, tx, shutdown).await;
+            let shared = Shared {
+                window,
+                watermarks,
+                tx,
+                assignment,
+            };
+            fetch_loop(pc, offset, options, shared, shutdown).await;
         });
+    }
+
+    /// The group took every partition away (an eager rebalance): the fetch loops stop, and
+    /// records already fetched but not started are not executed. Returns the partitions that
+    /// were fetched. Their records in flight finish on their own, unless `lost`: then the
+    /// group went on without this member, and they are not answered.
+    pub fn revoke_all(&mut self, lost: bool) -> (Vec<i32>, Revoked) {
+        self.assignment
+            .store(if lost { LOST } else { REVOKED }, Ordering::Release);
+        let revoked = Revoked(std::mem::replace(
+            &mut self.assignment,
+            Arc::new(AtomicU8::new(ASSIGNED)),
+        ));
+        // Dropping the set aborts the loops; a loop holds no state worth keeping.
+        drop(std::mem::take(&mut self.tasks));
+        let partitions = std::mem::take(&mut self.fetching).into_iter().collect();
+        (partitions, revoked)
+    }
+
+    /// The partitions fetched now.
+    pub fn fetching(&self) -> Vec<i32> {
+        self.fetching.iter().copied().collect()
     }
 
     /// Waits until every fetch loop has stopped (after shutdown was signalled).
@@ -319,6 +409,8 @@ struct FetchLoop {
     watermarks: Arc<Mutex<Watermarks>>,
     /// To the worker.
     tx: mpsc::Sender<RequestRecord>,
+    /// The assignment this loop fetches for; handed to every record.
+    assignment: Arc<AtomicU8>,
     /// Stops the loop, also while it waits for a fetch or a window place.
     shutdown: watch::Receiver<bool>,
     /// Pause before the next try after a failed fetch.
@@ -333,13 +425,23 @@ enum Next {
     Stop,
 }
 
+/// What every fetch loop of a worker shares.
+struct Shared {
+    /// The worker's in-flight window (see [`RequestConsumer`]).
+    window: Arc<Semaphore>,
+    /// Records handed out and skipped offsets are noted here.
+    watermarks: Arc<Mutex<Watermarks>>,
+    /// To the worker.
+    tx: mpsc::Sender<RequestRecord>,
+    /// The assignment the loop fetches for; handed to every record.
+    assignment: Arc<AtomicU8>,
+}
+
 async fn fetch_loop(
     pc: PartitionClient,
     offset: i64,
     options: FetchOptions,
-    window: Arc<Semaphore>,
-    watermarks: Arc<Mutex<Watermarks>>,
-    tx: mpsc::Sender<RequestRecord>,
+    shared: Shared,
     shutdown: watch::Receiver<bool>,
 ) {
     let mut l = FetchLoop {
@@ -348,9 +450,10 @@ async fn fetch_loop(
         offset,
         max_wait_ms: i32::try_from(options.max_wait.as_millis()).unwrap_or(i32::MAX),
         options,
-        window,
-        watermarks,
-        tx,
+        window: shared.window,
+        watermarks: shared.watermarks,
+        tx: shared.tx,
+        assignment: shared.assignment,
         shutdown,
         backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
         parked_at: None,
@@ -476,8 +579,11 @@ impl FetchLoop {
                     watermarks: self.watermarks.clone(),
                     partition: self.partition,
                     offset: r.offset,
+                    completed: false,
+                    assignment: self.assignment.clone(),
                     _permit: permit,
                 },
+                assignment: self.assignment.clone(),
             };
             self.offset = r.offset + 1;
             if self.tx.send(record).await.is_err() {

@@ -201,6 +201,30 @@ fn offset_fetch_answers(
     Some((g.error_code, answers))
 }
 
+/// A member's identity in one generation of the group: commits carry it, and the broker
+/// accepts them only from the current generation's members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    /// The generation id; -1 for a "simple consumer" that is no member.
+    pub id: i32,
+    /// The member id the coordinator gave; empty for a simple consumer.
+    pub member_id: String,
+    /// The static member's instance id, if it is one.
+    pub instance_id: Option<String>,
+}
+
+impl Generation {
+    /// No member of the group: commits as a "simple consumer" (accepted only while the group
+    /// has no members).
+    pub fn simple() -> Generation {
+        Generation {
+            id: -1,
+            member_id: String::new(),
+            instance_id: None,
+        }
+    }
+}
+
 /// Client of one consumer group's coordinator.
 #[derive(Debug)]
 pub struct GroupCoordinator {
@@ -242,7 +266,12 @@ impl GroupCoordinator {
         &self.group
     }
 
-    fn kafka_error(&self, api: &'static str, code: i16, context: String) -> CoordinatorError {
+    pub(crate) fn kafka_error(
+        &self,
+        api: &'static str,
+        code: i16,
+        context: String,
+    ) -> CoordinatorError {
         CoordinatorError::Kafka {
             group: self.group.clone(),
             api,
@@ -252,7 +281,12 @@ impl GroupCoordinator {
         }
     }
 
-    fn wire_error(&self, api: &'static str, broker: &str, e: WireError) -> CoordinatorError {
+    pub(crate) fn wire_error(
+        &self,
+        api: &'static str,
+        broker: &str,
+        e: WireError,
+    ) -> CoordinatorError {
         let (group, broker, cause) = (self.group.clone(), broker.to_owned(), e.to_string());
         match e {
             WireError::Encode(_) => CoordinatorError::Encode {
@@ -336,7 +370,7 @@ impl GroupCoordinator {
     }
 
     /// The open connection to the coordinator, finding and opening it if needed.
-    async fn connection(&mut self) -> Result<&mut BrokerConnection, CoordinatorError> {
+    pub(crate) async fn connection(&mut self) -> Result<&mut BrokerConnection, CoordinatorError> {
         if self.coordinator.is_none() {
             let broker = self.find().await?;
             let conn = BrokerConnection::open(&broker, &self.client_id)
@@ -353,12 +387,24 @@ impl GroupCoordinator {
 
     /// Runs `op` until it succeeds, fails for good, or the retry budget is spent. A retriable
     /// failure drops the coordinator connection, so the next attempt finds the coordinator anew.
-    async fn retrying<T>(
+    pub(crate) async fn retrying<T>(
         &mut self,
         api: &'static str,
+        op: impl AsyncFnMut(&mut Self) -> Result<T, CoordinatorError>,
+    ) -> Result<T, CoordinatorError> {
+        let budget = self.retry_budget;
+        self.retrying_within(api, budget, op).await
+    }
+
+    /// Like [`retrying`](Self::retrying) with a budget of its own: a JoinGroup waits for the
+    /// whole group to rejoin, which may take the rebalance timeout.
+    pub(crate) async fn retrying_within<T>(
+        &mut self,
+        api: &'static str,
+        budget: Duration,
         mut op: impl AsyncFnMut(&mut Self) -> Result<T, CoordinatorError>,
     ) -> Result<T, CoordinatorError> {
-        let deadline = Instant::now() + self.retry_budget;
+        let deadline = Instant::now() + budget;
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
         loop {
             let attempt = tokio::time::timeout_at(deadline, op(self)).await;
@@ -382,7 +428,7 @@ impl GroupCoordinator {
                 return Err(CoordinatorError::OutOfTime {
                     group: self.group.clone(),
                     api,
-                    budget: self.retry_budget,
+                    budget,
                     last: Box::new(e),
                 });
             }
@@ -445,13 +491,24 @@ impl GroupCoordinator {
         topic: &str,
         offsets: &[(i32, i64)],
     ) -> Result<(), CoordinatorError> {
+        self.commit_as(topic, offsets, &Generation::simple()).await
+    }
+
+    /// Commits `offsets` of `topic` as the group member `generation` names (generation id,
+    /// member id, instance id), which the broker checks against the group's current state.
+    pub async fn commit_as(
+        &mut self,
+        topic: &str,
+        offsets: &[(i32, i64)],
+        generation: &Generation,
+    ) -> Result<(), CoordinatorError> {
         if offsets.is_empty() {
             return Ok(());
         }
         let request = OffsetCommitRequest::default()
             .with_group_id(GroupId(StrBytes::from_string(self.group.clone())))
-            .with_generation_id_or_member_epoch(-1)
-            .with_member_id(StrBytes::from_static_str(""))
+            .with_generation_id_or_member_epoch(generation.id)
+            .with_member_id(StrBytes::from_string(generation.member_id.clone()))
             .with_topics(vec![
                 OffsetCommitRequestTopic::default()
                     .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
@@ -476,6 +533,13 @@ impl GroupCoordinator {
                     source,
                 })?;
             let broker = conn.broker().to_owned();
+            // The instance id goes with v7+ only (kafka-protocol refuses it below).
+            let request = match &generation.instance_id {
+                Some(id) if version >= 7 => request
+                    .clone()
+                    .with_group_instance_id(Some(StrBytes::from_string(id.clone()))),
+                _ => request.clone(),
+            };
             let r = conn
                 .call(&request, version)
                 .await

@@ -17,6 +17,8 @@ use tokio::time::Instant;
 use super::client::{connect, partition_client, partition_count};
 use super::committer::{CommitterClient, CommitterTask};
 use super::consumer::{FetchOptions, start_position};
+use super::coordinator::Generation;
+use super::member::{Member, MemberError, MemberSettings};
 use super::{
     Committer, GroupCoordinator, KafkaError, ProducerSettings, RequestConsumer, RequestRecord,
     ResponseProducer,
@@ -25,22 +27,23 @@ use crate::backoff::Backoff;
 use crate::config::{KafkaSettings, OffsetReset};
 
 /// Which partitions of the request topic a worker consumes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ownership {
-    /// Worker `index` of `count` owns the partitions p with p mod count == index (design
-    /// decision 2, first wave: a "simple consumer" without group membership).
+    /// The consumer group decides (design decision 2): the worker is one member of
+    /// `group_id`, beside any other members (other workers, other instances, hetida's own
+    /// consumers).
+    Group(MemberSettings),
+    /// Worker `index` of `count` owns the partitions p with p mod count == index, and commits as
+    /// a "simple consumer" without joining the group. Only while nothing else consumes the group.
     ByIndex { index: usize, count: usize },
 }
 
-impl Ownership {
-    /// The partitions owned of a topic with `partition_count` partitions.
-    pub fn partitions(self, partition_count: i32) -> Vec<i32> {
-        match self {
-            Ownership::ByIndex { index, count } => (0..partition_count)
-                .filter(|p| (*p as usize) % count == index)
-                .collect(),
-        }
-    }
+/// The fixed split of [`Ownership::ByIndex`]: the partitions worker `index` of `count` owns of a
+/// topic with `partition_count` partitions.
+pub fn by_index(index: usize, count: usize, partition_count: i32) -> Vec<i32> {
+    (0..partition_count)
+        .filter(|p| (*p as usize) % count == index)
+        .collect()
 }
 
 /// What opening a session hands the worker.
@@ -59,14 +62,29 @@ pub struct Opened {
 /// A worker's Kafka session; see the module docs.
 #[derive(Debug)]
 pub struct Session {
-    /// The partitions of the request topic this worker fetched from the start.
-    owned: Vec<i32>,
-    /// The fetch loops; shared with the task that adds partitions.
+    /// By index: the partitions this worker fetched from the start (a group assigns them
+    /// later, and says so in its log).
+    fixed: Option<Vec<i32>>,
+    /// The fetch loops; shared with the task that adds partitions (or the member task).
     consumer: Arc<Mutex<RequestConsumer>>,
     /// Commits what the fetch loops' watermarks say is done, in a task of its own.
     committer: CommitterTask,
-    /// Looks for partitions added to the request topic.
-    discovery: JoinHandle<()>,
+    /// Looks for partitions added to the request topic (by-index ownership), or takes part in
+    /// the group (group ownership).
+    ownership: OwnershipTask,
+    /// The member's current generation, for leaving the group at the end.
+    generation: watch::Receiver<Generation>,
+    /// Brokers and group, for leaving the group at the end.
+    settings: KafkaSettings,
+}
+
+/// The task that decides what the worker fetches.
+#[derive(Debug)]
+enum OwnershipTask {
+    /// The partition watch of a by-index split.
+    ByIndex(JoinHandle<()>),
+    /// The group member; ends with an error only when the group refuses it for good.
+    Group(JoinHandle<Result<(), MemberError>>),
 }
 
 /// How often the worker looks for partitions added to the request topic.
@@ -96,7 +114,11 @@ impl Session {
                 })
         })
         .await?;
-        let owned = ownership.partitions(count);
+        // By index, the partitions are known now; in a group, the group assigns them later.
+        let owned = match &ownership {
+            Ownership::ByIndex { index, count: n } => by_index(*index, *n, count),
+            Ownership::Group(_) => Vec::new(),
+        };
         let mut coordinator =
             GroupCoordinator::new(k.consumer_bootstrap.clone(), &k.group_id, &k.client_id);
         let committed = until_kafka_answers("read the group's committed offsets", async || {
@@ -122,33 +144,57 @@ impl Session {
             shutdown.clone(),
         )
         .await?;
+        let watermarks = consumer.watermarks.clone();
+        let (generation_tx, generation) = watch::channel(Generation::simple());
         let committer = Committer::new(
             coordinator,
             &k.request_topic,
-            consumer.watermarks.clone(),
+            watermarks.clone(),
             &committed,
+            generation.clone(),
         )
         .spawn(
             k.commit_interval.max(Duration::from_millis(10)),
             responses.waiting(),
         );
         let consumer = Arc::new(Mutex::new(consumer));
-        let discovery = tokio::spawn(watch_partitions(PartitionWatch {
-            client,
-            settings: k.clone(),
-            ownership,
-            known: count,
-            consumer: consumer.clone(),
-            committer: committer.client(),
-            shutdown,
-        }));
+        let task = match ownership {
+            Ownership::ByIndex { index, count: n } => {
+                OwnershipTask::ByIndex(tokio::spawn(watch_partitions(PartitionWatch {
+                    client,
+                    settings: k.clone(),
+                    index,
+                    count: n,
+                    known: count,
+                    consumer: consumer.clone(),
+                    committer: committer.client(),
+                    shutdown,
+                })))
+            }
+            Ownership::Group(member) => {
+                let member = Member::new(
+                    member,
+                    k.clone(),
+                    client,
+                    consumer.clone(),
+                    watermarks,
+                    committer.client(),
+                    generation_tx,
+                    shutdown,
+                );
+                // Local: the coordinator client's futures are not `Send`.
+                OwnershipTask::Group(tokio::task::spawn_local(member.run()))
+            }
+        };
         tracing::debug!(topic = %k.request_topic, starts = ?starts, "fetch loops started");
         Ok(Opened {
             session: Session {
-                owned,
+                fixed: matches!(task, OwnershipTask::ByIndex(_)).then_some(owned),
                 consumer,
                 committer,
-                discovery,
+                ownership: task,
+                generation,
+                settings: k.clone(),
             },
             records,
             responses,
@@ -156,30 +202,61 @@ impl Session {
         })
     }
 
-    /// The partitions of the request topic this worker fetches (from the start; partitions
-    /// added later are logged when they are picked up).
-    pub fn owned(&self) -> &[i32] {
-        &self.owned
+    /// By index: the partitions this worker fetches; `None` in a group, which assigns them.
+    pub fn fixed_partitions(&self) -> Option<&[i32]> {
+        self.fixed.as_deref()
+    }
+
+    /// Resolves when the group refuses this member for good (a fenced instance id, a refused
+    /// authorization): the worker must stop; restarting would not help. Never resolves for a
+    /// by-index split.
+    pub async fn refused(&mut self) -> MemberError {
+        match &mut self.ownership {
+            OwnershipTask::Group(task) if !task.is_finished() => match task.await {
+                Ok(Err(e)) => e,
+                // Ended by shutdown (or panicked): nothing to report; wait like the rest.
+                _ => std::future::pending().await,
+            },
+            _ => std::future::pending().await,
+        }
     }
 
     /// Waits until every fetch loop has stopped (the shutdown signal was sent); nothing more
     /// comes out of `records`. Call [`finish`](Session::finish) after the in-flight executions
     /// are done.
     pub async fn stop_fetching(&mut self) {
-        self.discovery.abort();
+        if let OwnershipTask::ByIndex(watch) = &self.ownership {
+            watch.abort();
+        }
         let mut loops = self.consumer.lock().expect("consumer lock").take_loops();
         while loops.join_next().await.is_some() {}
     }
 
     /// Commits what is done for the last time; gives up at `deadline`.
-    pub async fn finish(self, deadline: Instant) -> Result<Vec<(i32, i64)>, KafkaError> {
-        match self.committer.finish(deadline).await {
-            Ok(committed) => Ok(committed?),
+    /// Commits what is done for the last time, then (a dynamic member, or a static one that
+    /// is `retire`d) leaves the group; gives up at `deadline`.
+    pub async fn finish(
+        self,
+        deadline: Instant,
+        retire: bool,
+    ) -> Result<Vec<(i32, i64)>, KafkaError> {
+        let committed = match self.committer.finish(deadline).await {
+            Ok(committed) => committed.map_err(KafkaError::from),
             Err(gone) => Err(KafkaError::Stopped {
                 what: "the last commit",
                 reason: gone.to_string(),
             }),
+        };
+        if let OwnershipTask::Group(task) = self.ownership {
+            task.abort();
+            let generation = self.generation.borrow().clone();
+            let k = &self.settings;
+            let mut coordinator =
+                GroupCoordinator::new(k.consumer_bootstrap.clone(), &k.group_id, &k.client_id);
+            let leave = Member::leave(&mut coordinator, &generation, retire);
+            let _ = tokio::time::timeout_at(deadline, leave).await;
         }
+        committed
     }
 }
 
@@ -188,7 +265,9 @@ struct PartitionWatch {
     /// Lists the topic's partitions and makes partition clients.
     client: Arc<Client>,
     settings: KafkaSettings,
-    ownership: Ownership,
+    /// This worker's slot of the by-index split.
+    index: usize,
+    count: usize,
     /// Partitions of the request topic when last looked.
     known: i32,
     /// Where new fetch loops are started.
@@ -225,9 +304,7 @@ async fn pick_up_added_partitions(w: &mut PartitionWatch) -> Result<(), KafkaErr
     if count <= w.known {
         return Ok(());
     }
-    let new: Vec<i32> = w
-        .ownership
-        .partitions(count)
+    let new: Vec<i32> = by_index(w.index, w.count, count)
         .into_iter()
         .filter(|p| *p >= w.known)
         .collect();
@@ -344,7 +421,7 @@ async fn producers(
 
 /// Where each of `partitions` starts: its committed offset, else per `reset`. Warns of records a
 /// reset to `latest` passes over.
-async fn start_positions(
+pub(super) async fn start_positions(
     client: &Client,
     k: &KafkaSettings,
     partitions: &[i32],
@@ -419,14 +496,11 @@ mod tests {
     fn every_partition_has_exactly_one_owner() {
         for count in 1..6 {
             let mut all: Vec<i32> = (0..count)
-                .flat_map(|index| Ownership::ByIndex { index, count }.partitions(8))
+                .flat_map(|index| by_index(index, count, 8))
                 .collect();
             all.sort();
             assert_eq!(all, (0..8).collect::<Vec<_>>(), "{count} workers");
         }
-        assert_eq!(
-            Ownership::ByIndex { index: 1, count: 3 }.partitions(8),
-            vec![1, 4, 7]
-        );
+        assert_eq!(by_index(1, 3, 8), vec![1, 4, 7]);
     }
 }

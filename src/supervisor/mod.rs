@@ -43,6 +43,9 @@ use crate::backoff::Backoff;
 
 /// Exit code of a worker that cannot boot (gunicorn's `WORKER_BOOT_ERROR`).
 pub const EXIT_BOOT_FAILURE: i32 = 3;
+/// Exit code of a worker that met an error no restart can fix (another process took its
+/// identity): the supervisor stops the service with it at once instead of starting a fight.
+pub const EXIT_FATAL: i32 = 4;
 /// Boot failures in a row of one slot after which the supervisor gives up.
 const BOOT_FAILURE_LIMIT: u32 = 3;
 /// The signals the supervisor acts on (the table above). A worker gets their default actions
@@ -66,6 +69,13 @@ pub trait WorkerFactory {
     /// SIGINT) asks it to stop gracefully: it must handle them itself (tokio::signal or
     /// signal-hook), as nothing else stops it but SIGKILL after the grace period.
     fn run_worker(&self, slot: WorkerSlot) -> i32;
+    /// Whether workers can come and go one at a time (TTIN forks one more, TTOU retires the
+    /// last with SIGUSR2), because something outside decides what each does (a consumer
+    /// group). When not, TTIN/TTOU stop every worker before the new set starts, as a change of
+    /// their count changes what every one of them does.
+    fn scales_in_place(&self) -> bool {
+        false
+    }
 }
 
 /// How the supervisor runs its workers; `serve` fills it from the configuration.
@@ -96,6 +106,14 @@ pub enum SupervisorError {
         index: usize,
         /// Boot failures in a row; the limit that made the supervisor give up.
         failures: u32,
+    },
+    /// A worker exited with [`EXIT_FATAL`].
+    #[error(
+        "worker {index} met an error that restarting cannot fix (exit code {EXIT_FATAL}); its error is logged above"
+    )]
+    Fatal {
+        /// The slot of that worker.
+        index: usize,
     },
     /// [`run`] was called in a process that already has threads, where `fork` is unsound.
     #[error(
@@ -459,6 +477,11 @@ impl<F: WorkerFactory> Supervisor<F> {
                         return Err(SupervisorError::BootFailure { index, failures });
                     }
                 }
+                (Some(EXIT_FATAL), _) => {
+                    let index = w.index;
+                    self.stop_all(true);
+                    return Err(SupervisorError::Fatal { index });
+                }
                 (Some(code), _) => tracing::error!(worker = w.index, %pid, code, "worker crashed"),
                 (None, Some(sig)) => {
                     let hint = if sig == Signal::SIGKILL {
@@ -704,6 +727,18 @@ impl<F: WorkerFactory> Supervisor<F> {
             to = target,
             "changing the number of workers"
         );
+        if self.factory.scales_in_place() && self.transition == Transition::Steady {
+            // One at a time: new slots are forked by spawn_missing; the last slots' workers
+            // are retired and leave, the others keep running.
+            for (pid, w) in &mut self.workers {
+                if w.index >= target {
+                    w.retiring = true;
+                    let _ = kill(*pid, Signal::SIGUSR2);
+                }
+            }
+            self.options.workers = target;
+            return;
+        }
         for (pid, w) in &mut self.workers {
             w.retiring = true;
             let _ = kill(*pid, Signal::SIGTERM);

@@ -61,6 +61,7 @@ impl Incoming {
             value,
             headers,
             done,
+            ..
         } = record;
         (
             Incoming {
@@ -219,6 +220,14 @@ impl Execution {
             offset = record.offset,
             job_id = tracing::field::Empty
         );
+        if !record.still_assigned() {
+            tracing::debug!(
+                partition = record.partition,
+                offset = record.offset,
+                "not executed: the partition was revoked before the record started"
+            );
+            return;
+        }
         let (incoming, done) = Incoming::split(record);
         let incoming = Arc::new(incoming);
         let answer = self
@@ -409,6 +418,10 @@ impl Execution {
         job_id: Uuid,
         timings: &Timings,
     ) {
+        if done.lost() {
+            tracing::info!(%job_id, "not answered: the group gave the partition to another member, which executes the request again");
+            return;
+        }
         let Err(e) = produce_until_done(&self.responses, &response).await else {
             tracing::debug!("response produced");
             done.complete();

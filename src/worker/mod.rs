@@ -12,6 +12,7 @@ mod execution;
 mod test_hooks;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -19,10 +20,14 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::kafka::{KafkaError, Opened, Ownership, RequestRecord, Session};
+use crate::config::Partitioning;
+use crate::kafka::group::assignor::Assignor;
+use crate::kafka::{
+    KafkaError, MemberError, MemberSettings, Opened, Ownership, RequestRecord, Session,
+};
 use crate::runtime_client::{RuntimeClient, RuntimeError, RuntimeOptions};
 use crate::store::{CacheOptions, Store, StoreError, StoreSource};
-use crate::supervisor::EXIT_BOOT_FAILURE;
+use crate::supervisor::{EXIT_BOOT_FAILURE, EXIT_FATAL};
 
 use execution::Execution;
 
@@ -35,6 +40,10 @@ pub enum WorkerError {
     Kafka(#[from] KafkaError),
     #[error("cannot start the worker's async runtime: {0}")]
     Io(#[from] std::io::Error),
+    /// The group refuses this worker for good; a restart would not help. The supervisor
+    /// stops the service with it.
+    #[error("the consumer group refuses this worker: {0}")]
+    Refused(#[from] MemberError),
 }
 
 /// The step of booting that failed, with its cause.
@@ -93,9 +102,18 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
         },
     )
     .map_err(BootError::Store)?;
-    let ownership = Ownership::ByIndex {
-        index: spec.slot.index,
-        count: spec.slot.count,
+    let ownership = match cfg.kafka.partitioning {
+        Partitioning::Group => Ownership::Group(MemberSettings {
+            instance_id: cfg.kafka.membership.instance_id(spec.slot.index),
+            session_timeout: cfg.kafka.session_timeout,
+            heartbeat_interval: cfg.kafka.heartbeat_interval,
+            rebalance_timeout: cfg.kafka.rebalance_timeout,
+            assignors: Assignor::OFFERED.to_vec(),
+        }),
+        Partitioning::Index => Ownership::ByIndex {
+            index: spec.slot.index,
+            count: spec.slot.count,
+        },
     };
     let Opened {
         session,
@@ -112,6 +130,18 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
     // Bounded memory: no answer larger than could be delivered is read.
     runtime_options.max_answer_bytes = responses.largest_useful_answer();
     let runtime = RuntimeClient::new(runtime_options).map_err(BootError::Runtime)?;
+    if let Some(partitions) = session.fixed_partitions() {
+        // The one line per worker that says it is ready and what it owns (in a group, the
+        // member says it at every assignment).
+        tracing::info!(
+            worker = spec.slot.index,
+            workers = spec.slot.count,
+            generation = spec.slot.generation,
+            topic = %cfg.kafka.request_topic,
+            partitions = ?partitions,
+            "worker consuming"
+        );
+    }
     let execution = Arc::new(Execution::new(
         store,
         runtime,
@@ -120,15 +150,6 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
         cfg.execution.clone(),
         cfg.kafka.request_topic.clone(),
     ));
-    // The one line per worker that says it is ready and what it owns.
-    tracing::info!(
-        worker = spec.slot.index,
-        workers = spec.slot.count,
-        generation = spec.slot.generation,
-        topic = %cfg.kafka.request_topic,
-        partitions = ?session.owned(),
-        "worker consuming"
-    );
     Ok(Booted {
         kafka: session,
         records,
@@ -163,6 +184,7 @@ fn commit_reserve(graceful_timeout: Duration) -> Duration {
 pub async fn serve(
     spec: &WorkerSpec,
     mut shutdown: watch::Receiver<bool>,
+    retire: Arc<AtomicBool>,
 ) -> Result<(), WorkerError> {
     let booted = tokio::select! {
         booted = boot(spec, shutdown.clone()) => booted?,
@@ -194,6 +216,15 @@ pub async fn serve(
                     tracing::error!("an execution task failed: {e}");
                 }
             }
+            refused = kafka.refused() => {
+                // Stop fetching and answer what is in flight, but the group will not take our
+                // commits: its next owners repeat those requests.
+                tracing::error!(worker = spec.slot.index, "{refused}");
+                drop(records);
+                kafka.stop_fetching().await;
+                drain(&mut tasks, spec, Instant::now() + spec.graceful_timeout).await;
+                return Err(refused.into());
+            }
         }
     }
 
@@ -211,7 +242,8 @@ pub async fn serve(
         deadline - commit_reserve(spec.graceful_timeout),
     )
     .await;
-    match kafka.finish(deadline).await {
+    let retire = retire.load(Ordering::Relaxed);
+    match kafka.finish(deadline, retire).await {
         Ok(committed) => {
             tracing::info!(worker = spec.slot.index, committed = ?committed, "worker stopped");
         }
@@ -259,6 +291,10 @@ pub fn run(spec: &WorkerSpec, heartbeat: impl Fn() + Send + 'static) -> i32 {
             tracing::error!(worker = spec.slot.index, "{e}");
             EXIT_BOOT_FAILURE
         }
+        Err(e @ WorkerError::Refused(_)) => {
+            tracing::error!(worker = spec.slot.index, "{e}");
+            EXIT_FATAL
+        }
         Err(e) => {
             tracing::error!(worker = spec.slot.index, "worker failed: {e}");
             1
@@ -276,16 +312,25 @@ fn run_inner(spec: &WorkerSpec, heartbeat: impl Fn() + Send + 'static) -> Result
     local.block_on(&rt, async {
         tokio::task::spawn_local(beat(heartbeat));
         let (stop, shutdown) = watch::channel(false);
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        // USR2 from the supervisor: this worker is retired for good (TTOU), so a static member
+        // leaves the group instead of keeping its partitions for its session timeout.
+        let mut usr2 = signal(SignalKind::user_defined2())?;
+        let retire = Arc::new(AtomicBool::new(false));
+        let retiring = retire.clone();
         tokio::spawn(async move {
             tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+                _ = term.recv() => tracing::info!("stop requested"),
+                _ = int.recv() => tracing::info!("stop requested"),
+                _ = usr2.recv() => {
+                    tracing::info!("retired: leaving the group");
+                    retiring.store(true, Ordering::Relaxed);
+                }
             }
-            tracing::info!("stop requested");
             let _ = stop.send(true);
         });
-        serve(spec, shutdown).await
+        serve(spec, shutdown, retire).await
     })
 }
