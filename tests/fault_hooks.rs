@@ -26,7 +26,16 @@ async fn a_hung_worker_is_killed_after_the_timeout_and_replaced() {
     let service = ServiceProcess::start_with(
         &topics,
         &double.engine_url(),
-        &["--workers", "2", "--timeout", "3"],
+        // By index: each worker says it consumes before its thread hangs (in a group the hung
+        // worker would never join, and never say so).
+        &[
+            "--workers",
+            "2",
+            "--timeout",
+            "3",
+            "--partitioning",
+            "index",
+        ],
         &[("HD_KAFKA_EXEC_TEST_HANG_WORKER", "0")],
     );
     service.wait_workers(2, WAIT);

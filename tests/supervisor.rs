@@ -165,12 +165,16 @@ async fn term_under_load_stops_within_the_grace_period_and_a_new_serve_repeats_n
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn ttin_and_ttou_change_the_worker_count_without_two_owners_at_once() {
+async fn ttin_and_ttou_by_index_stop_all_workers_so_no_partition_has_two_owners() {
     let double = RuntimeDouble::start().await;
     double.set_latency(Duration::from_millis(2));
     let client = client().await;
     let topics = Topics::create(&client, "supttin", 6).await;
-    let service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "2"]);
+    let service = ServiceProcess::start(
+        &topics,
+        &double.engine_url(),
+        &["--workers", "2", "--partitioning", "index"],
+    );
     service.wait_workers(2, WAIT);
     let (jobs, records) = keyed_requests(600);
     produce_requests(&client, &topics.requests, &records).await;

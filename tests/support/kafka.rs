@@ -91,6 +91,28 @@ impl OwnCluster {
             .to_owned()
     }
 
+    /// The directory `scripts/kafka` knows the cluster by.
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().join("cluster")
+    }
+
+    /// The node (1-based) whose broker coordinates `group` now, from Kafka's own tool.
+    pub fn coordinator_node(&self, group: &str) -> u32 {
+        let out = scripts_kafka("state", &self.dir(), &[group]);
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(group))
+            .unwrap_or_else(|| panic!("no state of {group}: {out}"));
+        let id = line
+            .split('(')
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .and_then(|id| id.trim().parse::<u32>().ok())
+            .unwrap_or_else(|| panic!("no coordinator id in: {line}"));
+        // scripts/kafka numbers nodes from 1 and gives node i the broker id i.
+        id
+    }
+
     pub fn start(brokers: u32) -> OwnCluster {
         let dir = tempfile::tempdir().unwrap();
         let cluster = dir.path().join("cluster");

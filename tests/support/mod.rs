@@ -3,6 +3,7 @@
 //! part of it.
 #![allow(dead_code)]
 
+pub mod group;
 pub mod hostile_runtime;
 pub mod kafka;
 pub mod normalise;

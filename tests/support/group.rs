@@ -1,0 +1,277 @@
+//! The consumer group as Kafka's own tool sees it, and hetida's consumer stand-in: an aiokafka
+//! 0.10 consumer configured as hetida configures it (roundrobin, the group id, earliest here),
+//! which answers each request with a response naming itself and commits after producing.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::kafka::{kafka_dir, python_with_aiokafka, scripts_kafka};
+
+/// One member in `kafka-consumer-groups --describe --members --verbose`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRow {
+    pub consumer_id: String,
+    /// Empty for a dynamic member.
+    pub instance_id: String,
+    pub client_id: String,
+    /// Partitions of `topic` assigned to it.
+    pub partitions: Vec<i32>,
+}
+
+/// The group's members and their partitions of `topic`, from Kafka's own tool (run against
+/// the cluster in `dir`).
+pub fn members_in(dir: &std::path::Path, group: &str, topic: &str) -> Vec<MemberRow> {
+    let out = scripts_kafka("members", dir, &[group]);
+    // Columns are padded to fixed widths and a dynamic member's instance id is blank, so the
+    // header's column positions say where each value is.
+    let Some(header) = out.lines().find(|l| l.starts_with("GROUP ")) else {
+        return Vec::new();
+    };
+    let columns = [
+        "CONSUMER-ID",
+        "GROUP-INSTANCE-ID",
+        "HOST",
+        "CLIENT-ID",
+        "#PARTITIONS",
+        "CURRENT-EPOCH",
+        "CURRENT-ASSIGNMENT",
+    ];
+    // GROUP-INSTANCE-ID is there only when some member is static.
+    let starts: Vec<Option<usize>> = columns.iter().map(|c| header.find(c)).collect();
+    let next_start = |i: usize| starts[i + 1..].iter().flatten().next().copied();
+    let cell = |line: &str, i: usize| -> String {
+        let Some(start) = starts[i] else {
+            return String::new();
+        };
+        let end = next_start(i).unwrap_or(line.len()).min(line.len());
+        line.get(start..end).unwrap_or("").trim().to_owned()
+    };
+    let mut rows = Vec::new();
+    for line in out.lines().filter(|l| l.starts_with(&format!("{group} "))) {
+        let assignment = line
+            .get(starts[6].expect("an assignment column")..)
+            .unwrap_or("")
+            .split_whitespace()
+            .next()
+            .unwrap_or("-")
+            .to_owned();
+        let mut current: Option<String> = None;
+        let mut partitions = Vec::new();
+        for part in assignment.split(',') {
+            let (t, p) = match part.rsplit_once(':') {
+                Some((t, p)) => {
+                    current = Some(t.to_owned());
+                    (t.to_owned(), p)
+                }
+                None => (current.clone().unwrap_or_default(), part),
+            };
+            if t == topic
+                && let Ok(p) = p.parse::<i32>()
+            {
+                partitions.push(p);
+            }
+        }
+        rows.push(MemberRow {
+            consumer_id: cell(line, 0),
+            instance_id: cell(line, 1),
+            client_id: cell(line, 3),
+            partitions,
+        });
+    }
+    rows
+}
+
+/// The shared cluster's group members.
+pub fn members(group: &str, topic: &str) -> Vec<MemberRow> {
+    members_in(&kafka_dir(), group, topic)
+}
+
+/// Waits until `check` holds for the group's members, or panics after `timeout`.
+pub fn wait_for_members(
+    dir: &std::path::Path,
+    group: &str,
+    topic: &str,
+    timeout: Duration,
+    check: impl Fn(&[MemberRow]) -> bool,
+) -> Vec<MemberRow> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let rows = members_in(dir, group, topic);
+        if check(&rows) {
+            return rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the group never got there: {rows:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Whether every partition `0..partitions` has exactly one owner among `rows`.
+pub fn one_owner_each(rows: &[MemberRow], partitions: i32) -> bool {
+    let mut all: Vec<i32> = rows.iter().flat_map(|r| r.partitions.clone()).collect();
+    all.sort_unstable();
+    all == (0..partitions).collect::<Vec<_>>()
+}
+
+const STAND_IN: &str = r#"
+import asyncio, json, signal, sys
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+
+bootstrap, group, requests, responses, name = sys.argv[1:6]
+
+def say(**event):
+    print(json.dumps(event), flush=True)
+
+class Listener(ConsumerRebalanceListener):
+    def on_partitions_revoked(self, revoked):
+        pass
+    def on_partitions_assigned(self, assigned):
+        say(event="assigned", partitions=sorted(tp.partition for tp in assigned))
+
+async def main():
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    # As hetida configures its consumer (roundrobin is aiokafka's default), but committing
+    # only after the response is produced, so the stand-in loses nothing either.
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                client_id=name)
+    consumer.subscribe([requests], listener=Listener())
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    await producer.start()
+    say(event="started")
+    try:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=200)
+            for tp, records in batches.items():
+                for r in records:
+                    try:
+                        job = json.loads(r.value)["job_id"]
+                    except Exception:
+                        job = None
+                    body = json.dumps({"job_id": job, "result": "ok", "answered_by": name})
+                    await producer.send_and_wait(responses, body.encode(), key=r.key)
+                    say(event="record", partition=tp.partition, offset=r.offset)
+                await consumer.commit({tp: records[-1].offset + 1})
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        say(event="stopped")
+
+asyncio.run(main())
+"#;
+
+/// An aiokafka member of the group standing in for one of hetida's backend workers.
+#[derive(Debug)]
+pub struct AiokafkaMember {
+    child: Child,
+    /// Its lines (JSON events), read as they come.
+    events: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+impl AiokafkaMember {
+    pub fn start(
+        bootstrap: &str,
+        group: &str,
+        requests: &str,
+        responses: &str,
+        name: &str,
+    ) -> AiokafkaMember {
+        let mut child = python_with_aiokafka()
+            .args(["-c", STAND_IN, bootstrap, group, requests, responses, name])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "a test's reader thread; the ban is for the service"
+        )]
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    sink.lock().unwrap().push(v);
+                }
+            }
+        });
+        let member = AiokafkaMember { child, events };
+        member.wait_for("started", Duration::from_secs(60));
+        member
+    }
+
+    /// Waits for an event of `kind`.
+    pub fn wait_for(&self, kind: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"] == kind)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "aiokafka member: no {kind} event"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Its last assignment.
+    pub fn assigned(&self) -> Option<Vec<i32>> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|e| e["event"] == "assigned")
+            .map(|e| {
+                e["partitions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p.as_i64().unwrap() as i32)
+                    .collect()
+            })
+    }
+
+    /// (partition, offset) of every record it answered.
+    pub fn answered(&self) -> Vec<(i32, i64)> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == "record")
+            .map(|e| {
+                (
+                    e["partition"].as_i64().unwrap() as i32,
+                    e["offset"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// SIGTERM: it commits, leaves the group and exits.
+    pub fn stop(mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for AiokafkaMember {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
