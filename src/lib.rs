@@ -19,7 +19,8 @@
 //! * [`runtime_client`]: the HTTP client that POSTs prepared requests to the hetida runtime.
 //! * `http_client`: how every HTTP client of the service is built (runtime, backend store).
 //! * [`kafka`]: every Kafka detail: a worker's [`kafka::Session`] (clients, fetch loops over its
-//!   partitions, producers, committer), the group coordinator client, the broker wire codec.
+//!   partitions, producers, committer, its membership of the consumer group), the group
+//!   coordinator client, the broker wire codec.
 //! * [`worker`]: one process: consume -> resolve -> prepare -> run -> respond -> commit; it sees
 //!   records, tokens and responses, no Kafka client.
 //! * [`logging`]: log lines that say which process (supervisor, worker i) wrote them.

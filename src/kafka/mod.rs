@@ -3,7 +3,12 @@
 //!
 //! * `session`: one worker's clients, fetch loops, producers and committer ([`Session`]).
 //! * [`client`]: how rskafka clients are built (one backoff), partition counts and clients.
-//! * `coordinator`: committed offsets in the consumer group (rskafka has no group APIs).
+//! * `coordinator`: the group coordinator client: committed offsets, and (in [`member`]) the
+//!   classic group protocol's calls (rskafka has no group APIs).
+//! * [`member`]: this worker as one member of the consumer group: join, assignment,
+//!   heartbeats, rebalances.
+//! * [`group`]: the group's shared rules: the embedded consumer protocol and aiokafka's
+//!   assignors.
 //! * `committer`: commits the watermarks that moved.
 //! * `watermark`: per partition, the lowest offset whose response is not yet in Kafka.
 //! * [`consumer`]: long-poll fetch loops over the owned partitions of the request topic, with
