@@ -196,6 +196,10 @@ pub struct KafkaSettings {
     /// executions in flight, commit and rejoin. Default: the grace period plus 5 s, so that a
     /// rebalance gives executions as long as a stop does.
     pub rebalance_timeout: Duration,
+    /// The consumer's `metadata_max_age_ms`: how often the request topic's partition count is
+    /// checked, so that added partitions get fetched (by the group leader, or by the worker
+    /// whose index they fall to). 30 s by default; aiokafka's 5 min is slower than needed.
+    pub partition_check_interval: Duration,
     /// `group_instance_id`: static membership (the default, with the host name as prefix) or
     /// dynamic (`null`).
     pub membership: Membership,
@@ -494,6 +498,7 @@ impl KafkaSettings {
             heartbeat_interval: consumer.heartbeat_interval,
             // Filled in by Config::load, which knows the grace period, when not given.
             rebalance_timeout: consumer.rebalance_timeout.unwrap_or_default(),
+            partition_check_interval: consumer.partition_check_interval,
             membership: consumer.membership,
         })
     }
@@ -832,7 +837,6 @@ const COMMON_RULES: &[(&[&str], Rule)] = &[
         &[
             "request_timeout_ms",
             "retry_backoff_ms",
-            "metadata_max_age_ms",
             "connections_max_idle_ms",
         ],
         Rule::NoEffect(
@@ -905,6 +909,13 @@ const CONSUMER_RULES: &[(&[&str], Rule)] = &[
 
 /// Producer options that change nothing here.
 const PRODUCER_RULES: &[(&[&str], Rule)] = &[
+    (
+        &["metadata_max_age_ms"],
+        Rule::NoEffect(
+            Shape::Millis,
+            "the producer follows partition leaders as Kafka reports them moved",
+        ),
+    ),
     (
         &["client_id"],
         Rule::NoEffect(Shape::String, "the consumer's client_id names this service"),
@@ -1072,6 +1083,8 @@ struct ConsumerOptions {
     heartbeat_interval: Duration,
     /// `rebalance_timeout_ms`, when given; see [`KafkaSettings::rebalance_timeout`].
     rebalance_timeout: Option<Duration>,
+    /// `metadata_max_age_ms`; see [`KafkaSettings::partition_check_interval`].
+    partition_check_interval: Duration,
     /// `group_instance_id`: absent means the host name as prefix, `null` dynamic membership.
     membership: Membership,
 }
@@ -1093,6 +1106,7 @@ impl Default for ConsumerOptions {
             session_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(3),
             rebalance_timeout: None,
+            partition_check_interval: Duration::from_secs(30),
             membership: Membership::Static {
                 prefix: host_name(),
             },
@@ -1133,6 +1147,12 @@ impl ConsumerOptions {
             "session_timeout_ms" => self.session_timeout = o.millis()?,
             "heartbeat_interval_ms" => self.heartbeat_interval = o.millis()?,
             "rebalance_timeout_ms" => self.rebalance_timeout = Some(o.millis()?),
+            "metadata_max_age_ms" => {
+                self.partition_check_interval = o.millis()?;
+                if self.partition_check_interval.is_zero() {
+                    return Err(o.bad("must be positive"));
+                }
+            }
             "group_instance_id" => {
                 self.membership = if o.value.is_null() {
                     Membership::Dynamic
@@ -1385,5 +1405,52 @@ mod tests {
         assert!(e.to_string().contains("valid Kafka topic"), "{e}");
         let e = load(&[("HD_INTERNAL_AUTH_MODE", "CLIENT")]).unwrap_err();
         assert!(e.to_string().contains("CLIENT"), "{e}");
+    }
+    #[test]
+    fn group_options_are_read_and_checked() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.kafka.session_timeout, Duration::from_secs(10));
+        assert_eq!(c.kafka.heartbeat_interval, Duration::from_secs(3));
+        assert_eq!(
+            c.kafka.rebalance_timeout,
+            c.supervisor.graceful_timeout + Duration::from_secs(5)
+        );
+        assert_eq!(c.kafka.partition_check_interval, Duration::from_secs(30));
+        assert!(matches!(c.kafka.membership, Membership::Static { .. }));
+
+        let c = load(&[
+            (
+                "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+                r#"{"session_timeout_ms": 30000, "heartbeat_interval_ms": 1000, "rebalance_timeout_ms": 60000, "metadata_max_age_ms": 2000, "group_instance_id": null}"#,
+            ),
+            (
+                "HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS",
+                r#"{"metadata_max_age_ms": 300000}"#,
+            ),
+        ])
+        .unwrap();
+        assert_eq!(c.kafka.session_timeout, Duration::from_secs(30));
+        assert_eq!(c.kafka.heartbeat_interval, Duration::from_secs(1));
+        assert_eq!(c.kafka.rebalance_timeout, Duration::from_secs(60));
+        assert_eq!(c.kafka.partition_check_interval, Duration::from_secs(2));
+        assert_eq!(c.kafka.membership, Membership::Dynamic);
+        assert!(
+            c.notices.iter().any(|n| n.contains("metadata_max_age_ms")),
+            "the producer's metadata_max_age_ms is reported as without effect: {:?}",
+            c.notices
+        );
+
+        for (options, says) in [
+            (
+                r#"{"session_timeout_ms": 3000, "heartbeat_interval_ms": 3000}"#,
+                "heartbeat_interval_ms must be shorter",
+            ),
+            (r#"{"metadata_max_age_ms": 0}"#, "must be positive"),
+            (r#"{"group_instance_id": ""}"#, "must not be empty"),
+            (r#"{"group_id": null}"#, "a group is required"),
+        ] {
+            let e = load(&[("HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS", options)]).unwrap_err();
+            assert!(e.to_string().contains(says), "{options}: {e}");
+        }
     }
 }

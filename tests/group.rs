@@ -21,12 +21,22 @@ use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(120);
 
+/// How often the leader looks at the request topic's partition count in these tests.
+const PARTITION_CHECK: Duration = Duration::from_millis(500);
+
 /// hetida's consumer options for `topics`, with static members named `<prefix>-<i>`.
 fn options(bootstrap: &str, topics: &Topics, prefix: &str) -> String {
     format!(
-        r#"{{"bootstrap_servers": "{bootstrap}", "group_id": "{}", "auto_offset_reset": "earliest", "group_instance_id": "{prefix}"}}"#,
-        topics.group
+        r#"{{"bootstrap_servers": "{bootstrap}", "group_id": "{}", "auto_offset_reset": "earliest", "group_instance_id": "{prefix}", "metadata_max_age_ms": {}}}"#,
+        topics.group,
+        PARTITION_CHECK.as_millis()
     )
+}
+
+/// Lets the leader look at the partition count several times: a leader that came back as the
+/// same static member must not mistake the topic for grown and rebalance.
+async fn several_partition_checks() {
+    tokio::time::sleep(PARTITION_CHECK * 5).await;
 }
 
 fn start(topics: &Topics, url: &str, workers: &str, prefix: &str) -> ServiceProcess {
@@ -452,6 +462,7 @@ async fn static_members_come_back_without_a_rebalance() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    several_partition_checks().await;
     let gens = generations(&service.log_text());
     assert!(
         gens.iter().all(|g| *g == settled),
@@ -635,4 +646,40 @@ async fn a_rebalance_storm_loses_nothing() {
         top > 10,
         "the storm happened: {top} generations for {changes} changes"
     );
+}
+
+/// Two processes claiming one instance id: the one that joined first is fenced and stops the
+/// service with an error saying so, instead of both taking the partitions in turns; the other
+/// keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_process_with_the_same_instance_id_stops_the_first_clearly() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "grp-fence", 2).await;
+    let mut first = start(&topics, &double.engine_url(), "1", "twin");
+    first.wait_workers(1, WAIT);
+    let second = start(&topics, &double.engine_url(), "1", "twin");
+    let Some(status) = first.wait_exit(WAIT) else {
+        panic!(
+            "the fenced service stops by itself; first:\n{}\nsecond:\n{}",
+            first.log_text(),
+            second.log_text()
+        );
+    };
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let log = first.log_text();
+    assert!(log.contains("was fenced"), "log:\n{log}");
+    assert!(log.contains("restarting cannot fix"), "log:\n{log}");
+    second.wait_workers(1, WAIT);
+    let (jobs, records) = keyed_requests(50);
+    produce_requests(&client, &topics.requests, &records).await;
+    let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
+    assert_each_once(&jobs, &answers(&responses), &second.log_text());
+    several_partition_checks().await;
+    let gens = generations(&second.log_text());
+    assert!(
+        gens.iter().all(|g| *g == gens[0]),
+        "the replacing leader rebalanced: {gens:?}"
+    );
+    assert_eq!(second.workers().len(), 1, "the second keeps serving");
 }

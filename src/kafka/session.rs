@@ -87,9 +87,6 @@ enum OwnershipTask {
     Group(JoinHandle<Result<(), MemberError>>),
 }
 
-/// How often the worker looks for partitions added to the request topic.
-const PARTITION_CHECK_INTERVAL: Duration = Duration::from_secs(30);
-
 impl Session {
     /// Connects, reads the group's committed offsets, starts a fetch loop per owned partition
     /// (at its committed offset, else per `auto_offset_reset`), the producers, the committer
@@ -278,12 +275,13 @@ struct PartitionWatch {
     shutdown: watch::Receiver<bool>,
 }
 
-/// Every [`PARTITION_CHECK_INTERVAL`], starts fetching partitions added to the request topic
+/// Every `metadata_max_age_ms` ([`KafkaSettings::partition_check_interval`]), starts fetching partitions added to the request topic
 /// that this worker owns. A partition created while the service runs starts at its beginning,
 /// whatever `auto_offset_reset` says: its first requests came after the service started, so
 /// "latest" would skip them. In a task of its own: listing topics waits out an outage.
 async fn watch_partitions(mut w: PartitionWatch) {
-    let mut tick = tokio::time::interval(PARTITION_CHECK_INTERVAL);
+    let every = w.settings.partition_check_interval;
+    let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
         tokio::select! {
@@ -292,7 +290,7 @@ async fn watch_partitions(mut w: PartitionWatch) {
         }
         if let Err(e) = pick_up_added_partitions(&mut w).await {
             tracing::warn!(
-                "picking up partitions added to the request topic failed (tried again in {PARTITION_CHECK_INTERVAL:?}): {e}"
+                "picking up partitions added to the request topic failed (tried again in {every:?}): {e}"
             );
         }
     }

@@ -217,8 +217,9 @@ pub async fn serve(
                 }
             }
             refused = kafka.refused() => {
-                // Stop fetching and answer what is in flight, but the group will not take our
-                // commits: its next owners repeat those requests.
+                // The member gave its partitions up as lost: executions in flight end without
+                // an answer, since the group will not take our commits and their next owners
+                // run those requests again.
                 tracing::error!(worker = spec.slot.index, "{refused}");
                 drop(records);
                 kafka.stop_fetching().await;

@@ -115,9 +115,6 @@ impl std::fmt::Debug for Member {
     }
 }
 
-/// How often the leader looks for partitions added to the request topic.
-const PARTITION_CHECK_INTERVAL: Duration = Duration::from_secs(30);
-
 impl Member {
     #[allow(
         clippy::too_many_arguments,
@@ -153,8 +150,21 @@ impl Member {
         }
     }
 
-    /// Takes part in the group until the worker stops (`Ok`) or the group refuses it for good.
+    /// Takes part in the group until the worker stops (`Ok`) or the group refuses it for good;
+    /// then its partitions are lost: their fetch loops stop and records not yet answered stay
+    /// unanswered (their next owner runs them).
     pub async fn run(mut self) -> Result<(), MemberError> {
+        let taken_part = self.take_part().await;
+        if taken_part.is_err() {
+            self.consumer
+                .lock()
+                .expect("consumer lock")
+                .revoke_all(true);
+        }
+        taken_part
+    }
+
+    async fn take_part(&mut self) -> Result<(), MemberError> {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         let mut shutdown = self.shutdown.clone();
         loop {
@@ -294,6 +304,15 @@ impl Member {
                 .remove(&topic)
                 .unwrap_or_default()
         };
+        if leads && joined.skip_assignment {
+            // This member replaced the static leader and the group kept its assignment; as
+            // leader it still watches the request topic, from the count in force now.
+            if let Ok(Some(count)) =
+                super::client::partition_count(&self.client, &self.kafka.request_topic).await
+            {
+                self.partition_count = count;
+            }
+        }
         let _ = self.generation.send(joined.generation.clone());
         let committed = self.coordinator.fetch(&topic, &partitions).await?;
         let starts = start_positions(
@@ -377,7 +396,7 @@ impl Member {
     async fn stay(&mut self, generation: &Generation) -> Result<Ending, MemberError> {
         let mut tick = tokio::time::interval(self.settings.heartbeat_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut partition_check = tokio::time::interval(PARTITION_CHECK_INTERVAL);
+        let mut partition_check = tokio::time::interval(self.kafka.partition_check_interval);
         partition_check.tick().await;
         let mut last_beat = Instant::now();
         let leads = self.leading;
