@@ -36,8 +36,10 @@ pub struct RuntimeOptions {
     pub call_timeout: Duration,
     /// Total time spent retrying a runtime that cannot be connected to.
     pub retry_budget: Duration,
-    /// First pause between connection attempts; doubles up to `backoff_max`.
+    /// First step between connection attempts; doubles up to `backoff_max` (with jitter, see
+    /// [`Backoff`](crate::backoff::Backoff)).
     pub backoff_initial: Duration,
+    /// The largest step between connection attempts.
     pub backoff_max: Duration,
     /// The largest answer body read, in bytes: a larger one is refused, and no more than this
     /// is ever buffered. A response must fit into one Kafka record, so the worker sets it from
@@ -240,7 +242,8 @@ impl RuntimeClient {
     pub async fn run(&self, body: impl Into<RuntimeBody>) -> Result<RuntimeAnswer, RuntimeError> {
         let body = body.into();
         let started = tokio::time::Instant::now();
-        let mut backoff = self.options.backoff_initial;
+        let mut backoff =
+            crate::backoff::Backoff::new(self.options.backoff_initial, self.options.backoff_max);
         let mut attempts = 0u32;
         loop {
             attempts += 1;
@@ -254,7 +257,8 @@ impl RuntimeClient {
                 Ok(answer) => return Ok(answer),
                 Err(Attempt::Connect(cause)) => {
                     let elapsed = started.elapsed();
-                    if elapsed + backoff > self.options.retry_budget {
+                    let pause = backoff.next_pause();
+                    if elapsed + pause > self.options.retry_budget {
                         return Err(RuntimeError::Unreachable {
                             url: self.url(),
                             attempts,
@@ -262,9 +266,8 @@ impl RuntimeClient {
                             cause,
                         });
                     }
-                    tracing::warn!(url = %self.uri, attempts, "runtime unreachable, retrying in {backoff:?}: {cause}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.options.backoff_max);
+                    tracing::warn!(url = %self.uri, attempts, "runtime unreachable, retrying in {pause:?}: {cause}");
+                    tokio::time::sleep(pause).await;
                 }
                 Err(Attempt::Timeout) => {
                     return Err(RuntimeError::Timeout {
