@@ -1017,6 +1017,7 @@ fn relay_plan(full: bool) -> Vec<Relay> {
             ("saturation, --workers 2 --max-in-flight 16", 1, 2, 16, 20_000, None, 0),
             ("saturation, two instances on one group, --workers 1 --max-in-flight 1 each", 2, 1, 1, 5_000, None, 0),
             ("saturation, two instances on one group, --workers 1 --max-in-flight 16 each", 2, 1, 16, 20_000, None, 0),
+            ("saturation, two instances on one group, --workers 2 --max-in-flight 16 each", 2, 2, 16, 20_000, None, 0),
             ("500/s offered, --workers 2 --max-in-flight 16", 1, 2, 16, 5_000, Some(500), 0),
             ("runtime +50 ms, --workers 2 --max-in-flight 1", 1, 2, 1, 200, None, 50),
             ("runtime +50 ms, --workers 2 --max-in-flight 16", 1, 2, 16, 2_000, None, 50),
