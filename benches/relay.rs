@@ -928,6 +928,14 @@ async fn backlog(bench: &Bench, double: &RuntimeDouble, n: usize, seconds: u64) 
         t.await.unwrap();
     }
     let produced_in = produced.elapsed();
+    let mut in_topic = 0;
+    for pc in &stage.partitions {
+        in_topic += pc.get_offset(OffsetAt::Latest).await.unwrap();
+    }
+    assert_eq!(
+        in_topic, n as i64,
+        "the whole backlog is in the request topic"
+    );
 
     let service = stage.serve(
         bench,
