@@ -2,31 +2,41 @@
 //! double (the project's stand-in for hetida's runtime service) answering instantly or with a
 //! fixed delay, and the seed's Volatility request.
 //!
-//! `cargo bench --bench relay` measures throughput, latency, CPU time per request and memory.
-//! It uses the broker named by `HD_BENCH_KAFKA_BOOTSTRAP` (or `HD_TEST_KAFKA_BOOTSTRAP`), or
-//! starts its own with `scripts/kafka`. Run without `--bench` (as `cargo test --all-targets`
-//! does) it makes one small pass to prove the harness works.
+//! `cargo bench --bench relay` measures throughput, latency, CPU time per request and memory;
+//! two instances sharing one consumer group; the pause while a new member joins the group under
+//! load; and latency with one request in flight at a time. It uses the broker named by
+//! `HD_BENCH_KAFKA_BOOTSTRAP` (or `HD_TEST_KAFKA_BOOTSTRAP`), or starts its own with
+//! `scripts/kafka`. Run without `--bench` (as `cargo test --all-targets` does) it makes one small
+//! pass of each kind to prove the harness works.
 //!
-//! `HD_BENCH_BIN=path` measures another build of the service (the musl one, say);
-//! `HD_BENCH_ONLY=text` runs only the scenarios whose name contains `text`.
+//! - `HD_BENCH_BIN=path` measures another build of the service (the musl one, or an older commit;
+//!   a binary without `--partitioning` predates the consumer group and runs with its defaults).
+//! - `HD_BENCH_ONLY=text` runs only the scenarios whose name contains `text`.
+//! - `HD_BENCH_PARTITIONING=group|index` passes `--partitioning`; scenarios that need the
+//!   consumer group (two instances, a member joining) are left out under `index`.
+//! - `HD_BENCH_RUNS=n` repeats the rebalance and one-at-a-time scenarios `n` times (default 5).
+//! - `HD_BENCH_BACKLOG=n` adds the backlog scenario: `n` small requests produced first, then
+//!   `serve --workers 2` works through them for 60 s while every worker's RSS is sampled.
 #![allow(clippy::unwrap_used, reason = "a test fails loudly where it unwraps")]
 
-#[path = "../tests/support/runtime_double.rs"]
-#[allow(dead_code)]
-mod runtime_double;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use rskafka::client::partition::{Compression, OffsetAt, UnknownTopicHandling};
+use chrono::{DateTime, Utc};
+use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
 use rskafka::record::Record;
-use runtime_double::RuntimeDouble;
+use support::runtime_double::RuntimeDouble;
 use tokio::sync::mpsc;
+
+/// Partitions of the request and response topics.
+const PARTITIONS: i32 = 8;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -124,37 +134,130 @@ fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// How the measured binary hands partitions to workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Partitioning {
+    /// Every worker a member of the consumer group (`--partitioning group`, the default).
+    Group,
+    /// The fixed split by worker index (`--partitioning index`).
+    Index,
+    /// A binary from before the consumer group: it knows no `--partitioning` and splits by index.
+    Legacy,
+}
+
+/// What every scenario shares: the broker, the binary and how it partitions.
+struct Bench {
+    bootstrap: String,
+    partitioning: Partitioning,
+    /// `--partitioning` as given in `HD_BENCH_PARTITIONING`; nothing when it is not set.
+    partitioning_flag: Option<String>,
+    /// Where the services' logs go (the group scenarios read members' assignments from them).
+    logs: tempfile::TempDir,
+}
+
+impl Bench {
+    fn new(bootstrap: String) -> Bench {
+        let help = Command::new(service_binary())
+            .args(["serve", "--help"])
+            .output()
+            .expect("running serve --help");
+        let knows_groups = String::from_utf8_lossy(&help.stdout).contains("--partitioning");
+        let flag = std::env::var("HD_BENCH_PARTITIONING")
+            .ok()
+            .filter(|f| !f.is_empty());
+        let partitioning = match (knows_groups, flag.as_deref()) {
+            (false, None) => Partitioning::Legacy,
+            (false, Some(f)) => panic!(
+                "HD_BENCH_PARTITIONING={f}, but {} knows no --partitioning",
+                service_binary().display()
+            ),
+            (true, None | Some("group")) => Partitioning::Group,
+            (true, Some("index")) => Partitioning::Index,
+            (true, Some(f)) => panic!("HD_BENCH_PARTITIONING={f}: group or index"),
+        };
+        Bench {
+            bootstrap,
+            partitioning,
+            partitioning_flag: flag,
+            logs: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn group_mode(&self) -> bool {
+        self.partitioning == Partitioning::Group
+    }
+}
+
+/// One `serve`'s shape.
+#[derive(Debug, Clone, Copy)]
+struct Shape<'a> {
+    workers: usize,
+    in_flight: usize,
+    /// `group_instance_id`, the prefix of the workers' static instance ids: instances on one
+    /// group need distinct ones. `None` leaves the option out (the host name, or an older binary
+    /// that knows no such option).
+    instance: Option<&'a str>,
+}
+
 struct Service {
     child: Child,
+    log: PathBuf,
 }
 
 impl Service {
     fn start(
-        bootstrap: &str,
+        bench: &Bench,
         topics: &(String, String),
         group: &str,
         engine_url: &str,
-        workers: usize,
-        in_flight: usize,
+        shape: Shape<'_>,
     ) -> Service {
-        let child = Command::new(service_binary())
-            .args(["serve", "--workers", &workers.to_string(), "--max-in-flight", &in_flight.to_string(), "--dead-letter-topic", ""])
+        let bootstrap = &bench.bootstrap;
+        let instance = shape
+            .instance
+            .map(|p| format!(r#", "group_instance_id": "{p}""#))
+            .unwrap_or_default();
+        let log = bench
+            .logs
+            .path()
+            .join(format!("{group}-{}.log", shape.instance.unwrap_or("serve")));
+        let mut command = Command::new(service_binary());
+        command
+            .args(["serve", "--workers", &shape.workers.to_string()])
+            .args(["--max-in-flight", &shape.in_flight.to_string()])
+            .args(["--dead-letter-topic", ""])
             .arg("--store")
-            .arg(format!("dir:{}", repo().join("../shared/vectors/transformations").display()))
+            .arg(format!(
+                "dir:{}",
+                repo().join("../shared/vectors/transformations").display()
+            ));
+        if let Some(flag) = &bench.partitioning_flag {
+            command.args(["--partitioning", flag]);
+        }
+        let child = command
             .env(
                 "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
-                format!(r#"{{"bootstrap_servers": "{bootstrap}", "group_id": "{group}", "auto_offset_reset": "earliest"}}"#),
+                format!(
+                    r#"{{"bootstrap_servers": "{bootstrap}", "group_id": "{group}", "auto_offset_reset": "earliest"{instance}}}"#
+                ),
             )
-            .env("HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS", format!(r#"{{"bootstrap_servers": "{bootstrap}"}}"#))
+            .env(
+                "HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS",
+                format!(r#"{{"bootstrap_servers": "{bootstrap}"}}"#),
+            )
             .env("HETIDA_DESIGNER_KAFKA_CONSUMER_TOPIC", &topics.0)
             .env("HETIDA_DESIGNER_KAFKA_RESPONSE_TOPIC", &topics.1)
             .env("HETIDA_DESIGNER_RUNTIME_ENGINE_URL", engine_url)
-            .env("RUST_LOG", "warn")
+            // Warnings, and each member's assignment ("worker consuming"): the bench waits for
+            // the group to settle before it measures.
+            .env("RUST_LOG", "warn,hd_kafka_exec::kafka::member=info")
+            .env_remove("HD_WORKERS")
+            .env_remove("WEB_CONCURRENCY")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("starting serve");
-        Service { child }
+        Service { child, log }
     }
 
     fn pids(&self) -> Vec<u32> {
@@ -175,6 +278,10 @@ impl Service {
     fn cpu(&self) -> Duration {
         self.pids().into_iter().filter_map(proc_stat_cpu).sum()
     }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
 }
 
 impl Drop for Service {
@@ -187,6 +294,86 @@ impl Drop for Service {
     }
 }
 
+/// One member's assignment, from its "worker consuming" log line.
+#[derive(Debug)]
+struct Consuming {
+    at: DateTime<Utc>,
+    generation: i64,
+    member: String,
+    partitions: Vec<i32>,
+}
+
+/// The value after ` name=` in a text log line, up to the next space.
+fn log_field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let start = line.find(&format!(" {name}="))? + name.len() + 2;
+    let rest = &line[start..];
+    Some(rest.split(' ').next().unwrap_or(rest))
+}
+
+fn consuming_lines(log: &Path) -> Vec<Consuming> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.contains("worker consuming"))
+        .filter_map(|l| {
+            let at = l.split(' ').next()?.parse().ok()?;
+            let generation = log_field(l, "generation")?.parse().ok()?;
+            let member = log_field(l, "member_id")?.to_owned();
+            let start = l.find(" partitions=[")? + " partitions=[".len();
+            let end = start + l[start..].find(']')?;
+            let partitions = l[start..end]
+                .split(", ")
+                .filter_map(|p| p.trim().parse().ok())
+                .collect();
+            Some(Consuming {
+                at,
+                generation,
+                member,
+                partitions,
+            })
+        })
+        .collect()
+}
+
+/// When `members` workers consume in the group's newest generation and hold every partition
+/// between them: the time the last of them said so.
+fn settled(services: &[&Service], members: usize) -> Option<DateTime<Utc>> {
+    let lines: Vec<Consuming> = services
+        .iter()
+        .flat_map(|s| consuming_lines(&s.log))
+        .collect();
+    let newest = lines.iter().map(|c| c.generation).max()?;
+    let current: Vec<&Consuming> = lines.iter().filter(|c| c.generation == newest).collect();
+    let who: BTreeSet<&str> = current.iter().map(|c| c.member.as_str()).collect();
+    let held: BTreeSet<i32> = current
+        .iter()
+        .flat_map(|c| c.partitions.iter().copied())
+        .collect();
+    (who.len() == members && held.len() == PARTITIONS as usize)
+        .then(|| current.iter().map(|c| c.at).max())
+        .flatten()
+}
+
+/// Waits until [`settled`]; `None` after `timeout`.
+async fn wait_settled(
+    services: &[&Service],
+    members: usize,
+    timeout: Duration,
+) -> Option<DateTime<Utc>> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(at) = settled(services, members) {
+            return Some(at);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// `later - earlier` of two wall-clock times, zero if negative.
+fn wall_gap(earlier: DateTime<Utc>, later: DateTime<Utc>) -> Duration {
+    (later - earlier).to_std().unwrap_or_default()
+}
+
 async fn create_topics(client: &Client, prefix: &str) -> (String, String) {
     let n = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -195,11 +382,11 @@ async fn create_topics(client: &Client, prefix: &str) -> (String, String) {
     let topics = (format!("{prefix}-req-{n}"), format!("{prefix}-resp-{n}"));
     let controller = client.controller_client().unwrap();
     controller
-        .create_topic(&topics.0, 8, 1, 10_000)
+        .create_topic(&topics.0, PARTITIONS, 1, 10_000)
         .await
         .unwrap();
     controller
-        .create_topic(&topics.1, 8, 1, 10_000)
+        .create_topic(&topics.1, PARTITIONS, 1, 10_000)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -221,7 +408,7 @@ async fn watch_responses(
     topic: String,
     tx: mpsc::UnboundedSender<(String, Instant)>,
 ) {
-    for p in 0..8 {
+    for p in 0..PARTITIONS {
         let pc = client
             .partition_client(topic.clone(), p, UnknownTopicHandling::Retry)
             .await
@@ -229,7 +416,9 @@ async fn watch_responses(
         let tx = tx.clone();
         tokio::spawn(async move {
             let mut offset = pc.get_offset(OffsetAt::Earliest).await.unwrap();
-            loop {
+            // Until the scenario is over: a watcher left behind would keep fetching every
+            // 100 ms through the scenarios after it.
+            while !tx.is_closed() {
                 let Ok((records, _)) = pc.fetch_records(offset, 1..50_000_000, 100).await else {
                     continue;
                 };
@@ -248,6 +437,111 @@ async fn watch_responses(
     }
 }
 
+/// The topics, clients and response watcher of one scenario.
+struct Stage {
+    topics: (String, String),
+    group: String,
+    partitions: Vec<Arc<PartitionClient>>,
+    responses: mpsc::UnboundedReceiver<(String, Instant)>,
+}
+
+impl Stage {
+    async fn new(bench: &Bench, prefix: &str) -> Stage {
+        let client = Arc::new(
+            ClientBuilder::new(vec![bench.bootstrap.clone()])
+                .build()
+                .await
+                .unwrap(),
+        );
+        let topics = create_topics(&client, prefix).await;
+        let group = format!("{}-group", topics.0);
+        let (tx, responses) = mpsc::unbounded_channel();
+        watch_responses(client.clone(), topics.1.clone(), tx).await;
+        let mut partitions = Vec::new();
+        for p in 0..PARTITIONS {
+            partitions.push(Arc::new(
+                client
+                    .partition_client(topics.0.clone(), p, UnknownTopicHandling::Retry)
+                    .await
+                    .unwrap(),
+            ));
+        }
+        Stage {
+            topics,
+            group,
+            partitions,
+            responses,
+        }
+    }
+
+    fn serve(&self, bench: &Bench, double: &RuntimeDouble, shape: Shape<'_>) -> Service {
+        Service::start(
+            bench,
+            &self.topics,
+            &self.group,
+            &double.engine_url(),
+            shape,
+        )
+    }
+
+    async fn produce(&self, partition: usize, jobs: &[uuid::Uuid]) {
+        self.partitions[partition]
+            .produce(
+                jobs.iter().map(|j| record(*j)).collect(),
+                Compression::NoCompression,
+            )
+            .await
+            .unwrap();
+    }
+
+    /// The arrival of `job`'s response (others that come first are dropped); `None` after
+    /// `timeout`.
+    async fn response_of(&mut self, job: uuid::Uuid, timeout: Duration) -> Option<Instant> {
+        let job = job.to_string();
+        let deadline = Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline.into(), self.responses.recv()).await {
+                Ok(Some((j, at))) if j == job => return Some(at),
+                Ok(Some(_)) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    /// Produces a request to partition 0 and starts `services` (one `serve` per shape); returns
+    /// them, the time from start to the first response, and in group mode the time until all
+    /// their workers consume in one generation.
+    async fn start(
+        &mut self,
+        bench: &Bench,
+        double: &RuntimeDouble,
+        shapes: &[Shape<'_>],
+    ) -> (Vec<Service>, Option<Duration>, Option<Duration>) {
+        let warm = uuid::Uuid::new_v4();
+        self.produce(0, &[warm]).await;
+        let started = Instant::now();
+        let started_wall = Utc::now();
+        let services: Vec<Service> = shapes
+            .iter()
+            .map(|s| self.serve(bench, double, *s))
+            .collect();
+        let first = self
+            .response_of(warm, Duration::from_secs(60))
+            .await
+            .map(|at| at - started);
+        let settled = if bench.group_mode() {
+            let members = shapes.iter().map(|s| s.workers).sum();
+            let refs: Vec<&Service> = services.iter().collect();
+            let at = wait_settled(&refs, members, Duration::from_secs(60)).await;
+            assert!(at.is_some(), "the group did not settle within 60 s");
+            at.map(|at| wall_gap(started_wall, at))
+        } else {
+            None
+        };
+        (services, first, settled)
+    }
+}
+
 struct Outcome {
     name: String,
     requests: usize,
@@ -259,6 +553,8 @@ struct Outcome {
     worker_threads: u64,
     supervisor_rss_kib: u64,
     first_response: Option<Duration>,
+    /// Group mode: from start until every worker consumes in one generation.
+    settled: Option<Duration>,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -268,89 +564,67 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// One scenario: start serve, offer `n` requests (all at once, or at `rate` per second), wait
-/// for every response.
-async fn scenario(
-    bootstrap: &str,
-    double: &RuntimeDouble,
-    name: &str,
+/// A throughput and latency scenario.
+#[derive(Debug, Clone, Copy)]
+struct Relay {
+    name: &'static str,
+    /// `serve` processes on one group, each with its own instance-id prefix.
+    instances: usize,
     workers: usize,
     in_flight: usize,
-    n: usize,
+    requests: usize,
+    /// Offered requests per second; all at once when `None`.
     rate: Option<u32>,
-) -> Outcome {
-    let client = Arc::new(
-        ClientBuilder::new(vec![bootstrap.to_owned()])
-            .build()
-            .await
-            .unwrap(),
-    );
-    let topics = create_topics(&client, "relay").await;
-    let group = format!("{}-group", topics.0);
-    let jobs: Vec<uuid::Uuid> = (0..n).map(|_| uuid::Uuid::new_v4()).collect();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    watch_responses(client.clone(), topics.1.clone(), tx).await;
+    runtime_delay_ms: u64,
+}
 
-    // A first request before the service starts: time from start to first response.
-    let pc0 = client
-        .partition_client(topics.0.clone(), 0, UnknownTopicHandling::Retry)
-        .await
-        .unwrap();
-    let warm = uuid::Uuid::new_v4();
-    pc0.produce(vec![record(warm)], Compression::NoCompression)
-        .await
-        .unwrap();
-    let started = Instant::now();
-    let service = Service::start(
-        bootstrap,
-        &topics,
-        &group,
-        &double.engine_url(),
+const INSTANCE_PREFIXES: [&str; 2] = ["bench-a", "bench-b"];
+
+/// Starts serve, offers `n` requests (all at once, or at `rate` per second), waits for every
+/// response.
+async fn relay(bench: &Bench, double: &RuntimeDouble, plan: Relay) -> Outcome {
+    let Relay {
+        name,
+        instances,
         workers,
         in_flight,
-    );
-    let first = loop {
-        match tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {
-            Ok(Some((job, at))) if job == warm.to_string() => break Some(at - started),
-            Ok(Some(_)) => continue,
-            _ => break None,
-        }
-    };
+        requests: n,
+        rate,
+        ..
+    } = plan;
+    let mut stage = Stage::new(bench, "relay").await;
+    let shapes: Vec<Shape<'_>> = (0..instances)
+        .map(|i| Shape {
+            workers,
+            in_flight,
+            instance: (instances > 1).then_some(INSTANCE_PREFIXES[i]),
+        })
+        .collect();
+    let jobs: Vec<uuid::Uuid> = (0..n).map(|_| uuid::Uuid::new_v4()).collect();
+    let (services, first, settled) = stage.start(bench, double, &shapes).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let supervisor_rss_kib = rss_kib(service.child.id()).unwrap_or(0);
-    let cpu_before = service.cpu();
+    let supervisor_rss_kib = services
+        .iter()
+        .filter_map(|s| rss_kib(s.child.id()))
+        .max()
+        .unwrap_or(0);
+    let cpu = || services.iter().map(Service::cpu).sum::<Duration>();
+    let worker_max = |measure| services.iter().map(|s| s.worker_max(measure)).max();
+    let cpu_before = cpu();
 
     let mut sent: HashMap<String, Instant> = HashMap::with_capacity(n);
-    let partitions: Vec<_> = {
-        let mut v = Vec::new();
-        for p in 0..8 {
-            v.push(
-                client
-                    .partition_client(topics.0.clone(), p, UnknownTopicHandling::Retry)
-                    .await
-                    .unwrap(),
-            );
-        }
-        v
-    };
     let begin = Instant::now();
     match rate {
         None => {
             // At most 500 per produce call, and every partition gets its share even of a small
             // batch (in chunks of 500, 200 requests would all land on partition 0: one worker).
-            let chunk = n.div_ceil(8).clamp(1, 500);
+            let chunk = n.div_ceil(PARTITIONS as usize).clamp(1, 500);
             for (i, chunk) in jobs.chunks(chunk).enumerate() {
                 let now = Instant::now();
                 for j in chunk {
                     sent.insert(j.to_string(), now);
                 }
-                partitions[i % 8]
-                    .produce(
-                        chunk.iter().map(|j| record(*j)).collect(),
-                        Compression::NoCompression,
-                    )
-                    .await
-                    .unwrap();
+                stage.produce(i % PARTITIONS as usize, chunk).await;
             }
         }
         Some(rate) => {
@@ -359,10 +633,7 @@ async fn scenario(
                 let due = begin + gap * i as u32;
                 tokio::time::sleep_until(due.into()).await;
                 sent.insert(j.to_string(), Instant::now());
-                partitions[i % 8]
-                    .produce(vec![record(*j)], Compression::NoCompression)
-                    .await
-                    .unwrap();
+                stage.produce(i % PARTITIONS as usize, &[*j]).await;
             }
         }
     }
@@ -372,20 +643,21 @@ async fn scenario(
     let mut last = begin;
     let deadline = Instant::now() + Duration::from_secs(300);
     while latencies.len() < n && Instant::now() < deadline {
-        if let Ok(Some((job, at))) = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await
+        if let Ok(Some((job, at))) =
+            tokio::time::timeout(Duration::from_secs(1), stage.responses.recv()).await
             && let Some(t0) = sent.remove(&job)
         {
             latencies.push(at.saturating_duration_since(t0));
             last = at;
             if latencies.len() % 1000 == 0 {
-                worker_rss_kib = worker_rss_kib.max(service.worker_max(rss_kib));
-                worker_threads = worker_threads.max(service.worker_max(threads));
+                worker_rss_kib = worker_rss_kib.max(worker_max(rss_kib).unwrap_or(0));
+                worker_threads = worker_threads.max(worker_max(threads).unwrap_or(0));
             }
         }
     }
-    worker_rss_kib = worker_rss_kib.max(service.worker_max(rss_kib));
-    worker_threads = worker_threads.max(service.worker_max(threads));
-    let cpu = service.cpu().saturating_sub(cpu_before);
+    worker_rss_kib = worker_rss_kib.max(worker_max(rss_kib).unwrap_or(0));
+    worker_threads = worker_threads.max(worker_max(threads).unwrap_or(0));
+    let cpu = cpu().saturating_sub(cpu_before);
     assert_eq!(latencies.len(), n, "{name}: every request answered");
     latencies.sort();
     Outcome {
@@ -398,6 +670,312 @@ async fn scenario(
         worker_threads,
         supervisor_rss_kib,
         first_response: first,
+        settled,
+    }
+}
+
+/// How the new member of [`rebalance_pause`] arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Newcomer {
+    /// A second `serve` with its own instance-id prefix.
+    Instance,
+    /// TTIN to the running `serve`: one worker more.
+    Ttin,
+}
+
+/// A response later than this after its request was queued behind the pause (at the offered
+/// rates here, a request is answered in 2–5 ms).
+const LATE: Duration = Duration::from_millis(100);
+
+/// What one new member costs a steadily loaded group, from the moment it starts (t0).
+#[derive(Debug, Clone, Copy)]
+struct Pause {
+    /// From t0 until every worker, the new one too, consumes in the new generation (the log's
+    /// "worker consuming" lines).
+    settled: Duration,
+    /// From t0 until every partition has answered a request after that: each consumes again,
+    /// under its new owner.
+    every_partition: Duration,
+    /// The longest time without any response, over all partitions, after t0.
+    largest_gap: Duration,
+    /// The longest time between two responses of one partition before t0 (the steady load's
+    /// own spread, to read the next figure against).
+    partition_gap_before: Duration,
+    /// The longest time between two responses of one partition after t0.
+    partition_gap_after: Duration,
+    /// From t0 until the last response later than [`LATE`]: after it, every request is answered
+    /// at the offered rate without queueing. Zero when none was that late.
+    offered_rate: Duration,
+    /// The slowest request of the run.
+    max_latency: Duration,
+    /// Responses beyond one per request (at-least-once repeats).
+    repeats: usize,
+}
+
+/// One instance (`--workers 1`) under a steady load at `rate`; after `before`, a new member
+/// starts; the load goes on for `after`.
+async fn rebalance_pause(
+    bench: &Bench,
+    double: &RuntimeDouble,
+    newcomer: Newcomer,
+    rate: u32,
+    before: Duration,
+    after: Duration,
+) -> Pause {
+    let mut stage = Stage::new(bench, "pause").await;
+    let first = Shape {
+        workers: 1,
+        in_flight: 16,
+        instance: Some(INSTANCE_PREFIXES[0]),
+    };
+    let (mut services, _, _) = stage.start(bench, double, &[first]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let partitions = stage.partitions.clone();
+    let n = (f64::from(rate) * (before + after).as_secs_f64()) as usize;
+    let begin = Instant::now();
+    let load = tokio::spawn(async move {
+        let gap = Duration::from_secs_f64(1.0 / f64::from(rate));
+        let mut sent = HashMap::with_capacity(n);
+        for i in 0..n {
+            tokio::time::sleep_until((begin + gap * i as u32).into()).await;
+            let job = uuid::Uuid::new_v4();
+            let p = i % PARTITIONS as usize;
+            sent.insert(job.to_string(), (p, Instant::now()));
+            partitions[p]
+                .produce(vec![record(job)], Compression::NoCompression)
+                .await
+                .unwrap();
+        }
+        sent
+    });
+    tokio::time::sleep_until((begin + before).into()).await;
+    let t0 = Instant::now();
+    let t0_wall = Utc::now();
+    match newcomer {
+        Newcomer::Instance => {
+            let second = Shape {
+                instance: Some(INSTANCE_PREFIXES[1]),
+                ..first
+            };
+            let s = stage.serve(bench, double, second);
+            services.push(s);
+        }
+        Newcomer::Ttin => services[0].signal(nix::sys::signal::Signal::SIGTTIN),
+    }
+    let sent = load.await.unwrap();
+
+    // Every response, until each request has one.
+    let mut arrivals: Vec<(String, Instant)> = Vec::with_capacity(n);
+    let mut answered = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while answered.len() < n && Instant::now() < deadline {
+        if let Ok(Some((job, at))) =
+            tokio::time::timeout(Duration::from_secs(1), stage.responses.recv()).await
+            && sent.contains_key(&job)
+        {
+            answered.insert(job.clone());
+            arrivals.push((job, at));
+        }
+    }
+    assert_eq!(answered.len(), n, "every request answered");
+    let refs: Vec<&Service> = services.iter().collect();
+    let settled = wall_gap(
+        t0_wall,
+        wait_settled(&refs, 2, Duration::from_secs(10))
+            .await
+            .expect("the new member consumes"),
+    );
+    arrivals.sort_by_key(|(_, at)| *at);
+
+    // Gaps between consecutive arrivals: (gap, when it ended).
+    let gaps = |times: Vec<Instant>| -> Vec<(Duration, Instant)> {
+        times.windows(2).map(|w| (w[1] - w[0], w[1])).collect()
+    };
+    let largest = |gaps: &[(Duration, Instant)], keep: &dyn Fn(Instant) -> bool| {
+        gaps.iter()
+            .filter(|(_, end)| keep(*end))
+            .map(|(gap, _)| *gap)
+            .max()
+            .unwrap_or_default()
+    };
+    let all = gaps(arrivals.iter().map(|(_, at)| *at).collect());
+    let largest_gap = largest(&all, &|end| end > t0);
+    // The first second warms up; from then to t0 is the steady load.
+    let steady = begin + Duration::from_secs(1);
+    let mut partition_gap_before = Duration::ZERO;
+    let mut partition_gap_after = Duration::ZERO;
+    let mut every_partition = Duration::ZERO;
+    for p in 0..PARTITIONS as usize {
+        let times: Vec<Instant> = arrivals
+            .iter()
+            .filter(|(job, _)| sent[job].0 == p)
+            .map(|(_, at)| *at)
+            .collect();
+        let resumed = times
+            .iter()
+            .find(|at| **at > t0 + settled)
+            .map_or(Duration::MAX, |at| *at - t0);
+        every_partition = every_partition.max(resumed);
+        let gaps = gaps(times);
+        partition_gap_before =
+            partition_gap_before.max(largest(&gaps, &|end| end > steady && end <= t0));
+        partition_gap_after = partition_gap_after.max(largest(&gaps, &|end| end > t0));
+    }
+    let mut offered_rate = Duration::ZERO;
+    let mut max_latency = Duration::ZERO;
+    let mut seen = BTreeSet::new();
+    for (job, at) in &arrivals {
+        if !seen.insert(job) {
+            continue;
+        }
+        let latency = at.saturating_duration_since(sent[job].1);
+        max_latency = max_latency.max(latency);
+        if latency > LATE && *at > t0 {
+            offered_rate = offered_rate.max(*at - t0);
+        }
+    }
+    Pause {
+        settled,
+        every_partition,
+        largest_gap,
+        partition_gap_before,
+        partition_gap_after,
+        offered_rate,
+        max_latency,
+        repeats: arrivals.len() - n,
+    }
+}
+
+/// One request at a time: produce, wait for its response, the next; returns each latency.
+async fn one_at_a_time(
+    bench: &Bench,
+    double: &RuntimeDouble,
+    workers: usize,
+    n: usize,
+) -> Vec<Duration> {
+    let mut stage = Stage::new(bench, "single").await;
+    let shape = Shape {
+        workers,
+        in_flight: 16,
+        instance: None,
+    };
+    let (_services, _, _) = stage.start(bench, double, &[shape]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut latencies = Vec::with_capacity(n);
+    for i in 0..n {
+        let job = uuid::Uuid::new_v4();
+        let sent = Instant::now();
+        stage.produce(i % PARTITIONS as usize, &[job]).await;
+        let at = stage
+            .response_of(job, Duration::from_secs(30))
+            .await
+            .expect("a response");
+        latencies.push(at - sent);
+    }
+    latencies.sort();
+    latencies
+}
+
+/// Working through a backlog: what the service held while it did.
+struct Backlog {
+    requests: usize,
+    produced_in: Duration,
+    seconds: u64,
+    answered: usize,
+    /// From start to the last response counted.
+    answering: Duration,
+    worker_rss_max_kib: u64,
+    worker_rss_end_kib: u64,
+    supervisor_rss_kib: u64,
+    /// (seconds since start, largest worker RSS in KiB, responses so far), every tenth second.
+    samples: Vec<(u64, u64, usize)>,
+}
+
+/// Produces `n` small requests (the tests' Add request), then starts `serve --workers 2` and
+/// samples every worker's RSS each second for `seconds`.
+async fn backlog(bench: &Bench, double: &RuntimeDouble, n: usize, seconds: u64) -> Backlog {
+    let mut stage = Stage::new(bench, "backlog").await;
+    let produced = Instant::now();
+    let per_partition = n.div_ceil(PARTITIONS as usize);
+    let mut tasks = Vec::new();
+    for (p, pc) in stage.partitions.iter().enumerate() {
+        let pc = pc.clone();
+        let count = per_partition.min(n.saturating_sub(p * per_partition));
+        tasks.push(tokio::spawn(async move {
+            let mut left = count;
+            while left > 0 {
+                let batch = left.min(1_000);
+                let records = (0..batch)
+                    .map(|_| {
+                        let job = uuid::Uuid::new_v4();
+                        Record {
+                            key: Some(job.to_string().into_bytes()),
+                            value: Some(support::service::add_request(job)),
+                            headers: BTreeMap::new(),
+                            timestamp: Utc::now(),
+                        }
+                    })
+                    .collect();
+                pc.produce(records, Compression::NoCompression)
+                    .await
+                    .unwrap();
+                left -= batch;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let produced_in = produced.elapsed();
+    let mut in_topic = 0;
+    for pc in &stage.partitions {
+        in_topic += pc.get_offset(OffsetAt::Latest).await.unwrap();
+    }
+    assert_eq!(
+        in_topic, n as i64,
+        "the whole backlog is in the request topic"
+    );
+
+    let service = stage.serve(
+        bench,
+        double,
+        Shape {
+            workers: 2,
+            in_flight: 16,
+            instance: None,
+        },
+    );
+    let started = Instant::now();
+    let mut answered = 0;
+    let mut answering = Duration::ZERO;
+    let mut worker_rss_max_kib = 0;
+    let mut worker_rss_end_kib = 0;
+    let mut supervisor_rss_kib = 0;
+    let mut samples = Vec::new();
+    for second in 1..=seconds {
+        tokio::time::sleep_until((started + Duration::from_secs(second)).into()).await;
+        while let Ok((_, at)) = stage.responses.try_recv() {
+            answered += 1;
+            answering = at - started;
+        }
+        worker_rss_end_kib = service.worker_max(rss_kib);
+        worker_rss_max_kib = worker_rss_max_kib.max(worker_rss_end_kib);
+        supervisor_rss_kib = supervisor_rss_kib.max(rss_kib(service.child.id()).unwrap_or(0));
+        if second % 10 == 0 {
+            samples.push((second, worker_rss_end_kib, answered));
+        }
+    }
+    Backlog {
+        requests: n,
+        produced_in,
+        seconds,
+        answered,
+        answering,
+        worker_rss_max_kib,
+        worker_rss_end_kib,
+        supervisor_rss_kib,
+        samples,
     }
 }
 
@@ -410,67 +988,301 @@ fn record(job: uuid::Uuid) -> Record {
     }
 }
 
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+/// `min / median / max` of `values`, in ms.
+fn spread(mut values: Vec<Duration>) -> String {
+    values.sort();
+    match values.as_slice() {
+        [] => "-".into(),
+        [one] => ms(*one),
+        v => format!(
+            "{} / {} / {}",
+            ms(v[0]),
+            ms(v[v.len() / 2]),
+            ms(v[v.len() - 1])
+        ),
+    }
+}
+
+/// A scenario's name and whether `HD_BENCH_ONLY` selects it.
+fn selected(name: &str) -> bool {
+    name.contains(&std::env::var("HD_BENCH_ONLY").unwrap_or_default())
+}
+
+/// The throughput and latency scenarios: (name, instances, workers, max in flight, requests,
+/// offered rate, runtime delay in ms).
+#[rustfmt::skip]
+fn relay_plan(full: bool) -> Vec<Relay> {
+    type Row = (&'static str, usize, usize, usize, usize, Option<u32>, u64);
+    let rows: &[Row] = if full {
+        &[
+            ("saturation, --workers 1 --max-in-flight 1", 1, 1, 1, 5_000, None, 0),
+            ("saturation, --workers 1 --max-in-flight 16", 1, 1, 16, 20_000, None, 0),
+            ("saturation, --workers 2 --max-in-flight 1", 1, 2, 1, 5_000, None, 0),
+            ("saturation, --workers 2 --max-in-flight 16", 1, 2, 16, 20_000, None, 0),
+            ("saturation, two instances on one group, --workers 1 --max-in-flight 1 each", 2, 1, 1, 5_000, None, 0),
+            ("saturation, two instances on one group, --workers 1 --max-in-flight 16 each", 2, 1, 16, 20_000, None, 0),
+            ("saturation, two instances on one group, --workers 2 --max-in-flight 16 each", 2, 2, 16, 20_000, None, 0),
+            ("500/s offered, --workers 2 --max-in-flight 16", 1, 2, 16, 5_000, Some(500), 0),
+            ("runtime +50 ms, --workers 2 --max-in-flight 1", 1, 2, 1, 200, None, 50),
+            ("runtime +50 ms, --workers 2 --max-in-flight 16", 1, 2, 16, 2_000, None, 50),
+        ]
+    } else {
+        &[
+            ("smoke, --workers 1 --max-in-flight 16", 1, 1, 16, 200, None, 0),
+            ("smoke, two instances on one group, --workers 1 --max-in-flight 16 each", 2, 1, 16, 200, None, 0),
+        ]
+    };
+    rows.iter()
+        .map(|&(name, instances, workers, in_flight, requests, rate, runtime_delay_ms)| Relay {
+            name, instances, workers, in_flight, requests, rate, runtime_delay_ms,
+        })
+        .collect()
+}
+
+/// The rebalance scenarios: (name, newcomer, offered rate, seconds of load before it starts
+/// and after).
+#[rustfmt::skip]
+fn pause_plan(full: bool) -> Vec<(&'static str, Newcomer, u32, u64, u64)> {
+    if full {
+        vec![
+            ("rebalance pause, a second instance joins, 300/s offered", Newcomer::Instance, 300, 3, 12),
+            ("rebalance pause, TTIN adds a worker, 300/s offered", Newcomer::Ttin, 300, 3, 12),
+        ]
+    } else {
+        vec![("smoke, rebalance pause, a second instance joins", Newcomer::Instance, 100, 1, 6)]
+    }
+}
+
+/// Everything measured, for the tables.
+#[derive(Default)]
+struct Report {
+    /// Scenarios that need the consumer group, left out without it.
+    skipped: Vec<&'static str>,
+    outcomes: Vec<Outcome>,
+    pauses: Vec<(&'static str, Vec<Pause>)>,
+    /// Each run's latencies, sorted.
+    singles: Vec<(&'static str, Vec<Vec<Duration>>)>,
+    backlogs: Vec<(String, Backlog)>,
+}
+
+async fn measure(bench: &Bench, full: bool, runs: usize, backlog_of: Option<usize>) -> Report {
+    let double = RuntimeDouble::start().await;
+    // Full runs measure the service; the smoke pass keeps the double's strict checks.
+    double.set_strict(!full);
+    let mut report = Report::default();
+    for r in relay_plan(full).into_iter().filter(|r| selected(r.name)) {
+        if r.instances > 1 && !bench.group_mode() {
+            report.skipped.push(r.name);
+            continue;
+        }
+        double.set_latency(Duration::from_millis(r.runtime_delay_ms));
+        report.outcomes.push(relay(bench, &double, r).await);
+    }
+    double.set_latency(Duration::ZERO);
+
+    for (name, newcomer, rate, before, after) in pause_plan(full) {
+        if !selected(name) {
+            continue;
+        }
+        if !bench.group_mode() {
+            report.skipped.push(name);
+            continue;
+        }
+        let mut each = Vec::new();
+        for run in 0..runs {
+            // The old member hears of the newcomer at its next heartbeat (every 3 s): each run
+            // starts the newcomer at another point of that interval.
+            let phase = Duration::from_secs(3) * run as u32 / runs as u32;
+            let before = Duration::from_secs(before) + phase;
+            let after = Duration::from_secs(after);
+            let pause = rebalance_pause(bench, &double, newcomer, rate, before, after).await;
+            println!("{name}: {pause:?}");
+            each.push(pause);
+        }
+        report.pauses.push((name, each));
+    }
+
+    let single_requests = if full { 1_000 } else { 20 };
+    let singles = [
+        ("one at a time, --workers 1", 1),
+        ("one at a time, --workers 2", 2),
+    ];
+    for (name, workers) in singles {
+        if !selected(name) || (!full && workers > 1) {
+            continue;
+        }
+        let mut each = Vec::new();
+        for _ in 0..runs {
+            each.push(one_at_a_time(bench, &double, workers, single_requests).await);
+        }
+        report.singles.push((name, each));
+    }
+
+    if let Some(n) = backlog_of {
+        let name = format!("backlog of {n}, --workers 2 --max-in-flight 16");
+        if selected(&name) {
+            let b = backlog(bench, &double, n, 60).await;
+            report.backlogs.push((name, b));
+        }
+    }
+    assert!(double.violations().is_empty(), "{:?}", double.violations());
+    report
+}
+
+/// A Markdown table's header and alignment rows; the first column left-aligned.
+fn header(columns: &[&str]) {
+    println!("| {} |", columns.join(" | "));
+    println!("|---|{}", "---:|".repeat(columns.len() - 1));
+}
+
+fn print_report(bench: &Bench, report: &Report) {
+    println!();
+    println!("binary: {}", service_binary().display());
+    let partitioning = match bench.partitioning {
+        Partitioning::Group => "group (every worker a consumer-group member)",
+        Partitioning::Index => "index (--partitioning index)",
+        Partitioning::Legacy => "index (a binary without --partitioning)",
+    };
+    println!("partitioning: {partitioning}");
+    for name in &report.skipped {
+        println!("left out (needs the consumer group): {name}");
+    }
+    if !report.outcomes.is_empty() {
+        println!();
+        header(&[
+            "scenario",
+            "requests",
+            "requests/s",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "service CPU µs/request",
+            "worker RSS MiB",
+            "worker threads",
+            "supervisor RSS MiB",
+            "first response ms",
+            "all workers consuming ms",
+        ]);
+    }
+    let or_dash = |d: Option<Duration>| d.map(ms).unwrap_or_else(|| "-".into());
+    for o in &report.outcomes {
+        println!(
+            "| {} | {} | {:.0} | {} | {} | {} | {:.0} | {:.1} | {} | {:.1} | {} | {} |",
+            o.name,
+            o.requests,
+            o.requests as f64 / o.elapsed.as_secs_f64(),
+            ms(percentile(&o.latencies, 0.50)),
+            ms(percentile(&o.latencies, 0.95)),
+            ms(percentile(&o.latencies, 0.99)),
+            o.cpu.as_secs_f64() * 1e6 / o.requests as f64,
+            o.worker_rss_kib as f64 / 1024.0,
+            o.worker_threads,
+            o.supervisor_rss_kib as f64 / 1024.0,
+            or_dash(o.first_response),
+            or_dash(o.settled),
+        );
+    }
+    if !report.pauses.is_empty() {
+        println!();
+        println!("min / median / max over runs; t0: the new member starts");
+        println!();
+        header(&[
+            "scenario",
+            "runs",
+            "all workers consuming ms",
+            "every partition answering again ms",
+            "largest gap between responses ms",
+            "largest gap on one partition, before t0 ms",
+            "the same after t0 ms",
+            "offered rate again ms",
+            "max latency ms",
+            "repeated responses",
+        ]);
+    }
+    for (name, each) in &report.pauses {
+        let of = |f: fn(&Pause) -> Duration| spread(each.iter().map(f).collect());
+        println!(
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            each.len(),
+            of(|p| p.settled),
+            of(|p| p.every_partition),
+            of(|p| p.largest_gap),
+            of(|p| p.partition_gap_before),
+            of(|p| p.partition_gap_after),
+            of(|p| p.offered_rate),
+            of(|p| p.max_latency),
+            each.iter().map(|p| p.repeats).sum::<usize>(),
+        );
+    }
+    if !report.singles.is_empty() {
+        println!();
+        println!("min / median / max over runs");
+        println!();
+        header(&["scenario", "runs × requests", "p50 ms", "p90 ms", "p99 ms"]);
+    }
+    for (name, each) in &report.singles {
+        let of = |p| spread(each.iter().map(|l| percentile(l, p)).collect());
+        println!(
+            "| {name} | {} × {} | {} | {} | {} |",
+            each.len(),
+            each.first().map_or(0, Vec::len),
+            of(0.50),
+            of(0.90),
+            of(0.99),
+        );
+    }
+    let mib = |kib: u64| format!("{:.1}", kib as f64 / 1024.0);
+    for (name, b) in &report.backlogs {
+        println!();
+        header(&[
+            "scenario",
+            "produced in s",
+            &format!("answered in {} s", b.seconds),
+            "requests/s, start to last response",
+            "max worker RSS MiB",
+            "worker RSS at the end MiB",
+            "supervisor RSS MiB",
+        ]);
+        println!(
+            "| {name} | {:.1} | {} of {} | {:.0} | {} | {} | {} |",
+            b.produced_in.as_secs_f64(),
+            b.answered,
+            b.requests,
+            b.answered as f64 / b.answering.as_secs_f64(),
+            mib(b.worker_rss_max_kib),
+            mib(b.worker_rss_end_kib),
+            mib(b.supervisor_rss_kib),
+        );
+        println!();
+        header(&["second", "largest worker RSS MiB", "answered so far"]);
+        for (second, rss, answered) in &b.samples {
+            println!("| {second} | {} | {answered} |", mib(*rss));
+        }
+    }
+}
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let batch = if full { 20_000 } else { 200 };
     let broker = Broker::get();
+    let bench = Bench::new(broker.bootstrap.clone());
+    let runs: usize = std::env::var("HD_BENCH_RUNS")
+        .ok()
+        .map(|r| r.parse().expect("HD_BENCH_RUNS: a number"))
+        .unwrap_or(if full { 5 } else { 1 });
+    let backlog_of: Option<usize> = std::env::var("HD_BENCH_BACKLOG")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .map(|b| b.parse().expect("HD_BENCH_BACKLOG: a number of requests"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
-        let double = RuntimeDouble::start().await;
-        // Full runs measure the service; the smoke pass keeps the double's strict checks.
-        double.set_strict(!full);
-        let mut outcomes = Vec::new();
-        // (scenario, workers, max in flight, requests, offered rate, runtime delay in ms)
-        type Plan = Vec<(&'static str, usize, usize, usize, Option<u32>, u64)>;
-        let plan: Plan = if full {
-            vec![
-                ("saturation, --workers 1 --max-in-flight 1", 1, 1, batch / 4, None, 0),
-                ("saturation, --workers 1 --max-in-flight 16", 1, 16, batch, None, 0),
-                ("saturation, --workers 2 --max-in-flight 1", 2, 1, batch / 4, None, 0),
-                ("saturation, --workers 2 --max-in-flight 16", 2, 16, batch, None, 0),
-                ("500/s offered, --workers 2 --max-in-flight 16", 2, 16, 5_000, Some(500), 0),
-                ("runtime +50 ms, --workers 2 --max-in-flight 1", 2, 1, 200, None, 50),
-                ("runtime +50 ms, --workers 2 --max-in-flight 16", 2, 16, 2_000, None, 50),
-            ]
-        } else {
-            vec![("smoke, --workers 1 --max-in-flight 16", 1, 16, batch, None, 0)]
-        };
-        // `HD_BENCH_ONLY=saturation` runs the scenarios whose name contains it.
-        let only = std::env::var("HD_BENCH_ONLY").unwrap_or_default();
-        for (name, workers, in_flight, n, rate, delay_ms) in plan {
-            if !name.contains(&only) {
-                continue;
-            }
-            double.set_latency(Duration::from_millis(delay_ms));
-            outcomes.push(scenario(&broker.bootstrap, &double, name, workers, in_flight, n, rate).await);
-        }
-        assert!(double.violations().is_empty(), "{:?}", double.violations());
-        println!();
-        println!("binary: {}", service_binary().display());
-        println!();
-        println!("| scenario | requests | requests/s | p50 ms | p95 ms | p99 ms | service CPU µs/request | worker RSS MiB | worker threads | supervisor RSS MiB | first response ms |");
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-        for o in &outcomes {
-            let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
-            println!(
-                "| {} | {} | {:.0} | {} | {} | {} | {:.0} | {:.1} | {} | {:.1} | {} |",
-                o.name,
-                o.requests,
-                o.requests as f64 / o.elapsed.as_secs_f64(),
-                ms(percentile(&o.latencies, 0.50)),
-                ms(percentile(&o.latencies, 0.95)),
-                ms(percentile(&o.latencies, 0.99)),
-                o.cpu.as_secs_f64() * 1e6 / o.requests as f64,
-                o.worker_rss_kib as f64 / 1024.0,
-                o.worker_threads,
-                o.supervisor_rss_kib as f64 / 1024.0,
-                o.first_response.map(ms).unwrap_or_else(|| "-".into()),
-            );
-        }
-    });
+    let report = rt.block_on(measure(&bench, full, runs, backlog_of));
+    print_report(&bench, &report);
     drop(broker);
 }
