@@ -399,6 +399,14 @@ impl<F: WorkerFactory> Supervisor<F> {
             } else {
                 Duration::from_millis(100)
             };
+            // Wake for a crashed worker's restart when its delay ends, not a turn later: its
+            // partitions wait for it.
+            let restart = self
+                .next_restart()
+                .filter(|_| !matches!(self.transition, Transition::Rescaling { .. }));
+            let turn = restart.map_or(turn, |at| {
+                turn.min(at.saturating_duration_since(Instant::now()))
+            });
             self.wait_for_events(turn);
         }
     }
@@ -502,6 +510,16 @@ impl<F: WorkerFactory> Supervisor<F> {
             }
             h.restart_at = Some(Instant::now() + h.backoff.next_pause());
         }
+    }
+
+    /// When the earliest restart of an empty slot is due.
+    fn next_restart(&self) -> Option<Instant> {
+        let live = self.live_indexes();
+        self.history
+            .iter()
+            .filter(|(index, _)| !live.contains(index) && **index < self.options.workers)
+            .filter_map(|(_, h)| h.restart_at)
+            .min()
     }
 
     fn live_indexes(&self) -> Vec<usize> {
