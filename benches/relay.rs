@@ -4,7 +4,8 @@
 //!
 //! `cargo bench --bench relay` measures throughput, latency, CPU time per request and memory;
 //! two instances sharing one consumer group; the pause while a new member joins the group under
-//! load; and latency with one request in flight at a time. It uses the broker named by
+//! load; how fast a killed static member's replacement consumes again; and latency with one
+//! request in flight at a time. It uses the broker named by
 //! `HD_BENCH_KAFKA_BOOTSTRAP` (or `HD_TEST_KAFKA_BOOTSTRAP`), or starts its own with
 //! `scripts/kafka`. Run without `--bench` (as `cargo test --all-targets` does) it makes one small
 //! pass of each kind to prove the harness works.
@@ -248,9 +249,13 @@ impl Service {
             .env("HETIDA_DESIGNER_KAFKA_CONSUMER_TOPIC", &topics.0)
             .env("HETIDA_DESIGNER_KAFKA_RESPONSE_TOPIC", &topics.1)
             .env("HETIDA_DESIGNER_RUNTIME_ENGINE_URL", engine_url)
-            // Warnings, and each member's assignment ("worker consuming"): the bench waits for
-            // the group to settle before it measures.
-            .env("RUST_LOG", "warn,hd_kafka_exec::kafka::member=info")
+            // Warnings, each member's assignment ("worker consuming") and the supervisor's
+            // "worker started": the bench waits for the group to settle before it measures, and
+            // times a replaced worker from its start.
+            .env(
+                "RUST_LOG",
+                "warn,hd_kafka_exec::kafka::member=info,hd_kafka_exec::supervisor=info",
+            )
             .env_remove("HD_WORKERS")
             .env_remove("WEB_CONCURRENCY")
             .stdout(Stdio::null())
@@ -298,6 +303,8 @@ impl Drop for Service {
 #[derive(Debug)]
 struct Consuming {
     at: DateTime<Utc>,
+    /// The worker process.
+    pid: u32,
     generation: i64,
     member: String,
     partitions: Vec<i32>,
@@ -316,6 +323,7 @@ fn consuming_lines(log: &Path) -> Vec<Consuming> {
         .filter(|l| l.contains("worker consuming"))
         .filter_map(|l| {
             let at = l.split(' ').next()?.parse().ok()?;
+            let pid = log_field(l, "pid")?.parse().ok()?;
             let generation = log_field(l, "generation")?.parse().ok()?;
             let member = log_field(l, "member_id")?.to_owned();
             let start = l.find(" partitions=[")? + " partitions=[".len();
@@ -326,6 +334,7 @@ fn consuming_lines(log: &Path) -> Vec<Consuming> {
                 .collect();
             Some(Consuming {
                 at,
+                pid,
                 generation,
                 member,
                 partitions,
@@ -712,6 +721,87 @@ struct Pause {
     repeats: usize,
 }
 
+/// Requests sent by [`steady_load`]: job id → (partition, when it was produced).
+type Sent = HashMap<String, (usize, Instant)>;
+
+/// Produces `n` requests at `rate` per second from `begin`, round-robin over the partitions.
+fn steady_load(
+    stage: &Stage,
+    rate: u32,
+    n: usize,
+    begin: Instant,
+) -> tokio::task::JoinHandle<Sent> {
+    let partitions = stage.partitions.clone();
+    tokio::spawn(async move {
+        let gap = Duration::from_secs_f64(1.0 / f64::from(rate));
+        let mut sent = HashMap::with_capacity(n);
+        for i in 0..n {
+            tokio::time::sleep_until((begin + gap * i as u32).into()).await;
+            let job = uuid::Uuid::new_v4();
+            let p = i % PARTITIONS as usize;
+            sent.insert(job.to_string(), (p, Instant::now()));
+            partitions[p]
+                .produce(vec![record(job)], Compression::NoCompression)
+                .await
+                .unwrap();
+        }
+        sent
+    })
+}
+
+/// Every response to `sent`, repeats included, in order of arrival; asserts each request got one.
+async fn arrivals_of(stage: &mut Stage, sent: &Sent) -> Vec<(String, Instant)> {
+    let n = sent.len();
+    let mut arrivals: Vec<(String, Instant)> = Vec::with_capacity(n);
+    let mut answered = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while answered.len() < n && Instant::now() < deadline {
+        if let Ok(Some((job, at))) =
+            tokio::time::timeout(Duration::from_secs(1), stage.responses.recv()).await
+            && sent.contains_key(&job)
+        {
+            answered.insert(job.clone());
+            arrivals.push((job, at));
+        }
+    }
+    assert_eq!(answered.len(), n, "every request answered");
+    arrivals.sort_by_key(|(_, at)| *at);
+    arrivals
+}
+
+/// The longest time between two responses on one partition, counting gaps that end in `when`.
+fn partition_gap(
+    arrivals: &[(String, Instant)],
+    sent: &Sent,
+    when: impl Fn(Instant) -> bool,
+) -> Duration {
+    let mut largest = Duration::ZERO;
+    for p in 0..PARTITIONS as usize {
+        let times: Vec<Instant> = arrivals
+            .iter()
+            .filter(|(job, _)| sent[job].0 == p)
+            .map(|(_, at)| *at)
+            .collect();
+        for w in times.windows(2) {
+            if when(w[1]) {
+                largest = largest.max(w[1] - w[0]);
+            }
+        }
+    }
+    largest
+}
+
+/// The slowest request's time from produce to its first response.
+fn max_latency(arrivals: &[(String, Instant)], sent: &Sent) -> Duration {
+    let mut seen = BTreeSet::new();
+    arrivals
+        .iter()
+        .filter(|(job, _)| seen.insert(job))
+        .map(|(job, at)| at.saturating_duration_since(sent[job].1))
+        .max()
+        .unwrap_or_default()
+}
+
 /// One instance (`--workers 1`) under a steady load at `rate`; after `before`, a new member
 /// starts; the load goes on for `after`.
 async fn rebalance_pause(
@@ -731,24 +821,9 @@ async fn rebalance_pause(
     let (mut services, _, _) = stage.start(bench, double, &[first]).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let partitions = stage.partitions.clone();
     let n = (f64::from(rate) * (before + after).as_secs_f64()) as usize;
     let begin = Instant::now();
-    let load = tokio::spawn(async move {
-        let gap = Duration::from_secs_f64(1.0 / f64::from(rate));
-        let mut sent = HashMap::with_capacity(n);
-        for i in 0..n {
-            tokio::time::sleep_until((begin + gap * i as u32).into()).await;
-            let job = uuid::Uuid::new_v4();
-            let p = i % PARTITIONS as usize;
-            sent.insert(job.to_string(), (p, Instant::now()));
-            partitions[p]
-                .produce(vec![record(job)], Compression::NoCompression)
-                .await
-                .unwrap();
-        }
-        sent
-    });
+    let load = steady_load(&stage, rate, n, begin);
     tokio::time::sleep_until((begin + before).into()).await;
     let t0 = Instant::now();
     let t0_wall = Utc::now();
@@ -764,21 +839,7 @@ async fn rebalance_pause(
         Newcomer::Ttin => services[0].signal(nix::sys::signal::Signal::SIGTTIN),
     }
     let sent = load.await.unwrap();
-
-    // Every response, until each request has one.
-    let mut arrivals: Vec<(String, Instant)> = Vec::with_capacity(n);
-    let mut answered = BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while answered.len() < n && Instant::now() < deadline {
-        if let Ok(Some((job, at))) =
-            tokio::time::timeout(Duration::from_secs(1), stage.responses.recv()).await
-            && sent.contains_key(&job)
-        {
-            answered.insert(job.clone());
-            arrivals.push((job, at));
-        }
-    }
-    assert_eq!(answered.len(), n, "every request answered");
+    let arrivals = arrivals_of(&mut stage, &sent).await;
     let refs: Vec<&Service> = services.iter().collect();
     let settled = wall_gap(
         t0_wall,
@@ -786,52 +847,28 @@ async fn rebalance_pause(
             .await
             .expect("the new member consumes"),
     );
-    arrivals.sort_by_key(|(_, at)| *at);
 
     // Gaps between consecutive arrivals: (gap, when it ended).
-    let gaps = |times: Vec<Instant>| -> Vec<(Duration, Instant)> {
-        times.windows(2).map(|w| (w[1] - w[0], w[1])).collect()
-    };
-    let largest = |gaps: &[(Duration, Instant)], keep: &dyn Fn(Instant) -> bool| {
-        gaps.iter()
-            .filter(|(_, end)| keep(*end))
-            .map(|(gap, _)| *gap)
-            .max()
-            .unwrap_or_default()
-    };
-    let all = gaps(arrivals.iter().map(|(_, at)| *at).collect());
-    let largest_gap = largest(&all, &|end| end > t0);
+    let largest_gap = arrivals
+        .windows(2)
+        .filter(|w| w[1].1 > t0)
+        .map(|w| w[1].1 - w[0].1)
+        .max()
+        .unwrap_or_default();
     // The first second warms up; from then to t0 is the steady load.
     let steady = begin + Duration::from_secs(1);
-    let mut partition_gap_before = Duration::ZERO;
-    let mut partition_gap_after = Duration::ZERO;
     let mut every_partition = Duration::ZERO;
     for p in 0..PARTITIONS as usize {
-        let times: Vec<Instant> = arrivals
+        let resumed = arrivals
             .iter()
-            .filter(|(job, _)| sent[job].0 == p)
-            .map(|(_, at)| *at)
-            .collect();
-        let resumed = times
-            .iter()
-            .find(|at| **at > t0 + settled)
-            .map_or(Duration::MAX, |at| *at - t0);
+            .find(|(job, at)| sent[job].0 == p && *at > t0 + settled)
+            .map_or(Duration::MAX, |(_, at)| *at - t0);
         every_partition = every_partition.max(resumed);
-        let gaps = gaps(times);
-        partition_gap_before =
-            partition_gap_before.max(largest(&gaps, &|end| end > steady && end <= t0));
-        partition_gap_after = partition_gap_after.max(largest(&gaps, &|end| end > t0));
     }
     let mut offered_rate = Duration::ZERO;
-    let mut max_latency = Duration::ZERO;
     let mut seen = BTreeSet::new();
     for (job, at) in &arrivals {
-        if !seen.insert(job) {
-            continue;
-        }
-        let latency = at.saturating_duration_since(sent[job].1);
-        max_latency = max_latency.max(latency);
-        if latency > LATE && *at > t0 {
+        if seen.insert(job) && at.saturating_duration_since(sent[job].1) > LATE && *at > t0 {
             offered_rate = offered_rate.max(*at - t0);
         }
     }
@@ -839,10 +876,108 @@ async fn rebalance_pause(
         settled,
         every_partition,
         largest_gap,
-        partition_gap_before,
-        partition_gap_after,
+        partition_gap_before: partition_gap(&arrivals, &sent, |end| end > steady && end <= t0),
+        partition_gap_after: partition_gap(&arrivals, &sent, |end| end > t0),
         offered_rate,
-        max_latency,
+        max_latency: max_latency(&arrivals, &sent),
+        repeats: arrivals.len() - n,
+    }
+}
+
+/// What a static member's crash costs: one instance of two static workers under a steady load;
+/// at t0 one worker is killed with SIGKILL, and the supervisor starts its replacement, which
+/// rejoins as the same instance id.
+#[derive(Debug, Clone, Copy)]
+struct Replacement {
+    /// From the replacement's start (the supervisor's "worker started") until it consumes.
+    started_to_consuming: Duration,
+    /// From the kill until the replacement consumes.
+    kill_to_consuming: Duration,
+    /// Whether the group rebalanced: the replacement consumes in a newer generation.
+    rebalanced: bool,
+    /// The longest time between two responses of one partition before t0.
+    partition_gap_before: Duration,
+    /// The same after t0: the killed worker's partitions wait for the replacement.
+    partition_gap_after: Duration,
+    /// The slowest request of the run.
+    max_latency: Duration,
+    /// Responses beyond one per request: what the killed worker had answered but not committed.
+    repeats: usize,
+}
+
+/// The supervisor's "worker started" time of the first worker not in `old`, and that worker's
+/// first "worker consuming" line.
+fn replacement_lines(log: &Path, old: &[u32]) -> Option<(DateTime<Utc>, Consuming)> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let (pid, started) = text
+        .lines()
+        .filter_map(|l| {
+            let i = l.find("worker started")?;
+            let pid: u32 = log_field(&l[i..], "pid")?.parse().ok()?;
+            let at: DateTime<Utc> = l.split(' ').next()?.parse().ok()?;
+            Some((pid, at))
+        })
+        .find(|(pid, _)| !old.contains(pid))?;
+    let consuming = consuming_lines(log).into_iter().find(|c| c.pid == pid)?;
+    Some((started, consuming))
+}
+
+/// `serve --workers 2` with static members under a steady load at `rate`; after `before`, one
+/// worker is killed; the load goes on for `after`.
+async fn static_replacement(
+    bench: &Bench,
+    double: &RuntimeDouble,
+    rate: u32,
+    before: Duration,
+    after: Duration,
+) -> Replacement {
+    let mut stage = Stage::new(bench, "static").await;
+    let shape = Shape {
+        workers: 2,
+        in_flight: 16,
+        instance: Some(INSTANCE_PREFIXES[0]),
+    };
+    let (services, _, _) = stage.start(bench, double, &[shape]).await;
+    let service = &services[0];
+    let generation = consuming_lines(&service.log)
+        .iter()
+        .map(|c| c.generation)
+        .max()
+        .expect("the workers consume");
+    let n = (f64::from(rate) * (before + after).as_secs_f64()) as usize;
+    let begin = Instant::now();
+    let load = steady_load(&stage, rate, n, begin);
+    tokio::time::sleep_until((begin + before).into()).await;
+    let workers = children(service.child.id());
+    assert_eq!(workers.len(), 2, "two workers before the kill");
+    let t0 = Instant::now();
+    let t0_wall = Utc::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(workers[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (started, consuming) = loop {
+        if let Some(found) = replacement_lines(&service.log, &workers) {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no replacement consumed within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let sent = load.await.unwrap();
+    let arrivals = arrivals_of(&mut stage, &sent).await;
+    let steady = begin + Duration::from_secs(1);
+    Replacement {
+        started_to_consuming: wall_gap(started, consuming.at),
+        kill_to_consuming: wall_gap(t0_wall, consuming.at),
+        rebalanced: consuming.generation != generation,
+        partition_gap_before: partition_gap(&arrivals, &sent, |end| end > steady && end <= t0),
+        partition_gap_after: partition_gap(&arrivals, &sent, |end| end > t0),
+        max_latency: max_latency(&arrivals, &sent),
         repeats: arrivals.len() - n,
     }
 }
@@ -1064,6 +1199,7 @@ struct Report {
     skipped: Vec<&'static str>,
     outcomes: Vec<Outcome>,
     pauses: Vec<(&'static str, Vec<Pause>)>,
+    replacements: Vec<(&'static str, Vec<Replacement>)>,
     /// Each run's latencies, sorted.
     singles: Vec<(&'static str, Vec<Vec<Duration>>)>,
     backlogs: Vec<(String, Backlog)>,
@@ -1104,6 +1240,31 @@ async fn measure(bench: &Bench, full: bool, runs: usize, backlog_of: Option<usiz
             each.push(pause);
         }
         report.pauses.push((name, each));
+    }
+
+    let (name, rate, before, after) = if full {
+        (
+            "static replacement, kill -9 of one of two workers, 300/s offered",
+            300,
+            3,
+            7,
+        )
+    } else {
+        ("smoke, static replacement", 100, 1, 3)
+    };
+    if selected(name) {
+        if bench.group_mode() {
+            let mut each = Vec::new();
+            for _ in 0..runs {
+                let (before, after) = (Duration::from_secs(before), Duration::from_secs(after));
+                let r = static_replacement(bench, &double, rate, before, after).await;
+                println!("{name}: {r:?}");
+                each.push(r);
+            }
+            report.replacements.push((name, each));
+        } else {
+            report.skipped.push(name);
+        }
     }
 
     let single_requests = if full { 1_000 } else { 20 };
@@ -1216,6 +1377,36 @@ fn print_report(bench: &Bench, report: &Report) {
             of(|p| p.offered_rate),
             of(|p| p.max_latency),
             each.iter().map(|p| p.repeats).sum::<usize>(),
+        );
+    }
+    if !report.replacements.is_empty() {
+        println!();
+        println!("min / median / max over runs; t0: one worker is killed");
+        println!();
+        header(&[
+            "scenario",
+            "runs",
+            "replacement started → consuming ms",
+            "kill → replacement consuming ms",
+            "runs that rebalanced",
+            "largest gap on one partition, before t0 ms",
+            "the same after t0 ms",
+            "max latency ms",
+            "repeated responses",
+        ]);
+    }
+    for (name, each) in &report.replacements {
+        let of = |f: fn(&Replacement) -> Duration| spread(each.iter().map(f).collect());
+        println!(
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            each.len(),
+            of(|r| r.started_to_consuming),
+            of(|r| r.kill_to_consuming),
+            each.iter().filter(|r| r.rebalanced).count(),
+            of(|r| r.partition_gap_before),
+            of(|r| r.partition_gap_after),
+            of(|r| r.max_latency),
+            each.iter().map(|r| r.repeats).sum::<usize>(),
         );
     }
     if !report.singles.is_empty() {

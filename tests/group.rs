@@ -397,8 +397,8 @@ async fn kill_9_of_a_whole_instance_hands_its_partitions_to_the_other() {
 }
 
 /// Acceptance 5: with static membership a killed worker's replacement takes its partitions
-/// back without a rebalance (the generation stays), within a second of starting; a HUP
-/// rolling replace rebalances nothing either.
+/// back without a rebalance (the generation stays); a HUP rolling replace rebalances nothing
+/// either. How soon the replacement consumes is the relay bench's "static replacement" row.
 #[tokio::test(flavor = "multi_thread")]
 async fn static_members_come_back_without_a_rebalance() {
     let double = RuntimeDouble::start().await;
