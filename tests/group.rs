@@ -33,6 +33,24 @@ fn options(bootstrap: &str, topics: &Topics, prefix: &str) -> String {
     )
 }
 
+/// Waits until the group has `members` members and each of the request topic's `partitions` has
+/// exactly one owner, shared out evenly (as both assignors do for one topic).
+fn wait_for_split(topics: &Topics, members: usize, partitions: i32) -> Vec<MemberRow> {
+    wait_for_members(
+        &kafka_dir(),
+        &topics.group,
+        &topics.requests,
+        WAIT,
+        |rows| {
+            rows.len() == members
+                && one_owner_each(rows, partitions)
+                && rows
+                    .iter()
+                    .all(|r| r.partitions.len().abs_diff(partitions as usize / members) <= 1)
+        },
+    )
+}
+
 /// Lets the leader look at the partition count several times: a leader that came back as the
 /// same static member must not mistake the topic for grown and rebalance.
 async fn several_partition_checks() {
@@ -96,17 +114,7 @@ async fn two_instances_share_the_partitions_and_answer_each_request_once() {
     let topics = Topics::create(&client, "grp-two", 8).await;
     let a = start(&topics, &double.engine_url(), "2", "instance-a");
     let b = start(&topics, &double.engine_url(), "2", "instance-b");
-    let rows = wait_for_members(
-        &kafka_dir(),
-        &topics.group,
-        &topics.requests,
-        WAIT,
-        |rows| {
-            rows.len() == 4
-                && one_owner_each(rows, 8)
-                && rows.iter().all(|r| r.partitions.len() == 2)
-        },
-    );
+    let rows = wait_for_split(&topics, 4, 8);
     let mut ids: Vec<&str> = rows.iter().map(|r| r.instance_id.as_str()).collect();
     ids.sort_unstable();
     assert_eq!(
@@ -163,17 +171,7 @@ async fn beside_an_aiokafka_member(aiokafka_leads: bool) {
         s.wait_workers(1, WAIT);
         (hetida(&topics), s)
     };
-    let rows = wait_for_members(
-        &kafka_dir(),
-        &topics.group,
-        &topics.requests,
-        WAIT,
-        |rows| {
-            rows.len() == 2
-                && one_owner_each(rows, 4)
-                && rows.iter().all(|r| r.partitions.len() == 2)
-        },
-    );
+    let rows = wait_for_split(&topics, 2, 4);
     let our_row: &MemberRow = rows.iter().find(|r| r.instance_id == "ours-0").unwrap();
     let our_partitions: HashSet<i32> = our_row.partitions.iter().copied().collect();
     let leader_line = ours
@@ -289,13 +287,7 @@ async fn a_rolling_migration_from_hetidas_consumers_loses_nothing() {
         &topics.responses,
         "hetida-2",
     );
-    wait_for_members(
-        &kafka_dir(),
-        &topics.group,
-        &topics.requests,
-        WAIT,
-        |rows| rows.len() == 2 && one_owner_each(rows, 4),
-    );
+    wait_for_split(&topics, 2, 4);
     let (jobs, records) = keyed_requests(1200);
     let producer = {
         let client = client.clone();
@@ -309,22 +301,10 @@ async fn a_rolling_migration_from_hetidas_consumers_loses_nothing() {
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
     let service = start(&topics, &double.engine_url(), "2", "ours");
-    wait_for_members(
-        &kafka_dir(),
-        &topics.group,
-        &topics.requests,
-        WAIT,
-        |rows| rows.len() == 4 && one_owner_each(rows, 4),
-    );
+    wait_for_split(&topics, 4, 4);
     m1.stop();
     m2.stop();
-    let rows = wait_for_members(
-        &kafka_dir(),
-        &topics.group,
-        &topics.requests,
-        WAIT,
-        |rows| rows.len() == 2 && one_owner_each(rows, 4),
-    );
+    let rows = wait_for_split(&topics, 2, 4);
     assert!(
         rows.iter().all(|r| r.instance_id.starts_with("ours-")),
         "{rows:?}"
@@ -353,17 +333,7 @@ async fn kill_9_of_a_whole_instance_hands_its_partitions_to_the_other() {
     let topics = Topics::create(&client, "grp-kill", 4).await;
     let a = start(&topics, &double.engine_url(), "1", "doomed");
     let b = start(&topics, &double.engine_url(), "1", "survivor");
-    wait_for_members(
-        &kafka_dir(),
-        &topics.group,
-        &topics.requests,
-        WAIT,
-        |rows| {
-            rows.len() == 2
-                && one_owner_each(rows, 4)
-                && rows.iter().all(|r| r.partitions.len() == 2)
-        },
-    );
+    wait_for_split(&topics, 2, 4);
     let (jobs, records) = keyed_requests(600);
     produce_requests(&client, &topics.requests, &records).await;
     let deadline = Instant::now() + WAIT;
@@ -379,13 +349,7 @@ async fn kill_9_of_a_whole_instance_hands_its_partitions_to_the_other() {
         double.calls() < jobs.len() as u64,
         "all done before the kill: the test proves nothing"
     );
-    let rows = wait_for_members(
-        &kafka_dir(),
-        &topics.group,
-        &topics.requests,
-        WAIT,
-        |rows| rows.len() == 1 && one_owner_each(rows, 4),
-    );
+    let rows = wait_for_split(&topics, 1, 4);
     assert_eq!(rows[0].instance_id, "survivor-0");
     let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
     let by_job = answers(&responses);
@@ -405,17 +369,7 @@ async fn static_members_come_back_without_a_rebalance() {
     let client = client().await;
     let topics = Topics::create(&client, "grp-static", 4).await;
     let service = start(&topics, &double.engine_url(), "2", "static");
-    let before = wait_for_members(
-        &kafka_dir(),
-        &topics.group,
-        &topics.requests,
-        WAIT,
-        |rows| {
-            rows.len() == 2
-                && one_owner_each(rows, 4)
-                && rows.iter().all(|r| r.partitions.len() == 2)
-        },
-    );
+    let before = wait_for_split(&topics, 2, 4);
     let settled = *generations(&service.log_text()).iter().max().unwrap();
 
     let victim = service.workers()[0];
@@ -483,41 +437,19 @@ async fn ttin_and_ttou_add_and_remove_one_member_each() {
     let client = client().await;
     let topics = Topics::create(&client, "grp-scale", 6).await;
     let service = start(&topics, &double.engine_url(), "2", "scale");
-    wait_for_members(
-        &kafka_dir(),
-        &topics.group,
-        &topics.requests,
-        WAIT,
-        |rows| rows.len() == 2 && one_owner_each(rows, 6),
-    );
+    wait_for_split(&topics, 2, 6);
     let settled = *generations(&service.log_text()).iter().max().unwrap();
     let workers = service.workers();
     let (jobs, records) = keyed_requests(1500);
     produce_requests(&client, &topics.requests, &records).await;
     service.signal(Signal::SIGTTIN);
-    wait_for_members(
-        &kafka_dir(),
-        &topics.group,
-        &topics.requests,
-        WAIT,
-        |rows| {
-            rows.len() == 3
-                && one_owner_each(rows, 6)
-                && rows.iter().all(|r| r.partitions.len() == 2)
-        },
-    );
+    wait_for_split(&topics, 3, 6);
     assert!(
         workers.iter().all(|p| service.workers().contains(p)),
         "the old workers kept running"
     );
     service.signal(Signal::SIGTTOU);
-    let rows = wait_for_members(
-        &kafka_dir(),
-        &topics.group,
-        &topics.requests,
-        WAIT,
-        |rows| rows.len() == 2 && one_owner_each(rows, 6),
-    );
+    let rows = wait_for_split(&topics, 2, 6);
     let mut ids: Vec<&str> = rows.iter().map(|r| r.instance_id.as_str()).collect();
     ids.sort_unstable();
     assert_eq!(ids, ["scale-0", "scale-1"]);
@@ -596,13 +528,7 @@ async fn a_rebalance_storm_loses_nothing() {
     let client = client().await;
     let topics = Topics::create(&client, "grp-storm", 6).await;
     let service = start(&topics, &double.engine_url(), "2", "storm");
-    wait_for_members(
-        &kafka_dir(),
-        &topics.group,
-        &topics.requests,
-        WAIT,
-        |rows| rows.len() == 2 && one_owner_each(rows, 6),
-    );
+    wait_for_split(&topics, 2, 6);
     let (jobs, records) = keyed_requests(3000);
     let producer = {
         let client = client.clone();
