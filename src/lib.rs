@@ -18,6 +18,8 @@
 //!   their prepared runtime requests.
 //! * [`runtime_client`]: the HTTP client that POSTs prepared requests to the hetida runtime.
 //! * `http_client`: how every HTTP client of the service is built (runtime, backend store).
+//! * [`tls`]: the rustls client configuration every TLS connection uses (Kafka and HTTPS):
+//!   trust, client certificates, the `ring` provider (feature `tls`, on by default).
 //! * [`kafka`]: every Kafka detail: a worker's [`kafka::Session`] (clients, fetch loops over its
 //!   partitions, producers, committer, its membership of the consumer group), the group
 //!   coordinator client, the broker wire codec.
@@ -40,4 +42,5 @@ pub mod runtime_client;
 pub mod store;
 #[allow(unsafe_code)]
 pub mod supervisor;
+pub mod tls;
 pub mod worker;
