@@ -8,7 +8,7 @@
 //! service where the server asks for one. Without the `tls` feature the same settings are read
 //! and checked, and asking for TLS is a clear startup error.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::config::Secret;
 
@@ -91,14 +91,6 @@ pub fn check(files: &TlsFiles) -> Result<(), TlsError> {
 /// Whether this binary can speak TLS.
 pub const BUILT_IN: bool = cfg!(feature = "tls");
 
-fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|e| TlsError::File {
-        what,
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })
-}
-
 #[cfg(feature = "tls")]
 mod enabled {
     use std::path::Path;
@@ -112,7 +104,15 @@ mod enabled {
     };
     use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-    use super::{TlsError, TlsFiles, read};
+    use super::{TlsError, TlsFiles};
+
+    fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+        std::fs::read(path).map_err(|e| TlsError::File {
+            what,
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
+    }
 
     /// The rustls configuration for `files`; built once per worker and shared by its clients.
     pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, TlsError> {
