@@ -7,5 +7,6 @@ pub mod group;
 pub mod hostile_runtime;
 pub mod kafka;
 pub mod normalise;
+pub mod pki;
 pub mod runtime_double;
 pub mod service;
