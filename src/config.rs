@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::tls::TlsFiles;
+
 // hetida's defaults (spec §9).
 
 /// Topic requests are read from (`HETIDA_DESIGNER_KAFKA_CONSUMER_TOPIC`).
@@ -114,6 +116,124 @@ impl Secret {
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// How a client talks to its brokers (aiokafka's `security_protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SecurityProtocol {
+    /// Neither encrypted nor authenticated (aiokafka's default).
+    #[default]
+    Plaintext,
+    /// TLS: the brokers are authenticated by their certificates; the service by a client
+    /// certificate where the listener asks for one.
+    Ssl,
+    /// SASL authentication over plain TCP.
+    SaslPlaintext,
+    /// SASL authentication inside TLS.
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// The name as aiokafka and Kafka write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    /// Whether connections are wrapped in TLS.
+    pub fn uses_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    /// Whether connections authenticate with SASL.
+    pub fn uses_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+}
+
+/// aiokafka's `sasl_mechanism`s this service speaks (those hetida users can configure in JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SaslMechanism {
+    /// Username and password in the clear (inside TLS, with SASL_SSL); aiokafka's default.
+    #[default]
+    Plain,
+    /// Salted challenge-response: the password never crosses the wire.
+    ScramSha256,
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    /// The name as Kafka writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// Who the service is to the brokers under SASL (`sasl_plain_username` and
+/// `sasl_plain_password`, which aiokafka uses for SCRAM too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaslCredentials {
+    pub mechanism: SaslMechanism,
+    pub username: String,
+    pub password: Secret,
+}
+
+/// How one client (consumer side or producer side) connects to its brokers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSecurity {
+    /// `security_protocol` of the client's option object.
+    pub protocol: SecurityProtocol,
+    /// Set exactly when the protocol is SASL_PLAINTEXT or SASL_SSL.
+    pub sasl: Option<SaslCredentials>,
+    /// Trust and client certificate for SSL and SASL_SSL (`HD_KAFKA_SSL_*`, shared by both
+    /// clients).
+    pub tls: TlsFiles,
+}
+
+impl Default for KafkaSecurity {
+    fn default() -> Self {
+        KafkaSecurity {
+            protocol: SecurityProtocol::Plaintext,
+            sasl: None,
+            tls: TlsFiles::system(),
+        }
+    }
+}
+
+impl std::fmt::Display for KafkaSecurity {
+    /// For the startup summary and errors: never the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.protocol.name())?;
+        if let Some(sasl) = &self.sasl {
+            write!(
+                f,
+                " ({} as user `{}`)",
+                sasl.mechanism.name(),
+                sasl.username
+            )?;
+        }
+        if self.protocol.uses_tls() {
+            match &self.tls.ca_file {
+                Some(ca) => write!(f, ", trusting {}", ca.display())?,
+                None => f.write_str(", trusting the system's CAs")?,
+            }
+            if let Some(cert) = &self.tls.cert_file {
+                write!(f, ", client certificate {}", cert.display())?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -225,6 +345,11 @@ pub struct KafkaSettings {
     /// `group_instance_id`: static membership (the default, with the host name as prefix) or
     /// dynamic (`null`).
     pub membership: Membership,
+    /// How the consumer side (fetches, the group coordinator) connects: the consumer options'
+    /// `security_protocol` and SASL settings.
+    pub consumer_security: KafkaSecurity,
+    /// How the producer side connects: the producer options' settings.
+    pub producer_security: KafkaSecurity,
 }
 
 /// Who decides which worker fetches which partition.
@@ -360,6 +485,15 @@ pub struct Flags {
     /// a member, default) or the fixed split by worker index (one instance per group only).
     #[arg(long, value_enum)]
     pub partitioning: Option<Partitioning>,
+    /// CA bundle (PEM) trusted for Kafka's SSL and SASL_SSL instead of the system's CAs [env: HD_KAFKA_SSL_CAFILE].
+    #[arg(long)]
+    pub kafka_ssl_cafile: Option<PathBuf>,
+    /// Client certificate (PEM) for Kafka listeners that authenticate clients by certificate [env: HD_KAFKA_SSL_CERTFILE].
+    #[arg(long)]
+    pub kafka_ssl_certfile: Option<PathBuf>,
+    /// Private key (PEM) of the client certificate; its password only from HD_KAFKA_SSL_PASSWORD [env: HD_KAFKA_SSL_KEYFILE].
+    #[arg(long)]
+    pub kafka_ssl_keyfile: Option<PathBuf>,
     /// Runtime base URL [env: HETIDA_DESIGNER_RUNTIME_ENGINE_URL].
     #[arg(long)]
     pub runtime_url: Option<String>,
@@ -477,6 +611,24 @@ impl KafkaSettings {
         )?;
         let consumer = ConsumerOptions::from_map(consumer, notices)?;
         let producer = ProducerOptions::from_map(producer, notices)?;
+        let tls = kafka_tls_files(flags, env)?;
+        let consumer_security =
+            consumer
+                .security
+                .finish("HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS", &tls, notices)?;
+        let producer_security =
+            producer
+                .security
+                .finish("HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS", &tls, notices)?;
+        let uses_tls =
+            consumer_security.protocol.uses_tls() || producer_security.protocol.uses_tls();
+        if uses_tls {
+            crate::tls::check(&tls).map_err(|e| invalid("HD_KAFKA_SSL_*", &e.to_string()))?;
+        } else if tls != TlsFiles::system() {
+            notices.push(
+                "HD_KAFKA_SSL_* have no effect: neither option object's security_protocol is SSL or SASL_SSL".into(),
+            );
+        }
 
         let flag_bootstrap = flags
             .bootstrap_servers
@@ -522,8 +674,40 @@ impl KafkaSettings {
             rebalance_timeout: consumer.rebalance_timeout.unwrap_or_default(),
             partition_check_interval: consumer.partition_check_interval,
             membership: consumer.membership,
+            consumer_security,
+            producer_security,
         })
     }
+}
+
+/// The TLS files for Kafka from their flags and variables (aiokafka takes an `ssl_context`
+/// object, which JSON cannot express, so these live beside the option objects, named after
+/// `create_ssl_context`'s parameters). The key's password only comes from the environment: a
+/// flag would show it in the process list.
+fn kafka_tls_files(flags: &Flags, env: &Env) -> Result<TlsFiles, ConfigError> {
+    let path = |flag: &Option<PathBuf>, variable: &str| -> Result<Option<PathBuf>, ConfigError> {
+        match flag
+            .clone()
+            .or_else(|| env.get(variable).map(PathBuf::from))
+        {
+            Some(p) if p.as_os_str().is_empty() => Ok(None),
+            Some(p) if !p.is_file() => Err(invalid(
+                variable,
+                &format!("{} is not a readable file", p.display()),
+            )),
+            other => Ok(other),
+        }
+    };
+    Ok(TlsFiles {
+        ca_file: path(&flags.kafka_ssl_cafile, "HD_KAFKA_SSL_CAFILE")?,
+        cert_file: path(&flags.kafka_ssl_certfile, "HD_KAFKA_SSL_CERTFILE")?,
+        key_file: path(&flags.kafka_ssl_keyfile, "HD_KAFKA_SSL_KEYFILE")?,
+        key_password: env
+            .get("HD_KAFKA_SSL_PASSWORD")
+            .filter(|p| !p.is_empty())
+            .map(Secret::new),
+        verify_server: true,
+    })
 }
 
 /// The host's name, the default prefix of static members' instance ids; `hd-kafka-exec` where
@@ -837,23 +1021,18 @@ enum Shape {
 /// Options of both aiokafka clients that change nothing here.
 const COMMON_RULES: &[(&[&str], Rule)] = &[
     (
-        &["security_protocol"],
-        Rule::Only {
-            value: "PLAINTEXT",
-            reason: "only PLAINTEXT is built in (TLS and SASL are not available in this build)",
-        },
+        &["ssl_context"],
+        Rule::OnlyNull(
+            "an SSL context object cannot be written in JSON; name the CA bundle, client certificate and key with HD_KAFKA_SSL_CAFILE, HD_KAFKA_SSL_CERTFILE, HD_KAFKA_SSL_KEYFILE (and HD_KAFKA_SSL_PASSWORD); the system's CAs are trusted by default",
+        ),
     ),
     (
-        &[
-            "sasl_mechanism",
-            "sasl_plain_username",
-            "sasl_plain_password",
-            "ssl_context",
-            "sasl_kerberos_service_name",
-            "sasl_kerberos_domain_name",
-            "sasl_oauth_token_provider",
-        ],
-        Rule::OnlyNull("SASL and TLS are not available in this build"),
+        &["sasl_kerberos_service_name", "sasl_kerberos_domain_name"],
+        Rule::OnlyNull("GSSAPI (Kerberos) is not supported; use PLAIN or SCRAM"),
+    ),
+    (
+        &["sasl_oauth_token_provider"],
+        Rule::OnlyNull("OAUTHBEARER is not supported; use PLAIN or SCRAM"),
     ),
     (
         &[
@@ -1109,6 +1288,8 @@ struct ConsumerOptions {
     partition_check_interval: Duration,
     /// `group_instance_id`: absent means the host name as prefix, `null` dynamic membership.
     membership: Membership,
+    /// `security_protocol` and the SASL options.
+    security: SecurityOptions,
 }
 
 impl Default for ConsumerOptions {
@@ -1132,6 +1313,7 @@ impl Default for ConsumerOptions {
             membership: Membership::Static {
                 prefix: host_name(),
             },
+            security: SecurityOptions::default(),
         }
     }
 }
@@ -1195,7 +1377,7 @@ impl ConsumerOptions {
                     .filter(|v| *v > 0)
                     .ok_or_else(|| o.bad("must be a positive 32-bit integer"))?;
             }
-            _ => return Ok(false),
+            _ => return self.security.take(o),
         }
         Ok(true)
     }
@@ -1211,6 +1393,8 @@ struct ProducerOptions {
     compression: Compression,
     /// `max_request_size`; default [`DEFAULT_MAX_REQUEST_SIZE`], as aiokafka.
     max_request_size: usize,
+    /// `security_protocol` and the SASL options.
+    security: SecurityOptions,
 }
 
 impl Default for ProducerOptions {
@@ -1220,6 +1404,7 @@ impl Default for ProducerOptions {
             linger: Duration::ZERO,
             compression: Compression::None,
             max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+            security: SecurityOptions::default(),
         }
     }
 }
@@ -1262,9 +1447,130 @@ impl ProducerOptions {
                     _ => return Err(o.bad("must be a positive integer (bytes)")),
                 };
             }
+            _ => return self.security.take(o),
+        }
+        Ok(true)
+    }
+}
+
+/// The security options of one aiokafka option object, as read; [`SecurityOptions::finish`]
+/// checks that they fit together.
+#[derive(Default)]
+struct SecurityOptions {
+    protocol: SecurityProtocol,
+    mechanism: SaslMechanism,
+    username: Option<String>,
+    password: Option<Secret>,
+    /// The SASL options that were given, for the notice when the protocol has no SASL.
+    sasl_given: Vec<&'static str>,
+}
+
+impl SecurityOptions {
+    /// Reads `o` if it is a security option.
+    fn take(&mut self, o: &OptionValue<'_>) -> Result<bool, ConfigError> {
+        let optional_string = |o: &OptionValue<'_>| -> Result<Option<String>, ConfigError> {
+            if o.value.is_null() {
+                Ok(None)
+            } else {
+                o.string().map(Some)
+            }
+        };
+        match o.option {
+            "security_protocol" => {
+                self.protocol = match o.string()?.to_ascii_uppercase().as_str() {
+                    "PLAINTEXT" => SecurityProtocol::Plaintext,
+                    "SSL" => SecurityProtocol::Ssl,
+                    "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
+                    "SASL_SSL" => SecurityProtocol::SaslSsl,
+                    other => {
+                        return Err(o.bad(&format!(
+                            "`{other}` is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"
+                        )));
+                    }
+                };
+                if self.protocol.uses_tls() && !crate::tls::BUILT_IN {
+                    return Err(o.unsupported(&format!(
+                        "`{}` needs TLS, and this binary was built without the `tls` feature",
+                        self.protocol.name()
+                    )));
+                }
+            }
+            "sasl_mechanism" => {
+                self.sasl_given.push("sasl_mechanism");
+                self.mechanism = match o.string()?.to_ascii_uppercase().as_str() {
+                    "PLAIN" => SaslMechanism::Plain,
+                    "SCRAM-SHA-256" => SaslMechanism::ScramSha256,
+                    "SCRAM-SHA-512" => SaslMechanism::ScramSha512,
+                    other @ ("GSSAPI" | "OAUTHBEARER") => {
+                        return Err(o.unsupported(&format!(
+                            "`{other}` is not supported; PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 are"
+                        )));
+                    }
+                    other => {
+                        return Err(o.bad(&format!(
+                            "`{other}` is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"
+                        )));
+                    }
+                };
+            }
+            "sasl_plain_username" => {
+                self.sasl_given.push("sasl_plain_username");
+                self.username = optional_string(o)?;
+            }
+            "sasl_plain_password" => {
+                self.sasl_given.push("sasl_plain_password");
+                // Never echoed: a wrong type says what it is, not what it holds.
+                if !(o.value.is_null() || o.value.is_string()) {
+                    return Err(o.bad("must be a string"));
+                }
+                self.password = o.value.as_str().map(Secret::new);
+            }
             _ => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// The client's security: SASL needs a username and a password (as aiokafka asserts);
+    /// SASL options under a protocol without SASL change nothing, and say so.
+    fn finish(
+        self,
+        variable: &str,
+        tls: &TlsFiles,
+        notices: &mut Vec<String>,
+    ) -> Result<KafkaSecurity, ConfigError> {
+        let sasl = if self.protocol.uses_sasl() {
+            let missing = |option: &str| ConfigError::BadOption {
+                variable: variable.to_owned(),
+                option: option.to_owned(),
+                reason: format!(
+                    "is required with security_protocol {} (used for {} as aiokafka does)",
+                    self.protocol.name(),
+                    self.mechanism.name()
+                ),
+            };
+            Some(SaslCredentials {
+                mechanism: self.mechanism,
+                username: self
+                    .username
+                    .ok_or_else(|| missing("sasl_plain_username"))?,
+                password: self
+                    .password
+                    .ok_or_else(|| missing("sasl_plain_password"))?,
+            })
+        } else {
+            for option in self.sasl_given {
+                notices.push(format!(
+                    "{variable}: option `{option}` has no effect: security_protocol is {}",
+                    self.protocol.name()
+                ));
+            }
+            None
+        };
+        Ok(KafkaSecurity {
+            protocol: self.protocol,
+            sasl,
+            tls: tls.clone(),
+        })
     }
 }
 
@@ -1368,10 +1674,10 @@ mod tests {
         );
         let e = load(&[(
             "HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS",
-            r#"{"bootstrap_servers": "a:1", "security_protocol": "SASL_SSL"}"#,
+            r#"{"bootstrap_servers": "a:1", "sasl_mechanism": "GSSAPI"}"#,
         )])
         .unwrap_err();
-        assert!(e.to_string().contains("security_protocol"), "{e}");
+        assert!(e.to_string().contains("`GSSAPI` is not supported"), "{e}");
         let zstd = load(&[(
             "HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS",
             r#"{"compression_type": "zstd"}"#,
@@ -1398,6 +1704,121 @@ mod tests {
         assert!(e.to_string().contains("not a JSON object"), "{e}");
         let e = load(&[("HETIDA_DESIGNER_RUNTIME_ENGINE_URL", "https://rt/engine/")]).unwrap_err();
         assert!(e.to_string().contains("http://"), "{e}");
+    }
+
+    #[test]
+    fn kafka_security_options_are_read_and_checked() {
+        let c = load(&[
+            (
+                "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+                r#"{"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
+                    "sasl_plain_username": "alice", "sasl_plain_password": "pw-0123456789"}"#,
+            ),
+            (
+                "HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS",
+                r#"{"security_protocol": "SASL_PLAINTEXT", "sasl_plain_username": "bob",
+                    "sasl_plain_password": "pw-9876543210"}"#,
+            ),
+        ])
+        .unwrap();
+        let consumer = c.kafka.consumer_security.sasl.as_ref().unwrap();
+        assert_eq!(
+            c.kafka.consumer_security.protocol,
+            SecurityProtocol::SaslPlaintext
+        );
+        assert_eq!(consumer.mechanism, SaslMechanism::ScramSha512);
+        assert_eq!(consumer.username, "alice");
+        assert_eq!(consumer.password.expose(), "pw-0123456789");
+        // aiokafka's default mechanism.
+        let producer = c.kafka.producer_security.sasl.as_ref().unwrap();
+        assert_eq!(producer.mechanism, SaslMechanism::Plain);
+        // Neither Debug output (the whole configuration) nor the summary shows a password.
+        let shown = format!("{c:?} {}", c.kafka.consumer_security);
+        assert!(!shown.contains("pw-0123456789") && !shown.contains("pw-9876543210"));
+        assert!(
+            c.kafka
+                .consumer_security
+                .to_string()
+                .contains("SCRAM-SHA-512 as user `alice`"),
+            "{}",
+            c.kafka.consumer_security
+        );
+
+        let err = |options: &str| {
+            load(&[("HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS", options)])
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(r#"{"security_protocol": "SASL_PLAINTEXT", "sasl_plain_username": "a"}"#);
+        assert!(
+            e.contains("`sasl_plain_password` is required with security_protocol SASL_PLAINTEXT"),
+            "{e}"
+        );
+        let e = err(r#"{"security_protocol": "TLS"}"#);
+        assert!(e.contains("not one of PLAINTEXT, SSL"), "{e}");
+        let e = err(r#"{"sasl_mechanism": "SCRAM-SHA-1"}"#);
+        assert!(e.contains("not one of PLAIN, SCRAM-SHA-256"), "{e}");
+        let e = err(r#"{"sasl_plain_password": 12345678}"#);
+        assert!(
+            e.contains("must be a string") && !e.contains("12345678"),
+            "{e}"
+        );
+        let e = err(r#"{"ssl_context": {}}"#);
+        assert!(e.contains("HD_KAFKA_SSL_CAFILE"), "{e}");
+
+        // SASL settings under PLAINTEXT change nothing, and say so.
+        let c = load(&[(
+            "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+            r#"{"sasl_plain_username": "a", "sasl_plain_password": "b"}"#,
+        )])
+        .unwrap();
+        assert!(c.kafka.consumer_security.sasl.is_none());
+        assert!(
+            c.notices
+                .iter()
+                .any(|n| n.contains("sasl_plain_password") && n.contains("PLAINTEXT")),
+            "{:?}",
+            c.notices
+        );
+    }
+
+    #[test]
+    fn kafka_tls_files_are_checked_at_startup() {
+        let dir = std::env::temp_dir().join(format!("hd-config-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ssl = (
+            "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+            r#"{"security_protocol": "SSL"}"#,
+        );
+        let not_pem = dir.join("not.pem");
+        std::fs::write(&not_pem, "no certificate here").unwrap();
+        let cafile = ("HD_KAFKA_SSL_CAFILE", not_pem.to_str().unwrap());
+        #[cfg(feature = "tls")]
+        {
+            let missing = dir.join("missing.pem");
+            let e = load(&[ssl, ("HD_KAFKA_SSL_CAFILE", missing.to_str().unwrap())])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("HD_KAFKA_SSL_CAFILE") && e.contains("missing.pem"),
+                "{e}"
+            );
+            let e = load(&[ssl, cafile]).unwrap_err().to_string();
+            assert!(e.contains("holds no PEM certificate"), "{e}");
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            let e = load(&[ssl]).unwrap_err().to_string();
+            assert!(e.contains("`tls` feature"), "{e}");
+        }
+        // Files for TLS while nothing uses TLS: a notice, not silence.
+        let c = load(&[cafile]).unwrap();
+        assert!(
+            c.notices.iter().any(|n| n.contains("HD_KAFKA_SSL_*")),
+            "{:?}",
+            c.notices
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -185,6 +185,7 @@ async fn keyed_responses_land_where_javas_partitioner_puts_them() {
         linger: Duration::ZERO,
         compression: hd_kafka_exec::config::Compression::None,
         max_request_size: hd_kafka_exec::config::DEFAULT_MAX_REQUEST_SIZE,
+        auth: Default::default(),
     };
     let producer = ResponseProducer::new(client.clone(), &topic, &settings)
         .await

@@ -37,6 +37,7 @@ fn settings(compression: Compression, max_request_size: usize) -> ProducerSettin
         linger: Duration::from_millis(20),
         compression,
         max_request_size,
+        auth: Default::default(),
     }
 }
 

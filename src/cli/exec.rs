@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use hd_kafka_exec::config::{Compression, Config, Env, Flags};
 use hd_kafka_exec::kafka::{
-    OutgoingRecord, ProducerSettings, ResponseProducer, TailRecord, TopicTail, client,
+    BrokerAuth, OutgoingRecord, ProducerSettings, ResponseProducer, TailRecord, TopicTail, client,
 };
 use hd_kafka_exec::protocol::JOB_ID_HEADER;
 use hd_kafka_exec::protocol::lenient::parse_uuid;
@@ -68,7 +68,10 @@ async fn exec_one(
     wait: Duration,
 ) -> anyhow::Result<Vec<u8>> {
     let k = &config.kafka;
-    let kafka = client::connect(&k.consumer_bootstrap, &k.client_id).await?;
+    // The consumer side's brokers and security serve both: the request is produced where the
+    // service consumes it.
+    let auth = BrokerAuth::new(&k.consumer_security)?;
+    let kafka = client::connect(&k.consumer_bootstrap, &k.client_id, &auth).await?;
     // Read from the end before producing, so the response cannot slip past.
     let mut tail = TopicTail::from_end(&kafka, &k.response_topic).await?;
     let settings = ProducerSettings {
@@ -77,6 +80,7 @@ async fn exec_one(
         linger: Duration::ZERO,
         compression: Compression::None,
         max_request_size: k.max_request_size,
+        auth,
     };
     ResponseProducer::new(kafka.clone(), &k.request_topic, &settings)
         .await?

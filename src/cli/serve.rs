@@ -93,6 +93,13 @@ pub(super) fn serve(flags: Flags) -> anyhow::Result<ExitCode> {
         tracing::warn!("{notice}");
     }
     tracing::info!(store = %describe(&store), spec = %config.store.spec, "revision store opened");
+    // The one summary of how Kafka is reached; `KafkaSecurity`'s Display never shows a password.
+    let k = &config.kafka;
+    tracing::info!(
+        consumer = %format_args!("{} over {}", k.consumer_bootstrap.join(","), k.consumer_security),
+        producer = %format_args!("{} over {}", k.producer_bootstrap.join(","), k.producer_security),
+        "Kafka connections"
+    );
     let options = SupervisorOptions {
         workers: config.supervisor.workers,
         timeout: config.supervisor.timeout,

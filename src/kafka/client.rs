@@ -9,6 +9,8 @@ use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
 
 use super::KafkaError;
+use super::security::BrokerAuth;
+use super::wire::{BrokerConnection, WireError};
 
 /// How rskafka clients should retry a broker that is unreachable or moving: with no deadline
 /// (a request waits for Kafka as long as it takes; shutdown cancels it), but backing off to at
@@ -24,9 +26,19 @@ pub fn backoff() -> rskafka::BackoffConfig {
     }
 }
 
-/// A client of the cluster at `bootstrap`, with this service's backoff.
-pub async fn connect(bootstrap: &[String], client_id: &str) -> Result<Arc<Client>, KafkaError> {
-    ClientBuilder::new(bootstrap.to_vec())
+/// A client of the cluster at `bootstrap`, secured as `auth` says, with this service's backoff.
+///
+/// One broker connection of this service's own comes first: rskafka retries a refused
+/// password, an untrusted certificate or a TLS/plaintext mix-up for ever, as if the broker
+/// were away. Our connection tells those apart and fails with what to fix
+/// ([`KafkaError::Security`]); an unreachable cluster stays a transient error.
+pub async fn connect(
+    bootstrap: &[String],
+    client_id: &str,
+    auth: &BrokerAuth,
+) -> Result<Arc<Client>, KafkaError> {
+    check_connection(bootstrap, client_id, auth).await?;
+    auth.configure(ClientBuilder::new(bootstrap.to_vec()))
         .client_id(client_id.to_owned())
         .backoff_config(backoff())
         .build()
@@ -36,6 +48,27 @@ pub async fn connect(bootstrap: &[String], client_id: &str) -> Result<Arc<Client
             context: format!("connecting to {bootstrap:?}"),
             source,
         })
+}
+
+/// Opens (and drops) one connection to the first bootstrap broker that answers: TLS, ApiVersions,
+/// SASL, as every later connection will.
+async fn check_connection(
+    bootstrap: &[String],
+    client_id: &str,
+    auth: &BrokerAuth,
+) -> Result<(), KafkaError> {
+    let mut failures = Vec::new();
+    for broker in bootstrap {
+        match BrokerConnection::open(broker, client_id, auth).await {
+            Ok(_) => return Ok(()),
+            Err(WireError::Security(e)) => return Err(KafkaError::Security(e)),
+            Err(e) => failures.push(format!("{broker}: {e}")),
+        }
+    }
+    Err(KafkaError::Unreachable {
+        bootstrap: bootstrap.to_vec(),
+        cause: failures.join("; "),
+    })
 }
 
 /// How many partitions `topic` has; `None` when it does not exist.

@@ -32,6 +32,7 @@ use tokio::time::Instant;
 
 use crate::backoff::Backoff;
 
+use super::security::{BrokerAuth, SecurityError};
 use super::wire::{BrokerConnection, UnsupportedVersion, WireError, error_name};
 
 /// Versions this client can build and read, per API. FindCoordinator v4+ batches keys;
@@ -82,6 +83,13 @@ pub enum CoordinatorError {
         #[source]
         source: UnsupportedVersion,
     },
+    /// The connection cannot be secured as configured: credentials, certificates, protocol.
+    #[error("group {group}: {source}")]
+    Security {
+        group: String,
+        #[source]
+        source: SecurityError,
+    },
     #[error("group {group}: {api} gave up after {budget:?}: {last}")]
     OutOfTime {
         group: String,
@@ -108,6 +116,7 @@ impl CoordinatorError {
             ),
             CoordinatorError::Unreachable { .. } | CoordinatorError::Protocol { .. } => true,
             CoordinatorError::Encode { .. }
+            | CoordinatorError::Security { .. }
             | CoordinatorError::Unsupported { .. }
             | CoordinatorError::OutOfTime { .. } => false,
         }
@@ -239,6 +248,8 @@ pub struct GroupCoordinator {
     coordinator: Option<BrokerConnection>,
     /// Upper bound on the duration of one call, retries included.
     retry_budget: Duration,
+    /// TLS and SASL of the consumer side.
+    auth: BrokerAuth,
 }
 
 impl GroupCoordinator {
@@ -253,7 +264,14 @@ impl GroupCoordinator {
             client_id: client_id.into(),
             coordinator: None,
             retry_budget: DEFAULT_RETRY_BUDGET,
+            auth: BrokerAuth::plaintext(),
         }
+    }
+
+    /// Connects as `auth` says (default: plaintext).
+    pub fn with_auth(mut self, auth: BrokerAuth) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// Bounds each call (default `DEFAULT_RETRY_BUDGET` (10 s)).
@@ -289,6 +307,7 @@ impl GroupCoordinator {
     ) -> CoordinatorError {
         let (group, broker, cause) = (self.group.clone(), broker.to_owned(), e.to_string());
         match e {
+            WireError::Security(source) => CoordinatorError::Security { group, source },
             WireError::Encode(_) => CoordinatorError::Encode {
                 group,
                 api,
@@ -308,8 +327,14 @@ impl GroupCoordinator {
     async fn find(&self) -> Result<String, CoordinatorError> {
         let mut last = String::from("no bootstrap server configured");
         for broker in &self.bootstrap {
-            let mut conn = match BrokerConnection::open(broker, &self.client_id).await {
+            let mut conn = match BrokerConnection::open(broker, &self.client_id, &self.auth).await {
                 Ok(c) => c,
+                Err(WireError::Security(source)) => {
+                    return Err(CoordinatorError::Security {
+                        group: self.group.clone(),
+                        source,
+                    });
+                }
                 Err(e) => {
                     last = format!("{broker}: {e}");
                     continue;
@@ -373,12 +398,18 @@ impl GroupCoordinator {
     pub(crate) async fn connection(&mut self) -> Result<&mut BrokerConnection, CoordinatorError> {
         if self.coordinator.is_none() {
             let broker = self.find().await?;
-            let conn = BrokerConnection::open(&broker, &self.client_id)
+            let conn = BrokerConnection::open(&broker, &self.client_id, &self.auth)
                 .await
-                .map_err(|e| CoordinatorError::Unreachable {
-                    group: self.group.clone(),
-                    bootstrap: vec![broker.clone()],
-                    cause: e.to_string(),
+                .map_err(|e| match e {
+                    WireError::Security(source) => CoordinatorError::Security {
+                        group: self.group.clone(),
+                        source,
+                    },
+                    e => CoordinatorError::Unreachable {
+                        group: self.group.clone(),
+                        bootstrap: vec![broker.clone()],
+                        cause: e.to_string(),
+                    },
                 })?;
             self.coordinator = Some(conn);
         }

@@ -17,6 +17,8 @@
 //!   within `max_request_size` and the topic's `max.message.bytes`.
 //! * `topic_config`: a topic's configuration as the brokers report it (DescribeConfigs).
 //! * `tail`: a topic read from its end on (the `exec` command's response).
+//! * [`security`]: TLS and SASL as configured, for rskafka's clients and this service's own
+//!   connections; the errors that mean "fix the configuration", not "retry".
 //! * [`wire`]: one request/response connection to a broker on the `kafka-protocol` codec, for
 //!   the APIs rskafka lacks.
 
@@ -27,6 +29,7 @@ mod coordinator;
 pub mod group;
 pub mod member;
 pub mod producer;
+pub mod security;
 mod session;
 mod tail;
 mod topic_config;
@@ -39,6 +42,7 @@ pub use consumer::{DoneToken, RequestConsumer, RequestRecord};
 pub use coordinator::{CoordinatorError, Generation, GroupCoordinator};
 pub use member::{MemberError, MemberSettings};
 pub use producer::{OutgoingRecord, ProducerSettings, RecordTooLarge, ResponseProducer};
+pub use security::{BrokerAuth, SecurityError};
 pub use session::{Opened, Ownership, Session};
 pub use tail::{TailRecord, TopicTail};
 pub use watermark::Watermarks;
@@ -53,6 +57,15 @@ pub enum KafkaError {
     },
     #[error(transparent)]
     Coordinator(#[from] CoordinatorError),
+    /// The brokers cannot be reached as configured (credentials, certificates, protocol).
+    #[error("Kafka: {0}")]
+    Security(#[from] SecurityError),
+    /// No bootstrap broker accepted a connection.
+    #[error("Kafka: no broker of {bootstrap:?} answered: {cause}")]
+    Unreachable {
+        bootstrap: Vec<String>,
+        cause: String,
+    },
     #[error("topic {topic} does not exist")]
     NoSuchTopic { topic: String },
     #[error(
@@ -102,6 +115,8 @@ impl KafkaError {
                 _ => true,
             },
             KafkaError::Coordinator(e) => e.is_transient(),
+            KafkaError::Unreachable { .. } => true,
+            KafkaError::Security(_) => false,
             KafkaError::NoSuchTopic { .. }
             | KafkaError::NoRequestTopic { .. }
             | KafkaError::RecordTooLarge(_)

@@ -28,6 +28,7 @@ use rskafka::client::producer::{BatchProducer, BatchProducerBuilder};
 use rskafka::record::Record;
 
 use super::KafkaError;
+use super::security::BrokerAuth;
 use super::topic_config::{self, MAX_MESSAGE_BYTES};
 use crate::config;
 
@@ -80,17 +81,20 @@ pub struct ProducerSettings {
     pub compression: config::Compression,
     /// No record batch is larger, after compression (`max_request_size`).
     pub max_request_size: usize,
+    /// TLS and SASL for the topic-config request.
+    pub auth: BrokerAuth,
 }
 
 impl ProducerSettings {
     /// The settings of the configured producer (hetida's producer options).
-    pub fn from_config(k: &config::KafkaSettings) -> ProducerSettings {
+    pub fn from_config(k: &config::KafkaSettings, auth: BrokerAuth) -> ProducerSettings {
         ProducerSettings {
             bootstrap: k.producer_bootstrap.clone(),
             client_id: k.client_id.clone(),
             linger: k.linger,
             compression: k.compression,
             max_request_size: k.max_request_size,
+            auth,
         }
     }
 }
@@ -483,6 +487,7 @@ impl ResponseProducer {
         let topic_limit = match topic_config::max_message_bytes(
             &settings.bootstrap,
             &settings.client_id,
+            &settings.auth,
             &topic,
             TOPIC_CONFIG_TIMEOUT,
         )

@@ -19,6 +19,7 @@ use super::committer::{CommitterClient, CommitterTask};
 use super::consumer::{FetchOptions, start_position};
 use super::coordinator::Generation;
 use super::member::{Member, MemberError, MemberSettings};
+use super::security::BrokerAuth;
 use super::{
     Committer, GroupCoordinator, KafkaError, ProducerSettings, RequestConsumer, RequestRecord,
     ResponseProducer,
@@ -76,6 +77,8 @@ pub struct Session {
     generation: watch::Receiver<Generation>,
     /// Brokers and group, for leaving the group at the end.
     settings: KafkaSettings,
+    /// TLS and SASL of the consumer side, for leaving the group at the end.
+    consumer_auth: BrokerAuth,
 }
 
 /// The task that decides what the worker fetches.
@@ -102,7 +105,10 @@ impl Session {
         shutdown: watch::Receiver<bool>,
     ) -> Result<Opened, KafkaError> {
         let k = settings;
-        let (client, producer_client) = clients(k).await?;
+        // Loaded once: reading certificate files is a configuration step, not a retry.
+        let consumer_auth = BrokerAuth::new(&k.consumer_security)?;
+        let producer_auth = BrokerAuth::new(&k.producer_security)?;
+        let (client, producer_client) = clients(k, &consumer_auth, &producer_auth).await?;
         let count = until_kafka_answers("read the request topic's partitions", async || {
             partition_count(&client, &k.request_topic)
                 .await?
@@ -116,8 +122,7 @@ impl Session {
             Ownership::ByIndex { index, count: n } => by_index(*index, *n, count),
             Ownership::Group(_) => Vec::new(),
         };
-        let mut coordinator =
-            GroupCoordinator::new(k.consumer_bootstrap.clone(), &k.group_id, &k.client_id);
+        let mut coordinator = group_coordinator(k, &consumer_auth);
         let committed = until_kafka_answers("read the group's committed offsets", async || {
             Ok(coordinator.fetch(&k.request_topic, &owned).await?)
         })
@@ -126,7 +131,7 @@ impl Session {
             start_positions(&client, k, &owned, &committed, k.auto_offset_reset).await
         })
         .await?;
-        let (responses, dead_letters) = producers(producer_client, k).await?;
+        let (responses, dead_letters) = producers(producer_client, k, producer_auth).await?;
 
         let (consumer, records) = RequestConsumer::start(
             client.clone(),
@@ -172,6 +177,7 @@ impl Session {
                 let member = Member::new(
                     member,
                     k.clone(),
+                    group_coordinator(k, &consumer_auth),
                     client,
                     consumer.clone(),
                     watermarks,
@@ -192,6 +198,7 @@ impl Session {
                 ownership: task,
                 generation,
                 settings: k.clone(),
+                consumer_auth,
             },
             records,
             responses,
@@ -248,8 +255,7 @@ impl Session {
             task.abort();
             let generation = self.generation.borrow().clone();
             let k = &self.settings;
-            let mut coordinator =
-                GroupCoordinator::new(k.consumer_bootstrap.clone(), &k.group_id, &k.client_id);
+            let mut coordinator = group_coordinator(k, &self.consumer_auth);
             let leave = Member::leave(&mut coordinator, &generation, retire);
             let _ = tokio::time::timeout_at(deadline, leave).await;
         }
@@ -382,19 +388,29 @@ async fn until_kafka_answers<T>(
     }
 }
 
+/// The group's coordinator client over the consumer side's connections.
+fn group_coordinator(k: &KafkaSettings, auth: &BrokerAuth) -> GroupCoordinator {
+    GroupCoordinator::new(k.consumer_bootstrap.clone(), &k.group_id, &k.client_id)
+        .with_auth(auth.clone())
+}
+
 /// The consumer side's client, and the producer side's (the same one when both sides name the
-/// same brokers).
-async fn clients(k: &KafkaSettings) -> Result<(Arc<Client>, Arc<Client>), KafkaError> {
+/// same brokers in the same way).
+async fn clients(
+    k: &KafkaSettings,
+    consumer_auth: &BrokerAuth,
+    producer_auth: &BrokerAuth,
+) -> Result<(Arc<Client>, Arc<Client>), KafkaError> {
     let bootstrap = k.consumer_bootstrap.join(",");
     let client = until_kafka_answers(&format!("connect to {bootstrap}"), async || {
-        connect(&k.consumer_bootstrap, &k.client_id).await
+        connect(&k.consumer_bootstrap, &k.client_id, consumer_auth).await
     })
     .await?;
-    if k.producer_bootstrap == k.consumer_bootstrap {
+    if k.producer_bootstrap == k.consumer_bootstrap && k.producer_security == k.consumer_security {
         return Ok((client.clone(), client));
     }
     let producer = until_kafka_answers("connect to the producer's brokers", async || {
-        connect(&k.producer_bootstrap, &k.client_id).await
+        connect(&k.producer_bootstrap, &k.client_id, producer_auth).await
     })
     .await?;
     Ok((client, producer))
@@ -404,8 +420,9 @@ async fn clients(k: &KafkaSettings) -> Result<(Arc<Client>, Arc<Client>), KafkaE
 async fn producers(
     client: Arc<Client>,
     k: &KafkaSettings,
+    auth: BrokerAuth,
 ) -> Result<(ResponseProducer, Option<ResponseProducer>), KafkaError> {
-    let settings = ProducerSettings::from_config(k);
+    let settings = ProducerSettings::from_config(k, auth);
     let responses = until_kafka_answers("set up the response producer", async || {
         ResponseProducer::new(client.clone(), &k.response_topic, &settings).await
     })

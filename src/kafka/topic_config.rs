@@ -9,6 +9,7 @@ use std::time::Duration;
 use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, describe_configs_request};
 use kafka_protocol::protocol::StrBytes;
 
+use super::security::BrokerAuth;
 use super::wire::{BrokerConnection, UnsupportedVersion, WireError, error_name};
 
 /// The topic setting that caps a record batch (after compression).
@@ -54,13 +55,14 @@ pub enum TopicConfigError {
 pub async fn max_message_bytes(
     bootstrap: &[String],
     client_id: &str,
+    auth: &BrokerAuth,
     topic: &str,
     timeout: Duration,
 ) -> Result<Option<usize>, TopicConfigError> {
     let ask = async {
         let mut last = String::from("no bootstrap server configured");
         for broker in bootstrap {
-            match describe(broker, client_id, topic).await {
+            match describe(broker, client_id, auth, topic).await {
                 Ok(v) => return Ok(v),
                 Err(Attempt::Failed(e)) => return Err(e),
                 Err(Attempt::Wire(e)) => last = format!("{broker}: {e}"),
@@ -88,8 +90,13 @@ enum Attempt {
     Wire(WireError),
 }
 
-async fn describe(broker: &str, client_id: &str, topic: &str) -> Result<Option<usize>, Attempt> {
-    let mut conn = BrokerConnection::open(broker, client_id)
+async fn describe(
+    broker: &str,
+    client_id: &str,
+    auth: &BrokerAuth,
+    topic: &str,
+) -> Result<Option<usize>, Attempt> {
+    let mut conn = BrokerConnection::open(broker, client_id, auth)
         .await
         .map_err(Attempt::Wire)?;
     let version = conn

@@ -10,10 +10,15 @@ use std::ops::RangeInclusive;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
+    SaslHandshakeRequest,
+};
 use kafka_protocol::protocol::{Decodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+use super::security::{BrokerAuth, BrokerIo, ConnectError, SaslExchange, SecurityError};
+use crate::config::SaslCredentials;
 
 /// ApiVersions v3 (Kafka 2.4+) is asked first; a broker that does not know it answers in v0.
 const API_VERSIONS_VERSION: i16 = 3;
@@ -28,17 +33,54 @@ pub fn error_name(code: i16) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// SaslHandshake v1: its answer only names the mechanisms; the exchange itself goes in
+/// SaslAuthenticate requests (v0 would expect raw SASL bytes on the socket instead).
+const SASL_HANDSHAKE_VERSION: i16 = 1;
+/// SaslAuthenticate v0..=2 (v1 adds the session lifetime, v2 flexible encoding).
+const SASL_AUTHENTICATE_VERSIONS: RangeInclusive<i16> = 0..=2;
+
 /// What went wrong on one connection, before the caller adds what it was doing.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
     #[error("{0}")]
     Io(#[source] std::io::Error),
+    /// The connection cannot be set up as configured (credentials, certificates, protocol):
+    /// trying again will not help.
+    #[error(transparent)]
+    Security(#[from] SecurityError),
     /// The request cannot be written in the chosen version: a bug here, not a broker state.
     #[error("{0}")]
     Encode(String),
     /// The answer is not what was asked for: the stream is broken; a fresh one may do.
     #[error("{0}")]
     Codec(String),
+}
+
+/// How `call` reports an answer that is a TLS record.
+const TLS_RECORD_ANSWER: &str = "the broker answered with a TLS record";
+
+/// The first exchange on a connection failed in a way that says the two sides speak different
+/// protocols (TLS or not, SASL or not), rather than that the broker went away.
+fn mismatch(broker: &str, auth: &BrokerAuth, e: WireError) -> WireError {
+    use std::io::ErrorKind;
+    match &e {
+        WireError::Io(io)
+            if matches!(
+                io.kind(),
+                ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+            ) =>
+        {
+            WireError::Security(auth.early_close(broker, &io.to_string()))
+        }
+        WireError::Codec(detail) if detail.starts_with(TLS_RECORD_ANSWER) => {
+            WireError::Security(SecurityError::ProtocolMismatch {
+                broker: broker.to_owned(),
+                protocol: auth.protocol().name(),
+                problem: "the broker answered in TLS: is it an SSL or SASL_SSL listener?".into(),
+            })
+        }
+        _ => e,
+    }
 }
 
 /// The broker and this client share no version of an API.
@@ -63,8 +105,8 @@ pub struct UnsupportedVersion {
 pub struct BrokerConnection {
     /// host:port, for errors.
     broker: String,
-    /// Requests and responses, one at a time.
-    stream: TcpStream,
+    /// Requests and responses, one at a time; TLS or plain.
+    stream: Box<dyn BrokerIo>,
     /// Sent with every request: brokers log and quota by it.
     client_id: String,
     /// Of the last request; its response must carry the same.
@@ -74,24 +116,46 @@ pub struct BrokerConnection {
 }
 
 impl BrokerConnection {
-    /// Connects to `broker` (host:port) and asks which API versions it speaks.
-    pub async fn open(broker: &str, client_id: &str) -> Result<BrokerConnection, WireError> {
-        let mut conn = BrokerConnection::connect(broker, client_id).await?;
+    /// Connects to `broker` (host:port) as `auth` says, asks which API versions it speaks and
+    /// authenticates with SASL when configured.
+    pub async fn open(
+        broker: &str,
+        client_id: &str,
+        auth: &BrokerAuth,
+    ) -> Result<BrokerConnection, WireError> {
+        let mut conn = BrokerConnection::connect(broker, client_id, auth).await?;
         match conn.api_versions(API_VERSIONS_VERSION).await {
             Ok(versions) => conn.versions = versions,
+            // The first answer shows whether both sides speak the same protocol.
+            Err(e @ WireError::Io(_)) => return Err(mismatch(broker, auth, e)),
+            Err(WireError::Codec(detail)) if detail.starts_with(TLS_RECORD_ANSWER) => {
+                return Err(mismatch(broker, auth, WireError::Codec(detail)));
+            }
             // A broker older than ApiVersions v3 answers with an error in the v0 layout, which
             // may not even decode as v3: ask again, in v0, on a fresh stream.
             Err(_) => {
-                conn = BrokerConnection::connect(broker, client_id).await?;
+                conn = BrokerConnection::connect(broker, client_id, auth).await?;
                 conn.versions = conn.api_versions(API_VERSIONS_FALLBACK).await?;
             }
+        }
+        if let Some(sasl) = auth.sasl() {
+            conn.authenticate(sasl).await.map_err(|e| match e {
+                e @ WireError::Io(_) => mismatch(broker, auth, e),
+                other => other,
+            })?;
         }
         Ok(conn)
     }
 
-    async fn connect(broker: &str, client_id: &str) -> Result<BrokerConnection, WireError> {
-        let stream = TcpStream::connect(broker).await.map_err(WireError::Io)?;
-        stream.set_nodelay(true).map_err(WireError::Io)?;
+    async fn connect(
+        broker: &str,
+        client_id: &str,
+        auth: &BrokerAuth,
+    ) -> Result<BrokerConnection, WireError> {
+        let stream = auth.connect(broker).await.map_err(|e| match e {
+            ConnectError::Io(e) => WireError::Io(e),
+            ConnectError::Security(e) => WireError::Security(e),
+        })?;
         Ok(BrokerConnection {
             broker: broker.to_owned(),
             stream,
@@ -99,6 +163,65 @@ impl BrokerConnection {
             correlation_id: 0,
             versions: HashMap::new(),
         })
+    }
+
+    /// SASL: the mechanism announced with SaslHandshake, then the mechanism's messages in
+    /// SaslAuthenticate requests until it is complete. A refusal names mechanism, user and the
+    /// broker's reason (never the password).
+    async fn authenticate(&mut self, sasl: &SaslCredentials) -> Result<(), WireError> {
+        let broker = self.broker.clone();
+        let refused = |reason: String| {
+            WireError::Security(SecurityError::Authentication {
+                broker: broker.clone(),
+                mechanism: sasl.mechanism.name(),
+                username: sasl.username.clone(),
+                reason,
+            })
+        };
+        let handshake = SaslHandshakeRequest::default()
+            .with_mechanism(StrBytes::from_static_str(sasl.mechanism.name()));
+        let answer = self.call(&handshake, SASL_HANDSHAKE_VERSION).await?;
+        if answer.error_code != 0 {
+            let offered: Vec<&str> = answer.mechanisms.iter().map(|m| m.as_str()).collect();
+            let offered = if offered.is_empty() {
+                "none".to_owned()
+            } else {
+                offered.join(", ")
+            };
+            return Err(refused(format!(
+                "{} (the listener offers {offered})",
+                error_name(answer.error_code)
+            )));
+        }
+        let version = self
+            .version(
+                ApiKey::SaslAuthenticate,
+                "SaslAuthenticate",
+                SASL_AUTHENTICATE_VERSIONS,
+            )
+            .map_err(|e| WireError::Codec(e.to_string()))?;
+        let mut exchange = SaslExchange::start(sasl).map_err(&refused)?;
+        let mut received: Option<Bytes> = None;
+        loop {
+            let step = exchange
+                .step(received.as_deref())
+                .map_err(|e| refused(format!("the exchange failed: {e}")))?;
+            if let Some(message) = step.send {
+                let request = SaslAuthenticateRequest::default().with_auth_bytes(message.into());
+                let answer = self.call(&request, version).await?;
+                if answer.error_code != 0 {
+                    let reason = answer
+                        .error_message
+                        .map(|m| m.to_string())
+                        .unwrap_or_else(|| error_name(answer.error_code));
+                    return Err(refused(reason));
+                }
+                received = Some(answer.auth_bytes);
+            }
+            if step.finished {
+                return Ok(());
+            }
+        }
     }
 
     /// host:port of the broker.
@@ -175,6 +298,11 @@ impl BrokerConnection {
         self.stream.write_all(&buf).await.map_err(WireError::Io)?;
         let len = self.stream.read_i32().await.map_err(WireError::Io)?;
         if !(0..=MAX_RESPONSE_BYTES).contains(&len) {
+            // A TLS record (handshake 0x16 or alert 0x15, version 3.x) where a length belongs.
+            let [kind, major, ..] = len.to_be_bytes();
+            if matches!(kind, 0x15 | 0x16) && major == 3 {
+                return Err(WireError::Codec(format!("{TLS_RECORD_ANSWER} ({len:#x})")));
+            }
             return Err(WireError::Codec(format!("response length prefix {len}")));
         }
         let mut body = vec![0u8; len as usize];

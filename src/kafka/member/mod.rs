@@ -123,6 +123,7 @@ impl Member {
     pub(super) fn new(
         settings: MemberSettings,
         kafka: KafkaSettings,
+        coordinator: GroupCoordinator,
         client: Arc<Client>,
         consumer: Arc<Mutex<RequestConsumer>>,
         watermarks: Arc<Mutex<Watermarks>>,
@@ -131,11 +132,7 @@ impl Member {
         shutdown: watch::Receiver<bool>,
     ) -> Member {
         Member {
-            coordinator: GroupCoordinator::new(
-                kafka.consumer_bootstrap.clone(),
-                &kafka.group_id,
-                &kafka.client_id,
-            ),
+            coordinator,
             settings,
             kafka,
             client,
