@@ -336,6 +336,10 @@ pub fn explain_handshake_failure(chain: &str) -> Option<&'static str> {
             "the server does not trust the client certificate's CA",
         ),
         (
+            "HandshakeFailure",
+            "the server refused the handshake (no protocol version or cipher in common, or a client certificate it does not accept)",
+        ),
+        (
             "InvalidContentType",
             "the server did not answer in TLS: is it a plaintext port?",
         ),

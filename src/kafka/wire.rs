@@ -72,6 +72,17 @@ fn mismatch(broker: &str, auth: &BrokerAuth, e: WireError) -> WireError {
         {
             WireError::Security(auth.early_close(broker, &io.to_string()))
         }
+        // TLS 1.3 finishes the client's side of the handshake before the broker checks the
+        // client certificate: its refusal arrives as an alert on the first read.
+        WireError::Io(io) if crate::tls::explain_handshake_failure(&io.to_string()).is_some() => {
+            WireError::Security(SecurityError::Handshake {
+                broker: broker.to_owned(),
+                problem: crate::tls::explain_handshake_failure(&io.to_string())
+                    .unwrap_or_default()
+                    .to_owned(),
+                detail: io.to_string(),
+            })
+        }
         WireError::Codec(detail) if detail.starts_with(TLS_RECORD_ANSWER) => {
             WireError::Security(SecurityError::ProtocolMismatch {
                 broker: broker.to_owned(),
