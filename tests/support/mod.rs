@@ -1,6 +1,7 @@
 //! Test support shared by the integration tests: the real Kafka broker that `scripts/test` starts,
-//! the peers (kcat, aiokafka) it installs, and the runtime double. Each test binary uses only
-//! part of it.
+//! brokers of a test's own (plain, or secured with generated certificates), the peers (kcat,
+//! aiokafka) `scripts/test` installs, and the runtime double. Each test binary uses only part of
+//! it.
 #![allow(dead_code)]
 
 pub mod group;
@@ -9,4 +10,5 @@ pub mod kafka;
 pub mod normalise;
 pub mod pki;
 pub mod runtime_double;
+pub mod secure_kafka;
 pub mod service;
