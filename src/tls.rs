@@ -317,6 +317,15 @@ pub fn explain_handshake_failure(chain: &str) -> Option<&'static str> {
             "UnknownIssuer",
             "the server's certificate is not trusted: it is not signed by a trusted CA (name the CA bundle)",
         ),
+        // rustls shows the variant name for some errors and words for others (with context).
+        (
+            "not valid for name",
+            "the server's certificate does not name the host connected to (name mismatch)",
+        ),
+        (
+            "certificate expired",
+            "the server's certificate has expired",
+        ),
         (
             "NotValidForName",
             "the server's certificate does not name the host connected to (name mismatch)",

@@ -130,10 +130,20 @@ fn topics_on(cluster: &SecureCluster, prefix: &str) -> Topics {
 /// encrypted), SASL_PLAINTEXT/PLAIN and SASL_SSL/SCRAM-SHA-512; Kafka's console tools with the
 /// same settings produce the request and read the response; over SASL_SSL the committed offset
 /// shows in `kafka-consumer-groups`; no password in the service's output.
-#[tokio::test(flavor = "multi_thread")]
-async fn requests_round_trip_over_every_security_protocol() {
+/// The runtime double's runtime: the tests themselves are synchronous, as the cluster's tools.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn requests_round_trip_over_every_security_protocol() {
     let cluster = SecureCluster::start();
-    let double = RuntimeDouble::start().await;
+    let rt = runtime();
+    let double = rt.block_on(RuntimeDouble::start());
     let (_, password) = cluster.user();
     for case in cases(&cluster) {
         let topics = topics_on(&cluster, &format!("sec-{}", case.listener.to_lowercase()));
@@ -150,13 +160,7 @@ async fn requests_round_trip_over_every_security_protocol() {
         let job = uuid::Uuid::new_v4();
         let request = String::from_utf8(add_request(job)).unwrap();
         cluster.produce(case.listener, case.mechanism, &topics.requests, &[request]);
-        let responses = cluster.consume(
-            case.listener,
-            case.mechanism,
-            &topics.responses,
-            1,
-            WAIT,
-        );
+        let responses = cluster.consume(case.listener, case.mechanism, &topics.responses, 1, WAIT);
         assert_eq!(responses.len(), 1, "{}: {responses:?}", case.listener);
         let response: serde_json::Value = serde_json::from_str(&responses[0]).unwrap();
         assert_eq!(response["job_id"], job.to_string(), "{}", case.listener);
@@ -174,7 +178,10 @@ async fn requests_round_trip_over_every_security_protocol() {
                 if committed {
                     break;
                 }
-                assert!(Instant::now() < deadline, "offset 1 never committed:\n{table}");
+                assert!(
+                    Instant::now() < deadline,
+                    "offset 1 never committed:\n{table}"
+                );
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
@@ -206,10 +213,11 @@ impl Case {
 
 /// Acceptance: hetida's own client, aiokafka, with the same SASL_PLAINTEXT settings produces
 /// the request and reads the response.
-#[tokio::test(flavor = "multi_thread")]
-async fn aiokafka_over_sasl_plaintext_talks_to_the_service() {
+#[test]
+fn aiokafka_over_sasl_plaintext_talks_to_the_service() {
     let cluster = SecureCluster::start();
-    let double = RuntimeDouble::start().await;
+    let rt = runtime();
+    let double = rt.block_on(RuntimeDouble::start());
     let (user, password) = cluster.user();
     let topics = topics_on(&cluster, "sec-aiokafka");
     let bootstrap = cluster.listener("SASL_PLAINTEXT");
@@ -263,7 +271,11 @@ asyncio.run(main())
 
 /// A local TLS server presenting `cert`, which hangs up after the handshake: enough for a
 /// client's certificate check, without a broker.
-fn tls_server(cert: &std::path::Path, key: &std::path::Path) -> String {
+fn tls_server(
+    rt: &tokio::runtime::Runtime,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> String {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -283,7 +295,7 @@ fn tls_server(cert: &std::path::Path, key: &std::path::Path) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let address = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
+    rt.spawn(async move {
         let listener = tokio::net::TcpListener::from_std(listener).unwrap();
         while let Ok((tcp, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
@@ -317,10 +329,11 @@ fn assert_refused(mut service: ServiceProcess, what: &str, expected: &[&str], se
 /// rather than a hang: a wrong password (naming mechanism, user and broker), an untrusted CA,
 /// a certificate for another name, TLS against a plaintext port and plaintext against a TLS
 /// port, and a missing client certificate.
-#[tokio::test(flavor = "multi_thread")]
-async fn misconfigured_connections_stop_the_service_with_what_to_fix() {
+#[test]
+fn misconfigured_connections_stop_the_service_with_what_to_fix() {
     let cluster = SecureCluster::start();
-    let double = RuntimeDouble::start().await;
+    let rt = runtime();
+    let double = rt.block_on(RuntimeDouble::start());
     let pki = cluster.pki().clone();
     let (user, password) = cluster.user();
     let url = double.engine_url();
@@ -340,18 +353,23 @@ async fn misconfigured_connections_stop_the_service_with_what_to_fix() {
         service,
         "wrong password",
         &[
-            &format!("broker {sasl_ssl} refused SASL SCRAM-SHA-512 authentication as user `{user}`"),
+            &format!(
+                "broker {sasl_ssl} refused SASL SCRAM-SHA-512 authentication as user `{user}`"
+            ),
             "invalid credentials",
         ],
         wrong,
     );
 
     let ssl = cluster.listener("SSL");
-    let rogue = (
-        "HD_KAFKA_SSL_CAFILE",
-        pki.rogue_ca().display().to_string(),
+    let rogue = ("HD_KAFKA_SSL_CAFILE", pki.rogue_ca().display().to_string());
+    let service = serve(
+        &ssl,
+        &topics,
+        &url,
+        r#""security_protocol": "SSL""#,
+        &[rogue],
     );
-    let service = serve(&ssl, &topics, &url, r#""security_protocol": "SSL""#, &[rogue]);
     assert_refused(
         service,
         "unknown CA",
@@ -359,7 +377,7 @@ async fn misconfigured_connections_stop_the_service_with_what_to_fix() {
         password,
     );
 
-    let misnamed = tls_server(&pki.misnamed_server_cert(), &pki.misnamed_server_key());
+    let misnamed = tls_server(&rt, &pki.misnamed_server_cert(), &pki.misnamed_server_key());
     let service = serve(
         &misnamed,
         &topics,
@@ -385,11 +403,17 @@ async fn misconfigured_connections_stop_the_service_with_what_to_fix() {
     assert_refused(
         service,
         "TLS against a plaintext port",
-        &["is it a plaintext listener?"],
+        &["is it a plaintext listener"],
         password,
     );
 
-    let service = serve(&ssl, &topics, &url, r#""security_protocol": "PLAINTEXT""#, &[]);
+    let service = serve(
+        &ssl,
+        &topics,
+        &url,
+        r#""security_protocol": "PLAINTEXT""#,
+        &[],
+    );
     assert_refused(
         service,
         "plaintext against a TLS port",
