@@ -90,7 +90,26 @@ async fn three_workers_split_eight_partitions_and_answer_a_thousand_requests() {
     let topics = Topics::create(&client, "sup3", 8).await;
     let service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "3"]);
     service.wait_workers(3, WAIT);
-    let owners = ownership(&service.log_text());
+    // The group's latest generation, once all three consume in it: the first worker may have
+    // consumed alone in an earlier one before the others joined.
+    let deadline = Instant::now() + WAIT;
+    let owners = loop {
+        let owners = ownership(&service.log_text());
+        let latest = owners.iter().map(|(g, _, _)| *g).max().unwrap_or(0);
+        let current: Vec<_> = owners
+            .into_iter()
+            .filter(|(g, _, _)| *g == latest)
+            .collect();
+        if current.len() == 3 {
+            break current;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no generation with all three workers; log:\n{}",
+            service.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let mut all: Vec<i32> = owners.iter().flat_map(|(_, _, p)| p.clone()).collect();
     all.sort();
     assert_eq!(
