@@ -4,8 +4,7 @@
 //! this service's own ([`super::wire::BrokerConnection`], which runs the SASL exchange itself).
 //!
 //! A connection that cannot be secured as configured fails with a [`SecurityError`] that says
-//! what an operator must fix (credentials, trust, protocol), because retrying cannot fix it;
-//! see [`classify`].
+//! what an operator must fix (credentials, trust, protocol), because retrying cannot fix it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -300,17 +299,4 @@ pub(super) struct Step {
     pub send: Option<Vec<u8>>,
     /// The exchange is over once this message (if any) is answered.
     pub finished: bool,
-}
-
-/// A connection error that is really a configuration error, when it is one: the caller stops
-/// retrying and reports it.
-pub fn classify<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a SecurityError> {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = current {
-        if let Some(security) = e.downcast_ref::<SecurityError>() {
-            return Some(security);
-        }
-        current = e.source();
-    }
-    None
 }
