@@ -9,7 +9,7 @@ use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
 
 use super::KafkaError;
-use super::security::BrokerAuth;
+use super::security::{BrokerAuth, SecurityError};
 use super::wire::{BrokerConnection, WireError};
 
 /// How rskafka clients should retry a broker that is unreachable or moving: with no deadline
@@ -50,6 +50,12 @@ pub async fn connect(
         })
 }
 
+/// How often a broker must hang up before its first answer, and how far apart, before that
+/// counts as a protocol mix-up rather than a broker shutting down (which soon refuses
+/// connections instead).
+const EARLY_CLOSES: u32 = 3;
+const EARLY_CLOSE_PAUSE: Duration = Duration::from_secs(1);
+
 /// Opens (and drops) one connection to the first bootstrap broker that answers: TLS, ApiVersions,
 /// SASL, as every later connection will.
 async fn check_connection(
@@ -57,18 +63,43 @@ async fn check_connection(
     client_id: &str,
     auth: &BrokerAuth,
 ) -> Result<(), KafkaError> {
-    let mut failures = Vec::new();
-    for broker in bootstrap {
-        match BrokerConnection::open(broker, client_id, auth).await {
-            Ok(_) => return Ok(()),
-            Err(WireError::Security(e)) => return Err(KafkaError::Security(e)),
-            Err(e) => failures.push(format!("{broker}: {e}")),
+    let mut early_closes = 0;
+    loop {
+        let mut failures = Vec::new();
+        // Some only while every broker hung up early: one broker merely away makes the attempt
+        // an outage, not a mix-up.
+        let mut closed_early: Option<SecurityError> = None;
+        let mut all_closed_early = true;
+        for broker in bootstrap {
+            match BrokerConnection::open(broker, client_id, auth).await {
+                Ok(_) => return Ok(()),
+                Err(WireError::Security(e @ SecurityError::ClosedEarly { .. })) => {
+                    failures.push(format!("{broker}: {e}"));
+                    closed_early = Some(e);
+                }
+                Err(WireError::Security(e)) => return Err(KafkaError::Security(e)),
+                Err(e) => {
+                    failures.push(format!("{broker}: {e}"));
+                    all_closed_early = false;
+                }
+            }
+        }
+        match closed_early {
+            Some(e) if all_closed_early => {
+                early_closes += 1;
+                if early_closes >= EARLY_CLOSES {
+                    return Err(KafkaError::Security(e));
+                }
+                tokio::time::sleep(EARLY_CLOSE_PAUSE).await;
+            }
+            _ => {
+                return Err(KafkaError::Unreachable {
+                    bootstrap: bootstrap.to_vec(),
+                    cause: failures.join("; "),
+                });
+            }
         }
     }
-    Err(KafkaError::Unreachable {
-        bootstrap: bootstrap.to_vec(),
-        cause: failures.join("; "),
-    })
 }
 
 /// How many partitions `topic` has; `None` when it does not exist.

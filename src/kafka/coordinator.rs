@@ -115,6 +115,12 @@ impl CoordinatorError {
                 )
             ),
             CoordinatorError::Unreachable { .. } | CoordinatorError::Protocol { .. } => true,
+            // A broker shutting down hangs up like one that speaks another protocol; the
+            // protocol was checked when the worker connected first (`client::connect`).
+            CoordinatorError::Security {
+                source: SecurityError::ClosedEarly { .. },
+                ..
+            } => true,
             CoordinatorError::Encode { .. }
             | CoordinatorError::Security { .. }
             | CoordinatorError::Unsupported { .. }

@@ -50,6 +50,15 @@ pub enum SecurityError {
         protocol: &'static str,
         problem: String,
     },
+    /// The broker hung up before its first answer, or during the TLS handshake: what it does
+    /// when the client speaks another protocol, but also what a broker that is shutting down
+    /// does. [`super::client`] asks again before it believes the former.
+    #[error("broker {broker}: {problem} (security_protocol is {protocol})")]
+    ClosedEarly {
+        broker: String,
+        protocol: &'static str,
+        problem: String,
+    },
 }
 
 /// The connection setup of one side, ready to use.
@@ -178,7 +187,11 @@ impl BrokerAuth {
         let connector = tokio_rustls::TlsConnector::from(config.clone());
         match connector.connect(name, tcp).await {
             Ok(stream) => Ok(Box::new(stream)),
-            Err(e) => Err(ConnectError::Security(handshake_error(broker, &e))),
+            Err(e) => Err(ConnectError::Security(handshake_error(
+                broker,
+                self.protocol,
+                &e,
+            ))),
         }
     }
 
@@ -204,7 +217,7 @@ impl BrokerAuth {
                 "the broker closed the connection before answering: does the listener expect a client certificate, or no SASL?"
             }
         };
-        SecurityError::ProtocolMismatch {
+        SecurityError::ClosedEarly {
             broker: broker.to_owned(),
             protocol: self.protocol.name(),
             problem: format!("{problem} ({detail})"),
@@ -215,22 +228,30 @@ impl BrokerAuth {
 /// A failed handshake in an operator's words: the certificate problem named where rustls
 /// says which.
 #[cfg(feature = "tls")]
-fn handshake_error(broker: &str, e: &std::io::Error) -> SecurityError {
+fn handshake_error(broker: &str, protocol: SecurityProtocol, e: &std::io::Error) -> SecurityError {
     let detail = crate::http_client::error_chain(e);
-    let problem = crate::tls::explain_handshake_failure(&detail)
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof
-                || e.kind() == std::io::ErrorKind::ConnectionReset
-            {
-                "the broker closed the connection during the TLS handshake: is it a plaintext listener, or does it require a client certificate?".to_owned()
-            } else {
-                "the handshake was refused".to_owned()
-            }
-        });
+    if let Some(problem) = crate::tls::explain_handshake_failure(&detail) {
+        return SecurityError::Handshake {
+            broker: broker.to_owned(),
+            problem: problem.to_owned(),
+            detail,
+        };
+    }
+    if matches!(
+        e.kind(),
+        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+    ) {
+        return SecurityError::ClosedEarly {
+            broker: broker.to_owned(),
+            protocol: protocol.name(),
+            problem: format!(
+                "the broker closed the connection during the TLS handshake: is it a plaintext listener, or does it require a client certificate? ({detail})"
+            ),
+        };
+    }
     SecurityError::Handshake {
         broker: broker.to_owned(),
-        problem,
+        problem: "the handshake was refused".to_owned(),
         detail,
     }
 }
