@@ -271,7 +271,7 @@ pub struct RuntimeSettings {
     /// Base URL; requests go to `<base>/runtime`.
     pub engine_url: String,
     /// Sent as `Authorization: Bearer` (hetida's FORWARD_OR_FIXED mode with a fixed token).
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<Secret>,
     /// Per call (default 300 s); the reference has none, so one hanging execution blocks it
     /// forever.
     pub call_timeout: Duration,
@@ -302,7 +302,7 @@ pub struct StoreSettings {
     pub spec: String,
     /// Sent to the backend API as `Authorization: Bearer`: the same outgoing token as the
     /// runtime's (`HD_BEARER_TOKEN_FOR_OUTGOING_REQUESTS`), as in hetida.
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<Secret>,
     /// How long "latest released revision of a group" is answered from memory (default 10 s).
     pub latest_ttl: Duration,
     /// Released revisions (and their prepared requests) kept at most; 1024, not configurable.
@@ -679,7 +679,7 @@ impl StoreSettings {
     fn load(
         flags: &Flags,
         env: &Env,
-        bearer_token: Option<String>,
+        bearer_token: Option<Secret>,
         notices: &mut Vec<String>,
     ) -> Result<Self, ConfigError> {
         let spec = flags
@@ -779,7 +779,7 @@ fn validate_topic(name: &str, topic: &str) -> Result<(), ConfigError> {
 }
 
 /// hetida's outgoing auth to the runtime and backend (spec §9, `HD_INTERNAL_AUTH_MODE`).
-fn outgoing_token(env: &Env) -> Result<Option<String>, ConfigError> {
+fn outgoing_token(env: &Env) -> Result<Option<Secret>, ConfigError> {
     let mode = env
         .get("HD_INTERNAL_AUTH_MODE")
         .unwrap_or("FORWARD_OR_FIXED")
@@ -790,7 +790,7 @@ fn outgoing_token(env: &Env) -> Result<Option<String>, ConfigError> {
         "FORWARD_OR_FIXED" => Ok(env
             .get("HD_BEARER_TOKEN_FOR_OUTGOING_REQUESTS")
             .filter(|t| !t.is_empty())
-            .map(str::to_owned)),
+            .map(Secret::new)),
         "CLIENT" => Err(invalid(
             "HD_INTERNAL_AUTH_MODE",
             "CLIENT (OAuth client credentials) is not supported; use FORWARD_OR_FIXED with HD_BEARER_TOKEN_FOR_OUTGOING_REQUESTS",
@@ -1414,7 +1414,11 @@ mod tests {
         assert_eq!(c.kafka.group_id, "g");
         assert_eq!(c.kafka.auto_offset_reset, OffsetReset::Earliest);
         assert_eq!(c.kafka.request_topic, "req");
-        assert_eq!(c.runtime.bearer_token.as_deref(), Some("tok"));
+        assert_eq!(c.runtime.bearer_token, Some(Secret::new("tok")));
+        assert!(
+            !format!("{c:?}").contains("\"tok\""),
+            "the token stays out of Debug output"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use crate::config::Secret;
 use crate::tls::{TlsError, TlsFiles};
 
 /// A pooled client; `B` is the request body type. With the `tls` feature its connector speaks
@@ -90,10 +91,16 @@ fn plain_only() -> rustls::ClientConfig {
 #[error("the bearer token contains characters not allowed in a header")]
 pub struct InvalidBearerToken;
 
-/// The `Authorization` header for `token`, if any.
-pub fn bearer(token: Option<&str>) -> Result<Option<HeaderValue>, InvalidBearerToken> {
+/// The `Authorization` header for `token`, if any; marked sensitive, so that its `Debug` (a
+/// client's) does not show the token and HTTP/2 would not index it.
+pub fn bearer(token: Option<&Secret>) -> Result<Option<HeaderValue>, InvalidBearerToken> {
     token
-        .map(|t| HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| InvalidBearerToken))
+        .map(|t| {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", t.expose()))
+                .map_err(|_| InvalidBearerToken)?;
+            value.set_sensitive(true);
+            Ok(value)
+        })
         .transpose()
 }
 

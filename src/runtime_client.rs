@@ -20,6 +20,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, USER_AGENT};
 use hyper::{Method, Request, Uri};
 
+use crate::config::Secret;
 use crate::http_client::{BodyError, error_chain, read_limited};
 use crate::protocol::error::body_start;
 use crate::protocol::{ProtocolError, RuntimeBody};
@@ -33,7 +34,8 @@ const QUOTED_BODY_CHARS: usize = 300;
 pub struct RuntimeOptions {
     /// `HETIDA_DESIGNER_RUNTIME_ENGINE_URL`; requests go to `<base>/runtime`.
     pub engine_url: String,
-    pub bearer_token: Option<String>,
+    /// Sent as `Authorization: Bearer`; never in Debug output or errors.
+    pub bearer_token: Option<Secret>,
     /// One call, from sending the request to the end of the answer's body.
     pub call_timeout: Duration,
     /// Total time spent retrying a runtime that cannot be connected to.
@@ -245,7 +247,7 @@ impl RuntimeClient {
             Some("https") => Some(&options.tls),
             _ => return Err(bad("must be an http:// or https:// URL".into())),
         };
-        let authorization = crate::http_client::bearer(options.bearer_token.as_deref())
+        let authorization = crate::http_client::bearer(options.bearer_token.as_ref())
             .map_err(|e| bad(e.to_string()))?;
         let http = crate::http_client::client(tls).map_err(|source| RuntimeError::Tls {
             url: url.clone(),

@@ -6,6 +6,7 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
+use hd_kafka_exec::config::Secret;
 use hd_kafka_exec::runtime_client::{RuntimeClient, RuntimeError, RuntimeOptions};
 use serde_json::Value;
 use support::runtime_double::{Mode, RuntimeDouble};
@@ -158,8 +159,12 @@ async fn a_slow_runtime_times_out() {
 async fn bearer_token_and_keep_alive() {
     let double = RuntimeDouble::start().await;
     let mut o = RuntimeOptions::new(double.engine_url());
-    o.bearer_token = Some("t0ken".into());
+    o.bearer_token = Some(Secret::new("t0ken"));
     let c = RuntimeClient::new(o).unwrap();
+    assert!(
+        !format!("{c:?}").contains("t0ken"),
+        "the token stays out of Debug"
+    );
     for _ in 0..20 {
         assert_eq!(
             c.run(vector_request("component_add_direct"))

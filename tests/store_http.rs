@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use hd_kafka_exec::config::Secret;
 use hd_kafka_exec::protocol::{Missing, Target};
 use hd_kafka_exec::store::{CacheOptions, HttpOptions, Store, StoreError, StoreSource};
 use http_body_util::Full;
@@ -165,7 +166,7 @@ impl Backend {
 
 fn store(addr: SocketAddr, ttl: Duration) -> Store {
     let mut o = HttpOptions::new(format!("http://{addr}/api/"));
-    o.bearer_token = Some("secret".into());
+    o.bearer_token = Some(Secret::new("secret"));
     o.timeout = Duration::from_millis(500);
     o.retry_budget = Duration::from_millis(300);
     Store::new(
@@ -186,6 +187,10 @@ const PROBE_GROUP: &str = "a7e5a7e5-0000-4000-8000-000000000000";
 async fn revisions_by_id_not_found_and_the_bearer_token() {
     let backend = Backend::recorded();
     let s = store(backend.serve().await, Duration::ZERO);
+    assert!(
+        !format!("{s:?}").contains("Bearer secret") && !format!("{s:?}").contains("\"secret\""),
+        "the token stays out of Debug"
+    );
     let r = s.revision(VOLATILITY.parse().unwrap()).await.unwrap();
     assert_eq!(r.name, "Volatility Detection Example");
     let dead: Uuid = "00000000-0000-0000-0000-00000000dead".parse().unwrap();
@@ -439,7 +444,7 @@ async fn over_https_a_revision_loads_with_the_test_ca_and_an_unknown_ca_is_named
         .await;
     let open = |ca: std::path::PathBuf| {
         let mut o = HttpOptions::new(format!("https://{addr}/api/"));
-        o.bearer_token = Some("secret".into());
+        o.bearer_token = Some(Secret::new("secret"));
         o.retry_budget = Duration::from_secs(20);
         o.tls.ca_file = Some(ca);
         Store::new(

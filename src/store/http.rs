@@ -7,6 +7,7 @@
 //! says.
 
 use crate::backoff::Backoff;
+use crate::config::Secret;
 use crate::http_client::{BodyError, error_chain, read_limited};
 use crate::tls::TlsFiles;
 use std::collections::HashSet;
@@ -28,7 +29,7 @@ pub struct HttpOptions {
     /// `HETIDA_DESIGNER_BACKEND_API_URL`, e.g. `http://hetida-designer-backend:8090/api/`.
     pub base_url: String,
     /// Sent as `Authorization: Bearer <token>` with every request when set.
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<Secret>,
     /// One request, from sending to the end of the body.
     pub timeout: Duration,
     /// Total time spent retrying a backend that cannot be connected to.
@@ -101,7 +102,7 @@ impl HttpOptions {
             base.push('/');
         }
         base.parse::<Uri>().map_err(|e| bad(&e.to_string()))?;
-        let authorization = crate::http_client::bearer(self.bearer_token.as_deref())
+        let authorization = crate::http_client::bearer(self.bearer_token.as_ref())
             .map_err(|e| bad(&e.to_string()))?;
         Ok((base, authorization))
     }
