@@ -394,12 +394,16 @@ pub struct RuntimeSettings {
     /// Base URL; requests go to `<base>/runtime`.
     pub engine_url: String,
     /// Sent as `Authorization: Bearer` (hetida's FORWARD_OR_FIXED mode with a fixed token).
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<Secret>,
     /// Per call (default 300 s); the reference has none, so one hanging execution blocks it
     /// forever.
     pub call_timeout: Duration,
     /// Total time spent retrying connection failures before a failure response (default 30 s).
     pub retry_budget: Duration,
+    /// Trust for an https:// runtime: the CA bundle (`--ca-bundle`, `HD_CA_BUNDLE`), else the
+    /// system's CAs; `HETIDA_DESIGNER_RUNTIME_VERIFY_CERTS=false` turns verification off, as
+    /// in hetida. Checked at startup when the URL is https://.
+    pub tls: TlsFiles,
 }
 
 /// Execution behaviour of one worker.
@@ -421,11 +425,15 @@ pub struct StoreSettings {
     pub spec: String,
     /// Sent to the backend API as `Authorization: Bearer`: the same outgoing token as the
     /// runtime's (`HD_BEARER_TOKEN_FOR_OUTGOING_REQUESTS`), as in hetida.
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<Secret>,
     /// How long "latest released revision of a group" is answered from memory (default 10 s).
     pub latest_ttl: Duration,
     /// Released revisions (and their prepared requests) kept at most; 1024, not configurable.
     pub cache_capacity: usize,
+    /// Trust for an https:// backend: the same CA bundle as the runtime's, verification by
+    /// `HETIDA_DESIGNER_BACKEND_VERIFY_CERTS` (hetida's variable for calls to its backend).
+    /// Checked at startup when the store is https://.
+    pub tls: TlsFiles,
 }
 
 /// How the supervisor runs its workers.
@@ -503,6 +511,10 @@ pub struct Flags {
     /// Seconds spent retrying an unreachable runtime before the request gets a failure response.
     #[arg(long)]
     pub runtime_retry_budget: Option<f64>,
+    /// PEM bundle of the CAs trusted for an https:// runtime and backend, instead of the
+    /// system's [env: HD_CA_BUNDLE].
+    #[arg(long)]
+    pub ca_bundle: Option<PathBuf>,
     /// Executions run at once per worker.
     #[arg(long)]
     pub max_in_flight: Option<usize>,
@@ -568,9 +580,9 @@ impl Config {
     pub fn load(flags: &Flags, env: &Env) -> Result<Config, ConfigError> {
         let mut notices = Vec::new();
         let kafka = KafkaSettings::load(flags, env, &mut notices)?;
-        let runtime = RuntimeSettings::load(flags, env)?;
+        let runtime = RuntimeSettings::load(flags, env, &mut notices)?;
         let execution = ExecutionSettings::load(flags, env)?;
-        let store = StoreSettings::load(flags, env, runtime.bearer_token.clone())?;
+        let store = StoreSettings::load(flags, env, runtime.bearer_token.clone(), &mut notices)?;
         let supervisor = SupervisorSettings::load(flags, env)?;
         let mut kafka = kafka;
         if kafka.rebalance_timeout.is_zero() {
@@ -747,27 +759,77 @@ fn dead_letter_topic(flags: &Flags) -> Result<Option<String>, ConfigError> {
 }
 
 impl RuntimeSettings {
-    fn load(flags: &Flags, env: &Env) -> Result<Self, ConfigError> {
+    fn load(flags: &Flags, env: &Env, notices: &mut Vec<String>) -> Result<Self, ConfigError> {
         let engine_url = env.setting(
             flags.runtime_url.as_deref(),
             "HETIDA_DESIGNER_RUNTIME_ENGINE_URL",
             DEFAULT_RUNTIME_URL,
         );
-        if !engine_url.starts_with("http://") {
-            return Err(invalid(
-                "HETIDA_DESIGNER_RUNTIME_ENGINE_URL",
-                &format!(
-                    "`{engine_url}` must be an http:// URL (this build has no TLS: it contains no C code, and Rust TLS stacks need some)"
-                ),
-            ));
-        }
+        let tls = https_trust(flags, env, "HETIDA_DESIGNER_RUNTIME_VERIFY_CERTS")?;
+        check_https(
+            "HETIDA_DESIGNER_RUNTIME_ENGINE_URL",
+            &engine_url,
+            &tls,
+            "HETIDA_DESIGNER_RUNTIME_VERIFY_CERTS",
+            notices,
+        )?;
         Ok(RuntimeSettings {
             engine_url,
             bearer_token: outgoing_token(env)?,
             call_timeout: seconds("--runtime-timeout", flags.runtime_timeout, 300.0)?,
             retry_budget: seconds("--runtime-retry-budget", flags.runtime_retry_budget, 30.0)?,
+            tls,
         })
     }
+}
+
+/// The trust of one HTTPS peer: the one CA bundle for both peers, and hetida's own switch for
+/// verifying that peer's certificate (`verify_variable`, a bool in hetida's `config.py`).
+fn https_trust(flags: &Flags, env: &Env, verify_variable: &str) -> Result<TlsFiles, ConfigError> {
+    // An empty variable counts as unset, as a compose file's `HD_CA_BUNDLE:` would leave it.
+    let ca_file = flags.ca_bundle.clone().or_else(|| {
+        env.get("HD_CA_BUNDLE")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
+    let verify_server = match env.get(verify_variable) {
+        None => true,
+        Some(v) => lenient_bool(v)
+            .ok_or_else(|| invalid(verify_variable, &format!("`{v}` is not a boolean")))?,
+    };
+    Ok(TlsFiles {
+        ca_file,
+        verify_server,
+        ..TlsFiles::system()
+    })
+}
+
+/// Refuses a URL that is neither http:// nor https://; for https:// checks the trust as the
+/// workers will build it, so a missing CA bundle or a build without TLS stops the service at
+/// startup, and notes when the peer's certificate will not be verified.
+fn check_https(
+    name: &str,
+    url: &str,
+    tls: &TlsFiles,
+    verify_variable: &str,
+    notices: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    if url.starts_with("http://") {
+        return Ok(());
+    }
+    if !url.starts_with("https://") {
+        return Err(invalid(
+            name,
+            &format!("`{url}` must be an http:// or https:// URL"),
+        ));
+    }
+    crate::tls::check(tls).map_err(|e| invalid(name, &format!("`{url}`: {e}")))?;
+    if !tls.verify_server {
+        notices.push(format!(
+            "{verify_variable} is false: the certificate of {url} is not verified; the connection is encrypted, but to whoever answers"
+        ));
+    }
+    Ok(())
 }
 
 impl ExecutionSettings {
@@ -796,7 +858,12 @@ impl ExecutionSettings {
 
 impl StoreSettings {
     /// `bearer_token` is the runtime's: hetida sends one outgoing token to both.
-    fn load(flags: &Flags, env: &Env, bearer_token: Option<String>) -> Result<Self, ConfigError> {
+    fn load(
+        flags: &Flags,
+        env: &Env,
+        bearer_token: Option<Secret>,
+        notices: &mut Vec<String>,
+    ) -> Result<Self, ConfigError> {
         let spec = flags
             .store
             .clone()
@@ -809,11 +876,23 @@ impl StoreSettings {
         } else {
             spec
         };
+        let tls = https_trust(flags, env, "HETIDA_DESIGNER_BACKEND_VERIFY_CERTS")?;
+        // `dir:` and anything else `serve` rejects by name are not checked here.
+        if spec.starts_with("https://") {
+            check_https(
+                "--store",
+                &spec,
+                &tls,
+                "HETIDA_DESIGNER_BACKEND_VERIFY_CERTS",
+                notices,
+            )?;
+        }
         Ok(StoreSettings {
             spec,
             bearer_token,
             latest_ttl: seconds("--latest-ttl", flags.latest_ttl, 10.0)?,
             cache_capacity: 1024,
+            tls,
         })
     }
 }
@@ -882,7 +961,7 @@ fn validate_topic(name: &str, topic: &str) -> Result<(), ConfigError> {
 }
 
 /// hetida's outgoing auth to the runtime and backend (spec §9, `HD_INTERNAL_AUTH_MODE`).
-fn outgoing_token(env: &Env) -> Result<Option<String>, ConfigError> {
+fn outgoing_token(env: &Env) -> Result<Option<Secret>, ConfigError> {
     let mode = env
         .get("HD_INTERNAL_AUTH_MODE")
         .unwrap_or("FORWARD_OR_FIXED")
@@ -893,7 +972,7 @@ fn outgoing_token(env: &Env) -> Result<Option<String>, ConfigError> {
         "FORWARD_OR_FIXED" => Ok(env
             .get("HD_BEARER_TOKEN_FOR_OUTGOING_REQUESTS")
             .filter(|t| !t.is_empty())
-            .map(str::to_owned)),
+            .map(Secret::new)),
         "CLIENT" => Err(invalid(
             "HD_INTERNAL_AUTH_MODE",
             "CLIENT (OAuth client credentials) is not supported; use FORWARD_OR_FIXED with HD_BEARER_TOKEN_FOR_OUTGOING_REQUESTS",
@@ -1639,7 +1718,11 @@ mod tests {
         assert_eq!(c.kafka.group_id, "g");
         assert_eq!(c.kafka.auto_offset_reset, OffsetReset::Earliest);
         assert_eq!(c.kafka.request_topic, "req");
-        assert_eq!(c.runtime.bearer_token.as_deref(), Some("tok"));
+        assert_eq!(c.runtime.bearer_token, Some(Secret::new("tok")));
+        assert!(
+            !format!("{c:?}").contains("\"tok\""),
+            "the token stays out of Debug output"
+        );
     }
 
     #[test]
@@ -1702,8 +1785,174 @@ mod tests {
         assert_eq!(lz4.unwrap().kafka.compression, Compression::Lz4);
         let e = load(&[("HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS", "[1]")]).unwrap_err();
         assert!(e.to_string().contains("not a JSON object"), "{e}");
-        let e = load(&[("HETIDA_DESIGNER_RUNTIME_ENGINE_URL", "https://rt/engine/")]).unwrap_err();
-        assert!(e.to_string().contains("http://"), "{e}");
+        let e = load(&[("HETIDA_DESIGNER_RUNTIME_ENGINE_URL", "ftp://rt/engine/")]).unwrap_err();
+        assert!(e.to_string().contains("http:// or https://"), "{e}");
+    }
+
+    /// A PEM CA bundle (one self-signed certificate) in a directory that lives as long as the
+    /// returned guard.
+    #[cfg(feature = "tls")]
+    fn ca_bundle() -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        let ca = rcgen::generate_simple_self_signed(vec!["test-ca".to_owned()]).unwrap();
+        std::fs::write(&path, ca.cert.pem()).unwrap();
+        (dir, path.to_str().unwrap().to_owned())
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn https_runtime_and_backend_carry_their_trust() {
+        let (_dir, bundle) = ca_bundle();
+        let flags = Flags {
+            store: Some("backend".into()),
+            ..Flags::default()
+        };
+        let env = Env::from_pairs([
+            (
+                "HETIDA_DESIGNER_RUNTIME_ENGINE_URL",
+                "https://rt:8090/engine/",
+            ),
+            (
+                "HETIDA_DESIGNER_BACKEND_API_URL",
+                "https://backend:8090/api/",
+            ),
+            ("hd_ca_bundle", bundle.as_str()),
+        ]);
+        let c = Config::load(&flags, &env).unwrap();
+        assert_eq!(c.runtime.engine_url, "https://rt:8090/engine/");
+        assert_eq!(c.store.spec, "https://backend:8090/api/");
+        for tls in [&c.runtime.tls, &c.store.tls] {
+            assert_eq!(tls.ca_file.as_deref(), Some(std::path::Path::new(&bundle)));
+            assert!(tls.verify_server);
+        }
+        assert!(c.notices.is_empty(), "{:?}", c.notices);
+
+        // The flag wins over the variable; an empty variable is no bundle.
+        let flags = Flags {
+            ca_bundle: Some(PathBuf::from(&bundle)),
+            ..Flags::default()
+        };
+        let env = Env::from_pairs([
+            ("HETIDA_DESIGNER_RUNTIME_ENGINE_URL", "https://rt/engine/"),
+            ("HD_CA_BUNDLE", "/nonexistent/ca.pem"),
+        ]);
+        let c = Config::load(&flags, &env).unwrap();
+        assert_eq!(c.runtime.tls.ca_file, Some(PathBuf::from(&bundle)));
+        let c = load(&[("HD_CA_BUNDLE", "")]).unwrap();
+        assert_eq!(c.runtime.tls.ca_file, None);
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn an_unusable_ca_bundle_stops_an_https_service_at_startup() {
+        let e = load(&[
+            ("HETIDA_DESIGNER_RUNTIME_ENGINE_URL", "https://rt/engine/"),
+            ("HD_CA_BUNDLE", "/nonexistent/ca.pem"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("HETIDA_DESIGNER_RUNTIME_ENGINE_URL"), "{e}");
+        assert!(e.contains("CA file /nonexistent/ca.pem"), "{e}");
+
+        let (dir, _) = ca_bundle();
+        let not_pem = dir.path().join("not.pem");
+        std::fs::write(&not_pem, "no certificate here").unwrap();
+        let flags = Flags {
+            store: Some("https://backend/api/".into()),
+            ca_bundle: Some(not_pem),
+            ..Flags::default()
+        };
+        let e = Config::load(&flags, &Env::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--store"), "{e}");
+        assert!(e.contains("holds no PEM certificate"), "{e}");
+
+        // Over http:// the bundle is not used, so it is not read either.
+        load(&[("HD_CA_BUNDLE", "/nonexistent/ca.pem")]).unwrap();
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn https_without_the_tls_feature_names_the_feature() {
+        let e = load(&[("HETIDA_DESIGNER_RUNTIME_ENGINE_URL", "https://rt/engine/")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("HETIDA_DESIGNER_RUNTIME_ENGINE_URL"), "{e}");
+        assert!(e.contains("`tls` feature"), "{e}");
+        let flags = Flags {
+            store: Some("https://backend/api/".into()),
+            ..Flags::default()
+        };
+        let e = Config::load(&flags, &Env::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`tls` feature"), "{e}");
+    }
+
+    #[test]
+    fn hetidas_verify_certs_variables_are_lenient_booleans() {
+        let c = load(&[]).unwrap();
+        assert!(c.runtime.tls.verify_server && c.store.tls.verify_server);
+        for (value, verify) in [
+            ("false", false),
+            ("False", false),
+            ("0", false),
+            ("off", false),
+            ("n", false),
+            ("true", true),
+            ("YES", true),
+            ("1", true),
+            ("on", true),
+        ] {
+            let c = load(&[
+                ("HETIDA_DESIGNER_RUNTIME_VERIFY_CERTS", value),
+                ("hetida_designer_backend_verify_certs", value),
+            ])
+            .unwrap();
+            assert_eq!(c.runtime.tls.verify_server, verify, "{value}");
+            assert_eq!(c.store.tls.verify_server, verify, "{value}");
+        }
+        for variable in [
+            "HETIDA_DESIGNER_RUNTIME_VERIFY_CERTS",
+            "HETIDA_DESIGNER_BACKEND_VERIFY_CERTS",
+        ] {
+            let e = load(&[(variable, "maybe")]).unwrap_err().to_string();
+            assert!(
+                e.starts_with(variable) && e.contains("not a boolean"),
+                "{e}"
+            );
+        }
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn an_unverified_https_peer_is_reported_at_startup() {
+        let flags = Flags {
+            store: Some("https://backend/api/".into()),
+            ..Flags::default()
+        };
+        let env = Env::from_pairs([
+            ("HETIDA_DESIGNER_RUNTIME_ENGINE_URL", "https://rt/engine/"),
+            ("HETIDA_DESIGNER_RUNTIME_VERIFY_CERTS", "false"),
+            ("HETIDA_DESIGNER_BACKEND_VERIFY_CERTS", "false"),
+            // Not read when nothing is verified.
+            ("HD_CA_BUNDLE", "/nonexistent/ca.pem"),
+        ]);
+        let c = Config::load(&flags, &env).unwrap();
+        assert_eq!(c.notices.len(), 2, "{:?}", c.notices);
+        assert!(
+            c.notices[0].starts_with("HETIDA_DESIGNER_RUNTIME_VERIFY_CERTS is false")
+                && c.notices[0].contains("https://rt/engine/"),
+            "{:?}",
+            c.notices
+        );
+        assert!(
+            c.notices[1].starts_with("HETIDA_DESIGNER_BACKEND_VERIFY_CERTS is false"),
+            "{:?}",
+            c.notices
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The one way this service builds its HTTP clients (to hetida's runtime and to its backend):
 //! a keep-alive pool, `TCP_NODELAY` (small requests must not wait for Nagle's algorithm; uvicorn
-//! sets it on its side too) and a bounded connect, plus the bearer-token header both send.
+//! sets it on its side too) and a bounded connect, over plain TCP or TLS (rustls, feature `tls`),
+//! plus the bearer-token header both send.
 
 use std::time::Duration;
 
@@ -12,28 +13,77 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-/// A pooled client over plain TCP; `B` is the request body type.
+use crate::config::Secret;
+use crate::tls::{TlsError, TlsFiles};
+
+/// A pooled client; `B` is the request body type. With the `tls` feature its connector speaks
+/// TLS to an https:// server, without it plain TCP only.
+#[cfg(feature = "tls")]
+pub type HttpClient<B> = Client<hyper_rustls::HttpsConnector<HttpConnector>, B>;
+/// A pooled client; `B` is the request body type. With the `tls` feature its connector speaks
+/// TLS to an https:// server, without it plain TCP only.
+#[cfg(not(feature = "tls"))]
 pub type HttpClient<B> = Client<HttpConnector, B>;
 
 /// How long connecting may take before the attempt counts as failed (and is retried by the
-/// caller within its own budget).
+/// caller within its own budget). With TLS this bounds the TCP connect; the handshake is part
+/// of the caller's call timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle connections are closed after this; a busy worker keeps reusing its own.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A client with this service's connection settings.
-pub fn client<B>() -> HttpClient<B>
+/// A client with this service's connection settings: `tls` is `None` for a server at an
+/// http:// URL and names the trust for one at an https:// URL. Each client serves one server,
+/// so the caller knows which it needs; TLS is set up (files read) only where it is used, so an
+/// http:// deployment does not depend on the system's CA certificates.
+pub fn client<B>(tls: Option<&TlsFiles>) -> Result<HttpClient<B>, TlsError>
 where
     B: Body + Send + 'static + Unpin,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .build(connector)
+    let mut tcp = HttpConnector::new();
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder.pool_idle_timeout(POOL_IDLE_TIMEOUT);
+    #[cfg(feature = "tls")]
+    {
+        // The TLS layer sees the https:// URL; the TCP connector below it must let it pass.
+        tcp.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new();
+        let connector = match tls {
+            Some(files) => https
+                .with_tls_config(std::sync::Arc::unwrap_or_clone(crate::tls::client_config(
+                    files,
+                )?))
+                .https_only(),
+            None => https.with_tls_config(plain_only()).https_or_http(),
+        }
+        .enable_http1()
+        .wrap_connector(tcp);
+        Ok(builder.build(connector))
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        if tls.is_some() {
+            return Err(TlsError::NotBuilt);
+        }
+        Ok(builder.build(tcp))
+    }
+}
+
+/// The TLS configuration of a client for an http:// server: never used for a handshake, since
+/// every URL such a client calls is its server's. Should an https:// URL reach it all the same,
+/// the empty trust store refuses every server instead of trusting some by accident.
+#[cfg(feature = "tls")]
+fn plain_only() -> rustls::ClientConfig {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports rustls' default protocol versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth()
 }
 
 /// The token is not a valid header value (a line break, say).
@@ -41,10 +91,16 @@ where
 #[error("the bearer token contains characters not allowed in a header")]
 pub struct InvalidBearerToken;
 
-/// The `Authorization` header for `token`, if any.
-pub fn bearer(token: Option<&str>) -> Result<Option<HeaderValue>, InvalidBearerToken> {
+/// The `Authorization` header for `token`, if any; marked sensitive, so that its `Debug` (a
+/// client's) does not show the token and HTTP/2 would not index it.
+pub fn bearer(token: Option<&Secret>) -> Result<Option<HeaderValue>, InvalidBearerToken> {
     token
-        .map(|t| HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| InvalidBearerToken))
+        .map(|t| {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", t.expose()))
+                .map_err(|_| InvalidBearerToken)?;
+            value.set_sensitive(true);
+            Ok(value)
+        })
         .transpose()
 }
 

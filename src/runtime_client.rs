@@ -7,7 +7,8 @@
 //!
 //! The runtime is outside input too: an answer is read up to `max_answer_bytes` and no further,
 //! and a call that fails says how — not connected, no answer in time, the connection broken
-//! before or during the answer (with the status and the start of what arrived), too large.
+//! before or during the answer (with the status and the start of what arrived), too large, a
+//! TLS handshake refused (with the certificate problem in words).
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -19,9 +20,11 @@ use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, USER_AGENT};
 use hyper::{Method, Request, Uri};
 
+use crate::config::Secret;
 use crate::http_client::{BodyError, error_chain, read_limited};
 use crate::protocol::error::body_start;
 use crate::protocol::{ProtocolError, RuntimeBody};
+use crate::tls::{TlsError, TlsFiles};
 
 /// How much of a broken answer an error quotes.
 const QUOTED_BODY_CHARS: usize = 300;
@@ -31,7 +34,8 @@ const QUOTED_BODY_CHARS: usize = 300;
 pub struct RuntimeOptions {
     /// `HETIDA_DESIGNER_RUNTIME_ENGINE_URL`; requests go to `<base>/runtime`.
     pub engine_url: String,
-    pub bearer_token: Option<String>,
+    /// Sent as `Authorization: Bearer`; never in Debug output or errors.
+    pub bearer_token: Option<Secret>,
     /// One call, from sending the request to the end of the answer's body.
     pub call_timeout: Duration,
     /// Total time spent retrying a runtime that cannot be connected to.
@@ -45,6 +49,9 @@ pub struct RuntimeOptions {
     /// is ever buffered. A response must fit into one Kafka record, so the worker sets it from
     /// the producer's limit; an answer beyond that could not be delivered anyway.
     pub max_answer_bytes: u64,
+    /// Trust for an https:// runtime (`HD_CA_BUNDLE`, `HETIDA_DESIGNER_RUNTIME_VERIFY_CERTS`);
+    /// unused for http://.
+    pub tls: TlsFiles,
 }
 
 impl RuntimeOptions {
@@ -57,6 +64,7 @@ impl RuntimeOptions {
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             max_answer_bytes: 64 * 1024 * 1024,
+            tls: TlsFiles::system(),
         }
     }
 }
@@ -72,6 +80,13 @@ pub struct RuntimeAnswer {
 pub enum RuntimeError {
     #[error("runtime URL `{url}` is not usable: {reason}")]
     BadUrl { url: String, reason: String },
+    /// HTTPS to the runtime cannot be set up (a CA bundle unreadable, a build without TLS).
+    #[error("runtime at {url}: HTTPS cannot be set up: {source}")]
+    Tls {
+        url: String,
+        #[source]
+        source: TlsError,
+    },
     #[error("runtime at {url} unreachable after {attempts} attempt(s) over {elapsed:.1?}: {cause}")]
     Unreachable {
         url: String,
@@ -106,6 +121,15 @@ pub enum CallFailure {
     /// The request could not be sent, or the connection broke before an answer began.
     #[error("no answer: {cause}")]
     NoAnswer { cause: String },
+    /// The TLS handshake failed in a way trying again cannot mend (see
+    /// [`crate::tls::explain_handshake_failure`]).
+    #[error("TLS handshake failed: {problem} ({cause})")]
+    Handshake {
+        /// The problem in an operator's words, e.g. "the server's certificate is not trusted…".
+        problem: &'static str,
+        /// The error chain as hyper and rustls wrote it.
+        cause: String,
+    },
     /// The answer began, then the connection broke.
     #[error(
         "the answer (HTTP {status}) broke off after {read} bytes of the body: {cause}; it began: {body_start}"
@@ -218,14 +242,17 @@ impl RuntimeClient {
             reason,
         };
         let uri: Uri = url.parse().map_err(|e| bad(format!("{e}")))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(bad(
-                "only http:// is supported (this build has no TLS: it contains no C code)".into(),
-            ));
-        }
-        let authorization = crate::http_client::bearer(options.bearer_token.as_deref())
+        let tls = match uri.scheme_str() {
+            Some("http") => None,
+            Some("https") => Some(&options.tls),
+            _ => return Err(bad("must be an http:// or https:// URL".into())),
+        };
+        let authorization = crate::http_client::bearer(options.bearer_token.as_ref())
             .map_err(|e| bad(e.to_string()))?;
-        let http = crate::http_client::client();
+        let http = crate::http_client::client(tls).map_err(|source| RuntimeError::Tls {
+            url: url.clone(),
+            source,
+        })?;
         Ok(RuntimeClient {
             http,
             uri,
@@ -310,12 +337,18 @@ impl RuntimeClient {
             })
         })?;
         let response = self.http.request(request).await.map_err(|e| {
-            if e.is_connect() {
-                Attempt::Connect(error_chain(&e))
+            let cause = error_chain(&e);
+            // A refused handshake is a connect error to hyper, but unlike a runtime that is
+            // down or restarting it will not mend within the retry budget: the certificate, the
+            // trust or the server's port stay what they are until an operator changes them.
+            // Retrying would hold an execution slot for the whole budget per request and only
+            // delay the same failure; the request gets its failure response at once instead.
+            if let Some(problem) = crate::tls::explain_handshake_failure(&cause) {
+                Attempt::Failed(CallFailure::Handshake { problem, cause })
+            } else if e.is_connect() {
+                Attempt::Connect(cause)
             } else {
-                Attempt::Failed(CallFailure::NoAnswer {
-                    cause: error_chain(&e),
-                })
+                Attempt::Failed(CallFailure::NoAnswer { cause })
             }
         })?;
         let status = response.status().as_u16();
@@ -373,8 +406,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn https_is_a_clear_error() {
+    async fn other_schemes_are_a_clear_error() {
+        let e = RuntimeClient::new(RuntimeOptions::new("ftp://rt/engine/")).unwrap_err();
+        assert!(e.to_string().contains("http:// or https://"), "{e}");
+    }
+
+    #[cfg(feature = "tls")]
+    #[tokio::test]
+    async fn https_with_an_unreadable_ca_bundle_names_the_file() {
+        let mut options = RuntimeOptions::new("https://rt/engine/");
+        options.tls.ca_file = Some("/nonexistent/ca.pem".into());
+        let e = RuntimeClient::new(options).unwrap_err();
+        assert!(matches!(e, RuntimeError::Tls { .. }), "{e}");
+        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[tokio::test]
+    async fn https_without_the_tls_feature_names_the_feature() {
         let e = RuntimeClient::new(RuntimeOptions::new("https://rt/engine/")).unwrap_err();
-        assert!(e.to_string().contains("only http://"), "{e}");
+        assert!(e.to_string().contains("`tls` feature"), "{e}");
     }
 }

@@ -315,23 +315,27 @@ pub fn explain_handshake_failure(chain: &str) -> Option<&'static str> {
     const CASES: &[(&str, &str)] = &[
         (
             "UnknownIssuer",
-            "the server's certificate is not trusted: it is not signed by a trusted CA (name the CA bundle)",
-        ),
-        // rustls shows the variant name for some errors and words for others (with context).
-        (
-            "not valid for name",
-            "the server's certificate does not name the host connected to (name mismatch)",
-        ),
-        (
-            "certificate expired",
-            "the server's certificate has expired",
+            "the server's certificate is not trusted: it is not signed by a trusted CA (name its CA in the CA bundle: HD_KAFKA_SSL_CAFILE for Kafka, HD_CA_BUNDLE for HTTPS)",
         ),
         (
             "NotValidForName",
             "the server's certificate does not name the host connected to (name mismatch)",
         ),
+        // rustls 0.23 writes the variants that carry context (what webpki reports) in words.
+        (
+            "certificate not valid for name",
+            "the server's certificate does not name the host connected to (name mismatch)",
+        ),
         ("Expired", "the server's certificate has expired"),
+        (
+            "certificate expired",
+            "the server's certificate has expired",
+        ),
         ("NotValidYet", "the server's certificate is not valid yet"),
+        (
+            "certificate not valid yet",
+            "the server's certificate is not valid yet",
+        ),
         (
             "CertificateRequired",
             "the server requires a client certificate and none was sent",
@@ -361,4 +365,56 @@ pub fn explain_handshake_failure(chain: &str) -> Option<&'static str> {
         .iter()
         .find(|(needle, _)| chain.contains(needle))
         .map(|(_, text)| *text)
+}
+
+#[cfg(all(test, feature = "tls"))]
+mod tests {
+    use std::time::Duration;
+
+    use rustls::pki_types::UnixTime;
+    use rustls::{CertificateError, Error};
+
+    use super::explain_handshake_failure;
+
+    /// Every certificate error rustls reports for a server, as rustls writes it into an error
+    /// chain, gets its words (the handshakes the integration tests cannot stage: expired, not
+    /// yet valid).
+    #[test]
+    fn rustls_certificate_errors_are_explained() {
+        let at = |s| UnixTime::since_unix_epoch(Duration::from_secs(s));
+        for (error, says) in [
+            (CertificateError::UnknownIssuer, "is not trusted"),
+            (CertificateError::NotValidForName, "name mismatch"),
+            (CertificateError::Expired, "has expired"),
+            (
+                CertificateError::ExpiredContext {
+                    time: at(200),
+                    not_after: at(100),
+                },
+                "has expired",
+            ),
+            (CertificateError::NotValidYet, "is not valid yet"),
+            (
+                CertificateError::NotValidYetContext {
+                    time: at(100),
+                    not_before: at(200),
+                },
+                "is not valid yet",
+            ),
+        ] {
+            let chain = format!(
+                "client error (Connect): {}",
+                Error::InvalidCertificate(error)
+            );
+            let explained = explain_handshake_failure(&chain);
+            assert!(
+                explained.is_some_and(|e| e.contains(says)),
+                "{chain}: {explained:?}"
+            );
+        }
+        assert_eq!(
+            explain_handshake_failure("client error (Connect): Connection refused"),
+            None
+        );
+    }
 }

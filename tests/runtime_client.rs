@@ -6,6 +6,7 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
+use hd_kafka_exec::config::Secret;
 use hd_kafka_exec::runtime_client::{RuntimeClient, RuntimeError, RuntimeOptions};
 use serde_json::Value;
 use support::runtime_double::{Mode, RuntimeDouble};
@@ -158,8 +159,12 @@ async fn a_slow_runtime_times_out() {
 async fn bearer_token_and_keep_alive() {
     let double = RuntimeDouble::start().await;
     let mut o = RuntimeOptions::new(double.engine_url());
-    o.bearer_token = Some("t0ken".into());
+    o.bearer_token = Some(Secret::new("t0ken"));
     let c = RuntimeClient::new(o).unwrap();
+    assert!(
+        !format!("{c:?}").contains("t0ken"),
+        "the token stays out of Debug"
+    );
     for _ in 0..20 {
         assert_eq!(
             c.run(vector_request("component_add_direct"))
@@ -561,5 +566,215 @@ mod hostile_answers {
             "{message}"
         );
         assert!(message.contains("Connection refused"), "{message}");
+    }
+}
+
+/// The runtime over HTTPS: the double presents certificates the test generates (a trusted test
+/// CA, a rogue CA, a certificate for another name), as a runtime behind TLS would.
+#[cfg(feature = "tls")]
+mod https {
+    use std::time::Duration;
+
+    use hd_kafka_exec::protocol::ProtocolError;
+    use hd_kafka_exec::protocol::response::Failure;
+    use hd_kafka_exec::protocol::{Timings, failure_response};
+    use hd_kafka_exec::runtime_client::{CallFailure, RuntimeClient, RuntimeError, RuntimeOptions};
+    use hd_kafka_exec::tls::{TlsError, TlsFiles};
+    use serde_json::Value;
+
+    use super::vector_request;
+    use crate::support::pki::Pki;
+    use crate::support::runtime_double::RuntimeDouble;
+
+    fn pki() -> (tempfile::TempDir, Pki) {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::generate(dir.path());
+        (dir, pki)
+    }
+
+    /// A client trusting `tls`, with a retry budget long enough that an error returned well
+    /// within it was not retried.
+    fn client(double: &RuntimeDouble, tls: TlsFiles) -> Result<RuntimeClient, RuntimeError> {
+        let mut o = RuntimeOptions::new(double.engine_url());
+        o.retry_budget = Duration::from_secs(20);
+        o.backoff_initial = Duration::from_millis(20);
+        o.tls = tls;
+        RuntimeClient::new(o)
+    }
+
+    fn trusting(ca: std::path::PathBuf) -> TlsFiles {
+        TlsFiles {
+            ca_file: Some(ca),
+            ..TlsFiles::system()
+        }
+    }
+
+    /// The `error` object of the failure response the worker produces for `e`.
+    fn failure(e: RuntimeError) -> Value {
+        let error = ProtocolError::from(e);
+        let bytes = failure_response(&Failure {
+            error: &error,
+            job_id: None,
+            output_types: &[],
+            timings: &Timings::default(),
+            process_id: None,
+            extra: None,
+        });
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["result"], "failure");
+        v["error"].clone()
+    }
+
+    /// Calls a runtime whose handshake the client must refuse; checks that it failed at once
+    /// (one connection, no retry, no request reached the runtime) and returns the failure
+    /// response's message.
+    async fn refused(double: &RuntimeDouble, c: &RuntimeClient) -> String {
+        let started = tokio::time::Instant::now();
+        let e = c.run(vector_request("volatility_by_id")).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                RuntimeError::Failed {
+                    failure: CallFailure::Handshake { .. },
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5), "retried: {e}");
+        assert_eq!(double.connections(), 1, "one attempt only: {e}");
+        assert_eq!(double.calls(), 0);
+        // The double saw the client give up the handshake.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while double.failed_handshakes() == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no failed handshake"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let f = failure(e);
+        assert_eq!(f["type"], "TrafoExecutionRuntimeConnectionError");
+        let message = f["message"].as_str().unwrap().to_owned();
+        assert!(
+            message.starts_with(&format!(
+                "the runtime call failed: runtime at {}runtime: TLS handshake failed: ",
+                double.engine_url()
+            )),
+            "{message}"
+        );
+        message
+    }
+
+    #[tokio::test]
+    async fn with_the_test_ca_as_bundle_a_request_executes_over_one_connection() {
+        let (_dir, pki) = pki();
+        let double = RuntimeDouble::start_tls(&pki.server_cert(), &pki.server_key()).await;
+        assert!(double.engine_url().starts_with("https://127.0.0.1:"));
+        let c = client(&double, trusting(pki.ca())).unwrap();
+        for _ in 0..3 {
+            let answer = c.run(vector_request("volatility_by_id")).await.unwrap();
+            assert_eq!(answer.status, 200);
+            let v: Value = serde_json::from_slice(&answer.body).unwrap();
+            assert_eq!(v["result"], "ok");
+            assert_eq!(v["job_id"], "00000000-0000-0000-0000-000000000002");
+        }
+        assert!(double.violations().is_empty(), "{:?}", double.violations());
+        assert_eq!(double.calls(), 3);
+        assert_eq!(double.connections(), 1, "the TLS connection is kept alive");
+        assert_eq!(double.failed_handshakes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_certificate_of_an_unknown_ca_fails_at_once_saying_it_is_not_trusted() {
+        let (_dir, pki) = pki();
+        // A bundle that holds another CA than the one that signed the runtime's certificate.
+        let double = RuntimeDouble::start_tls(&pki.server_cert(), &pki.server_key()).await;
+        let c = client(&double, trusting(pki.rogue_ca())).unwrap();
+        let message = refused(&double, &c).await;
+        assert!(
+            message.contains("the server's certificate is not trusted"),
+            "{message}"
+        );
+        assert!(message.contains("UnknownIssuer"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn the_systems_cas_do_not_trust_the_test_ca() {
+        let (_dir, pki) = pki();
+        let double = RuntimeDouble::start_tls(&pki.server_cert(), &pki.server_key()).await;
+        match client(&double, TlsFiles::system()) {
+            Ok(c) => {
+                let message = refused(&double, &c).await;
+                assert!(
+                    message.contains("the server's certificate is not trusted"),
+                    "{message}"
+                );
+            }
+            // A machine without CA certificates: the client cannot trust anything, and says
+            // which setting gives it something to trust.
+            Err(RuntimeError::Tls {
+                source: e @ TlsError::NoSystemRoots(_),
+                ..
+            }) => assert!(e.to_string().contains("HD_CA_BUNDLE"), "{e}"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_certificate_for_another_name_is_a_name_mismatch() {
+        let (_dir, pki) = pki();
+        let double =
+            RuntimeDouble::start_tls(&pki.misnamed_server_cert(), &pki.misnamed_server_key()).await;
+        let c = client(&double, trusting(pki.ca())).unwrap();
+        let message = refused(&double, &c).await;
+        assert!(
+            message.contains(
+                "the server's certificate does not name the host connected to (name mismatch)"
+            ),
+            "{message}"
+        );
+        assert!(message.contains("elsewhere.invalid"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn with_verification_off_a_rogue_certificate_is_accepted() {
+        let (_dir, pki) = pki();
+        let double =
+            RuntimeDouble::start_tls(&pki.rogue_server_cert(), &pki.rogue_server_key()).await;
+        let tls = TlsFiles {
+            verify_server: false,
+            // Not read: nothing is verified against it.
+            ca_file: Some(pki.dir.join("missing.pem")),
+            ..TlsFiles::system()
+        };
+        let answer = client(&double, tls)
+            .unwrap()
+            .run(vector_request("volatility_by_id"))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200);
+        let v: Value = serde_json::from_slice(&answer.body).unwrap();
+        assert_eq!(v["result"], "ok");
+    }
+
+    #[tokio::test]
+    async fn a_plaintext_runtime_at_an_https_url_is_named() {
+        let (_dir, pki) = pki();
+        let double = RuntimeDouble::start().await;
+        let mut o = RuntimeOptions::new(double.engine_url().replacen("http://", "https://", 1));
+        o.retry_budget = Duration::from_secs(20);
+        o.tls = trusting(pki.ca());
+        let e = RuntimeClient::new(o)
+            .unwrap()
+            .run(vector_request("volatility_by_id"))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("TLS handshake failed: the server did not answer in TLS"),
+            "{e}"
+        );
+        assert_eq!(double.connections(), 1, "not retried: {e}");
     }
 }

@@ -273,6 +273,65 @@ async fn an_unreachable_runtime_beyond_the_budget_gives_failure_responses() {
     }
 }
 
+/// An https:// runtime whose certificate the CA bundle (`HD_CA_BUNDLE`) trusts executes the
+/// requests; one whose certificate comes from an unknown CA gets each request a failure
+/// response saying so, at once: a certificate problem is not retried for the budget.
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread")]
+async fn an_https_runtime_is_trusted_through_the_ca_bundle_and_an_unknown_ca_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = support::pki::Pki::generate(dir.path());
+    let trusted = RuntimeDouble::start_tls(&pki.server_cert(), &pki.server_key()).await;
+    let rogue = RuntimeDouble::start_tls(&pki.rogue_server_cert(), &pki.rogue_server_key()).await;
+    let client = client().await;
+    let ca = pki.ca();
+    let env = [("HD_CA_BUNDLE", ca.to_str().unwrap())];
+    // A budget far beyond the wait below: responses within the wait were not retried for it.
+    let args = ["--workers", "1", "--runtime-retry-budget", "600"];
+    let ok_topics = Topics::create(&client, "https-ok", 2).await;
+    let ok_service = ServiceProcess::start_with(&ok_topics, &trusted.engine_url(), &args, &env);
+    let rogue_topics = Topics::create(&client, "https-rogue", 2).await;
+    let rogue_service = ServiceProcess::start_with(&rogue_topics, &rogue.engine_url(), &args, &env);
+    ok_service.wait_workers(1, WAIT);
+    rogue_service.wait_workers(1, WAIT);
+
+    let (ok_jobs, ok_records) = keyed_requests(5);
+    produce_requests(&client, &ok_topics.requests, &ok_records).await;
+    let (rogue_jobs, rogue_records) = keyed_requests(5);
+    produce_requests(&client, &rogue_topics.requests, &rogue_records).await;
+
+    let responses = read_jobs(&client, &ok_topics.responses, &ok_jobs, WAIT).await;
+    assert_eq!(responses.len(), 5, "log:\n{}", ok_service.log_text());
+    for (_, r) in &responses {
+        let v: Value = serde_json::from_slice(r.record.value.as_ref().unwrap()).unwrap();
+        assert_eq!(v["result"], "ok", "{v}");
+        assert_eq!(v["output_results_by_output_name"]["sum"], 3.5, "{v}");
+    }
+    assert_eq!(trusted.calls(), 5);
+
+    let responses = read_jobs(&client, &rogue_topics.responses, &rogue_jobs, WAIT).await;
+    assert_eq!(responses.len(), 5, "log:\n{}", rogue_service.log_text());
+    for (_, r) in &responses {
+        let v: Value = serde_json::from_slice(r.record.value.as_ref().unwrap()).unwrap();
+        assert_eq!(v["result"], "failure", "{v}");
+        assert_eq!(
+            v["error"]["type"], "TrafoExecutionRuntimeConnectionError",
+            "{v}"
+        );
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("TLS handshake failed: the server's certificate is not trusted"),
+            "{message}"
+        );
+    }
+    assert_eq!(rogue.calls(), 0, "no request reached the untrusted runtime");
+    assert_eq!(
+        rogue.connections(),
+        5,
+        "one handshake per request, none retried"
+    );
+}
+
 /// kill -9 of a worker with 2,000 requests in flight, then it is restarted: every request has a
 /// response, repeats stay within the in-flight window, and the committed positions cover all.
 #[tokio::test(flavor = "multi_thread")]

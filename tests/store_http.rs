@@ -2,6 +2,8 @@
 //! recorded from the real backend (`../shared/vectors/rest`, read in place), and its cache.
 #![allow(clippy::unwrap_used, reason = "a test fails loudly where it unwraps")]
 
+mod support;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -9,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use hd_kafka_exec::config::Secret;
 use hd_kafka_exec::protocol::{Missing, Target};
 use hd_kafka_exec::store::{CacheOptions, HttpOptions, Store, StoreError, StoreSource};
 use http_body_util::Full;
@@ -95,6 +98,16 @@ impl Backend {
     }
 
     async fn serve(&self) -> SocketAddr {
+        self.serve_with(None).await
+    }
+
+    /// Serves HTTPS through `tls` (see `support::pki::tls_acceptor`).
+    #[cfg(feature = "tls")]
+    async fn serve_tls(&self, tls: tokio_rustls::TlsAcceptor) -> SocketAddr {
+        self.serve_with(Some(tls)).await
+    }
+
+    async fn serve_with(&self, tls: Option<tokio_rustls::TlsAcceptor>) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let me = self.clone();
@@ -102,6 +115,7 @@ impl Backend {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
                 let me = me.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let me = me.clone();
@@ -131,9 +145,18 @@ impl Backend {
                             )
                         }
                     });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let http = http1::Builder::new();
+                    match tls {
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                        // A client refusing the certificate ends the connection here.
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                            }
+                        }
+                    }
                 });
             }
         });
@@ -143,7 +166,7 @@ impl Backend {
 
 fn store(addr: SocketAddr, ttl: Duration) -> Store {
     let mut o = HttpOptions::new(format!("http://{addr}/api/"));
-    o.bearer_token = Some("secret".into());
+    o.bearer_token = Some(Secret::new("secret"));
     o.timeout = Duration::from_millis(500);
     o.retry_budget = Duration::from_millis(300);
     Store::new(
@@ -164,6 +187,10 @@ const PROBE_GROUP: &str = "a7e5a7e5-0000-4000-8000-000000000000";
 async fn revisions_by_id_not_found_and_the_bearer_token() {
     let backend = Backend::recorded();
     let s = store(backend.serve().await, Duration::ZERO);
+    assert!(
+        !format!("{s:?}").contains("Bearer secret") && !format!("{s:?}").contains("\"secret\""),
+        "the token stays out of Debug"
+    );
     let r = s.revision(VOLATILITY.parse().unwrap()).await.unwrap();
     assert_eq!(r.name, "Volatility Detection Example");
     let dead: Uuid = "00000000-0000-0000-0000-00000000dead".parse().unwrap();
@@ -398,5 +425,62 @@ async fn an_answer_over_the_limit_is_refused() {
     assert!(
         matches!(&e, StoreError::Unavailable { reason } if reason.contains("more than 1000 bytes")),
         "{e}"
+    );
+}
+
+/// The backend over HTTPS, trusted through the CA bundle; a backend whose certificate comes from
+/// a CA not in the bundle is refused at once, saying so, instead of being retried as if down.
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn over_https_a_revision_loads_with_the_test_ca_and_an_unknown_ca_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = support::pki::Pki::generate(dir.path());
+    let backend = Backend::recorded();
+    let addr = backend
+        .serve_tls(support::pki::tls_acceptor(
+            &pki.server_cert(),
+            &pki.server_key(),
+        ))
+        .await;
+    let open = |ca: std::path::PathBuf| {
+        let mut o = HttpOptions::new(format!("https://{addr}/api/"));
+        o.bearer_token = Some(Secret::new("secret"));
+        o.retry_budget = Duration::from_secs(20);
+        o.tls.ca_file = Some(ca);
+        Store::new(
+            &StoreSource::Http(o),
+            CacheOptions {
+                latest_ttl: Duration::ZERO,
+                capacity: 100,
+            },
+        )
+        .unwrap()
+    };
+    let id: Uuid = VOLATILITY.parse().unwrap();
+
+    let r = open(pki.ca()).revision(id).await.unwrap();
+    assert_eq!(r.name, "Volatility Detection Example");
+    assert_eq!(backend.hits(&format!("/api/transformations/{id}"), None), 1);
+    assert_eq!(
+        backend.authorization.lock().unwrap().as_slice(),
+        ["Bearer secret"]
+    );
+
+    let started = tokio::time::Instant::now();
+    let e = open(pki.rogue_ca()).revision(id).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "retried: {e}");
+    let StoreError::Unavailable { reason } = &e else {
+        panic!("{e}")
+    };
+    assert!(
+        reason.starts_with(&format!(
+            "https://{addr}/api/transformations/{id}: TLS handshake failed: the server's certificate is not trusted"
+        )),
+        "{reason}"
+    );
+    assert_eq!(
+        backend.hits(&format!("/api/transformations/{id}"), None),
+        1,
+        "nothing reached the backend through the refused handshake"
     );
 }

@@ -37,11 +37,12 @@ fn load_service(flags: &Flags) -> anyhow::Result<(Config, StoreSource)> {
     } else if spec.starts_with("http://") || spec.starts_with("https://") {
         let mut options = HttpOptions::new(spec.clone());
         options.bearer_token = config.store.bearer_token.clone();
+        options.tls = config.store.tls.clone();
         options.validate()?;
         StoreSource::Http(options)
     } else {
         bail!(
-            "--store `{spec}`: expected dir:PATH, an http:// URL of the hetida backend API, or `backend`"
+            "--store `{spec}`: expected dir:PATH, an http:// or https:// URL of the hetida backend API, or `backend`"
         );
     };
     Ok((config, store))

@@ -2,10 +2,14 @@
 //! revisions of a group, a revision with everything nested in it.
 //!
 //! Connection failures are retried with capped exponential backoff within a budget; a 404 is an
-//! answer ("not found"), never retried. Requests carry the bearer token when one is configured.
+//! answer ("not found"), never retried; neither is a refused TLS handshake. Requests carry the
+//! bearer token when one is configured. An https:// backend is trusted as `HttpOptions::tls`
+//! says.
 
 use crate::backoff::Backoff;
-use crate::http_client::{BodyError, read_limited};
+use crate::config::Secret;
+use crate::http_client::{BodyError, error_chain, read_limited};
+use crate::tls::TlsFiles;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +29,7 @@ pub struct HttpOptions {
     /// `HETIDA_DESIGNER_BACKEND_API_URL`, e.g. `http://hetida-designer-backend:8090/api/`.
     pub base_url: String,
     /// Sent as `Authorization: Bearer <token>` with every request when set.
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<Secret>,
     /// One request, from sending to the end of the body.
     pub timeout: Duration,
     /// Total time spent retrying a backend that cannot be connected to.
@@ -33,6 +37,9 @@ pub struct HttpOptions {
     /// An answer larger than this is refused instead of read: the backend is outside input,
     /// and a worker's memory must stay bounded whatever it answers.
     pub max_answer_bytes: u64,
+    /// Trust for an https:// backend (`HD_CA_BUNDLE`, `HETIDA_DESIGNER_BACKEND_VERIFY_CERTS`);
+    /// unused for http://.
+    pub tls: TlsFiles,
 }
 
 impl HttpOptions {
@@ -44,6 +51,7 @@ impl HttpOptions {
             timeout: Duration::from_secs(30),
             retry_budget: Duration::from_secs(10),
             max_answer_bytes: 64 << 20,
+            tls: TlsFiles::system(),
         }
     }
 }
@@ -66,7 +74,8 @@ enum Attempt {
     /// No connection could be made: retried while the budget lasts. Holds the cause, for the
     /// error when it runs out.
     Connect(String),
-    /// Anything else (an unexpected status, a broken body, no answer in time): returned at once.
+    /// Anything else (an unexpected status, a broken body, no answer in time, a refused TLS
+    /// handshake): returned at once.
     Fatal(StoreError),
 }
 
@@ -79,9 +88,13 @@ impl HttpOptions {
             spec: self.base_url.clone(),
             reason: reason.to_owned(),
         };
-        if !self.base_url.starts_with("http://") {
+        if self.base_url.starts_with("https://") {
+            if !crate::tls::BUILT_IN {
+                return Err(bad(&crate::tls::TlsError::NotBuilt.to_string()));
+            }
+        } else if !self.base_url.starts_with("http://") {
             return Err(bad(
-                "only http:// backends are supported (this build has no TLS client yet)",
+                "the backend API URL must be an http:// or https:// URL",
             ));
         }
         let mut base = self.base_url.clone();
@@ -89,7 +102,7 @@ impl HttpOptions {
             base.push('/');
         }
         base.parse::<Uri>().map_err(|e| bad(&e.to_string()))?;
-        let authorization = crate::http_client::bearer(self.bearer_token.as_deref())
+        let authorization = crate::http_client::bearer(self.bearer_token.as_ref())
             .map_err(|e| bad(&e.to_string()))?;
         Ok((base, authorization))
     }
@@ -100,7 +113,11 @@ impl HttpBackend {
     /// must run inside a tokio runtime, which their connections' tasks are spawned on.
     pub fn new(options: HttpOptions) -> Result<HttpBackend, StoreError> {
         let (base, authorization) = options.validate()?;
-        let http = crate::http_client::client();
+        let tls = base.starts_with("https://").then_some(&options.tls);
+        let http = crate::http_client::client(tls).map_err(|e| StoreError::BadSpec {
+            spec: options.base_url.clone(),
+            reason: format!("HTTPS cannot be set up: {e}"),
+        })?;
         Ok(HttpBackend {
             http,
             base,
@@ -151,11 +168,18 @@ impl HttpBackend {
         })?;
         let call = async {
             let response = self.http.request(request).await.map_err(|e| {
-                if e.is_connect() {
-                    Attempt::Connect(e.to_string())
+                let cause = error_chain(&e);
+                // A refused handshake will not mend by retrying (see the runtime client): the
+                // request fails at once, saying what is wrong with the certificate.
+                if let Some(problem) = crate::tls::explain_handshake_failure(&cause) {
+                    Attempt::Fatal(StoreError::Unavailable {
+                        reason: format!("{url}: TLS handshake failed: {problem} ({cause})"),
+                    })
+                } else if e.is_connect() {
+                    Attempt::Connect(cause)
                 } else {
                     Attempt::Fatal(StoreError::Unavailable {
-                        reason: format!("{url}: {e}"),
+                        reason: format!("{url}: {cause}"),
                     })
                 }
             })?;

@@ -127,6 +127,7 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
     runtime_options.bearer_token = cfg.runtime.bearer_token.clone();
     runtime_options.call_timeout = cfg.runtime.call_timeout;
     runtime_options.retry_budget = cfg.runtime.retry_budget;
+    runtime_options.tls = cfg.runtime.tls.clone();
     // Bounded memory: no answer larger than could be delivered is read.
     runtime_options.max_answer_bytes = responses.largest_useful_answer();
     let runtime = RuntimeClient::new(runtime_options).map_err(BootError::Runtime)?;

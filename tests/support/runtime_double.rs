@@ -6,7 +6,9 @@
 //! answers like the real runtime: the recorded `runtime_response.json` of the vector case the
 //! request belongs to (read from `../shared/vectors/cases`, with the request's job id), or a
 //! computed valid `WorkflowExecutionResult`. Latency and misbehaviour (HTTP 500 text, non-JSON,
-//! an invalid result, dropped connections, being down) can be switched while it runs.
+//! an invalid result, dropped connections, being down) can be switched while it runs. It serves
+//! plain HTTP ([`RuntimeDouble::start`]) or HTTPS with a given certificate
+//! ([`RuntimeDouble::start_tls`]).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -65,6 +67,8 @@ struct Shared {
     latency: Mutex<Duration>,
     counters: Mutex<Counters>,
     connections: AtomicU64,
+    /// TLS handshakes that did not complete (a client refusing the certificate, say).
+    failed_handshakes: AtomicU64,
     recorded: HashMap<String, (u16, String, String)>,
 }
 
@@ -72,6 +76,8 @@ struct Shared {
 #[derive(Debug)]
 pub struct RuntimeDouble {
     addr: SocketAddr,
+    /// `https` when it serves TLS, else `http`.
+    scheme: &'static str,
     shared: Arc<Shared>,
     listening: watch::Sender<bool>,
     _task: tokio::task::JoinHandle<()>,
@@ -136,7 +142,19 @@ fn load_recorded() -> HashMap<String, (u16, String, String)> {
 }
 
 impl RuntimeDouble {
+    /// Serves plain HTTP.
     pub async fn start() -> RuntimeDouble {
+        Self::serve(None).await
+    }
+
+    /// Serves HTTPS, presenting the certificate chain and key in these PEM files (see
+    /// `support::pki`).
+    pub async fn start_tls(cert: &Path, key: &Path) -> RuntimeDouble {
+        Self::serve(Some(super::pki::tls_acceptor(cert, key))).await
+    }
+
+    async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> RuntimeDouble {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
@@ -145,6 +163,7 @@ impl RuntimeDouble {
             latency: Mutex::new(Duration::ZERO),
             counters: Mutex::new(Counters::default()),
             connections: AtomicU64::new(0),
+            failed_handshakes: AtomicU64::new(0),
             recorded: load_recorded(),
         });
         let (listening, mut rx) = watch::channel(true);
@@ -162,10 +181,32 @@ impl RuntimeDouble {
                                 s.connections.fetch_add(1, Ordering::Relaxed);
                                 let s = s.clone();
                                 let mut up = rx.clone();
+                                let tls = tls.clone();
                                 tokio::spawn(async move {
+                                    let failed_handshakes = s.clone();
                                     let service = service_fn(move |req| handle(s.clone(), req));
-                                    let conn = http1::Builder::new()
-                                        .serve_connection(TokioIo::new(stream), service);
+                                    let conn = async move {
+                                        let http = http1::Builder::new();
+                                        match tls {
+                                            None => {
+                                                let _ = http
+                                                    .serve_connection(TokioIo::new(stream), service)
+                                                    .await;
+                                            }
+                                            Some(acceptor) => match acceptor.accept(stream).await {
+                                                Ok(stream) => {
+                                                    let _ = http
+                                                        .serve_connection(TokioIo::new(stream), service)
+                                                        .await;
+                                                }
+                                                Err(_) => {
+                                                    failed_handshakes
+                                                        .failed_handshakes
+                                                        .fetch_add(1, Ordering::Relaxed);
+                                                }
+                                            },
+                                        }
+                                    };
                                     // Going down closes kept-alive connections too: a down
                                     // runtime is unreachable, not just deaf to new clients.
                                     tokio::select! {
@@ -203,15 +244,17 @@ impl RuntimeDouble {
         });
         RuntimeDouble {
             addr,
+            scheme,
             shared,
             listening,
             _task: task,
         }
     }
 
-    /// `HETIDA_DESIGNER_RUNTIME_ENGINE_URL` pointing at the double.
+    /// `HETIDA_DESIGNER_RUNTIME_ENGINE_URL` pointing at the double (https:// when it serves
+    /// TLS; the address is an IP, which the test certificates name).
     pub fn engine_url(&self) -> String {
-        format!("http://{}/engine/", self.addr)
+        format!("{}://{}/engine/", self.scheme, self.addr)
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -264,6 +307,11 @@ impl RuntimeDouble {
     /// TCP connections accepted so far (keep-alive reuse keeps this low).
     pub fn connections(&self) -> u64 {
         self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// TLS handshakes that failed so far (the client refused the certificate, or hung up).
+    pub fn failed_handshakes(&self) -> u64 {
+        self.shared.failed_handshakes.load(Ordering::Relaxed)
     }
 }
 
