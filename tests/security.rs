@@ -307,6 +307,18 @@ fn tls_server(
     address
 }
 
+/// One misconfiguration and what the service must say about it.
+struct Refusal {
+    what: &'static str,
+    bootstrap: String,
+    /// The security part of the option objects.
+    options: String,
+    /// `HD_KAFKA_SSL_*` variables.
+    env: Vec<(&'static str, String)>,
+    /// What the log must say.
+    expected: Vec<String>,
+}
+
 /// The service stops (its worker fails to boot every time) and its log says `expected`; the
 /// password given never shows.
 fn assert_refused(mut service: ServiceProcess, what: &str, expected: &[&str], secret: &str) {
@@ -342,97 +354,71 @@ fn misconfigured_connections_stop_the_service_with_what_to_fix() {
 
     let wrong = "wrong-password-4711";
     let sasl_ssl = cluster.listener("SASL_SSL");
-    let service = serve(
-        &sasl_ssl,
-        &topics,
-        &url,
-        &sasl_options("SASL_SSL", "SCRAM-SHA-512", user, wrong),
-        std::slice::from_ref(&ca),
-    );
-    assert_refused(
-        service,
-        "wrong password",
-        &[
-            &format!(
-                "broker {sasl_ssl} refused SASL SCRAM-SHA-512 authentication as user `{user}`"
-            ),
-            "invalid credentials",
-        ],
-        wrong,
-    );
-
     let ssl = cluster.listener("SSL");
     let rogue = ("HD_KAFKA_SSL_CAFILE", pki.rogue_ca().display().to_string());
-    let service = serve(
-        &ssl,
-        &topics,
-        &url,
-        r#""security_protocol": "SSL""#,
-        &[rogue],
-    );
-    assert_refused(
-        service,
-        "unknown CA",
-        &["certificate is not trusted", &ssl],
-        password,
-    );
-
     let misnamed = tls_server(&rt, &pki.misnamed_server_cert(), &pki.misnamed_server_key());
-    let service = serve(
-        &misnamed,
-        &topics,
-        &url,
-        r#""security_protocol": "SSL""#,
-        std::slice::from_ref(&ca),
-    );
-    assert_refused(
-        service,
-        "name mismatch",
-        &["does not name the host connected to"],
-        password,
-    );
-
-    let plaintext = cluster.listener("PLAINTEXT");
-    let service = serve(
-        &plaintext,
-        &topics,
-        &url,
-        r#""security_protocol": "SSL""#,
-        std::slice::from_ref(&ca),
-    );
-    assert_refused(
-        service,
-        "TLS against a plaintext port",
-        &["is it a plaintext listener"],
-        password,
-    );
-
-    let service = serve(
-        &ssl,
-        &topics,
-        &url,
-        r#""security_protocol": "PLAINTEXT""#,
-        &[],
-    );
-    assert_refused(
-        service,
-        "plaintext against a TLS port",
-        &["security_protocol is PLAINTEXT", "TLS"],
-        password,
-    );
-
-    let mtls = cluster.listener("MTLS");
-    let service = serve(
-        &mtls,
-        &topics,
-        &url,
-        r#""security_protocol": "SSL""#,
-        std::slice::from_ref(&ca),
-    );
-    assert_refused(
-        service,
-        "no client certificate",
-        &["client certificate"],
-        password,
-    );
+    let ssl_options = r#""security_protocol": "SSL""#.to_owned();
+    let refusals = vec![
+        Refusal {
+            what: "wrong password",
+            bootstrap: sasl_ssl.clone(),
+            options: sasl_options("SASL_SSL", "SCRAM-SHA-512", user, wrong),
+            env: vec![ca.clone()],
+            expected: vec![
+                format!(
+                    "broker {sasl_ssl} refused SASL SCRAM-SHA-512 authentication as user `{user}`"
+                ),
+                "invalid credentials".into(),
+            ],
+        },
+        Refusal {
+            what: "unknown CA",
+            bootstrap: ssl.clone(),
+            options: ssl_options.clone(),
+            env: vec![rogue],
+            expected: vec!["certificate is not trusted".into(), ssl.clone()],
+        },
+        Refusal {
+            what: "name mismatch",
+            bootstrap: misnamed,
+            options: ssl_options.clone(),
+            env: vec![ca.clone()],
+            expected: vec!["does not name the host connected to".into()],
+        },
+        Refusal {
+            what: "TLS against a plaintext port",
+            bootstrap: cluster.listener("PLAINTEXT"),
+            options: ssl_options.clone(),
+            env: vec![ca.clone()],
+            expected: vec!["is it a plaintext listener".into()],
+        },
+        Refusal {
+            what: "plaintext against a TLS port",
+            bootstrap: ssl,
+            options: r#""security_protocol": "PLAINTEXT""#.into(),
+            env: vec![],
+            expected: vec!["security_protocol is PLAINTEXT".into(), "TLS".into()],
+        },
+        Refusal {
+            what: "no client certificate",
+            bootstrap: cluster.listener("MTLS"),
+            options: ssl_options,
+            env: vec![ca],
+            expected: vec!["client certificate".into()],
+        },
+    ];
+    // All at once: each waits out its own connect attempts.
+    let services: Vec<_> = refusals
+        .iter()
+        .map(|r| serve(&r.bootstrap, &topics, &url, &r.options, &r.env))
+        .collect();
+    for (service, r) in services.into_iter().zip(&refusals) {
+        let expected: Vec<&str> = r.expected.iter().map(String::as_str).collect();
+        let secret = if r.what == "wrong password" {
+            wrong
+        } else {
+            password
+        };
+        assert_refused(service, r.what, &expected, secret);
+    }
 }
