@@ -12,12 +12,22 @@
 //!
 //! - `HD_BENCH_BIN=path` measures another build of the service (the musl one, or an older commit;
 //!   a binary without `--partitioning` predates the consumer group and runs with its defaults).
-//! - `HD_BENCH_ONLY=text` runs only the scenarios whose name contains `text`.
+//! - `HD_BENCH_ONLY=text` runs only the scenarios whose name contains `text`, in any case.
 //! - `HD_BENCH_PARTITIONING=group|index` passes `--partitioning`; scenarios that need the
 //!   consumer group (two instances, a member joining) are left out under `index`.
 //! - `HD_BENCH_RUNS=n` repeats the rebalance and one-at-a-time scenarios `n` times (default 5).
 //! - `HD_BENCH_BACKLOG=n` adds the backlog scenario: `n` small requests produced first, then
 //!   `serve --workers 2` works through them for 60 s while every worker's RSS is sampled.
+//!
+//! The SASL_SSL set (`HD_BENCH_ONLY=sasl` runs only it) measures what TLS and SASL cost: on one
+//! secured broker (`scripts/kafka start --security`), each of its scenarios runs with the service
+//! connecting over SASL_SSL (SCRAM-SHA-512) and over the same broker's PLAINTEXT listener, the two
+//! in turn, run after run, so that the difference between them is TLS + SASL alone. The harness
+//! creates the topics, produces the requests and reads the responses over PLAINTEXT in both: it
+//! is not what is measured. Without a plain broker given, the plain scenarios run on that
+//! broker's PLAINTEXT listener too (one broker start).
+//! - `HD_BENCH_SECURE_KAFKA_DIR=dir` uses a running `scripts/kafka start --dir dir --security
+//!   certdir` cluster (its `listeners`, CA and first user) instead of starting one.
 #![allow(clippy::unwrap_used, reason = "a test fails loudly where it unwraps")]
 
 #[path = "../tests/support/mod.rs"]
@@ -43,52 +53,195 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Our own broker, when none was given; stopped on drop.
-struct Broker {
-    dir: Option<PathBuf>,
-    bootstrap: String,
+/// The secured broker's listeners, and what the service needs to reach SASL_SSL.
+#[derive(Debug, Clone)]
+struct Secured {
+    /// host:port of the PLAINTEXT listener: the harness's, and the baseline's.
+    plaintext: String,
+    /// host:port of the SASL_SSL listener.
+    sasl_ssl: String,
+    /// The CA that signed the broker's certificate (`HD_KAFKA_SSL_CAFILE`).
+    ca: PathBuf,
+    /// The SCRAM user: (name, password).
+    user: (String, String),
+    /// The broker's process: it encrypts too, on the same cores.
+    broker_pid: Option<u32>,
 }
 
-impl Broker {
-    fn get() -> Broker {
-        if let Ok(b) = std::env::var("HD_BENCH_KAFKA_BOOTSTRAP")
-            .or_else(|_| std::env::var("HD_TEST_KAFKA_BOOTSTRAP"))
-        {
-            return Broker {
-                dir: None,
-                bootstrap: b,
-            };
-        }
-        let dir = repo().join("target/bench-kafka");
-        let _ = Command::new(repo().join("scripts/kafka"))
-            .args(["stop", "--dir"])
-            .arg(&dir)
-            .status();
-        let ok = Command::new(repo().join("scripts/kafka"))
-            .args(["start", "--dir"])
-            .arg(&dir)
-            .status()
-            .unwrap();
-        assert!(ok.success(), "scripts/kafka start failed");
-        let bootstrap = std::fs::read_to_string(dir.join("bootstrap"))
-            .unwrap()
-            .trim()
-            .to_owned();
-        Broker {
-            dir: Some(dir),
-            bootstrap,
+impl Secured {
+    /// What a running `scripts/kafka start --dir dir --security certdir` cluster wrote into
+    /// `dir`: `listeners` (NAME=host:port), `security/certdir` and `security/users` (the first
+    /// user is the one the console tools use, and ours).
+    fn read(dir: &Path) -> Secured {
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (a `scripts/kafka start --security` cluster?)",
+                    dir.join(name).display()
+                )
+            })
+        };
+        let listeners: HashMap<String, String> = read("listeners")
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(name, address)| (name.to_owned(), address.to_owned()))
+            .collect();
+        let listener = |name: &str| {
+            listeners
+                .get(name)
+                .unwrap_or_else(|| panic!("{}: no {name} listener", dir.display()))
+                .clone()
+        };
+        let users = read("security/users");
+        let (name, password) = users
+            .lines()
+            .next()
+            .and_then(|u| u.split_once(':'))
+            .expect("security/users: NAME:PASSWORD lines");
+        Secured {
+            plaintext: listener("PLAINTEXT"),
+            sasl_ssl: listener("SASL_SSL"),
+            ca: PathBuf::from(read("security/certdir").trim()).join("ca.pem"),
+            user: (name.to_owned(), password.to_owned()),
+            broker_pid: std::fs::read_to_string(dir.join("node1/pid"))
+                .ok()
+                .and_then(|p| p.trim().parse().ok()),
         }
     }
 }
 
-impl Drop for Broker {
+/// `scripts/kafka start --dir dir [--security certdir]`, after stopping what a killed run may have
+/// left running there.
+fn start_kafka(dir: &Path, certdir: Option<&Path>) {
+    let _ = Command::new(repo().join("scripts/kafka"))
+        .args(["stop", "--dir"])
+        .arg(dir)
+        .status();
+    let mut command = Command::new(repo().join("scripts/kafka"));
+    command.args(["start", "--dir"]).arg(dir);
+    if let Some(certdir) = certdir {
+        command.arg("--security").arg(certdir);
+    }
+    let ok = command.status().unwrap();
+    assert!(ok.success(), "scripts/kafka start failed");
+}
+
+/// The brokers the selected scenarios need: given ones, or our own, stopped on drop.
+struct Brokers {
+    /// Where the plain scenarios run; `None` when none of them is selected.
+    plain: Option<String>,
+    /// The SASL_SSL set's broker; `None` when the set is not selected.
+    secured: Option<Secured>,
+    /// Clusters started here.
+    own: Vec<PathBuf>,
+}
+
+impl Brokers {
+    fn get(plain_needed: bool, secured_needed: bool) -> Brokers {
+        let mut own = Vec::new();
+        let secured = secured_needed.then(|| {
+            if let Some(dir) = std::env::var_os("HD_BENCH_SECURE_KAFKA_DIR") {
+                return Secured::read(Path::new(&dir));
+            }
+            // Fresh certificates each time, beside the cluster: `scripts/kafka stop` removes the
+            // cluster's directory, and the broker reads the CA from here while it runs.
+            let certs = repo().join("target/bench-kafka-secure-pki");
+            support::pki::Pki::generate(&certs);
+            let dir = repo().join("target/bench-kafka-secure");
+            start_kafka(&dir, Some(&certs));
+            own.push(dir.clone());
+            Secured::read(&dir)
+        });
+        let given = std::env::var("HD_BENCH_KAFKA_BOOTSTRAP")
+            .or_else(|_| std::env::var("HD_TEST_KAFKA_BOOTSTRAP"))
+            .ok();
+        let plain = plain_needed.then(|| {
+            // The secured broker's PLAINTEXT listener is a plain broker's (no authorizer, the
+            // same settings otherwise): one broker start instead of two.
+            given
+                .or_else(|| secured.as_ref().map(|s| s.plaintext.clone()))
+                .unwrap_or_else(|| {
+                    let dir = repo().join("target/bench-kafka");
+                    start_kafka(&dir, None);
+                    own.push(dir.clone());
+                    std::fs::read_to_string(dir.join("bootstrap"))
+                        .unwrap()
+                        .trim()
+                        .to_owned()
+                })
+        });
+        Brokers {
+            plain,
+            secured,
+            own,
+        }
+    }
+}
+
+impl Drop for Brokers {
     fn drop(&mut self) {
-        if let Some(dir) = &self.dir {
+        for dir in &self.own {
             let _ = Command::new(repo().join("scripts/kafka"))
                 .args(["stop", "--dir"])
                 .arg(dir)
                 .status();
         }
+    }
+}
+
+/// How one scenario's service and harness reach the broker.
+#[derive(Debug, Clone)]
+struct Link {
+    /// The harness's bootstrap (PLAINTEXT): it creates the topics, produces the requests and
+    /// reads the responses here.
+    harness: String,
+    /// The service's `bootstrap_servers`.
+    service: String,
+    /// Security options for both aiokafka option objects, each with a leading `, `.
+    options: String,
+    /// `HD_KAFKA_SSL_*` variables for the service.
+    env: Vec<(&'static str, String)>,
+    /// The broker's process, when it runs on this machine and we know it: its CPU time is
+    /// measured too.
+    broker_pid: Option<u32>,
+}
+
+impl Link {
+    fn plaintext(bootstrap: &str) -> Link {
+        Link {
+            harness: bootstrap.to_owned(),
+            service: bootstrap.to_owned(),
+            options: String::new(),
+            env: Vec::new(),
+            broker_pid: None,
+        }
+    }
+
+    /// The service over SASL_SSL with SCRAM-SHA-512; the harness over PLAINTEXT.
+    fn sasl_ssl(secured: &Secured) -> Link {
+        let (user, password) = &secured.user;
+        Link {
+            harness: secured.plaintext.clone(),
+            service: secured.sasl_ssl.clone(),
+            options: format!(
+                r#", "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "{user}", "sasl_plain_password": "{password}""#
+            ),
+            env: vec![("HD_KAFKA_SSL_CAFILE", secured.ca.display().to_string())],
+            broker_pid: secured.broker_pid,
+        }
+    }
+
+    /// The baseline: the service over the secured broker's PLAINTEXT listener.
+    fn secured_plaintext(secured: &Secured) -> Link {
+        Link {
+            broker_pid: secured.broker_pid,
+            ..Link::plaintext(&secured.plaintext)
+        }
+    }
+
+    /// The broker's CPU time so far.
+    fn broker_cpu(&self) -> Option<Duration> {
+        self.broker_pid.and_then(proc_stat_cpu)
     }
 }
 
@@ -146,9 +299,10 @@ enum Partitioning {
     Legacy,
 }
 
-/// What every scenario shares: the broker, the binary and how it partitions.
+/// What every scenario shares: the plain broker, the binary and how it partitions.
 struct Bench {
-    bootstrap: String,
+    /// The plain scenarios' broker; `None` when none of them is selected.
+    plain: Option<Link>,
     partitioning: Partitioning,
     /// `--partitioning` as given in `HD_BENCH_PARTITIONING`; nothing when it is not set.
     partitioning_flag: Option<String>,
@@ -157,7 +311,7 @@ struct Bench {
 }
 
 impl Bench {
-    fn new(bootstrap: String) -> Bench {
+    fn new(plain: Option<&str>) -> Bench {
         let help = Command::new(service_binary())
             .args(["serve", "--help"])
             .output()
@@ -177,7 +331,7 @@ impl Bench {
             (true, Some(f)) => panic!("HD_BENCH_PARTITIONING={f}: group or index"),
         };
         Bench {
-            bootstrap,
+            plain: plain.map(Link::plaintext),
             partitioning,
             partitioning_flag: flag,
             logs: tempfile::tempdir().unwrap(),
@@ -186,6 +340,13 @@ impl Bench {
 
     fn group_mode(&self) -> bool {
         self.partitioning == Partitioning::Group
+    }
+
+    /// The plain scenarios' link; [`Brokers::get`] gives them a broker when one is selected.
+    fn plain(&self) -> &Link {
+        self.plain
+            .as_ref()
+            .expect("a plain scenario runs with a plain broker")
     }
 }
 
@@ -208,12 +369,14 @@ struct Service {
 impl Service {
     fn start(
         bench: &Bench,
+        link: &Link,
         topics: &(String, String),
         group: &str,
         engine_url: &str,
         shape: Shape<'_>,
     ) -> Service {
-        let bootstrap = &bench.bootstrap;
+        let bootstrap = &link.service;
+        let security = &link.options;
         let instance = shape
             .instance
             .map(|p| format!(r#", "group_instance_id": "{p}""#))
@@ -239,13 +402,14 @@ impl Service {
             .env(
                 "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
                 format!(
-                    r#"{{"bootstrap_servers": "{bootstrap}", "group_id": "{group}", "auto_offset_reset": "earliest"{instance}}}"#
+                    r#"{{"bootstrap_servers": "{bootstrap}", "group_id": "{group}", "auto_offset_reset": "earliest"{instance}{security}}}"#
                 ),
             )
             .env(
                 "HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS",
-                format!(r#"{{"bootstrap_servers": "{bootstrap}"}}"#),
+                format!(r#"{{"bootstrap_servers": "{bootstrap}"{security}}}"#),
             )
+            .envs(link.env.iter().map(|(k, v)| (*k, v)))
             .env("HETIDA_DESIGNER_KAFKA_CONSUMER_TOPIC", &topics.0)
             .env("HETIDA_DESIGNER_KAFKA_RESPONSE_TOPIC", &topics.1)
             .env("HETIDA_DESIGNER_RUNTIME_ENGINE_URL", engine_url)
@@ -448,6 +612,7 @@ async fn watch_responses(
 
 /// The topics, clients and response watcher of one scenario.
 struct Stage {
+    link: Link,
     topics: (String, String),
     group: String,
     partitions: Vec<Arc<PartitionClient>>,
@@ -455,9 +620,9 @@ struct Stage {
 }
 
 impl Stage {
-    async fn new(bench: &Bench, prefix: &str) -> Stage {
+    async fn new(link: &Link, prefix: &str) -> Stage {
         let client = Arc::new(
-            ClientBuilder::new(vec![bench.bootstrap.clone()])
+            ClientBuilder::new(vec![link.harness.clone()])
                 .build()
                 .await
                 .unwrap(),
@@ -476,6 +641,7 @@ impl Stage {
             ));
         }
         Stage {
+            link: link.clone(),
             topics,
             group,
             partitions,
@@ -486,6 +652,7 @@ impl Stage {
     fn serve(&self, bench: &Bench, double: &RuntimeDouble, shape: Shape<'_>) -> Service {
         Service::start(
             bench,
+            &self.link,
             &self.topics,
             &self.group,
             &double.engine_url(),
@@ -557,6 +724,8 @@ struct Outcome {
     elapsed: Duration,
     latencies: Vec<Duration>,
     cpu: Duration,
+    /// The broker's CPU time over the same span, when it is known (the SASL_SSL set).
+    broker_cpu: Option<Duration>,
     worker_rss_kib: u64,
     /// Most threads seen in one worker process (musl's malloc suffers from many).
     worker_threads: u64,
@@ -591,7 +760,7 @@ const INSTANCE_PREFIXES: [&str; 2] = ["bench-a", "bench-b"];
 
 /// Starts serve, offers `n` requests (all at once, or at `rate` per second), waits for every
 /// response.
-async fn relay(bench: &Bench, double: &RuntimeDouble, plan: Relay) -> Outcome {
+async fn relay(bench: &Bench, link: &Link, double: &RuntimeDouble, plan: Relay) -> Outcome {
     let Relay {
         name,
         instances,
@@ -601,7 +770,7 @@ async fn relay(bench: &Bench, double: &RuntimeDouble, plan: Relay) -> Outcome {
         rate,
         ..
     } = plan;
-    let mut stage = Stage::new(bench, "relay").await;
+    let mut stage = Stage::new(link, "relay").await;
     let shapes: Vec<Shape<'_>> = (0..instances)
         .map(|i| Shape {
             workers,
@@ -620,6 +789,7 @@ async fn relay(bench: &Bench, double: &RuntimeDouble, plan: Relay) -> Outcome {
     let cpu = || services.iter().map(Service::cpu).sum::<Duration>();
     let worker_max = |measure| services.iter().map(|s| s.worker_max(measure)).max();
     let cpu_before = cpu();
+    let broker_before = link.broker_cpu();
 
     let mut sent: HashMap<String, Instant> = HashMap::with_capacity(n);
     let begin = Instant::now();
@@ -667,6 +837,10 @@ async fn relay(bench: &Bench, double: &RuntimeDouble, plan: Relay) -> Outcome {
     worker_rss_kib = worker_rss_kib.max(worker_max(rss_kib).unwrap_or(0));
     worker_threads = worker_threads.max(worker_max(threads).unwrap_or(0));
     let cpu = cpu().saturating_sub(cpu_before);
+    let broker_cpu = link
+        .broker_cpu()
+        .zip(broker_before)
+        .map(|(after, before)| after.saturating_sub(before));
     assert_eq!(latencies.len(), n, "{name}: every request answered");
     latencies.sort();
     Outcome {
@@ -675,6 +849,7 @@ async fn relay(bench: &Bench, double: &RuntimeDouble, plan: Relay) -> Outcome {
         elapsed: last - begin,
         latencies,
         cpu,
+        broker_cpu,
         worker_rss_kib,
         worker_threads,
         supervisor_rss_kib,
@@ -812,7 +987,7 @@ async fn rebalance_pause(
     before: Duration,
     after: Duration,
 ) -> Pause {
-    let mut stage = Stage::new(bench, "pause").await;
+    let mut stage = Stage::new(bench.plain(), "pause").await;
     let first = Shape {
         workers: 1,
         in_flight: 16,
@@ -931,7 +1106,7 @@ async fn static_replacement(
     before: Duration,
     after: Duration,
 ) -> Replacement {
-    let mut stage = Stage::new(bench, "static").await;
+    let mut stage = Stage::new(bench.plain(), "static").await;
     let shape = Shape {
         workers: 2,
         in_flight: 16,
@@ -982,21 +1157,29 @@ async fn static_replacement(
     }
 }
 
-/// One request at a time: produce, wait for its response, the next; returns each latency.
+/// One request at a time: produce, wait for its response, the next; each latency (sorted), and
+/// the service's CPU time and memory over the `n` requests.
 async fn one_at_a_time(
     bench: &Bench,
+    link: &Link,
     double: &RuntimeDouble,
+    name: &str,
     workers: usize,
     n: usize,
-) -> Vec<Duration> {
-    let mut stage = Stage::new(bench, "single").await;
+) -> Outcome {
+    let mut stage = Stage::new(link, "single").await;
     let shape = Shape {
         workers,
         in_flight: 16,
         instance: None,
     };
-    let (_services, _, _) = stage.start(bench, double, &[shape]).await;
+    let (services, first, settled) = stage.start(bench, double, &[shape]).await;
+    let service = &services[0];
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let supervisor_rss_kib = rss_kib(service.child.id()).unwrap_or(0);
+    let cpu_before = service.cpu();
+    let broker_before = link.broker_cpu();
+    let begin = Instant::now();
     let mut latencies = Vec::with_capacity(n);
     for i in 0..n {
         let job = uuid::Uuid::new_v4();
@@ -1008,8 +1191,26 @@ async fn one_at_a_time(
             .expect("a response");
         latencies.push(at - sent);
     }
+    let elapsed = begin.elapsed();
+    let cpu = service.cpu().saturating_sub(cpu_before);
+    let broker_cpu = link
+        .broker_cpu()
+        .zip(broker_before)
+        .map(|(after, before)| after.saturating_sub(before));
     latencies.sort();
-    latencies
+    Outcome {
+        name: name.to_owned(),
+        requests: n,
+        elapsed,
+        latencies,
+        cpu,
+        broker_cpu,
+        worker_rss_kib: service.worker_max(rss_kib),
+        worker_threads: service.worker_max(threads),
+        supervisor_rss_kib,
+        first_response: first,
+        settled,
+    }
 }
 
 /// Working through a backlog: what the service held while it did.
@@ -1030,7 +1231,7 @@ struct Backlog {
 /// Produces `n` small requests (the tests' Add request), then starts `serve --workers 2` and
 /// samples every worker's RSS each second for `seconds`.
 async fn backlog(bench: &Bench, double: &RuntimeDouble, n: usize, seconds: u64) -> Backlog {
-    let mut stage = Stage::new(bench, "backlog").await;
+    let mut stage = Stage::new(bench.plain(), "backlog").await;
     let produced = Instant::now();
     let per_partition = n.div_ceil(PARTITIONS as usize);
     let mut tasks = Vec::new();
@@ -1142,9 +1343,11 @@ fn spread(mut values: Vec<Duration>) -> String {
     }
 }
 
-/// A scenario's name and whether `HD_BENCH_ONLY` selects it.
+/// Whether `HD_BENCH_ONLY` selects the scenario `name`: it is part of the name, in any case
+/// (`sasl` selects the SASL_SSL set).
 fn selected(name: &str) -> bool {
-    name.contains(&std::env::var("HD_BENCH_ONLY").unwrap_or_default())
+    let only = std::env::var("HD_BENCH_ONLY").unwrap_or_default();
+    name.to_lowercase().contains(&only.to_lowercase())
 }
 
 /// The throughput and latency scenarios: (name, instances, workers, max in flight, requests,
@@ -1192,6 +1395,93 @@ fn pause_plan(full: bool) -> Vec<(&'static str, Newcomer, u32, u64, u64)> {
     }
 }
 
+/// The static replacement scenario: (name, offered rate, seconds of load before the kill and
+/// after).
+fn replacement_plan(full: bool) -> (&'static str, u32, u64, u64) {
+    if full {
+        (
+            "static replacement, kill -9 of one of two workers, 300/s offered",
+            300,
+            3,
+            7,
+        )
+    } else {
+        ("smoke, static replacement", 100, 1, 3)
+    }
+}
+
+/// The one-at-a-time scenarios: (name, workers); the smoke pass runs the first only.
+fn single_plan(full: bool) -> Vec<(&'static str, usize)> {
+    let all = [
+        ("one at a time, --workers 1", 1),
+        ("one at a time, --workers 2", 2),
+    ];
+    all.into_iter().filter(|&(_, w)| full || w == 1).collect()
+}
+
+fn backlog_name(n: usize) -> String {
+    format!("backlog of {n}, --workers 2 --max-in-flight 16")
+}
+
+/// Whether `HD_BENCH_ONLY` selects any scenario that runs on the plain broker.
+fn plain_selected(full: bool, backlog_of: Option<usize>) -> bool {
+    relay_plan(full).iter().any(|r| selected(r.name))
+        || pause_plan(full).iter().any(|p| selected(p.0))
+        || selected(replacement_plan(full).0)
+        || single_plan(full).iter().any(|s| selected(s.0))
+        || backlog_of.is_some_and(|n| selected(&backlog_name(n)))
+}
+
+/// What a scenario of the SASL_SSL set offers.
+#[derive(Debug, Clone, Copy)]
+enum Load {
+    /// As the throughput and latency scenarios.
+    Relay(Relay),
+    /// As "one at a time": `requests` in turn, to `serve --workers n`.
+    OneAtATime { workers: usize, requests: usize },
+}
+
+/// The SASL_SSL set: (name, load). Its names differ from the plain ones' in more than the prefix,
+/// so that a filter for a plain scenario (`saturation, --workers 2 --max-in-flight 16`) does not
+/// start the secured broker too.
+#[rustfmt::skip]
+fn security_plan(full: bool) -> Vec<(&'static str, Load)> {
+    let relay = |name, in_flight, requests, rate| Load::Relay(Relay {
+        name, instances: 1, workers: 2, in_flight, requests, rate, runtime_delay_ms: 0,
+    });
+    if full {
+        vec![
+            (SATURATION, relay(SATURATION, 16, 20_000, None)),
+            (OFFERED, relay(OFFERED, 16, 5_000, Some(500))),
+            (SINGLE, Load::OneAtATime { workers: 1, requests: 1_000 }),
+        ]
+    } else {
+        // One small pass with one worker: the debug build's SCRAM (PBKDF2 in unoptimised
+        // SHA-512) takes a noticeable part of a second per connection, and each worker opens
+        // several. The one-at-a-time path is the plain pass's.
+        vec![(SMOKE, Load::Relay(Relay {
+            name: SMOKE, instances: 1, workers: 1, in_flight: 16, requests: 16, rate: None,
+            runtime_delay_ms: 0,
+        }))]
+    }
+}
+
+const SATURATION: &str = "SASL_SSL against PLAINTEXT: saturation (--workers 2 --max-in-flight 16)";
+const OFFERED: &str = "SASL_SSL against PLAINTEXT: 500/s offered (--workers 2 --max-in-flight 16)";
+const SINGLE: &str = "SASL_SSL against PLAINTEXT: one at a time (--workers 1)";
+const SMOKE: &str = "SASL_SSL against PLAINTEXT: smoke (--workers 1 --max-in-flight 16)";
+
+fn secured_selected(full: bool) -> bool {
+    security_plan(full).iter().any(|(name, _)| selected(name))
+}
+
+/// One scenario of the SASL_SSL set: run `i` of each list is a pair, run back to back.
+struct Paired {
+    name: &'static str,
+    plaintext: Vec<Outcome>,
+    sasl_ssl: Vec<Outcome>,
+}
+
 /// Everything measured, for the tables.
 #[derive(Default)]
 struct Report {
@@ -1203,9 +1493,16 @@ struct Report {
     /// Each run's latencies, sorted.
     singles: Vec<(&'static str, Vec<Vec<Duration>>)>,
     backlogs: Vec<(String, Backlog)>,
+    paired: Vec<Paired>,
 }
 
-async fn measure(bench: &Bench, full: bool, runs: usize, backlog_of: Option<usize>) -> Report {
+async fn measure(
+    bench: &Bench,
+    secured: Option<&Secured>,
+    full: bool,
+    runs: usize,
+    backlog_of: Option<usize>,
+) -> Report {
     let double = RuntimeDouble::start().await;
     // Full runs measure the service; the smoke pass keeps the double's strict checks.
     double.set_strict(!full);
@@ -1216,7 +1513,9 @@ async fn measure(bench: &Bench, full: bool, runs: usize, backlog_of: Option<usiz
             continue;
         }
         double.set_latency(Duration::from_millis(r.runtime_delay_ms));
-        report.outcomes.push(relay(bench, &double, r).await);
+        report
+            .outcomes
+            .push(relay(bench, bench.plain(), &double, r).await);
     }
     double.set_latency(Duration::ZERO);
 
@@ -1242,16 +1541,7 @@ async fn measure(bench: &Bench, full: bool, runs: usize, backlog_of: Option<usiz
         report.pauses.push((name, each));
     }
 
-    let (name, rate, before, after) = if full {
-        (
-            "static replacement, kill -9 of one of two workers, 300/s offered",
-            300,
-            3,
-            7,
-        )
-    } else {
-        ("smoke, static replacement", 100, 1, 3)
-    };
+    let (name, rate, before, after) = replacement_plan(full);
     if selected(name) {
         if bench.group_mode() {
             let mut each = Vec::new();
@@ -1268,36 +1558,238 @@ async fn measure(bench: &Bench, full: bool, runs: usize, backlog_of: Option<usiz
     }
 
     let single_requests = if full { 1_000 } else { 20 };
-    let singles = [
-        ("one at a time, --workers 1", 1),
-        ("one at a time, --workers 2", 2),
-    ];
-    for (name, workers) in singles {
-        if !selected(name) || (!full && workers > 1) {
+    for (name, workers) in single_plan(full) {
+        if !selected(name) {
             continue;
         }
         let mut each = Vec::new();
         for _ in 0..runs {
-            each.push(one_at_a_time(bench, &double, workers, single_requests).await);
+            let link = bench.plain();
+            let o = one_at_a_time(bench, link, &double, name, workers, single_requests).await;
+            each.push(o.latencies);
         }
         report.singles.push((name, each));
     }
 
     if let Some(n) = backlog_of {
-        let name = format!("backlog of {n}, --workers 2 --max-in-flight 16");
+        let name = backlog_name(n);
         if selected(&name) {
             let b = backlog(bench, &double, n, 60).await;
             report.backlogs.push((name, b));
         }
     }
+
+    if let Some(secured) = secured {
+        report.paired = measure_paired(bench, secured, &double, full, runs).await;
+    }
     assert!(double.violations().is_empty(), "{:?}", double.violations());
     report
+}
+
+/// The SASL_SSL set: every selected scenario `runs` times over each protocol. A run of a
+/// scenario is a pair, the two back to back on the same broker, so that what else the machine
+/// does at the time weighs on both; the order alternates from run to run, so that neither always
+/// comes first (onto a broker the other has just warmed, with more topics behind it).
+async fn measure_paired(
+    bench: &Bench,
+    secured: &Secured,
+    double: &RuntimeDouble,
+    full: bool,
+    runs: usize,
+) -> Vec<Paired> {
+    let plaintext = Link::secured_plaintext(secured);
+    let sasl_ssl = Link::sasl_ssl(secured);
+    let plan: Vec<(&'static str, Load)> = security_plan(full)
+        .into_iter()
+        .filter(|(name, _)| selected(name))
+        .collect();
+    let mut paired: Vec<Paired> = plan
+        .iter()
+        .map(|&(name, _)| Paired {
+            name,
+            plaintext: Vec::new(),
+            sasl_ssl: Vec::new(),
+        })
+        .collect();
+    for run in 0..runs {
+        for (&(name, load), results) in plan.iter().zip(&mut paired) {
+            let mut order = [("PLAINTEXT", &plaintext), ("SASL_SSL", &sasl_ssl)];
+            if run % 2 == 1 {
+                order.reverse();
+            }
+            for (protocol, link) in order {
+                let o = match load {
+                    Load::Relay(r) => relay(bench, link, double, r).await,
+                    Load::OneAtATime { workers, requests } => {
+                        one_at_a_time(bench, link, double, name, workers, requests).await
+                    }
+                };
+                // Each run's figures, for pooling runs of several invocations.
+                println!(
+                    "run {} {protocol} | {name} | {:.0} requests/s | p50 {} ms | p90 {} ms | \
+                     p99 {} ms | {:.0} CPU µs/request | broker {:.0} CPU µs/request | worker RSS {:.1} MiB | \
+                     supervisor RSS {:.1} MiB | first response {} ms",
+                    run + 1,
+                    o.requests as f64 / o.elapsed.as_secs_f64(),
+                    ms(percentile(&o.latencies, 0.50)),
+                    ms(percentile(&o.latencies, 0.90)),
+                    ms(percentile(&o.latencies, 0.99)),
+                    cpu_per_request(&o),
+                    o.broker_cpu
+                        .map_or(f64::NAN, |c| c.as_secs_f64() * 1e6 / o.requests as f64),
+                    o.worker_rss_kib as f64 / 1024.0,
+                    o.supervisor_rss_kib as f64 / 1024.0,
+                    o.first_response.map_or_else(|| "-".into(), ms),
+                );
+                if protocol == "PLAINTEXT" {
+                    results.plaintext.push(o);
+                } else {
+                    results.sasl_ssl.push(o);
+                }
+            }
+        }
+    }
+    paired
+}
+
+fn cpu_per_request(o: &Outcome) -> f64 {
+    o.cpu.as_secs_f64() * 1e6 / o.requests as f64
 }
 
 /// A Markdown table's header and alignment rows; the first column left-aligned.
 fn header(columns: &[&str]) {
     println!("| {} |", columns.join(" | "));
     println!("|---|{}", "---:|".repeat(columns.len() - 1));
+}
+
+/// `min / median / max` of `values`, each written by `show`; NaN stands for "not measured".
+fn spread_of(mut values: Vec<f64>, show: impl Fn(f64) -> String) -> String {
+    values.retain(|v| !v.is_nan());
+    values.sort_by(f64::total_cmp);
+    match values.as_slice() {
+        [] => "-".into(),
+        [one] => show(*one),
+        v => format!(
+            "{} / {} / {}",
+            show(v[0]),
+            show(v[v.len() / 2]),
+            show(v[v.len() - 1])
+        ),
+    }
+}
+
+/// The SASL_SSL set's table: each protocol's figures, and each run's difference.
+fn print_paired(secured: &Secured, paired: &[Paired]) {
+    println!();
+    println!(
+        "SASL_SSL against PLAINTEXT on one broker: the service connects to {} (SASL_SSL, \
+         SCRAM-SHA-512, as {}) or to {} (PLAINTEXT); the harness creates the topics, produces the \
+         requests and reads the responses over PLAINTEXT in both. min / median / max over runs; \
+         \"SASL_SSL − PLAINTEXT\": the difference within each run's pair.",
+        secured.sasl_ssl, secured.user.0, secured.plaintext
+    );
+    println!();
+    type Figure = (&'static str, fn(&Outcome) -> f64, usize);
+    let figures: [Figure; 9] = [
+        (
+            "requests/s",
+            |o| o.requests as f64 / o.elapsed.as_secs_f64(),
+            0,
+        ),
+        (
+            "p50 ms",
+            |o| percentile(&o.latencies, 0.50).as_secs_f64() * 1e3,
+            2,
+        ),
+        (
+            "p90 ms",
+            |o| percentile(&o.latencies, 0.90).as_secs_f64() * 1e3,
+            2,
+        ),
+        (
+            "p99 ms",
+            |o| percentile(&o.latencies, 0.99).as_secs_f64() * 1e3,
+            2,
+        ),
+        ("service CPU µs/request", cpu_per_request, 0),
+        (
+            "broker CPU µs/request",
+            |o| {
+                o.broker_cpu
+                    .map_or(f64::NAN, |c| c.as_secs_f64() * 1e6 / o.requests as f64)
+            },
+            0,
+        ),
+        ("worker RSS MiB", |o| o.worker_rss_kib as f64 / 1024.0, 1),
+        (
+            "supervisor RSS MiB",
+            |o| o.supervisor_rss_kib as f64 / 1024.0,
+            1,
+        ),
+        (
+            "first response ms",
+            |o| o.first_response.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3),
+            1,
+        ),
+    ];
+    let mut columns = vec!["scenario", "service connects over", "runs × requests"];
+    columns.extend(figures.iter().map(|f| f.0));
+    header(&columns);
+    for p in paired {
+        let requests = p.plaintext.first().map_or(0, |o| o.requests);
+        let rows: [(&str, Vec<Vec<f64>>, bool); 3] = [
+            (
+                "PLAINTEXT",
+                figures
+                    .iter()
+                    .map(|f| p.plaintext.iter().map(f.1).collect())
+                    .collect(),
+                false,
+            ),
+            (
+                "SASL_SSL",
+                figures
+                    .iter()
+                    .map(|f| p.sasl_ssl.iter().map(f.1).collect())
+                    .collect(),
+                false,
+            ),
+            (
+                "SASL_SSL − PLAINTEXT",
+                figures
+                    .iter()
+                    .map(|f| {
+                        p.sasl_ssl
+                            .iter()
+                            .zip(&p.plaintext)
+                            .map(|(s, t)| (f.1)(s) - (f.1)(t))
+                            .collect()
+                    })
+                    .collect(),
+                true,
+            ),
+        ];
+        for (protocol, values, signed) in rows {
+            let cells: Vec<String> = values
+                .into_iter()
+                .zip(&figures)
+                .map(|(v, f)| {
+                    let decimals = f.2;
+                    if signed {
+                        spread_of(v, |x| format!("{x:+.decimals$}"))
+                    } else {
+                        spread_of(v, |x| format!("{x:.decimals$}"))
+                    }
+                })
+                .collect();
+            println!(
+                "| {} | {protocol} | {} × {requests} | {} |",
+                p.name,
+                p.sasl_ssl.len().min(p.plaintext.len()),
+                cells.join(" | ")
+            );
+        }
+    }
 }
 
 fn print_report(bench: &Bench, report: &Report) {
@@ -1458,8 +1950,6 @@ fn print_report(bench: &Bench, report: &Report) {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let broker = Broker::get();
-    let bench = Bench::new(broker.bootstrap.clone());
     let runs: usize = std::env::var("HD_BENCH_RUNS")
         .ok()
         .map(|r| r.parse().expect("HD_BENCH_RUNS: a number"))
@@ -1468,12 +1958,30 @@ fn main() {
         .ok()
         .filter(|b| !b.is_empty())
         .map(|b| b.parse().expect("HD_BENCH_BACKLOG: a number of requests"));
+    let mut secured_needed = secured_selected(full);
+    // The binary Cargo built with this bench has the bench's features; without `tls` it would
+    // refuse SASL_SSL. Another binary (`HD_BENCH_BIN`) is taken to have what it is asked for.
+    if secured_needed && !cfg!(feature = "tls") && std::env::var_os("HD_BENCH_BIN").is_none() {
+        println!("left out (built without the `tls` feature): the SASL_SSL set");
+        secured_needed = false;
+    }
+    let brokers = Brokers::get(plain_selected(full, backlog_of), secured_needed);
+    let bench = Bench::new(brokers.plain.as_deref());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let report = rt.block_on(measure(&bench, full, runs, backlog_of));
+    let report = rt.block_on(measure(
+        &bench,
+        brokers.secured.as_ref(),
+        full,
+        runs,
+        backlog_of,
+    ));
     print_report(&bench, &report);
-    drop(broker);
+    if let Some(secured) = &brokers.secured {
+        print_paired(secured, &report.paired);
+    }
+    drop(brokers);
 }
