@@ -15,7 +15,7 @@ use crate::config::Secret;
 /// Where the certificates come from, as aiokafka's `create_ssl_context(cafile, certfile,
 /// keyfile, password)` takes them; the defaults trust the system's CAs and send no client
 /// certificate.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
     /// PEM bundle of the CAs to trust instead of the system's.
     pub ca_file: Option<PathBuf>,
@@ -36,9 +36,19 @@ impl TlsFiles {
     /// System trust, no client certificate, servers verified.
     pub fn system() -> Self {
         TlsFiles {
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            key_password: None,
             verify_server: true,
-            ..TlsFiles::default()
         }
+    }
+}
+
+/// The same as [`TlsFiles::system`]: a derived default would turn verification off.
+impl Default for TlsFiles {
+    fn default() -> Self {
+        TlsFiles::system()
     }
 }
 

@@ -155,19 +155,20 @@ impl BrokerAuth {
         tokio::time::timeout(CONNECT_TIMEOUT, open)
             .await
             .unwrap_or_else(|_| {
-                Err(match self.protocol.uses_tls() {
-                    // The TCP connection stood: the TLS handshake found no answer.
-                    true => ConnectError::Security(SecurityError::ProtocolMismatch {
+                // A TLS handshake that never ends stands on a TCP connection that did not.
+                Err(if self.protocol.uses_tls() {
+                    ConnectError::Security(SecurityError::ProtocolMismatch {
                         broker: broker.to_owned(),
                         protocol: self.protocol.name(),
                         problem: format!(
                             "no TLS handshake within {CONNECT_TIMEOUT:?}: is it a plaintext listener?"
                         ),
-                    }),
-                    false => ConnectError::Io(std::io::Error::new(
+                    })
+                } else {
+                    ConnectError::Io(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         format!("connecting took longer than {CONNECT_TIMEOUT:?}"),
-                    )),
+                    ))
                 })
             })
     }

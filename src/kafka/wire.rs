@@ -74,15 +74,14 @@ fn mismatch(broker: &str, auth: &BrokerAuth, e: WireError) -> WireError {
         }
         // TLS 1.3 finishes the client's side of the handshake before the broker checks the
         // client certificate: its refusal arrives as an alert on the first read.
-        WireError::Io(io) if crate::tls::explain_handshake_failure(&io.to_string()).is_some() => {
-            WireError::Security(SecurityError::Handshake {
+        WireError::Io(io) => match crate::tls::explain_handshake_failure(&io.to_string()) {
+            Some(problem) => WireError::Security(SecurityError::Handshake {
                 broker: broker.to_owned(),
-                problem: crate::tls::explain_handshake_failure(&io.to_string())
-                    .unwrap_or_default()
-                    .to_owned(),
+                problem: problem.to_owned(),
                 detail: io.to_string(),
-            })
-        }
+            }),
+            None => e,
+        },
         WireError::Codec(detail) if detail.starts_with(TLS_RECORD_ANSWER) => {
             WireError::Security(SecurityError::ProtocolMismatch {
                 broker: broker.to_owned(),
