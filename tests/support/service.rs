@@ -119,6 +119,9 @@ impl ServiceProcess {
             .env("RUST_LOG", "info,rskafka::client::producer::broadcast=error")
             .env_remove("HD_WORKERS")
             .env_remove("WEB_CONCURRENCY")
+            // No metrics endpoint unless a test asks for one (`--metrics-addr`): tests run in
+            // parallel, and every service on the default port would fail to start but one.
+            .env("HD_METRICS_ADDR", "")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
