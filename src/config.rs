@@ -447,7 +447,14 @@ pub struct SupervisorSettings {
     pub graceful_timeout: Duration,
     /// Where the supervisor writes its pid, for init systems that want one.
     pub pid_file: Option<PathBuf>,
+    /// Where the metrics process serves `/metrics`, `/livez` and `/readyz` (default
+    /// [`DEFAULT_METRICS_ADDR`]); `None`: no endpoint.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
+
+/// The metrics endpoint's address unless configured otherwise (OpenTelemetry's Prometheus
+/// exporter's port, which nothing in a hetida stack uses).
+pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9464";
 
 /// The validated configuration of one `serve` (and the parts `exec`/`prepare` share).
 #[derive(Debug, Clone, PartialEq)]
@@ -536,6 +543,10 @@ pub struct Flags {
     /// Write the supervisor's pid here.
     #[arg(long)]
     pub pid_file: Option<PathBuf>,
+    /// Serve /metrics, /livez and /readyz at HOST:PORT (`:PORT` for every interface); an
+    /// empty value turns the endpoint off [env: HD_METRICS_ADDR; default: 0.0.0.0:9464].
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
     /// Log line format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
@@ -920,8 +931,38 @@ impl SupervisorSettings {
             timeout: seconds("--timeout", flags.timeout, 30.0)?,
             graceful_timeout: seconds("--graceful-timeout", flags.graceful_timeout, 30.0)?,
             pid_file: flags.pid_file.clone(),
+            metrics_addr: metrics_addr(flags, env)?,
         })
     }
+}
+
+/// `--metrics-addr`, else `HD_METRICS_ADDR`, else the default; empty turns the endpoint off.
+fn metrics_addr(flags: &Flags, env: &Env) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    use std::net::ToSocketAddrs;
+    let (name, value) = match (&flags.metrics_addr, env.get("HD_METRICS_ADDR")) {
+        (Some(v), _) => ("--metrics-addr", v.as_str()),
+        (None, Some(v)) => ("HD_METRICS_ADDR", v),
+        (None, None) => ("--metrics-addr", DEFAULT_METRICS_ADDR),
+    };
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let full = match value.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => value.to_owned(),
+    };
+    let bad = |why: String| {
+        invalid(
+            name,
+            &format!("`{value}`: {why} (expected HOST:PORT, :PORT, or empty for no endpoint)"),
+        )
+    };
+    full.to_socket_addrs()
+        .map_err(|e| bad(e.to_string()))?
+        .next()
+        .map(Some)
+        .ok_or_else(|| bad("names no address".into()))
 }
 
 fn invalid(name: &str, reason: &str) -> ConfigError {

@@ -37,6 +37,7 @@ pub mod config;
 mod http_client;
 pub mod kafka;
 pub mod logging;
+pub mod metrics;
 pub mod protocol;
 pub mod runtime_client;
 pub mod store;

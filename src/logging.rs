@@ -17,6 +17,14 @@ pub fn set_worker(index: usize) {
     WORKER_INDEX.store(index as i64, Ordering::Relaxed);
 }
 
+/// `WORKER_INDEX` of the metrics process.
+const METRICS_PROCESS: i64 = -2;
+
+/// Marks this process as the metrics process (called in the child after the fork).
+pub fn set_metrics_process() {
+    WORKER_INDEX.store(METRICS_PROCESS, Ordering::Relaxed);
+}
+
 /// The timestamp of every line, followed by the pid and role of the process that wrote it.
 /// Riding on the timer, it reaches text and JSON lines alike without a formatter of our own;
 /// pid and role are read for each line, so they are right after a fork.
@@ -27,6 +35,7 @@ impl FormatTime for ProcessStamp {
         let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
         match WORKER_INDEX.load(Ordering::Relaxed) {
             -1 => write!(w, "{now} pid={} supervisor", std::process::id()),
+            METRICS_PROCESS => write!(w, "{now} pid={} metrics", std::process::id()),
             i => write!(w, "{now} pid={} worker={i}", std::process::id()),
         }
     }

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use hd_kafka_exec::config::{Config, Env, Flags, Partitioning};
+use hd_kafka_exec::metrics::{self, Board, endpoint};
 use hd_kafka_exec::store::{DirIndex, HttpOptions, StoreSource};
-use hd_kafka_exec::supervisor::{SupervisorOptions, WorkerFactory, WorkerSlot};
+use hd_kafka_exec::supervisor::{Event, SupervisorOptions, WorkerFactory, WorkerSlot};
 use hd_kafka_exec::worker::{Slot, WorkerSpec};
 
 /// What `serve` forks: hetida workers over the configured store.
@@ -20,6 +21,12 @@ struct Service {
     /// Where workers get revisions. A directory is indexed here, before the fork, so that the
     /// workers inherit the index instead of each reading the directory.
     store: StoreSource,
+    /// The metrics every process writes and the metrics process reads; mapped before the
+    /// first fork.
+    board: Board,
+    /// The metrics endpoint's socket, bound before the first fork (a port in use fails the
+    /// start); the metrics process serves it. `None`: no endpoint.
+    metrics: Option<std::net::TcpListener>,
 }
 
 /// Reads the configuration and opens the revision store: at start, and again on every HUP.
@@ -69,8 +76,37 @@ impl WorkerFactory for Service {
         self.config.kafka.partitioning == Partitioning::Group
     }
 
+    fn max_workers(&self) -> usize {
+        metrics::board::SLOTS
+    }
+
+    fn observe(&self, event: Event) {
+        match event {
+            Event::Turn { workers, stopping } => self.board.supervisor_turn(workers, stopping),
+            Event::Forked { index, pid } => self.board.worker_forked(index, pid),
+            Event::Exited { index, cause } => self.board.worker_exited(index, cause),
+        }
+    }
+
+    fn has_sidecar(&self) -> bool {
+        self.metrics.is_some()
+    }
+
+    fn run_sidecar(&self) -> i32 {
+        hd_kafka_exec::logging::set_metrics_process();
+        let Some(listener) = self.metrics.as_ref().and_then(|l| l.try_clone().ok()) else {
+            return 1;
+        };
+        let settings = endpoint::EndpointSettings {
+            kafka: self.config.kafka.clone(),
+            hung_after: endpoint::hung_after(self.config.supervisor.timeout),
+        };
+        endpoint::run(listener, self.board, settings)
+    }
+
     fn run_worker(&self, slot: WorkerSlot) -> i32 {
         hd_kafka_exec::logging::set_worker(slot.index);
+        metrics::record_as_worker(self.board, slot.index);
         let spec = WorkerSpec {
             config: self.config.clone(),
             store: self.store.clone(),
@@ -101,6 +137,23 @@ pub(super) fn serve(flags: Flags) -> anyhow::Result<ExitCode> {
         producer = %format_args!("{} over {}", k.producer_bootstrap.join(","), k.producer_security),
         "Kafka connections"
     );
+    if config.supervisor.workers > metrics::board::SLOTS {
+        bail!(
+            "--workers {}: at most {} workers per service",
+            config.supervisor.workers,
+            metrics::board::SLOTS
+        );
+    }
+    let board = Board::shared()?;
+    let metrics = match config.supervisor.metrics_addr {
+        Some(addr) => {
+            let listener = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("--metrics-addr {addr}: cannot listen there"))?;
+            tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics, probes at /livez and /readyz");
+            Some(listener)
+        }
+        None => None,
+    };
     let options = SupervisorOptions {
         workers: config.supervisor.workers,
         timeout: config.supervisor.timeout,
@@ -113,6 +166,8 @@ pub(super) fn serve(flags: Flags) -> anyhow::Result<ExitCode> {
             flags,
             config,
             store,
+            board,
+            metrics,
         },
     )?;
     Ok(ExitCode::SUCCESS)

@@ -73,9 +73,12 @@ impl Committer {
             return Ok(due);
         }
         let generation = self.generation.borrow().clone();
-        self.coordinator
+        let committed = self
+            .coordinator
             .commit_as(&self.topic, &due, &generation)
-            .await?;
+            .await;
+        crate::metrics::worker().commit(committed.is_ok());
+        committed?;
         self.committed.extend(due.iter().copied());
         Ok(due)
     }

@@ -36,6 +36,8 @@ pub struct RequestRecord {
     pub headers: BTreeMap<String, Vec<u8>>,
     /// Marks the offset done once the response is in Kafka.
     pub done: DoneToken,
+    /// When its fetch response arrived: where the request's measured duration starts.
+    pub fetched: std::time::Instant,
     /// Whether the partition is still this worker's, as when the record was fetched.
     assignment: Arc<AtomicU8>,
 }
@@ -459,6 +461,10 @@ async fn fetch_loop(
         parked_at: None,
     };
     l.run().await;
+    if l.parked_at.is_some() {
+        // The partition was revoked (or the worker stops) while it waited: no longer parked here.
+        crate::metrics::worker().parked(false);
+    }
 }
 
 impl FetchLoop {
@@ -521,6 +527,9 @@ impl FetchLoop {
             tracing::error!(%topic, partition, offset, reason = %batch.reason,
                 "cannot decode the request batch at this offset: the partition waits here \
                  and nothing in it or after it is skipped or committed; {}", batch.remedy());
+            if self.parked_at.is_none() {
+                crate::metrics::worker().parked(true);
+            }
             self.parked_at = Some(offset);
         } else {
             tracing::warn!(%topic, partition, offset, reason = %batch.reason,
@@ -552,8 +561,10 @@ impl FetchLoop {
     /// Hands out each record with a place of the in-flight window (waiting for one while the
     /// window is full: the back-pressure of design decision 5).
     async fn hand_out(&mut self, records: Vec<RecordAndOffset>) -> Next {
+        let fetched = std::time::Instant::now();
         self.backoff.reset();
         if self.parked_at.take().is_some() {
+            crate::metrics::worker().parked(false);
             tracing::info!(topic = %self.options.topic, partition = self.partition, offset = self.offset, "the request batch decodes now, the partition goes on");
         }
         for r in records {
@@ -583,6 +594,7 @@ impl FetchLoop {
                     assignment: self.assignment.clone(),
                     _permit: permit,
                 },
+                fetched,
                 assignment: self.assignment.clone(),
             };
             self.offset = r.offset + 1;

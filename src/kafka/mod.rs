@@ -17,6 +17,7 @@
 //!   within `max_request_size` and the topic's `max.message.bytes`.
 //! * `topic_config`: a topic's configuration as the brokers report it (DescribeConfigs).
 //! * `tail`: a topic read from its end on (the `exec` command's response).
+//! * `lag`: the group's committed offsets against the log ends (the metrics' consumer lag).
 //! * [`security`]: TLS and SASL as configured, for rskafka's clients and this service's own
 //!   connections; the errors that mean "fix the configuration", not "retry".
 //! * [`wire`]: one request/response connection to a broker on the `kafka-protocol` codec, for
@@ -27,6 +28,7 @@ mod committer;
 pub mod consumer;
 mod coordinator;
 pub mod group;
+mod lag;
 pub mod member;
 pub mod producer;
 pub mod security;
@@ -40,6 +42,7 @@ pub use client::backoff;
 pub use committer::Committer;
 pub use consumer::{DoneToken, RequestConsumer, RequestRecord};
 pub use coordinator::{CoordinatorError, Generation, GroupCoordinator};
+pub use lag::{LagReader, PartitionLag};
 pub use member::{MemberError, MemberSettings};
 pub use producer::{OutgoingRecord, ProducerSettings, RecordTooLarge, ResponseProducer};
 pub use security::{BrokerAuth, SecurityError};

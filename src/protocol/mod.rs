@@ -26,4 +26,6 @@ pub const DEAD_LETTER_REASON_HEADER: &str = "hd-dead-letter-reason";
 pub use error::{Missing, ProtocolError};
 pub use prepare::{PreparedRevision, RuntimeBody, RuntimeRequest};
 pub use request::{ExecutionRequest, Target, parse_request};
-pub use response::{Step, Timings, build_response, failure_response};
+pub use response::{
+    BuiltResponse, Step, Timings, build_response, build_result_response, failure_response,
+};

@@ -90,7 +90,8 @@ impl RuntimeBody {
     }
 
     /// Length in bytes.
-    fn len(&self) -> usize {
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
         self.pieces.iter().map(Bytes::len).sum()
     }
 

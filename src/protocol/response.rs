@@ -70,6 +70,26 @@ pub fn build_response(
     timings: &Timings,
     process_id: Option<u32>,
 ) -> Result<Vec<u8>, ProtocolError> {
+    build_result_response(status, body, output_types, timings, process_id).map(|r| r.value)
+}
+
+/// A response built from the runtime's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltResponse {
+    /// The response JSON.
+    pub value: Vec<u8>,
+    /// The runtime's `result` was `ok` (not `failure`).
+    pub ok: bool,
+}
+
+/// [`build_response`], also saying whether the runtime reported success.
+pub fn build_result_response(
+    status: u16,
+    body: &[u8],
+    output_types: &[(String, DataType)],
+    timings: &Timings,
+    process_id: Option<u32>,
+) -> Result<BuiltResponse, ProtocolError> {
     // hetida's `response.json()` raises on these outside its error handling, so it drops the
     // request (spec §7.2, row 7); it accepts NaN, ±Infinity and lone surrogates, and so do we.
     let not_json = |e: NotJson| ProtocolError::RuntimeAnswerNotJson {
@@ -111,7 +131,10 @@ pub fn build_response(
     out.extend_from_slice(b", \"result\": ");
     pyjson::write_str(&mut out, result.result);
     write_tail(&mut out, output_types, process_id);
-    Ok(out)
+    Ok(BuiltResponse {
+        value: out,
+        ok: result.result == "ok",
+    })
 }
 
 /// What the worker knows when an execution fails before a runtime result exists.

@@ -277,8 +277,10 @@ impl Store {
             Target::LatestOfGroup(group) => self.latest_released(group).await?.id,
         };
         if let Some(p) = self.cache().prepared.get(&id) {
+            crate::metrics::worker().revision_cache(true);
             return Ok(p);
         }
+        crate::metrics::worker().revision_cache(false);
         let tree = self.tree(id).await?;
         let prepared = Arc::new(PreparedRevision::new(&tree)?);
         if tree.root.state == State::Released {

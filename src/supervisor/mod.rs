@@ -41,6 +41,9 @@ use nix::unistd::{ForkResult, Pid, fork};
 
 use crate::backoff::Backoff;
 
+mod shared;
+pub use shared::shared_cells;
+
 /// Exit code of a worker that cannot boot (gunicorn's `WORKER_BOOT_ERROR`).
 pub const EXIT_BOOT_FAILURE: i32 = 3;
 /// Exit code of a worker that met an error no restart can fix (another process took its
@@ -76,6 +79,95 @@ pub trait WorkerFactory {
     fn scales_in_place(&self) -> bool {
         false
     }
+    /// The most workers TTIN may raise the count to (the shared memory holds this many slots).
+    fn max_workers(&self) -> usize {
+        usize::MAX
+    }
+    /// Told what the supervisor does, in the supervisor process: must return at once and must
+    /// not start a thread or anything async (the supervisor forks afterwards).
+    fn observe(&self, _event: Event) {}
+    /// Whether the service has a sidecar process besides its workers (the metrics endpoint):
+    /// forked first, restarted with backoff when it exits, stopped after the workers.
+    fn has_sidecar(&self) -> bool {
+        false
+    }
+    /// Runs in the forked sidecar; its return value is the exit code. SIGTERM stops it (default
+    /// action or its own handler).
+    fn run_sidecar(&self) -> i32 {
+        0
+    }
+}
+
+/// What the supervisor tells [`WorkerFactory::observe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A turn of the main loop (at least every 500 ms): proof that the supervisor runs, with
+    /// how many workers it means to run and whether it is stopping the service.
+    Turn {
+        /// Slots `0..workers` should each have a working worker.
+        workers: usize,
+        /// A stop (TERM, INT, QUIT) is under way.
+        stopping: bool,
+    },
+    /// The worker of slot `index` was forked as `pid`.
+    Forked {
+        /// Its slot.
+        index: usize,
+        /// Its process id.
+        pid: u32,
+    },
+    /// The worker of slot `index` was reaped. `cause` is `None` when the supervisor had asked
+    /// it to stop; otherwise its slot gets a new worker.
+    Exited {
+        /// Its slot.
+        index: usize,
+        /// Why it ended, when it was not asked to.
+        cause: Option<ExitCause>,
+    },
+}
+
+/// Why a worker ended without being asked to: what its restart is counted under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCause {
+    /// It exited by itself (a crash or an error it returned).
+    Exit,
+    /// A signal killed it (out of memory, an operator's kill -9).
+    Signal,
+    /// It stopped beating and the supervisor killed it.
+    Hung,
+    /// It failed to boot ([`EXIT_BOOT_FAILURE`]).
+    BootFailure,
+}
+
+impl ExitCause {
+    /// Every cause, in a fixed order (the metrics' label values).
+    pub const ALL: [ExitCause; 4] = [
+        ExitCause::Exit,
+        ExitCause::Signal,
+        ExitCause::Hung,
+        ExitCause::BootFailure,
+    ];
+
+    /// The cause as a metric label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ExitCause::Exit => "exit",
+            ExitCause::Signal => "signal",
+            ExitCause::Hung => "hung",
+            ExitCause::BootFailure => "boot_failure",
+        }
+    }
+}
+
+/// The sidecar process, while the service has one.
+#[derive(Debug)]
+struct Sidecar {
+    /// Its pid while it runs.
+    pid: Option<Pid>,
+    /// Its next start, after an exit (with backoff).
+    restart_at: Option<Instant>,
+    /// Paces its restarts.
+    backoff: Backoff,
 }
 
 /// How the supervisor runs its workers; `serve` fills it from the configuration.
@@ -276,6 +368,8 @@ struct Supervisor<F: WorkerFactory> {
     /// Write end of the self-pipe (signal-hook writes to clones of it), kept so that a child
     /// can close it: it is the supervisor's, not the worker's.
     wake_writer: UnixStream,
+    /// The sidecar process, when the factory has one.
+    sidecar: Option<Sidecar>,
 }
 
 /// Refuses to go on in a process with more than one thread: `fork` copies only the calling
@@ -330,9 +424,15 @@ pub fn run<F: WorkerFactory>(
             }
         })?;
     }
+    let sidecar = factory.has_sidecar().then(|| Sidecar {
+        pid: None,
+        restart_at: None,
+        backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
+    });
     let mut s = Supervisor {
         options,
         factory,
+        sidecar,
         workers: HashMap::new(),
         history: HashMap::new(),
         generation: 1,
@@ -365,6 +465,13 @@ impl<F: WorkerFactory> Supervisor<F> {
 
     fn main_loop(&mut self) -> Result<(), SupervisorError> {
         loop {
+            self.factory.observe(Event::Turn {
+                workers: match self.transition {
+                    Transition::Rescaling { target, .. } => target,
+                    _ => self.options.workers,
+                },
+                stopping: false,
+            });
             self.reap()?;
             if self.take(Signal::SIGTERM) || self.take(Signal::SIGINT) {
                 tracing::info!("graceful stop requested");
@@ -391,6 +498,7 @@ impl<F: WorkerFactory> Supervisor<F> {
             }
             self.advance_transition();
             self.murder_hung();
+            self.spawn_sidecar()?;
             if !matches!(self.transition, Transition::Rescaling { .. }) {
                 self.spawn_missing()?;
             }
@@ -464,6 +572,9 @@ impl<F: WorkerFactory> Supervisor<F> {
                 WaitStatus::Signaled(pid, sig, _) => (pid, None, Some(sig)),
                 _ => continue,
             };
+            if self.sidecar_exited(pid, code, signal) {
+                continue;
+            }
             let Some(w) = self.workers.remove(&pid) else {
                 continue;
             };
@@ -472,8 +583,22 @@ impl<F: WorkerFactory> Supervisor<F> {
             if w.retiring {
                 tracing::info!(worker = w.index, %pid, generation = w.generation, "worker stopped");
                 h.restart_at = None;
+                self.factory.observe(Event::Exited {
+                    index: w.index,
+                    cause: None,
+                });
                 continue;
             }
+            let cause = match (code, signal) {
+                _ if w.aborted.is_some() => ExitCause::Hung,
+                (Some(EXIT_BOOT_FAILURE), _) => ExitCause::BootFailure,
+                (Some(_), _) => ExitCause::Exit,
+                _ => ExitCause::Signal,
+            };
+            self.factory.observe(Event::Exited {
+                index: w.index,
+                cause: Some(cause),
+            });
             match (code, signal) {
                 (Some(0), _) => tracing::info!(worker = w.index, %pid, "worker exited"),
                 (Some(EXIT_BOOT_FAILURE), _) => {
@@ -569,6 +694,10 @@ impl<F: WorkerFactory> Supervisor<F> {
             ForkResult::Parent { child } => {
                 drop(child_end);
                 tracing::info!(worker = index, pid = %child, generation = self.generation, "worker started");
+                self.factory.observe(Event::Forked {
+                    index,
+                    pid: child.as_raw() as u32,
+                });
                 let now = Instant::now();
                 self.workers.insert(
                     child,
@@ -588,9 +717,24 @@ impl<F: WorkerFactory> Supervisor<F> {
         }
     }
 
-    /// In the child: drop what belongs to the supervisor, restore default signal handling,
-    /// follow the supervisor's death, then run the worker body.
+    /// In the child: drop what belongs to the supervisor, then run the worker body.
     fn become_worker(&mut self, index: usize, heartbeat: UnixStream) -> i32 {
+        if !self.leave_supervisor() {
+            return 0;
+        }
+        let slot = WorkerSlot {
+            index,
+            count: self.options.workers,
+            generation: self.generation,
+            heartbeat: Heartbeat(Arc::new(heartbeat)),
+        };
+        self.factory.run_worker(slot)
+    }
+
+    /// In a freshly forked child: drop what belongs to the supervisor, restore default signal
+    /// handling and follow the supervisor's death. False when the supervisor is already gone
+    /// (the child should exit at once).
+    fn leave_supervisor(&mut self) -> bool {
         let parent = nix::unistd::getppid();
         // The siblings' heartbeat pipes and the signal pipe are the supervisor's.
         self.workers.clear();
@@ -618,16 +762,75 @@ impl<F: WorkerFactory> Supervisor<F> {
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
         // A worker whose supervisor dies stops gracefully instead of running on as an orphan.
         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
-        if nix::unistd::getppid() != parent {
-            return 0;
-        }
-        let slot = WorkerSlot {
-            index,
-            count: self.options.workers,
-            generation: self.generation,
-            heartbeat: Heartbeat(Arc::new(heartbeat)),
+        nix::unistd::getppid() == parent
+    }
+
+    /// Forks the sidecar when the service has one, none runs and its restart delay is over.
+    fn spawn_sidecar(&mut self) -> Result<(), SupervisorError> {
+        let Some(sidecar) = &self.sidecar else {
+            return Ok(());
         };
-        self.factory.run_worker(slot)
+        if sidecar.pid.is_some() || sidecar.restart_at.is_some_and(|t| Instant::now() < t) {
+            return Ok(());
+        }
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        ensure_single_threaded()?;
+        // SAFETY: as for the workers' fork in `spawn`: this process has exactly one thread.
+        match unsafe { fork() }.map_err(os("forking the sidecar"))? {
+            ForkResult::Child => {
+                let code = if self.leave_supervisor() {
+                    self.factory.run_sidecar()
+                } else {
+                    0
+                };
+                std::process::exit(code);
+            }
+            ForkResult::Parent { child } => {
+                tracing::debug!(pid = %child, "sidecar started");
+                if let Some(sidecar) = &mut self.sidecar {
+                    sidecar.pid = Some(child);
+                    sidecar.restart_at = None;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether the reaped `pid` was the sidecar; schedules its restart.
+    fn sidecar_exited(&mut self, pid: Pid, code: Option<i32>, signal: Option<Signal>) -> bool {
+        let Some(sidecar) = &mut self.sidecar else {
+            return false;
+        };
+        if sidecar.pid != Some(pid) {
+            return false;
+        }
+        sidecar.pid = None;
+        let pause = sidecar.backoff.next_pause();
+        sidecar.restart_at = Some(Instant::now() + pause);
+        tracing::error!(%pid, ?code, ?signal, "the metrics process ended; restarting it in {pause:?}");
+        true
+    }
+
+    /// Stops the sidecar (after the workers, so that it reports on them to the end).
+    fn stop_sidecar(&mut self) {
+        let Some(pid) = self.sidecar.as_mut().and_then(|s| s.pid.take()) else {
+            return;
+        };
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(nix::Error::EINTR) => {}
+                _ => return,
+            }
+            if Instant::now() >= deadline {
+                let _ = kill(pid, Signal::SIGKILL);
+                let _ = waitpid(pid, None);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The hung-worker check: SIGABRT to a worker silent for longer than the timeout, SIGKILL
@@ -668,6 +871,10 @@ impl<F: WorkerFactory> Supervisor<F> {
         }
         let deadline = Instant::now() + self.options.graceful_timeout + Duration::from_secs(1);
         while !self.workers.is_empty() {
+            self.factory.observe(Event::Turn {
+                workers: self.options.workers,
+                stopping: true,
+            });
             // QUIT during a graceful stop: stop now.
             if graceful && self.take(Signal::SIGQUIT) {
                 tracing::info!("immediate stop requested");
@@ -682,6 +889,7 @@ impl<F: WorkerFactory> Supervisor<F> {
             self.reap_quietly();
             self.wait_for_events(Duration::from_millis(100));
         }
+        self.stop_sidecar();
     }
 
     /// Reaps during a stop, without restart bookkeeping.
@@ -691,8 +899,17 @@ impl<F: WorkerFactory> Supervisor<F> {
                 WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _) => pid,
                 _ => break,
             };
-            if let Some(w) = self.workers.remove(&pid) {
+            if self.sidecar.as_ref().is_some_and(|s| s.pid == Some(pid)) {
+                // It is stopped after the workers; ended early, it stays down.
+                if let Some(s) = &mut self.sidecar {
+                    s.pid = None;
+                }
+            } else if let Some(w) = self.workers.remove(&pid) {
                 tracing::info!(worker = w.index, %pid, generation = w.generation, "worker stopped");
+                self.factory.observe(Event::Exited {
+                    index: w.index,
+                    cause: None,
+                });
             }
         }
     }
@@ -736,7 +953,11 @@ impl<F: WorkerFactory> Supervisor<F> {
             Transition::Rescaling { target, .. } => target,
             _ => self.options.workers,
         };
-        let target = (current as isize + delta).max(1) as usize;
+        let max = self.factory.max_workers();
+        let target = ((current as isize + delta).max(1) as usize).min(max);
+        if target == max && delta > 0 {
+            tracing::warn!(max, "not more workers than {max}");
+        }
         if target == current {
             return;
         }

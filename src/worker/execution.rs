@@ -11,11 +11,12 @@ use uuid::Uuid;
 use crate::backoff::Backoff;
 use crate::config::{ExecutionSettings, ResponseKey};
 use crate::kafka::{DoneToken, KafkaError, OutgoingRecord, RequestRecord, ResponseProducer};
+use crate::metrics::board::RUNTIME_FAILURE;
 use crate::protocol::response::Failure;
 use crate::protocol::revision::DataType;
 use crate::protocol::{
-    DEAD_LETTER_REASON_HEADER, JOB_ID_HEADER, ProtocolError, Step, Timings, build_response,
-    failure_response, parse_request,
+    BuiltResponse, DEAD_LETTER_REASON_HEADER, JOB_ID_HEADER, ProtocolError, Step, Timings,
+    build_result_response, failure_response, parse_request,
 };
 use crate::runtime_client::RuntimeClient;
 use crate::store::Store;
@@ -50,6 +51,8 @@ struct Incoming {
     /// The request JSON.
     value: Option<Vec<u8>>,
     headers: BTreeMap<String, Vec<u8>>,
+    /// When it was fetched: the request's measured duration starts here.
+    fetched: std::time::Instant,
 }
 
 impl Incoming {
@@ -61,6 +64,7 @@ impl Incoming {
             value,
             headers,
             done,
+            fetched,
             ..
         } = record;
         (
@@ -70,6 +74,7 @@ impl Incoming {
                 key,
                 value,
                 headers,
+                fetched,
             },
             done,
         )
@@ -103,6 +108,9 @@ struct Answer {
     value: Vec<u8>,
     /// The request's job id (or a fresh one when it has none that can be read).
     job_id: Uuid,
+    /// `error.type` of a failure response (the runtime's own failures as one label); `None`
+    /// for a result `ok`. What the response is counted under.
+    error_type: Option<&'static str>,
     /// Why the record is no request at all, when it is not.
     dead_letter: Option<String>,
     /// The execution's steps, for a failure response that replaces the response.
@@ -154,7 +162,7 @@ impl Execution {
         record: &Incoming,
         timings: &mut Timings,
         full_start: chrono::DateTime<Utc>,
-    ) -> Result<(Vec<u8>, Uuid), Failed> {
+    ) -> Result<(BuiltResponse, Uuid), Failed> {
         let request = parse_request(record.value.as_deref())?;
         let job_id = request.job_id;
         #[cfg(feature = "test-hooks")]
@@ -181,7 +189,11 @@ impl Execution {
             job_id: Some(job_id),
             output_types: prepared.output_types().to_vec(),
         };
-        let answer = self.runtime.run(runtime_request.body).await.map_err(|e| {
+        let sent = runtime_request.body.len();
+        let called = std::time::Instant::now();
+        let answer = self.runtime.run(runtime_request.body).await;
+        crate::metrics::worker().runtime_call(called.elapsed(), sent);
+        let answer = answer.map_err(|e| {
             failed(match ProtocolError::from(e) {
                 ProtocolError::RuntimeAnswerTooLarge { reason } => {
                     ProtocolError::RuntimeAnswerTooLarge {
@@ -200,7 +212,7 @@ impl Execution {
             start: full_start,
             end,
         });
-        let bytes = build_response(
+        let built = build_result_response(
             answer.status,
             &answer.body,
             prepared.output_types(),
@@ -208,7 +220,7 @@ impl Execution {
             self.process_id,
         )
         .map_err(failed)?;
-        Ok((bytes, job_id))
+        Ok((built, job_id))
     }
 
     /// Executes one record and produces its response; marks it done once the response is in
@@ -228,6 +240,7 @@ impl Execution {
             );
             return;
         }
+        let _in_flight = InFlight::start();
         let (incoming, done) = Incoming::split(record);
         let incoming = Arc::new(incoming);
         let answer = self
@@ -244,8 +257,14 @@ impl Execution {
                     .await;
             }
             let response = self.response_record(&incoming, answer.job_id, answer.value);
-            self.deliver(&incoming, done, response, answer.job_id, &answer.timings)
-                .await;
+            self.deliver(
+                &incoming,
+                done,
+                response,
+                (answer.job_id, answer.error_type),
+                &answer.timings,
+            )
+            .await;
         }
         .instrument(span)
         .await
@@ -280,9 +299,10 @@ impl Execution {
         let full_start = Utc::now();
         let mut timings = Timings::default();
         match self.execute(incoming, &mut timings, full_start).await {
-            Ok((value, job_id)) => Answer {
-                value,
+            Ok((built, job_id)) => Answer {
+                value: built.value,
                 job_id,
+                error_type: (!built.ok).then_some(RUNTIME_FAILURE),
                 dead_letter: None,
                 timings,
             },
@@ -351,6 +371,7 @@ impl Execution {
         Answer {
             value,
             job_id,
+            error_type: Some(failed.error.error_type()),
             dead_letter: failed
                 .error
                 .is_not_a_request()
@@ -402,8 +423,9 @@ impl Execution {
             value: record.value.clone(),
             headers,
         };
-        if let Err(e) = produce_until_done(dlq, &dead_letter).await {
-            tracing::error!("the dead letter cannot be produced: {e}");
+        match produce_until_done(dlq, &dead_letter).await {
+            Ok(()) => crate::metrics::worker().dead_letter(),
+            Err(e) => tracing::error!("the dead letter cannot be produced: {e}"),
         }
     }
 
@@ -415,9 +437,10 @@ impl Execution {
         record: &Incoming,
         done: DoneToken,
         mut response: OutgoingRecord,
-        job_id: Uuid,
+        (job_id, error_type): (Uuid, Option<&'static str>),
         timings: &Timings,
     ) {
+        let metrics = crate::metrics::worker();
         if done.lost() {
             tracing::info!(%job_id, "not answered: the group gave the partition to another member, which executes the request again");
             return;
@@ -425,6 +448,7 @@ impl Execution {
         let Err(e) = produce_until_done(&self.responses, &response).await else {
             tracing::debug!("response produced");
             done.complete();
+            metrics.request_done(error_type, record.fetched.elapsed());
             return;
         };
         let size = response.value.as_ref().map_or(0, Vec::len);
@@ -449,7 +473,10 @@ impl Execution {
             extra: Some(&extra),
         }));
         match produce_until_done(&self.responses, &response).await {
-            Ok(()) => done.complete(),
+            Ok(()) => {
+                done.complete();
+                metrics.request_done(Some(error.error_type()), record.fetched.elapsed());
+            }
             // Left uncommitted: it runs again after a restart, and commits of this partition
             // stop below it, which shows.
             Err(e) => {
@@ -468,6 +495,23 @@ impl Execution {
     }
 }
 
+/// Counts an execution in flight for as long as it lives (however its task ends: done,
+/// abandoned at a revocation, or aborted when the grace period is over).
+struct InFlight;
+
+impl InFlight {
+    fn start() -> InFlight {
+        crate::metrics::worker().in_flight(true);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        crate::metrics::worker().in_flight(false);
+    }
+}
+
 /// Produces with retries until Kafka acknowledges the record; gives up only on errors that
 /// retrying cannot help (e.g. a record larger than the broker accepts).
 async fn produce_until_done(
@@ -481,6 +525,7 @@ async fn produce_until_done(
             Err(e) if e.is_permanent() => return Err(e),
             Err(e) => {
                 tracing::warn!(topic = producer.topic(), "producing failed, retrying: {e}");
+                crate::metrics::worker().produce_retry();
                 // Retrying goes on through a stop's grace period; the worker aborts this task
                 // when the grace period ends, leaving the record uncommitted.
                 backoff.wait().await;

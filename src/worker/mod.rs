@@ -132,6 +132,9 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
     runtime_options.max_answer_bytes = responses.largest_useful_answer();
     let runtime = RuntimeClient::new(runtime_options).map_err(BootError::Runtime)?;
     if let Some(partitions) = session.fixed_partitions() {
+        let metrics = crate::metrics::worker();
+        metrics.set_assigned(partitions.len());
+        metrics.set_state(crate::metrics::WorkerState::Consuming);
         // The one line per worker that says it is ready and what it owns (in a group, the
         // member says it at every assignment).
         tracing::info!(
@@ -168,9 +171,11 @@ const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
 /// replaced, which is what the supervisor's check is for.
 async fn beat(heartbeat: impl Fn()) {
     let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+    let metrics = crate::metrics::worker();
     loop {
         tick.tick().await;
         heartbeat();
+        metrics.beat();
     }
 }
 
@@ -231,6 +236,7 @@ pub async fn serve(
     }
 
     let deadline = Instant::now() + spec.graceful_timeout;
+    crate::metrics::worker().set_state(crate::metrics::WorkerState::Stopping);
     tracing::info!(
         worker = spec.slot.index,
         in_flight = tasks.len(),

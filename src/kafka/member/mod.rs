@@ -34,6 +34,7 @@ use super::session::start_positions;
 use super::{KafkaError, RequestConsumer, Watermarks};
 use crate::backoff::Backoff;
 use crate::config::KafkaSettings;
+use crate::metrics::WorkerState;
 use std::collections::BTreeMap;
 
 /// How this worker takes part in the group.
@@ -165,6 +166,7 @@ impl Member {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         let mut shutdown = self.shutdown.clone();
         loop {
+            crate::metrics::worker().set_state(WorkerState::Joining);
             let joined = tokio::select! {
                 joined = self.join_and_start() => joined,
                 _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
@@ -186,6 +188,7 @@ impl Member {
             match self.stay(&generation).await? {
                 Ending::Shutdown => return Ok(()),
                 Ending::Rebalance(reason) => {
+                    crate::metrics::worker().set_state(WorkerState::Joining);
                     tracing::info!(group = %self.kafka.group_id, generation = generation.id, "the group rebalances ({reason}): giving up the partitions");
                     self.give_up(&generation, true).await;
                 }
@@ -193,6 +196,7 @@ impl Member {
                     reason,
                     forget_member_id,
                 } => {
+                    crate::metrics::worker().set_state(WorkerState::Joining);
                     tracing::warn!(group = %self.kafka.group_id, generation = generation.id, "the group no longer knows this member's generation ({reason}): its partitions go to others without a commit");
                     self.give_up(&generation, false).await;
                     if forget_member_id {
@@ -326,6 +330,10 @@ impl Member {
                 consumer.add_partition(p, offset);
             }
         }
+        let metrics = crate::metrics::worker();
+        metrics.set_assigned(partitions.len());
+        metrics.rebalance();
+        metrics.set_state(WorkerState::Consuming);
         tracing::info!(
             group = %self.kafka.group_id,
             generation = joined.generation.id,
@@ -514,6 +522,7 @@ impl Member {
                 Err(gone) => tracing::warn!("committing the given-up partitions failed: {gone}"),
             }
         }
+        crate::metrics::worker().set_assigned(0);
         let mut watermarks = self.watermarks.lock().expect("watermark lock");
         for p in &revoked {
             watermarks.forget(*p);

@@ -1,0 +1,148 @@
+//! The group's position in the request topic as the brokers see it: per partition the committed
+//! offset (OffsetFetch), the log start and end (ListOffsets), hence the lag. Read from outside
+//! the workers, as kafka_exporter does, so the numbers hold whatever state a worker is in, and
+//! count hetida's own consumers of the group too.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rskafka::client::Client;
+use rskafka::client::partition::{OffsetAt, PartitionClient};
+
+use super::client::{connect, partition_client, partition_count};
+use super::{BrokerAuth, GroupCoordinator, KafkaError};
+use crate::config::KafkaSettings;
+
+/// One partition's position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// The partition of the request topic.
+    pub partition: i32,
+    /// The group's committed offset (the next record to consume); `None` before its first
+    /// commit.
+    pub committed: Option<i64>,
+    /// The offset the next record written will get (the high watermark).
+    pub log_end: i64,
+    /// The first offset still in the log.
+    pub log_start: i64,
+}
+
+impl PartitionLag {
+    /// Records written and not yet committed: from the committed offset, or from the start of
+    /// the log when the group has none yet (all of it waits for the group then).
+    pub fn lag(&self) -> i64 {
+        (self.log_end - self.committed.unwrap_or(self.log_start).max(self.log_start)).max(0)
+    }
+}
+
+/// Reads the group's lag on the request topic; keeps its connections between reads.
+#[derive(Debug)]
+pub struct LagReader {
+    /// Where and as whom to connect (the consumer side's settings).
+    bootstrap: Vec<String>,
+    client_id: String,
+    auth: BrokerAuth,
+    /// The request topic.
+    topic: String,
+    /// Committed offsets come from here.
+    coordinator: GroupCoordinator,
+    /// Connected on first use, and again after an error.
+    client: Option<Arc<Client>>,
+    /// Per partition, for ListOffsets.
+    partitions: HashMap<i32, PartitionClient>,
+}
+
+impl LagReader {
+    /// A reader for the configured group and request topic; connects on the first read.
+    pub fn new(k: &KafkaSettings) -> Result<LagReader, KafkaError> {
+        let auth = BrokerAuth::new(&k.consumer_security)?;
+        let coordinator =
+            GroupCoordinator::new(k.consumer_bootstrap.clone(), &k.group_id, &k.client_id)
+                .with_auth(auth.clone())
+                .with_retry_budget(Duration::from_secs(2));
+        Ok(LagReader {
+            bootstrap: k.consumer_bootstrap.clone(),
+            client_id: k.client_id.clone(),
+            auth,
+            topic: k.request_topic.clone(),
+            coordinator,
+            client: None,
+            partitions: HashMap::new(),
+        })
+    }
+
+    /// The request topic, as the lag is labelled.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Every partition's position now. An error drops the connections, so the next read starts
+    /// afresh (a broker may have moved).
+    pub async fn read(&mut self) -> Result<Vec<PartitionLag>, KafkaError> {
+        let read = self.read_once().await;
+        if read.is_err() {
+            self.client = None;
+            self.partitions.clear();
+        }
+        read
+    }
+
+    async fn read_once(&mut self) -> Result<Vec<PartitionLag>, KafkaError> {
+        let client = match &self.client {
+            Some(c) => c.clone(),
+            None => {
+                let c = connect(&self.bootstrap, &self.client_id, &self.auth).await?;
+                self.client = Some(c.clone());
+                c
+            }
+        };
+        let Some(count) = partition_count(&client, &self.topic).await? else {
+            return Ok(Vec::new());
+        };
+        let ids: Vec<i32> = (0..count).collect();
+        let committed = self.coordinator.fetch(&self.topic, &ids).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for partition in ids {
+            if !self.partitions.contains_key(&partition) {
+                let pc = partition_client(&client, &self.topic, partition).await?;
+                self.partitions.insert(partition, pc);
+            }
+            let pc = &self.partitions[&partition];
+            let topic = &self.topic;
+            let list = |source| KafkaError::Client {
+                context: format!("ListOffsets of {topic}/{partition}"),
+                source,
+            };
+            let log_end = pc.get_offset(OffsetAt::Latest).await.map_err(list)?;
+            let log_start = pc.get_offset(OffsetAt::Earliest).await.map_err(list)?;
+            out.push(PartitionLag {
+                partition,
+                committed: committed.get(&partition).copied().flatten(),
+                log_end,
+                log_start,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_counts_from_the_commit_or_from_the_log_start() {
+        let at = |committed, log_start, log_end| PartitionLag {
+            partition: 0,
+            committed,
+            log_end,
+            log_start,
+        };
+        assert_eq!(at(Some(7), 0, 10).lag(), 3);
+        assert_eq!(at(Some(10), 0, 10).lag(), 0);
+        assert_eq!(at(None, 4, 10).lag(), 6);
+        // A commit below the log start (retention deleted records): only what is left waits.
+        assert_eq!(at(Some(2), 4, 10).lag(), 6);
+    }
+}

@@ -1,0 +1,332 @@
+//! The metrics process: forked by the supervisor as its sidecar, it serves `/metrics`,
+//! `/livez` and `/readyz` from the board and the group's lag. A process of its own because the
+//! supervisor must stay single-threaded and free of anything async (it forks), and because a
+//! scrape must not depend on any one worker being alive.
+
+use std::cell::RefCell;
+use std::convert::Infallible;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+
+use super::board::{Board, Reading, WorkerState, monotonic_ms};
+use super::exposition::{Scrape, encode};
+use crate::config::KafkaSettings;
+use crate::kafka::{LagReader, PartitionLag};
+
+/// How long the supervisor's loop may stand still before `/livez` fails: it turns at least
+/// every 500 ms, so this is a stuck supervisor, not a busy one.
+const SUPERVISOR_SILENCE: Duration = Duration::from_secs(5);
+/// A scrape waits this long for the lag; after it, the lag families are left out of that
+/// scrape (Prometheus marks them stale) rather than the scrape timing out.
+const LAG_BUDGET: Duration = Duration::from_secs(3);
+/// Scrapes closer together than this share one lag reading.
+const LAG_REUSE: Duration = Duration::from_millis(500);
+
+/// What the metrics process needs besides the board.
+#[derive(Debug, Clone)]
+pub struct EndpointSettings {
+    /// The consumer side's Kafka settings: the group and request topic whose lag is shown.
+    pub kafka: KafkaSettings,
+    /// A worker silent for longer counts as hung for `/livez`.
+    pub hung_after: Duration,
+}
+
+/// How long a worker may be silent before `/livez` calls it hung: half the supervisor's
+/// `--timeout` (which replaces it at the full timeout), between 2 and 10 s; 10 s when the
+/// supervisor's check is off.
+pub fn hung_after(timeout: Duration) -> Duration {
+    if timeout.is_zero() {
+        return Duration::from_secs(10);
+    }
+    (timeout / 2).clamp(Duration::from_secs(2), Duration::from_secs(10))
+}
+
+/// `/livez`: the supervisor's loop turns and every worker beats.
+pub fn liveness(r: &Reading, now_ms: u64, hung_after: Duration) -> Result<(), String> {
+    let silent = |since: u64| Duration::from_millis(now_ms.saturating_sub(since));
+    if r.supervisor_tick_ms == 0 || silent(r.supervisor_tick_ms) > SUPERVISOR_SILENCE {
+        return Err(format!(
+            "the supervisor's loop has not turned for {:.1} s",
+            silent(r.supervisor_tick_ms).as_secs_f64()
+        ));
+    }
+    for w in &r.workers {
+        let quiet = silent(w.beat_ms);
+        if quiet > hung_after {
+            return Err(format!(
+                "worker {} (pid {}) has been silent for {:.1} s: hung",
+                w.index,
+                w.pid,
+                quiet.as_secs_f64()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `/readyz`: every worker the supervisor means to run has booted and owns its partitions.
+pub fn readiness(r: &Reading) -> Result<(), String> {
+    if r.supervisor_tick_ms == 0 {
+        return Err("the supervisor has not started".into());
+    }
+    if r.stopping {
+        return Err("the service is stopping".into());
+    }
+    for index in 0..r.target_workers {
+        match r.workers.iter().find(|w| w.index == index) {
+            None => return Err(format!("worker {index} is not running")),
+            Some(w) if w.state != WorkerState::Consuming => {
+                return Err(format!("worker {index} is {}", w.state.label()));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The lag of the last read, and when it was read.
+#[derive(Debug, Default)]
+struct LagCache {
+    at: Option<Instant>,
+    partitions: Option<Vec<PartitionLag>>,
+    /// When a failed read was last logged (once a minute is enough).
+    warned: Option<Instant>,
+}
+
+/// The process' state, shared by its connections (one thread: `Rc`).
+#[derive(Debug)]
+struct Endpoint {
+    board: Board,
+    hung_after: Duration,
+    /// `None` when the Kafka settings cannot make one (then no lag is shown).
+    lag: Option<tokio::sync::Mutex<LagReader>>,
+    cache: RefCell<LagCache>,
+}
+
+impl Endpoint {
+    async fn lag(&self) -> Option<(String, Vec<PartitionLag>)> {
+        let reader = self.lag.as_ref()?;
+        let mut reader = reader.lock().await;
+        let topic = reader.topic().to_owned();
+        {
+            let cache = self.cache.borrow();
+            if cache.at.is_some_and(|at| at.elapsed() < LAG_REUSE) {
+                return cache.partitions.clone().map(|p| (topic, p));
+            }
+        }
+        let read = tokio::time::timeout(LAG_BUDGET, reader.read()).await;
+        let mut cache = self.cache.borrow_mut();
+        cache.at = Some(Instant::now());
+        cache.partitions = match read {
+            Ok(Ok(partitions)) => Some(partitions),
+            failed => {
+                if cache
+                    .warned
+                    .is_none_or(|at| at.elapsed() > Duration::from_secs(60))
+                {
+                    cache.warned = Some(Instant::now());
+                    let why = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => format!("no answer within {LAG_BUDGET:?}"),
+                    };
+                    tracing::warn!("metrics: the consumer lag cannot be read: {why}");
+                }
+                None
+            }
+        };
+        cache.partitions.clone().map(|p| (topic, p))
+    }
+
+    async fn answer(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into());
+        }
+        match req.uri().path() {
+            "/metrics" => {
+                let lag = self.lag().await;
+                let body = encode(Scrape {
+                    reading: self.board.read(),
+                    lag,
+                });
+                let mut response = Response::new(Full::new(Bytes::from(body)));
+                response.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                response
+            }
+            "/livez" => probe(liveness(
+                &self.board.read(),
+                monotonic_ms(),
+                self.hung_after,
+            )),
+            "/readyz" => probe(readiness(&self.board.read())),
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found: /metrics, /livez and /readyz are served here\n".into(),
+            ),
+        }
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn probe(result: Result<(), String>) -> Response<Full<Bytes>> {
+    match result {
+        Ok(()) => text(StatusCode::OK, "ok\n".into()),
+        Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+    }
+}
+
+/// Runs the metrics process on `listener` (bound by the supervisor before it forked, so a port
+/// in use fails the start, not a child). Returns its exit code.
+pub fn run(listener: std::net::TcpListener, board: Board, settings: EndpointSettings) -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("metrics: cannot start its async runtime: {e}");
+            return 1;
+        }
+    };
+    let lag = match LagReader::new(&settings.kafka) {
+        Ok(reader) => Some(tokio::sync::Mutex::new(reader)),
+        Err(e) => {
+            tracing::warn!("metrics: no consumer lag: {e}");
+            None
+        }
+    };
+    let endpoint = Rc::new(Endpoint {
+        board,
+        hung_after: settings.hung_after,
+        lag,
+        cache: RefCell::new(LagCache::default()),
+    });
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        if let Err(e) = listener.set_nonblocking(true) {
+            tracing::error!("metrics: {e}");
+            return 1;
+        }
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("metrics: {e}");
+                return 1;
+            }
+        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("metrics: {e}");
+                    return 1;
+                }
+            };
+        loop {
+            let (stream, _) = tokio::select! {
+                _ = term.recv() => return 0,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors, say: wait a moment rather than spin.
+                        tracing::warn!("metrics: accepting a connection: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let endpoint = endpoint.clone();
+            tokio::task::spawn_local(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let endpoint = endpoint.clone();
+                    async move { Ok::<_, Infallible>(endpoint.answer(&req).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
+                // A probe or scrape that stalls must not hold a connection for good.
+                let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
+            });
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::board::Board;
+
+    #[test]
+    fn ready_once_every_configured_worker_consumes() {
+        let board = Board::private();
+        assert!(
+            readiness(&board.read())
+                .unwrap_err()
+                .contains("not started")
+        );
+        board.supervisor_turn(2, false);
+        assert_eq!(
+            readiness(&board.read()).unwrap_err(),
+            "worker 0 is not running"
+        );
+        board.worker_forked(0, 10);
+        board.worker_forked(1, 11);
+        assert_eq!(readiness(&board.read()).unwrap_err(), "worker 0 is booting");
+        board.slot(0).set_state(WorkerState::Consuming);
+        board.slot(1).set_state(WorkerState::Joining);
+        assert_eq!(readiness(&board.read()).unwrap_err(), "worker 1 is joining");
+        board.slot(1).set_state(WorkerState::Consuming);
+        assert_eq!(readiness(&board.read()), Ok(()));
+        // TTOU: slot 1 retired; the one left suffices.
+        board.supervisor_turn(1, false);
+        board.worker_exited(1, None);
+        assert_eq!(readiness(&board.read()), Ok(()));
+        board.supervisor_turn(1, true);
+        assert!(readiness(&board.read()).unwrap_err().contains("stopping"));
+    }
+
+    #[test]
+    fn live_while_the_supervisor_turns_and_every_worker_beats() {
+        let board = Board::private();
+        board.supervisor_turn(1, false);
+        board.worker_forked(0, 10);
+        let now = monotonic_ms();
+        let hung = Duration::from_secs(4);
+        assert_eq!(liveness(&board.read(), now, hung), Ok(()));
+        let later = now + 6_000;
+        let err = liveness(&board.read(), later, hung).unwrap_err();
+        assert!(err.contains("supervisor"), "{err}");
+        board.supervisor_turn(1, false);
+        let err = liveness(&board.read(), monotonic_ms() + 4_500, hung).unwrap_err();
+        assert!(err.contains("worker 0 (pid 10)"), "{err}");
+        board.slot(0).beat();
+        assert_eq!(liveness(&board.read(), monotonic_ms(), hung), Ok(()));
+    }
+
+    #[test]
+    fn hung_after_follows_the_supervisors_timeout() {
+        assert_eq!(hung_after(Duration::from_secs(30)), Duration::from_secs(10));
+        assert_eq!(hung_after(Duration::from_secs(8)), Duration::from_secs(4));
+        assert_eq!(hung_after(Duration::from_secs(1)), Duration::from_secs(2));
+        assert_eq!(hung_after(Duration::ZERO), Duration::from_secs(10));
+    }
+}

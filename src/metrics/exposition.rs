@@ -1,0 +1,324 @@
+//! The board (and the group's lag) in Prometheus' OpenMetrics text, through the
+//! prometheus-client crate: a collector that encodes one reading per scrape.
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::board::{
+    BYTE_BUCKETS, DURATION_BUCKETS, ERROR_TYPES, HistogramTotals, Reading, WorkerState,
+};
+use crate::kafka::PartitionLag;
+use crate::supervisor::ExitCause;
+
+/// Every metric's name starts with this (`hd_kafka_exec_requests_total`, ...).
+pub const PREFIX: &str = "hd_kafka_exec";
+
+/// The features this binary was built with, for `build_info`.
+pub fn features() -> String {
+    let mut on = Vec::new();
+    if cfg!(feature = "tls") {
+        on.push("tls");
+    }
+    if cfg!(feature = "lz4") {
+        on.push("lz4");
+    }
+    if cfg!(feature = "zstd") {
+        on.push("zstd");
+    }
+    if cfg!(feature = "test-hooks") {
+        on.push("test-hooks");
+    }
+    on.join(",")
+}
+
+/// What one scrape shows.
+#[derive(Debug)]
+pub struct Scrape {
+    /// The board.
+    pub reading: Reading,
+    /// The group's position per partition of `topic`; `None` when it could not be read.
+    pub lag: Option<(String, Vec<PartitionLag>)>,
+}
+
+/// The scrape as OpenMetrics text.
+pub fn encode(scrape: Scrape) -> String {
+    let mut registry = Registry::with_prefix(PREFIX);
+    registry.register_collector(Box::new(scrape));
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry)
+        .expect("writing to a String cannot fail");
+    out
+}
+
+/// One sample of a counter or gauge.
+fn counter(e: &mut MetricEncoder<'_>, v: u64) -> std::fmt::Result {
+    e.encode_counter::<NoLabelSet, _, u64>(&v, None)
+}
+
+fn gauge(e: &mut MetricEncoder<'_>, v: i64) -> std::fmt::Result {
+    e.encode_gauge(&v)
+}
+
+/// A histogram from its per-bucket counts (the encoder makes them cumulative); `scale` turns
+/// the stored integer sum into the base unit.
+fn histogram(
+    e: &mut MetricEncoder<'_>,
+    h: &HistogramTotals,
+    bounds: &[f64],
+    scale: f64,
+) -> std::fmt::Result {
+    let mut buckets: Vec<(f64, u64)> = bounds
+        .iter()
+        .copied()
+        .zip(h.buckets.iter().copied())
+        .collect();
+    let bounded: u64 = h.buckets.iter().sum();
+    buckets.push((f64::INFINITY, h.count.saturating_sub(bounded)));
+    e.encode_histogram::<NoLabelSet>(h.sum_units as f64 * scale, h.count, &buckets, None)
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut d: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let r = &self.reading;
+        let t = &r.totals;
+        {
+            let mut e = d.encode_descriptor(
+                "requests",
+                "Requests answered: responses acknowledged by Kafka, by result and error type",
+                None,
+                MetricType::Counter,
+            )?;
+            counter(&mut e.encode_family(&[("result", "ok")])?, t.ok)?;
+            for (error_type, n) in ERROR_TYPES.iter().zip(t.failures) {
+                let labels = [("result", "failure"), ("error_type", *error_type)];
+                counter(&mut e.encode_family(&labels)?, n)?;
+            }
+        }
+        let durations = [
+            (
+                "request_duration",
+                "From the request record fetched to its response acknowledged by Kafka",
+                &t.request_duration,
+            ),
+            (
+                "runtime_call_duration",
+                "The runtime call (POST /runtime) alone, retries included",
+                &t.runtime_duration,
+            ),
+        ];
+        for (name, help, h) in durations {
+            let mut e =
+                d.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
+            histogram(&mut e, h, &DURATION_BUCKETS, 1e-9)?;
+        }
+        {
+            let mut e = d.encode_descriptor(
+                "runtime_request",
+                "Size of the runtime request bodies sent",
+                Some(&Unit::Bytes),
+                MetricType::Histogram,
+            )?;
+            histogram(&mut e, &t.runtime_bytes, &BYTE_BUCKETS, 1.0)?;
+        }
+        let counters = [
+            (
+                "dead_letters",
+                "Records that are no request, copied to the dead-letter topic",
+                t.dead_letters,
+            ),
+            (
+                "produce_retries",
+                "Produce attempts of responses and dead letters that failed and were retried",
+                t.produce_retries,
+            ),
+            (
+                "commits",
+                "Offset commits the group coordinator accepted",
+                t.commits,
+            ),
+            (
+                "commit_failures",
+                "Offset commits that failed",
+                t.commit_failures,
+            ),
+            (
+                "revision_cache_hits",
+                "Requests whose prepared revision came from a worker's cache",
+                t.cache_hits,
+            ),
+            (
+                "revision_cache_misses",
+                "Requests whose revision was loaded from the store",
+                t.cache_misses,
+            ),
+            (
+                "rebalances",
+                "Assignments the workers received from the consumer group (the first included)",
+                t.rebalances,
+            ),
+        ];
+        for (name, help, v) in counters {
+            counter(
+                &mut d.encode_descriptor(name, help, None, MetricType::Counter)?,
+                v,
+            )?;
+        }
+        {
+            let mut e = d.encode_descriptor(
+                "worker_restarts",
+                "Workers replaced after ending unasked, by cause",
+                None,
+                MetricType::Counter,
+            )?;
+            for (cause, n) in ExitCause::ALL.iter().zip(r.restarts) {
+                counter(&mut e.encode_family(&[("cause", cause.label())])?, n)?;
+            }
+        }
+        let gauges = [
+            (
+                "executions_in_flight",
+                "Requests being executed or answered now",
+                t.in_flight,
+            ),
+            (
+                "assigned_partitions",
+                "Partitions of the request topic the workers own",
+                t.assigned,
+            ),
+            (
+                "parked_partitions",
+                "Partitions stopped at a record batch they cannot read",
+                t.parked,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            gauge(
+                &mut d.encode_descriptor(name, help, None, MetricType::Gauge)?,
+                v as i64,
+            )?;
+        }
+        {
+            let mut e = d.encode_descriptor(
+                "workers",
+                "Worker processes by state (booting, joining the group, consuming, stopping)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for state in [
+                WorkerState::Booting,
+                WorkerState::Joining,
+                WorkerState::Consuming,
+                WorkerState::Stopping,
+            ] {
+                let n = r.workers.iter().filter(|w| w.state == state).count();
+                gauge(&mut e.encode_family(&[("state", state.label())])?, n as i64)?;
+            }
+        }
+        {
+            let mut e = d.encode_descriptor(
+                "workers_configured",
+                "Worker processes the supervisor means to run (--workers, TTIN/TTOU)",
+                None,
+                MetricType::Gauge,
+            )?;
+            gauge(&mut e, r.target_workers as i64)?;
+        }
+        if let Some((topic, partitions)) = &self.lag {
+            type Column = fn(&PartitionLag) -> Option<i64>;
+            let columns: [(&str, &str, Column); 3] = [
+                (
+                    "committed_offset",
+                    "The group's committed offset per partition of the request topic",
+                    |p| p.committed,
+                ),
+                (
+                    "log_end_offset",
+                    "The offset the next request record written to the partition will get",
+                    |p| Some(p.log_end),
+                ),
+                (
+                    "consumer_lag",
+                    "Request records not yet committed by the group (log end - committed offset)",
+                    |p| Some(p.lag()),
+                ),
+            ];
+            for (name, help, value) in columns {
+                let mut e = d.encode_descriptor(name, help, None, MetricType::Gauge)?;
+                for p in partitions {
+                    if let Some(v) = value(p) {
+                        let partition = p.partition.to_string();
+                        let labels = [("topic", topic.as_str()), ("partition", &partition)];
+                        gauge(&mut e.encode_family(&labels)?, v)?;
+                    }
+                }
+            }
+        }
+        {
+            let e = d.encode_descriptor(
+                "build",
+                "The running binary: version and cargo features",
+                None,
+                MetricType::Info,
+            )?;
+            let features = features();
+            let labels = [
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("features", features.as_str()),
+            ];
+            let mut e = e;
+            e.encode_info(&labels)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::metrics::board::Board;
+
+    #[test]
+    fn the_text_has_every_family_with_its_values() {
+        let board = Board::private();
+        let slot = board.slot(0);
+        slot.request_done(None, Duration::from_millis(2));
+        slot.request_done(Some("ValidationError"), Duration::from_millis(2));
+        slot.runtime_call(Duration::from_millis(1), 2000);
+        board.worker_exited(0, Some(ExitCause::Hung));
+        let text = encode(Scrape {
+            reading: board.read(),
+            lag: Some((
+                "hd-execution-topic".into(),
+                vec![PartitionLag {
+                    partition: 2,
+                    committed: Some(5),
+                    log_end: 9,
+                    log_start: 0,
+                }],
+            )),
+        });
+        for line in [
+            "hd_kafka_exec_requests_total{result=\"ok\"} 1",
+            "hd_kafka_exec_requests_total{result=\"failure\",error_type=\"ValidationError\"} 1",
+            "hd_kafka_exec_request_duration_seconds_count 2",
+            "hd_kafka_exec_request_duration_seconds_bucket{le=\"0.0025\"} 2",
+            "hd_kafka_exec_request_duration_seconds_bucket{le=\"0.001\"} 0",
+            "hd_kafka_exec_request_duration_seconds_sum 0.004",
+            "hd_kafka_exec_runtime_request_bytes_bucket{le=\"4096.0\"} 1",
+            "hd_kafka_exec_worker_restarts_total{cause=\"hung\"} 1",
+            "hd_kafka_exec_consumer_lag{topic=\"hd-execution-topic\",partition=\"2\"} 4",
+            "hd_kafka_exec_committed_offset{topic=\"hd-execution-topic\",partition=\"2\"} 5",
+            "# EOF",
+        ] {
+            assert!(text.contains(line), "no `{line}` in\n{text}");
+        }
+        assert!(
+            text.contains("hd_kafka_exec_build_info{version=\""),
+            "{text}"
+        );
+    }
+}
