@@ -138,8 +138,23 @@ impl ServiceProcess {
         self.child.id() as i32
     }
 
-    /// Current worker processes (the supervisor's children).
+    /// Current worker processes: the supervisor's children that its log names as started
+    /// workers. Not the metrics process (`--metrics-addr`), which is a child too.
     pub fn workers(&self) -> Vec<i32> {
+        let log = self.log_text();
+        let started: std::collections::HashSet<i32> = log
+            .lines()
+            .filter_map(|l| l.split_once("worker started").map(|(_, rest)| rest))
+            .filter_map(|rest| rest.split(" pid=").nth(1)?.split(' ').next()?.parse().ok())
+            .collect();
+        self.children()
+            .into_iter()
+            .filter(|p| started.contains(p))
+            .collect()
+    }
+
+    /// Every child process of the supervisor: workers and the metrics process.
+    pub fn children(&self) -> Vec<i32> {
         let path = format!("/proc/{0}/task/{0}/children", self.pid());
         std::fs::read_to_string(path)
             .unwrap_or_default()
@@ -189,7 +204,7 @@ impl ServiceProcess {
 
 impl Drop for ServiceProcess {
     fn drop(&mut self) {
-        for w in self.workers() {
+        for w in self.children() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(w),
                 nix::sys::signal::Signal::SIGKILL,
