@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
 use super::board::{Board, Reading, WorkerState, monotonic_ms};
-use super::exposition::{Scrape, encode};
+use super::exposition::{Format, Scrape, encode};
 use crate::config::KafkaSettings;
 use crate::kafka::{LagReader, PartitionLag};
 
@@ -150,17 +150,23 @@ impl Endpoint {
         }
         match req.uri().path() {
             "/metrics" => {
+                let format = Format::negotiate(
+                    req.headers()
+                        .get(hyper::header::ACCEPT)
+                        .and_then(|a| a.to_str().ok()),
+                );
                 let lag = self.lag().await;
-                let body = encode(Scrape {
-                    reading: self.board.read(),
-                    lag,
-                });
+                let body = encode(
+                    Scrape {
+                        reading: self.board.read(),
+                        lag,
+                    },
+                    format,
+                );
                 let mut response = Response::new(Full::new(Bytes::from(body)));
                 response.headers_mut().insert(
                     hyper::header::CONTENT_TYPE,
-                    hyper::header::HeaderValue::from_static(
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    ),
+                    hyper::header::HeaderValue::from_static(format.content_type()),
                 );
                 response
             }

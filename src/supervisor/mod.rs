@@ -787,7 +787,7 @@ impl<F: WorkerFactory> Supervisor<F> {
                 std::process::exit(code);
             }
             ForkResult::Parent { child } => {
-                tracing::debug!(pid = %child, "sidecar started");
+                tracing::info!(pid = %child, "metrics process started");
                 if let Some(sidecar) = &mut self.sidecar {
                     sidecar.pid = Some(child);
                     sidecar.restart_at = None;
