@@ -20,6 +20,10 @@ use super::exposition::{Format, Scrape, encode};
 use crate::config::KafkaSettings;
 use crate::kafka::{LagReader, PartitionLag};
 
+/// The metrics process' name (`/proc/PID/comm`, what `ps` shows): the workers keep the
+/// binary's.
+pub const PROCESS_NAME: &std::ffi::CStr = c"hd-metrics";
+
 /// How long the supervisor's loop may stand still before `/livez` fails: it turns at least
 /// every 500 ms, so this is a stuck supervisor, not a busy one.
 const SUPERVISOR_SILENCE: Duration = Duration::from_secs(5);
