@@ -1780,7 +1780,9 @@ mod tests {
         assert_eq!(addr(Some(""), &[]).unwrap(), None);
         assert_eq!(addr(None, &[("HD_METRICS_ADDR", " ")]).unwrap(), None);
         assert_eq!(
-            addr(None, &[("HD_METRICS_ADDR", ":9100")]).unwrap().as_deref(),
+            addr(None, &[("HD_METRICS_ADDR", ":9100")])
+                .unwrap()
+                .as_deref(),
             Some("0.0.0.0:9100")
         );
         assert_eq!(
@@ -1790,7 +1792,10 @@ mod tests {
             Some("127.0.0.1:1")
         );
         let e = addr(Some("9464"), &[]).unwrap_err().to_string();
-        assert!(e.contains("--metrics-addr") && e.contains("HOST:PORT"), "{e}");
+        assert!(
+            e.contains("--metrics-addr") && e.contains("HOST:PORT"),
+            "{e}"
+        );
     }
 
     #[test]
