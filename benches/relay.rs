@@ -16,6 +16,9 @@
 //! - `HD_BENCH_PARTITIONING=group|index` passes `--partitioning`; scenarios that need the
 //!   consumer group (two instances, a member joining) are left out under `index`.
 //! - `HD_BENCH_RUNS=n` repeats the rebalance and one-at-a-time scenarios `n` times (default 5).
+//! - `HD_BENCH_METRICS=off` runs the service without its metrics endpoint (`HD_METRICS_ADDR=`);
+//!   by default each instance serves it on a port of its own, as in production. CPU per request
+//!   counts every process of the service, the metrics process included.
 //! - `HD_BENCH_BACKLOG=n` adds the backlog scenario: `n` small requests produced first, then
 //!   `serve --workers 2` works through them for 60 s while every worker's RSS is sampled.
 //!
@@ -288,6 +291,23 @@ fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// The worker processes of the service `pid`: its children but the metrics process.
+fn workers(pid: u32) -> Vec<u32> {
+    children(pid)
+        .into_iter()
+        .filter(|w| !support::service::is_metrics_process(*w as i32))
+        .collect()
+}
+
+/// `HD_METRICS_ADDR` of the measured service: a port of its own (the default, as in
+/// production: the endpoint on), or empty with `HD_BENCH_METRICS=off` (no metrics process).
+fn metrics_addr() -> &'static str {
+    match std::env::var("HD_BENCH_METRICS").as_deref() {
+        Ok("off") => "",
+        _ => "127.0.0.1:0",
+    }
+}
+
 /// How the measured binary hands partitions to workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Partitioning {
@@ -413,6 +433,7 @@ impl Service {
             .env("HETIDA_DESIGNER_KAFKA_CONSUMER_TOPIC", &topics.0)
             .env("HETIDA_DESIGNER_KAFKA_RESPONSE_TOPIC", &topics.1)
             .env("HETIDA_DESIGNER_RUNTIME_ENGINE_URL", engine_url)
+            .env("HD_METRICS_ADDR", metrics_addr())
             // Warnings, each member's assignment ("worker consuming") and the supervisor's
             // "worker started": the bench waits for the group to settle before it measures, and
             // times a replaced worker from its start.
@@ -437,7 +458,7 @@ impl Service {
 
     /// The largest `measure` over the worker processes.
     fn worker_max(&self, measure: fn(u32) -> Option<u64>) -> u64 {
-        children(self.child.id())
+        workers(self.child.id())
             .into_iter()
             .filter_map(measure)
             .max()
@@ -1123,7 +1144,7 @@ async fn static_replacement(
     let begin = Instant::now();
     let load = steady_load(&stage, rate, n, begin);
     tokio::time::sleep_until((begin + before).into()).await;
-    let workers = children(service.child.id());
+    let workers = workers(service.child.id());
     assert_eq!(workers.len(), 2, "two workers before the kill");
     let t0 = Instant::now();
     let t0_wall = Utc::now();

@@ -94,6 +94,8 @@ impl WorkerFactory for Service {
 
     fn run_sidecar(&self) -> i32 {
         hd_kafka_exec::logging::set_metrics_process();
+        // `ps` and `top` (and the tests) tell it from the workers by this name.
+        let _ = nix::sys::prctl::set_name(endpoint::PROCESS_NAME);
         let Some(listener) = self.metrics.as_ref().and_then(|l| l.try_clone().ok()) else {
             return 1;
         };

@@ -16,9 +16,13 @@ use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
 use super::board::{Board, Reading, WorkerState, monotonic_ms};
-use super::exposition::{Scrape, encode};
+use super::exposition::{Format, Scrape, encode};
 use crate::config::KafkaSettings;
 use crate::kafka::{LagReader, PartitionLag};
+
+/// The metrics process' name (`/proc/PID/comm`, what `ps` shows): the workers keep the
+/// binary's.
+pub const PROCESS_NAME: &std::ffi::CStr = c"hd-metrics";
 
 /// How long the supervisor's loop may stand still before `/livez` fails: it turns at least
 /// every 500 ms, so this is a stuck supervisor, not a busy one.
@@ -85,6 +89,9 @@ pub fn readiness(r: &Reading) -> Result<(), String> {
             Some(w) if w.state != WorkerState::Consuming => {
                 return Err(format!("worker {index} is {}", w.state.label()));
             }
+            Some(w) if w.kafka_unreachable => {
+                return Err(format!("worker {index} cannot reach Kafka"));
+            }
             Some(_) => {}
         }
     }
@@ -150,17 +157,23 @@ impl Endpoint {
         }
         match req.uri().path() {
             "/metrics" => {
+                let format = Format::negotiate(
+                    req.headers()
+                        .get(hyper::header::ACCEPT)
+                        .and_then(|a| a.to_str().ok()),
+                );
                 let lag = self.lag().await;
-                let body = encode(Scrape {
-                    reading: self.board.read(),
-                    lag,
-                });
+                let body = encode(
+                    Scrape {
+                        reading: self.board.read(),
+                        lag,
+                    },
+                    format,
+                );
                 let mut response = Response::new(Full::new(Bytes::from(body)));
                 response.headers_mut().insert(
                     hyper::header::CONTENT_TYPE,
-                    hyper::header::HeaderValue::from_static(
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    ),
+                    hyper::header::HeaderValue::from_static(format.content_type()),
                 );
                 response
             }
@@ -295,6 +308,13 @@ mod tests {
         board.slot(1).set_state(WorkerState::Joining);
         assert_eq!(readiness(&board.read()).unwrap_err(), "worker 1 is joining");
         board.slot(1).set_state(WorkerState::Consuming);
+        assert_eq!(readiness(&board.read()), Ok(()));
+        board.slot(1).set_kafka_unreachable(true);
+        assert_eq!(
+            readiness(&board.read()).unwrap_err(),
+            "worker 1 cannot reach Kafka"
+        );
+        board.slot(1).set_kafka_unreachable(false);
         assert_eq!(readiness(&board.read()), Ok(()));
         // TTOU: slot 1 retired; the one left suffices.
         board.supervisor_turn(1, false);

@@ -42,13 +42,46 @@ pub struct Scrape {
     pub lag: Option<(String, Vec<PartitionLag>)>,
 }
 
-/// The scrape as OpenMetrics text.
-pub fn encode(scrape: Scrape) -> String {
+/// The two text formats a scraper may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 (what Prometheus asks for first).
+    OpenMetrics,
+    /// Prometheus' classic text format 0.0.4 (curl, promtool, older scrapers).
+    Prometheus,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for: OpenMetrics only when named, as Prometheus'
+    /// own client libraries decide.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Prometheus,
+        }
+    }
+
+    /// Its `Content-Type`.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Prometheus => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        }
+    }
+}
+
+/// The scrape as text in `format`.
+pub fn encode(scrape: Scrape, format: Format) -> String {
     let mut registry = Registry::with_prefix(PREFIX);
     registry.register_collector(Box::new(scrape));
     let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, &registry)
-        .expect("writing to a String cannot fail");
+    match format {
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry),
+        Format::Prometheus => {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
+        }
+    }
+    .expect("writing to a String cannot fail");
     out
 }
 
@@ -218,6 +251,16 @@ impl Collector for Scrape {
         }
         {
             let mut e = d.encode_descriptor(
+                "workers_without_kafka",
+                "Workers whose calls to the group coordinator fail now: Kafka is unreachable",
+                None,
+                MetricType::Gauge,
+            )?;
+            let n = r.workers.iter().filter(|w| w.kafka_unreachable).count();
+            gauge(&mut e, n as i64)?;
+        }
+        {
+            let mut e = d.encode_descriptor(
                 "workers_configured",
                 "Worker processes the supervisor means to run (--workers, TTIN/TTOU)",
                 None,
@@ -256,19 +299,20 @@ impl Collector for Scrape {
             }
         }
         {
-            let e = d.encode_descriptor(
-                "build",
-                "The running binary: version and cargo features",
+            // A gauge of 1 carrying labels (Prometheus' `*_build_info` convention) rather than
+            // OpenMetrics' info type, which Prometheus' own text parser (promtool) refuses.
+            let mut e = d.encode_descriptor(
+                "build_info",
+                "The running binary: version and cargo features (always 1)",
                 None,
-                MetricType::Info,
+                MetricType::Gauge,
             )?;
             let features = features();
             let labels = [
                 ("version", env!("CARGO_PKG_VERSION")),
                 ("features", features.as_str()),
             ];
-            let mut e = e;
-            e.encode_info(&labels)?;
+            gauge(&mut e.encode_family(&labels)?, 1)?;
         }
         Ok(())
     }
@@ -289,7 +333,7 @@ mod tests {
         slot.request_done(Some("ValidationError"), Duration::from_millis(2));
         slot.runtime_call(Duration::from_millis(1), 2000);
         board.worker_exited(0, Some(ExitCause::Hung));
-        let text = encode(Scrape {
+        let scrape = || Scrape {
             reading: board.read(),
             lag: Some((
                 "hd-execution-topic".into(),
@@ -300,7 +344,8 @@ mod tests {
                     log_start: 0,
                 }],
             )),
-        });
+        };
+        let text = encode(scrape(), Format::OpenMetrics);
         for line in [
             "hd_kafka_exec_requests_total{result=\"ok\"} 1",
             "hd_kafka_exec_requests_total{result=\"failure\",error_type=\"ValidationError\"} 1",
@@ -320,5 +365,21 @@ mod tests {
             text.contains("hd_kafka_exec_build_info{version=\""),
             "{text}"
         );
+        // The classic format names the counter family with its `_total`, as its parsers expect.
+        let classic = encode(scrape(), Format::Prometheus);
+        assert!(
+            classic.contains("# TYPE hd_kafka_exec_requests_total counter"),
+            "{classic}"
+        );
+        assert!(!classic.contains("# EOF"), "{classic}");
+    }
+
+    #[test]
+    fn openmetrics_only_when_asked_for() {
+        let prometheus =
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Prometheus);
+        assert_eq!(Format::negotiate(None), Format::Prometheus);
     }
 }

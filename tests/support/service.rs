@@ -117,11 +117,10 @@ impl ServiceProcess {
             .env("HETIDA_DESIGNER_KAFKA_RESPONSE_TOPIC", &topics.responses)
             .env("HETIDA_DESIGNER_RUNTIME_ENGINE_URL", engine_url)
             .env("RUST_LOG", "info,rskafka::client::producer::broadcast=error")
+            // Every test's service has its metrics process, each on a port of its own.
+            .env("HD_METRICS_ADDR", "127.0.0.1:0")
             .env_remove("HD_WORKERS")
             .env_remove("WEB_CONCURRENCY")
-            // No metrics endpoint unless a test asks for one (`--metrics-addr`): tests run in
-            // parallel, and every service on the default port would fail to start but one.
-            .env("HD_METRICS_ADDR", "")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -138,22 +137,15 @@ impl ServiceProcess {
         self.child.id() as i32
     }
 
-    /// Current worker processes: the supervisor's children that its log names as started
-    /// workers. Not the metrics process (`--metrics-addr`), which is a child too.
+    /// Current worker processes (the supervisor's children but its metrics process).
     pub fn workers(&self) -> Vec<i32> {
-        let log = self.log_text();
-        let started: std::collections::HashSet<i32> = log
-            .lines()
-            .filter_map(|l| l.split_once("worker started").map(|(_, rest)| rest))
-            .filter_map(|rest| rest.split(" pid=").nth(1)?.split(' ').next()?.parse().ok())
-            .collect();
         self.children()
             .into_iter()
-            .filter(|p| started.contains(p))
+            .filter(|pid| !is_metrics_process(*pid))
             .collect()
     }
 
-    /// Every child process of the supervisor: workers and the metrics process.
+    /// Every child of the supervisor: workers and the metrics process.
     pub fn children(&self) -> Vec<i32> {
         let path = format!("/proc/{0}/task/{0}/children", self.pid());
         std::fs::read_to_string(path)
@@ -161,6 +153,35 @@ impl ServiceProcess {
             .split_whitespace()
             .filter_map(|p| p.parse().ok())
             .collect()
+    }
+
+    /// The metrics process, once it runs.
+    pub fn metrics_process(&self) -> Option<i32> {
+        self.children()
+            .into_iter()
+            .find(|pid| is_metrics_process(*pid))
+    }
+
+    /// Where the metrics endpoint listens (from the supervisor's log line; waits for it).
+    pub fn metrics_addr(&self, timeout: Duration) -> std::net::SocketAddr {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log_text();
+            if let Some(addr) = log
+                .lines()
+                .find(|l| l.contains("metrics at /metrics"))
+                .and_then(|l| l.split("addr=").nth(1))
+                .and_then(|a| a.split_whitespace().next())
+                .and_then(|a| a.parse().ok())
+            {
+                return addr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no metrics address logged; log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Waits until `n` workers run and each has logged that it consumes.
@@ -354,4 +375,9 @@ pub async fn read_jobs(
         }
         expected = all.len() + 1;
     }
+}
+
+/// Whether `pid` is a metrics process (it names itself so; workers keep the binary's name).
+pub fn is_metrics_process(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "hd-metrics")
 }
