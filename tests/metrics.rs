@@ -14,16 +14,17 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use support::kafka::{OwnCluster, client};
-use support::prometheus::{Labels, Prometheus, Response, free_port, http_get, promtool};
+use support::prometheus::{Labels, Prometheus, Response, http_get, http_get_accepting, promtool};
 use support::runtime_double::RuntimeDouble;
 use support::service::{KeyValue, ServiceProcess, Topics, add_request, produce_requests, read_all};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(120);
 
-/// A metrics address of the test's own: tests run in parallel, each service on its own port.
-fn metrics_addr() -> String {
-    format!("127.0.0.1:{}", free_port())
+/// Where `service` serves its metrics and probes: a port of its own (the support starts every
+/// service with `HD_METRICS_ADDR=127.0.0.1:0`, and the supervisor logs the port it got).
+fn metrics_addr(service: &ServiceProcess) -> String {
+    service.metrics_addr(WAIT).to_string()
 }
 
 /// `GET path` on the metrics process, `None` while it does not answer.
@@ -197,12 +198,8 @@ async fn prometheus_counts_every_response_and_the_counters_survive_a_kill_9() {
     let double = RuntimeDouble::start().await;
     let client = client().await;
     let topics = Topics::create(&client, "met-load", 4).await;
-    let addr = metrics_addr();
-    let service = ServiceProcess::start(
-        &topics,
-        &double.engine_url(),
-        &["--workers", "2", "--metrics-addr", &addr],
-    );
+    let service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "2"]);
+    let addr = metrics_addr(&service);
     service.wait_workers(2, WAIT);
     wait_status(&addr, "/readyz", 200, &service);
     let prometheus = Prometheus::start(&addr);
@@ -316,14 +313,14 @@ async fn readyz_is_503_until_the_workers_own_partitions_and_livez_is_200_meanwhi
         assert!(Instant::now() < deadline, "the broker did not stop");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let addr = metrics_addr();
     let service = ServiceProcess::start_on(
         &cluster.bootstrap,
         &topics,
         &double.engine_url(),
-        &["--workers", "2", "--timeout", "5", "--metrics-addr", &addr],
+        &["--workers", "2", "--timeout", "5"],
         &[],
     );
+    let addr = metrics_addr(&service);
     // The premise: both workers run (waiting for Kafka, which is down), and the endpoint
     // answers.
     while !(service.workers().len() == 2 && status(&addr, "/readyz").is_some()) {
@@ -370,73 +367,18 @@ async fn readyz_is_503_until_the_workers_own_partitions_and_livez_is_200_meanwhi
     assert_eq!(status(&addr, "/livez"), Some(200));
 }
 
-/// `# TYPE name type` of the families in an OpenMetrics text.
-fn families(openmetrics: &str) -> HashMap<String, String> {
-    openmetrics
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.split_once(' '))
-        .map(|(name, t)| (name.to_owned(), t.trim().to_owned()))
-        .collect()
-}
-
-/// An OpenMetrics exposition in Prometheus' classic text format (0.0.4), the one format
-/// promtool's `check metrics` parses (OpenMetrics support is prometheus/prometheus#8932, open):
-/// a counter family `x` is named after its samples `x_total`, an info family `x` becomes the
-/// gauge `x_info`; `# UNIT`, `# EOF`, `_created` samples and exemplars have no counterpart.
-/// Names, types, help and labels pass unchanged: they are what promtool lints.
-fn classic_text(openmetrics: &str) -> String {
-    let types = families(openmetrics);
-    let renamed = |name: &str| match types.get(name).map(String::as_str) {
-        Some("counter") => (format!("{name}_total"), "counter"),
-        Some("info") => (format!("{name}_info"), "gauge"),
-        Some("unknown") => (name.to_owned(), "untyped"),
-        Some(t) => (name.to_owned(), t),
-        None => (name.to_owned(), "untyped"),
-    };
-    let mut out = String::new();
-    for line in openmetrics.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
-            out += &format!("# HELP {} {help}\n", renamed(name).0);
-        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let name = rest.split(' ').next().unwrap();
-            let (name, t) = renamed(name);
-            out += &format!("# TYPE {name} {t}\n");
-        } else {
-            let sample = line.split(" # ").next().unwrap();
-            let name = sample.split(['{', ' ']).next().unwrap();
-            let created = name.strip_suffix("_created").is_some_and(|family| {
-                matches!(
-                    types.get(family).map(String::as_str),
-                    Some("counter" | "histogram" | "summary")
-                )
-            });
-            if !created {
-                out += sample;
-                out += "\n";
-            }
-        }
-    }
-    out
-}
-
 /// Acceptance: `promtool check metrics` passes on what `/metrics` serves after requests of
-/// each kind (so every labelled family has series), and it is OpenMetrics as specified.
+/// each kind (so every labelled family has series). Served as Prometheus' classic text format
+/// to a client that does not ask for OpenMetrics (promtool parses only that one), and as
+/// OpenMetrics to one that does, as Prometheus' scrapes do (their strict parser is the other
+/// test's `up == 1`).
 #[tokio::test(flavor = "multi_thread")]
 async fn promtool_check_metrics_passes_on_the_scrape() {
     let double = RuntimeDouble::start().await;
     let client = client().await;
     let topics = Topics::create(&client, "met-lint", 2).await;
-    let addr = metrics_addr();
-    let service = ServiceProcess::start(
-        &topics,
-        &double.engine_url(),
-        &["--workers", "1", "--metrics-addr", &addr],
-    );
+    let service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "1"]);
+    let addr = metrics_addr(&service);
     service.wait_workers(1, WAIT);
     let requests = burst(5, 2, 1);
     produce_requests(&client, &topics.requests, &requests).await;
@@ -445,7 +387,11 @@ async fn promtool_check_metrics_passes_on_the_scrape() {
     let deadline = Instant::now() + WAIT;
     let scrape = loop {
         let scrape = wait_status(&addr, "/metrics", 200, &service);
-        if scrape.text().contains("UndecodableRequestError") {
+        if sample(
+            &scrape.text(),
+            r#"hd_kafka_exec_requests_total{result="failure",error_type="UndecodableRequestError"}"#,
+        ) == Some(1.0)
+        {
             break scrape;
         }
         assert!(
@@ -457,14 +403,9 @@ async fn promtool_check_metrics_passes_on_the_scrape() {
     };
     assert_eq!(
         scrape.headers.get("content-type").map(String::as_str),
-        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        Some("text/plain; version=0.0.4; charset=utf-8")
     );
     let text = scrape.text();
-    assert!(
-        text.ends_with("# EOF\n"),
-        "an OpenMetrics exposition ends so"
-    );
-
     let mut check = promtool()
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -472,20 +413,36 @@ async fn promtool_check_metrics_passes_on_the_scrape() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let classic = classic_text(&text);
     check
         .stdin
         .take()
         .unwrap()
-        .write_all(classic.as_bytes())
+        .write_all(text.as_bytes())
         .unwrap();
     let out = check.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "promtool check metrics: {}\n{}{}\non (as classic text):\n{classic}",
+        "promtool check metrics: {}\n{}{}\non:\n{text}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+
+    let open = http_get_accepting(
+        &addr,
+        "/metrics",
+        "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+    )
+    .unwrap();
+    assert_eq!(open.status, 200);
+    assert_eq!(
+        open.headers.get("content-type").map(String::as_str),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    assert!(
+        open.text().ends_with("# EOF\n"),
+        "an OpenMetrics exposition ends so:\n{}",
+        open.text()
     );
 }
 
@@ -510,13 +467,13 @@ async fn livez_fails_while_a_worker_is_stopped_and_recovers_once_it_is_replaced(
     let double = RuntimeDouble::start().await;
     let client = client().await;
     let topics = Topics::create(&client, "met-live", 2).await;
-    let addr = metrics_addr();
     // Silent for clamp(8 s / 2, 2 s, 10 s) = 4 s: not alive; for 8 s: killed and replaced.
     let service = ServiceProcess::start(
         &topics,
         &double.engine_url(),
-        &["--workers", "2", "--timeout", "8", "--metrics-addr", &addr],
+        &["--workers", "2", "--timeout", "8"],
     );
+    let addr = metrics_addr(&service);
     service.wait_workers(2, WAIT);
     wait_status(&addr, "/readyz", 200, &service);
     wait_status(&addr, "/livez", 200, &service);

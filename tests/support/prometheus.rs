@@ -61,6 +61,11 @@ impl Response {
 /// anyway should a server send them. Errors (refused, timed out, malformed) are returned, not
 /// panicked on: a test polls an endpoint that is not up yet.
 pub fn http_get(addr: &str, path: &str) -> std::io::Result<Response> {
+    http_get_accepting(addr, path, "*/*")
+}
+
+/// Like [`http_get`] with the request's `Accept` header.
+pub fn http_get_accepting(addr: &str, path: &str, accept: &str) -> std::io::Result<Response> {
     let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
     let to: SocketAddr = addr
         .to_socket_addrs()?
@@ -71,7 +76,7 @@ pub fn http_get(addr: &str, path: &str) -> std::io::Result<Response> {
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     write!(
         stream,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
