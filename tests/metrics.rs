@@ -534,3 +534,58 @@ async fn livez_fails_while_a_worker_is_stopped_and_recovers_once_it_is_replaced(
         "the restart counted as hung: {hung:?} in\n{scrape}"
     );
 }
+
+/// The metrics process is a process of its own, so it can die alone: after a kill -9 the
+/// supervisor starts another on the same port (the socket is the supervisor's), and it reports
+/// the same counts, which live in the supervisor's shared memory, not in the metrics process.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_metrics_process_is_replaced_and_reports_the_same_counts() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "met-side", 2).await;
+    let service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "1"]);
+    let addr = metrics_addr(&service);
+    service.wait_workers(1, WAIT);
+    let requests = burst(5, 2, 0);
+    produce_requests(&client, &topics.requests, &requests).await;
+    let responses = read_all(&client, &topics.responses, requests.len(), WAIT).await;
+    assert_eq!(responses.len(), requests.len(), "{}", service.log_text());
+    let ok = r#"hd_kafka_exec_requests_total{result="ok"}"#;
+    let deadline = Instant::now() + WAIT;
+    while sample(&wait_status(&addr, "/metrics", 200, &service).text(), ok) != Some(5.0) {
+        assert!(Instant::now() < deadline, "the responses are not counted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let workers = service.workers();
+    let first = service.metrics_process().expect("a metrics process runs");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), Signal::SIGKILL).unwrap();
+    let replacement = loop {
+        if let Some(pid) = service.metrics_process().filter(|p| *p != first) {
+            break pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new metrics process; log:\n{}",
+            service.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(proc_state(first), None, "the killed one was reaped");
+    let scrape = wait_status(&addr, "/metrics", 200, &service).text();
+    assert_eq!(sample(&scrape, ok), Some(5.0), "{scrape}");
+    assert_eq!(
+        sample(
+            &scrape,
+            r#"hd_kafka_exec_requests_total{result="failure",error_type="TrafoExecutionNotFoundError"}"#
+        ),
+        Some(2.0),
+        "{scrape}"
+    );
+    assert_eq!(
+        status(&addr, "/readyz"),
+        Some(200),
+        "served by {replacement}"
+    );
+    assert_eq!(service.workers(), workers, "the worker was left alone");
+}
