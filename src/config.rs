@@ -1767,6 +1767,38 @@ mod tests {
     }
 
     #[test]
+    fn the_metrics_endpoint_is_on_by_default_and_off_when_empty() {
+        let addr = |flag: Option<&str>, env: &[(&str, &str)]| {
+            let flags = Flags {
+                metrics_addr: flag.map(str::to_owned),
+                ..Flags::default()
+            };
+            Config::load(&flags, &Env::from_pairs(env.iter().copied()))
+                .map(|c| c.supervisor.metrics_addr.map(|a| a.to_string()))
+        };
+        assert_eq!(addr(None, &[]).unwrap().as_deref(), Some("0.0.0.0:9464"));
+        assert_eq!(addr(Some(""), &[]).unwrap(), None);
+        assert_eq!(addr(None, &[("HD_METRICS_ADDR", " ")]).unwrap(), None);
+        assert_eq!(
+            addr(None, &[("HD_METRICS_ADDR", ":9100")])
+                .unwrap()
+                .as_deref(),
+            Some("0.0.0.0:9100")
+        );
+        assert_eq!(
+            addr(Some("127.0.0.1:1"), &[("HD_METRICS_ADDR", ":9100")])
+                .unwrap()
+                .as_deref(),
+            Some("127.0.0.1:1")
+        );
+        let e = addr(Some("9464"), &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("--metrics-addr") && e.contains("HOST:PORT"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn flags_override_environment() {
         let flags = Flags {
             bootstrap_servers: Some("127.0.0.1:9092".into()),

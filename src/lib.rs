@@ -25,9 +25,12 @@
 //!   coordinator client, the broker wire codec.
 //! * [`worker`]: one process: consume -> resolve -> prepare -> run -> respond -> commit; it sees
 //!   records, tokens and responses, no Kafka client.
-//! * [`logging`]: log lines that say which process (supervisor, worker i) wrote them.
-//! * [`supervisor`]: the gunicorn-style arbiter that forks, watches and restarts workers.
-//!   It is the only module allowed `unsafe` (for `fork`).
+//! * [`logging`]: log lines that say which process (supervisor, worker i, metrics) wrote them.
+//! * [`metrics`]: what the service counts (in memory shared by all its processes) and the
+//!   metrics process serving `/metrics`, `/livez` and `/readyz`.
+//! * [`supervisor`]: the gunicorn-style arbiter that forks, watches and restarts workers (and
+//!   the metrics process). It is the only module allowed `unsafe` (for `fork` and the shared
+//!   memory mapped before it).
 //!
 //! The command line (`serve`, `exec`, `prepare`, `check`) is the binary's: `src/main.rs` and
 //! `src/cli/`, the one place `anyhow` is used.

@@ -281,6 +281,7 @@ impl Health {
             Ok(()) => {
                 self.last_contact = now;
                 if let Some(since) = self.failing_since.take() {
+                    crate::metrics::worker().set_kafka_unreachable(false);
                     tracing::info!(group = %self.group, "Kafka answers again after {:.0?}; commits go on", since.elapsed());
                 }
                 self.reported_at = None;
@@ -297,6 +298,7 @@ impl Health {
             }
             Err(e) => {
                 // Unreachable since it last answered, not since this call gave up.
+                crate::metrics::worker().set_kafka_unreachable(true);
                 let since = *self.failing_since.get_or_insert(self.last_contact);
                 let due = self
                     .reported_at

@@ -334,6 +334,7 @@ async fn pick_up_added_partitions(w: &mut PartitionWatch) -> Result<(), KafkaErr
         for (p, offset) in starts {
             consumer.add_partition(p, offset);
         }
+        crate::metrics::worker().set_assigned(consumer.fetching().len());
     }
     w.known = count;
     Ok(())

@@ -57,16 +57,17 @@ const STATE: usize = 2;
 const IN_FLIGHT: usize = 3;
 const ASSIGNED: usize = 4;
 const PARKED: usize = 5;
-const GAUGES: usize = 6;
-const DEAD_LETTERS: usize = 6;
-const PRODUCE_RETRIES: usize = 7;
-const COMMITS: usize = 8;
-const COMMIT_FAILURES: usize = 9;
-const CACHE_HITS: usize = 10;
-const CACHE_MISSES: usize = 11;
-const REBALANCES: usize = 12;
+const KAFKA_UNREACHABLE: usize = 6;
+const GAUGES: usize = 8;
+const DEAD_LETTERS: usize = 8;
+const PRODUCE_RETRIES: usize = 9;
+const COMMITS: usize = 10;
+const COMMIT_FAILURES: usize = 11;
+const CACHE_HITS: usize = 12;
+const CACHE_MISSES: usize = 13;
+const REBALANCES: usize = 14;
 /// `ok`, then one per [`ERROR_TYPES`].
-const REQUESTS: usize = 13;
+const REQUESTS: usize = 15;
 const REQUEST_DURATION: usize = REQUESTS + 1 + ERROR_TYPES.len();
 const RUNTIME_DURATION: usize = REQUEST_DURATION + DURATION_BUCKETS.len() + 2;
 const RUNTIME_BYTES: usize = RUNTIME_DURATION + DURATION_BUCKETS.len() + 2;
@@ -214,6 +215,7 @@ impl Board {
                     pid: pid as u32,
                     beat_ms: slot.load(BEAT_MS),
                     state: WorkerState::from_cell(slot.load(STATE)),
+                    kafka_unreachable: slot.load(KAFKA_UNREACHABLE) != 0,
                 });
             }
         }
@@ -248,6 +250,13 @@ impl SlotCells {
     /// Where the worker is.
     pub fn set_state(&self, state: WorkerState) {
         self.cell(STATE).store(state as u64, Ordering::Relaxed);
+    }
+
+    /// Whether the worker's calls to the group coordinator fail for want of Kafka (an outage),
+    /// or it answers again.
+    pub fn set_kafka_unreachable(&self, unreachable: bool) {
+        self.cell(KAFKA_UNREACHABLE)
+            .store(unreachable as u64, Ordering::Relaxed);
     }
 
     /// How many partitions the worker owns.
@@ -427,6 +436,8 @@ pub struct WorkerReading {
     /// When it last beat ([`monotonic_ms`]).
     pub beat_ms: u64,
     pub state: WorkerState,
+    /// Its calls to the group coordinator fail: Kafka is unreachable from it.
+    pub kafka_unreachable: bool,
 }
 
 /// The board at one moment.

@@ -89,6 +89,9 @@ pub fn readiness(r: &Reading) -> Result<(), String> {
             Some(w) if w.state != WorkerState::Consuming => {
                 return Err(format!("worker {index} is {}", w.state.label()));
             }
+            Some(w) if w.kafka_unreachable => {
+                return Err(format!("worker {index} cannot reach Kafka"));
+            }
             Some(_) => {}
         }
     }
@@ -305,6 +308,13 @@ mod tests {
         board.slot(1).set_state(WorkerState::Joining);
         assert_eq!(readiness(&board.read()).unwrap_err(), "worker 1 is joining");
         board.slot(1).set_state(WorkerState::Consuming);
+        assert_eq!(readiness(&board.read()), Ok(()));
+        board.slot(1).set_kafka_unreachable(true);
+        assert_eq!(
+            readiness(&board.read()).unwrap_err(),
+            "worker 1 cannot reach Kafka"
+        );
+        board.slot(1).set_kafka_unreachable(false);
         assert_eq!(readiness(&board.read()), Ok(()));
         // TTOU: slot 1 retired; the one left suffices.
         board.supervisor_turn(1, false);

@@ -251,6 +251,16 @@ impl Collector for Scrape {
         }
         {
             let mut e = d.encode_descriptor(
+                "workers_without_kafka",
+                "Workers whose calls to the group coordinator fail now: Kafka is unreachable",
+                None,
+                MetricType::Gauge,
+            )?;
+            let n = r.workers.iter().filter(|w| w.kafka_unreachable).count();
+            gauge(&mut e, n as i64)?;
+        }
+        {
+            let mut e = d.encode_descriptor(
                 "workers_configured",
                 "Worker processes the supervisor means to run (--workers, TTIN/TTOU)",
                 None,

@@ -22,6 +22,11 @@
 //! A worker proves it is alive by writing to its heartbeat pipe; one silent for longer than the
 //! timeout gets SIGABRT, then SIGKILL, and is replaced. A worker exiting with
 //! [`EXIT_BOOT_FAILURE`] repeatedly makes the supervisor stop everything and fail.
+//!
+//! Besides the workers the factory may have a sidecar (the metrics endpoint): forked like a
+//! worker, restarted when it ends, stopped after the workers. What the supervisor does is told
+//! to the factory ([`Event`]) without a thread or a message: the metrics keep it in memory mapped
+//! before the first fork ([`shared_cells`]), which every child shares.
 
 use std::collections::HashMap;
 use std::io::Write;
