@@ -474,3 +474,104 @@ async fn partitions_added_while_running_are_consumed() {
             .contains("request topic has more partitions")
     );
 }
+
+/// One GET over a fresh connection: the status and body, `None` while nothing listens.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    Some((status, body))
+}
+
+/// The value of the sample `name` (labels included, as written) in a scrape.
+fn sample(scrape: &str, name: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The metrics process is the supervisor's like a worker: killed, it is forked again, and as the
+/// counts live in the supervisor's memory, the new one shows what the old one did.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_metrics_process_is_restarted_and_the_counts_are_kept() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "supmetrics", 2).await;
+    let service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "2"]);
+    service.wait_workers(2, WAIT);
+    let addr = service.metrics_addr(WAIT);
+    let (jobs, records) = keyed_requests(50);
+    produce_requests(&client, &topics.requests, &records).await;
+    let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
+    assert_all_answered(&jobs, &responses, &service.log_text());
+    let ok = r#"hd_kafka_exec_requests_total{result="ok"}"#;
+    let count = || {
+        http_get(addr, "/metrics")
+            .filter(|(status, _)| *status == 200)
+            .and_then(|(_, body)| sample(&body, ok))
+    };
+    // Acknowledged before they were counted: the count catches up within moments.
+    let deadline = Instant::now() + WAIT;
+    while count() != Some(50.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the count never reached 50: {:?}",
+            count()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let old = service.metrics_process().expect("a metrics process runs");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old), Signal::SIGKILL).unwrap();
+    let deadline = Instant::now() + WAIT;
+    let new = loop {
+        if let Some(new) = service.metrics_process().filter(|p| *p != old) {
+            break new;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new metrics process; log:\n{}",
+            service.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        !std::path::Path::new(&format!("/proc/{old}")).exists(),
+        "the killed metrics process is still there"
+    );
+    let deadline = Instant::now() + WAIT;
+    let after = loop {
+        if let Some(n) = count() {
+            break n;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new metrics process ({new}) does not answer"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        after, 50.0,
+        "the counts did not survive the metrics process"
+    );
+    assert_eq!(service.workers().len(), 2, "the workers were not disturbed");
+    assert_eq!(
+        http_get(addr, "/readyz").map(|(s, _)| s),
+        Some(200),
+        "the workers consume on"
+    );
+}
