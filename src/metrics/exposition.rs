@@ -108,8 +108,12 @@ fn histogram(
         .zip(h.buckets.iter().copied())
         .collect();
     let bounded: u64 = h.buckets.iter().sum();
-    buckets.push((f64::INFINITY, h.count.saturating_sub(bounded)));
-    e.encode_histogram::<NoLabelSet>(h.sum_units as f64 * scale, h.count, &buckets, None)
+    // The board is read cell by cell while workers write it, bucket first and count last: an
+    // observation may be in its bucket and not yet in the count. The count is then the buckets'
+    // sum, so that `_count` equals the +Inf bucket, as OpenMetrics requires.
+    let count = h.count.max(bounded);
+    buckets.push((f64::INFINITY, count - bounded));
+    e.encode_histogram::<NoLabelSet>(h.sum_units as f64 * scale, count, &buckets, None)
 }
 
 impl Collector for Scrape {
@@ -372,6 +376,22 @@ mod tests {
             "{classic}"
         );
         assert!(!classic.contains("# EOF"), "{classic}");
+    }
+
+    #[test]
+    fn a_histogram_read_in_the_middle_of_an_observation_counts_what_its_buckets_hold() {
+        let board = Board::private();
+        board.slot(0).request_done(None, Duration::from_millis(2));
+        let mut reading = board.read();
+        // The bucket written, the count not yet: what a scrape can read while a worker writes.
+        reading.totals.request_duration.count -= 1;
+        let text = encode(Scrape { reading, lag: None }, Format::OpenMetrics);
+        for line in [
+            "hd_kafka_exec_request_duration_seconds_count 1",
+            "hd_kafka_exec_request_duration_seconds_bucket{le=\"+Inf\"} 1",
+        ] {
+            assert!(text.contains(line), "no `{line}` in\n{text}");
+        }
     }
 
     #[test]
