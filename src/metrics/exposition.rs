@@ -108,8 +108,11 @@ fn histogram(
         .zip(h.buckets.iter().copied())
         .collect();
     let bounded: u64 = h.buckets.iter().sum();
-    buckets.push((f64::INFINITY, h.count.saturating_sub(bounded)));
-    e.encode_histogram::<NoLabelSet>(h.sum_units as f64 * scale, h.count, &buckets, None)
+    // A bucket is added before the count (board.rs): never show fewer in all than in the
+    // buckets, which Prometheus would take for a broken histogram.
+    let count = h.count.max(bounded);
+    buckets.push((f64::INFINITY, count - bounded));
+    e.encode_histogram::<NoLabelSet>(h.sum_units as f64 * scale, count, &buckets, None)
 }
 
 impl Collector for Scrape {
