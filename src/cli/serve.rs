@@ -1,5 +1,6 @@
 //! `serve`: the supervisor and its workers, configured like hetida's backend.
 
+use std::cell::RefCell;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -25,8 +26,9 @@ struct Service {
     /// first fork.
     board: Board,
     /// The metrics endpoint's socket, bound before the first fork (a port in use fails the
-    /// start); the metrics process serves it. `None`: no endpoint.
-    metrics: Option<std::net::TcpListener>,
+    /// start); the metrics process serves it, and a worker closes its copy at once (so that a
+    /// worker draining after the supervisor died does not keep the port). `None`: no endpoint.
+    metrics: RefCell<Option<std::net::TcpListener>>,
 }
 
 /// Reads the configuration and opens the revision store: at start, and again on every HUP.
@@ -83,20 +85,21 @@ impl WorkerFactory for Service {
     fn observe(&self, event: Event) {
         match event {
             Event::Turn { workers, stopping } => self.board.supervisor_turn(workers, stopping),
+            Event::Forking { index } => self.board.worker_forking(index),
             Event::Forked { index, pid } => self.board.worker_forked(index, pid),
             Event::Exited { index, cause } => self.board.worker_exited(index, cause),
         }
     }
 
     fn has_sidecar(&self) -> bool {
-        self.metrics.is_some()
+        self.metrics.borrow().is_some()
     }
 
     fn run_sidecar(&self) -> i32 {
         hd_kafka_exec::logging::set_metrics_process();
         // `ps` and `top` (and the tests) tell it from the workers by this name.
         let _ = nix::sys::prctl::set_name(endpoint::PROCESS_NAME);
-        let Some(listener) = self.metrics.as_ref().and_then(|l| l.try_clone().ok()) else {
+        let Some(listener) = self.metrics.take() else {
             return 1;
         };
         let settings = endpoint::EndpointSettings {
@@ -108,6 +111,7 @@ impl WorkerFactory for Service {
 
     fn run_worker(&self, slot: WorkerSlot) -> i32 {
         hd_kafka_exec::logging::set_worker(slot.index);
+        drop(self.metrics.take());
         metrics::record_as_worker(self.board, slot.index);
         let spec = WorkerSpec {
             config: self.config.clone(),
@@ -169,7 +173,7 @@ pub(super) fn serve(flags: Flags) -> anyhow::Result<ExitCode> {
             config,
             store,
             board,
-            metrics,
+            metrics: RefCell::new(metrics),
         },
     )?;
     Ok(ExitCode::SUCCESS)

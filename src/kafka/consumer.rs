@@ -461,9 +461,15 @@ async fn fetch_loop(
         parked_at: None,
     };
     l.run().await;
-    if l.parked_at.is_some() {
-        // The partition was revoked (or the worker stops) while it waited: no longer parked here.
-        crate::metrics::worker().parked(false);
+}
+
+impl Drop for FetchLoop {
+    /// However the loop ends (stopped, or aborted when its partition is revoked), a partition
+    /// parked here is no longer.
+    fn drop(&mut self) {
+        if self.parked_at.is_some() {
+            crate::metrics::worker().parked(false);
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rskafka::client::Client;
 use rskafka::client::partition::{OffsetAt, PartitionClient};
@@ -50,8 +50,18 @@ pub struct LagReader {
     /// Connected on first use, and again after an error.
     client: Option<Arc<Client>>,
     /// Per partition, for ListOffsets.
-    partitions: HashMap<i32, PartitionClient>,
+    partitions: HashMap<i32, Arc<PartitionClient>>,
+    /// The request topic's partition count and when it was read: metadata of the whole
+    /// cluster (rskafka lists every topic), so not at every read.
+    count: Option<(i32, Instant)>,
 }
+
+/// How long a committed-offsets call may take with its retries.
+const COORDINATOR_BUDGET: Duration = Duration::from_secs(2);
+
+/// How long a partition count is believed; partitions are added rarely, and a new one shows
+/// within this.
+const COUNT_TTL: Duration = Duration::from_secs(30);
 
 impl LagReader {
     /// A reader for the configured group and request topic; connects on the first read.
@@ -60,7 +70,7 @@ impl LagReader {
         let coordinator =
             GroupCoordinator::new(k.consumer_bootstrap.clone(), &k.group_id, &k.client_id)
                 .with_auth(auth.clone())
-                .with_retry_budget(Duration::from_secs(2));
+                .with_retry_budget(COORDINATOR_BUDGET);
         Ok(LagReader {
             bootstrap: k.consumer_bootstrap.clone(),
             client_id: k.client_id.clone(),
@@ -69,6 +79,7 @@ impl LagReader {
             coordinator,
             client: None,
             partitions: HashMap::new(),
+            count: None,
         })
     }
 
@@ -77,13 +88,28 @@ impl LagReader {
         &self.topic
     }
 
-    /// Every partition's position now. An error drops the connections, so the next read starts
-    /// afresh (a broker may have moved).
-    pub async fn read(&mut self) -> Result<Vec<PartitionLag>, KafkaError> {
-        let read = self.read_once().await;
+    /// Every partition's position now, within `budget`. An error or a timeout drops the
+    /// connections, so the next read starts afresh (a broker may have moved, and a call cut
+    /// off halfway leaves its connection unusable).
+    pub async fn read(&mut self, budget: Duration) -> Result<Vec<PartitionLag>, KafkaError> {
+        let read = match tokio::time::timeout(budget, self.read_once()).await {
+            Ok(read) => read,
+            Err(_) => Err(KafkaError::Stopped {
+                what: "reading the consumer lag",
+                reason: format!("no answer within {budget:?}"),
+            }),
+        };
         if read.is_err() {
             self.client = None;
             self.partitions.clear();
+            self.count = None;
+            self.coordinator = GroupCoordinator::new(
+                self.bootstrap.clone(),
+                self.coordinator.group(),
+                &self.client_id,
+            )
+            .with_auth(self.auth.clone())
+            .with_retry_budget(COORDINATOR_BUDGET);
         }
         read
     }
@@ -97,25 +123,46 @@ impl LagReader {
                 c
             }
         };
-        let Some(count) = partition_count(&client, &self.topic).await? else {
-            return Ok(Vec::new());
+        let count = match self.count {
+            Some((count, at)) if at.elapsed() < COUNT_TTL => count,
+            _ => {
+                let Some(count) = partition_count(&client, &self.topic).await? else {
+                    return Ok(Vec::new());
+                };
+                self.count = Some((count, Instant::now()));
+                count
+            }
         };
         let ids: Vec<i32> = (0..count).collect();
-        let committed = self.coordinator.fetch(&self.topic, &ids).await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for partition in ids {
+        for &partition in &ids {
             if !self.partitions.contains_key(&partition) {
                 let pc = partition_client(&client, &self.topic, partition).await?;
-                self.partitions.insert(partition, pc);
+                self.partitions.insert(partition, Arc::new(pc));
             }
-            let pc = &self.partitions[&partition];
-            let topic = &self.topic;
-            let list = |source| KafkaError::Client {
-                context: format!("ListOffsets of {topic}/{partition}"),
-                source,
-            };
-            let log_end = pc.get_offset(OffsetAt::Latest).await.map_err(list)?;
-            let log_start = pc.get_offset(OffsetAt::Earliest).await.map_err(list)?;
+        }
+        // The log ends and starts of all partitions at once (rskafka sends requests to a
+        // broker side by side), while the committed offsets are fetched.
+        let mut ends = tokio::task::JoinSet::new();
+        for &partition in &ids {
+            let pc = self.partitions[&partition].clone();
+            let topic = self.topic.clone();
+            ends.spawn(async move {
+                let list = |source| KafkaError::Client {
+                    context: format!("ListOffsets of {topic}/{partition}"),
+                    source,
+                };
+                let end = pc.get_offset(OffsetAt::Latest).await.map_err(list)?;
+                let start = pc.get_offset(OffsetAt::Earliest).await.map_err(list)?;
+                Ok::<_, KafkaError>((partition, start, end))
+            });
+        }
+        let committed = self.coordinator.fetch(&self.topic, &ids).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        while let Some(joined) = ends.join_next().await {
+            let (partition, log_start, log_end) = joined.map_err(|e| KafkaError::Stopped {
+                what: "reading the consumer lag",
+                reason: e.to_string(),
+            })??;
             out.push(PartitionLag {
                 partition,
                 committed: committed.get(&partition).copied().flatten(),
@@ -123,6 +170,7 @@ impl LagReader {
                 log_start,
             });
         }
+        out.sort_by_key(|p| p.partition);
         Ok(out)
     }
 }

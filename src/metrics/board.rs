@@ -171,12 +171,20 @@ impl Board {
             .store(stopping as u64, Ordering::Relaxed);
     }
 
-    /// Worker `index` was forked as `pid`: it is booting, and its silence counts from now.
-    pub fn worker_forked(&self, index: usize, pid: u32) {
+    /// Worker `index` is about to be forked: it boots, and its silence counts from now. Set
+    /// before the fork, as the child may report a later state at once.
+    pub fn worker_forking(&self, index: usize) {
         let slot = self.slot(index);
         slot.cell(BEAT_MS).store(monotonic_ms(), Ordering::Relaxed);
-        slot.set_state(WorkerState::Booting);
-        slot.cell(PID).store(u64::from(pid), Ordering::Relaxed);
+        slot.cell(STATE)
+            .store(WorkerState::Booting as u64, Ordering::Relaxed);
+    }
+
+    /// Worker `index` was forked as `pid`.
+    pub fn worker_forked(&self, index: usize, pid: u32) {
+        self.slot(index)
+            .cell(PID)
+            .store(u64::from(pid), Ordering::Relaxed);
     }
 
     /// Worker `index` was reaped: its gauges go (its counters stay), and an unasked end counts
@@ -247,9 +255,14 @@ impl SlotCells {
         self.cell(BEAT_MS).store(monotonic_ms(), Ordering::Relaxed);
     }
 
-    /// Where the worker is.
+    /// Where the worker is. A worker that is stopping stays so (a rebalance under way when the
+    /// stop came does not make it joining again).
     pub fn set_state(&self, state: WorkerState) {
-        self.cell(STATE).store(state as u64, Ordering::Relaxed);
+        let _ = self
+            .cell(STATE)
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| {
+                (now != WorkerState::Stopping as u64).then_some(state as u64)
+            });
     }
 
     /// Whether the worker's calls to the group coordinator fail for want of Kafka (an outage),
@@ -323,6 +336,9 @@ impl SlotCells {
     /// Histogram at `at`: per-bucket counts (not cumulative; the first bucket whose bound holds
     /// `value`, none for +Inf), then the sum in integer units, then the count.
     fn observe(&self, at: usize, bounds: &[f64], value: f64, units: u64) {
+        // Bucket, sum, count: three adds, not one transaction; a reader may see the bucket
+        // before the count (the exposition copes), and a worker killed in between leaves them
+        // one apart for good.
         if let Some(b) = bounds.iter().position(|bound| value <= *bound) {
             self.add(at + b, 1);
         }
@@ -464,6 +480,7 @@ mod tests {
     #[test]
     fn counters_outlive_a_worker_and_gauges_do_not() {
         let board = Board::private();
+        board.worker_forking(1);
         board.worker_forked(1, 4242);
         let slot = board.slot(1);
         slot.set_state(WorkerState::Consuming);
@@ -498,6 +515,24 @@ mod tests {
         assert_eq!(h.buckets[0], 1);
         assert_eq!(h.buckets[2], 1);
         assert_eq!(h.sum_units, 400_004_000_000);
+    }
+
+    #[test]
+    fn a_stopping_worker_stays_stopping() {
+        let board = Board::private();
+        board.worker_forking(0);
+        board.worker_forked(0, 1);
+        let slot = board.slot(0);
+        slot.set_state(WorkerState::Consuming);
+        slot.set_state(WorkerState::Stopping);
+        slot.set_state(WorkerState::Joining);
+        assert_eq!(board.read().workers[0].state, WorkerState::Stopping);
+        // Its replacement boots afresh.
+        board.worker_exited(0, None);
+        board.worker_forking(0);
+        board.worker_forked(0, 2);
+        slot.set_state(WorkerState::Consuming);
+        assert_eq!(board.read().workers[0].state, WorkerState::Consuming);
     }
 
     #[test]

@@ -128,22 +128,18 @@ impl Endpoint {
                 return cache.partitions.clone().map(|p| (topic, p));
             }
         }
-        let read = tokio::time::timeout(LAG_BUDGET, reader.read()).await;
+        let read = reader.read(LAG_BUDGET).await;
         let mut cache = self.cache.borrow_mut();
         cache.at = Some(Instant::now());
         cache.partitions = match read {
-            Ok(Ok(partitions)) => Some(partitions),
-            failed => {
+            Ok(partitions) => Some(partitions),
+            Err(e) => {
                 if cache
                     .warned
                     .is_none_or(|at| at.elapsed() > Duration::from_secs(60))
                 {
                     cache.warned = Some(Instant::now());
-                    let why = match failed {
-                        Ok(Err(e)) => e.to_string(),
-                        _ => format!("no answer within {LAG_BUDGET:?}"),
-                    };
-                    tracing::warn!("metrics: the consumer lag cannot be read: {why}");
+                    tracing::warn!("metrics: the consumer lag cannot be read: {e}");
                 }
                 None
             }
@@ -247,26 +243,17 @@ pub fn run(listener: std::net::TcpListener, board: Board, settings: EndpointSett
                 return 1;
             }
         };
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!("metrics: {e}");
-                    return 1;
-                }
-            };
+        // SIGTERM ends this process by its default action (the supervisor sees to that):
+        // nothing here needs a graceful end.
         loop {
-            let (stream, _) = tokio::select! {
-                _ = term.recv() => return 0,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors, say: wait a moment rather than spin.
-                        tracing::warn!("metrics: accepting a connection: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a moment rather than spin.
+                    tracing::warn!("metrics: accepting a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             let endpoint = endpoint.clone();
             tokio::task::spawn_local(async move {
@@ -274,9 +261,11 @@ pub fn run(listener: std::net::TcpListener, board: Board, settings: EndpointSett
                     let endpoint = endpoint.clone();
                     async move { Ok::<_, Infallible>(endpoint.answer(&req).await) }
                 });
+                // One request per connection: a probe or scrape costs one accept, and a client
+                // that stalls holds its connection 30 s at most.
                 let conn = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(false)
                     .serve_connection(TokioIo::new(stream), service);
-                // A probe or scrape that stalls must not hold a connection for good.
                 let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
             });
         }
@@ -301,8 +290,10 @@ mod tests {
             readiness(&board.read()).unwrap_err(),
             "worker 0 is not running"
         );
-        board.worker_forked(0, 10);
-        board.worker_forked(1, 11);
+        for (index, pid) in [(0, 10), (1, 11)] {
+            board.worker_forking(index);
+            board.worker_forked(index, pid);
+        }
         assert_eq!(readiness(&board.read()).unwrap_err(), "worker 0 is booting");
         board.slot(0).set_state(WorkerState::Consuming);
         board.slot(1).set_state(WorkerState::Joining);
@@ -328,6 +319,7 @@ mod tests {
     fn live_while_the_supervisor_turns_and_every_worker_beats() {
         let board = Board::private();
         board.supervisor_turn(1, false);
+        board.worker_forking(0);
         board.worker_forked(0, 10);
         let now = monotonic_ms();
         let hung = Duration::from_secs(4);

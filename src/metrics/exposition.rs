@@ -108,9 +108,8 @@ fn histogram(
         .zip(h.buckets.iter().copied())
         .collect();
     let bounded: u64 = h.buckets.iter().sum();
-    // The board is read cell by cell while workers write it, bucket first and count last: an
-    // observation may be in its bucket and not yet in the count. The count is then the buckets'
-    // sum, so that `_count` equals the +Inf bucket, as OpenMetrics requires.
+    // A bucket is added before the count (board.rs): never show fewer in all than in the
+    // buckets, which Prometheus would take for a broken histogram.
     let count = h.count.max(bounded);
     buckets.push((f64::INFINITY, count - bounded));
     e.encode_histogram::<NoLabelSet>(h.sum_units as f64 * scale, count, &buckets, None)

@@ -25,7 +25,14 @@ static SLOT: OnceLock<SlotCells> = OnceLock::new();
 /// Makes this process record into `board`'s slot `index`: a worker calls it first thing after
 /// the fork. Without it (`exec`, tests), records go to a board of the process' own.
 pub fn record_as_worker(board: Board, index: usize) {
-    let _ = SLOT.set(board.slot(index));
+    if SLOT.set(board.slot(index)).is_err() {
+        // Something recorded before this (in the supervisor, before the fork): the worker's
+        // counts would go to a board no one reads. A bug, said loudly.
+        tracing::error!(
+            worker = index,
+            "metrics: this process recorded before it knew its slot; its counts are not shown"
+        );
+    }
 }
 
 /// The slot this process records into.

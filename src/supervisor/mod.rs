@@ -96,8 +96,9 @@ pub trait WorkerFactory {
     fn has_sidecar(&self) -> bool {
         false
     }
-    /// Runs in the forked sidecar; its return value is the exit code. SIGTERM stops it (default
-    /// action or its own handler).
+    /// Runs in the forked sidecar; its return value is the exit code. SIGTERM ends it (its
+    /// default action, restored after the fork); SIGINT is ignored (a terminal's Ctrl-C reaches
+    /// the supervisor, which stops it after the workers).
     fn run_sidecar(&self) -> i32 {
         0
     }
@@ -113,6 +114,12 @@ pub enum Event {
         workers: usize,
         /// A stop (TERM, INT, QUIT) is under way.
         stopping: bool,
+    },
+    /// The worker of slot `index` is about to be forked: anything the child may overwrite at
+    /// once (its state) is set now, before the child exists.
+    Forking {
+        /// Its slot.
+        index: usize,
     },
     /// The worker of slot `index` was forked as `pid`.
     Forked {
@@ -171,6 +178,10 @@ struct Sidecar {
     pid: Option<Pid>,
     /// Its next start, after an exit (with backoff).
     restart_at: Option<Instant>,
+    /// When the running one was forked: one that ran a while resets the backoff.
+    started: Instant,
+    /// The supervisor asked it to stop (a reload): its exit is no crash.
+    replacing: bool,
     /// Paces its restarts.
     backoff: Backoff,
 }
@@ -432,6 +443,8 @@ pub fn run<F: WorkerFactory>(
     let sidecar = factory.has_sidecar().then(|| Sidecar {
         pid: None,
         restart_at: None,
+        started: Instant::now(),
+        replacing: false,
         backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
     });
     let mut s = Supervisor {
@@ -686,6 +699,8 @@ impl<F: WorkerFactory> Supervisor<F> {
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
         ensure_single_threaded()?;
+        self.factory.observe(Event::Forking { index });
+        let supervisor = nix::unistd::getpid();
         // SAFETY: the supervisor process has exactly one thread (it never starts one and has no
         // async runtime; `ensure_single_threaded` just checked), so the child starts with a
         // consistent copy of all memory and no lock held by another thread; allocating and
@@ -693,7 +708,7 @@ impl<F: WorkerFactory> Supervisor<F> {
         match unsafe { fork() }.map_err(os("forking a worker"))? {
             ForkResult::Child => {
                 drop(parent_end);
-                let code = self.become_worker(index, child_end);
+                let code = self.become_worker(index, child_end, supervisor);
                 std::process::exit(code);
             }
             ForkResult::Parent { child } => {
@@ -723,8 +738,8 @@ impl<F: WorkerFactory> Supervisor<F> {
     }
 
     /// In the child: drop what belongs to the supervisor, then run the worker body.
-    fn become_worker(&mut self, index: usize, heartbeat: UnixStream) -> i32 {
-        if !self.leave_supervisor() {
+    fn become_worker(&mut self, index: usize, heartbeat: UnixStream, supervisor: Pid) -> i32 {
+        if !self.leave_supervisor(supervisor) {
             return 0;
         }
         let slot = WorkerSlot {
@@ -737,10 +752,9 @@ impl<F: WorkerFactory> Supervisor<F> {
     }
 
     /// In a freshly forked child: drop what belongs to the supervisor, restore default signal
-    /// handling and follow the supervisor's death. False when the supervisor is already gone
-    /// (the child should exit at once).
-    fn leave_supervisor(&mut self) -> bool {
-        let parent = nix::unistd::getppid();
+    /// handling and follow the supervisor's death. False when the supervisor (`supervisor`, its
+    /// pid read before the fork) is already gone: the child should exit at once.
+    fn leave_supervisor(&mut self, supervisor: Pid) -> bool {
         // The siblings' heartbeat pipes and the signal pipe are the supervisor's.
         self.workers.clear();
         let _ = nix::unistd::close(self.wake.as_raw_fd());
@@ -767,7 +781,7 @@ impl<F: WorkerFactory> Supervisor<F> {
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
         // A worker whose supervisor dies stops gracefully instead of running on as an orphan.
         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
-        nix::unistd::getppid() == parent
+        nix::unistd::getppid() == supervisor
     }
 
     /// Forks the sidecar when the service has one, none runs and its restart delay is over.
@@ -781,21 +795,31 @@ impl<F: WorkerFactory> Supervisor<F> {
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
         ensure_single_threaded()?;
+        let supervisor = nix::unistd::getpid();
         // SAFETY: as for the workers' fork in `spawn`: this process has exactly one thread.
         match unsafe { fork() }.map_err(os("forking the sidecar"))? {
             ForkResult::Child => {
-                let code = if self.leave_supervisor() {
-                    self.factory.run_sidecar()
-                } else {
-                    0
+                if !self.leave_supervisor(supervisor) {
+                    std::process::exit(0);
+                }
+                // leave_supervisor keeps signal-hook's handler for TERM (a worker's tokio relies
+                // on it); the sidecar wants TERM's default action instead, from its first
+                // instant, so a stop or the supervisor's death (pdeathsig) always ends it.
+                // SAFETY: installing SIG_DFL is always sound; no handler code is involved.
+                let _ = unsafe {
+                    sigaction(
+                        Signal::SIGTERM,
+                        &SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty()),
+                    )
                 };
-                std::process::exit(code);
+                std::process::exit(self.factory.run_sidecar());
             }
             ForkResult::Parent { child } => {
                 tracing::info!(pid = %child, "metrics process started");
                 if let Some(sidecar) = &mut self.sidecar {
                     sidecar.pid = Some(child);
                     sidecar.restart_at = None;
+                    sidecar.started = Instant::now();
                 }
                 Ok(())
             }
@@ -811,6 +835,14 @@ impl<F: WorkerFactory> Supervisor<F> {
             return false;
         }
         sidecar.pid = None;
+        if std::mem::take(&mut sidecar.replacing) {
+            tracing::info!(%pid, "metrics process stopped; starting its replacement");
+            sidecar.restart_at = None;
+            return true;
+        }
+        if sidecar.started.elapsed() > Duration::from_secs(30) {
+            sidecar.backoff.reset();
+        }
         let pause = sidecar.backoff.next_pause();
         sidecar.restart_at = Some(Instant::now() + pause);
         tracing::error!(%pid, ?code, ?signal, "the metrics process ended; restarting it in {pause:?}");
@@ -932,6 +964,13 @@ impl<F: WorkerFactory> Supervisor<F> {
             generation = self.generation,
             "reloaded; replacing workers one by one"
         );
+        // The metrics process too, so that it reads the group's lag as now configured.
+        if let Some(sidecar) = &mut self.sidecar
+            && let Some(pid) = sidecar.pid
+        {
+            sidecar.replacing = true;
+            let _ = kill(pid, Signal::SIGTERM);
+        }
         if !matches!(self.transition, Transition::Rescaling { .. }) {
             self.retire_slot(0);
         }
