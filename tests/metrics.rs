@@ -40,18 +40,13 @@ fn status(addr: &str, path: &str) -> Option<u16> {
 fn wait_status(addr: &str, path: &str, want: u16, service: &ServiceProcess) -> Response {
     let deadline = Instant::now() + WAIT;
     loop {
-        let response = get(addr, path);
-        if let Some(r) = response.as_ref().filter(|r| r.status == want) {
-            return Response {
-                status: r.status,
-                headers: r.headers.clone(),
-                body: r.body.clone(),
-            };
-        }
+        let last = match get(addr, path) {
+            Some(r) if r.status == want => return r,
+            other => other.map(|r| (r.status, r.text())),
+        };
         assert!(
             Instant::now() < deadline,
-            "{path} did not answer {want}: last {:?}; log:\n{}",
-            response.map(|r| (r.status, r.text())),
+            "{path} did not answer {want}: last {last:?}; log:\n{}",
             service.log_text()
         );
         std::thread::sleep(Duration::from_millis(100));
