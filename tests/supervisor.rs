@@ -475,26 +475,11 @@ async fn partitions_added_while_running_are_consumed() {
     );
 }
 
-/// One GET over a fresh connection: the status and body, `None` while nothing listens.
+/// One GET: the status and body, `None` while nothing listens.
 fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    Some((status, body))
+    support::prometheus::http_get(&addr.to_string(), path)
+        .ok()
+        .map(|r| (r.status, r.text()))
 }
 
 /// The value of the sample `name` (labels included, as written) in a scrape.
