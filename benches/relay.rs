@@ -21,11 +21,11 @@
 //!   by default each instance serves it on a port of its own, as in production. CPU per request
 //!   counts every process of the service, the metrics process included.
 //! - `HD_BENCH_SCRAPE=1s` (or `500ms`, `15s`) scrapes each service's `/metrics` at that interval
-//!   through the measured span, as Prometheus does (one kept-alive connection, Prometheus'
-//!   `Accept` header); the port comes from the service's "metrics at /metrics" log line. The
-//!   throughput scenarios then print the CPU by process (workers, supervisor, metrics process)
-//!   and the scrapes. Without an endpoint (`HD_BENCH_METRICS=off`, an older binary) nothing is
-//!   scraped.
+//!   through the measured span, as Prometheus does (a kept-alive connection while the service
+//!   keeps it, Prometheus' `Accept` header); the port comes from the service's "metrics at
+//!   /metrics" log line. The throughput scenarios then print the CPU by process (workers,
+//!   supervisor, metrics process) and the scrapes. Without an endpoint (`HD_BENCH_METRICS=off`,
+//!   an older binary) nothing is scraped.
 //! - `HD_BENCH_BACKLOG=n` adds the backlog scenario: `n` small requests produced first, then
 //!   `serve --workers 2` works through them for 60 s while every worker's RSS is sampled.
 //!
@@ -824,8 +824,8 @@ struct Scrapes {
 const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,\
      application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
-/// GETs `http://addr/metrics` every `every` over one kept-alive connection (reconnecting when it
-/// breaks), as Prometheus does, until `stop` turns true.
+/// GETs `http://addr/metrics` every `every`, as Prometheus does, until `stop` turns true: over
+/// one kept-alive connection while the service keeps it open, a new one when it has closed it.
 async fn scraper(
     addr: std::net::SocketAddr,
     every: Duration,
@@ -852,24 +852,36 @@ async fn scraper(
             _ = tick.tick() => {}
         }
         let began = Instant::now();
-        if sender.as_ref().is_none_or(|s| s.is_closed()) {
-            sender = connect(addr).await;
-        }
-        let Some(s) = sender.as_mut() else {
-            scrapes.failed += 1;
-            continue;
-        };
-        let request = hyper::Request::get("/metrics")
-            .header(hyper::header::HOST, addr.to_string())
-            .header(hyper::header::ACCEPT, PROMETHEUS_ACCEPT)
-            .body(http_body_util::Empty::new())
-            .unwrap();
-        let body = match s.send_request(request).await {
-            Ok(r) if r.status() == hyper::StatusCode::OK => {
-                r.into_body().collect().await.ok().map(|b| b.to_bytes())
+        // A connection the service closed (it may answer one request per connection) is
+        // replaced; a request that fails on a reused connection is sent once more on a new one.
+        let mut body = None;
+        for retry in [false, true] {
+            let reused = sender.as_ref().is_some_and(|s| !s.is_closed());
+            if retry || !reused {
+                sender = connect(addr).await;
             }
-            _ => None,
-        };
+            let Some(s) = sender.as_mut() else {
+                break;
+            };
+            let request = hyper::Request::get("/metrics")
+                .header(hyper::header::HOST, addr.to_string())
+                .header(hyper::header::ACCEPT, PROMETHEUS_ACCEPT)
+                .body(http_body_util::Empty::new())
+                .unwrap();
+            let answer = match s.ready().await {
+                Ok(()) => s.send_request(request).await,
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(r) if r.status() == hyper::StatusCode::OK => {
+                    body = r.into_body().collect().await.ok().map(|b| b.to_bytes());
+                    break;
+                }
+                Ok(_) => break,
+                Err(_) if reused && !retry => continue,
+                Err(_) => break,
+            }
+        }
         match body {
             Some(b) => {
                 scrapes.ok += 1;
