@@ -12,13 +12,20 @@
 //!
 //! - `HD_BENCH_BIN=path` measures another build of the service (the musl one, or an older commit;
 //!   a binary without `--partitioning` predates the consumer group and runs with its defaults).
-//! - `HD_BENCH_ONLY=text` runs only the scenarios whose name contains `text`, in any case.
+//! - `HD_BENCH_ONLY=text` runs only the scenarios whose name contains `text`, in any case;
+//!   `a|b` those that contain `a` or `b`.
 //! - `HD_BENCH_PARTITIONING=group|index` passes `--partitioning`; scenarios that need the
 //!   consumer group (two instances, a member joining) are left out under `index`.
 //! - `HD_BENCH_RUNS=n` repeats the rebalance and one-at-a-time scenarios `n` times (default 5).
 //! - `HD_BENCH_METRICS=off` runs the service without its metrics endpoint (`HD_METRICS_ADDR=`);
 //!   by default each instance serves it on a port of its own, as in production. CPU per request
 //!   counts every process of the service, the metrics process included.
+//! - `HD_BENCH_SCRAPE=1s` (or `500ms`, `15s`) scrapes each service's `/metrics` at that interval
+//!   through the measured span, as Prometheus does (a kept-alive connection while the service
+//!   keeps it, Prometheus' `Accept` header); the port comes from the service's "metrics at
+//!   /metrics" log line. The throughput scenarios then print the CPU by process (workers,
+//!   supervisor, metrics process) and the scrapes. Without an endpoint (`HD_BENCH_METRICS=off`,
+//!   an older binary) nothing is scraped.
 //! - `HD_BENCH_BACKLOG=n` adds the backlog scenario: `n` small requests produced first, then
 //!   `serve --workers 2` works through them for 60 s while every worker's RSS is sampled.
 //!
@@ -255,6 +262,18 @@ fn proc_stat_cpu(pid: u32) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
+/// A process' CPU time to the nanosecond: the first field of `/proc/<pid>/task/*/schedstat`,
+/// summed over its live threads. For the small processes (supervisor, metrics process), whose
+/// CPU time over a run is a few clock ticks of `/proc/<pid>/stat`.
+fn schedstat_cpu(pid: u32) -> Option<Duration> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let ns: u64 = tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Some(Duration::from_nanos(ns))
+}
+
 /// A number field of `/proc/<pid>/status` (`VmRSS:` in KiB, `Threads:`).
 fn status_field(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -434,12 +453,14 @@ impl Service {
             .env("HETIDA_DESIGNER_KAFKA_RESPONSE_TOPIC", &topics.1)
             .env("HETIDA_DESIGNER_RUNTIME_ENGINE_URL", engine_url)
             .env("HD_METRICS_ADDR", metrics_addr())
-            // Warnings, each member's assignment ("worker consuming") and the supervisor's
-            // "worker started": the bench waits for the group to settle before it measures, and
-            // times a replaced worker from its start.
+            // Warnings, each member's assignment ("worker consuming"), the supervisor's
+            // "worker started" and where the metrics endpoint listens: the bench waits for the
+            // group to settle before it measures, times a replaced worker from its start, and
+            // scrapes the endpoint.
             .env(
                 "RUST_LOG",
-                "warn,hd_kafka_exec::kafka::member=info,hd_kafka_exec::supervisor=info",
+                "warn,hd_kafka_exec::kafka::member=info,hd_kafka_exec::supervisor=info,\
+                 hd_kafka_exec::cli::serve=info",
             )
             .env_remove("HD_WORKERS")
             .env_remove("WEB_CONCURRENCY")
@@ -467,6 +488,36 @@ impl Service {
 
     fn cpu(&self) -> Duration {
         self.pids().into_iter().filter_map(proc_stat_cpu).sum()
+    }
+
+    /// The CPU time of the workers alone.
+    fn workers_cpu(&self) -> Duration {
+        workers(self.child.id())
+            .into_iter()
+            .filter_map(proc_stat_cpu)
+            .sum()
+    }
+
+    /// The metrics process, when it runs.
+    fn metrics_pid(&self) -> Option<u32> {
+        children(self.child.id())
+            .into_iter()
+            .find(|p| support::service::is_metrics_process(*p as i32))
+    }
+
+    /// Where the metrics endpoint listens: the supervisor's "metrics at /metrics" line (written
+    /// before it forks, so there once a worker consumes); `None` without an endpoint.
+    fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        std::fs::read_to_string(&self.log)
+            .ok()?
+            .lines()
+            .find(|l| l.contains("metrics at /metrics"))?
+            .split("addr=")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
     }
 
     fn signal(&self, signal: nix::sys::signal::Signal) {
@@ -739,12 +790,127 @@ impl Stage {
     }
 }
 
+/// `HD_BENCH_SCRAPE`: how often each service's `/metrics` is scraped while a throughput
+/// scenario is measured (`1s`, `500ms`, `15s`); `None` when unset.
+fn scrape_interval() -> Option<Duration> {
+    let v = std::env::var("HD_BENCH_SCRAPE")
+        .ok()
+        .filter(|v| !v.is_empty())?;
+    let (n, unit) = match v.strip_suffix("ms") {
+        Some(n) => (n, 1e-3),
+        None => (v.strip_suffix('s').unwrap_or(&v), 1.0),
+    };
+    let n: f64 = n
+        .parse()
+        .unwrap_or_else(|_| panic!("HD_BENCH_SCRAPE={v}: an interval such as 1s or 500ms"));
+    assert!(n > 0.0, "HD_BENCH_SCRAPE={v}: more than zero");
+    Some(Duration::from_secs_f64(n * unit))
+}
+
+/// What the scrapers of one run saw.
+#[derive(Debug, Default, Clone, Copy)]
+struct Scrapes {
+    /// Answered with 200.
+    ok: usize,
+    /// Failed or answered otherwise.
+    failed: usize,
+    /// Bytes of the last body.
+    bytes: usize,
+    /// Summed time from sending a scrape to its whole body.
+    took: Duration,
+}
+
+/// The `Accept` header Prometheus 2.x sends by default (OpenMetrics preferred).
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,\
+     application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// GETs `http://addr/metrics` every `every`, as Prometheus does, until `stop` turns true: over
+/// one kept-alive connection while the service keeps it open, a new one when it has closed it.
+async fn scraper(
+    addr: std::net::SocketAddr,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Scrapes {
+    use http_body_util::BodyExt;
+    type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>;
+    async fn connect(addr: std::net::SocketAddr) -> Option<Sender> {
+        let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .ok()?;
+        tokio::spawn(conn);
+        Some(sender)
+    }
+    let mut scrapes = Scrapes::default();
+    let mut sender: Option<Sender> = None;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return scrapes,
+            _ = tick.tick() => {}
+        }
+        let began = Instant::now();
+        // A connection the service closed (it may answer one request per connection) is
+        // replaced; a request that fails on a reused connection is sent once more on a new one.
+        let mut body = None;
+        for retry in [false, true] {
+            let reused = sender.as_ref().is_some_and(|s| !s.is_closed());
+            if retry || !reused {
+                sender = connect(addr).await;
+            }
+            let Some(s) = sender.as_mut() else {
+                break;
+            };
+            let request = hyper::Request::get("/metrics")
+                .header(hyper::header::HOST, addr.to_string())
+                .header(hyper::header::ACCEPT, PROMETHEUS_ACCEPT)
+                .body(http_body_util::Empty::new())
+                .unwrap();
+            let answer = match s.ready().await {
+                Ok(()) => s.send_request(request).await,
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(r) if r.status() == hyper::StatusCode::OK => {
+                    body = r.into_body().collect().await.ok().map(|b| b.to_bytes());
+                    break;
+                }
+                Ok(_) => break,
+                Err(_) if reused && !retry => continue,
+                Err(_) => break,
+            }
+        }
+        match body {
+            Some(b) => {
+                scrapes.ok += 1;
+                scrapes.bytes = b.len();
+                scrapes.took += began.elapsed();
+            }
+            None => {
+                scrapes.failed += 1;
+                sender = None;
+            }
+        }
+    }
+}
+
 struct Outcome {
     name: String,
     requests: usize,
     elapsed: Duration,
     latencies: Vec<Duration>,
     cpu: Duration,
+    /// Of `cpu`, the workers'; the supervisor's and the metrics process' to the nanosecond
+    /// ([`schedstat_cpu`]; the throughput scenarios only).
+    workers_cpu: Duration,
+    supervisor_cpu: Duration,
+    metrics_cpu: Option<Duration>,
+    /// The largest metrics process' RSS, sampled under load.
+    metrics_rss_kib: u64,
+    /// With `HD_BENCH_SCRAPE`: the scrapes during the measured span.
+    scrapes: Option<Scrapes>,
     /// The broker's CPU time over the same span, when it is known (the SASL_SSL set).
     broker_cpu: Option<Duration>,
     worker_rss_kib: u64,
@@ -808,8 +974,45 @@ async fn relay(bench: &Bench, link: &Link, double: &RuntimeDouble, plan: Relay) 
         .max()
         .unwrap_or(0);
     let cpu = || services.iter().map(Service::cpu).sum::<Duration>();
+    let workers_cpu = || services.iter().map(Service::workers_cpu).sum::<Duration>();
+    let metrics_pids: Vec<u32> = services.iter().filter_map(Service::metrics_pid).collect();
+    let metrics_cpu = || {
+        (!metrics_pids.is_empty()).then(|| {
+            metrics_pids
+                .iter()
+                .filter_map(|p| schedstat_cpu(*p))
+                .sum::<Duration>()
+        })
+    };
+    let supervisors_cpu = || {
+        services
+            .iter()
+            .filter_map(|s| schedstat_cpu(s.child.id()))
+            .sum::<Duration>()
+    };
+    let metrics_rss = || {
+        metrics_pids
+            .iter()
+            .filter_map(|p| rss_kib(*p))
+            .max()
+            .unwrap_or(0)
+    };
     let worker_max = |measure| services.iter().map(|s| s.worker_max(measure)).max();
+    // Scrapers, as Prometheus: from before the measured span to its end.
+    let (stop_scraping, scraping) = tokio::sync::watch::channel(false);
+    let scrapers: Vec<_> = scrape_interval()
+        .map(|every| {
+            services
+                .iter()
+                .filter_map(Service::metrics_addr)
+                .map(|addr| tokio::spawn(scraper(addr, every, scraping.clone())))
+                .collect()
+        })
+        .unwrap_or_default();
     let cpu_before = cpu();
+    let workers_before = workers_cpu();
+    let metrics_before = metrics_cpu();
+    let supervisors_before = supervisors_cpu();
     let broker_before = link.broker_cpu();
 
     let mut sent: HashMap<String, Instant> = HashMap::with_capacity(n);
@@ -840,6 +1043,7 @@ async fn relay(bench: &Bench, link: &Link, double: &RuntimeDouble, plan: Relay) 
     let mut latencies = Vec::with_capacity(n);
     let mut worker_rss_kib = 0;
     let mut worker_threads = 0;
+    let mut metrics_rss_kib = 0;
     let mut last = begin;
     let deadline = Instant::now() + Duration::from_secs(300);
     while latencies.len() < n && Instant::now() < deadline {
@@ -852,12 +1056,29 @@ async fn relay(bench: &Bench, link: &Link, double: &RuntimeDouble, plan: Relay) 
             if latencies.len() % 1000 == 0 {
                 worker_rss_kib = worker_rss_kib.max(worker_max(rss_kib).unwrap_or(0));
                 worker_threads = worker_threads.max(worker_max(threads).unwrap_or(0));
+                metrics_rss_kib = metrics_rss_kib.max(metrics_rss());
             }
         }
     }
     worker_rss_kib = worker_rss_kib.max(worker_max(rss_kib).unwrap_or(0));
     worker_threads = worker_threads.max(worker_max(threads).unwrap_or(0));
+    metrics_rss_kib = metrics_rss_kib.max(metrics_rss());
     let cpu = cpu().saturating_sub(cpu_before);
+    let workers_cpu = workers_cpu().saturating_sub(workers_before);
+    let supervisor_cpu = supervisors_cpu().saturating_sub(supervisors_before);
+    let metrics_cpu = metrics_cpu()
+        .zip(metrics_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    let _ = stop_scraping.send(true);
+    let mut scrapes = None;
+    for s in scrapers {
+        let s = s.await.unwrap();
+        let all: &mut Scrapes = scrapes.get_or_insert_default();
+        all.ok += s.ok;
+        all.failed += s.failed;
+        all.bytes = all.bytes.max(s.bytes);
+        all.took += s.took;
+    }
     let broker_cpu = link
         .broker_cpu()
         .zip(broker_before)
@@ -870,6 +1091,11 @@ async fn relay(bench: &Bench, link: &Link, double: &RuntimeDouble, plan: Relay) 
         elapsed: last - begin,
         latencies,
         cpu,
+        workers_cpu,
+        supervisor_cpu,
+        metrics_cpu,
+        metrics_rss_kib,
+        scrapes,
         broker_cpu,
         worker_rss_kib,
         worker_threads,
@@ -1199,6 +1425,7 @@ async fn one_at_a_time(
     tokio::time::sleep(Duration::from_millis(300)).await;
     let supervisor_rss_kib = rss_kib(service.child.id()).unwrap_or(0);
     let cpu_before = service.cpu();
+    let workers_before = service.workers_cpu();
     let broker_before = link.broker_cpu();
     let begin = Instant::now();
     let mut latencies = Vec::with_capacity(n);
@@ -1214,6 +1441,7 @@ async fn one_at_a_time(
     }
     let elapsed = begin.elapsed();
     let cpu = service.cpu().saturating_sub(cpu_before);
+    let workers_cpu = service.workers_cpu().saturating_sub(workers_before);
     let broker_cpu = link
         .broker_cpu()
         .zip(broker_before)
@@ -1225,6 +1453,11 @@ async fn one_at_a_time(
         elapsed,
         latencies,
         cpu,
+        workers_cpu,
+        supervisor_cpu: Duration::ZERO,
+        metrics_cpu: None,
+        metrics_rss_kib: 0,
+        scrapes: None,
         broker_cpu,
         worker_rss_kib: service.worker_max(rss_kib),
         worker_threads: service.worker_max(threads),
@@ -1364,11 +1597,12 @@ fn spread(mut values: Vec<Duration>) -> String {
     }
 }
 
-/// Whether `HD_BENCH_ONLY` selects the scenario `name`: it is part of the name, in any case
-/// (`sasl` selects the SASL_SSL set).
+/// Whether `HD_BENCH_ONLY` selects the scenario `name`: it, or one of its `|`-separated parts,
+/// is part of the name, in any case (`sasl` selects the SASL_SSL set).
 fn selected(name: &str) -> bool {
     let only = std::env::var("HD_BENCH_ONLY").unwrap_or_default();
-    name.to_lowercase().contains(&only.to_lowercase())
+    let name = name.to_lowercase();
+    only.to_lowercase().split('|').any(|o| name.contains(o))
 }
 
 /// The throughput and latency scenarios: (name, instances, workers, max in flight, requests,
@@ -1858,6 +2092,54 @@ fn print_report(bench: &Bench, report: &Report) {
             o.supervisor_rss_kib as f64 / 1024.0,
             or_dash(o.first_response),
             or_dash(o.settled),
+        );
+    }
+    if !report.outcomes.is_empty() {
+        println!();
+        println!(
+            "service CPU by process over the measured span (supervisor and metrics process from \
+             schedstat, to the ns); scrapes during it"
+        );
+        println!();
+        header(&[
+            "scenario",
+            "service CPU µs/request",
+            "workers µs/request",
+            "supervisor CPU ms",
+            "metrics process CPU ms",
+            "metrics process RSS MiB",
+            "scrapes ok / failed",
+            "scrape ms, mean",
+            "scrape body bytes",
+        ]);
+    }
+    for o in &report.outcomes {
+        let per_request = |d: Duration| d.as_secs_f64() * 1e6 / o.requests as f64;
+        let (scrapes, scrape_ms, bytes) = match o.scrapes {
+            Some(s) => (
+                format!("{} / {}", s.ok, s.failed),
+                if s.ok == 0 {
+                    "-".into()
+                } else {
+                    format!("{:.2}", s.took.as_secs_f64() * 1e3 / s.ok as f64)
+                },
+                s.bytes.to_string(),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1e3);
+        println!(
+            "| {} | {:.1} | {:.1} | {} | {} | {} | {scrapes} | {scrape_ms} | {bytes} |",
+            o.name,
+            per_request(o.cpu),
+            per_request(o.workers_cpu),
+            ms(o.supervisor_cpu),
+            o.metrics_cpu.map_or_else(|| "-".into(), ms),
+            if o.metrics_cpu.is_some() {
+                format!("{:.1}", o.metrics_rss_kib as f64 / 1024.0)
+            } else {
+                "-".into()
+            },
         );
     }
     if !report.pauses.is_empty() {
