@@ -345,11 +345,30 @@ pub struct KafkaSettings {
     /// `group_instance_id`: static membership (the default, with the host name as prefix) or
     /// dynamic (`null`).
     pub membership: Membership,
+    /// `group_protocol` (Java's `group.protocol`): the classic protocol (default), or the
+    /// consumer protocol of KIP-848 (Kafka 4.0+: server-side assignment, incremental
+    /// rebalances).
+    pub group_protocol: GroupProtocol,
+    /// `group_remote_assignor` (Java's `group.remote.assignor`): the broker's assignor a
+    /// `consumer`-protocol member asks for (`uniform`, `range`); `None`: the broker's default.
+    pub remote_assignor: Option<String>,
     /// How the consumer side (fetches, the group coordinator) connects: the consumer options'
     /// `security_protocol` and SASL settings.
     pub consumer_security: KafkaSecurity,
     /// How the producer side connects: the producer options' settings.
     pub producer_security: KafkaSecurity,
+}
+
+/// The consumer group protocol a worker speaks (`group_protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GroupProtocol {
+    /// JoinGroup/SyncGroup/Heartbeat, eager rebalancing, client-side assignment (every Kafka,
+    /// aiokafka's protocol).
+    #[default]
+    Classic,
+    /// ConsumerGroupHeartbeat (KIP-848): the broker assigns, only partitions that must move
+    /// do; Kafka 4.0+.
+    Consumer,
 }
 
 /// Who decides which worker fetches which partition.
@@ -675,6 +694,14 @@ impl KafkaSettings {
         if group_id.is_empty() {
             return Err(invalid("--group-id", "must not be empty"));
         }
+        let partitioning = flags.partitioning.unwrap_or_default();
+        if consumer.group_protocol == GroupProtocol::Consumer && partitioning == Partitioning::Index
+        {
+            return Err(invalid(
+                "--partitioning index",
+                "workers of a fixed split join no group, so group_protocol `consumer` has no group to speak it in; use --partitioning group",
+            ));
+        }
         Ok(KafkaSettings {
             consumer_bootstrap: flag_bootstrap.clone().unwrap_or(consumer.bootstrap),
             producer_bootstrap: flag_bootstrap.unwrap_or(producer.bootstrap),
@@ -690,13 +717,15 @@ impl KafkaSettings {
             linger: producer.linger,
             compression: producer.compression,
             max_request_size: producer.max_request_size,
-            partitioning: flags.partitioning.unwrap_or_default(),
+            partitioning,
             session_timeout: consumer.session_timeout,
             heartbeat_interval: consumer.heartbeat_interval,
             // Filled in by Config::load, which knows the grace period, when not given.
             rebalance_timeout: consumer.rebalance_timeout.unwrap_or_default(),
             partition_check_interval: consumer.partition_check_interval,
             membership: consumer.membership,
+            group_protocol: consumer.group_protocol,
+            remote_assignor: consumer.remote_assignor,
             consumer_security,
             producer_security,
         })
@@ -1408,6 +1437,10 @@ struct ConsumerOptions {
     partition_check_interval: Duration,
     /// `group_instance_id`: absent means the host name as prefix, `null` dynamic membership.
     membership: Membership,
+    /// `group_protocol`; see [`KafkaSettings::group_protocol`].
+    group_protocol: GroupProtocol,
+    /// `group_remote_assignor`; see [`KafkaSettings::remote_assignor`].
+    remote_assignor: Option<String>,
     /// `security_protocol` and the SASL options.
     security: SecurityOptions,
 }
@@ -1433,6 +1466,8 @@ impl Default for ConsumerOptions {
             membership: Membership::Static {
                 prefix: host_name(),
             },
+            group_protocol: GroupProtocol::Classic,
+            remote_assignor: None,
             security: SecurityOptions::default(),
         }
     }
@@ -1486,6 +1521,26 @@ impl ConsumerOptions {
                         return Err(o.bad("must not be empty (null turns static membership off)"));
                     }
                     Membership::Static { prefix }
+                };
+            }
+            "group_protocol" => {
+                self.group_protocol = match o.string()?.to_ascii_lowercase().as_str() {
+                    "classic" => GroupProtocol::Classic,
+                    "consumer" => GroupProtocol::Consumer,
+                    other => {
+                        return Err(o.bad(&format!("`{other}` is not one of classic, consumer")));
+                    }
+                }
+            }
+            "group_remote_assignor" => {
+                self.remote_assignor = if o.value.is_null() {
+                    None
+                } else {
+                    let name = o.string()?;
+                    if name.is_empty() {
+                        return Err(o.bad("must not be empty (null: the broker's default)"));
+                    }
+                    Some(name)
                 };
             }
             "fetch_max_wait_ms" => self.fetch_max_wait = o.millis()?,

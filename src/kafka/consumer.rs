@@ -5,7 +5,7 @@
 //! a [`DoneToken`]: its offset counts as done — and may be committed — only after the worker
 //! calls [`DoneToken::complete`], which it does once the response is acknowledged by Kafka.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,7 +15,7 @@ use rskafka::client::error::{Error as ClientError, ProtocolError as KafkaCode, R
 use rskafka::client::partition::{OffsetAt, PartitionClient};
 use rskafka::record::RecordAndOffset;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 
 use super::{KafkaError, Watermarks};
 use crate::backoff::Backoff;
@@ -136,21 +136,22 @@ pub struct RequestConsumer {
     tx: mpsc::Sender<RequestRecord>,
     /// Turns true when the worker stops: the loops stop fetching.
     shutdown: watch::Receiver<bool>,
-    /// The current assignment's state, handed to every record; a revocation changes it.
-    assignment: Arc<AtomicU8>,
-    /// Partitions with a fetch loop now.
-    fetching: BTreeSet<i32>,
+    /// Partitions with a fetch loop now: its abort handle, and the partition's assignment
+    /// state, handed to every record of it; a revocation changes it.
+    fetching: BTreeMap<i32, (AbortHandle, Arc<AtomicU8>)>,
 }
 
 /// A revoked assignment, which may still turn out lost.
 #[derive(Debug)]
-pub struct Revoked(Arc<AtomicU8>);
+pub struct Revoked(Vec<Arc<AtomicU8>>);
 
 impl Revoked {
     /// The group went on without this member after all: records of the revoked assignment
     /// still in flight must not be answered.
     pub fn lost(&self) {
-        self.0.store(LOST, Ordering::Release);
+        for partition in &self.0 {
+            partition.store(LOST, Ordering::Release);
+        }
     }
 }
 
@@ -211,8 +212,7 @@ impl RequestConsumer {
             options,
             tx,
             shutdown,
-            assignment: Arc::new(AtomicU8::new(ASSIGNED)),
-            fetching: BTreeSet::new(),
+            fetching: BTreeMap::new(),
         };
         for (partition, offset) in starts {
             consumer.add_partition(partition, offset);
@@ -234,9 +234,11 @@ impl RequestConsumer {
         let watermarks = self.watermarks.clone();
         let tx = self.tx.clone();
         let mut shutdown = self.shutdown.clone();
-        let assignment = self.assignment.clone();
-        self.fetching.insert(partition);
-        self.tasks.spawn(async move {
+        let assignment = Arc::new(AtomicU8::new(ASSIGNED));
+        let state = assignment.clone();
+        // Loops of partitions revoked earlier are over: let go of them.
+        while self.tasks.try_join_next().is_some() {}
+        let handle = self.tasks.spawn(async move {
             let Some(pc) =
                 partition_client_until_stopped(&client, &options.topic, partition, &mut shutdown)
                     .await
@@ -251,6 +253,7 @@ impl RequestConsumer {
             };
             fetch_loop(pc, offset, options, shared, shutdown).await;
         });
+        self.fetching.insert(partition, (handle, state));
     }
 
     /// The group took every partition away (an eager rebalance): the fetch loops stop, and
@@ -258,21 +261,31 @@ impl RequestConsumer {
     /// were fetched. Their records in flight finish on their own, unless `lost`: then the
     /// group went on without this member, and they are not answered.
     pub fn revoke_all(&mut self, lost: bool) -> (Vec<i32>, Revoked) {
-        self.assignment
-            .store(if lost { LOST } else { REVOKED }, Ordering::Release);
-        let revoked = Revoked(std::mem::replace(
-            &mut self.assignment,
-            Arc::new(AtomicU8::new(ASSIGNED)),
-        ));
-        // Dropping the set aborts the loops; a loop holds no state worth keeping.
-        drop(std::mem::take(&mut self.tasks));
-        let partitions = std::mem::take(&mut self.fetching).into_iter().collect();
-        (partitions, revoked)
+        let all = self.fetching();
+        let revoked = self.revoke(&all, lost);
+        (all, revoked)
+    }
+
+    /// The group took `partitions` away (an incremental rebalance): as [`revoke_all`] for
+    /// those; the others are fetched on undisturbed.
+    ///
+    /// [`revoke_all`]: RequestConsumer::revoke_all
+    pub fn revoke(&mut self, partitions: &[i32], lost: bool) -> Revoked {
+        let mut states = Vec::new();
+        for p in partitions {
+            if let Some((handle, state)) = self.fetching.remove(p) {
+                state.store(if lost { LOST } else { REVOKED }, Ordering::Release);
+                // A loop holds no state worth keeping.
+                handle.abort();
+                states.push(state);
+            }
+        }
+        Revoked(states)
     }
 
     /// The partitions fetched now.
     pub fn fetching(&self) -> Vec<i32> {
-        self.fetching.iter().copied().collect()
+        self.fetching.keys().copied().collect()
     }
 
     /// Waits until every fetch loop has stopped (after shutdown was signalled).

@@ -18,6 +18,7 @@ use super::client::{connect, partition_client, partition_count};
 use super::committer::{CommitterClient, CommitterTask};
 use super::consumer::{FetchOptions, start_position};
 use super::coordinator::Generation;
+use super::member::consumer_protocol::{ConsumerMember, ConsumerMemberSettings, MemberParts};
 use super::member::{Member, MemberError, MemberSettings};
 use super::security::BrokerAuth;
 use super::{
@@ -25,7 +26,7 @@ use super::{
     ResponseProducer,
 };
 use crate::backoff::Backoff;
-use crate::config::{KafkaSettings, OffsetReset};
+use crate::config::{GroupProtocol, KafkaSettings, OffsetReset};
 
 /// Which partitions of the request topic a worker consumes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +35,9 @@ pub enum Ownership {
     /// `group_id`, beside any other members (other workers, other instances, hetida's own
     /// consumers).
     Group(MemberSettings),
+    /// The same with the consumer protocol of KIP-848 (`group_protocol` `consumer`): the
+    /// broker assigns, incrementally.
+    ConsumerGroup(ConsumerMemberSettings),
     /// Worker `index` of `count` owns the partitions p with p mod count == index, and commits as
     /// a "simple consumer" without joining the group. Only while nothing else consumes the group.
     ByIndex { index: usize, count: usize },
@@ -120,7 +124,7 @@ impl Session {
         // By index, the partitions are known now; in a group, the group assigns them later.
         let owned = match &ownership {
             Ownership::ByIndex { index, count: n } => by_index(*index, *n, count),
-            Ownership::Group(_) => Vec::new(),
+            Ownership::Group(_) | Ownership::ConsumerGroup(_) => Vec::new(),
         };
         let mut coordinator = group_coordinator(k, &consumer_auth);
         let committed = until_kafka_answers("read the group's committed offsets", async || {
@@ -186,6 +190,22 @@ impl Session {
                     shutdown,
                 );
                 // Local: the coordinator client's futures are not `Send`.
+                OwnershipTask::Group(tokio::task::spawn_local(member.run()))
+            }
+            Ownership::ConsumerGroup(member) => {
+                let member = ConsumerMember::new(
+                    member,
+                    k.clone(),
+                    MemberParts {
+                        coordinator: group_coordinator(k, &consumer_auth),
+                        client,
+                        consumer: consumer.clone(),
+                        watermarks,
+                        committer: committer.client(),
+                        generation: generation_tx,
+                        shutdown,
+                    },
+                );
                 OwnershipTask::Group(tokio::task::spawn_local(member.run()))
             }
         };
@@ -256,7 +276,16 @@ impl Session {
             let generation = self.generation.borrow().clone();
             let k = &self.settings;
             let mut coordinator = group_coordinator(k, &self.consumer_auth);
-            let leave = Member::leave(&mut coordinator, &generation, retire);
+            let leave = async {
+                match k.group_protocol {
+                    GroupProtocol::Classic => {
+                        Member::leave(&mut coordinator, &generation, retire).await
+                    }
+                    GroupProtocol::Consumer => {
+                        ConsumerMember::leave(&mut coordinator, &generation, retire).await
+                    }
+                }
+            };
             let _ = tokio::time::timeout_at(deadline, leave).await;
         }
         committed

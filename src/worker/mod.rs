@@ -20,7 +20,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::config::Partitioning;
+use crate::config::{GroupProtocol, Partitioning};
+use crate::kafka::member::consumer_protocol::ConsumerMemberSettings;
 use crate::kafka::group::assignor::Assignor;
 use crate::kafka::{
     KafkaError, MemberError, MemberSettings, Opened, Ownership, RequestRecord, Session,
@@ -102,15 +103,22 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
         },
     )
     .map_err(BootError::Store)?;
-    let ownership = match cfg.kafka.partitioning {
-        Partitioning::Group => Ownership::Group(MemberSettings {
+    let ownership = match (cfg.kafka.partitioning, cfg.kafka.group_protocol) {
+        (Partitioning::Group, GroupProtocol::Consumer) => {
+            Ownership::ConsumerGroup(ConsumerMemberSettings {
+                instance_id: cfg.kafka.membership.instance_id(spec.slot.index),
+                rebalance_timeout: cfg.kafka.rebalance_timeout,
+                assignor: cfg.kafka.remote_assignor.clone(),
+            })
+        }
+        (Partitioning::Group, GroupProtocol::Classic) => Ownership::Group(MemberSettings {
             instance_id: cfg.kafka.membership.instance_id(spec.slot.index),
             session_timeout: cfg.kafka.session_timeout,
             heartbeat_interval: cfg.kafka.heartbeat_interval,
             rebalance_timeout: cfg.kafka.rebalance_timeout,
             assignors: Assignor::OFFERED.to_vec(),
         }),
-        Partitioning::Index => Ownership::ByIndex {
+        (Partitioning::Index, _) => Ownership::ByIndex {
             index: spec.slot.index,
             count: spec.slot.count,
         },

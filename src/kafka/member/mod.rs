@@ -16,6 +16,7 @@
 //! authorization, a protocol the group does not share).
 
 pub mod calls;
+pub mod consumer_protocol;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

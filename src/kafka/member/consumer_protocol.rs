@@ -1,0 +1,572 @@
+//! This worker as a member of a consumer group that speaks the consumer protocol of KIP-848
+//! (`group_protocol` `consumer`, Kafka 4.0+): the broker assigns the partitions, and a member
+//! joining or leaving moves only the partitions that must move. Executions on the others never
+//! pause.
+//!
+//! The member heartbeats (ConsumerGroupHeartbeat) at the interval the broker gives; each answer
+//! may carry its whole new assignment. Reconciling it revokes first: the partitions taken away
+//! stop fetching, their executions in flight finish (within the rebalance timeout), their
+//! offsets are committed with the member epoch; then the partitions given are fetched from their
+//! committed offsets, and the next heartbeat acknowledges the assignment by naming what the
+//! member owns. A fenced epoch or a forgotten member loses every partition without a commit and
+//! joins again with epoch 0, keeping its member id (generated here, kept for the process).
+//!
+//! The assignment names topics by id: the request topic's id comes from a Metadata request
+//! (v10+), as rskafka's Metadata has none.
+
+use std::collections::BTreeSet;
+use std::ops::RangeInclusive;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{
+    ApiKey, ConsumerGroupHeartbeatRequest, GroupId, MetadataRequest, TopicName,
+    consumer_group_heartbeat_request::TopicPartitions, metadata_request::MetadataRequestTopic,
+};
+use kafka_protocol::protocol::StrBytes;
+use rskafka::client::Client;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::MemberError;
+use crate::backoff::Backoff;
+use crate::config::KafkaSettings;
+use crate::kafka::committer::CommitterClient;
+use crate::kafka::coordinator::{CoordinatorError, Generation, GroupCoordinator};
+use crate::kafka::session::start_positions;
+use crate::kafka::{KafkaError, RequestConsumer, Watermarks};
+use crate::metrics::WorkerState;
+
+const HEARTBEAT_VERSIONS: RangeInclusive<i16> = 0..=1;
+/// Metadata with topic ids.
+const METADATA_VERSIONS: RangeInclusive<i16> = 10..=12;
+/// Epoch of a member leaving for good.
+const LEAVE_EPOCH: i32 = -1;
+/// Epoch of a static member leaving to come back (a restart): the broker keeps its partitions
+/// for it until the session timeout.
+const STATIC_LEAVE_EPOCH: i32 = -2;
+/// How long one heartbeat may take with its retries before the member counts the coordinator
+/// as gone (and tries again).
+const HEARTBEAT_BUDGET: Duration = Duration::from_secs(5);
+
+fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}
+
+fn millis(d: Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}
+
+/// What one heartbeat says.
+#[derive(Debug, Clone)]
+struct Beat<'a> {
+    member_id: &'a str,
+    epoch: i32,
+    /// Everything the member is, sent when joining (epoch 0); afterwards only what changed.
+    full: Option<Full<'a>>,
+    /// The partitions owned, sent to acknowledge a reconciled assignment (and when joining).
+    owned: Option<(Uuid, Vec<i32>)>,
+}
+
+#[derive(Debug, Clone)]
+struct Full<'a> {
+    instance_id: Option<&'a str>,
+    rebalance_timeout: Duration,
+    topic: &'a str,
+    assignor: Option<&'a str>,
+}
+
+/// What the coordinator answered.
+#[derive(Debug, Clone)]
+struct Answer {
+    epoch: i32,
+    interval: Duration,
+    /// The whole assignment when it changed: (topic id, partitions).
+    assignment: Option<Vec<(Uuid, Vec<i32>)>>,
+}
+
+impl GroupCoordinator {
+    /// One ConsumerGroupHeartbeat.
+    async fn consumer_heartbeat(&mut self, beat: &Beat<'_>) -> Result<Answer, CoordinatorError> {
+        let group = self.group().to_owned();
+        self.retrying_within(
+            "ConsumerGroupHeartbeat",
+            HEARTBEAT_BUDGET,
+            async |this: &mut Self| {
+                let conn = this.connection().await?;
+                let version = conn
+                    .version(
+                        ApiKey::ConsumerGroupHeartbeat,
+                        "ConsumerGroupHeartbeat",
+                        HEARTBEAT_VERSIONS,
+                    )
+                    .map_err(|source| CoordinatorError::Unsupported {
+                        group: group.clone(),
+                        source,
+                    })?;
+                let mut request = ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(GroupId(str_bytes(&group)))
+                    .with_member_id(str_bytes(beat.member_id))
+                    .with_member_epoch(beat.epoch)
+                    .with_rebalance_timeout_ms(-1);
+                if let Some(full) = &beat.full {
+                    request = request
+                        .with_instance_id(full.instance_id.map(str_bytes))
+                        .with_rebalance_timeout_ms(millis(full.rebalance_timeout))
+                        .with_subscribed_topic_names(Some(vec![TopicName(str_bytes(full.topic))]))
+                        .with_server_assignor(full.assignor.map(str_bytes));
+                }
+                if let Some((topic_id, partitions)) = &beat.owned {
+                    let owned = if partitions.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![
+                            TopicPartitions::default()
+                                .with_topic_id(*topic_id)
+                                .with_partitions(partitions.clone()),
+                        ]
+                    };
+                    request = request.with_topic_partitions(Some(owned));
+                }
+                let broker = conn.broker().to_owned();
+                let response = conn
+                    .call(&request, version)
+                    .await
+                    .map_err(|e| this.wire_error("ConsumerGroupHeartbeat", &broker, e))?;
+                if response.error_code != 0 {
+                    let message = response
+                        .error_message
+                        .map(|m| format!(": {}", m.as_str()))
+                        .unwrap_or_default();
+                    return Err(this.kafka_error(
+                        "ConsumerGroupHeartbeat",
+                        response.error_code,
+                        message,
+                    ));
+                }
+                Ok(Answer {
+                    epoch: response.member_epoch,
+                    interval: Duration::from_millis(
+                        u64::try_from(response.heartbeat_interval_ms).unwrap_or(0),
+                    ),
+                    assignment: response.assignment.map(|a| {
+                        a.topic_partitions
+                            .into_iter()
+                            .map(|t| (t.topic_id, t.partitions))
+                            .collect()
+                    }),
+                })
+            },
+        )
+        .await
+    }
+
+    /// The id of `topic` (Metadata v10+); `None` when the broker does not know the topic.
+    async fn topic_id(&mut self, topic: &str) -> Result<Option<Uuid>, CoordinatorError> {
+        let group = self.group().to_owned();
+        self.retrying("Metadata", async |this: &mut Self| {
+            let conn = this.connection().await?;
+            let version = conn
+                .version(ApiKey::Metadata, "Metadata", METADATA_VERSIONS)
+                .map_err(|source| CoordinatorError::Unsupported {
+                    group: group.clone(),
+                    source,
+                })?;
+            let request = MetadataRequest::default()
+                .with_topics(Some(vec![
+                    MetadataRequestTopic::default().with_name(Some(TopicName(str_bytes(topic)))),
+                ]))
+                .with_allow_auto_topic_creation(false);
+            let broker = conn.broker().to_owned();
+            let response = conn
+                .call(&request, version)
+                .await
+                .map_err(|e| this.wire_error("Metadata", &broker, e))?;
+            Ok(response
+                .topics
+                .into_iter()
+                .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
+                .filter(|t| t.error_code == 0 && !t.topic_id.is_nil())
+                .map(|t| t.topic_id))
+        })
+        .await
+    }
+}
+
+/// How this worker takes part in a consumer-protocol group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerMemberSettings {
+    /// The static member's instance id; `None` for a dynamic one.
+    pub instance_id: Option<String>,
+    /// How long the broker waits for this member to revoke partitions.
+    pub rebalance_timeout: Duration,
+    /// The broker's assignor to ask for; `None`: the broker's default (`uniform`).
+    pub assignor: Option<String>,
+}
+
+/// The member task's state.
+pub struct ConsumerMember {
+    /// Its own connection to the coordinator: heartbeats must not wait behind commits.
+    coordinator: GroupCoordinator,
+    settings: ConsumerMemberSettings,
+    kafka: KafkaSettings,
+    client: Arc<Client>,
+    consumer: Arc<Mutex<RequestConsumer>>,
+    watermarks: Arc<Mutex<Watermarks>>,
+    committer: CommitterClient,
+    /// Commits go out with the current member epoch.
+    generation: watch::Sender<Generation>,
+    shutdown: watch::Receiver<bool>,
+    /// Generated here and kept for the process (KIP-1082).
+    member_id: String,
+    /// 0 until the group accepted this member.
+    epoch: i32,
+    /// The request topic's id, once known.
+    topic_id: Option<Uuid>,
+    /// The partitions fetched (or being revoked).
+    owned: BTreeSet<i32>,
+    /// The latest assignment the broker sent (partitions of the request topic).
+    target: BTreeSet<i32>,
+    /// Partitions revoked and not yet settled, with the deadline for their executions.
+    revoking: Option<(Vec<i32>, Instant)>,
+    /// The owned partitions must be named in the next heartbeat (an acknowledgement).
+    acknowledge: bool,
+    /// When the next heartbeat is due, and how often they go.
+    next_beat: Instant,
+    interval: Duration,
+}
+
+impl std::fmt::Debug for ConsumerMember {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerMember")
+            .field("group", &self.kafka.group_id)
+            .field("member_id", &self.member_id)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The parts of a session a member works with.
+#[derive(Debug)]
+pub struct MemberParts {
+    pub coordinator: GroupCoordinator,
+    pub client: Arc<Client>,
+    pub consumer: Arc<Mutex<RequestConsumer>>,
+    pub watermarks: Arc<Mutex<Watermarks>>,
+    pub committer: CommitterClient,
+    pub generation: watch::Sender<Generation>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl ConsumerMember {
+    pub fn new(
+        settings: ConsumerMemberSettings,
+        kafka: KafkaSettings,
+        parts: MemberParts,
+    ) -> ConsumerMember {
+        ConsumerMember {
+            coordinator: parts.coordinator,
+            settings,
+            kafka,
+            client: parts.client,
+            consumer: parts.consumer,
+            watermarks: parts.watermarks,
+            committer: parts.committer,
+            generation: parts.generation,
+            shutdown: parts.shutdown,
+            member_id: Uuid::new_v4().to_string(),
+            epoch: 0,
+            topic_id: None,
+            owned: BTreeSet::new(),
+            target: BTreeSet::new(),
+            revoking: None,
+            acknowledge: true,
+            next_beat: Instant::now(),
+            interval: Duration::from_secs(5),
+        }
+    }
+
+    /// Takes part in the group until the worker stops (`Ok`) or the group refuses it for good
+    /// (then its partitions are lost).
+    pub async fn run(mut self) -> Result<(), MemberError> {
+        crate::metrics::worker().set_state(WorkerState::Joining);
+        let ran = self.take_part().await;
+        if ran.is_err() {
+            self.consumer
+                .lock()
+                .expect("consumer lock")
+                .revoke_all(true);
+        }
+        ran
+    }
+
+    async fn take_part(&mut self) -> Result<(), MemberError> {
+        let mut shutdown = self.shutdown.clone();
+        let mut settle = tokio::time::interval(Duration::from_millis(20));
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+                _ = tokio::time::sleep_until(self.next_beat) => {
+                    match self.heartbeat().await {
+                        Ok(()) => backoff.reset(),
+                        Err(e) => {
+                            self.on_error(e)?;
+                            self.next_beat = Instant::now() + backoff.next_pause();
+                        }
+                    }
+                }
+                _ = settle.tick(), if self.revoking.is_some() => {}
+            }
+            if let Err(e) = self.reconcile().await {
+                tracing::warn!(group = %self.kafka.group_id, "taking up the assignment failed, trying again: {e}");
+            }
+        }
+    }
+
+    /// One heartbeat and what its answer means.
+    async fn heartbeat(&mut self) -> Result<(), CoordinatorError> {
+        let joining = self.epoch == 0;
+        let owned = (joining || self.acknowledge)
+            .then(|| {
+                // Before the topic id is known nothing is owned, so any id will do.
+                let id = self.topic_id.unwrap_or_default();
+                (id, self.owned_settled())
+            })
+            .filter(|(id, partitions)| !id.is_nil() || partitions.is_empty());
+        let full = joining.then(|| Full {
+            instance_id: self.settings.instance_id.as_deref(),
+            rebalance_timeout: self.settings.rebalance_timeout,
+            topic: &self.kafka.request_topic,
+            assignor: self.settings.assignor.as_deref(),
+        });
+        let beat = Beat {
+            member_id: &self.member_id,
+            epoch: self.epoch,
+            full,
+            owned: owned.clone(),
+        };
+        let answer = self.coordinator.consumer_heartbeat(&beat).await?;
+        if owned.is_some() {
+            self.acknowledge = false;
+        }
+        if answer.epoch != self.epoch {
+            tracing::debug!(group = %self.kafka.group_id, from = self.epoch, to = answer.epoch, "member epoch");
+            self.epoch = answer.epoch;
+            let _ = self.generation.send(Generation {
+                id: self.epoch,
+                member_id: self.member_id.clone(),
+                instance_id: self.settings.instance_id.clone(),
+            });
+        }
+        if !answer.interval.is_zero() {
+            self.interval = answer.interval;
+        }
+        self.next_beat = Instant::now() + self.interval;
+        if let Some(assignment) = answer.assignment {
+            self.target = self.partitions_of_request_topic(assignment).await?;
+        }
+        Ok(())
+    }
+
+    /// The owned partitions not being revoked: what an acknowledgement names.
+    fn owned_settled(&self) -> Vec<i32> {
+        let revoking: BTreeSet<i32> = self
+            .revoking
+            .as_ref()
+            .map(|(r, _)| r.iter().copied().collect())
+            .unwrap_or_default();
+        self.owned.difference(&revoking).copied().collect()
+    }
+
+    /// The request topic's partitions in an assignment (the only topic subscribed).
+    async fn partitions_of_request_topic(
+        &mut self,
+        assignment: Vec<(Uuid, Vec<i32>)>,
+    ) -> Result<BTreeSet<i32>, CoordinatorError> {
+        if assignment.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        if self.topic_id.is_none() {
+            self.topic_id = self.coordinator.topic_id(&self.kafka.request_topic).await?;
+        }
+        let mut partitions = BTreeSet::new();
+        for (id, ps) in assignment {
+            if Some(id) == self.topic_id {
+                partitions.extend(ps);
+            } else {
+                tracing::warn!(group = %self.kafka.group_id, topic_id = %id, "assigned partitions of a topic this member does not subscribe to; ignored");
+            }
+        }
+        Ok(partitions)
+    }
+
+    /// Moves towards the target assignment: revoke first (finish, commit), then take the new
+    /// partitions; then acknowledge.
+    async fn reconcile(&mut self) -> Result<(), KafkaError> {
+        if let Some((revoked, deadline)) = &self.revoking {
+            let settled = self
+                .watermarks
+                .lock()
+                .expect("watermark lock")
+                .settled(revoked);
+            if !settled && Instant::now() < *deadline {
+                return Ok(());
+            }
+            if !settled {
+                tracing::warn!(group = %self.kafka.group_id, partitions = ?revoked, "executions of the revoked partitions did not finish within the rebalance timeout; their next owner runs them again");
+            }
+            let revoked = revoked.clone();
+            self.revoking = None;
+            match self.committer.commit_now().await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(
+                    "committing the revoked partitions failed (their next owner repeats what was not committed): {e}"
+                ),
+                Err(gone) => tracing::warn!("committing the revoked partitions failed: {gone}"),
+            }
+            let mut watermarks = self.watermarks.lock().expect("watermark lock");
+            for p in &revoked {
+                watermarks.forget(*p);
+                self.owned.remove(p);
+            }
+            drop(watermarks);
+            self.acknowledge = true;
+            self.next_beat = Instant::now();
+            crate::metrics::worker().set_assigned(self.owned.len());
+        }
+        if self.epoch == 0 || self.owned == self.target {
+            return Ok(());
+        }
+        let revoked: Vec<i32> = self.owned.difference(&self.target).copied().collect();
+        if !revoked.is_empty() {
+            tracing::info!(group = %self.kafka.group_id, epoch = self.epoch, partitions = ?revoked, "giving up partitions: finishing their executions");
+            self.consumer
+                .lock()
+                .expect("consumer lock")
+                .revoke(&revoked, false);
+            let deadline = Instant::now()
+                + self
+                    .settings
+                    .rebalance_timeout
+                    .saturating_sub(Duration::from_secs(2));
+            self.revoking = Some((revoked, deadline));
+            return Ok(());
+        }
+        let added: Vec<i32> = self.target.difference(&self.owned).copied().collect();
+        let topic = self.kafka.request_topic.clone();
+        let committed = self.coordinator.fetch(&topic, &added).await?;
+        let starts = start_positions(
+            &self.client,
+            &self.kafka,
+            &added,
+            &committed,
+            self.kafka.auto_offset_reset,
+        )
+        .await?;
+        {
+            let mut consumer = self.consumer.lock().expect("consumer lock");
+            for (&p, &offset) in &starts {
+                consumer.add_partition(p, offset);
+            }
+        }
+        self.owned.extend(added.iter().copied());
+        self.acknowledge = true;
+        self.next_beat = Instant::now();
+        let metrics = crate::metrics::worker();
+        metrics.set_assigned(self.owned.len());
+        metrics.rebalance();
+        metrics.set_state(WorkerState::Consuming);
+        tracing::info!(
+            group = %self.kafka.group_id,
+            epoch = self.epoch,
+            member_id = %self.member_id,
+            instance_id = ?self.settings.instance_id,
+            protocol = "consumer",
+            topic = %topic,
+            partitions = ?self.owned,
+            added = ?added,
+            starts = ?starts,
+            "worker consuming"
+        );
+        Ok(())
+    }
+
+    /// A failed heartbeat: fenced or forgotten members lose their partitions and join again;
+    /// what no retry fixes ends the member.
+    fn on_error(&mut self, e: CoordinatorError) -> Result<(), MemberError> {
+        match e.kafka_code().and_then(ResponseError::try_from_code) {
+            Some(ResponseError::FencedMemberEpoch | ResponseError::UnknownMemberId) => {
+                tracing::warn!(group = %self.kafka.group_id, epoch = self.epoch, "the group fenced this member ({e}): its partitions go to others without a commit; joining again");
+                self.lose_all();
+                Ok(())
+            }
+            Some(ResponseError::UnreleasedInstanceId) => {
+                // The previous holder of this instance id (a killed worker) is still a member
+                // until it leaves or its session times out.
+                tracing::info!(group = %self.kafka.group_id, instance = ?self.settings.instance_id, "the instance id is still held by its previous worker; trying again");
+                Ok(())
+            }
+            Some(
+                ResponseError::GroupAuthorizationFailed
+                | ResponseError::GroupMaxSizeReached
+                | ResponseError::UnsupportedAssignor
+                | ResponseError::InvalidRequest
+                | ResponseError::InconsistentGroupProtocol
+                | ResponseError::GroupIdNotFound
+                | ResponseError::UnsupportedVersion,
+            ) => Err(MemberError::Refused(e)),
+            _ if matches!(e, CoordinatorError::Unsupported { .. }) => Err(MemberError::Refused(e)),
+            _ => {
+                tracing::warn!(group = %self.kafka.group_id, "heartbeating failed, trying again: {e}");
+                Ok(())
+            }
+        }
+    }
+
+    /// Every partition is lost (no commit: the broker would refuse it); join again.
+    fn lose_all(&mut self) {
+        self.consumer
+            .lock()
+            .expect("consumer lock")
+            .revoke_all(true);
+        let mut watermarks = self.watermarks.lock().expect("watermark lock");
+        for p in &self.owned {
+            watermarks.forget(*p);
+        }
+        drop(watermarks);
+        self.owned.clear();
+        self.target.clear();
+        self.revoking = None;
+        self.epoch = 0;
+        self.acknowledge = true;
+        self.next_beat = Instant::now();
+        let metrics = crate::metrics::worker();
+        metrics.set_assigned(0);
+        metrics.set_state(WorkerState::Joining);
+    }
+
+    /// Leaves the group: for good (epoch -1) when dynamic or retired, else as a static member
+    /// that comes back (epoch -2: its partitions wait for its replacement).
+    pub async fn leave(coordinator: &mut GroupCoordinator, generation: &Generation, retire: bool) {
+        if generation.member_id.is_empty() {
+            return;
+        }
+        let epoch = if generation.instance_id.is_some() && !retire {
+            STATIC_LEAVE_EPOCH
+        } else {
+            LEAVE_EPOCH
+        };
+        let beat = Beat {
+            member_id: &generation.member_id,
+            epoch,
+            full: None,
+            owned: None,
+        };
+        if let Err(e) = coordinator.consumer_heartbeat(&beat).await {
+            tracing::warn!("leaving the group failed (it notices within the session timeout): {e}");
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Workers as members of a consumer group that speaks the consumer protocol of KIP-848
+//! (`group_protocol` `consumer`, Kafka 4.x): the broker assigns, and a member joining or leaving
+//! moves only the partitions that must move while the others are consumed on. Each test asserts
+//! the group's state in Kafka's own tool before it relies on it.
+#![allow(clippy::unwrap_used, reason = "a test fails loudly where it unwraps")]
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use nix::sys::signal::Signal;
+use support::group::{MemberRow, one_owner_each, wait_for_members};
+use support::kafka::{client, kafka_bootstrap, kafka_dir};
+use support::runtime_double::RuntimeDouble;
+use support::service::{
+    KeyValue, ServiceProcess, Topics, job_of, keyed_requests, produce_requests, read_jobs,
+};
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// hetida's consumer options for `topics` with the consumer protocol, static members named
+/// `<prefix>-<i>`.
+fn options(topics: &Topics, prefix: &str) -> String {
+    format!(
+        r#"{{"bootstrap_servers": "{}", "group_id": "{}", "auto_offset_reset": "earliest", "group_instance_id": "{prefix}", "group_protocol": "consumer"}}"#,
+        kafka_bootstrap().join(","),
+        topics.group,
+    )
+}
+
+fn start(topics: &Topics, url: &str, workers: &str, prefix: &str) -> ServiceProcess {
+    ServiceProcess::start_with(
+        topics,
+        url,
+        &["--workers", workers],
+        &[(
+            "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+            &options(topics, prefix),
+        )],
+    )
+}
+
+/// Waits until the group has `members` members, every partition one owner, shared out evenly.
+fn wait_for_split(topics: &Topics, members: usize, partitions: i32) -> Vec<MemberRow> {
+    wait_for_members(
+        &kafka_dir(),
+        &topics.group,
+        &topics.requests,
+        WAIT,
+        |rows| {
+            rows.len() == members
+                && one_owner_each(rows, partitions)
+                && rows
+                    .iter()
+                    .all(|r| r.partitions.len().abs_diff(partitions as usize / members) <= 1)
+        },
+    )
+}
+
+/// Partition -> owning instance id.
+fn owners(rows: &[MemberRow]) -> BTreeMap<i32, String> {
+    rows.iter()
+        .flat_map(|r| r.partitions.iter().map(|p| (*p, r.instance_id.clone())))
+        .collect()
+}
+
+/// Produces `batch` requests every 100 ms until `stop`; returns every job with its partition.
+async fn steady_load(
+    client: Arc<rskafka::client::Client>,
+    topic: String,
+    partitions: i32,
+    batch: usize,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<(Uuid, i32)> {
+    let mut sent = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    while !*stop.borrow() {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        let (jobs, records): (Vec<Uuid>, Vec<KeyValue>) = keyed_requests(batch);
+        produce_requests(&client, &topic, &records).await;
+        for (job, (key, _)) in jobs.into_iter().zip(&records) {
+            let p = hd_kafka_exec::kafka::producer::partition_for_key(
+                key.as_deref().unwrap(),
+                partitions,
+            );
+            sent.push((job, p));
+        }
+    }
+    sent
+}
+
+/// Per job, when each of its responses was written.
+fn answered_at(
+    records: &[(i32, rskafka::record::RecordAndOffset)],
+) -> HashMap<String, Vec<DateTime<Utc>>> {
+    let mut at: HashMap<String, Vec<DateTime<Utc>>> = HashMap::new();
+    for (_, r) in records {
+        at.entry(job_of(r.record.value.as_deref().unwrap()))
+            .or_default()
+            .push(r.record.timestamp);
+    }
+    at
+}
+
+/// A third instance joins two under load: only its share of the partitions moves, every
+/// partition that stays is answered on all through the rebalance, and each request is answered
+/// exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_joining_moves_only_its_share_and_the_rest_go_on() {
+    let double = RuntimeDouble::start().await;
+    double.set_latency(Duration::from_millis(2));
+    let client = client().await;
+    let topics = Topics::create(&client, "kip848-join", 6).await;
+    let a = start(&topics, &double.engine_url(), "1", "cp-a");
+    let b = start(&topics, &double.engine_url(), "1", "cp-b");
+    let before = owners(&wait_for_split(&topics, 2, 6));
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let load = tokio::spawn(steady_load(
+        client.clone(),
+        topics.requests.clone(),
+        6,
+        12,
+        stopped,
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let joined = Utc::now();
+    let c = start(&topics, &double.engine_url(), "1", "cp-c");
+    let after = owners(&wait_for_split(&topics, 3, 6));
+    let settled = Utc::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.send(true).unwrap();
+    let sent = load.await.unwrap();
+    let jobs: Vec<Uuid> = sent.iter().map(|(j, _)| *j).collect();
+    let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
+    let log = format!("{}\n{}\n{}", a.log_text(), b.log_text(), c.log_text());
+
+    let at = answered_at(&responses);
+    let lost = jobs
+        .iter()
+        .filter(|j| !at.contains_key(&j.to_string()))
+        .count();
+    assert_eq!(lost, 0, "{lost} of {} lost; log:\n{log}", jobs.len());
+    let repeated = at.values().filter(|v| v.len() > 1).count();
+    assert_eq!(repeated, 0, "{repeated} answered twice; log:\n{log}");
+
+    let moved: Vec<i32> = (0..6).filter(|p| before[p] != after[p]).collect();
+    assert_eq!(moved.len(), 2, "only the new member's share moves: {before:?} -> {after:?}");
+    assert!(
+        moved.iter().all(|p| after[p] == "cp-c-0"),
+        "what moved went to the new member: {before:?} -> {after:?}"
+    );
+    // The premise: the rebalance took long enough to see whether the others paused (the
+    // broker hands the new member its partitions at heartbeats seconds apart).
+    let window = settled - joined;
+    assert!(
+        window >= chrono::TimeDelta::seconds(1),
+        "the rebalance took only {window}: too short to tell"
+    );
+    // Every partition that stayed was answered in both halves of the rebalance: an eager
+    // rebalance stops them all for most of it.
+    let middle = joined + window / 2;
+    for p in (0..6).filter(|p| !moved.contains(p)) {
+        let times: Vec<DateTime<Utc>> = sent
+            .iter()
+            .filter(|(_, q)| *q == p)
+            .flat_map(|(j, _)| at[&j.to_string()].clone())
+            .collect();
+        for (from, to) in [(joined, middle), (middle, settled)] {
+            assert!(
+                times.iter().any(|t| *t >= from && *t < to),
+                "partition {p} (staying with {}) had no response between {from} and {to}; log:\n{log}",
+                after[&p]
+            );
+        }
+    }
+}
+
+/// A static member killed with -9 is replaced by the supervisor under the same instance id; the
+/// group gives the partitions back (after the old member's session, if it did not leave), and
+/// nothing is lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_of_a_worker_loses_nothing() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "kip848-kill", 4).await;
+    let service = start(&topics, &double.engine_url(), "2", "cp-k");
+    wait_for_split(&topics, 2, 4);
+    let (jobs, records) = keyed_requests(600);
+    produce_requests(&client, &topics.requests, &records).await;
+    let victim = service.workers()[0];
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim), Signal::SIGKILL).unwrap();
+    let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
+    let at = answered_at(&responses);
+    let lost = jobs
+        .iter()
+        .filter(|j| !at.contains_key(&j.to_string()))
+        .count();
+    assert_eq!(lost, 0, "log:\n{}", service.log_text());
+    let rows = wait_for_split(&topics, 2, 4);
+    assert!(
+        rows.iter().all(|r| r.instance_id.starts_with("cp-k-")),
+        "{rows:?}"
+    );
+    assert!(
+        !service.workers().contains(&victim),
+        "the killed worker was replaced"
+    );
+}
+
+/// TTOU retires the last worker: it leaves the group at once (epoch -1), the others take its
+/// partitions, and requests after that are answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn ttou_hands_the_retired_workers_partitions_over() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "kip848-ttou", 4).await;
+    let service = start(&topics, &double.engine_url(), "2", "cp-t");
+    wait_for_split(&topics, 2, 4);
+    service.signal(Signal::SIGTTOU);
+    let rows = wait_for_split(&topics, 1, 4);
+    assert_eq!(rows[0].instance_id, "cp-t-0", "{rows:?}");
+    let (jobs, records) = keyed_requests(200);
+    produce_requests(&client, &topics.requests, &records).await;
+    let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
+    assert_eq!(
+        answered_at(&responses).len(),
+        jobs.len(),
+        "log:\n{}",
+        service.log_text()
+    );
+}
