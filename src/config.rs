@@ -1822,6 +1822,39 @@ mod tests {
     }
 
     #[test]
+    fn group_protocol_and_remote_assignor_are_read_and_checked() {
+        let consumer = |json: &str| load(&[("HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS", json)]);
+        let k = load(&[]).unwrap().kafka;
+        assert_eq!(
+            (k.group_protocol, k.remote_assignor),
+            (GroupProtocol::Classic, None)
+        );
+        let k = consumer(r#"{"group_protocol": "CONSUMER", "group_remote_assignor": "range"}"#)
+            .unwrap()
+            .kafka;
+        assert_eq!(k.group_protocol, GroupProtocol::Consumer);
+        assert_eq!(k.remote_assignor.as_deref(), Some("range"));
+        let e = consumer(r#"{"group_protocol": "streams"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not one of classic, consumer"), "{e}");
+        let e = consumer(r#"{"group_remote_assignor": ""}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must not be empty"), "{e}");
+        let flags = Flags {
+            partitioning: Some(Partitioning::Index),
+            ..Flags::default()
+        };
+        let env = Env::from_pairs([(
+            "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+            r#"{"group_protocol": "consumer"}"#,
+        )]);
+        let e = Config::load(&flags, &env).unwrap_err().to_string();
+        assert!(e.contains("--partitioning group"), "{e}");
+    }
+
+    #[test]
     fn the_metrics_endpoint_is_on_by_default_and_off_when_empty() {
         let addr = |flag: Option<&str>, env: &[(&str, &str)]| {
             let flags = Flags {

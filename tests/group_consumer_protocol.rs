@@ -152,7 +152,11 @@ async fn a_member_joining_moves_only_its_share_and_the_rest_go_on() {
     assert_eq!(repeated, 0, "{repeated} answered twice; log:\n{log}");
 
     let moved: Vec<i32> = (0..6).filter(|p| before[p] != after[p]).collect();
-    assert_eq!(moved.len(), 2, "only the new member's share moves: {before:?} -> {after:?}");
+    assert_eq!(
+        moved.len(),
+        2,
+        "only the new member's share moves: {before:?} -> {after:?}"
+    );
     assert!(
         moved.iter().all(|p| after[p] == "cp-c-0"),
         "what moved went to the new member: {before:?} -> {after:?}"

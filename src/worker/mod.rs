@@ -21,8 +21,8 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::config::{GroupProtocol, Partitioning};
-use crate::kafka::member::consumer_protocol::ConsumerMemberSettings;
 use crate::kafka::group::assignor::Assignor;
+use crate::kafka::member::consumer_protocol::ConsumerMemberSettings;
 use crate::kafka::{
     KafkaError, MemberError, MemberSettings, Opened, Ownership, RequestRecord, Session,
 };
