@@ -241,3 +241,85 @@ async fn ttou_hands_the_retired_workers_partitions_over() {
         service.log_text()
     );
 }
+
+/// A group of an aiokafka consumer configured as hetida's (classic protocol, roundrobin) that a
+/// consumer-protocol instance joins: Kafka converts the group (online migration), the
+/// assignment is disjoint and complete, and each request is answered once, by one or the other;
+/// the aiokafka member leaving and coming back loses nothing either.
+#[tokio::test(flavor = "multi_thread")]
+async fn beside_a_classic_aiokafka_member() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "kip848-mixed", 4).await;
+    let bootstrap = kafka_bootstrap().join(",");
+    let hetida = || {
+        support::group::AiokafkaMember::start(
+            &bootstrap,
+            &topics.group,
+            &topics.requests,
+            &topics.responses,
+            "hetida-backend",
+        )
+    };
+    let theirs = hetida();
+    theirs.wait_for("assigned", WAIT);
+    let ours = start(&topics, &double.engine_url(), "1", "cp-m");
+    let rows = wait_for_split(&topics, 2, 4);
+    // The premise: the broker converted the classic group and assigns itself (its `uniform`
+    // assignor, not the members' roundrobin).
+    let state = support::kafka::scripts_kafka("state", &kafka_dir(), &[&topics.group]);
+    assert!(
+        state.contains("uniform"),
+        "the group was not converted:\n{state}"
+    );
+    let our_partitions: Vec<i32> = rows
+        .iter()
+        .find(|r| r.instance_id == "cp-m-0")
+        .unwrap()
+        .partitions
+        .clone();
+
+    let (jobs, records) = keyed_requests(200);
+    produce_requests(&client, &topics.requests, &records).await;
+    let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
+    let at = answered_at(&responses);
+    assert_eq!(at.len(), jobs.len(), "log:\n{}", ours.log_text());
+    assert!(
+        at.values().all(|v| v.len() == 1),
+        "a request answered twice"
+    );
+    let theirs_answered: Vec<i32> = theirs.answered().iter().map(|(p, _)| *p).collect();
+    assert!(
+        theirs_answered.iter().all(|p| !our_partitions.contains(p)),
+        "{theirs_answered:?} vs ours {our_partitions:?}"
+    );
+    let executed = jobs
+        .iter()
+        .filter(|j| double.calls_for_job(&j.to_string()) > 0)
+        .count();
+    assert!(
+        executed > 0 && executed < jobs.len(),
+        "both members took part: {executed} of {} executed by us",
+        jobs.len()
+    );
+
+    // The aiokafka member leaves (all partitions are ours), then comes back.
+    theirs.stop();
+    wait_for_split(&topics, 1, 4);
+    let (jobs, records) = keyed_requests(100);
+    produce_requests(&client, &topics.requests, &records).await;
+    let back = hetida();
+    back.wait_for("assigned", WAIT);
+    wait_for_split(&topics, 2, 4);
+    let (more, records) = keyed_requests(100);
+    produce_requests(&client, &topics.requests, &records).await;
+    let all: Vec<Uuid> = jobs.into_iter().chain(more).collect();
+    let responses = read_jobs(&client, &topics.responses, &all, WAIT).await;
+    let at = answered_at(&responses);
+    let lost = all
+        .iter()
+        .filter(|j| !at.contains_key(&j.to_string()))
+        .count();
+    assert_eq!(lost, 0, "log:\n{}", ours.log_text());
+    back.stop();
+}
