@@ -323,3 +323,62 @@ async fn beside_a_classic_aiokafka_member() {
     assert_eq!(lost, 0, "log:\n{}", ours.log_text());
     back.stop();
 }
+
+/// HUP replaces the workers one by one; each leaves as a static member that comes back
+/// (epoch -2), so its replacement takes the same partitions over and the other worker's are
+/// never moved. TTIN then adds a member, which takes a share.
+#[tokio::test(flavor = "multi_thread")]
+async fn hup_keeps_each_static_members_partitions_and_ttin_adds_a_member() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "kip848-hup", 6).await;
+    let service = start(&topics, &double.engine_url(), "2", "cp-h");
+    let before = owners(&wait_for_split(&topics, 2, 6));
+    let old: Vec<i32> = service.workers();
+    service.signal(Signal::SIGHUP);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let now = service.workers();
+        let replaced = now.len() == 2 && now.iter().all(|p| !old.contains(p));
+        let consuming = service.log_text().matches("worker consuming").count();
+        // Two first assignments, then one per replacement.
+        if replaced && consuming >= 4 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the workers were not replaced; log:\n{}",
+            service.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = owners(&wait_for_split(&topics, 2, 6));
+    assert_eq!(
+        before, after,
+        "a static member's replacement gets its partitions"
+    );
+    // Each old worker left as a static member that comes back, so the broker let its
+    // replacement have the instance id at once.
+    let log = service.log_text();
+    assert!(
+        !log.contains("leaving the group failed") && !log.contains("still held by its previous"),
+        "a replaced worker did not leave as a static member should; log:\n{log}"
+    );
+
+    service.signal(Signal::SIGTTIN);
+    let grown = owners(&wait_for_split(&topics, 3, 6));
+    let moved = (0..6).filter(|p| before[p] != grown[p]).count();
+    assert_eq!(
+        moved, 2,
+        "only the new member's share moves: {before:?} -> {grown:?}"
+    );
+    let (jobs, records) = keyed_requests(200);
+    produce_requests(&client, &topics.requests, &records).await;
+    let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
+    assert_eq!(
+        answered_at(&responses).len(),
+        jobs.len(),
+        "log:\n{}",
+        service.log_text()
+    );
+}

@@ -68,11 +68,13 @@ struct Beat<'a> {
     full: Option<Full<'a>>,
     /// The partitions owned, sent to acknowledge a reconciled assignment (and when joining).
     owned: Option<(Uuid, Vec<i32>)>,
+    /// A static member's instance id, sent with a leave too (the broker refuses a static
+    /// leave, epoch -2, without it).
+    instance_id: Option<&'a str>,
 }
 
 #[derive(Debug, Clone)]
 struct Full<'a> {
-    instance_id: Option<&'a str>,
     rebalance_timeout: Duration,
     topic: &'a str,
     assignor: Option<&'a str>,
@@ -111,9 +113,11 @@ impl GroupCoordinator {
                     .with_member_id(str_bytes(beat.member_id))
                     .with_member_epoch(beat.epoch)
                     .with_rebalance_timeout_ms(-1);
+                if beat.full.is_some() || beat.epoch < 0 {
+                    request = request.with_instance_id(beat.instance_id.map(str_bytes));
+                }
                 if let Some(full) = &beat.full {
                     request = request
-                        .with_instance_id(full.instance_id.map(str_bytes))
                         .with_rebalance_timeout_ms(millis(full.rebalance_timeout))
                         .with_subscribed_topic_names(Some(vec![TopicName(str_bytes(full.topic))]))
                         .with_server_assignor(full.assignor.map(str_bytes));
@@ -337,7 +341,6 @@ impl ConsumerMember {
             })
             .filter(|(id, partitions)| !id.is_nil() || partitions.is_empty());
         let full = joining.then(|| Full {
-            instance_id: self.settings.instance_id.as_deref(),
             rebalance_timeout: self.settings.rebalance_timeout,
             topic: &self.kafka.request_topic,
             assignor: self.settings.assignor.as_deref(),
@@ -347,6 +350,7 @@ impl ConsumerMember {
             epoch: self.epoch,
             full,
             owned: owned.clone(),
+            instance_id: self.settings.instance_id.as_deref(),
         };
         let answer = self.coordinator.consumer_heartbeat(&beat).await?;
         if owned.is_some() {
@@ -564,6 +568,7 @@ impl ConsumerMember {
             epoch,
             full: None,
             owned: None,
+            instance_id: generation.instance_id.as_deref(),
         };
         if let Err(e) = coordinator.consumer_heartbeat(&beat).await {
             tracing::warn!("leaving the group failed (it notices within the session timeout): {e}");
