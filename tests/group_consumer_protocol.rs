@@ -382,3 +382,67 @@ async fn hup_keeps_each_static_members_partitions_and_ttin_adds_a_member() {
         service.log_text()
     );
 }
+
+/// The broker that coordinates the group stops for 10 s under load (three brokers, topics
+/// replicated): the coordinator moves, members heartbeat to the new one (or are fenced and
+/// rejoin), and no request is lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_coordinators_broker_stopping_under_load_loses_nothing() {
+    let cluster = support::kafka::OwnCluster::start(3);
+    let double = RuntimeDouble::start().await;
+    double.set_latency(Duration::from_millis(20));
+    let client = cluster.client().await;
+    let topics = Topics::create_replicated(&client, "kip848-coord", 6, 3).await;
+    let options = format!(
+        r#"{{"bootstrap_servers": "{}", "group_id": "{}", "auto_offset_reset": "earliest", "group_instance_id": "cp-coord", "group_protocol": "consumer"}}"#,
+        cluster.bootstrap, topics.group
+    );
+    let service = ServiceProcess::start_on(
+        &cluster.bootstrap,
+        &topics,
+        &double.engine_url(),
+        &["--workers", "2"],
+        &[("HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS", &options)],
+    );
+    wait_for_members(
+        &cluster.dir(),
+        &topics.group,
+        &topics.requests,
+        WAIT,
+        |rows| rows.len() == 2 && one_owner_each(rows, 6),
+    );
+    let coordinator = cluster.coordinator_node(&topics.group);
+    let (jobs, records) = keyed_requests(800);
+    produce_requests(&client, &topics.requests, &records).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while double.calls() < 50 {
+        assert!(std::time::Instant::now() < deadline, "no request executed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let cluster = Arc::new(cluster);
+    let restart = tokio::task::spawn_blocking({
+        let cluster = cluster.clone();
+        move || cluster.restart_nodes(Some(coordinator), Duration::from_secs(10))
+    });
+    assert!(
+        double.calls() < jobs.len() as u64,
+        "all done before the coordinator stopped"
+    );
+    restart.await.unwrap();
+    let client = cluster.client().await;
+    let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
+    let at = answered_at(&responses);
+    let lost = jobs
+        .iter()
+        .filter(|j| !at.contains_key(&j.to_string()))
+        .count();
+    assert_eq!(lost, 0, "log:\n{}", service.log_text());
+    // And the group is whole again under the new coordinator.
+    wait_for_members(
+        &cluster.dir(),
+        &topics.group,
+        &topics.requests,
+        WAIT,
+        |rows| rows.len() == 2 && one_owner_each(rows, 6),
+    );
+}

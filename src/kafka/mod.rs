@@ -6,7 +6,7 @@
 //! * `coordinator`: the group coordinator client: committed offsets, and (in [`member`]) the
 //!   classic group protocol's calls (rskafka has no group APIs).
 //! * [`member`]: this worker as one member of the consumer group: join, assignment,
-//!   heartbeats, rebalances.
+//!   heartbeats, rebalances; the classic protocol, or the consumer protocol of KIP-848.
 //! * [`group`]: the group's shared rules: the embedded consumer protocol and aiokafka's
 //!   assignors.
 //! * `committer`: commits the watermarks that moved.

@@ -11,6 +11,8 @@
 //! would be a bug; a partition given up is executed by its next owner from its committed
 //! offset.
 //!
+//! With `group_protocol` `consumer`, [`consumer_protocol`] is the member instead (KIP-848).
+//!
 //! Every error gets the action Kafka's own client takes: rejoin, reset the generation, forget
 //! the member id, find the coordinator anew, or give up (a fenced instance id, a refused
 //! authorization, a protocol the group does not share).
