@@ -441,7 +441,15 @@ impl ConsumerMember {
             self.next_beat = Instant::now();
             crate::metrics::worker().set_assigned(self.owned.len());
         }
-        if self.epoch == 0 || self.owned == self.target {
+        if self.epoch == 0 {
+            return Ok(());
+        }
+        if self.owned == self.target {
+            if self.revoking.is_none() {
+                // In the group and holding what it was given (perhaps nothing: more members
+                // than partitions): consuming, as far as readiness goes.
+                crate::metrics::worker().set_state(WorkerState::Consuming);
+            }
             return Ok(());
         }
         let revoked: Vec<i32> = self.owned.difference(&self.target).copied().collect();
