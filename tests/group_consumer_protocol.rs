@@ -446,3 +446,45 @@ async fn the_coordinators_broker_stopping_under_load_loses_nothing() {
         |rows| rows.len() == 2 && one_owner_each(rows, 6),
     );
 }
+
+/// A broker that forbids converting a classic group (`group.consumer.migration.policy`
+/// `disabled`) refuses a consumer-protocol member in a group with a classic member: `serve`
+/// stops at once with the broker's reason instead of retrying for ever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_that_forbids_the_migration_stops_serve_with_its_reason() {
+    let cluster = support::kafka::OwnCluster::start(1);
+    let properties = cluster.dir().join("node1/server.properties");
+    let mut config = std::fs::read_to_string(&properties).unwrap();
+    config.push_str("\ngroup.consumer.migration.policy=disabled\n");
+    std::fs::write(&properties, config).unwrap();
+    cluster.restart(Duration::from_secs(1));
+    let client = cluster.client().await;
+    let topics = Topics::create(&client, "kip848-nomig", 2).await;
+    let theirs = support::group::AiokafkaMember::start(
+        &cluster.bootstrap,
+        &topics.group,
+        &topics.requests,
+        &topics.responses,
+        "hetida-backend",
+    );
+    theirs.wait_for("assigned", WAIT);
+    let options = format!(
+        r#"{{"bootstrap_servers": "{}", "group_id": "{}", "group_protocol": "consumer"}}"#,
+        cluster.bootstrap, topics.group
+    );
+    let mut service = ServiceProcess::start_on(
+        &cluster.bootstrap,
+        &topics,
+        "http://127.0.0.1:1/",
+        &["--workers", "1"],
+        &[("HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS", &options)],
+    );
+    let status = service.wait_exit(WAIT).expect("serve stopped");
+    assert!(!status.success(), "{status:?}");
+    let log = service.log_text();
+    assert!(
+        log.contains("online upgrade is disabled"),
+        "the broker's reason is in the log:\n{log}"
+    );
+    theirs.stop();
+}
