@@ -488,3 +488,61 @@ async fn a_broker_that_forbids_the_migration_stops_serve_with_its_reason() {
     );
     theirs.stop();
 }
+
+/// A worker stopped (SIGSTOP) longer than the broker's session timeout (45 s) is expired: the
+/// other takes its partitions. Continued, its next heartbeat is refused (fenced or unknown),
+/// so it drops its partitions without a commit and joins again with epoch 0; the group ends
+/// whole, and every request is answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_expired_by_the_broker_rejoins_and_nothing_is_lost() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "kip848-fence", 4).await;
+    let service = ServiceProcess::start_with(
+        &topics,
+        &double.engine_url(),
+        // No hung-worker check: the stopped worker must live on.
+        &["--workers", "2", "--timeout", "0"],
+        &[(
+            "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+            &options(&topics, "cp-f"),
+        )],
+    );
+    wait_for_split(&topics, 2, 4);
+    let victim = service.workers()[0];
+    let pid = nix::unistd::Pid::from_raw(victim);
+    nix::sys::signal::kill(pid, Signal::SIGSTOP).unwrap();
+    // The broker expires it and gives everything to the other.
+    let rows = wait_for_members(
+        &kafka_dir(),
+        &topics.group,
+        &topics.requests,
+        WAIT,
+        |rows| rows.len() == 1 && one_owner_each(rows, 4),
+    );
+    let (jobs, records) = keyed_requests(200);
+    produce_requests(&client, &topics.requests, &records).await;
+    let stat = std::fs::read_to_string(format!("/proc/{victim}/stat")).unwrap();
+    assert!(
+        stat.contains(") T "),
+        "the premise: the worker is stopped: {stat}"
+    );
+    nix::sys::signal::kill(pid, Signal::SIGCONT).unwrap();
+    wait_for_split(&topics, 2, 4);
+    let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
+    let at = answered_at(&responses);
+    let lost = jobs
+        .iter()
+        .filter(|j| !at.contains_key(&j.to_string()))
+        .count();
+    assert_eq!(lost, 0, "log:\n{}", service.log_text());
+    assert!(
+        service.log_text().contains("joining again"),
+        "the expired worker rejoined (after {rows:?}); log:\n{}",
+        service.log_text()
+    );
+    assert!(
+        service.workers().contains(&victim),
+        "the same process rejoined"
+    );
+}
