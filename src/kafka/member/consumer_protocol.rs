@@ -34,6 +34,7 @@ use super::MemberError;
 use crate::backoff::Backoff;
 use crate::config::KafkaSettings;
 use crate::kafka::committer::CommitterClient;
+use crate::kafka::consumer::Revoked;
 use crate::kafka::coordinator::{CoordinatorError, Generation, GroupCoordinator};
 use crate::kafka::session::start_positions;
 use crate::kafka::{KafkaError, RequestConsumer, Watermarks};
@@ -64,12 +65,19 @@ fn millis(d: Duration) -> i32 {
 struct Beat<'a> {
     member_id: &'a str,
     epoch: i32,
-    /// Everything the member is, sent when joining (epoch 0); afterwards only what changed.
+    /// Everything the member is: sent when joining (epoch 0), after any failure (a lost answer
+    /// may have moved the epoch on; the broker accepts the previous epoch only from a full
+    /// request), and on every retry of this beat. `None` for a leave.
     full: Option<Full<'a>>,
-    /// The partitions owned, sent to acknowledge a reconciled assignment (and when joining).
+    /// Send `full` even on the first attempt.
+    send_full: bool,
+    /// Send `owned` even when not sending `full` (an acknowledgement).
+    send_owned: bool,
+    /// The partitions owned (revoking ones included, until their commit), sent to acknowledge
+    /// a reconciled assignment, and with every full request.
     owned: Option<(Uuid, Vec<i32>)>,
-    /// A static member's instance id, sent with a leave too (the broker refuses a static
-    /// leave, epoch -2, without it).
+    /// A static member's instance id, sent with every beat (the broker refuses a static leave,
+    /// epoch -2, without it, and checks it for a fenced instance).
     instance_id: Option<&'a str>,
 }
 
@@ -93,10 +101,14 @@ impl GroupCoordinator {
     /// One ConsumerGroupHeartbeat.
     async fn consumer_heartbeat(&mut self, beat: &Beat<'_>) -> Result<Answer, CoordinatorError> {
         let group = self.group().to_owned();
+        let attempts = std::cell::Cell::new(0u32);
         self.retrying_within(
             "ConsumerGroupHeartbeat",
             HEARTBEAT_BUDGET,
             async |this: &mut Self| {
+                // A retry goes out in full: the failed attempt may have been processed.
+                let send_full = beat.send_full || attempts.get() > 0;
+                attempts.set(attempts.get() + 1);
                 let conn = this.connection().await?;
                 let version = conn
                     .version(
@@ -113,16 +125,16 @@ impl GroupCoordinator {
                     .with_member_id(str_bytes(beat.member_id))
                     .with_member_epoch(beat.epoch)
                     .with_rebalance_timeout_ms(-1);
-                if beat.full.is_some() || beat.epoch < 0 {
-                    request = request.with_instance_id(beat.instance_id.map(str_bytes));
-                }
-                if let Some(full) = &beat.full {
+                request = request.with_instance_id(beat.instance_id.map(str_bytes));
+                let full = beat.full.as_ref().filter(|_| send_full);
+                if let Some(full) = full {
                     request = request
                         .with_rebalance_timeout_ms(millis(full.rebalance_timeout))
                         .with_subscribed_topic_names(Some(vec![TopicName(str_bytes(full.topic))]))
                         .with_server_assignor(full.assignor.map(str_bytes));
                 }
-                if let Some((topic_id, partitions)) = &beat.owned {
+                let owned = beat.owned.as_ref().filter(|_| send_full || beat.send_owned);
+                if let Some((topic_id, partitions)) = owned {
                     let owned = if partitions.is_empty() {
                         Vec::new()
                     } else {
@@ -210,6 +222,23 @@ pub struct ConsumerMemberSettings {
     pub assignor: Option<String>,
 }
 
+/// How long a commit of revoked partitions, and the start of added ones, may hold up the
+/// member's loop (and so its heartbeats): well inside the broker's 45 s session.
+const STEP_BUDGET: Duration = Duration::from_secs(10);
+/// Of the rebalance timeout, what revocation keeps for its commit and acknowledgement: the
+/// executions in flight get the rest.
+const REVOCATION_RESERVE: Duration = Duration::from_secs(15);
+
+/// Partitions given up and not yet committed.
+#[derive(Debug)]
+struct Revoking {
+    partitions: Vec<i32>,
+    /// Their executions get until then.
+    deadline: Instant,
+    /// Marks them lost, should the group fence this member before they are committed.
+    handle: Revoked,
+}
+
 /// The member task's state.
 pub struct ConsumerMember {
     /// Its own connection to the coordinator: heartbeats must not wait behind commits.
@@ -231,12 +260,19 @@ pub struct ConsumerMember {
     topic_id: Option<Uuid>,
     /// The partitions fetched (or being revoked).
     owned: BTreeSet<i32>,
-    /// The latest assignment the broker sent (partitions of the request topic).
-    target: BTreeSet<i32>,
-    /// Partitions revoked and not yet settled, with the deadline for their executions.
-    revoking: Option<(Vec<i32>, Instant)>,
+    /// The latest assignment the broker sent, as it sent it: (topic id, partitions). Resolved
+    /// against the request topic's id in `reconcile`, so an id not known yet is looked up
+    /// again rather than dropped.
+    assignment: Vec<(Uuid, Vec<i32>)>,
+    /// Partitions revoked and not yet settled.
+    revoking: Option<Revoking>,
     /// The owned partitions must be named in the next heartbeat (an acknowledgement).
     acknowledge: bool,
+    /// The next heartbeat goes out in full (after a failure).
+    full: bool,
+    /// Since when the broker refuses the instance id as still held (a duplicate, or the
+    /// session of a killed predecessor).
+    unreleased_since: Option<Instant>,
     /// When the next heartbeat is due, and how often they go.
     next_beat: Instant,
     interval: Duration,
@@ -284,9 +320,11 @@ impl ConsumerMember {
             epoch: 0,
             topic_id: None,
             owned: BTreeSet::new(),
-            target: BTreeSet::new(),
+            assignment: Vec::new(),
             revoking: None,
             acknowledge: true,
+            full: true,
+            unreleased_since: None,
             next_beat: Instant::now(),
             interval: Duration::from_secs(5),
         }
@@ -298,10 +336,7 @@ impl ConsumerMember {
         crate::metrics::worker().set_state(WorkerState::Joining);
         let ran = self.take_part().await;
         if ran.is_err() {
-            self.consumer
-                .lock()
-                .expect("consumer lock")
-                .revoke_all(true);
+            self.lose_all();
         }
         ran
     }
@@ -309,6 +344,8 @@ impl ConsumerMember {
     async fn take_part(&mut self) -> Result<(), MemberError> {
         let mut shutdown = self.shutdown.clone();
         let mut settle = tokio::time::interval(Duration::from_millis(20));
+        // After a long time without a revocation, one tick, not a burst of missed ones.
+        settle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
             tokio::select! {
@@ -317,6 +354,7 @@ impl ConsumerMember {
                     match self.heartbeat().await {
                         Ok(()) => backoff.reset(),
                         Err(e) => {
+                            self.full = true;
                             self.on_error(e)?;
                             self.next_beat = Instant::now() + backoff.next_pause();
                         }
@@ -326,36 +364,37 @@ impl ConsumerMember {
             }
             if let Err(e) = self.reconcile().await {
                 tracing::warn!(group = %self.kafka.group_id, "taking up the assignment failed, trying again: {e}");
+                self.full = true;
+                self.next_beat = self.next_beat.min(Instant::now() + backoff.next_pause());
             }
         }
     }
 
     /// One heartbeat and what its answer means.
     async fn heartbeat(&mut self) -> Result<(), CoordinatorError> {
-        let joining = self.epoch == 0;
-        let owned = (joining || self.acknowledge)
-            .then(|| {
-                // Before the topic id is known nothing is owned, so any id will do.
-                let id = self.topic_id.unwrap_or_default();
-                (id, self.owned_settled())
-            })
-            .filter(|(id, partitions)| !id.is_nil() || partitions.is_empty());
-        let full = joining.then(|| Full {
-            rebalance_timeout: self.settings.rebalance_timeout,
-            topic: &self.kafka.request_topic,
-            assignor: self.settings.assignor.as_deref(),
-        });
+        let send_full = self.epoch == 0 || self.full;
+        let owned = (
+            self.topic_id.unwrap_or_default(),
+            self.owned.iter().copied().collect(),
+        );
         let beat = Beat {
             member_id: &self.member_id,
             epoch: self.epoch,
-            full,
-            owned: owned.clone(),
+            full: Some(Full {
+                rebalance_timeout: self.settings.rebalance_timeout,
+                topic: &self.kafka.request_topic,
+                assignor: self.settings.assignor.as_deref(),
+            }),
+            send_full,
+            send_owned: self.acknowledge,
+            // Nothing is owned before the topic id is known, so any id will do then.
+            owned: Some(owned),
             instance_id: self.settings.instance_id.as_deref(),
         };
         let answer = self.coordinator.consumer_heartbeat(&beat).await?;
-        if owned.is_some() {
-            self.acknowledge = false;
-        }
+        self.acknowledge = false;
+        self.full = false;
+        self.unreleased_since = None;
         if answer.epoch != self.epoch {
             tracing::debug!(group = %self.kafka.group_id, from = self.epoch, to = answer.epoch, "member epoch");
             self.epoch = answer.epoch;
@@ -370,36 +409,26 @@ impl ConsumerMember {
         }
         self.next_beat = Instant::now() + self.interval;
         if let Some(assignment) = answer.assignment {
-            self.target = self.partitions_of_request_topic(assignment).await?;
+            self.assignment = assignment;
         }
         Ok(())
     }
 
-    /// The owned partitions not being revoked: what an acknowledgement names.
-    fn owned_settled(&self) -> Vec<i32> {
-        let revoking: BTreeSet<i32> = self
-            .revoking
-            .as_ref()
-            .map(|(r, _)| r.iter().copied().collect())
-            .unwrap_or_default();
-        self.owned.difference(&revoking).copied().collect()
-    }
-
-    /// The request topic's partitions in an assignment (the only topic subscribed).
-    async fn partitions_of_request_topic(
-        &mut self,
-        assignment: Vec<(Uuid, Vec<i32>)>,
-    ) -> Result<BTreeSet<i32>, CoordinatorError> {
-        if assignment.is_empty() {
-            return Ok(BTreeSet::new());
-        }
-        if self.topic_id.is_none() {
+    /// The request topic's partitions in the assignment (the only topic subscribed). An id
+    /// other than the request topic's known one makes it look the id up again (the topic may
+    /// have been created, or deleted and created anew, since).
+    async fn target(&mut self) -> Result<BTreeSet<i32>, CoordinatorError> {
+        let unknown = self
+            .assignment
+            .iter()
+            .any(|(id, _)| Some(*id) != self.topic_id);
+        if unknown {
             self.topic_id = self.coordinator.topic_id(&self.kafka.request_topic).await?;
         }
         let mut partitions = BTreeSet::new();
-        for (id, ps) in assignment {
-            if Some(id) == self.topic_id {
-                partitions.extend(ps);
+        for (id, ps) in &self.assignment {
+            if Some(*id) == self.topic_id {
+                partitions.extend(ps.iter().copied());
             } else {
                 tracing::warn!(group = %self.kafka.group_id, topic_id = %id, "assigned partitions of a topic this member does not subscribe to; ignored");
             }
@@ -407,32 +436,36 @@ impl ConsumerMember {
         Ok(partitions)
     }
 
-    /// Moves towards the target assignment: revoke first (finish, commit), then take the new
-    /// partitions; then acknowledge.
+    /// Moves towards the assignment: revoke first (finish, commit), then take the new
+    /// partitions; then acknowledge. Each step is bounded, so heartbeats go on.
     async fn reconcile(&mut self) -> Result<(), KafkaError> {
-        if let Some((revoked, deadline)) = &self.revoking {
+        if let Some(revoking) = &self.revoking {
             let settled = self
                 .watermarks
                 .lock()
                 .expect("watermark lock")
-                .settled(revoked);
-            if !settled && Instant::now() < *deadline {
+                .settled(&revoking.partitions);
+            if !settled && Instant::now() < revoking.deadline {
                 return Ok(());
             }
+            let revoking = self.revoking.take().expect("checked above");
             if !settled {
-                tracing::warn!(group = %self.kafka.group_id, partitions = ?revoked, "executions of the revoked partitions did not finish within the rebalance timeout; their next owner runs them again");
+                // Their next owner runs them again; answers still coming from here must not.
+                revoking.handle.lost();
+                tracing::warn!(group = %self.kafka.group_id, partitions = ?revoking.partitions, "executions of the revoked partitions did not finish within the rebalance timeout; their next owner runs them again");
             }
-            let revoked = revoked.clone();
-            self.revoking = None;
-            match self.committer.commit_now().await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!(
+            match tokio::time::timeout(STEP_BUDGET, self.committer.commit_now()).await {
+                Ok(Ok(Ok(_))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(
                     "committing the revoked partitions failed (their next owner repeats what was not committed): {e}"
                 ),
-                Err(gone) => tracing::warn!("committing the revoked partitions failed: {gone}"),
+                Ok(Err(gone)) => tracing::warn!("committing the revoked partitions failed: {gone}"),
+                Err(_) => tracing::warn!(
+                    "committing the revoked partitions took over {STEP_BUDGET:?}; their next owner repeats what was not committed"
+                ),
             }
             let mut watermarks = self.watermarks.lock().expect("watermark lock");
-            for p in &revoked {
+            for p in &revoking.partitions {
                 watermarks.forget(*p);
                 self.owned.remove(p);
             }
@@ -444,18 +477,18 @@ impl ConsumerMember {
         if self.epoch == 0 {
             return Ok(());
         }
-        if self.owned == self.target {
-            if self.revoking.is_none() {
-                // In the group and holding what it was given (perhaps nothing: more members
-                // than partitions): consuming, as far as readiness goes.
-                crate::metrics::worker().set_state(WorkerState::Consuming);
-            }
+        let target = self.target().await?;
+        if self.owned == target {
+            // In the group and holding what it was given (perhaps nothing: more members than
+            // partitions): consuming, as far as readiness goes.
+            crate::metrics::worker().set_state(WorkerState::Consuming);
             return Ok(());
         }
-        let revoked: Vec<i32> = self.owned.difference(&self.target).copied().collect();
+        let revoked: Vec<i32> = self.owned.difference(&target).copied().collect();
         if !revoked.is_empty() {
             tracing::info!(group = %self.kafka.group_id, epoch = self.epoch, partitions = ?revoked, "giving up partitions: finishing their executions");
-            self.consumer
+            let handle = self
+                .consumer
                 .lock()
                 .expect("consumer lock")
                 .revoke(&revoked, false);
@@ -463,21 +496,34 @@ impl ConsumerMember {
                 + self
                     .settings
                     .rebalance_timeout
-                    .saturating_sub(Duration::from_secs(2));
-            self.revoking = Some((revoked, deadline));
+                    .saturating_sub(REVOCATION_RESERVE)
+                    .max(Duration::from_secs(1));
+            crate::metrics::worker().rebalance();
+            self.revoking = Some(Revoking {
+                partitions: revoked,
+                deadline,
+                handle,
+            });
             return Ok(());
         }
-        let added: Vec<i32> = self.target.difference(&self.owned).copied().collect();
+        let added: Vec<i32> = target.difference(&self.owned).copied().collect();
         let topic = self.kafka.request_topic.clone();
-        let committed = self.coordinator.fetch(&topic, &added).await?;
-        let starts = start_positions(
-            &self.client,
-            &self.kafka,
-            &added,
-            &committed,
-            self.kafka.auto_offset_reset,
-        )
-        .await?;
+        let starts = tokio::time::timeout(STEP_BUDGET, async {
+            let committed = self.coordinator.fetch(&topic, &added).await?;
+            start_positions(
+                &self.client,
+                &self.kafka,
+                &added,
+                &committed,
+                self.kafka.auto_offset_reset,
+            )
+            .await
+        })
+        .await
+        .map_err(|_| KafkaError::Stopped {
+            what: "starting the assigned partitions",
+            reason: format!("no answer within {STEP_BUDGET:?}"),
+        })??;
         {
             let mut consumer = self.consumer.lock().expect("consumer lock");
             for (&p, &offset) in &starts {
@@ -515,10 +561,20 @@ impl ConsumerMember {
                 self.lose_all();
                 Ok(())
             }
+            Some(ResponseError::FencedInstanceId) => Err(MemberError::Fenced {
+                group: self.kafka.group_id.clone(),
+                instance: self.settings.instance_id.clone().unwrap_or_default(),
+            }),
             Some(ResponseError::UnreleasedInstanceId) => {
                 // The previous holder of this instance id (a killed worker) is still a member
-                // until it leaves or its session times out.
-                tracing::info!(group = %self.kafka.group_id, instance = ?self.settings.instance_id, "the instance id is still held by its previous worker; trying again");
+                // until it leaves or its session times out; beyond twice the broker's default
+                // session, another process probably uses the same id.
+                let since = *self.unreleased_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(90) {
+                    tracing::warn!(group = %self.kafka.group_id, instance = ?self.settings.instance_id, "the instance id has been held by another member for {:.0?}: does another process use the same group_instance_id prefix?", since.elapsed());
+                } else {
+                    tracing::info!(group = %self.kafka.group_id, instance = ?self.settings.instance_id, "the instance id is still held by its previous worker; trying again");
+                }
                 Ok(())
             }
             Some(
@@ -538,8 +594,13 @@ impl ConsumerMember {
         }
     }
 
-    /// Every partition is lost (no commit: the broker would refuse it); join again.
+    /// Every partition is lost, those being revoked too (no commit: the broker would refuse
+    /// it, and their next owners run their requests again, so answers still coming from here
+    /// must not go out); join again.
     fn lose_all(&mut self) {
+        if let Some(revoking) = self.revoking.take() {
+            revoking.handle.lost();
+        }
         self.consumer
             .lock()
             .expect("consumer lock")
@@ -550,10 +611,10 @@ impl ConsumerMember {
         }
         drop(watermarks);
         self.owned.clear();
-        self.target.clear();
-        self.revoking = None;
+        self.assignment.clear();
         self.epoch = 0;
         self.acknowledge = true;
+        self.full = true;
         self.next_beat = Instant::now();
         let metrics = crate::metrics::worker();
         metrics.set_assigned(0);
@@ -575,6 +636,8 @@ impl ConsumerMember {
             member_id: &generation.member_id,
             epoch,
             full: None,
+            send_full: false,
+            send_owned: false,
             owned: None,
             instance_id: generation.instance_id.as_deref(),
         };
