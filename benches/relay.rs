@@ -16,6 +16,13 @@
 //!   `a|b` those that contain `a` or `b`.
 //! - `HD_BENCH_PARTITIONING=group|index` passes `--partitioning`; scenarios that need the
 //!   consumer group (two instances, a member joining) are left out under `index`.
+//! - `HD_BENCH_GROUP_PROTOCOL=consumer|classic` adds `"group_protocol": "<value>"` to the
+//!   consumer options of every `serve` the bench starts (`consumer`: KIP-848, the broker assigns
+//!   and moves only what must move). Unset, the option is left out: the service's default
+//!   (`classic`), and a binary from before the option (which refuses options it does not know)
+//!   still starts. The rebalance scenarios then spread the newcomer's start over the broker's
+//!   heartbeat interval (5 s, `group.consumer.heartbeat.interval.ms`) instead of the service's
+//!   (3 s).
 //! - `HD_BENCH_RUNS=n` repeats the rebalance and one-at-a-time scenarios `n` times (default 5).
 //! - `HD_BENCH_METRICS=off` runs the service without its metrics endpoint (`HD_METRICS_ADDR=`);
 //!   by default each instance serves it on a port of its own, as in production. CPU per request
@@ -294,6 +301,27 @@ fn threads(pid: u32) -> Option<u64> {
     status_field(pid, "Threads:")
 }
 
+/// `HD_BENCH_GROUP_PROTOCOL`: the `group_protocol` consumer option to pass; `None` when unset
+/// (the option is left out).
+fn group_protocol() -> Option<&'static str> {
+    match std::env::var("HD_BENCH_GROUP_PROTOCOL").as_deref() {
+        Err(_) | Ok("") => None,
+        Ok("consumer") => Some("consumer"),
+        Ok("classic") => Some("classic"),
+        Ok(other) => panic!("HD_BENCH_GROUP_PROTOCOL={other}: consumer or classic"),
+    }
+}
+
+/// How often the member that must give partitions up hears of a newcomer: the broker's
+/// `group.consumer.heartbeat.interval.ms` (5 s by default) with the consumer protocol, the
+/// service's `heartbeat_interval_ms` (3 s) with the classic one.
+fn heartbeat_interval() -> Duration {
+    match group_protocol() {
+        Some("consumer") => Duration::from_secs(5),
+        _ => Duration::from_secs(3),
+    }
+}
+
 /// The binary to measure: `HD_BENCH_BIN` (for instance the musl build, to compare allocators),
 /// else the one Cargo built with this bench (optimised under `cargo bench`).
 fn service_binary() -> PathBuf {
@@ -420,6 +448,9 @@ impl Service {
             .instance
             .map(|p| format!(r#", "group_instance_id": "{p}""#))
             .unwrap_or_default();
+        let protocol = group_protocol()
+            .map(|p| format!(r#", "group_protocol": "{p}""#))
+            .unwrap_or_default();
         let log = bench
             .logs
             .path()
@@ -441,7 +472,7 @@ impl Service {
             .env(
                 "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
                 format!(
-                    r#"{{"bootstrap_servers": "{bootstrap}", "group_id": "{group}", "auto_offset_reset": "earliest"{instance}{security}}}"#
+                    r#"{{"bootstrap_servers": "{bootstrap}", "group_id": "{group}", "auto_offset_reset": "earliest"{instance}{protocol}{security}}}"#
                 ),
             )
             .env(
@@ -535,15 +566,14 @@ impl Drop for Service {
     }
 }
 
-/// One member's assignment, from its "worker consuming" log line.
+/// A member's "worker consuming" log line (what it holds: [`holdings`]).
 #[derive(Debug)]
 struct Consuming {
     at: DateTime<Utc>,
     /// The worker process.
     pid: u32,
+    /// The classic protocol's generation, or the consumer protocol's member epoch.
     generation: i64,
-    member: String,
-    partitions: Vec<i32>,
 }
 
 /// The value after ` name=` in a text log line, up to the next space.
@@ -553,6 +583,23 @@ fn log_field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     Some(rest.split(' ').next().unwrap_or(rest))
 }
 
+/// The list after ` partitions=` in a log line: `[0, 1]` (a list) or `{0, 1}` (a set).
+fn log_partitions(line: &str) -> Option<Vec<i32>> {
+    let start = line.find(" partitions=")? + " partitions=".len();
+    let close = match line[start..].chars().next()? {
+        '[' => ']',
+        '{' => '}',
+        _ => return None,
+    };
+    let end = start + line[start..].find(close)?;
+    Some(
+        line[start + 1..end]
+            .split(", ")
+            .filter_map(|p| p.trim().parse().ok())
+            .collect(),
+    )
+}
+
 fn consuming_lines(log: &Path) -> Vec<Consuming> {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     text.lines()
@@ -560,42 +607,129 @@ fn consuming_lines(log: &Path) -> Vec<Consuming> {
         .filter_map(|l| {
             let at = l.split(' ').next()?.parse().ok()?;
             let pid = log_field(l, "pid")?.parse().ok()?;
-            let generation = log_field(l, "generation")?.parse().ok()?;
-            let member = log_field(l, "member_id")?.to_owned();
-            let start = l.find(" partitions=[")? + " partitions=[".len();
-            let end = start + l[start..].find(']')?;
-            let partitions = l[start..end]
-                .split(", ")
-                .filter_map(|p| p.trim().parse().ok())
-                .collect();
+            let generation = log_field(l, "generation")
+                .or_else(|| log_field(l, "epoch"))?
+                .parse()
+                .ok()?;
             Some(Consuming {
                 at,
                 pid,
                 generation,
-                member,
-                partitions,
             })
         })
         .collect()
 }
 
-/// When `members` workers consume in the group's newest generation and hold every partition
-/// between them: the time the last of them said so.
+/// What a member's log line says about the partitions it holds.
+#[derive(Debug)]
+enum Holding {
+    /// "worker consuming": it holds these, all of them (either protocol).
+    Holds(Vec<i32>),
+    /// The consumer protocol's "giving up partitions": these go (after their executions).
+    GivesUp(Vec<i32>),
+    /// Every partition goes: a classic rebalance, a lost generation, a fenced member.
+    GivesUpAll,
+}
+
+/// Every change of a member's holding in `services`' logs, in order of time: (when, worker
+/// process, what).
+fn holdings(services: &[&Service]) -> Vec<(DateTime<Utc>, u32, Holding)> {
+    let mut all = Vec::new();
+    for service in services {
+        let text = std::fs::read_to_string(&service.log).unwrap_or_default();
+        for l in text.lines() {
+            let holding = if l.contains("worker consuming") {
+                log_partitions(l).map(Holding::Holds)
+            } else if l.contains("giving up partitions") {
+                log_partitions(l).map(Holding::GivesUp)
+            } else if l.contains("giving up the partitions")
+                || l.contains("no longer knows this member")
+                || l.contains("fenced this member")
+            {
+                Some(Holding::GivesUpAll)
+            } else {
+                None
+            };
+            let parsed = holding.and_then(|h| {
+                let at: DateTime<Utc> = l.split(' ').next()?.parse().ok()?;
+                let pid: u32 = log_field(l, "pid")?.parse().ok()?;
+                Some((at, pid, h))
+            });
+            all.extend(parsed);
+        }
+    }
+    all.sort_by_key(|(at, _, _)| *at);
+    all
+}
+
+/// Partition -> the worker process that holds it, after `events`.
+type Owners = BTreeMap<i32, u32>;
+
+/// Worker process -> the partitions it holds.
+type Held = BTreeMap<u32, BTreeSet<i32>>;
+
+/// Replays `events` in order; `stop` sees the holdings after each and ends the replay when it
+/// says so. Returns the holdings then, and when.
+fn replay(
+    events: &[(DateTime<Utc>, u32, Holding)],
+    mut stop: impl FnMut(DateTime<Utc>, &Held) -> bool,
+) -> Option<(DateTime<Utc>, Held)> {
+    let mut held: Held = BTreeMap::new();
+    for (at, pid, holding) in events {
+        let mine = held.entry(*pid).or_default();
+        match holding {
+            Holding::Holds(ps) => *mine = ps.iter().copied().collect(),
+            Holding::GivesUp(ps) => ps.iter().for_each(|p| {
+                mine.remove(p);
+            }),
+            Holding::GivesUpAll => mine.clear(),
+        }
+        if stop(*at, &held) {
+            return Some((*at, held));
+        }
+    }
+    None
+}
+
+fn owners_of(held: &Held) -> Owners {
+    held.iter()
+        .flat_map(|(pid, ps)| ps.iter().map(move |p| (*p, *pid)))
+        .collect()
+}
+
+/// Whether `members` workers hold every partition between them, each partition one of them.
+fn complete(held: &Held, members: usize) -> bool {
+    let holders = held.values().filter(|ps| !ps.is_empty()).count();
+    let total: usize = held.values().map(BTreeSet::len).sum();
+    holders == members && total == PARTITIONS as usize && owners_of(held).len() == total
+}
+
+/// When `members` workers first consume every partition between them, one owner each (the
+/// logs' "worker consuming" lines, and what the members said they give up in between), and
+/// who holds what then. With the classic protocol that is the time the last member of the new
+/// generation said it consumes; with the consumer protocol, the time the last partition reached
+/// its new owner.
+fn settled_owners(services: &[&Service], members: usize) -> Option<(DateTime<Utc>, Owners)> {
+    replay(&holdings(services), |_, held| complete(held, members))
+        .map(|(at, held)| (at, owners_of(&held)))
+}
+
 fn settled(services: &[&Service], members: usize) -> Option<DateTime<Utc>> {
-    let lines: Vec<Consuming> = services
-        .iter()
-        .flat_map(|s| consuming_lines(&s.log))
+    settled_owners(services, members).map(|(at, _)| at)
+}
+
+/// Who held which partition at `when`, by the logs.
+fn owners_at(services: &[&Service], when: DateTime<Utc>) -> Owners {
+    let events: Vec<_> = holdings(services)
+        .into_iter()
+        .filter(|(at, _, _)| *at <= when)
         .collect();
-    let newest = lines.iter().map(|c| c.generation).max()?;
-    let current: Vec<&Consuming> = lines.iter().filter(|c| c.generation == newest).collect();
-    let who: BTreeSet<&str> = current.iter().map(|c| c.member.as_str()).collect();
-    let held: BTreeSet<i32> = current
-        .iter()
-        .flat_map(|c| c.partitions.iter().copied())
-        .collect();
-    (who.len() == members && held.len() == PARTITIONS as usize)
-        .then(|| current.iter().map(|c| c.at).max())
-        .flatten()
+    let mut held: Held = BTreeMap::new();
+    replay(&events, |_, h| {
+        held = h.clone();
+        false
+    });
+    owners_of(&held)
 }
 
 /// Waits until [`settled`]; `None` after `timeout`.
@@ -1134,6 +1268,19 @@ struct Pause {
     partition_gap_before: Duration,
     /// The longest time between two responses of one partition after t0.
     partition_gap_after: Duration,
+    /// How many partitions moved to the newcomer (their owner before t0, by the logs, is not
+    /// their owner once the group has settled).
+    moved: usize,
+    /// [`Pause::partition_gap_after`] over the partitions that stayed with their owner.
+    gap_staying: Duration,
+    /// From t0 until the old owner said it gives partitions up: it heard of the newcomer at its
+    /// heartbeat.
+    gives_up: Option<Duration>,
+    /// [`Pause::partition_gap_after`] over the partitions that moved.
+    gap_moved: Duration,
+    /// From t0 until the first response the newcomer wrote: the first on a partition that moved
+    /// after the newcomer said it consumes it (until then its old owner answers).
+    newcomer_first_response: Option<Duration>,
     /// From t0 until the last response later than [`LATE`]: after it, every request is answered
     /// at the offered rate without queueing. Zero when none was that late.
     offered_rate: Duration,
@@ -1141,6 +1288,8 @@ struct Pause {
     max_latency: Duration,
     /// Responses beyond one per request (at-least-once repeats).
     repeats: usize,
+    /// Requests without a response within 120 s of the load's end.
+    lost: usize,
 }
 
 /// Requests sent by [`steady_load`]: job id → (partition, when it was produced).
@@ -1173,6 +1322,14 @@ fn steady_load(
 
 /// Every response to `sent`, repeats included, in order of arrival; asserts each request got one.
 async fn arrivals_of(stage: &mut Stage, sent: &Sent) -> Vec<(String, Instant)> {
+    let (arrivals, lost) = arrivals_or_lost(stage, sent).await;
+    assert_eq!(lost, 0, "every request answered");
+    arrivals
+}
+
+/// Every response to `sent`, repeats included, in order of arrival, and how many requests got
+/// none within 120 s.
+async fn arrivals_or_lost(stage: &mut Stage, sent: &Sent) -> (Vec<(String, Instant)>, usize) {
     let n = sent.len();
     let mut arrivals: Vec<(String, Instant)> = Vec::with_capacity(n);
     let mut answered = BTreeSet::new();
@@ -1186,9 +1343,8 @@ async fn arrivals_of(stage: &mut Stage, sent: &Sent) -> Vec<(String, Instant)> {
             arrivals.push((job, at));
         }
     }
-    assert_eq!(answered.len(), n, "every request answered");
     arrivals.sort_by_key(|(_, at)| *at);
-    arrivals
+    (arrivals, n - answered.len())
 }
 
 /// The longest time between two responses on one partition, counting gaps that end in `when`.
@@ -1197,8 +1353,18 @@ fn partition_gap(
     sent: &Sent,
     when: impl Fn(Instant) -> bool,
 ) -> Duration {
+    partitions_gap(arrivals, sent, 0..PARTITIONS as usize, when)
+}
+
+/// [`partition_gap`] over `partitions` only.
+fn partitions_gap(
+    arrivals: &[(String, Instant)],
+    sent: &Sent,
+    partitions: impl IntoIterator<Item = usize>,
+    when: impl Fn(Instant) -> bool,
+) -> Duration {
     let mut largest = Duration::ZERO;
-    for p in 0..PARTITIONS as usize {
+    for p in partitions {
         let times: Vec<Instant> = arrivals
             .iter()
             .filter(|(job, _)| sent[job].0 == p)
@@ -1261,14 +1427,41 @@ async fn rebalance_pause(
         Newcomer::Ttin => services[0].signal(nix::sys::signal::Signal::SIGTTIN),
     }
     let sent = load.await.unwrap();
-    let arrivals = arrivals_of(&mut stage, &sent).await;
+    let (arrivals, lost) = arrivals_or_lost(&mut stage, &sent).await;
     let refs: Vec<&Service> = services.iter().collect();
-    let settled = wall_gap(
-        t0_wall,
-        wait_settled(&refs, 2, Duration::from_secs(10))
-            .await
-            .expect("the new member consumes"),
-    );
+    let settled_at = wait_settled(&refs, 2, Duration::from_secs(10))
+        .await
+        .expect("the new member consumes");
+    let settled = wall_gap(t0_wall, settled_at);
+    let before_owners = owners_at(&refs, t0_wall);
+    let (_, after_owners) = settled_owners(&refs, 2).expect("settled above");
+    let (moved, staying): (Vec<usize>, Vec<usize>) = (0..PARTITIONS as usize)
+        .partition(|p| before_owners.get(&(*p as i32)) != after_owners.get(&(*p as i32)));
+    // The newcomer: the process that held nothing at t0. Its responses are those on the
+    // partitions that moved, once it said it consumes them.
+    let newcomer_consuming = holdings(&refs)
+        .into_iter()
+        .filter(|(at, pid, h)| {
+            *at > t0_wall
+                && !before_owners.values().any(|p| p == pid)
+                && matches!(h, Holding::Holds(ps) if !ps.is_empty())
+        })
+        .map(|(at, _, _)| t0 + wall_gap(t0_wall, at))
+        .next();
+    let gives_up = holdings(&refs)
+        .into_iter()
+        .find(|(at, pid, h)| {
+            *at > t0_wall
+                && before_owners.values().any(|p| p == pid)
+                && matches!(h, Holding::GivesUp(_) | Holding::GivesUpAll)
+        })
+        .map(|(at, _, _)| wall_gap(t0_wall, at));
+    let newcomer_first_response = newcomer_consuming.and_then(|from| {
+        arrivals
+            .iter()
+            .find(|(job, at)| *at >= from && moved.contains(&sent[job].0))
+            .map(|(_, at)| *at - t0)
+    });
 
     // Gaps between consecutive arrivals: (gap, when it ended).
     let largest_gap = arrivals
@@ -1300,9 +1493,15 @@ async fn rebalance_pause(
         largest_gap,
         partition_gap_before: partition_gap(&arrivals, &sent, |end| end > steady && end <= t0),
         partition_gap_after: partition_gap(&arrivals, &sent, |end| end > t0),
+        moved: moved.len(),
+        gap_staying: partitions_gap(&arrivals, &sent, staying, |end| end > t0),
+        gives_up,
+        gap_moved: partitions_gap(&arrivals, &sent, moved.iter().copied(), |end| end > t0),
+        newcomer_first_response,
         offered_rate,
         max_latency: max_latency(&arrivals, &sent),
-        repeats: arrivals.len() - n,
+        repeats: arrivals.len() + lost - n,
+        lost,
     }
 }
 
@@ -1784,13 +1983,17 @@ async fn measure(
         }
         let mut each = Vec::new();
         for run in 0..runs {
-            // The old member hears of the newcomer at its next heartbeat (every 3 s): each run
-            // starts the newcomer at another point of that interval.
-            let phase = Duration::from_secs(3) * run as u32 / runs as u32;
+            // The old member hears of the newcomer at its next heartbeat (every 3 s, or the
+            // broker's 5 s with the consumer protocol): each run starts the newcomer at another
+            // point of that interval.
+            let phase = heartbeat_interval() * run as u32 / runs as u32;
             let before = Duration::from_secs(before) + phase;
             let after = Duration::from_secs(after);
             let pause = rebalance_pause(bench, &double, newcomer, rate, before, after).await;
             println!("{name}: {pause:?}");
+            // The smoke pass proves the harness: nothing may be lost there. A full run reports
+            // losses instead.
+            assert!(full || pause.lost == 0, "{} requests lost", pause.lost);
             each.push(pause);
         }
         report.pauses.push((name, each));
@@ -2056,6 +2259,10 @@ fn print_report(bench: &Bench, report: &Report) {
         Partitioning::Legacy => "index (a binary without --partitioning)",
     };
     println!("partitioning: {partitioning}");
+    println!(
+        "group protocol: {}",
+        group_protocol().unwrap_or("not given (the service's default, classic)")
+    );
     for name in &report.skipped {
         println!("left out (needs the consumer group): {name}");
     }
@@ -2154,24 +2361,54 @@ fn print_report(bench: &Bench, report: &Report) {
             "largest gap between responses ms",
             "largest gap on one partition, before t0 ms",
             "the same after t0 ms",
+            "the same, staying partitions ms",
+            "the same, moved partitions ms",
+            "partitions moved",
+            "old owner gives up ms",
+            "newcomer's first response ms",
             "offered rate again ms",
             "max latency ms",
             "repeated responses",
+            "lost requests",
         ]);
     }
     for (name, each) in &report.pauses {
         let of = |f: fn(&Pause) -> Duration| spread(each.iter().map(f).collect());
+        let mut moved: Vec<usize> = each.iter().map(|p| p.moved).collect();
+        moved.sort_unstable();
+        moved.dedup();
+        let moved: Vec<String> = moved.iter().map(usize::to_string).collect();
+        let firsts: Vec<Duration> = each
+            .iter()
+            .filter_map(|p| p.newcomer_first_response)
+            .collect();
+        let first_responses = if firsts.len() == each.len() {
+            spread(firsts)
+        } else {
+            format!(
+                "{} (in {} of {} runs)",
+                spread(firsts.clone()),
+                firsts.len(),
+                each.len()
+            )
+        };
         println!(
-            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             each.len(),
             of(|p| p.settled),
             of(|p| p.every_partition),
             of(|p| p.largest_gap),
             of(|p| p.partition_gap_before),
             of(|p| p.partition_gap_after),
+            of(|p| p.gap_staying),
+            of(|p| p.gap_moved),
+            moved.join(", "),
+            spread(each.iter().filter_map(|p| p.gives_up).collect()),
+            first_responses,
             of(|p| p.offered_rate),
             of(|p| p.max_latency),
             each.iter().map(|p| p.repeats).sum::<usize>(),
+            each.iter().map(|p| p.lost).sum::<usize>(),
         );
     }
     if !report.replacements.is_empty() {
