@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use support::group::{AiokafkaMember, MemberRow, members, one_owner_each, wait_for_members};
-use support::kafka::{OwnCluster, client, kafka_bootstrap, kafka_dir};
+use support::group::{AiokafkaMember, MemberRow, members, unanswered, wait_for_split};
+use support::kafka::{client, kafka_bootstrap};
 use support::runtime_double::RuntimeDouble;
 use support::service::{
     ServiceProcess, Topics, job_of, keyed_requests, produce_requests, read_jobs,
@@ -30,24 +30,6 @@ fn options(bootstrap: &str, topics: &Topics, prefix: &str) -> String {
         r#"{{"bootstrap_servers": "{bootstrap}", "group_id": "{}", "auto_offset_reset": "earliest", "group_instance_id": "{prefix}", "metadata_max_age_ms": {}}}"#,
         topics.group,
         PARTITION_CHECK.as_millis()
-    )
-}
-
-/// Waits until the group has `members` members and each of the request topic's `partitions` has
-/// exactly one owner, shared out evenly (as both assignors do for one topic).
-fn wait_for_split(topics: &Topics, members: usize, partitions: i32) -> Vec<MemberRow> {
-    wait_for_members(
-        &kafka_dir(),
-        &topics.group,
-        &topics.requests,
-        WAIT,
-        |rows| {
-            rows.len() == members
-                && one_owner_each(rows, partitions)
-                && rows
-                    .iter()
-                    .all(|r| r.partitions.len().abs_diff(partitions as usize / members) <= 1)
-        },
     )
 }
 
@@ -312,10 +294,7 @@ async fn a_rolling_migration_from_hetidas_consumers_loses_nothing() {
     producer.await.unwrap();
     let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
     let by_job = answers(&responses);
-    let lost = jobs
-        .iter()
-        .filter(|j| !by_job.contains_key(&j.to_string()))
-        .count();
+    let lost = unanswered(&jobs, &by_job);
     assert_eq!(lost, 0, "log:\n{}", service.log_text());
     let repeats: usize = by_job.values().map(|v| v.len() - 1).sum();
     // Each hand-over repeats at most what was in flight and uncommitted: two aiokafka members
@@ -353,10 +332,7 @@ async fn kill_9_of_a_whole_instance_hands_its_partitions_to_the_other() {
     assert_eq!(rows[0].instance_id, "survivor-0");
     let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
     let by_job = answers(&responses);
-    let lost = jobs
-        .iter()
-        .filter(|j| !by_job.contains_key(&j.to_string()))
-        .count();
+    let lost = unanswered(&jobs, &by_job);
     assert_eq!(lost, 0, "log:\n{}", b.log_text());
 }
 
@@ -458,10 +434,7 @@ async fn ttin_and_ttou_add_and_remove_one_member_each() {
     assert_eq!(ids, ["scale-0", "scale-1"]);
     let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
     let by_job = answers(&responses);
-    let lost = jobs
-        .iter()
-        .filter(|j| !by_job.contains_key(&j.to_string()))
-        .count();
+    let lost = unanswered(&jobs, &by_job);
     assert_eq!(lost, 0, "log:\n{}", service.log_text());
     let top = *generations(&service.log_text()).iter().max().unwrap();
     assert_eq!(top, settled + 2, "one rebalance each");
@@ -471,55 +444,12 @@ async fn ttin_and_ttou_add_and_remove_one_member_each() {
 /// load: the members find the new coordinator, and nothing is lost.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_coordinators_broker_stopping_under_load_loses_nothing() {
-    let cluster = OwnCluster::start(3);
-    let double = RuntimeDouble::start().await;
-    double.set_latency(Duration::from_millis(20));
-    let client = cluster.client().await;
-    let topics = Topics::create_replicated(&client, "grp-coord", 6, 3).await;
-    let options = format!(
-        r#"{{"bootstrap_servers": "{}", "group_id": "{}", "auto_offset_reset": "earliest", "group_instance_id": "coord"}}"#,
-        cluster.bootstrap, topics.group
-    );
-    let service = ServiceProcess::start_on(
-        &cluster.bootstrap,
-        &topics,
-        &double.engine_url(),
-        &["--workers", "2"],
-        &[("HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS", &options)],
-    );
-    wait_for_members(
-        &cluster.dir(),
-        &topics.group,
-        &topics.requests,
-        WAIT,
-        |rows| rows.len() == 2 && one_owner_each(rows, 6),
-    );
-    let coordinator = cluster.coordinator_node(&topics.group);
-    let (jobs, records) = keyed_requests(800);
-    produce_requests(&client, &topics.requests, &records).await;
-    let deadline = Instant::now() + WAIT;
-    while double.calls() < 50 {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let cluster = std::sync::Arc::new(cluster);
-    let restart = tokio::task::spawn_blocking({
-        let cluster = cluster.clone();
-        move || cluster.restart_nodes(Some(coordinator), Duration::from_secs(10))
-    });
-    assert!(
-        double.calls() < jobs.len() as u64,
-        "all done before the coordinator stopped"
-    );
-    restart.await.unwrap();
-    let client = cluster.client().await;
-    let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
-    let by_job = answers(&responses);
-    let lost = jobs
-        .iter()
-        .filter(|j| !by_job.contains_key(&j.to_string()))
-        .count();
-    assert_eq!(lost, 0, "log:\n{}", service.log_text());
+    support::group::coordinator_stops_under_load("grp-coord", |bootstrap, group| {
+        format!(
+            r#"{{"bootstrap_servers": "{bootstrap}", "group_id": "{group}", "auto_offset_reset": "earliest", "group_instance_id": "coord"}}"#
+        )
+    })
+    .await;
 }
 
 /// Acceptance 8: a member joins or leaves every 2 s for 60 s under load: nothing is lost, and
@@ -559,10 +489,7 @@ async fn a_rebalance_storm_loses_nothing() {
     producer.await.unwrap();
     let responses = read_jobs(&client, &topics.responses, &jobs, Duration::from_secs(180)).await;
     let by_job = answers(&responses);
-    let lost = jobs
-        .iter()
-        .filter(|j| !by_job.contains_key(&j.to_string()))
-        .count();
+    let lost = unanswered(&jobs, &by_job);
     assert_eq!(lost, 0, "log:\n{}", service.log_text());
     let repeats: usize = by_job.values().map(|v| v.len() - 1).sum();
     assert!(

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use nix::sys::signal::Signal;
-use support::group::{MemberRow, one_owner_each, wait_for_members};
+use support::group::{MemberRow, one_owner_each, unanswered, wait_for_members, wait_for_split};
 use support::kafka::{client, kafka_bootstrap, kafka_dir};
 use support::runtime_double::RuntimeDouble;
 use support::service::{
@@ -41,23 +41,6 @@ fn start(topics: &Topics, url: &str, workers: &str, prefix: &str) -> ServiceProc
             "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
             &options(topics, prefix),
         )],
-    )
-}
-
-/// Waits until the group has `members` members, every partition one owner, shared out evenly.
-fn wait_for_split(topics: &Topics, members: usize, partitions: i32) -> Vec<MemberRow> {
-    wait_for_members(
-        &kafka_dir(),
-        &topics.group,
-        &topics.requests,
-        WAIT,
-        |rows| {
-            rows.len() == members
-                && one_owner_each(rows, partitions)
-                && rows
-                    .iter()
-                    .all(|r| r.partitions.len().abs_diff(partitions as usize / members) <= 1)
-        },
     )
 }
 
@@ -143,10 +126,7 @@ async fn a_member_joining_moves_only_its_share_and_the_rest_go_on() {
     let log = format!("{}\n{}\n{}", a.log_text(), b.log_text(), c.log_text());
 
     let at = answered_at(&responses);
-    let lost = jobs
-        .iter()
-        .filter(|j| !at.contains_key(&j.to_string()))
-        .count();
+    let lost = unanswered(&jobs, &at);
     assert_eq!(lost, 0, "{lost} of {} lost; log:\n{log}", jobs.len());
     let repeated = at.values().filter(|v| v.len() > 1).count();
     assert_eq!(repeated, 0, "{repeated} answered twice; log:\n{log}");
@@ -203,10 +183,7 @@ async fn kill_9_of_a_worker_loses_nothing() {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim), Signal::SIGKILL).unwrap();
     let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
     let at = answered_at(&responses);
-    let lost = jobs
-        .iter()
-        .filter(|j| !at.contains_key(&j.to_string()))
-        .count();
+    let lost = unanswered(&jobs, &at);
     assert_eq!(lost, 0, "log:\n{}", service.log_text());
     let rows = wait_for_split(&topics, 2, 4);
     assert!(
@@ -316,10 +293,7 @@ async fn beside_a_classic_aiokafka_member() {
     let all: Vec<Uuid> = jobs.into_iter().chain(more).collect();
     let responses = read_jobs(&client, &topics.responses, &all, WAIT).await;
     let at = answered_at(&responses);
-    let lost = all
-        .iter()
-        .filter(|j| !at.contains_key(&j.to_string()))
-        .count();
+    let lost = unanswered(&all, &at);
     assert_eq!(lost, 0, "log:\n{}", ours.log_text());
     back.stop();
 }
@@ -388,55 +362,13 @@ async fn hup_keeps_each_static_members_partitions_and_ttin_adds_a_member() {
 /// rejoin), and no request is lost.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_coordinators_broker_stopping_under_load_loses_nothing() {
-    let cluster = support::kafka::OwnCluster::start(3);
-    let double = RuntimeDouble::start().await;
-    double.set_latency(Duration::from_millis(20));
-    let client = cluster.client().await;
-    let topics = Topics::create_replicated(&client, "kip848-coord", 6, 3).await;
-    let options = format!(
-        r#"{{"bootstrap_servers": "{}", "group_id": "{}", "auto_offset_reset": "earliest", "group_instance_id": "cp-coord", "group_protocol": "consumer"}}"#,
-        cluster.bootstrap, topics.group
-    );
-    let service = ServiceProcess::start_on(
-        &cluster.bootstrap,
-        &topics,
-        &double.engine_url(),
-        &["--workers", "2"],
-        &[("HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS", &options)],
-    );
-    wait_for_members(
-        &cluster.dir(),
-        &topics.group,
-        &topics.requests,
-        WAIT,
-        |rows| rows.len() == 2 && one_owner_each(rows, 6),
-    );
-    let coordinator = cluster.coordinator_node(&topics.group);
-    let (jobs, records) = keyed_requests(800);
-    produce_requests(&client, &topics.requests, &records).await;
-    let deadline = std::time::Instant::now() + WAIT;
-    while double.calls() < 50 {
-        assert!(std::time::Instant::now() < deadline, "no request executed");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let cluster = Arc::new(cluster);
-    let restart = tokio::task::spawn_blocking({
-        let cluster = cluster.clone();
-        move || cluster.restart_nodes(Some(coordinator), Duration::from_secs(10))
-    });
-    assert!(
-        double.calls() < jobs.len() as u64,
-        "all done before the coordinator stopped"
-    );
-    restart.await.unwrap();
-    let client = cluster.client().await;
-    let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
-    let at = answered_at(&responses);
-    let lost = jobs
-        .iter()
-        .filter(|j| !at.contains_key(&j.to_string()))
-        .count();
-    assert_eq!(lost, 0, "log:\n{}", service.log_text());
+    let (cluster, topics, _service) =
+        support::group::coordinator_stops_under_load("kip848-coord", |bootstrap, group| {
+            format!(
+                r#"{{"bootstrap_servers": "{bootstrap}", "group_id": "{group}", "auto_offset_reset": "earliest", "group_instance_id": "cp-coord", "group_protocol": "consumer"}}"#
+            )
+        })
+        .await;
     // And the group is whole again under the new coordinator.
     wait_for_members(
         &cluster.dir(),
@@ -531,10 +463,7 @@ async fn a_worker_expired_by_the_broker_rejoins_and_nothing_is_lost() {
     wait_for_split(&topics, 2, 4);
     let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
     let at = answered_at(&responses);
-    let lost = jobs
-        .iter()
-        .filter(|j| !at.contains_key(&j.to_string()))
-        .count();
+    let lost = unanswered(&jobs, &at);
     assert_eq!(lost, 0, "log:\n{}", service.log_text());
     assert!(
         service.log_text().contains("joining again"),

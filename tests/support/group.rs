@@ -275,3 +275,108 @@ impl Drop for AiokafkaMember {
         let _ = self.child.wait();
     }
 }
+
+/// Waits until the group of `topics` (on the test broker) has `members` members and each of the
+/// request topic's `partitions` has exactly one owner, shared out evenly (as every assignor does
+/// for one topic).
+pub fn wait_for_split(
+    topics: &super::service::Topics,
+    members: usize,
+    partitions: i32,
+) -> Vec<MemberRow> {
+    wait_for_members(
+        &kafka_dir(),
+        &topics.group,
+        &topics.requests,
+        Duration::from_secs(120),
+        |rows| {
+            rows.len() == members
+                && one_owner_each(rows, partitions)
+                && rows
+                    .iter()
+                    .all(|r| r.partitions.len().abs_diff(partitions as usize / members) <= 1)
+        },
+    )
+}
+
+/// How many of `jobs` have no response in `answered` (keyed by job id).
+pub fn unanswered<V>(
+    jobs: &[uuid::Uuid],
+    answered: &std::collections::HashMap<String, V>,
+) -> usize {
+    jobs.iter()
+        .filter(|j| !answered.contains_key(&j.to_string()))
+        .count()
+}
+
+/// The coordinator failover both group protocols must survive: on a cluster of three with
+/// replicated topics, `serve --workers 2` (consumer options `options` given the bootstrap and
+/// group) works through 800 requests while the broker that coordinates its group stops for
+/// 10 s; asserts that the stop came with requests in flight and that none is lost. Returns the
+/// cluster, topics and service for further checks.
+pub async fn coordinator_stops_under_load(
+    prefix: &str,
+    options: impl Fn(&str, &str) -> String,
+) -> (
+    Arc<super::kafka::OwnCluster>,
+    super::service::Topics,
+    super::service::ServiceProcess,
+) {
+    use super::service::{
+        ServiceProcess, Topics, job_of, keyed_requests, produce_requests, read_jobs,
+    };
+    let wait = Duration::from_secs(120);
+    let cluster = super::kafka::OwnCluster::start(3);
+    let double = super::runtime_double::RuntimeDouble::start().await;
+    double.set_latency(Duration::from_millis(20));
+    let client = cluster.client().await;
+    let topics = Topics::create_replicated(&client, prefix, 6, 3).await;
+    let service = ServiceProcess::start_on(
+        &cluster.bootstrap,
+        &topics,
+        &double.engine_url(),
+        &["--workers", "2"],
+        &[(
+            "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+            &options(&cluster.bootstrap, &topics.group),
+        )],
+    );
+    wait_for_members(
+        &cluster.dir(),
+        &topics.group,
+        &topics.requests,
+        wait,
+        |rows| rows.len() == 2 && one_owner_each(rows, 6),
+    );
+    let coordinator = cluster.coordinator_node(&topics.group);
+    let (jobs, records) = keyed_requests(800);
+    produce_requests(&client, &topics.requests, &records).await;
+    let deadline = Instant::now() + wait;
+    while double.calls() < 50 {
+        assert!(Instant::now() < deadline, "no request executed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let cluster = Arc::new(cluster);
+    let restart = tokio::task::spawn_blocking({
+        let cluster = cluster.clone();
+        move || cluster.restart_nodes(Some(coordinator), Duration::from_secs(10))
+    });
+    assert!(
+        double.calls() < jobs.len() as u64,
+        "all done before the coordinator stopped"
+    );
+    restart.await.unwrap();
+    let client = cluster.client().await;
+    let responses = read_jobs(&client, &topics.responses, &jobs, wait).await;
+    let answered: std::collections::HashMap<String, ()> = responses
+        .iter()
+        .map(|(_, r)| (job_of(r.record.value.as_deref().unwrap()), ()))
+        .collect();
+    assert_eq!(
+        unanswered(&jobs, &answered),
+        0,
+        "log:\n{}",
+        service.log_text()
+    );
+    (cluster, topics, service)
+}
