@@ -737,6 +737,18 @@ impl KafkaSettings {
                 .unwrap_or_else(|| group_id.clone()),
             transaction_timeout: producer.transaction_timeout,
         });
+        if exactly_once.is_some()
+            && !matches!(
+                producer.compression,
+                Compression::None | Compression::Gzip | Compression::Snappy
+            )
+        {
+            return Err(ConfigError::UnsupportedOption {
+                variable: "HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS".into(),
+                option: "compression_type".into(),
+                reason: "exactly-once compresses with gzip or snappy only".into(),
+            });
+        }
         if producer.idempotence && exactly_once.is_none() {
             return Err(ConfigError::UnsupportedOption {
                 variable: "HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS".into(),
@@ -1905,6 +1917,82 @@ mod tests {
             !format!("{c:?}").contains("\"tok\""),
             "the token stays out of Debug output"
         );
+    }
+
+    #[test]
+    fn exactly_once_is_turned_on_by_flag_variable_or_transactional_id() {
+        let producer = |json: &str| load(&[("HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS", json)]);
+        assert_eq!(load(&[]).unwrap().kafka.exactly_once, None);
+        let group = load(&[]).unwrap().kafka.group_id;
+        let on = load(&[("HD_EXACTLY_ONCE", "true")]).unwrap().kafka;
+        assert_eq!(
+            on.exactly_once,
+            Some(ExactlyOnce {
+                transactional_id_prefix: group.clone(),
+                transaction_timeout: DEFAULT_TRANSACTION_TIMEOUT,
+            })
+        );
+        assert_eq!(
+            load(&[("HD_EXACTLY_ONCE", "off")])
+                .unwrap()
+                .kafka
+                .exactly_once,
+            None
+        );
+        let e = load(&[("HD_EXACTLY_ONCE", "maybe")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("HD_EXACTLY_ONCE") && e.contains("not a boolean"),
+            "{e}"
+        );
+        let flags = Flags {
+            exactly_once: true,
+            ..Flags::default()
+        };
+        let k = Config::load(&flags, &Env::default()).unwrap().kafka;
+        assert!(k.exactly_once.is_some());
+
+        let k = producer(r#"{"transactional_id": "hd-exec", "transaction_timeout_ms": 30000, "enable_idempotence": true}"#)
+            .unwrap()
+            .kafka;
+        let eos = k.exactly_once.clone().unwrap();
+        assert_eq!(eos.transactional_id_prefix, "hd-exec");
+        assert_eq!(eos.transaction_timeout, Duration::from_secs(30));
+        // Static members: the instance id names the worker for good; dynamic: host and index.
+        let static_id = eos.transactional_id(
+            &Membership::Static {
+                prefix: "host-a".into(),
+            },
+            3,
+        );
+        assert_eq!(static_id, "hd-exec-host-a-3");
+        let dynamic_id = eos.transactional_id(&Membership::Dynamic, 3);
+        assert!(
+            dynamic_id.starts_with("hd-exec-") && dynamic_id.ends_with("-3"),
+            "{dynamic_id}"
+        );
+        assert_eq!(
+            producer(r#"{"transactional_id": null}"#)
+                .unwrap()
+                .kafka
+                .exactly_once,
+            None
+        );
+        for (json, expected) in [
+            (r#"{"transactional_id": ""}"#, "must not be empty"),
+            (r#"{"transactional_id": 7}"#, "must be a string"),
+            (r#"{"transaction_timeout_ms": 0}"#, "between 1 and"),
+            (r#"{"enable_idempotence": "yes"}"#, "must be a boolean"),
+            (
+                r#"{"enable_idempotence": true}"#,
+                "only the transactional producer is idempotent",
+            ),
+        ] {
+            let e = producer(json).unwrap_err().to_string();
+            assert!(e.contains(expected), "{json}: {e}");
+        }
+        assert!(producer(r#"{"enable_idempotence": false}"#).is_ok());
     }
 
     #[test]

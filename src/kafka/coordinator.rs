@@ -44,6 +44,9 @@ const OFFSET_COMMIT_VERSIONS: RangeInclusive<i16> = 2..=9;
 const GROUP_KEY_TYPE: i8 = 0;
 /// `key_type` of FindCoordinator for a transactional id.
 const TRANSACTION_KEY_TYPE: i8 = 1;
+/// How long a call waits before asking again when the previous transaction of its
+/// transactional id is still being completed (its markers written): Java's client waits 20 ms.
+const CONCURRENT_TRANSACTIONS_PAUSE: Duration = Duration::from_millis(10);
 /// How long one call keeps trying by default (connecting, re-finding a moving coordinator,
 /// waiting for a loading one) before it reports failure. Well under the supervisor's default
 /// 30 s worker timeout: a commit runs on the worker's event loop.
@@ -506,8 +509,22 @@ impl GroupCoordinator {
                     cause: "no answer".into(),
                 },
             };
-            self.coordinator = None;
-            let pause = backoff.next_pause();
+            // The coordinator answered and is the right one, it only asks to wait: keep the
+            // connection. A transaction's markers take milliseconds: ask again soon.
+            let concurrent = e.kafka_code() == Some(ResponseError::ConcurrentTransactions.code());
+            let still_right = concurrent
+                || e.kafka_code().is_some_and(|c| {
+                    c == ResponseError::UnstableOffsetCommit.code()
+                        || c == ResponseError::CoordinatorLoadInProgress.code()
+                });
+            if !still_right {
+                self.coordinator = None;
+            }
+            let pause = if concurrent {
+                CONCURRENT_TRANSACTIONS_PAUSE
+            } else {
+                backoff.next_pause()
+            };
             if Instant::now() + pause >= deadline {
                 return Err(CoordinatorError::OutOfTime {
                     group: self.group.clone(),

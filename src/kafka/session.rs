@@ -174,6 +174,7 @@ impl Session {
                     transaction_timeout: exactly_once.transaction_timeout,
                     group: coordinator,
                     producer_bootstrap: k.producer_bootstrap.clone(),
+                    compression: k.compression,
                     client_id: k.client_id.clone(),
                     producer_auth,
                     topic: k.request_topic.clone(),

@@ -90,8 +90,9 @@ pub struct TransactionSetup {
     pub transaction_timeout: Duration,
     /// The group's coordinator client (offsets).
     pub group: GroupCoordinator,
-    /// The producer side's brokers, client id and security.
+    /// The producer side's brokers, client id, security and codec.
     pub producer_bootstrap: Vec<String>,
+    pub compression: crate::config::Compression,
     pub client_id: String,
     pub producer_auth: BrokerAuth,
     /// The request topic.
@@ -135,6 +136,7 @@ pub async fn start(setup: TransactionSetup) -> Result<Started, MemberError> {
             setup.producer_bootstrap,
             &setup.client_id,
             setup.producer_auth,
+            setup.compression,
         ),
         topic: setup.topic,
         watermarks: setup.watermarks,
@@ -448,6 +450,11 @@ impl Transactions {
                 }
                 self.pending.retain(|_, m| !m.is_empty());
                 crate::metrics::worker().commit(true);
+                tracing::debug!(
+                    answers = plan.answers.len(),
+                    offsets = ?plan.offsets,
+                    "transaction committed"
+                );
                 if let Some((since, _)) = self.failing.take() {
                     tracing::info!("transactions commit again after {:.0?}", since.elapsed());
                 }

@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use std::io::Write;
+
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     ApiKey, MetadataRequest, ProduceRequest, TopicName, TransactionalId,
@@ -26,6 +28,7 @@ use tokio::time::Instant;
 
 use super::calls::ProducerIdentity;
 use crate::backoff::Backoff;
+use crate::config;
 use crate::kafka::security::BrokerAuth;
 use crate::kafka::wire::{BrokerConnection, WireError, error_name};
 
@@ -75,6 +78,8 @@ pub enum ProduceError {
 /// The partition leaders of the topics produced to, and a connection to each.
 #[derive(Debug)]
 pub struct Leaders {
+    /// Codec of every batch (`compression_type`): none, gzip or snappy.
+    compression: Compression,
     bootstrap: Vec<String>,
     client_id: String,
     auth: BrokerAuth,
@@ -106,8 +111,19 @@ fn retriable(code: i16) -> bool {
 }
 
 impl Leaders {
-    pub fn new(bootstrap: Vec<String>, client_id: &str, auth: BrokerAuth) -> Leaders {
+    pub fn new(
+        bootstrap: Vec<String>,
+        client_id: &str,
+        auth: BrokerAuth,
+        compression: config::Compression,
+    ) -> Leaders {
         Leaders {
+            compression: match compression {
+                config::Compression::Gzip => Compression::Gzip,
+                config::Compression::Snappy => Compression::Snappy,
+                // Refused with exactly-once when the configuration is read.
+                _ => Compression::None,
+            },
             bootstrap,
             client_id: client_id.to_owned(),
             auth,
@@ -186,7 +202,9 @@ impl Leaders {
         let started = Instant::now();
         let encoded = batches
             .iter()
-            .map(|b| encode(b, who).map(|bytes| ((b.topic.clone(), b.partition), bytes)))
+            .map(|b| {
+                encode(b, who, self.compression).map(|bytes| ((b.topic.clone(), b.partition), bytes))
+            })
             .collect::<Result<HashMap<_, _>, _>>()?;
         let mut remaining: Vec<(String, i32)> = encoded.keys().cloned().collect();
         let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(1));
@@ -216,7 +234,15 @@ impl Leaders {
                 }
             }
             for (leader, keys) in by_leader {
-                match self.send(leader, transactional_id, &keys, &encoded).await {
+                // A leader that stops answering (without closing) must not hold the
+                // transaction past its budget.
+                let sent = tokio::time::timeout_at(
+                    deadline,
+                    self.send(leader, transactional_id, &keys, &encoded),
+                )
+                .await
+                .unwrap_or_else(|_| Err(WireError::Codec("no answer".into())));
+                match sent {
                     Ok(answers) => {
                         for (key, code) in answers {
                             match code {
@@ -340,9 +366,34 @@ impl Leaders {
     }
 }
 
+/// Compresses a batch's records with the crates this service's other producer compresses
+/// with (kafka-protocol's own codecs are not built in): gzip through miniz_oxide, raw snappy,
+/// both as the brokers (and the Java client) read them. The signature is kafka-protocol's.
+fn compress(
+    records: &mut BytesMut,
+    out: &mut BytesMut,
+    compression: Compression,
+) -> anyhow::Result<()> {
+    match compression {
+        Compression::Gzip => {
+            let mut encoder =
+                flate2::write::GzEncoder::new(out.writer(), flate2::Compression::default());
+            encoder.write_all(records)?;
+            encoder.finish()?;
+        }
+        Compression::Snappy => out.extend_from_slice(&snap::raw::Encoder::new().compress_vec(records)?),
+        _ => out.extend_from_slice(records),
+    }
+    Ok(())
+}
+
 /// The record batch (v2) of `batch`: transactional, with the producer's identity and the
 /// sequence numbers base_sequence, base_sequence + 1, ...
-fn encode(batch: &PartitionBatch, who: ProducerIdentity) -> Result<Bytes, ProduceError> {
+fn encode(
+    batch: &PartitionBatch,
+    who: ProducerIdentity,
+    compression: Compression,
+) -> Result<Bytes, ProduceError> {
     let records: Vec<Record> = batch
         .records
         .iter()
@@ -373,13 +424,14 @@ fn encode(batch: &PartitionBatch, who: ProducerIdentity) -> Result<Bytes, Produc
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
+    RecordBatchEncoder::encode_with_custom_compression(
         &mut buf,
         &records,
         &RecordEncodeOptions {
             version: 2,
-            compression: Compression::None,
+            compression,
         },
+        Some(compress),
     )
     .map_err(|e| ProduceError::Refused {
         topic: batch.topic.clone(),
