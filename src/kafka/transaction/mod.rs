@@ -39,6 +39,9 @@ use super::security::BrokerAuth;
 use super::{DoneToken, Watermarks};
 use crate::backoff::Backoff;
 
+/// How long committing what is ready may take when the member gives partitions up (or the
+/// worker stops): as long as a commit's retry budget.
+const FLUSH_BUDGET: Duration = Duration::from_secs(10);
 /// Most requests answered in one transaction.
 const MAX_REQUESTS_PER_TRANSACTION: usize = 2_000;
 
@@ -153,6 +156,7 @@ pub async fn start(setup: TransactionSetup) -> Result<Started, MemberError> {
         solo: HashSet::new(),
         attempt_budget: (setup.transaction_timeout / 2).max(Duration::from_secs(1)),
         failing: None,
+        open: false,
     };
     task.initialise().await?;
     let (tx, rx) = mpsc::unbounded_channel();
@@ -205,6 +209,9 @@ struct Transactions {
     attempt_budget: Duration,
     /// Since when transactions fail, and when that was last reported.
     failing: Option<(Instant, Instant)>,
+    /// A transaction was begun and neither committed nor aborted (its attempt was cut short):
+    /// it must be aborted before the next, or its records would commit with the next one's.
+    open: bool,
 }
 
 /// What one transaction carries.
@@ -252,6 +259,7 @@ impl Transactions {
                     }
                     self.identity = Some(identity);
                     self.sequences.clear();
+                    self.open = false;
                     return Ok(());
                 }
                 Err(e) if fenced(&e) => {
@@ -343,17 +351,26 @@ impl Transactions {
         let mut committed = Vec::new();
         let mut failures = 0;
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let deadline = Instant::now() + FLUSH_BUDGET;
         while self.has_work() {
-            match self.transact().await? {
+            // Bounded: the member waits for this before it gives partitions up. A transaction
+            // cut short is aborted before the next (`open`).
+            let outcome = match tokio::time::timeout_at(deadline, self.transact()).await {
+                Ok(outcome) => outcome?,
+                Err(_) => Err(()),
+            };
+            match outcome {
                 Ok(offsets) => committed.extend(offsets),
                 Err(()) => {
                     failures += 1;
-                    if failures == 3 {
+                    if failures == 3 || Instant::now() >= deadline {
                         return Ok(Err(CoordinatorError::Protocol {
                             group: self.group.group().to_owned(),
                             api: "EndTxn",
                             broker: String::new(),
-                            cause: "three transactions in a row were aborted".into(),
+                            cause: format!(
+                                "{failures} transaction(s) aborted, or not done within {FLUSH_BUDGET:?}"
+                            ),
                         }));
                     }
                     backoff.wait().await;
@@ -394,6 +411,7 @@ impl Transactions {
                 continue;
             };
             let mut commit = after;
+            let answered_before = plan.answers.len();
             for o in run {
                 let q = &queued[&o];
                 let records = q.records();
@@ -415,7 +433,9 @@ impl Transactions {
                 }
                 plan.answers.push((p, o));
             }
-            if self.committed.get(&p) != Some(&commit) {
+            // A partition answered in the transaction is always committed in it too: that
+            // commit is what the group refuses a zombie.
+            if self.committed.get(&p) != Some(&commit) || plan.answers.len() > answered_before {
                 plan.offsets.push((p, commit));
             }
         }
@@ -430,15 +450,14 @@ impl Transactions {
         if plan.answers.is_empty() && plan.offsets.is_empty() {
             return Ok(Ok(Vec::new()));
         }
-        let identity = match self.identity {
-            Some(i) => i,
-            None => {
-                self.initialise().await?;
-                self.identity.expect("initialised")
-            }
-        };
+        if self.identity.is_none() || self.open {
+            self.initialise().await?;
+        }
+        let identity = self.identity.expect("initialised");
+        self.open = true;
         match self.attempt(identity, &plan).await {
             Ok(()) => {
+                self.open = false;
                 self.committed.extend(plan.offsets.iter().copied());
                 for &(p, o) in &plan.answers {
                     let Some(q) = self.pending.get_mut(&p).and_then(|m| m.remove(&o)) else {

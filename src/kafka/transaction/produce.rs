@@ -203,7 +203,8 @@ impl Leaders {
         let encoded = batches
             .iter()
             .map(|b| {
-                encode(b, who, self.compression).map(|bytes| ((b.topic.clone(), b.partition), bytes))
+                encode(b, who, self.compression)
+                    .map(|bytes| ((b.topic.clone(), b.partition), bytes))
             })
             .collect::<Result<HashMap<_, _>, _>>()?;
         let mut remaining: Vec<(String, i32)> = encoded.keys().cloned().collect();
@@ -381,7 +382,9 @@ fn compress(
             encoder.write_all(records)?;
             encoder.finish()?;
         }
-        Compression::Snappy => out.extend_from_slice(&snap::raw::Encoder::new().compress_vec(records)?),
+        Compression::Snappy => {
+            out.extend_from_slice(&snap::raw::Encoder::new().compress_vec(records)?)
+        }
         _ => out.extend_from_slice(records),
     }
     Ok(())
