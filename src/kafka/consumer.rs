@@ -74,8 +74,9 @@ pub struct DoneToken {
     completed: bool,
     /// The record's assignment (see [`RequestRecord::still_assigned`]).
     assignment: Arc<AtomicU8>,
-    /// Holds a place of the in-flight window until the record is finished.
-    _permit: OwnedSemaphorePermit,
+    /// Holds a place of the in-flight window until the record is finished (or
+    /// [`release_slot`](DoneToken::release_slot) gives it back earlier).
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 impl DoneToken {
@@ -93,6 +94,13 @@ impl DoneToken {
     /// The record's offset there.
     pub fn offset(&self) -> i64 {
         self.offset
+    }
+
+    /// Gives the record's place in the in-flight window back while its offset stays
+    /// outstanding: its execution is over and its answer waits for a transaction (exactly-once),
+    /// which the next execution need not wait for.
+    pub fn release_slot(&mut self) {
+        self.slot = None;
     }
 
     /// The record's response is in Kafka: its offset may be committed.
@@ -621,7 +629,7 @@ impl FetchLoop {
                     offset: r.offset,
                     completed: false,
                     assignment: self.assignment.clone(),
-                    _permit: permit,
+                    slot: Some(permit),
                 },
                 fetched,
                 assignment: self.assignment.clone(),

@@ -182,6 +182,9 @@ impl Session {
                     committed: committed.clone(),
                     generation: generation.clone(),
                     budgets,
+                    // Transactions carry up to this many answers per worker; executions go on
+                    // meanwhile, within their own window.
+                    queue_limit: max_in_flight.saturating_mul(ANSWERS_PER_WINDOW),
                 })
                 .await
                 .map_err(KafkaError::Transactions)?;
@@ -429,6 +432,9 @@ async fn pick_up_added_partitions(w: &mut PartitionWatch) -> Result<(), KafkaErr
     w.known = count;
     Ok(())
 }
+
+/// Exactly-once: how many in-flight windows' worth of answers may wait for transactions.
+const ANSWERS_PER_WINDOW: usize = 8;
 
 /// How often a boot step that waits for Kafka says so.
 const WAITING_REPORT_INTERVAL: Duration = Duration::from_secs(30);

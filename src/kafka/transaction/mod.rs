@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use self::calls::{ProducerIdentity, TransactionCoordinator, txn_offset_commit};
@@ -68,18 +68,29 @@ pub enum Outcome {
     Dropped,
 }
 
+/// An answer on its way to the transaction task, holding a place in its queue.
+type Handed = (Finished, oneshot::Sender<Outcome>, OwnedSemaphorePermit);
+
 /// Hands finished answers to the transaction task; cheap to clone into executions.
 #[derive(Debug, Clone)]
 pub struct TransactionalAnswers {
-    tx: mpsc::UnboundedSender<(Finished, oneshot::Sender<Outcome>)>,
+    tx: mpsc::UnboundedSender<Handed>,
+    /// Places in the queue of answers waiting for a transaction.
+    queue: Arc<Semaphore>,
 }
 
 impl TransactionalAnswers {
     /// Queues `finished` for the next transaction and waits until it is committed (or
-    /// dropped).
-    pub async fn answer(&self, finished: Finished) -> Outcome {
+    /// dropped). Once queued, its place in the in-flight window is free for the next
+    /// execution: transactions then carry more than one window's worth, while the queue's own
+    /// bound keeps memory bounded when transactions are slower than executions.
+    pub async fn answer(&self, mut finished: Finished) -> Outcome {
+        let Ok(place) = self.queue.clone().acquire_owned().await else {
+            return Outcome::Dropped;
+        };
+        finished.done.release_slot();
         let (reply, outcome) = oneshot::channel();
-        if self.tx.send((finished, reply)).is_err() {
+        if self.tx.send((finished, reply, place)).is_err() {
             return Outcome::Dropped;
         }
         outcome.await.unwrap_or(Outcome::Dropped)
@@ -106,6 +117,8 @@ pub struct TransactionSetup {
     pub generation: watch::Receiver<Generation>,
     /// Bytes of records one batch may hold, per topic produced to.
     pub budgets: HashMap<String, usize>,
+    /// Most answers waiting for a transaction at once.
+    pub queue_limit: usize,
 }
 
 /// The transaction task as the session holds it: the committer's handle, the executions'
@@ -121,6 +134,7 @@ pub struct Started {
 /// transaction) and starts the task. Must be called inside a [`tokio::task::LocalSet`].
 pub async fn start(setup: TransactionSetup) -> Result<Started, MemberError> {
     let timeout_ms = i32::try_from(setup.transaction_timeout.as_millis()).unwrap_or(i32::MAX);
+    let queue_limit = setup.queue_limit.max(1);
     let coordinator = TransactionCoordinator::new(
         GroupCoordinator::new(
             setup.producer_bootstrap.clone(),
@@ -169,7 +183,10 @@ pub async fn start(setup: TransactionSetup) -> Result<Started, MemberError> {
     });
     Ok(Started {
         committer: CommitterTask::from_parts(CommitterClient::from_sender(commands_tx), handle),
-        answers: TransactionalAnswers { tx },
+        answers: TransactionalAnswers {
+            tx,
+            queue: Arc::new(Semaphore::new(queue_limit)),
+        },
         refused,
     })
 }
@@ -181,6 +198,8 @@ struct Queued {
     reply: oneshot::Sender<Outcome>,
     /// The broker refused the response as too large: the fallback goes instead.
     replaced: bool,
+    /// Its place in the queue, given back when it is committed or dropped.
+    _place: OwnedSemaphorePermit,
 }
 
 /// The transaction task's state.
@@ -278,7 +297,7 @@ impl Transactions {
 
     async fn run(
         &mut self,
-        mut finished: mpsc::UnboundedReceiver<(Finished, oneshot::Sender<Outcome>)>,
+        mut finished: mpsc::UnboundedReceiver<Handed>,
         mut commands: mpsc::Receiver<Command>,
     ) -> Result<(), MemberError> {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
@@ -326,7 +345,7 @@ impl Transactions {
         }
     }
 
-    fn queue(&mut self, (finished, reply): (Finished, oneshot::Sender<Outcome>)) {
+    fn queue(&mut self, (finished, reply, place): Handed) {
         let (p, o) = (finished.done.partition(), finished.done.offset());
         self.pending.entry(p).or_default().insert(
             o,
@@ -334,6 +353,7 @@ impl Transactions {
                 finished,
                 reply,
                 replaced: false,
+                _place: place,
             },
         );
     }
