@@ -33,6 +33,19 @@
 //!   /metrics" log line. The throughput scenarios then print the CPU by process (workers,
 //!   supervisor, metrics process) and the scrapes. Without an endpoint (`HD_BENCH_METRICS=off`,
 //!   an older binary) nothing is scraped.
+//! - `HD_BENCH_EXACTLY_ONCE=1` starts every `serve` with `--exactly-once` (issue 19: each
+//!   worker a transactional producer, responses and offsets committed in one transaction per
+//!   batch). The response topic then holds transaction markers, which rskafka 0.6 cannot read,
+//!   so the harness reads responses as a `read_committed` consumer of its own (Fetch through
+//!   the library's `kafka::wire::BrokerConnection`, decoded with `kafka-protocol`): markers are
+//!   passed, records of aborted transactions are left out and counted, each response counted
+//!   once. The service's transaction and coordinator retries are logged (debug) and counted
+//!   from its log; responses beyond one per request too.
+//! - `HD_BENCH_READER=rskafka|committed` picks that reader explicitly (`committed` for an
+//!   at-least-once run read the same way; `rskafka`, the default without exactly-once, fails on
+//!   markers).
+//! - `HD_BENCH_LOGS=dir` keeps the services' logs there (one file per group and instance)
+//!   instead of in a temporary directory.
 //! - `HD_BENCH_BACKLOG=n` adds the backlog scenario: `n` small requests produced first, then
 //!   `serve --workers 2` works through them for 60 s while every worker's RSS is sampled.
 //!
@@ -355,6 +368,27 @@ fn metrics_addr() -> &'static str {
     }
 }
 
+/// `HD_BENCH_EXACTLY_ONCE=1`: every `serve` runs with `--exactly-once`.
+fn exactly_once() -> bool {
+    match std::env::var("HD_BENCH_EXACTLY_ONCE").as_deref() {
+        Err(_) | Ok("" | "0" | "false") => false,
+        Ok("1" | "true") => true,
+        Ok(other) => panic!("HD_BENCH_EXACTLY_ONCE={other}: 1 or 0"),
+    }
+}
+
+/// `HD_BENCH_READER`: whether the harness reads responses as a `read_committed` consumer of its
+/// own ([`watch_committed`]) instead of with rskafka; by default it does under exactly-once
+/// (rskafka fails on transaction markers), and not otherwise.
+fn committed_reader() -> bool {
+    match std::env::var("HD_BENCH_READER").as_deref() {
+        Err(_) | Ok("") => exactly_once(),
+        Ok("committed") => true,
+        Ok("rskafka") => false,
+        Ok(other) => panic!("HD_BENCH_READER={other}: rskafka or committed"),
+    }
+}
+
 /// How the measured binary hands partitions to workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Partitioning {
@@ -373,8 +407,10 @@ struct Bench {
     partitioning: Partitioning,
     /// `--partitioning` as given in `HD_BENCH_PARTITIONING`; nothing when it is not set.
     partitioning_flag: Option<String>,
-    /// Where the services' logs go (the group scenarios read members' assignments from them).
-    logs: tempfile::TempDir,
+    /// Where the services' logs go (the group scenarios read members' assignments from them):
+    /// `HD_BENCH_LOGS`, kept, or a temporary directory.
+    logs: PathBuf,
+    _temporary_logs: Option<tempfile::TempDir>,
 }
 
 impl Bench {
@@ -397,11 +433,22 @@ impl Bench {
             (true, Some("index")) => Partitioning::Index,
             (true, Some(f)) => panic!("HD_BENCH_PARTITIONING={f}: group or index"),
         };
+        let (logs, temporary_logs) = match std::env::var_os("HD_BENCH_LOGS") {
+            Some(dir) => {
+                std::fs::create_dir_all(&dir).unwrap();
+                (PathBuf::from(dir), None)
+            }
+            None => {
+                let t = tempfile::tempdir().unwrap();
+                (t.path().to_owned(), Some(t))
+            }
+        };
         Bench {
             plain: plain.map(Link::plaintext),
             partitioning,
             partitioning_flag: flag,
-            logs: tempfile::tempdir().unwrap(),
+            logs,
+            _temporary_logs: temporary_logs,
         }
     }
 
@@ -453,7 +500,6 @@ impl Service {
             .unwrap_or_default();
         let log = bench
             .logs
-            .path()
             .join(format!("{group}-{}.log", shape.instance.unwrap_or("serve")));
         let mut command = Command::new(service_binary());
         command
@@ -467,6 +513,18 @@ impl Service {
             ));
         if let Some(flag) = &bench.partitioning_flag {
             command.args(["--partitioning", flag]);
+        }
+        // Under exactly-once the transactions' retries and aborts are logged too (debug lines
+        // only when a call is retried or a transaction fails): [`ServiceLog`] counts them.
+        let mut log_filter =
+            "warn,hd_kafka_exec::kafka::member=info,hd_kafka_exec::supervisor=info,\
+             hd_kafka_exec::cli::serve=info"
+                .to_owned();
+        if exactly_once() {
+            command.arg("--exactly-once");
+            log_filter.push_str(
+                ",hd_kafka_exec::kafka::transaction=debug,hd_kafka_exec::kafka::coordinator=debug",
+            );
         }
         let child = command
             .env(
@@ -488,12 +546,9 @@ impl Service {
             // "worker started" and where the metrics endpoint listens: the bench waits for the
             // group to settle before it measures, times a replaced worker from its start, and
             // scrapes the endpoint.
-            .env(
-                "RUST_LOG",
-                "warn,hd_kafka_exec::kafka::member=info,hd_kafka_exec::supervisor=info,\
-                 hd_kafka_exec::cli::serve=info",
-            )
+            .env("RUST_LOG", log_filter)
             .env_remove("HD_WORKERS")
+            .env_remove("HD_EXACTLY_ONCE")
             .env_remove("WEB_CONCURRENCY")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -816,6 +871,170 @@ async fn watch_responses(
     }
 }
 
+/// Reads responses from every partition as a `read_committed` consumer: one Fetch for all
+/// partitions at a time over the library's own broker connection (rskafka 0.6 fails on
+/// transaction markers and does not leave out aborted transactions); sends (job id, arrival)
+/// for each response of a committed transaction or of no transaction. `aborted` counts the
+/// records it left out because their transaction aborted. The bench's broker is one node, the
+/// leader of every partition.
+async fn watch_committed(
+    bootstrap: String,
+    topic: String,
+    tx: mpsc::UnboundedSender<(String, Instant)>,
+    aborted: Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use hd_kafka_exec::kafka::security::BrokerAuth;
+    use hd_kafka_exec::kafka::wire::BrokerConnection;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{ApiKey, FetchRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    let open = || async {
+        let conn = BrokerConnection::open(&bootstrap, "relay-bench", &BrokerAuth::plaintext())
+            .await
+            .unwrap();
+        // Up to v12: topics by name (v13 on names them by id).
+        let version = conn.version(ApiKey::Fetch, "Fetch", 4..=12).unwrap();
+        (conn, version)
+    };
+    let (mut conn, mut version) = open().await;
+    let mut offsets = [0i64; PARTITIONS as usize];
+    while !tx.is_closed() {
+        let partitions = offsets
+            .iter()
+            .enumerate()
+            .map(|(p, offset)| {
+                FetchPartition::default()
+                    .with_partition(p as i32)
+                    .with_fetch_offset(*offset)
+                    .with_partition_max_bytes(8 << 20)
+            })
+            .collect();
+        let request = FetchRequest::default()
+            .with_max_wait_ms(100)
+            .with_min_bytes(1)
+            .with_max_bytes(32 << 20)
+            .with_isolation_level(1)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(topic.clone())))
+                    .with_partitions(partitions),
+            ]);
+        let response = match conn.call(&request, version).await {
+            Ok(r) => r,
+            Err(_) if tx.is_closed() => return,
+            Err(e) => {
+                eprintln!("committed reader: {e}; connecting again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                (conn, version) = open().await;
+                continue;
+            }
+        };
+        let now = Instant::now();
+        for data in response.responses.into_iter().flat_map(|t| t.partitions) {
+            // A partition not ready yet (just created) is asked again.
+            if data.error_code != 0 {
+                continue;
+            }
+            let offset = &mut offsets[data.partition_index as usize];
+            let read = committed_records(data, offset);
+            aborted.fetch_add(read.aborted, std::sync::atomic::Ordering::Relaxed);
+            for job in read.jobs {
+                let _ = tx.send((job, now));
+            }
+        }
+    }
+}
+
+/// What one partition's answer to a `read_committed` Fetch holds.
+#[derive(Debug, Default)]
+struct CommittedRead {
+    /// The `hd-job-id` of each record to deliver, in order.
+    jobs: Vec<String>,
+    /// Records left out: their transaction aborted.
+    aborted: usize,
+}
+
+/// The records of `data` at and after `*offset` that a `read_committed` consumer delivers, as
+/// Kafka's Java consumer picks them: the broker answers up to the last stable offset and lists
+/// the aborted transactions in that range (producer id, first offset); a transactional batch of
+/// a producer whose aborted transaction began at or before the batch is left out, up to that
+/// producer's abort marker. Control batches (markers) are passed. Moves `*offset` past the last
+/// whole batch.
+fn committed_records(
+    data: kafka_protocol::messages::fetch_response::PartitionData,
+    offset: &mut i64,
+) -> CommittedRead {
+    use kafka_protocol::records::RecordBatchDecoder;
+
+    let mut read = CommittedRead::default();
+    let mut aborted_txns: Vec<(i64, i64)> = data
+        .aborted_transactions
+        .unwrap_or_default()
+        .iter()
+        .map(|a| (a.first_offset, a.producer_id.0))
+        .collect();
+    aborted_txns.sort_unstable();
+    let mut aborted_txns = aborted_txns.into_iter().peekable();
+    let mut aborting: BTreeSet<i64> = BTreeSet::new();
+    let mut buf = data.records.unwrap_or_default();
+    let from = *offset;
+    let be_i64 = |b: &[u8]| i64::from_be_bytes(b.try_into().unwrap());
+    let be_i32 = |b: &[u8]| i32::from_be_bytes(b.try_into().unwrap());
+    // v2 batch header: baseOffset 0..8, batchLength 8..12, attributes 21..23, lastOffsetDelta
+    // 23..27, producerId 43..51; the batch is 12 + batchLength bytes. A fetch may end in a
+    // partial batch: it is read again from its start.
+    while buf.len() >= 61 {
+        let length = 12 + be_i32(&buf[8..12]) as usize;
+        if buf.len() < length {
+            break;
+        }
+        let mut batch = buf.split_to(length);
+        let base = be_i64(&batch[0..8]);
+        let last = base + i64::from(be_i32(&batch[23..27]));
+        let attributes = u16::from_be_bytes([batch[21], batch[22]]);
+        let transactional = attributes & 0x10 != 0;
+        let control = attributes & 0x20 != 0;
+        let producer = be_i64(&batch[43..51]);
+        *offset = (*offset).max(last + 1);
+        if last < from {
+            continue;
+        }
+        if producer >= 0 {
+            while let Some(&(first, pid)) = aborted_txns.peek() {
+                if first > last {
+                    break;
+                }
+                aborting.insert(pid);
+                aborted_txns.next();
+            }
+        }
+        let records = RecordBatchDecoder::decode(&mut batch).unwrap().records;
+        if control {
+            // A control record's key: version (i16), type (i16: 0 abort, 1 commit).
+            let abort = records
+                .first()
+                .and_then(|r| r.key.as_ref())
+                .is_some_and(|k| k.len() >= 4 && k[2..4] == [0, 0]);
+            if abort {
+                aborting.remove(&producer);
+            }
+            continue;
+        }
+        if transactional && aborting.contains(&producer) {
+            read.aborted += records.len();
+            continue;
+        }
+        for r in records.into_iter().filter(|r| r.offset >= from) {
+            let job = r.headers.iter().find(|(k, _)| k.as_str() == "hd-job-id");
+            if let Some((_, Some(job))) = job {
+                read.jobs.push(String::from_utf8_lossy(job).into_owned());
+            }
+        }
+    }
+    read
+}
+
 /// The topics, clients and response watcher of one scenario.
 struct Stage {
     link: Link,
@@ -823,6 +1042,8 @@ struct Stage {
     group: String,
     partitions: Vec<Arc<PartitionClient>>,
     responses: mpsc::UnboundedReceiver<(String, Instant)>,
+    /// Records of aborted transactions the committed reader left out ([`watch_committed`]).
+    aborted: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Stage {
@@ -836,7 +1057,17 @@ impl Stage {
         let topics = create_topics(&client, prefix).await;
         let group = format!("{}-group", topics.0);
         let (tx, responses) = mpsc::unbounded_channel();
-        watch_responses(client.clone(), topics.1.clone(), tx).await;
+        let aborted = Arc::default();
+        if committed_reader() {
+            tokio::spawn(watch_committed(
+                link.harness.clone(),
+                topics.1.clone(),
+                tx,
+                Arc::clone(&aborted),
+            ));
+        } else {
+            watch_responses(client.clone(), topics.1.clone(), tx).await;
+        }
         let mut partitions = Vec::new();
         for p in 0..PARTITIONS {
             partitions.push(Arc::new(
@@ -852,6 +1083,7 @@ impl Stage {
             group,
             partitions,
             responses,
+            aborted,
         }
     }
 
@@ -1054,6 +1286,78 @@ struct Outcome {
     first_response: Option<Duration>,
     /// Group mode: from start until every worker consumes in one generation.
     settled: Option<Duration>,
+    /// Responses beyond one per request (under exactly-once, also those that arrive within 1 s
+    /// after the last first response).
+    repeats: usize,
+    /// Records of aborted transactions the committed reader left out.
+    aborted_records: usize,
+    /// Exactly-once: transactions committed over the measured span (the services' commit
+    /// counters, read from `/metrics` before and after it); `None` without an endpoint.
+    transactions: Option<u64>,
+    /// What the services' logs say about transactions and trouble, over the whole run.
+    log: LogCounts,
+}
+
+/// Lines of the services' logs that tell of retries and failures (under exactly-once the
+/// transaction and coordinator modules log at debug: a line per retried call or failed
+/// transaction).
+#[derive(Debug, Default, Clone, Copy)]
+struct LogCounts {
+    /// Transactions aborted ("transaction aborted", one line each).
+    aborted: usize,
+    /// Coordinator calls retried ("coordinator call failed, retrying").
+    coordinator_retries: usize,
+    /// Of those, for CONCURRENT_TRANSACTIONS (the previous transaction's markers still being
+    /// written).
+    concurrent: usize,
+    /// Transactional produce calls retried.
+    produce_retries: usize,
+    /// WARN and ERROR lines, those above included.
+    warnings: usize,
+}
+
+impl LogCounts {
+    fn of(services: &[Service]) -> LogCounts {
+        let mut c = LogCounts::default();
+        for s in services {
+            let text = std::fs::read_to_string(&s.log).unwrap_or_default();
+            for l in text.lines() {
+                c.aborted += usize::from(l.contains("transaction aborted"));
+                let retry = l.contains("coordinator call failed, retrying");
+                c.coordinator_retries += usize::from(retry);
+                c.concurrent += usize::from(retry && l.contains("ConcurrentTransactions"));
+                c.produce_retries += usize::from(l.contains("produce retried"));
+                c.warnings += usize::from(l.contains(" WARN ") || l.contains(" ERROR "));
+            }
+        }
+        c
+    }
+}
+
+/// The sum of a counter's series in a service's `/metrics` (`hd_kafka_exec_commits_total`);
+/// `None` without an answer.
+async fn metric_sum(addr: std::net::SocketAddr, name: &str) -> Option<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.ok()?;
+    let sum = body
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    Some(sum as u64)
+}
+
+/// Exactly-once: the transactions the services committed so far, by their commit counters.
+async fn transactions_committed(services: &[Service]) -> Option<u64> {
+    let mut total = 0;
+    for addr in services.iter().filter_map(Service::metrics_addr) {
+        total += metric_sum(addr, "hd_kafka_exec_commits_total").await?;
+    }
+    Some(total)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -1143,6 +1447,11 @@ async fn relay(bench: &Bench, link: &Link, double: &RuntimeDouble, plan: Relay) 
                 .collect()
         })
         .unwrap_or_default();
+    let transactions_before = if exactly_once() {
+        transactions_committed(&services).await
+    } else {
+        None
+    };
     let cpu_before = cpu();
     let workers_before = workers_cpu();
     let metrics_before = metrics_cpu();
@@ -1179,12 +1488,17 @@ async fn relay(bench: &Bench, link: &Link, double: &RuntimeDouble, plan: Relay) 
     let mut worker_threads = 0;
     let mut metrics_rss_kib = 0;
     let mut last = begin;
+    let mut answered: BTreeSet<String> = BTreeSet::new();
+    let mut repeats = 0;
     let deadline = Instant::now() + Duration::from_secs(300);
     while latencies.len() < n && Instant::now() < deadline {
-        if let Ok(Some((job, at))) =
+        let Ok(Some((job, at))) =
             tokio::time::timeout(Duration::from_secs(1), stage.responses.recv()).await
-            && let Some(t0) = sent.remove(&job)
-        {
+        else {
+            continue;
+        };
+        if let Some(t0) = sent.remove(&job) {
+            answered.insert(job);
             latencies.push(at.saturating_duration_since(t0));
             last = at;
             if latencies.len() % 1000 == 0 {
@@ -1192,6 +1506,8 @@ async fn relay(bench: &Bench, link: &Link, double: &RuntimeDouble, plan: Relay) 
                 worker_threads = worker_threads.max(worker_max(threads).unwrap_or(0));
                 metrics_rss_kib = metrics_rss_kib.max(metrics_rss());
             }
+        } else if answered.contains(&job) {
+            repeats += 1;
         }
     }
     worker_rss_kib = worker_rss_kib.max(worker_max(rss_kib).unwrap_or(0));
@@ -1217,6 +1533,23 @@ async fn relay(bench: &Bench, link: &Link, double: &RuntimeDouble, plan: Relay) 
         .broker_cpu()
         .zip(broker_before)
         .map(|(after, before)| after.saturating_sub(before));
+    let transactions = match transactions_before {
+        Some(before) => transactions_committed(&services)
+            .await
+            .map(|after| after.saturating_sub(before)),
+        None => None,
+    };
+    if exactly_once() {
+        // Exactly one response per request: a repeat would come soon after the first.
+        let until = Instant::now() + Duration::from_secs(1);
+        while let Ok(Some((job, _))) =
+            tokio::time::timeout_at(until.into(), stage.responses.recv()).await
+        {
+            repeats += usize::from(answered.contains(&job));
+        }
+    }
+    let aborted_records = stage.aborted.load(std::sync::atomic::Ordering::Relaxed);
+    let log = LogCounts::of(&services);
     assert_eq!(latencies.len(), n, "{name}: every request answered");
     latencies.sort();
     Outcome {
@@ -1236,6 +1569,10 @@ async fn relay(bench: &Bench, link: &Link, double: &RuntimeDouble, plan: Relay) 
         supervisor_rss_kib,
         first_response: first,
         settled,
+        repeats,
+        aborted_records,
+        transactions,
+        log,
     }
 }
 
@@ -1663,6 +2000,10 @@ async fn one_at_a_time(
         supervisor_rss_kib,
         first_response: first,
         settled,
+        repeats: 0,
+        aborted_records: stage.aborted.load(std::sync::atomic::Ordering::Relaxed),
+        transactions: None,
+        log: LogCounts::of(&services),
     }
 }
 
@@ -2263,6 +2604,19 @@ fn print_report(bench: &Bench, report: &Report) {
         "group protocol: {}",
         group_protocol().unwrap_or("not given (the service's default, classic)")
     );
+    println!(
+        "exactly-once: {}; responses read {}",
+        if exactly_once() {
+            "on (--exactly-once)"
+        } else {
+            "off"
+        },
+        if committed_reader() {
+            "read_committed by the harness's own Fetch (markers passed, aborted transactions left out)"
+        } else {
+            "with rskafka"
+        }
+    );
     for name in &report.skipped {
         println!("left out (needs the consumer group): {name}");
     }
@@ -2347,6 +2701,50 @@ fn print_report(bench: &Bench, report: &Report) {
             } else {
                 "-".into()
             },
+        );
+    }
+    if (exactly_once() || committed_reader()) && !report.outcomes.is_empty() {
+        println!();
+        println!(
+            "delivery and the services' logs (transactions: committed over the measured span, by \
+             the commit counters in /metrics; log lines over the whole run)"
+        );
+        println!();
+        header(&[
+            "scenario",
+            "repeated responses",
+            "aborted records left out",
+            "transactions",
+            "requests per transaction",
+            "transactions aborted",
+            "coordinator retries",
+            "of them CONCURRENT_TRANSACTIONS",
+            "produce retries",
+            "WARN/ERROR lines",
+        ]);
+    }
+    for o in report
+        .outcomes
+        .iter()
+        .filter(|_| exactly_once() || committed_reader())
+    {
+        let (transactions, per) = match o.transactions {
+            Some(t) if t > 0 => (
+                t.to_string(),
+                format!("{:.1}", o.requests as f64 / t as f64),
+            ),
+            _ => ("-".into(), "-".into()),
+        };
+        println!(
+            "| {} | {} | {} | {transactions} | {per} | {} | {} | {} | {} | {} |",
+            o.name,
+            o.repeats,
+            o.aborted_records,
+            o.log.aborted,
+            o.log.coordinator_retries,
+            o.log.concurrent,
+            o.log.produce_retries,
+            o.log.warnings,
         );
     }
     if !report.pauses.is_empty() {
