@@ -68,8 +68,12 @@ pub enum Outcome {
     Dropped,
 }
 
-/// An answer on its way to the transaction task, holding a place in its queue.
-type Handed = (Finished, oneshot::Sender<Outcome>, OwnedSemaphorePermit);
+/// An answer on its way to the transaction task, with its place in the queue if it got one.
+type Handed = (
+    Finished,
+    oneshot::Sender<Outcome>,
+    Option<OwnedSemaphorePermit>,
+);
 
 /// Hands finished answers to the transaction task; cheap to clone into executions.
 #[derive(Debug, Clone)]
@@ -81,14 +85,16 @@ pub struct TransactionalAnswers {
 
 impl TransactionalAnswers {
     /// Queues `finished` for the next transaction and waits until it is committed (or
-    /// dropped). Once queued, its place in the in-flight window is free for the next
-    /// execution: transactions then carry more than one window's worth, while the queue's own
-    /// bound keeps memory bounded when transactions are slower than executions.
+    /// dropped). With a place free in the queue, its place in the in-flight window is given
+    /// back at once, so the next execution need not wait for the transaction: transactions then
+    /// carry more than one window's worth. Without one it keeps its window place: memory stays
+    /// bounded (queue plus window), and an answer is never kept out of the queue, where the
+    /// answers behind it in its partition may be waiting for it.
     pub async fn answer(&self, mut finished: Finished) -> Outcome {
-        let Ok(place) = self.queue.clone().acquire_owned().await else {
-            return Outcome::Dropped;
-        };
-        finished.done.release_slot();
+        let place = self.queue.clone().try_acquire_owned().ok();
+        if place.is_some() {
+            finished.done.release_slot();
+        }
         let (reply, outcome) = oneshot::channel();
         if self.tx.send((finished, reply, place)).is_err() {
             return Outcome::Dropped;
@@ -198,8 +204,8 @@ struct Queued {
     reply: oneshot::Sender<Outcome>,
     /// The broker refused the response as too large: the fallback goes instead.
     replaced: bool,
-    /// Its place in the queue, given back when it is committed or dropped.
-    _place: OwnedSemaphorePermit,
+    /// Its place in the queue, if it got one, given back when it is committed or dropped.
+    _place: Option<OwnedSemaphorePermit>,
 }
 
 /// The transaction task's state.
