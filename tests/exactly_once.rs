@@ -17,13 +17,20 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use support::committed::{
-    Isolation, Until, aiokafka_read, aiokafka_read_to_end, console_read, wait_committed,
+    FourReads, Isolation, Until, aiokafka_read, aiokafka_read_to_end, console_read, wait_committed,
 };
+use support::group::{members, one_owner_each, wait_for_members, wait_for_split};
 use support::kafka::{
-    client, create_topic, kafka_bootstrap, kafka_dir, python_with_aiokafka, unique_topic,
+    OwnCluster, client, create_topic, kafka_bootstrap, kafka_dir, python_with_aiokafka,
+    scripts_kafka, unique_topic,
+};
+use support::runtime_double::RuntimeDouble;
+use support::service::{
+    ServiceProcess, Topics, is_metrics_process, keyed_requests, produce_requests,
 };
 use uuid::Uuid;
 
@@ -172,4 +179,589 @@ async fn the_readers_tell_committed_from_aborted_transactions() {
     .unwrap();
     let _ = writer.kill();
     let _ = writer.wait();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The service
+
+/// hetida's consumer options for `topics` at `bootstrap`, plus `extra` (`"key": value, …`).
+fn consumer_options(bootstrap: &str, topics: &Topics, extra: &str) -> String {
+    let extra = if extra.is_empty() {
+        String::new()
+    } else {
+        format!(", {extra}")
+    };
+    format!(
+        r#"{{"bootstrap_servers": "{bootstrap}", "group_id": "{}", "auto_offset_reset": "earliest"{extra}}}"#,
+        topics.group
+    )
+}
+
+/// One "transactional producer ready" line of a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Ready {
+    transactional_id: String,
+    producer_id: i64,
+    epoch: i64,
+}
+
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let at = line.find(&format!("{name}="))? + name.len() + 1;
+    Some(line[at..].split_whitespace().next()?.trim_matches('"'))
+}
+
+/// The workers' "transactional producer ready" lines, in order.
+fn ready(log: &str) -> Vec<Ready> {
+    log.lines()
+        .filter(|l| l.contains("transactional producer ready"))
+        .map(|l| Ready {
+            transactional_id: field(l, "transactional_id")
+                .unwrap_or_else(|| panic!("no transactional_id in: {l}"))
+                .to_owned(),
+            producer_id: field(l, "producer_id")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no producer_id in: {l}")),
+            epoch: field(l, "epoch")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no epoch in: {l}")),
+        })
+        .collect()
+}
+
+/// Waits until the service has logged `n` "transactional producer ready" lines; returns them.
+fn wait_ready(service: &ServiceProcess, n: usize) -> Vec<Ready> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let lines = ready(&service.log_text());
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} transactional producers ready (is exactly-once on?); log:\n{}",
+            lines.len(),
+            service.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// How many of `jobs` the runtime has executed at least once.
+fn executed(double: &RuntimeDouble, jobs: &[Uuid]) -> usize {
+    jobs.iter()
+        .filter(|j| double.calls_for_job(&j.to_string()) > 0)
+        .count()
+}
+
+/// Waits until the runtime has executed `n` of `jobs`.
+async fn wait_executed(double: &RuntimeDouble, jobs: &[Uuid], n: usize) {
+    let deadline = Instant::now() + WAIT;
+    while executed(double, jobs) < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {} requests executed",
+            executed(double, jobs),
+            jobs.len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits (off the runtime's threads) until a `read_committed` reader sees every job, then reads
+/// the topic with all four readers and asserts exactly one committed response per job.
+async fn assert_exactly_once(
+    dir: std::path::PathBuf,
+    bootstrap: &str,
+    topic: &str,
+    jobs: &[Uuid],
+    log: impl Fn() -> String,
+) -> FourReads {
+    let (bootstrap, topic, jobs2) = (bootstrap.to_owned(), topic.to_owned(), jobs.to_vec());
+    let reads = tokio::task::spawn_blocking(move || {
+        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_committed(&bootstrap, &topic, &jobs2, WAIT)
+        }));
+        waited.map(|_| FourReads::read(&dir, &bootstrap, &topic, jobs2.len()))
+    })
+    .await
+    .unwrap();
+    let reads = reads.unwrap_or_else(|e| {
+        panic!(
+            "{}; log:\n{}",
+            e.downcast_ref::<String>().cloned().unwrap_or_default(),
+            log()
+        )
+    });
+    reads.assert_exactly_once_committed(jobs, &format!("{}; log:\n{}", reads.summary(), log()));
+    reads
+}
+
+/// kill -9 of a worker in the middle of a 2,000-request burst, five times (4 partitions, two
+/// workers, static members): after each round every request has exactly one response for
+/// `read_committed` readers, none lost. Each round asserts its premise: the pid killed was a
+/// worker, requests of the burst were still unexecuted (so unanswered) after the kill, and the
+/// supervisor replaced the worker with one that took over its transactional id (a new producer
+/// epoch of an id seen before, which fences the dead worker's open transaction).
+///
+/// `read_uncommitted` readers also see what aborted transactions wrote; their counts are
+/// printed next to `read_committed`'s. Whether a round leaves aborted responses depends on
+/// whether the kill struck between a transaction's first produce and its commit, which the test
+/// does not control, so only "at least as many" is asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_a_worker_mid_burst_leaves_one_committed_response_per_request() {
+    let double = RuntimeDouble::start().await;
+    double.set_latency(Duration::from_millis(25));
+    let client = client().await;
+    let topics = Topics::create(&client, "eos-kill", 4).await;
+    let bootstrap = kafka_bootstrap().join(",");
+    let service = ServiceProcess::start_with(
+        &topics,
+        &double.engine_url(),
+        &["--workers", "2", "--exactly-once"],
+        &[(
+            "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+            &consumer_options(&bootstrap, &topics, r#""group_instance_id": "eos-kill""#),
+        )],
+    );
+    wait_for_split(&topics, 2, 4);
+    wait_ready(&service, 2);
+    let mut jobs_so_far: Vec<Uuid> = Vec::new();
+    let mut aborted_seen = Vec::new();
+    for round in 0..5 {
+        let (jobs, records) = keyed_requests(2000);
+        jobs_so_far.extend(&jobs);
+        let before = ready(&service.log_text());
+        produce_requests(&client, &topics.requests, &records).await;
+        wait_executed(&double, &jobs, 200).await;
+
+        let workers = service.workers();
+        assert_eq!(workers.len(), 2, "round {round}: workers {workers:?}");
+        let victim = workers[round % 2];
+        assert!(!is_metrics_process(victim));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim), Signal::SIGKILL).unwrap();
+        let done = executed(&double, &jobs);
+        assert!(
+            done < jobs.len(),
+            "round {round}: all {done} requests executed before the kill: it proves nothing"
+        );
+
+        // Replaced: two workers again, the victim gone, and a new transactional producer for
+        // one of the ids in use before, with a higher epoch or a new producer id.
+        let deadline = Instant::now() + WAIT;
+        let new = loop {
+            let now = ready(&service.log_text());
+            let workers = service.workers();
+            if now.len() > before.len() && workers.len() == 2 && !workers.contains(&victim) {
+                break now[before.len()].clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: worker {victim} not replaced; log:\n{}",
+                service.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let previous = before
+            .iter()
+            .rfind(|r| r.transactional_id == new.transactional_id)
+            .unwrap_or_else(|| {
+                panic!(
+                    "round {round}: the replacement's transactional id {} is new: it fences \
+                     nothing ({before:?})",
+                    new.transactional_id
+                )
+            });
+        assert!(
+            (new.producer_id, new.epoch) != (previous.producer_id, previous.epoch),
+            "round {round}: the replacement did not bump the producer epoch: {previous:?} -> {new:?}"
+        );
+
+        let reads = assert_exactly_once(
+            kafka_dir(),
+            &bootstrap,
+            &topics.responses,
+            &jobs_so_far,
+            || service.log_text(),
+        )
+        .await;
+        println!(
+            "round {round}: killed worker {victim} after {done} of 2000 executed; {}",
+            reads.summary()
+        );
+        aborted_seen.push(reads.aiokafka_uncommitted.records - reads.aiokafka_committed.records);
+    }
+    println!("records only read_uncommitted sees, per round (cumulative): {aborted_seen:?}");
+}
+
+/// The broker (a cluster of one of the test's own) restarts while the workers have
+/// transactions open under a 2,000-request burst: exactly one committed response per request.
+/// Exactly-once is turned on by the producer option `transactional_id` here, which also names
+/// the workers' transactional ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_restart_mid_transaction_leaves_one_committed_response_per_request() {
+    let cluster = OwnCluster::start(1);
+    let double = RuntimeDouble::start().await;
+    double.set_latency(Duration::from_millis(25));
+    let client = cluster.client().await;
+    let topics = Topics::create(&client, "eos-restart", 4).await;
+    let prefix = unique_topic("eos-restart-tx");
+    let service = ServiceProcess::start_on(
+        &cluster.bootstrap,
+        &topics,
+        &double.engine_url(),
+        &["--workers", "2"],
+        &[
+            (
+                "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+                &consumer_options(
+                    &cluster.bootstrap,
+                    &topics,
+                    r#""group_instance_id": "eos-restart""#,
+                ),
+            ),
+            (
+                "HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS",
+                &format!(
+                    r#"{{"bootstrap_servers": "{}", "transactional_id": "{prefix}"}}"#,
+                    cluster.bootstrap
+                ),
+            ),
+        ],
+    );
+    wait_for_members(
+        &cluster.dir(),
+        &topics.group,
+        &topics.requests,
+        WAIT,
+        |rows| rows.len() == 2 && one_owner_each(rows, 4),
+    );
+    let ready_lines = wait_ready(&service, 2);
+    assert!(
+        ready_lines
+            .iter()
+            .all(|r| r.transactional_id.starts_with(&format!("{prefix}-"))),
+        "the transactional ids are <transactional_id>-<suffix>: {ready_lines:?}"
+    );
+
+    let (jobs, records) = keyed_requests(2000);
+    produce_requests(&client, &topics.requests, &records).await;
+    wait_executed(&double, &jobs, 200).await;
+    let cluster = std::sync::Arc::new(cluster);
+    let before = executed(&double, &jobs);
+    let restart = tokio::task::spawn_blocking({
+        let cluster = cluster.clone();
+        move || cluster.restart(Duration::from_secs(5))
+    });
+    assert!(
+        before < jobs.len(),
+        "all executed before the broker stopped: it proves nothing"
+    );
+    // restart() returns once the broker stopped (its process gone) and started again.
+    restart.await.unwrap();
+    let reads = assert_exactly_once(
+        cluster.dir(),
+        &cluster.bootstrap,
+        &topics.responses,
+        &jobs,
+        || service.log_text(),
+    )
+    .await;
+    println!(
+        "broker restarted after {before} of 2000 executed; {}",
+        reads.summary()
+    );
+}
+
+/// The node (1-based) coordinating transactional id `id` on the cluster, from Kafka's own
+/// kafka-transactions tool.
+fn transaction_coordinator(cluster: &OwnCluster, id: &str) -> u32 {
+    let out = scripts_kafka("transaction", &cluster.dir(), &[id]);
+    let mut lines = out.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let at = header
+        .iter()
+        .position(|c| *c == "CoordinatorId")
+        .unwrap_or_else(|| panic!("no CoordinatorId column: {out}"));
+    lines
+        .find(|l| l.split_whitespace().any(|c| c == id))
+        .and_then(|l| l.split_whitespace().nth(at))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no coordinator of {id} in: {out}"))
+}
+
+/// On a cluster of three with every topic and the transaction state log replicated three
+/// times, the broker that coordinates a worker's transactions stops for 10 s in the middle of a
+/// 2,000-request burst: exactly one committed response per request. Exactly-once is turned on
+/// by `HD_EXACTLY_ONCE=true` here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_transaction_coordinator_stopping_leaves_one_committed_response_per_request() {
+    let cluster = OwnCluster::start(3);
+    let double = RuntimeDouble::start().await;
+    double.set_latency(Duration::from_millis(25));
+    let client = cluster.client().await;
+    let topics = Topics::create_replicated(&client, "eos-coord", 4, 3).await;
+    let service = ServiceProcess::start_on(
+        &cluster.bootstrap,
+        &topics,
+        &double.engine_url(),
+        &["--workers", "2"],
+        &[
+            (
+                "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+                &consumer_options(
+                    &cluster.bootstrap,
+                    &topics,
+                    r#""group_instance_id": "eos-coord""#,
+                ),
+            ),
+            ("HD_EXACTLY_ONCE", "true"),
+        ],
+    );
+    wait_for_members(
+        &cluster.dir(),
+        &topics.group,
+        &topics.requests,
+        WAIT,
+        |rows| rows.len() == 2 && one_owner_each(rows, 4),
+    );
+    let ready_lines = wait_ready(&service, 2);
+    let id = ready_lines[0].transactional_id.clone();
+    assert!(
+        id.starts_with(&format!("{}-", topics.group)),
+        "the transactional id's prefix is the group id by default: {ready_lines:?}"
+    );
+    let coordinator = transaction_coordinator(&cluster, &id);
+    let group_coordinator = cluster.coordinator_node(&topics.group);
+
+    let (jobs, records) = keyed_requests(2000);
+    produce_requests(&client, &topics.requests, &records).await;
+    wait_executed(&double, &jobs, 200).await;
+    let cluster = std::sync::Arc::new(cluster);
+    let before = executed(&double, &jobs);
+    let restart = tokio::task::spawn_blocking({
+        let cluster = cluster.clone();
+        move || cluster.restart_nodes(Some(coordinator), Duration::from_secs(10))
+    });
+    assert!(
+        before < jobs.len(),
+        "all executed before the coordinator stopped: it proves nothing"
+    );
+    restart.await.unwrap();
+    let reads = assert_exactly_once(
+        cluster.dir(),
+        &cluster.bootstrap,
+        &topics.responses,
+        &jobs,
+        || service.log_text(),
+    )
+    .await;
+    println!(
+        "node {coordinator} (transaction coordinator of {id}; the group's: node \
+         {group_coordinator}) stopped after {before} of 2000 executed; {}",
+        reads.summary()
+    );
+}
+
+/// Whether process `pid` is stopped (state T in /proc/PID/stat).
+fn is_stopped(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next().map(|st| st == "T"))
+        })
+        .unwrap_or(false)
+}
+
+/// A zombie: a worker stopped (SIGSTOP) with requests in flight stays stopped past its 10 s
+/// session (dynamic members, the supervisor's `--timeout` far off), the other worker takes its
+/// partitions and answers all their requests; then the stopped worker goes on (SIGCONT). The
+/// group refuses its transaction's offsets (its generation is gone), it aborts and rejoins, and
+/// `read_committed` readers see exactly one response per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_zombie_worker_coming_back_adds_no_committed_response() {
+    let double = RuntimeDouble::start().await;
+    double.set_latency(Duration::from_millis(50));
+    let client = client().await;
+    let topics = Topics::create(&client, "eos-zombie", 4).await;
+    let bootstrap = kafka_bootstrap().join(",");
+    let service = ServiceProcess::start_with(
+        &topics,
+        &double.engine_url(),
+        &["--workers", "2", "--exactly-once", "--timeout", "600"],
+        &[(
+            "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+            &consumer_options(
+                &bootstrap,
+                &topics,
+                r#""group_instance_id": null, "session_timeout_ms": 10000, "heartbeat_interval_ms": 1000"#,
+            ),
+        )],
+    );
+    wait_for_split(&topics, 2, 4);
+    wait_ready(&service, 2);
+
+    let (jobs, records) = keyed_requests(1000);
+    produce_requests(&client, &topics.requests, &records).await;
+    wait_executed(&double, &jobs, 100).await;
+    let workers = service.workers();
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    let zombie = workers[0];
+    assert!(!is_metrics_process(zombie));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(zombie), Signal::SIGSTOP).unwrap();
+    let done = executed(&double, &jobs);
+    assert!(
+        done < jobs.len(),
+        "all {done} executed before the stop: it proves nothing"
+    );
+
+    // Its session expires and the other worker owns all four partitions.
+    let rows = tokio::task::spawn_blocking({
+        let (group, requests) = (topics.group.clone(), topics.requests.clone());
+        move || {
+            wait_for_members(&kafka_dir(), &group, &requests, WAIT, |rows| {
+                rows.len() == 1 && one_owner_each(rows, 4)
+            })
+        }
+    })
+    .await
+    .unwrap();
+    let (b2, r2, j2) = (bootstrap.clone(), topics.responses.clone(), jobs.clone());
+    tokio::task::spawn_blocking(move || wait_committed(&b2, &r2, &j2, WAIT))
+        .await
+        .unwrap();
+    assert!(
+        is_stopped(zombie) && service.workers().contains(&zombie),
+        "the premise: worker {zombie} is still there, stopped, while {rows:?} answered all"
+    );
+    // Requests it had taken were answered by the other: run twice, once by each.
+    let twice = jobs
+        .iter()
+        .filter(|j| double.calls_for_job(&j.to_string()) > 1)
+        .count();
+    assert!(
+        twice > 0,
+        "the premise: the stopped worker had requests in flight (none ran twice)"
+    );
+
+    let log_before = service.log_text().len();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(zombie), Signal::SIGCONT).unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let log = service.log_text();
+        let since = &log[log_before.min(log.len())..];
+        if since.contains("transaction aborted") || since.contains("worker consuming") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the zombie neither aborted nor rejoined; log:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // It is a member again.
+    tokio::task::spawn_blocking({
+        let topics = topics.clone();
+        move || wait_for_split(&topics, 2, 4)
+    })
+    .await
+    .unwrap();
+    assert_eq!(members(&topics.group, &topics.requests).len(), 2);
+    let reads = assert_exactly_once(kafka_dir(), &bootstrap, &topics.responses, &jobs, || {
+        service.log_text()
+    })
+    .await;
+    println!(
+        "zombie {zombie} stopped after {done} of 1000 executed, {twice} ran twice; {}",
+        reads.summary()
+    );
+}
+
+/// Two services that claim one transactional id (the same `transactional_id` prefix and the same
+/// instance names, on different groups and topics): the second's producer fences the first's,
+/// which says so at its next transaction and stops the service, as a fenced static member does,
+/// instead of both writing under one id in turns; the second keeps serving, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_process_with_the_same_transactional_id_stops_the_first_clearly() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let bootstrap = kafka_bootstrap().join(",");
+    let prefix = unique_topic("eos-twin-tx");
+    let start = |topics: &Topics| {
+        ServiceProcess::start_with(
+            topics,
+            &double.engine_url(),
+            &["--workers", "1"],
+            &[
+                (
+                    "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+                    &consumer_options(&bootstrap, topics, r#""group_instance_id": "twin""#),
+                ),
+                (
+                    "HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS",
+                    &format!(
+                        r#"{{"bootstrap_servers": "{bootstrap}", "transactional_id": "{prefix}"}}"#
+                    ),
+                ),
+            ],
+        )
+    };
+    let first_topics = Topics::create(&client, "eos-twin-a", 1).await;
+    let second_topics = Topics::create(&client, "eos-twin-b", 1).await;
+    let mut first = start(&first_topics);
+    first.wait_workers(1, WAIT);
+    let first_ready = wait_ready(&first, 1);
+    let second = start(&second_topics);
+    second.wait_workers(1, WAIT);
+    let second_ready = wait_ready(&second, 1);
+    assert_eq!(
+        first_ready[0].transactional_id, second_ready[0].transactional_id,
+        "the premise: one transactional id"
+    );
+
+    // The first's next transaction meets the fence.
+    let (jobs, records) = keyed_requests(20);
+    produce_requests(&client, &first_topics.requests, &records).await;
+    let Some(status) = first.wait_exit(WAIT) else {
+        panic!(
+            "the fenced service stops by itself; first:\n{}\nsecond:\n{}",
+            first.log_text(),
+            second.log_text()
+        );
+    };
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let log = first.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ERROR") && l.contains("fenced")),
+        "log:\n{log}"
+    );
+    // Nothing the fenced producer wrote became visible.
+    let (b, r) = (bootstrap.clone(), first_topics.responses.clone());
+    let fenced = tokio::task::spawn_blocking(move || {
+        aiokafka_read_to_end(&b, &r, Isolation::ReadCommitted, Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        fenced.records, 0,
+        "the fenced producer's responses are visible: {:?} of {jobs:?}",
+        fenced.counts
+    );
+
+    let (jobs, records) = keyed_requests(50);
+    produce_requests(&client, &second_topics.requests, &records).await;
+    assert_exactly_once(
+        kafka_dir(),
+        &bootstrap,
+        &second_topics.responses,
+        &jobs,
+        || second.log_text(),
+    )
+    .await;
+    assert_eq!(second.workers().len(), 1, "the second keeps serving");
 }
