@@ -357,7 +357,36 @@ pub struct KafkaSettings {
     pub consumer_security: KafkaSecurity,
     /// How the producer side connects: the producer options' settings.
     pub producer_security: KafkaSecurity,
+    /// Exactly-once responses (`--exactly-once`, or the producer options' `transactional_id`):
+    /// each response and its request's offset in one Kafka transaction. `None`: at-least-once.
+    pub exactly_once: Option<ExactlyOnce>,
 }
+
+/// How responses are produced exactly once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExactlyOnce {
+    /// Worker i's transactional id is `<prefix>-<suffix>` (see [`ExactlyOnce::transactional_id`]);
+    /// the producer options' `transactional_id`, else the group id.
+    pub transactional_id_prefix: String,
+    /// `transaction_timeout_ms` (default 60 s, as Kafka's clients): the coordinator aborts a
+    /// transaction left open longer, e.g. by a worker that hangs.
+    pub transaction_timeout: Duration,
+}
+
+impl ExactlyOnce {
+    /// Worker `index`'s transactional id: stable across its restarts (so a replacement fences
+    /// its predecessor and aborts its open transaction at once) and distinct between workers
+    /// and hosts: the static instance id when there is one, else host name and index.
+    pub fn transactional_id(&self, membership: &Membership, index: usize) -> String {
+        let suffix = membership
+            .instance_id(index)
+            .unwrap_or_else(|| format!("{}-{index}", host_name()));
+        format!("{}-{suffix}", self.transactional_id_prefix)
+    }
+}
+
+/// Default of `transaction_timeout_ms`, as Kafka's Java client and aiokafka.
+pub const DEFAULT_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The consumer group protocol a worker speaks (`group_protocol`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -569,6 +598,10 @@ pub struct Flags {
     /// Log line format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Produce each response and commit its request's offset in one Kafka transaction, so
+    /// read_committed readers see exactly one response per request [env: HD_EXACTLY_ONCE].
+    #[arg(long)]
+    pub exactly_once: bool,
 }
 
 /// The process environment, looked up case-insensitively like pydantic settings do.
@@ -694,6 +727,26 @@ impl KafkaSettings {
         if group_id.is_empty() {
             return Err(invalid("--group-id", "must not be empty"));
         }
+        let exactly_once = (flags.exactly_once
+            || env_flag(env, "HD_EXACTLY_ONCE")?
+            || producer.transactional_id.is_some())
+        .then(|| ExactlyOnce {
+            transactional_id_prefix: producer
+                .transactional_id
+                .clone()
+                .unwrap_or_else(|| group_id.clone()),
+            transaction_timeout: producer.transaction_timeout,
+        });
+        if producer.idempotence && exactly_once.is_none() {
+            return Err(ConfigError::UnsupportedOption {
+                variable: "HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS".into(),
+                option: "enable_idempotence".into(),
+                reason: "only the transactional producer is idempotent: turn on --exactly-once \
+                         (or set transactional_id); otherwise responses carry the job id so \
+                         readers can drop repeats"
+                    .into(),
+            });
+        }
         let partitioning = flags.partitioning.unwrap_or_default();
         if consumer.group_protocol == GroupProtocol::Consumer && partitioning == Partitioning::Index
         {
@@ -728,7 +781,22 @@ impl KafkaSettings {
             remote_assignor: consumer.remote_assignor,
             consumer_security,
             producer_security,
+            exactly_once,
         })
+    }
+}
+
+/// A boolean variable: `true`/`1`/`yes`/`on` or `false`/`0`/`no`/`off` (any case); unset or
+/// empty is false.
+fn env_flag(env: &Env, name: &str) -> Result<bool, ConfigError> {
+    match env.get(name).map(str::to_ascii_lowercase).as_deref() {
+        None | Some("") => Ok(false),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some("false" | "0" | "no" | "off") => Ok(false),
+        Some(other) => Err(invalid(
+            name,
+            &format!("`{other}` is not a boolean (true or false)"),
+        )),
     }
 }
 
@@ -1146,8 +1214,6 @@ enum Rule {
         value: &'static str,
         reason: &'static str,
     },
-    /// Anything but `true` is accepted without a notice; `true` asks for what this build lacks.
-    NotTrue(&'static str),
 }
 
 /// The kind of value an option without effect must still have.
@@ -1271,16 +1337,6 @@ const PRODUCER_RULES: &[(&[&str], Rule)] = &[
         Rule::NoEffect(Shape::String, "the consumer's client_id names this service"),
     ),
     (
-        &["enable_idempotence"],
-        Rule::NotTrue(
-            "the producer is not idempotent; responses carry the job id so readers can drop repeats",
-        ),
-    ),
-    (
-        &["transactional_id"],
-        Rule::OnlyNull("transactions are not supported"),
-    ),
-    (
         &["max_batch_size"],
         Rule::NoEffect(
             Shape::Count,
@@ -1383,11 +1439,6 @@ impl OptionValue<'_> {
                 let v = self.string()?;
                 if v != value {
                     return Err(self.unsupported(&format!("`{v}`: {reason}")));
-                }
-            }
-            Rule::NotTrue(reason) => {
-                if self.value.as_bool() == Some(true) {
-                    return Err(self.unsupported(reason));
                 }
             }
         }
@@ -1570,6 +1621,12 @@ struct ProducerOptions {
     max_request_size: usize,
     /// `security_protocol` and the SASL options.
     security: SecurityOptions,
+    /// `transactional_id`: the prefix of the workers' transactional ids; turns exactly-once on.
+    transactional_id: Option<String>,
+    /// `transaction_timeout_ms`; default [`DEFAULT_TRANSACTION_TIMEOUT`].
+    transaction_timeout: Duration,
+    /// `enable_idempotence`: only the transactional producer is idempotent.
+    idempotence: bool,
 }
 
 impl Default for ProducerOptions {
@@ -1580,6 +1637,9 @@ impl Default for ProducerOptions {
             compression: Compression::None,
             max_request_size: DEFAULT_MAX_REQUEST_SIZE,
             security: SecurityOptions::default(),
+            transactional_id: None,
+            transaction_timeout: DEFAULT_TRANSACTION_TIMEOUT,
+            idempotence: false,
         }
     }
 }
@@ -1614,6 +1674,32 @@ impl ProducerOptions {
                 }
             }
             "linger_ms" => self.linger = o.millis()?,
+            "transactional_id" => {
+                self.transactional_id = if o.value.is_null() {
+                    None
+                } else {
+                    let prefix = o.string()?;
+                    if prefix.is_empty() {
+                        return Err(o.bad("must not be empty (null: no transactions)"));
+                    }
+                    Some(prefix)
+                };
+            }
+            "transaction_timeout_ms" => {
+                self.transaction_timeout = o.millis()?;
+                // Kafka's InitProducerId takes an int32 of milliseconds, at least 1.
+                if self.transaction_timeout.is_zero()
+                    || self.transaction_timeout.as_millis() > i32::MAX as u128
+                {
+                    return Err(o.bad("must be between 1 and 2147483647 (milliseconds)"));
+                }
+            }
+            "enable_idempotence" => {
+                self.idempotence = o
+                    .value
+                    .as_bool()
+                    .ok_or_else(|| o.bad("must be a boolean"))?;
+            }
             "compression_type" => self.compression = compression(o)?,
             "max_request_size" => {
                 self.max_request_size = match o.value.as_u64() {

@@ -113,7 +113,7 @@ impl Committer {
 }
 
 /// What the committer task is asked to do besides its periodic commits.
-enum Command {
+pub(super) enum Command {
     /// Committed offsets of partitions (for partitions added to the topic).
     Fetch(
         Vec<i32>,
@@ -147,6 +147,11 @@ pub struct CommitterClient {
 pub struct CommitterGone;
 
 impl CommitterTask {
+    /// A task that answers [`Command`]s in the committer's place (the transaction task).
+    pub(super) fn from_parts(client: CommitterClient, task: JoinHandle<()>) -> CommitterTask {
+        CommitterTask { client, task }
+    }
+
     /// A handle for other tasks that need committed offsets.
     pub fn client(&self) -> CommitterClient {
         self.client.clone()
@@ -173,6 +178,10 @@ impl CommitterTask {
 }
 
 impl CommitterClient {
+    pub(super) fn from_sender(tx: mpsc::Sender<Command>) -> CommitterClient {
+        CommitterClient { tx }
+    }
+
     /// Commits what is due now (before the member gives its partitions up).
     pub async fn commit_now(
         &self,

@@ -85,6 +85,16 @@ impl DoneToken {
         self.assignment.load(Ordering::Acquire) == LOST
     }
 
+    /// The record's partition of the request topic.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// The record's offset there.
+    pub fn offset(&self) -> i64 {
+        self.offset
+    }
+
     /// The record's response is in Kafka: its offset may be committed.
     pub fn complete(mut self) {
         self.completed = true;

@@ -42,6 +42,8 @@ const OFFSET_FETCH_VERSIONS: RangeInclusive<i16> = 1..=9;
 const OFFSET_COMMIT_VERSIONS: RangeInclusive<i16> = 2..=9;
 /// `key_type` of FindCoordinator for a consumer group.
 const GROUP_KEY_TYPE: i8 = 0;
+/// `key_type` of FindCoordinator for a transactional id.
+const TRANSACTION_KEY_TYPE: i8 = 1;
 /// How long one call keeps trying by default (connecting, re-finding a moving coordinator,
 /// waiting for a loading one) before it reports failure. Well under the supervisor's default
 /// 30 s worker timeout: a commit runs on the worker's event loop.
@@ -112,6 +114,8 @@ impl CoordinatorError {
                         | ResponseError::RequestTimedOut
                         | ResponseError::NetworkException
                         | ResponseError::UnstableOffsetCommit
+                        // The previous transaction's markers are still being written.
+                        | ResponseError::ConcurrentTransactions
                 )
             ),
             CoordinatorError::Unreachable { .. } | CoordinatorError::Protocol { .. } => true,
@@ -247,6 +251,10 @@ pub struct GroupCoordinator {
     bootstrap: Vec<String>,
     /// The consumer group (`group_id`).
     group: String,
+    /// What the coordinator is found for: the group, or a transactional id.
+    key: String,
+    /// FindCoordinator's `key_type` of `key`.
+    key_type: i8,
     /// Sent with every request.
     client_id: String,
     /// The connection to the current coordinator; dropped whenever it fails or the coordinator
@@ -264,14 +272,26 @@ impl GroupCoordinator {
         group: impl Into<String>,
         client_id: impl Into<String>,
     ) -> Self {
+        let group = group.into();
         GroupCoordinator {
             bootstrap,
-            group: group.into(),
+            key: group.clone(),
+            key_type: GROUP_KEY_TYPE,
+            group,
             client_id: client_id.into(),
             coordinator: None,
             retry_budget: DEFAULT_RETRY_BUDGET,
             auth: BrokerAuth::plaintext(),
         }
+    }
+
+    /// A client of the transaction coordinator of `transactional_id` instead (the group's
+    /// worker's: errors name the group).
+    pub fn for_transactions(mut self, transactional_id: impl Into<String>) -> Self {
+        self.key = transactional_id.into();
+        self.key_type = TRANSACTION_KEY_TYPE;
+        self.coordinator = None;
+        self
     }
 
     /// Connects as `auth` says (default: plaintext).
@@ -356,16 +376,28 @@ impl GroupCoordinator {
                     group: self.group.clone(),
                     source,
                 })?;
-            let group = StrBytes::from_string(self.group.clone());
+            let key = StrBytes::from_string(self.key.clone());
             let request = if version >= 4 {
-                FindCoordinatorRequest::default().with_coordinator_keys(vec![group])
+                FindCoordinatorRequest::default().with_coordinator_keys(vec![key])
             } else {
-                FindCoordinatorRequest::default().with_key(group)
+                FindCoordinatorRequest::default().with_key(key)
             };
-            let request = if version >= 1 {
-                request.with_key_type(GROUP_KEY_TYPE)
-            } else {
-                request
+            let request = match version {
+                1.. => request.with_key_type(self.key_type),
+                // v0 knows groups only.
+                _ if self.key_type != GROUP_KEY_TYPE => {
+                    return Err(CoordinatorError::Unsupported {
+                        group: self.group.clone(),
+                        source: UnsupportedVersion {
+                            api: "FindCoordinator",
+                            broker: broker.clone(),
+                            broker_min: 0,
+                            broker_max: 0,
+                            ours: 1..=*FIND_COORDINATOR_VERSIONS.end(),
+                        },
+                    });
+                }
+                _ => request,
             };
             let r = match conn.call(&request, version).await {
                 Ok(r) => r,
@@ -420,6 +452,21 @@ impl GroupCoordinator {
             self.coordinator = Some(conn);
         }
         Ok(self.coordinator.as_mut().expect("set above"))
+    }
+
+    /// The coordinator connection and the highest version of `api` both sides speak.
+    pub(crate) async fn versioned(
+        &mut self,
+        api: ApiKey,
+        name: &'static str,
+        ours: RangeInclusive<i16>,
+    ) -> Result<(i16, &mut BrokerConnection), CoordinatorError> {
+        let group = self.group.clone();
+        let conn = self.connection().await?;
+        let version = conn
+            .version(api, name, ours)
+            .map_err(|source| CoordinatorError::Unsupported { group, source })?;
+        Ok((version, conn))
     }
 
     /// Runs `op` until it succeeds, fails for good, or the retry budget is spent. A retriable
@@ -489,7 +536,12 @@ impl GroupCoordinator {
                     group: group.clone(),
                     source,
                 })?;
-            let request = offset_fetch_request(&group, topic, partitions, version);
+            // Stable offsets only (v7+): while a transaction that commits offsets of these
+            // partitions is open, the broker answers UNSTABLE_OFFSET_COMMIT (retried) instead
+            // of the offset before it, which a new owner would start from and so answer
+            // requests that transaction answers too.
+            let request = offset_fetch_request(&group, topic, partitions, version)
+                .with_require_stable(version >= 7);
             let broker = conn.broker().to_owned();
             let response = conn
                 .call(&request, version)

@@ -10,6 +10,8 @@
 //! * [`group`]: the group's shared rules: the embedded consumer protocol and aiokafka's
 //!   assignors.
 //! * `committer`: commits the watermarks that moved.
+//! * [`transaction`]: exactly-once (opt-in): responses and offsets in one Kafka transaction,
+//!   in the committer's place.
 //! * `watermark`: per partition, the lowest offset whose response is not yet in Kafka.
 //! * [`consumer`]: long-poll fetch loops over the owned partitions of the request topic, with
 //!   back-pressure, handing out [`RequestRecord`]s.
@@ -35,6 +37,7 @@ pub mod security;
 mod session;
 mod tail;
 mod topic_config;
+pub mod transaction;
 mod watermark;
 pub mod wire;
 
@@ -44,7 +47,9 @@ pub use consumer::{DoneToken, RequestConsumer, RequestRecord};
 pub use coordinator::{CoordinatorError, Generation, GroupCoordinator};
 pub use lag::{LagReader, PartitionLag};
 pub use member::{MemberError, MemberSettings};
-pub use producer::{OutgoingRecord, ProducerSettings, RecordTooLarge, ResponseProducer};
+pub use producer::{
+    OutgoingRecord, PreparedRecord, ProducerSettings, RecordTooLarge, ResponseProducer,
+};
 pub use security::{BrokerAuth, SecurityError};
 pub use session::{Opened, Ownership, Session};
 pub use tail::{TailRecord, TopicTail};
@@ -84,6 +89,9 @@ pub enum KafkaError {
     },
     #[error(transparent)]
     RecordTooLarge(#[from] RecordTooLarge),
+    /// Exactly-once: the transactional producer cannot be set up (refused authorization).
+    #[error("Kafka: the transactional producer: {0}")]
+    Transactions(#[source] MemberError),
     /// A task of the session ended before it could answer (the worker is stopping).
     #[error("{what}: {reason}")]
     Stopped { what: &'static str, reason: String },
@@ -123,6 +131,7 @@ impl KafkaError {
             KafkaError::NoSuchTopic { .. }
             | KafkaError::NoRequestTopic { .. }
             | KafkaError::RecordTooLarge(_)
+            | KafkaError::Transactions(_)
             | KafkaError::Undecodable { .. }
             | KafkaError::Stopped { .. } => false,
             KafkaError::Produce { .. } => !self.is_permanent(),

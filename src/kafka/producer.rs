@@ -403,6 +403,21 @@ pub struct OutgoingRecord {
     pub headers: BTreeMap<String, Vec<u8>>,
 }
 
+/// A record checked against its topic's limits, with the partition it goes to.
+#[derive(Debug, Clone)]
+pub struct PreparedRecord {
+    /// The topic it goes to.
+    pub topic: String,
+    pub partition: i32,
+    /// What it adds to a record batch, uncompressed.
+    pub bytes: usize,
+    /// A record batch holding it alone, as Kafka counts it, and the codec that was measured
+    /// after.
+    pub lone_bytes: usize,
+    pub codec: Option<&'static str>,
+    pub record: Record,
+}
+
 /// Whether Kafka refused a batch as too large.
 fn refused_as_too_large(e: &rskafka::client::producer::Error) -> bool {
     use rskafka::client::error::{Error as ClientError, ProtocolError as Code};
@@ -602,12 +617,10 @@ impl ResponseProducer {
         })
     }
 
-    /// Produces one record and waits for Kafka's acknowledgement; returns (partition, offset).
-    /// Transient trouble (a broker restarting, a leader moving) is retried inside; an error that
-    /// [`KafkaError::is_permanent`] will not go away by sending the same record again, such as
-    /// [`KafkaError::RecordTooLarge`].
-    pub async fn send(&self, outgoing: &OutgoingRecord) -> Result<(i32, i64), KafkaError> {
-        let _waiting = Waiting::new(&self.waiting);
+    /// The partition `outgoing` goes to and the record to send, after checking that it fits
+    /// the topic's limits ([`KafkaError::RecordTooLarge`] if not): what [`send`](Self::send)
+    /// sends, and what a transaction carries.
+    pub fn prepare(&self, outgoing: &OutgoingRecord) -> Result<PreparedRecord, KafkaError> {
         let partition = match &outgoing.key {
             Some(k) => partition_for_key(k, self.partitions),
             None => {
@@ -624,6 +637,35 @@ impl ResponseProducer {
         if lone > self.limit.bytes {
             return Err(self.too_large(lone, codec, self.limit.exceeded));
         }
+        Ok(PreparedRecord {
+            topic: self.topic.clone(),
+            partition,
+            bytes: encoded_len(&record) + IN_BATCH_SLACK,
+            lone_bytes: lone,
+            codec,
+            record,
+        })
+    }
+
+    /// Bytes of records one batch to this topic may hold, uncompressed (a record larger than
+    /// that goes alone).
+    pub fn batch_budget(&self) -> usize {
+        self.limit.shared_budget(Compression::NoCompression)
+    }
+
+    /// Produces one record and waits for Kafka's acknowledgement; returns (partition, offset).
+    /// Transient trouble (a broker restarting, a leader moving) is retried inside; an error that
+    /// [`KafkaError::is_permanent`] will not go away by sending the same record again, such as
+    /// [`KafkaError::RecordTooLarge`].
+    pub async fn send(&self, outgoing: &OutgoingRecord) -> Result<(i32, i64), KafkaError> {
+        let _waiting = Waiting::new(&self.waiting);
+        let PreparedRecord {
+            partition,
+            record,
+            lone_bytes: lone,
+            codec,
+            ..
+        } = self.prepare(outgoing)?;
         let budget = self.limit.shared_budget(self.compression);
         let in_batch = encoded_len(&record) + IN_BATCH_SLACK;
         let producer = self.producer(partition).await?;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rskafka::client::Client;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -21,6 +21,7 @@ use super::coordinator::Generation;
 use super::member::consumer_protocol::{ConsumerMember, ConsumerMemberSettings, MemberParts};
 use super::member::{Member, MemberError, MemberSettings};
 use super::security::BrokerAuth;
+use super::transaction::{self, TransactionSetup, TransactionalAnswers};
 use super::{
     Committer, GroupCoordinator, KafkaError, ProducerSettings, RequestConsumer, RequestRecord,
     ResponseProducer,
@@ -62,6 +63,8 @@ pub struct Opened {
     pub responses: ResponseProducer,
     /// Produces to the dead-letter topic; `None` when it is off or does not exist.
     pub dead_letters: Option<ResponseProducer>,
+    /// Exactly-once: answers go here, into transactions, instead of to the producers.
+    pub transactions: Option<TransactionalAnswers>,
 }
 
 /// A worker's Kafka session; see the module docs.
@@ -83,6 +86,8 @@ pub struct Session {
     settings: KafkaSettings,
     /// TLS and SASL of the consumer side, for leaving the group at the end.
     consumer_auth: BrokerAuth,
+    /// Exactly-once: says why, should Kafka fence this worker's transactional producer.
+    producer_fenced: Option<oneshot::Receiver<MemberError>>,
 }
 
 /// The task that decides what the worker fetches.
@@ -102,10 +107,14 @@ impl Session {
     ///
     /// Kafka being unreachable is waited out, with a WARN per interval naming the step; only
     /// what Kafka coming back cannot fix fails (a missing topic, a refused authorization).
+    ///
+    /// With `transactional_id` (exactly-once, [`KafkaSettings::exactly_once`]), a transaction
+    /// task takes the committer's place: see [`super::transaction`].
     pub async fn open(
         settings: &KafkaSettings,
         ownership: Ownership,
         max_in_flight: usize,
+        transactional_id: Option<String>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Opened, KafkaError> {
         let k = settings;
@@ -135,7 +144,8 @@ impl Session {
             start_positions(&client, k, &owned, &committed, k.auto_offset_reset).await
         })
         .await?;
-        let (responses, dead_letters) = producers(producer_client, k, producer_auth).await?;
+        let (responses, dead_letters) =
+            producers(producer_client, k, producer_auth.clone()).await?;
 
         let (consumer, records) = RequestConsumer::start(
             client.clone(),
@@ -152,17 +162,49 @@ impl Session {
         .await?;
         let watermarks = consumer.watermarks.clone();
         let (generation_tx, generation) = watch::channel(Generation::simple());
-        let committer = Committer::new(
-            coordinator,
-            &k.request_topic,
-            watermarks.clone(),
-            &committed,
-            generation.clone(),
-        )
-        .spawn(
-            k.commit_interval.max(Duration::from_millis(10)),
-            responses.waiting(),
-        );
+        let (committer, transactions, producer_fenced) = match (transactional_id, &k.exactly_once) {
+            (Some(transactional_id), Some(exactly_once)) => {
+                let mut budgets =
+                    HashMap::from([(responses.topic().to_owned(), responses.batch_budget())]);
+                if let Some(d) = &dead_letters {
+                    budgets.insert(d.topic().to_owned(), d.batch_budget());
+                }
+                let started = transaction::start(TransactionSetup {
+                    transactional_id,
+                    transaction_timeout: exactly_once.transaction_timeout,
+                    group: coordinator,
+                    producer_bootstrap: k.producer_bootstrap.clone(),
+                    client_id: k.client_id.clone(),
+                    producer_auth,
+                    topic: k.request_topic.clone(),
+                    watermarks: watermarks.clone(),
+                    committed: committed.clone(),
+                    generation: generation.clone(),
+                    budgets,
+                })
+                .await
+                .map_err(KafkaError::Transactions)?;
+                (
+                    started.committer,
+                    Some(started.answers),
+                    Some(started.refused),
+                )
+            }
+            _ => {
+                let committer = Committer::new(
+                    coordinator,
+                    &k.request_topic,
+                    watermarks.clone(),
+                    &committed,
+                    generation.clone(),
+                )
+                .spawn(
+                    k.commit_interval.max(Duration::from_millis(10)),
+                    responses.waiting(),
+                );
+                (committer, None, None)
+            }
+        };
         let consumer = Arc::new(Mutex::new(consumer));
         let task = match ownership {
             Ownership::ByIndex { index, count: n } => {
@@ -219,10 +261,12 @@ impl Session {
                 generation,
                 settings: k.clone(),
                 consumer_auth,
+                producer_fenced,
             },
             records,
             responses,
             dead_letters,
+            transactions,
         })
     }
 
@@ -235,13 +279,29 @@ impl Session {
     /// authorization): the worker must stop; restarting would not help. Never resolves for a
     /// by-index split.
     pub async fn refused(&mut self) -> MemberError {
-        match &mut self.ownership {
-            OwnershipTask::Group(task) if !task.is_finished() => match task.await {
-                Ok(Err(e)) => e,
-                // Ended by shutdown (or panicked): nothing to report; wait like the rest.
+        let fenced = async {
+            match self.producer_fenced.as_mut() {
+                Some(fenced) => match fenced.await {
+                    Ok(e) => e,
+                    // The transaction task ended without a reason: the worker is stopping.
+                    Err(_) => std::future::pending().await,
+                },
+                None => std::future::pending().await,
+            }
+        };
+        let refused = async {
+            match &mut self.ownership {
+                OwnershipTask::Group(task) if !task.is_finished() => match task.await {
+                    Ok(Err(e)) => e,
+                    // Ended by shutdown (or panicked): nothing to report; wait like the rest.
+                    _ => std::future::pending().await,
+                },
                 _ => std::future::pending().await,
-            },
-            _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            e = fenced => e,
+            e = refused => e,
         }
     }
 

@@ -88,6 +88,32 @@ impl Watermarks {
             .map(|p| p.outstanding.first().copied().unwrap_or(p.next))
     }
 
+    /// Whether `partition` is tracked (owned, and not yet forgotten).
+    pub fn tracks(&self, partition: i32) -> bool {
+        self.partitions.contains_key(&partition)
+    }
+
+    /// Of `partition`'s outstanding offsets, the run from the lowest on that `ready` accepts,
+    /// and the offset to commit once their responses are in Kafka (the lowest outstanding
+    /// offset after the run, else the next to be handed out). A transaction may answer only
+    /// such a run: its commit must cover every response it makes visible. `None` when the
+    /// partition is not tracked.
+    pub fn ready_run(
+        &self,
+        partition: i32,
+        ready: impl Fn(i64) -> bool,
+    ) -> Option<(Vec<i64>, i64)> {
+        let p = self.partitions.get(&partition)?;
+        let mut run = Vec::new();
+        for &offset in &p.outstanding {
+            if !ready(offset) {
+                return Some((run, offset));
+            }
+            run.push(offset);
+        }
+        Some((run, p.next))
+    }
+
     /// How many handed-out offsets still wait for their response.
     pub fn in_flight(&self) -> usize {
         self.partitions.values().map(|p| p.outstanding.len()).sum()
@@ -102,6 +128,23 @@ impl Watermarks {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_ready_run_stops_at_the_first_offset_not_ready() {
+        let mut w = Watermarks::default();
+        w.start(0, 10);
+        assert_eq!(w.ready_run(0, |_| true), Some((vec![], 10)));
+        for o in [10, 11, 13, 14] {
+            w.handed_out(0, o);
+        }
+        // 12 was no request (a transaction marker, say): never outstanding, never waited for.
+        assert_eq!(w.ready_run(0, |o| o != 13), Some((vec![10, 11], 13)));
+        assert_eq!(w.ready_run(0, |o| o != 10), Some((vec![], 10)));
+        assert_eq!(w.ready_run(0, |_| true), Some((vec![10, 11, 13, 14], 15)));
+        w.done(0, 10);
+        assert_eq!(w.ready_run(0, |o| o == 11), Some((vec![11], 13)));
+        assert_eq!(w.ready_run(1, |_| true), None);
+    }
 
     #[test]
     fn out_of_order_completion_commits_only_the_contiguous_prefix() {

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::backoff::Backoff;
 use crate::config::{ExecutionSettings, ResponseKey};
+use crate::kafka::transaction::{Finished, Outcome, TransactionalAnswers};
 use crate::kafka::{DoneToken, KafkaError, OutgoingRecord, RequestRecord, ResponseProducer};
 use crate::metrics::board::RUNTIME_FAILURE;
 use crate::protocol::response::Failure;
@@ -32,6 +33,9 @@ pub struct Execution {
     responses: ResponseProducer,
     /// Where records that are no request go too, untouched; `None` when off or missing.
     dead_letters: Option<ResponseProducer>,
+    /// Exactly-once: responses (and dead letters) go into transactions, with their requests'
+    /// offsets; `None`: produced at once, offsets committed after.
+    transactions: Option<TransactionalAnswers>,
     /// Response key and in-flight limit, as configured.
     settings: ExecutionSettings,
     /// Named in failure responses' `extra_information`.
@@ -143,6 +147,7 @@ impl Execution {
         runtime: RuntimeClient,
         responses: ResponseProducer,
         dead_letters: Option<ResponseProducer>,
+        transactions: Option<TransactionalAnswers>,
         settings: ExecutionSettings,
         request_topic: String,
     ) -> Execution {
@@ -151,6 +156,7 @@ impl Execution {
             runtime,
             responses,
             dead_letters,
+            transactions,
             process_id: settings.report_process_id.then(std::process::id),
             settings,
             request_topic,
@@ -252,6 +258,11 @@ impl Execution {
         };
         span.record("job_id", tracing::field::display(answer.job_id));
         async {
+            if let Some(transactions) = &self.transactions {
+                self.answer_in_transaction(transactions, &incoming, done, answer)
+                    .await;
+                return;
+            }
             if let Some(reason) = &answer.dead_letter {
                 self.send_dead_letter(&incoming, answer.job_id, reason)
                     .await;
@@ -403,12 +414,8 @@ impl Execution {
         }
     }
 
-    /// The record, untouched, to the dead-letter topic with the reason in a header. Failing to
-    /// is logged only: the failure response still answers the request.
-    async fn send_dead_letter(&self, record: &Incoming, job_id: Uuid, reason: &str) {
-        let Some(dlq) = &self.dead_letters else {
-            return;
-        };
+    /// The record, untouched, for the dead-letter topic, with the reason in a header.
+    fn dead_letter_record(&self, record: &Incoming, job_id: Uuid, reason: &str) -> OutgoingRecord {
         let mut headers = record.headers.clone();
         headers.insert(
             DEAD_LETTER_REASON_HEADER.to_owned(),
@@ -418,14 +425,138 @@ impl Execution {
             JOB_ID_HEADER.to_owned(),
             job_id.hyphenated().to_string().into_bytes(),
         );
-        let dead_letter = OutgoingRecord {
+        OutgoingRecord {
             key: record.key.clone(),
             value: record.value.clone(),
             headers,
+        }
+    }
+
+    /// The record, untouched, to the dead-letter topic with the reason in a header. Failing to
+    /// is logged only: the failure response still answers the request.
+    async fn send_dead_letter(&self, record: &Incoming, job_id: Uuid, reason: &str) {
+        let Some(dlq) = &self.dead_letters else {
+            return;
         };
+        let dead_letter = self.dead_letter_record(record, job_id, reason);
         match produce_until_done(dlq, &dead_letter).await {
             Ok(()) => crate::metrics::worker().dead_letter(),
             Err(e) => tracing::error!("the dead letter cannot be produced: {e}"),
+        }
+    }
+
+    /// `response` with a failure response for `error` as its value (same key and headers).
+    fn failure_record(
+        &self,
+        record: &Incoming,
+        response: &OutgoingRecord,
+        error: &ProtocolError,
+        job_id: Uuid,
+        timings: &Timings,
+    ) -> OutgoingRecord {
+        let extra = self.extra_information(record);
+        OutgoingRecord {
+            value: Some(failure_response(&Failure {
+                error,
+                job_id: Some(job_id),
+                output_types: &[],
+                timings,
+                process_id: self.process_id,
+                extra: Some(&extra),
+            })),
+            ..response.clone()
+        }
+    }
+
+    /// Exactly-once: hands the response (and the dead letter) to the next transaction and
+    /// waits until it committed with the request's offset. A response larger than the topic
+    /// takes is replaced by a small failure response that says why, here or (when the broker
+    /// refuses it with limits not known here) in the transaction.
+    async fn answer_in_transaction(
+        &self,
+        transactions: &TransactionalAnswers,
+        record: &Incoming,
+        done: DoneToken,
+        answer: Answer,
+    ) {
+        let metrics = crate::metrics::worker();
+        let job_id = answer.job_id;
+        if done.lost() {
+            tracing::info!(%job_id, "not answered: the group gave the partition to another member, which executes the request again");
+            return;
+        }
+        let response = self.response_record(record, job_id, answer.value);
+        let size = response.value.as_ref().map_or(0, Vec::len);
+        let refused = ProtocolError::ResponseTooLarge {
+            reason: format!(
+                "Kafka refused the response ({size} bytes) as too large; {}",
+                self.responses.limit_advice()
+            ),
+        };
+        let fallback = match self.responses.prepare(&self.failure_record(
+            record,
+            &response,
+            &refused,
+            job_id,
+            &answer.timings,
+        )) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(%job_id, "not even a failure response fits the response topic: {e}");
+                return;
+            }
+        };
+        let (prepared, error_type) = match self.responses.prepare(&response) {
+            Ok(p) => (p, answer.error_type),
+            Err(e) => {
+                tracing::error!(%job_id, size, "the response cannot be produced: {e}");
+                let error = produce_failure(e, size);
+                let failure =
+                    self.failure_record(record, &response, &error, job_id, &answer.timings);
+                match self.responses.prepare(&failure) {
+                    Ok(p) => (p, Some(error.error_type())),
+                    Err(e) => {
+                        tracing::error!(%job_id, "not even the failure response can be produced: {e}");
+                        return;
+                    }
+                }
+            }
+        };
+        let dead_letter = match (&answer.dead_letter, &self.dead_letters) {
+            (Some(reason), Some(dlq)) => {
+                match dlq.prepare(&self.dead_letter_record(record, job_id, reason)) {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        tracing::error!("the dead letter cannot be produced: {e}");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let with_dead_letter = dead_letter.is_some();
+        let finished = Finished {
+            response: prepared,
+            fallback,
+            dead_letter,
+            done,
+        };
+        match transactions.answer(finished).await {
+            Outcome::Committed { replaced } => {
+                tracing::debug!("response committed");
+                if with_dead_letter {
+                    metrics.dead_letter();
+                }
+                let error_type = if replaced {
+                    Some(refused.error_type())
+                } else {
+                    error_type
+                };
+                metrics.request_done(error_type, record.fetched.elapsed());
+            }
+            Outcome::Dropped => {
+                tracing::info!(%job_id, "not answered: the partition went to another member (which executes the request again) or the worker stopped first")
+            }
         }
     }
 
@@ -453,25 +584,8 @@ impl Execution {
         };
         let size = response.value.as_ref().map_or(0, Vec::len);
         tracing::error!(%job_id, size, "the response cannot be produced: {e}");
-        let error = match e {
-            KafkaError::RecordTooLarge(too_large) => ProtocolError::ResponseTooLarge {
-                reason: too_large.to_string(),
-            },
-            other => ProtocolError::Internal {
-                reason: format!(
-                    "the response ({size} bytes) could not be produced to Kafka: {other}"
-                ),
-            },
-        };
-        let extra = self.extra_information(record);
-        response.value = Some(failure_response(&Failure {
-            error: &error,
-            job_id: Some(job_id),
-            output_types: &[],
-            timings,
-            process_id: self.process_id,
-            extra: Some(&extra),
-        }));
+        let error = produce_failure(e, size);
+        response = self.failure_record(record, &response, &error, job_id, timings);
         match produce_until_done(&self.responses, &response).await {
             Ok(()) => {
                 done.complete();
@@ -509,6 +623,18 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         crate::metrics::worker().in_flight(false);
+    }
+}
+
+/// Why a response could not be produced, as the failure response that replaces it says.
+fn produce_failure(e: KafkaError, size: usize) -> ProtocolError {
+    match e {
+        KafkaError::RecordTooLarge(too_large) => ProtocolError::ResponseTooLarge {
+            reason: too_large.to_string(),
+        },
+        other => ProtocolError::Internal {
+            reason: format!("the response ({size} bytes) could not be produced to Kafka: {other}"),
+        },
     }
 }
 

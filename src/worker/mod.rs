@@ -123,14 +123,26 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
             count: spec.slot.count,
         },
     };
+    let transactional_id = cfg
+        .kafka
+        .exactly_once
+        .as_ref()
+        .map(|e| e.transactional_id(&cfg.kafka.membership, spec.slot.index));
     let Opened {
         session,
         records,
         responses,
         dead_letters,
-    } = Session::open(&cfg.kafka, ownership, cfg.execution.max_in_flight, shutdown)
-        .await
-        .map_err(BootError::Kafka)?;
+        transactions,
+    } = Session::open(
+        &cfg.kafka,
+        ownership,
+        cfg.execution.max_in_flight,
+        transactional_id,
+        shutdown,
+    )
+    .await
+    .map_err(BootError::Kafka)?;
     let mut runtime_options = RuntimeOptions::new(cfg.runtime.engine_url.clone());
     runtime_options.bearer_token = cfg.runtime.bearer_token.clone();
     runtime_options.call_timeout = cfg.runtime.call_timeout;
@@ -159,6 +171,7 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
         runtime,
         responses,
         dead_letters,
+        transactions,
         cfg.execution.clone(),
         cfg.kafka.request_topic.clone(),
     ));

@@ -65,6 +65,11 @@ pub enum MemberError {
     Fenced { group: String, instance: String },
     #[error("the group refuses this member: {0}")]
     Refused(#[source] CoordinatorError),
+    /// Exactly-once: another producer initialised this worker's transactional id.
+    #[error(
+        "fenced: another producer took over transactional id {transactional_id} (two instances with the same transactional_id prefix and instance ids?); nothing this worker produced since its last commit becomes visible to read_committed readers"
+    )]
+    ProducerFenced { transactional_id: String },
 }
 
 /// How a stable generation ended.

@@ -1,0 +1,601 @@
+//! Exactly-once responses (opt-in, `--exactly-once`): each response and its request's
+//! committed offset go to Kafka in one transaction, so a `read_committed` reader sees exactly
+//! one response per request, whatever crashes, restarts or rebalances happen.
+//!
+//! The worker's transactions run in one task, which takes the committer's place: executions
+//! hand it their finished responses; it answers whole runs of a partition's offsets at a time
+//! (a response becomes visible only with a commit that covers its request, so a response
+//! waits for every lower offset of its partition to be answered too), one transaction after
+//! the other: whatever finished while one was open goes into the next. Per transaction
+//! (Kafka's transaction version 1, every broker since 2.5): AddPartitionsToTxn, Produce,
+//! AddOffsetsToTxn, TxnOffsetCommit (with the member's generation: a zombie is refused),
+//! EndTxn.
+//!
+//! Any failure aborts: the producer is initialised again with its current epoch (KIP-360),
+//! which aborts the open transaction and bumps the epoch, and the same responses go into the
+//! next transaction; nothing of the aborted one becomes visible to `read_committed` readers
+//! (`read_uncommitted` readers do see it). Only when another producer took the transactional id
+//! over (PRODUCER_FENCED) does the worker stop. The execution itself may have run twice (a
+//! request whose worker died before its transaction committed runs again on the partition's
+//! next owner): the runtime is outside Kafka.
+
+mod calls;
+mod produce;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use self::calls::{ProducerIdentity, TransactionCoordinator, txn_offset_commit};
+use self::produce::{Leaders, PartitionBatch, ProduceError};
+use super::committer::{Command, CommitterClient, CommitterTask, OUTAGE_REPORT_INTERVAL};
+use super::coordinator::{CoordinatorError, Generation, GroupCoordinator};
+use super::member::MemberError;
+use super::producer::PreparedRecord;
+use super::security::BrokerAuth;
+use super::{DoneToken, Watermarks};
+use crate::backoff::Backoff;
+
+/// Most requests answered in one transaction.
+const MAX_REQUESTS_PER_TRANSACTION: usize = 2_000;
+
+/// One request's answer, handed to the transaction task.
+#[derive(Debug)]
+pub struct Finished {
+    /// The response.
+    pub response: PreparedRecord,
+    /// A small failure response that replaces it if the broker refuses it as too large.
+    pub fallback: PreparedRecord,
+    /// The request record itself, for the dead-letter topic.
+    pub dead_letter: Option<PreparedRecord>,
+    /// The request's offset; completed when the transaction commits.
+    pub done: DoneToken,
+}
+
+/// What became of a [`Finished`] answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Committed with its request's offset; `replaced`: the fallback went instead.
+    Committed { replaced: bool },
+    /// Not answered: the partition went to another member (which executes the request again)
+    /// or the worker stops before it could commit.
+    Dropped,
+}
+
+/// Hands finished answers to the transaction task; cheap to clone into executions.
+#[derive(Debug, Clone)]
+pub struct TransactionalAnswers {
+    tx: mpsc::UnboundedSender<(Finished, oneshot::Sender<Outcome>)>,
+}
+
+impl TransactionalAnswers {
+    /// Queues `finished` for the next transaction and waits until it is committed (or
+    /// dropped).
+    pub async fn answer(&self, finished: Finished) -> Outcome {
+        let (reply, outcome) = oneshot::channel();
+        if self.tx.send((finished, reply)).is_err() {
+            return Outcome::Dropped;
+        }
+        outcome.await.unwrap_or(Outcome::Dropped)
+    }
+}
+
+/// Where a transaction task's parts come from.
+#[derive(Debug)]
+pub struct TransactionSetup {
+    pub transactional_id: String,
+    pub transaction_timeout: Duration,
+    /// The group's coordinator client (offsets).
+    pub group: GroupCoordinator,
+    /// The producer side's brokers, client id and security.
+    pub producer_bootstrap: Vec<String>,
+    pub client_id: String,
+    pub producer_auth: BrokerAuth,
+    /// The request topic.
+    pub topic: String,
+    pub watermarks: Arc<Mutex<Watermarks>>,
+    /// The group's offsets as fetched at start.
+    pub committed: HashMap<i32, Option<i64>>,
+    pub generation: watch::Receiver<Generation>,
+    /// Bytes of records one batch may hold, per topic produced to.
+    pub budgets: HashMap<String, usize>,
+}
+
+/// The transaction task as the session holds it: the committer's handle, the executions'
+/// handle, and the reason should Kafka refuse this worker for good.
+#[derive(Debug)]
+pub struct Started {
+    pub committer: CommitterTask,
+    pub answers: TransactionalAnswers,
+    pub refused: oneshot::Receiver<MemberError>,
+}
+
+/// Initialises the transactional id (fencing earlier producers of it, aborting their open
+/// transaction) and starts the task. Must be called inside a [`tokio::task::LocalSet`].
+pub async fn start(setup: TransactionSetup) -> Result<Started, MemberError> {
+    let timeout_ms = i32::try_from(setup.transaction_timeout.as_millis()).unwrap_or(i32::MAX);
+    let coordinator = TransactionCoordinator::new(
+        GroupCoordinator::new(
+            setup.producer_bootstrap.clone(),
+            setup.group.group(),
+            &setup.client_id,
+        )
+        .with_auth(setup.producer_auth.clone())
+        .for_transactions(&setup.transactional_id),
+        &setup.transactional_id,
+        timeout_ms,
+    );
+    let mut task = Transactions {
+        coordinator,
+        group: setup.group,
+        leaders: Leaders::new(
+            setup.producer_bootstrap,
+            &setup.client_id,
+            setup.producer_auth,
+        ),
+        topic: setup.topic,
+        watermarks: setup.watermarks,
+        committed: setup
+            .committed
+            .iter()
+            .filter_map(|(p, o)| Some((*p, (*o)?)))
+            .collect(),
+        generation: setup.generation,
+        identity: None,
+        sequences: HashMap::new(),
+        pending: BTreeMap::new(),
+        budgets: setup.budgets,
+        solo: HashSet::new(),
+        attempt_budget: (setup.transaction_timeout / 2).max(Duration::from_secs(1)),
+        failing: None,
+    };
+    task.initialise().await?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (commands_tx, commands) = mpsc::channel(8);
+    let (refused_tx, refused) = oneshot::channel();
+    let handle = tokio::task::spawn_local(async move {
+        if let Err(e) = task.run(rx, commands).await {
+            let _ = refused_tx.send(e);
+        }
+    });
+    Ok(Started {
+        committer: CommitterTask::from_parts(CommitterClient::from_sender(commands_tx), handle),
+        answers: TransactionalAnswers { tx },
+        refused,
+    })
+}
+
+/// A queued answer and where its outcome goes.
+#[derive(Debug)]
+struct Queued {
+    finished: Finished,
+    reply: oneshot::Sender<Outcome>,
+    /// The broker refused the response as too large: the fallback goes instead.
+    replaced: bool,
+}
+
+/// The transaction task's state.
+struct Transactions {
+    coordinator: TransactionCoordinator,
+    /// The group's coordinator (TxnOffsetCommit, OffsetFetch).
+    group: GroupCoordinator,
+    leaders: Leaders,
+    /// The request topic.
+    topic: String,
+    watermarks: Arc<Mutex<Watermarks>>,
+    /// What the group holds, as far as this worker knows.
+    committed: HashMap<i32, i64>,
+    generation: watch::Receiver<Generation>,
+    /// The producer's identity; `None` until initialised.
+    identity: Option<ProducerIdentity>,
+    /// Next sequence number per partition produced to, in the current epoch.
+    sequences: HashMap<(String, i32), i32>,
+    /// Finished answers by request partition and offset.
+    pending: BTreeMap<i32, BTreeMap<i64, Queued>>,
+    /// Bytes of records one batch may hold, per topic.
+    budgets: HashMap<String, usize>,
+    /// Partitions whose batches carry one record at a time (a batch was refused as too large).
+    solo: HashSet<(String, i32)>,
+    /// How long producing in one transaction may retry.
+    attempt_budget: Duration,
+    /// Since when transactions fail, and when that was last reported.
+    failing: Option<(Instant, Instant)>,
+}
+
+/// What one transaction carries.
+#[derive(Debug, Default)]
+struct Plan {
+    /// (request partition, offset) of the answers in it.
+    answers: Vec<(i32, i64)>,
+    /// The records per partition produced to, in order.
+    batches: BTreeMap<(String, i32), Vec<rskafka::record::Record>>,
+    /// Offsets to commit with it.
+    offsets: Vec<(i32, i64)>,
+}
+
+/// Why a transaction did not commit.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Coordinator(#[from] CoordinatorError),
+    #[error(transparent)]
+    Produce(#[from] ProduceError),
+}
+
+/// Kafka's codes that mean another producer holds the transactional id now.
+fn fenced(e: &CoordinatorError) -> bool {
+    use kafka_protocol::error::ResponseError;
+    e.kafka_code().is_some_and(|c| {
+        c == ResponseError::ProducerFenced.code() || c == ResponseError::InvalidProducerEpoch.code()
+    })
+}
+
+impl Transactions {
+    /// The first InitProducerId; waits out an unreachable coordinator.
+    async fn initialise(&mut self) -> Result<(), MemberError> {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        loop {
+            match self.coordinator.init(self.identity).await {
+                Ok(identity) => {
+                    if self.identity.is_none() {
+                        tracing::info!(
+                            transactional_id = self.coordinator.transactional_id(),
+                            producer_id = identity.id,
+                            epoch = identity.epoch,
+                            "transactional producer ready"
+                        );
+                    }
+                    self.identity = Some(identity);
+                    self.sequences.clear();
+                    return Ok(());
+                }
+                Err(e) if fenced(&e) => {
+                    return Err(MemberError::ProducerFenced {
+                        transactional_id: self.coordinator.transactional_id().to_owned(),
+                    });
+                }
+                Err(e) if !e.is_transient() => return Err(MemberError::Refused(e)),
+                Err(e) => {
+                    self.note_failure(&format!("initialising the transactional producer: {e}"));
+                    backoff.wait().await;
+                }
+            }
+        }
+    }
+
+    async fn run(
+        &mut self,
+        mut finished: mpsc::UnboundedReceiver<(Finished, oneshot::Sender<Outcome>)>,
+        mut commands: mpsc::Receiver<Command>,
+    ) -> Result<(), MemberError> {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut not_before = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let work = self.has_work();
+            tokio::select! {
+                biased;
+                command = commands.recv() => match command {
+                    Some(Command::Fetch(partitions, reply)) => {
+                        let answer = self.group.fetch(&self.topic, &partitions).await;
+                        let _ = reply.send(answer);
+                    }
+                    Some(Command::Now(reply)) => {
+                        let outcome = self.flush().await?;
+                        let _ = reply.send(outcome);
+                    }
+                    Some(Command::Last(reply)) => {
+                        let outcome = self.flush().await?;
+                        let _ = reply.send(outcome);
+                        return Ok(());
+                    }
+                    None => return Ok(()),
+                },
+                item = finished.recv() => {
+                    let Some(item) = item else { return Ok(()) };
+                    self.queue(item);
+                    while let Ok(item) = finished.try_recv() {
+                        self.queue(item);
+                    }
+                }
+                _ = tokio::time::sleep_until(not_before), if work => {
+                    match self.transact().await? {
+                        Ok(_) => {
+                            backoff.reset();
+                            not_before = Instant::now();
+                        }
+                        Err(()) => not_before = Instant::now() + backoff.next_pause(),
+                    }
+                }
+                _ = tick.tick() => {}
+            }
+        }
+    }
+
+    fn queue(&mut self, (finished, reply): (Finished, oneshot::Sender<Outcome>)) {
+        let (p, o) = (finished.done.partition(), finished.done.offset());
+        self.pending.entry(p).or_default().insert(
+            o,
+            Queued {
+                finished,
+                reply,
+                replaced: false,
+            },
+        );
+    }
+
+    /// Whether a transaction has something to do: answers ready to commit, or offsets that
+    /// moved without one.
+    fn has_work(&mut self) -> bool {
+        let plan = self.plan();
+        !plan.answers.is_empty() || !plan.offsets.is_empty()
+    }
+
+    /// Commits what is ready now, transaction after transaction, until nothing is; gives up
+    /// after a few failures (the caller goes on without, as with a failed commit).
+    async fn flush(&mut self) -> Result<Result<Vec<(i32, i64)>, CoordinatorError>, MemberError> {
+        let mut committed = Vec::new();
+        let mut failures = 0;
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        while self.has_work() {
+            match self.transact().await? {
+                Ok(offsets) => committed.extend(offsets),
+                Err(()) => {
+                    failures += 1;
+                    if failures == 3 {
+                        return Ok(Err(CoordinatorError::Protocol {
+                            group: self.group.group().to_owned(),
+                            api: "EndTxn",
+                            broker: String::new(),
+                            cause: "three transactions in a row were aborted".into(),
+                        }));
+                    }
+                    backoff.wait().await;
+                }
+            }
+        }
+        Ok(Ok(committed))
+    }
+
+    /// What the next transaction carries: per request partition, the run of ready answers from
+    /// its lowest outstanding offset on (within the batch limits), and the offset after it.
+    /// Drops answers whose partition is no longer this worker's.
+    fn plan(&mut self) -> Plan {
+        let mut plan = Plan::default();
+        let watermarks = self.watermarks.lock().expect("watermark lock").clone();
+        // Answers of partitions given up (or lost) are not produced: their next owner answers.
+        let mut gone = Vec::new();
+        for (&p, queued) in &self.pending {
+            for (&o, q) in queued {
+                if !watermarks.tracks(p) || q.finished.done.lost() {
+                    gone.push((p, o));
+                }
+            }
+        }
+        for (p, o) in gone {
+            if let Some(q) = self.pending.get_mut(&p).and_then(|m| m.remove(&o)) {
+                let _ = q.reply.send(Outcome::Dropped);
+            }
+        }
+        self.pending.retain(|_, m| !m.is_empty());
+        let mut bytes: HashMap<(String, i32), usize> = HashMap::new();
+        let mut partitions: BTreeSet<i32> = watermarks.partitions().collect();
+        partitions.extend(self.pending.keys().copied());
+        for p in partitions {
+            let empty = BTreeMap::new();
+            let queued = self.pending.get(&p).unwrap_or(&empty);
+            let Some((run, after)) = watermarks.ready_run(p, |o| queued.contains_key(&o)) else {
+                continue;
+            };
+            let mut commit = after;
+            for o in run {
+                let q = &queued[&o];
+                let records = q.records();
+                let fits = plan.answers.len() < MAX_REQUESTS_PER_TRANSACTION
+                    && records.iter().all(|r| {
+                        let key = (r.topic.clone(), r.partition);
+                        let used = bytes.get(&key).copied().unwrap_or(0);
+                        let budget = self.budgets.get(&r.topic).copied().unwrap_or(usize::MAX);
+                        used == 0 || (!self.solo.contains(&key) && used + r.bytes <= budget)
+                    });
+                if !fits {
+                    commit = o;
+                    break;
+                }
+                for r in records {
+                    let key = (r.topic.clone(), r.partition);
+                    *bytes.entry(key.clone()).or_default() += r.bytes;
+                    plan.batches.entry(key).or_default().push(r.record.clone());
+                }
+                plan.answers.push((p, o));
+            }
+            if self.committed.get(&p) != Some(&commit) {
+                plan.offsets.push((p, commit));
+            }
+        }
+        plan
+    }
+
+    /// One transaction of what [`plan`](Self::plan) says. `Ok(Ok(offsets))` when it
+    /// committed, `Ok(Err(()))` when it was aborted (the answers stay queued), `Err` when Kafka
+    /// refuses this worker for good.
+    async fn transact(&mut self) -> Result<Result<Vec<(i32, i64)>, ()>, MemberError> {
+        let plan = self.plan();
+        if plan.answers.is_empty() && plan.offsets.is_empty() {
+            return Ok(Ok(Vec::new()));
+        }
+        let identity = match self.identity {
+            Some(i) => i,
+            None => {
+                self.initialise().await?;
+                self.identity.expect("initialised")
+            }
+        };
+        match self.attempt(identity, &plan).await {
+            Ok(()) => {
+                self.committed.extend(plan.offsets.iter().copied());
+                for &(p, o) in &plan.answers {
+                    let Some(q) = self.pending.get_mut(&p).and_then(|m| m.remove(&o)) else {
+                        continue;
+                    };
+                    let replaced = q.replaced;
+                    q.finished.done.complete();
+                    let _ = q.reply.send(Outcome::Committed { replaced });
+                }
+                self.pending.retain(|_, m| !m.is_empty());
+                crate::metrics::worker().commit(true);
+                if let Some((since, _)) = self.failing.take() {
+                    tracing::info!("transactions commit again after {:.0?}", since.elapsed());
+                }
+                Ok(Ok(plan.offsets))
+            }
+            Err(e) => {
+                crate::metrics::worker().commit(false);
+                if let Failure::Produce(ProduceError::TooLarge {
+                    topic, partition, ..
+                }) = &e
+                {
+                    self.shrink(&plan, topic, *partition);
+                }
+                self.note_failure(&format!(
+                    "transaction aborted ({} answer(s) go into the next one): {e}",
+                    plan.answers.len()
+                ));
+                // Aborts the open transaction (and fences a zombie of this worker).
+                self.initialise().await?;
+                Ok(Err(()))
+            }
+        }
+    }
+
+    /// A batch to `topic`/`partition` was refused as too large: from now on it gets one record
+    /// per batch; a record refused alone is replaced by its fallback (a failure response that
+    /// says why), or left out if it is a dead letter.
+    fn shrink(&mut self, plan: &Plan, topic: &str, partition: i32) {
+        let key = (topic.to_owned(), partition);
+        let alone = plan.batches.get(&key).is_some_and(|b| b.len() == 1);
+        if !alone {
+            self.solo.insert(key);
+            return;
+        }
+        for &(p, o) in &plan.answers {
+            let Some(q) = self.pending.get_mut(&p).and_then(|m| m.get_mut(&o)) else {
+                continue;
+            };
+            let f = &mut q.finished;
+            if f.dead_letter
+                .as_ref()
+                .is_some_and(|d| d.topic == topic && d.partition == partition)
+            {
+                tracing::error!(
+                    partition = p,
+                    offset = o,
+                    "the dead letter is too large for its topic; left out"
+                );
+                f.dead_letter = None;
+            } else if !q.replaced && f.response.topic == topic && f.response.partition == partition
+            {
+                tracing::error!(
+                    partition = p,
+                    offset = o,
+                    "the response is too large for its topic; a failure response goes instead"
+                );
+                q.replaced = true;
+            }
+        }
+    }
+
+    async fn attempt(&mut self, who: ProducerIdentity, plan: &Plan) -> Result<(), Failure> {
+        let txn_id = self.coordinator.transactional_id().to_owned();
+        if !plan.batches.is_empty() {
+            let mut partitions: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+            for (topic, partition) in plan.batches.keys() {
+                partitions
+                    .entry(topic.clone())
+                    .or_default()
+                    .push(*partition);
+            }
+            self.coordinator.add_partitions(who, &partitions).await?;
+            let batches: Vec<PartitionBatch> = plan
+                .batches
+                .iter()
+                .map(|((topic, partition), records)| PartitionBatch {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    base_sequence: self
+                        .sequences
+                        .get(&(topic.clone(), *partition))
+                        .copied()
+                        .unwrap_or(0),
+                    records: records.clone(),
+                })
+                .collect();
+            let deadline = Instant::now() + self.attempt_budget;
+            self.leaders
+                .produce(&txn_id, who, &batches, deadline)
+                .await?;
+            for b in &batches {
+                let next = b.base_sequence.wrapping_add(b.records.len() as i32);
+                self.sequences.insert((b.topic.clone(), b.partition), next);
+            }
+        }
+        if !plan.offsets.is_empty() {
+            let group = self.group.group().to_owned();
+            self.coordinator.add_offsets(who, &group).await?;
+            let generation = self.generation.borrow().clone();
+            txn_offset_commit(
+                &mut self.group,
+                &txn_id,
+                who,
+                &generation,
+                &self.topic,
+                &plan.offsets,
+            )
+            .await?;
+        }
+        self.coordinator.end(who, true).await?;
+        Ok(())
+    }
+
+    /// Reports failing transactions: the first failure, then once per interval while they go
+    /// on.
+    fn note_failure(&mut self, what: &str) {
+        let now = Instant::now();
+        let waiting: usize = self.pending.values().map(BTreeMap::len).sum();
+        match &mut self.failing {
+            None => {
+                self.failing = Some((now, now));
+                tracing::warn!("{what}; {waiting} answer(s) wait");
+            }
+            Some((since, reported)) if now.duration_since(*reported) >= OUTAGE_REPORT_INTERVAL => {
+                *reported = now;
+                tracing::warn!(
+                    "transactions have failed for {:.0?}: {what}; {waiting} answer(s) wait; nothing is lost",
+                    now.duration_since(*since)
+                );
+            }
+            Some(_) => tracing::debug!("{what}"),
+        }
+    }
+}
+
+impl Queued {
+    /// The records of this answer in one transaction: the dead letter, then the response (or
+    /// its fallback).
+    fn records(&self) -> Vec<&PreparedRecord> {
+        let f = &self.finished;
+        let response = if self.replaced {
+            &f.fallback
+        } else {
+            &f.response
+        };
+        f.dead_letter
+            .iter()
+            .chain(std::iter::once(response))
+            .collect()
+    }
+}

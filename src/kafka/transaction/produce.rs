@@ -1,0 +1,391 @@
+//! Produce requests of a transactional producer: one record batch per partition, marked
+//! transactional, with the producer's id, epoch and per-partition sequence numbers, sent to
+//! the partition's leader with acks=all. rskafka's producer cannot carry a producer id, so this
+//! speaks Produce itself (kafka-protocol's codec and record batch encoder) over this service's
+//! own broker connections.
+//!
+//! A batch whose answer is lost is sent again with the same sequence numbers: the leader
+//! recognises a repeat and does not write it twice.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{
+    ApiKey, MetadataRequest, ProduceRequest, TopicName, TransactionalId,
+    metadata_request::MetadataRequestTopic,
+    produce_request::{PartitionProduceData, TopicProduceData},
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use tokio::time::Instant;
+
+use super::calls::ProducerIdentity;
+use crate::backoff::Backoff;
+use crate::kafka::security::BrokerAuth;
+use crate::kafka::wire::{BrokerConnection, WireError, error_name};
+
+/// v3+ carries the transactional id; v12+ would mean transaction version 2, v13 topic ids.
+const PRODUCE_VERSIONS: RangeInclusive<i16> = 3..=11;
+const METADATA_VERSIONS: RangeInclusive<i16> = 1..=12;
+/// How long a leader waits for the in-sync replicas before it answers.
+const PRODUCE_TIMEOUT_MS: i32 = 30_000;
+
+/// The records of one partition in one transaction.
+#[derive(Debug)]
+pub struct PartitionBatch {
+    pub topic: String,
+    pub partition: i32,
+    /// The sequence number of the first record.
+    pub base_sequence: i32,
+    pub records: Vec<rskafka::record::Record>,
+}
+
+/// Why a transaction's records could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    /// The leader refused the batch as too large for the topic.
+    #[error("{topic}/{partition}: the record batch is too large for the topic ({name})")]
+    TooLarge {
+        topic: String,
+        partition: i32,
+        name: String,
+    },
+    /// The transaction cannot commit: abort it (fencing shows when the producer is initialised
+    /// again).
+    #[error("{topic}/{partition}: Produce failed with Kafka error {code} ({name})")]
+    Refused {
+        topic: String,
+        partition: i32,
+        code: i16,
+        name: String,
+    },
+    /// Brokers unreachable or leaders unknown until the deadline.
+    #[error("producing gave up after {waited:?}: {last}")]
+    OutOfTime { waited: Duration, last: String },
+    /// The connection cannot be set up as configured (credentials, certificates).
+    #[error("{0}")]
+    Security(String),
+}
+
+/// The partition leaders of the topics produced to, and a connection to each.
+#[derive(Debug)]
+pub struct Leaders {
+    bootstrap: Vec<String>,
+    client_id: String,
+    auth: BrokerAuth,
+    /// node id -> host:port.
+    brokers: HashMap<i32, String>,
+    /// (topic, partition) -> leader's node id.
+    leaders: HashMap<(String, i32), i32>,
+    connections: HashMap<i32, BrokerConnection>,
+}
+
+/// Kafka's codes that a repeat of the same batch (to the leader as it is then) can get past.
+fn retriable(code: i16) -> bool {
+    matches!(
+        ResponseError::try_from_code(code),
+        Some(
+            ResponseError::UnknownTopicOrPartition
+                | ResponseError::LeaderNotAvailable
+                | ResponseError::NotLeaderOrFollower
+                | ResponseError::RequestTimedOut
+                | ResponseError::NetworkException
+                | ResponseError::NotEnoughReplicas
+                | ResponseError::NotEnoughReplicasAfterAppend
+                | ResponseError::KafkaStorageError
+                | ResponseError::FencedLeaderEpoch
+                | ResponseError::UnknownLeaderEpoch
+                | ResponseError::ConcurrentTransactions
+        )
+    )
+}
+
+impl Leaders {
+    pub fn new(bootstrap: Vec<String>, client_id: &str, auth: BrokerAuth) -> Leaders {
+        Leaders {
+            bootstrap,
+            client_id: client_id.to_owned(),
+            auth,
+            brokers: HashMap::new(),
+            leaders: HashMap::new(),
+            connections: HashMap::new(),
+        }
+    }
+
+    /// Asks a broker (a known one first, then the bootstrap ones) for the leaders of `topics`.
+    async fn refresh(&mut self, topics: &[&str]) -> Result<(), String> {
+        let mut candidates: Vec<String> = self.brokers.values().cloned().collect();
+        candidates.extend(self.bootstrap.iter().cloned());
+        let mut last = String::from("no broker to ask");
+        for broker in candidates {
+            let mut conn = match BrokerConnection::open(&broker, &self.client_id, &self.auth).await
+            {
+                Ok(c) => c,
+                Err(WireError::Security(e)) => return Err(format!("security: {e}")),
+                Err(e) => {
+                    last = format!("{broker}: {e}");
+                    continue;
+                }
+            };
+            let version = conn
+                .version(ApiKey::Metadata, "Metadata", METADATA_VERSIONS)
+                .map_err(|e| e.to_string())?;
+            let request = MetadataRequest::default()
+                .with_topics(Some(
+                    topics
+                        .iter()
+                        .map(|t| {
+                            MetadataRequestTopic::default()
+                                .with_name(Some(TopicName(StrBytes::from_string((*t).to_owned()))))
+                        })
+                        .collect(),
+                ))
+                .with_allow_auto_topic_creation(false);
+            let r = match conn.call(&request, version).await {
+                Ok(r) => r,
+                Err(e) => {
+                    last = format!("{broker}: {e}");
+                    continue;
+                }
+            };
+            self.brokers = r
+                .brokers
+                .iter()
+                .map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port)))
+                .collect();
+            for t in r.topics {
+                let Some(name) = t.name else { continue };
+                for p in t.partitions {
+                    let key = (name.0.to_string(), p.partition_index);
+                    if p.leader_id.0 >= 0 {
+                        self.leaders.insert(key, p.leader_id.0);
+                    } else {
+                        self.leaders.remove(&key);
+                    }
+                }
+            }
+            return Ok(());
+        }
+        Err(last)
+    }
+
+    /// Writes `batches` (one per partition) in the transaction of `transactional_id`, retrying
+    /// what a repeat can get past until `deadline`.
+    pub async fn produce(
+        &mut self,
+        transactional_id: &str,
+        who: ProducerIdentity,
+        batches: &[PartitionBatch],
+        deadline: Instant,
+    ) -> Result<(), ProduceError> {
+        let started = Instant::now();
+        let encoded = batches
+            .iter()
+            .map(|b| encode(b, who).map(|bytes| ((b.topic.clone(), b.partition), bytes)))
+            .collect::<Result<HashMap<_, _>, _>>()?;
+        let mut remaining: Vec<(String, i32)> = encoded.keys().cloned().collect();
+        let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(1));
+        let mut last = String::new();
+        while !remaining.is_empty() {
+            if remaining.iter().any(|k| !self.leaders.contains_key(k)) {
+                let mut topics: Vec<&str> = remaining.iter().map(|(t, _)| t.as_str()).collect();
+                topics.sort_unstable();
+                topics.dedup();
+                if let Err(e) = self.refresh(&topics).await {
+                    if let Some(problem) = e.strip_prefix("security: ") {
+                        return Err(ProduceError::Security(problem.to_owned()));
+                    }
+                    last = format!("metadata: {e}");
+                }
+            }
+            let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+            for key in &remaining {
+                if let Some(&leader) = self.leaders.get(key) {
+                    by_leader.entry(leader).or_default().push(key.clone());
+                }
+            }
+            let mut still = Vec::new();
+            for key in &remaining {
+                if !self.leaders.contains_key(key) {
+                    still.push(key.clone());
+                }
+            }
+            for (leader, keys) in by_leader {
+                match self.send(leader, transactional_id, &keys, &encoded).await {
+                    Ok(answers) => {
+                        for (key, code) in answers {
+                            match code {
+                                0 => {}
+                                // The leader had this batch already: a repeat of an answer
+                                // that was lost.
+                                c if c == ResponseError::DuplicateSequenceNumber.code() => {}
+                                c if retriable(c) => {
+                                    last = format!("{}/{}: {}", key.0, key.1, error_name(c));
+                                    self.leaders.remove(&key);
+                                    still.push(key);
+                                }
+                                c if c == ResponseError::MessageTooLarge.code()
+                                    || c == ResponseError::RecordListTooLarge.code() =>
+                                {
+                                    return Err(ProduceError::TooLarge {
+                                        topic: key.0,
+                                        partition: key.1,
+                                        name: error_name(c),
+                                    });
+                                }
+                                c => {
+                                    return Err(ProduceError::Refused {
+                                        topic: key.0,
+                                        partition: key.1,
+                                        code: c,
+                                        name: error_name(c),
+                                    });
+                                }
+                            }
+                        }
+                    }
+                    Err(WireError::Security(e)) => {
+                        return Err(ProduceError::Security(e.to_string()));
+                    }
+                    Err(e) => {
+                        last = format!("broker {leader}: {e}");
+                        self.connections.remove(&leader);
+                        for key in keys {
+                            self.leaders.remove(&key);
+                            still.push(key);
+                        }
+                    }
+                }
+            }
+            remaining = still;
+            if !remaining.is_empty() {
+                let pause = backoff.next_pause();
+                if Instant::now() + pause >= deadline {
+                    return Err(ProduceError::OutOfTime {
+                        waited: started.elapsed(),
+                        last,
+                    });
+                }
+                tracing::debug!("produce retried in {pause:?}: {last}");
+                tokio::time::sleep(pause).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// One Produce request to `leader` with the batches of `keys`; the error code per partition.
+    async fn send(
+        &mut self,
+        leader: i32,
+        transactional_id: &str,
+        keys: &[(String, i32)],
+        encoded: &HashMap<(String, i32), Bytes>,
+    ) -> Result<Vec<((String, i32), i16)>, WireError> {
+        if !self.connections.contains_key(&leader) {
+            let address = self
+                .brokers
+                .get(&leader)
+                .cloned()
+                .ok_or_else(|| WireError::Codec(format!("node {leader} is not known")))?;
+            let conn = BrokerConnection::open(&address, &self.client_id, &self.auth).await?;
+            self.connections.insert(leader, conn);
+        }
+        let conn = self.connections.get_mut(&leader).expect("inserted above");
+        let version = conn
+            .version(ApiKey::Produce, "Produce", PRODUCE_VERSIONS)
+            .map_err(|e| WireError::Codec(e.to_string()))?;
+        let mut topics: BTreeMap<&str, Vec<PartitionProduceData>> = BTreeMap::new();
+        for key in keys {
+            topics.entry(key.0.as_str()).or_default().push(
+                PartitionProduceData::default()
+                    .with_index(key.1)
+                    .with_records(encoded.get(key).cloned()),
+            );
+        }
+        let request = ProduceRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_string(
+                transactional_id.to_owned(),
+            ))))
+            .with_acks(-1)
+            .with_timeout_ms(PRODUCE_TIMEOUT_MS)
+            .with_topic_data(
+                topics
+                    .into_iter()
+                    .map(|(topic, partitions)| {
+                        TopicProduceData::default()
+                            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                            .with_partition_data(partitions)
+                    })
+                    .collect(),
+            );
+        let response = conn.call(&request, version).await?;
+        let mut answers = Vec::new();
+        for t in response.responses {
+            for p in t.partition_responses {
+                answers.push(((t.name.0.to_string(), p.index), p.error_code));
+            }
+        }
+        // A partition the answer leaves out was not written.
+        for key in keys {
+            if !answers.iter().any(|(k, _)| k == key) {
+                answers.push((key.clone(), ResponseError::NetworkException.code()));
+            }
+        }
+        Ok(answers)
+    }
+}
+
+/// The record batch (v2) of `batch`: transactional, with the producer's identity and the
+/// sequence numbers base_sequence, base_sequence + 1, ...
+fn encode(batch: &PartitionBatch, who: ProducerIdentity) -> Result<Bytes, ProduceError> {
+    let records: Vec<Record> = batch
+        .records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            transactional: true,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: who.id,
+            producer_epoch: who.epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: batch.base_sequence.wrapping_add(i as i32),
+            timestamp: r.timestamp.timestamp_millis(),
+            key: r.key.clone().map(Bytes::from),
+            value: r.value.clone().map(Bytes::from),
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        StrBytes::from_string(k.clone()),
+                        Some(Bytes::from(v.clone())),
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|e| ProduceError::Refused {
+        topic: batch.topic.clone(),
+        partition: batch.partition,
+        code: -1,
+        name: format!("the record batch cannot be encoded: {e}"),
+    })?;
+    Ok(buf.freeze())
+}
