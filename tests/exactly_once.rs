@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use support::committed::{
-    FourReads, Isolation, Until, aiokafka_read, aiokafka_read_to_end, console_read, wait_committed,
+    FourReads, Isolation, Until, aiokafka_read, aiokafka_read_to_end, console_read, stable_offsets,
+    wait_committed,
 };
 use support::group::{members, one_owner_each, wait_for_members, wait_for_split};
 use support::kafka::{
@@ -103,7 +104,8 @@ fn uuids(n: usize) -> Vec<Uuid> {
 /// The readers themselves: a committed, an aborted and a committed transaction, then one left
 /// open. Both `read_committed` readers see the two committed ones and nothing else, both
 /// `read_uncommitted` readers see all four; aiokafka reading to the end with `read_committed`
-/// does not get past the open transaction, and reading what is readable stops before it.
+/// does not get past the open transaction, reading what is readable stops before it, and the
+/// partitions' last stable offsets are below their high watermarks.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_readers_tell_committed_from_aborted_transactions() {
     let client = client().await;
@@ -164,6 +166,13 @@ async fn the_readers_tell_committed_from_aborted_transactions() {
         stuck
             .seen
             .assert_exactly_once(&committed2, "read_committed behind an open transaction");
+        // The open transaction wrote to both partitions: each has records past its last stable
+        // offset.
+        let offsets = stable_offsets(&bootstrap2, &topic2, &[0, 1]);
+        assert!(
+            offsets.len() == 2 && offsets.iter().all(|(_, lso, hw)| lso < hw),
+            "(partition, last stable offset, high watermark): {offsets:?}"
+        );
         // read_uncommitted: every record, aborted and open ones included, to the end.
         let seen = aiokafka_read_to_end(
             &bootstrap2,
@@ -302,36 +311,66 @@ async fn assert_exactly_once(
 }
 
 /// Stops worker `pid` (SIGSTOP) until Kafka's own tool (run against the cluster in `dir`) shows
-/// its transactional id `id` with a transaction open on the response topic `responses`, and
-/// returns with the worker stopped there: the responses that transaction wrote are in the log,
-/// uncommitted. Between looks it lets the worker go on for a moment. Returns how many looks it
+/// its transactional id `id` with a transaction open on the response topic `responses` and
+/// that transaction has written responses there (past the last stable offset), and returns
+/// with the worker stopped there. Between looks it lets the worker go on for a moment. Returns how many looks it
 /// took.
 async fn freeze_in_open_transaction(
     dir: &std::path::Path,
+    bootstrap: &str,
     pid: i32,
     id: &str,
     responses: &str,
+    log: impl Fn() -> String,
 ) -> usize {
     let worker = nix::unistd::Pid::from_raw(pid);
+    let mut states = Vec::new();
     for look in 1..=30 {
         nix::sys::signal::kill(worker, Signal::SIGSTOP).unwrap();
         let (dir, id2) = (dir.to_owned(), id.to_owned());
         let txn = tokio::task::spawn_blocking(move || describe_transaction(&dir, &id2))
             .await
             .unwrap();
-        if txn.state == "Ongoing"
-            && txn
-                .partitions
-                .iter()
-                .any(|p| p.starts_with(&format!("{responses}-")))
-        {
-            return look;
+        let ours: Vec<i32> = txn
+            .partitions
+            .iter()
+            .filter_map(|p| p.strip_prefix(&format!("{responses}-")))
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        if txn.state == "Ongoing" && !ours.is_empty() {
+            // Written, not only begun: responses are keyed as their requests, so the response
+            // partitions of its transaction are its own, and records above their last stable
+            // offset are its open transaction's.
+            let (b, r) = (bootstrap.to_owned(), responses.to_owned());
+            let offsets = tokio::task::spawn_blocking(move || stable_offsets(&b, &r, &ours))
+                .await
+                .unwrap();
+            if offsets.iter().any(|(_, lso, hw)| lso < hw) {
+                return look;
+            }
         }
+        states.push(format!("{} {:?}", txn.state, txn.partitions));
         nix::sys::signal::kill(worker, Signal::SIGCONT).unwrap();
-        // Long enough for a heartbeat to get out, short enough for the burst to go on.
-        tokio::time::sleep(Duration::from_millis(20 + 37 * (look as u64 % 5))).await;
+        // Long enough for its due work (a heartbeat, the next step of a transaction) to get
+        // out, short enough that it does not work off its share of the burst between looks
+        // (each look is a JVM start, a second or more).
+        tokio::time::sleep(Duration::from_millis(8 + 4 * (look as u64 % 4))).await;
     }
-    panic!("worker {pid}: no open transaction on {responses} in 30 looks");
+    let own = format!("pid={pid} ");
+    let log = log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains(&own)
+                && (l.contains(" WARN ") || l.contains(" ERROR ") || l.contains("producer ready"))
+        })
+        .collect();
+    panic!(
+        "worker {pid} (alive: {}): no open transaction on {responses} in 30 looks: {states:?}; \
+         its warnings:\n{}",
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        lines.join("\n")
+    );
 }
 
 /// Restarts node `node` (all nodes: `None`) of `cluster`, down for `down`, while worker `pid`
@@ -374,15 +413,14 @@ async fn restart_under_open_transaction(
 /// kill -9 of a worker in the middle of a 2,000-request burst, five times (4 partitions, two
 /// workers, static members): after each round every request has exactly one response for
 /// `read_committed` readers, none lost. Each round asserts its premise: the pid killed was a
-/// worker, it died with a transaction open on the response topic (seen with Kafka's own tool
-/// while the worker was stopped), requests of the burst were still unexecuted (so unanswered)
-/// after the kill, and the supervisor replaced it with a worker that took over its
+/// worker; it died in a transaction that Kafka's own tool showed open on the response topic
+/// and that had written responses there (held with SIGSTOP while looked at, see
+/// [`freeze_in_open_transaction`]); requests of the burst were still unexecuted (so
+/// unanswered) after the kill; and the supervisor replaced it with a worker that took over its
 /// transactional id (a new producer epoch or id), which aborts the dead one's transaction.
 ///
-/// `read_uncommitted` readers also see what aborted transactions wrote. A worker stopped while
-/// its transaction is open has almost always sent that transaction's records already (the
-/// window between AddPartitionsToTxn's answer and the Produce request is tiny), so over five
-/// rounds `read_uncommitted` must see more records than `read_committed`.
+/// What that transaction wrote stays in the log, aborted: each round `read_uncommitted` readers
+/// see more records beyond `read_committed`'s than the round before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_of_a_worker_mid_burst_leaves_one_committed_response_per_request() {
     let double = RuntimeDouble::start().await;
@@ -402,7 +440,8 @@ async fn kill_9_of_a_worker_mid_burst_leaves_one_committed_response_per_request(
     wait_for_split(&topics, 2, 4);
     wait_ready(&service, 2);
     let mut jobs_so_far: Vec<Uuid> = Vec::new();
-    let mut reads = None;
+    // Records only read_uncommitted sees, by console consumer and aiokafka, after each round.
+    let mut aborted = [0usize; 2];
     for round in 0..5 {
         let (jobs, records) = keyed_requests(2000);
         jobs_so_far.extend(&jobs);
@@ -421,9 +460,11 @@ async fn kill_9_of_a_worker_mid_burst_leaves_one_committed_response_per_request(
             .clone();
         let looks = freeze_in_open_transaction(
             &kafka_dir(),
+            &bootstrap,
             victim,
             &id.transactional_id,
             &topics.responses,
+            || service.log_text(),
         )
         .await;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim), Signal::SIGKILL).unwrap();
@@ -475,20 +516,17 @@ async fn kill_9_of_a_worker_mid_burst_leaves_one_committed_response_per_request(
              {done} of 2000 executed; {}",
             round_reads.summary()
         );
-        reads = Some(round_reads);
-    }
-    let reads = reads.unwrap();
-    for (committed, uncommitted) in [
-        (&reads.console_committed, &reads.console_uncommitted),
-        (&reads.aiokafka_committed, &reads.aiokafka_uncommitted),
-    ] {
+        let now = [
+            round_reads.console_uncommitted.records - round_reads.console_committed.records,
+            round_reads.aiokafka_uncommitted.records - round_reads.aiokafka_committed.records,
+        ];
         assert!(
-            uncommitted.records > committed.records,
-            "five workers killed in open transactions, and {} sees no more than {}: {}",
-            uncommitted.reader,
-            committed.reader,
-            reads.summary()
+            now[0] > aborted[0] && now[1] > aborted[1],
+            "round {round}: the killed worker's open transaction had written responses, yet \
+             read_uncommitted sees no more aborted ones than before ({aborted:?} -> {now:?}): {}",
+            round_reads.summary()
         );
+        aborted = now;
     }
 }
 
@@ -551,9 +589,11 @@ async fn a_broker_restart_mid_transaction_leaves_one_committed_response_per_requ
     let frozen = ready_lines[0].clone();
     let looks = freeze_in_open_transaction(
         &cluster.dir(),
+        &cluster.bootstrap,
         frozen.pid,
         &frozen.transactional_id,
         &topics.responses,
+        || service.log_text(),
     )
     .await;
     let before = executed(&double, &jobs);
@@ -676,8 +716,15 @@ async fn the_transaction_coordinator_stopping_leaves_one_committed_response_per_
     produce_requests(&client, &topics.requests, &records).await;
     wait_executed(&double, &jobs, 200).await;
     let cluster = std::sync::Arc::new(cluster);
-    let looks =
-        freeze_in_open_transaction(&cluster.dir(), frozen.pid, &id, &topics.responses).await;
+    let looks = freeze_in_open_transaction(
+        &cluster.dir(),
+        &cluster.bootstrap,
+        frozen.pid,
+        &id,
+        &topics.responses,
+        || service.log_text(),
+    )
+    .await;
     let before = executed(&double, &jobs);
     assert!(
         before < jobs.len(),

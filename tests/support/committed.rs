@@ -395,3 +395,51 @@ impl FourReads {
         )
     }
 }
+
+const STABLE_OFFSETS: &str = r#"
+import asyncio, sys
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+bootstrap, topic, partitions = sys.argv[1], sys.argv[2], sys.argv[3:]
+
+async def main():
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, int(p)) for p in partitions]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        # A fetch at the end answers with the partition's last stable offset and high watermark.
+        while any(consumer.last_stable_offset(tp) is None for tp in tps):
+            await consumer.getmany(timeout_ms=100)
+        for tp in tps:
+            print(tp.partition, consumer.last_stable_offset(tp), consumer.highwater(tp), flush=True)
+    finally:
+        await consumer.stop()
+
+asyncio.run(main())
+"#;
+
+/// Each of `partitions` of `topic` with its last stable offset and high watermark, from aiokafka
+/// (fetch answers carry both): a last stable offset below the high watermark means a transaction
+/// that is still open has written records there.
+pub fn stable_offsets(bootstrap: &str, topic: &str, partitions: &[i32]) -> Vec<(i32, i64, i64)> {
+    let out = python_with_aiokafka()
+        .args(["-c", STABLE_OFFSETS, bootstrap, topic])
+        .args(partitions.iter().map(i32::to_string))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "reading stable offsets failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: Vec<i64> = l.split_whitespace().map(|n| n.parse().unwrap()).collect();
+            (v[0] as i32, v[1], v[2])
+        })
+        .collect()
+}
