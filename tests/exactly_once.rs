@@ -310,11 +310,14 @@ async fn assert_exactly_once(
     reads
 }
 
+/// How often [`freeze_in_open_transaction`] looks before it gives up.
+const LOOKS: usize = 60;
+
 /// Stops worker `pid` (SIGSTOP) until Kafka's own tool (run against the cluster in `dir`) shows
 /// its transactional id `id` with a transaction open on the response topic `responses` and
 /// that transaction has written responses there (past the last stable offset), and returns
-/// with the worker stopped there. Between looks it lets the worker go on for a moment. Returns how many looks it
-/// took.
+/// with the worker stopped there. Between looks it lets the worker go on for a moment. Returns
+/// how many looks it took.
 async fn freeze_in_open_transaction(
     dir: &std::path::Path,
     bootstrap: &str,
@@ -325,7 +328,8 @@ async fn freeze_in_open_transaction(
 ) -> usize {
     let worker = nix::unistd::Pid::from_raw(pid);
     let mut states = Vec::new();
-    for look in 1..=30 {
+    // Each look is a JVM start (a second or more); most find one within a few, some need many.
+    for look in 1..=LOOKS {
         nix::sys::signal::kill(worker, Signal::SIGSTOP).unwrap();
         let (dir, id2) = (dir.to_owned(), id.to_owned());
         let txn = tokio::task::spawn_blocking(move || describe_transaction(&dir, &id2))
@@ -366,7 +370,7 @@ async fn freeze_in_open_transaction(
         })
         .collect();
     panic!(
-        "worker {pid} (alive: {}): no open transaction on {responses} in 30 looks: {states:?}; \
+        "worker {pid} (alive: {}): no open transaction on {responses} in {LOOKS} looks: {states:?}; \
          its warnings:\n{}",
         std::path::Path::new(&format!("/proc/{pid}")).exists(),
         lines.join("\n")
