@@ -4,6 +4,7 @@
 //! binary uses only part of it.
 #![allow(dead_code)]
 
+pub mod committed;
 pub mod group;
 pub mod hostile_runtime;
 pub mod kafka;
