@@ -320,7 +320,17 @@ impl Session {
         while loops.join_next().await.is_some() {}
     }
 
-    /// Commits what is done for the last time; gives up at `deadline`.
+    /// Ends every fetch loop at once, without waiting for the shutdown signal: Kafka refused
+    /// this worker for good and nothing fetched from now on would be executed.
+    pub async fn abandon_fetching(&mut self) {
+        if let OwnershipTask::ByIndex(watch) = &self.ownership {
+            watch.abort();
+        }
+        let mut loops = self.consumer.lock().expect("consumer lock").take_loops();
+        loops.abort_all();
+        while loops.join_next().await.is_some() {}
+    }
+
     /// Commits what is done for the last time, then (a dynamic member, or a static one that
     /// is `retire`d) leaves the group; gives up at `deadline`.
     pub async fn finish(

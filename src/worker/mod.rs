@@ -249,7 +249,10 @@ pub async fn serve(
                 // run those requests again.
                 tracing::error!(worker = spec.slot.index, "{refused}");
                 drop(records);
-                kafka.stop_fetching().await;
+                // Not `stop_fetching`: that waits for the shutdown signal, which no one sends
+                // (a fenced transactional producer leaves the group membership, and with it
+                // the fetch loops, as they are).
+                kafka.abandon_fetching().await;
                 drain(&mut tasks, spec, Instant::now() + spec.graceful_timeout).await;
                 return Err(refused.into());
             }
