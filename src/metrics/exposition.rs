@@ -171,12 +171,12 @@ impl Collector for Scrape {
             ),
             (
                 "commits",
-                "Offset commits the group coordinator accepted",
+                "Offset commits the group coordinator accepted (exactly-once: transactions committed)",
                 t.commits,
             ),
             (
                 "commit_failures",
-                "Offset commits that failed",
+                "Offset commits that failed (exactly-once: transactions aborted)",
                 t.commit_failures,
             ),
             (
