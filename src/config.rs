@@ -376,11 +376,22 @@ pub struct ExactlyOnce {
 impl ExactlyOnce {
     /// Worker `index`'s transactional id: stable across its restarts (so a replacement fences
     /// its predecessor and aborts its open transaction at once) and distinct between workers
-    /// and hosts: the static instance id when there is one, else host name and index.
-    pub fn transactional_id(&self, membership: &Membership, index: usize) -> String {
-        let suffix = membership
-            .instance_id(index)
-            .unwrap_or_else(|| format!("{}-{index}", host_name()));
+    /// and hosts: the static instance id when there is one, else host name and index. By
+    /// index there is one instance per group, and its workers commit without a group
+    /// generation, so the id is the index alone: an instance started on another host (a
+    /// rolling update) fences the one it replaces, which nothing else would.
+    pub fn transactional_id(
+        &self,
+        membership: &Membership,
+        partitioning: Partitioning,
+        index: usize,
+    ) -> String {
+        let suffix = match partitioning {
+            Partitioning::Index => index.to_string(),
+            Partitioning::Group => membership
+                .instance_id(index)
+                .unwrap_or_else(|| format!("{}-{index}", host_name())),
+        };
         format!("{}-{suffix}", self.transactional_id_prefix)
     }
 }
@@ -1960,14 +1971,16 @@ mod tests {
         assert_eq!(eos.transactional_id_prefix, "hd-exec");
         assert_eq!(eos.transaction_timeout, Duration::from_secs(30));
         // Static members: the instance id names the worker for good; dynamic: host and index.
-        let static_id = eos.transactional_id(
-            &Membership::Static {
-                prefix: "host-a".into(),
-            },
-            3,
-        );
+        let host_a = Membership::Static {
+            prefix: "host-a".into(),
+        };
+        let static_id = eos.transactional_id(&host_a, Partitioning::Group, 3);
         assert_eq!(static_id, "hd-exec-host-a-3");
-        let dynamic_id = eos.transactional_id(&Membership::Dynamic, 3);
+        assert_eq!(
+            eos.transactional_id(&host_a, Partitioning::Index, 3),
+            "hd-exec-3"
+        );
+        let dynamic_id = eos.transactional_id(&Membership::Dynamic, Partitioning::Group, 3);
         assert!(
             dynamic_id.starts_with("hd-exec-") && dynamic_id.ends_with("-3"),
             "{dynamic_id}"

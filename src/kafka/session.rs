@@ -135,6 +135,14 @@ impl Session {
             Ownership::ByIndex { index, count: n } => by_index(*index, *n, count),
             Ownership::Group(_) | Ownership::ConsumerGroup(_) => Vec::new(),
         };
+        if let (Some(id), Some(exactly_once)) = (&transactional_id, &k.exactly_once) {
+            let coordinator =
+                GroupCoordinator::new(k.producer_bootstrap.clone(), &k.group_id, &k.client_id)
+                    .with_auth(producer_auth.clone());
+            transaction::abort_predecessor(coordinator, id, exactly_once.transaction_timeout)
+                .await
+                .map_err(KafkaError::Transactions)?;
+        }
         let mut coordinator = group_coordinator(k, &consumer_auth);
         let committed = until_kafka_answers("read the group's committed offsets", async || {
             Ok(coordinator.fetch(&k.request_topic, &owned).await?)

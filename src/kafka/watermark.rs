@@ -88,9 +88,12 @@ impl Watermarks {
             .map(|p| p.outstanding.first().copied().unwrap_or(p.next))
     }
 
-    /// Whether `partition` is tracked (owned, and not yet forgotten).
-    pub fn tracks(&self, partition: i32) -> bool {
-        self.partitions.contains_key(&partition)
+    /// Whether `offset` of `partition` was handed out and waits for its response (the
+    /// partition is owned, not forgotten, and the offset not done).
+    pub fn is_outstanding(&self, partition: i32, offset: i64) -> bool {
+        self.partitions
+            .get(&partition)
+            .is_some_and(|p| p.outstanding.contains(&offset))
     }
 
     /// Of `partition`'s outstanding offsets, the run from the lowest on that `ready` accepts,
@@ -144,6 +147,7 @@ mod tests {
         w.done(0, 10);
         assert_eq!(w.ready_run(0, |o| o == 11), Some((vec![11], 13)));
         assert_eq!(w.ready_run(1, |_| true), None);
+        assert!(w.is_outstanding(0, 11) && !w.is_outstanding(0, 10) && !w.is_outstanding(1, 11));
     }
 
     #[test]

@@ -123,11 +123,13 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
             count: spec.slot.count,
         },
     };
-    let transactional_id = cfg
-        .kafka
-        .exactly_once
-        .as_ref()
-        .map(|e| e.transactional_id(&cfg.kafka.membership, spec.slot.index));
+    let transactional_id = cfg.kafka.exactly_once.as_ref().map(|e| {
+        e.transactional_id(
+            &cfg.kafka.membership,
+            cfg.kafka.partitioning,
+            spec.slot.index,
+        )
+    });
     let Opened {
         session,
         records,

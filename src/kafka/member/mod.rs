@@ -72,6 +72,9 @@ pub enum MemberError {
     ProducerFenced { transactional_id: String },
 }
 
+/// How long committing the given-up partitions may hold up a rebalance.
+const COMMIT_BUDGET: Duration = Duration::from_secs(15);
+
 /// How a stable generation ended.
 enum Ending {
     /// The worker stops.
@@ -520,14 +523,21 @@ impl Member {
             }
         }
         if commit {
-            match self.committer.commit_now().await {
-                Ok(Ok(committed)) => {
+            // Bounded: an exactly-once commit is a transaction, which can wait for its outcome
+            // much longer than a plain commit's retry budget, while the group waits for us.
+            match tokio::time::timeout(COMMIT_BUDGET, self.committer.commit_now()).await {
+                Ok(Ok(Ok(committed))) => {
                     tracing::debug!(committed = ?committed, "committed the given-up partitions")
                 }
-                Ok(Err(e)) => tracing::warn!(
+                Ok(Ok(Err(e))) => tracing::warn!(
                     "committing the given-up partitions failed (their next owner repeats what was not committed): {e}"
                 ),
-                Err(gone) => tracing::warn!("committing the given-up partitions failed: {gone}"),
+                Ok(Err(gone)) => {
+                    tracing::warn!("committing the given-up partitions failed: {gone}")
+                }
+                Err(_) => tracing::warn!(
+                    "committing the given-up partitions took longer than {COMMIT_BUDGET:?}; their next owner repeats what was not committed"
+                ),
             }
         }
         crate::metrics::worker().set_assigned(0);

@@ -42,6 +42,9 @@ use crate::backoff::Backoff;
 /// How long committing what is ready may take when the member gives partitions up (or the
 /// worker stops): as long as a commit's retry budget.
 const FLUSH_BUDGET: Duration = Duration::from_secs(10);
+/// How long aborting (initialising anew) may keep the task from its commands before it
+/// tries again later.
+const INIT_BUDGET: Duration = Duration::from_secs(10);
 /// Most requests answered in one transaction.
 const MAX_REQUESTS_PER_TRANSACTION: usize = 2_000;
 
@@ -139,7 +142,6 @@ pub struct Started {
 /// Initialises the transactional id (fencing earlier producers of it, aborting their open
 /// transaction) and starts the task. Must be called inside a [`tokio::task::LocalSet`].
 pub async fn start(setup: TransactionSetup) -> Result<Started, MemberError> {
-    let timeout_ms = i32::try_from(setup.transaction_timeout.as_millis()).unwrap_or(i32::MAX);
     let queue_limit = setup.queue_limit.max(1);
     let coordinator = TransactionCoordinator::new(
         GroupCoordinator::new(
@@ -150,7 +152,7 @@ pub async fn start(setup: TransactionSetup) -> Result<Started, MemberError> {
         .with_auth(setup.producer_auth.clone())
         .for_transactions(&setup.transactional_id),
         &setup.transactional_id,
-        timeout_ms,
+        timeout_millis(setup.transaction_timeout),
     );
     let mut task = Transactions {
         coordinator,
@@ -177,6 +179,8 @@ pub async fn start(setup: TransactionSetup) -> Result<Started, MemberError> {
         attempt_budget: (setup.transaction_timeout / 2).max(Duration::from_secs(1)),
         failing: None,
         open: false,
+        open_since: None,
+        transaction_timeout: setup.transaction_timeout,
     };
     task.initialise().await?;
     let (tx, rx) = mpsc::unbounded_channel();
@@ -195,6 +199,38 @@ pub async fn start(setup: TransactionSetup) -> Result<Started, MemberError> {
         },
         refused,
     })
+}
+
+/// `transaction_timeout` as InitProducerId takes it.
+fn timeout_millis(timeout: Duration) -> i32 {
+    i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX)
+}
+
+/// Initialises `transactional_id` once, before anything else of the worker reads offsets:
+/// that aborts the open transaction of the worker's predecessor (killed, say), whose pending
+/// offset commit would otherwise hold up the stable offsets until its transaction timed out.
+/// Waits out an unreachable coordinator.
+pub async fn abort_predecessor(
+    coordinator: GroupCoordinator,
+    transactional_id: &str,
+    transaction_timeout: Duration,
+) -> Result<(), MemberError> {
+    let mut coordinator = TransactionCoordinator::new(
+        coordinator.for_transactions(transactional_id),
+        transactional_id,
+        timeout_millis(transaction_timeout),
+    );
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    loop {
+        match coordinator.init(None).await {
+            Ok(_) => return Ok(()),
+            Err(e) if !e.is_transient() => return Err(MemberError::Refused(e)),
+            Err(e) => {
+                tracing::debug!("initialising the transactional id, trying again: {e}");
+                backoff.wait().await;
+            }
+        }
+    }
 }
 
 /// A queued answer and where its outcome goes.
@@ -237,10 +273,14 @@ struct Transactions {
     /// A transaction was begun and neither committed nor aborted (its attempt was cut short):
     /// it must be aborted before the next, or its records would commit with the next one's.
     open: bool,
+    /// When the transaction still open began.
+    open_since: Option<Instant>,
+    /// `transaction_timeout_ms`.
+    transaction_timeout: Duration,
 }
 
 /// What one transaction carries.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Plan {
     /// (request partition, offset) of the answers in it.
     answers: Vec<(i32, i64)>,
@@ -248,6 +288,10 @@ struct Plan {
     batches: BTreeMap<(String, i32), Vec<rskafka::record::Record>>,
     /// Offsets to commit with it.
     offsets: Vec<(i32, i64)>,
+    /// The member's generation when it was planned: the commit goes out under it, so a
+    /// transaction planned before a rebalance cannot commit after it (the group refuses the
+    /// old generation) for partitions given up meanwhile.
+    generation: Generation,
 }
 
 /// Why a transaction did not commit.
@@ -268,8 +312,16 @@ fn fenced(e: &CoordinatorError) -> bool {
 }
 
 impl Transactions {
-    /// The first InitProducerId; waits out an unreachable coordinator.
+    /// InitProducerId; waits out an unreachable coordinator.
     async fn initialise(&mut self) -> Result<(), MemberError> {
+        self.initialise_within(None).await.map(drop)
+    }
+
+    /// InitProducerId (with the current identity, once there is one: that aborts this
+    /// producer's open transaction); waits out an unreachable coordinator for `budget` at most
+    /// (`Ok(false)` when it ran out).
+    async fn initialise_within(&mut self, budget: Option<Duration>) -> Result<bool, MemberError> {
+        let deadline = budget.map(|b| Instant::now() + b);
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
             match self.coordinator.init(self.identity).await {
@@ -285,7 +337,25 @@ impl Transactions {
                     self.identity = Some(identity);
                     self.sequences.clear();
                     self.open = false;
-                    return Ok(());
+                    self.open_since = None;
+                    return Ok(true);
+                }
+                // The coordinator aborts a transaction left open past its timeout by fencing
+                // its epoch, which looks like being fenced by another producer. Only a
+                // transaction of ours that was open that long can have met that: start over
+                // with a new epoch (group generations still fence a zombie's commits).
+                Err(e)
+                    if fenced(&e)
+                        && self
+                            .open_since
+                            .is_some_and(|t| t.elapsed() >= self.transaction_timeout) =>
+                {
+                    tracing::warn!(
+                        "the coordinator aborted this worker's transaction after its timeout ({:?}); initialising anew",
+                        self.transaction_timeout
+                    );
+                    self.identity = None;
+                    self.open_since = None;
                 }
                 Err(e) if fenced(&e) => {
                     return Err(MemberError::ProducerFenced {
@@ -295,6 +365,9 @@ impl Transactions {
                 Err(e) if !e.is_transient() => return Err(MemberError::Refused(e)),
                 Err(e) => {
                     self.note_failure(&format!("initialising the transactional producer: {e}"));
+                    if deadline.is_some_and(|d| Instant::now() + backoff.next_pause() >= d) {
+                        return Ok(false);
+                    }
                     backoff.wait().await;
                 }
             }
@@ -320,10 +393,16 @@ impl Transactions {
                         let _ = reply.send(answer);
                     }
                     Some(Command::Now(reply)) => {
+                        while let Ok(item) = finished.try_recv() {
+                            self.queue(item);
+                        }
                         let outcome = self.flush().await?;
                         let _ = reply.send(outcome);
                     }
                     Some(Command::Last(reply)) => {
+                        while let Ok(item) = finished.try_recv() {
+                            self.queue(item);
+                        }
                         let outcome = self.flush().await?;
                         let _ = reply.send(outcome);
                         return Ok(());
@@ -378,14 +457,10 @@ impl Transactions {
         let mut failures = 0;
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
         let deadline = Instant::now() + FLUSH_BUDGET;
-        while self.has_work() {
-            // Bounded: the member waits for this before it gives partitions up. A transaction
-            // cut short is aborted before the next (`open`).
-            let outcome = match tokio::time::timeout_at(deadline, self.transact()).await {
-                Ok(outcome) => outcome?,
-                Err(_) => Err(()),
-            };
-            match outcome {
+        while self.has_work() && Instant::now() < deadline {
+            // Bounded between transactions, never inside one: a transaction cut short after
+            // its EndTxn may have committed.
+            match self.transact().await? {
                 Ok(offsets) => committed.extend(offsets),
                 Err(()) => {
                     failures += 1;
@@ -403,6 +478,14 @@ impl Transactions {
                 }
             }
         }
+        if self.has_work() {
+            return Ok(Err(CoordinatorError::Protocol {
+                group: self.group.group().to_owned(),
+                api: "EndTxn",
+                broker: String::new(),
+                cause: format!("answers left after {FLUSH_BUDGET:?} of transactions"),
+            }));
+        }
         Ok(Ok(committed))
     }
 
@@ -410,13 +493,22 @@ impl Transactions {
     /// its lowest outstanding offset on (within the batch limits), and the offset after it.
     /// Drops answers whose partition is no longer this worker's.
     fn plan(&mut self) -> Plan {
-        let mut plan = Plan::default();
+        // Read before the partitions are: a generation newer than the partitions seen could
+        // commit partitions given up under the older one.
+        let mut plan = Plan {
+            answers: Vec::new(),
+            batches: BTreeMap::new(),
+            offsets: Vec::new(),
+            generation: self.generation.borrow().clone(),
+        };
         let watermarks = self.watermarks.lock().expect("watermark lock").clone();
         // Answers of partitions given up (or lost) are not produced: their next owner answers.
         let mut gone = Vec::new();
         for (&p, queued) in &self.pending {
             for (&o, q) in queued {
-                if !watermarks.tracks(p) || q.finished.done.lost() {
+                // Not outstanding: the partition went and came back, and its offset was
+                // answered (and committed) in the meantime.
+                if !watermarks.is_outstanding(p, o) || q.finished.done.lost() {
                     gone.push((p, o));
                 }
             }
@@ -472,18 +564,26 @@ impl Transactions {
     /// committed, `Ok(Err(()))` when it was aborted (the answers stay queued), `Err` when Kafka
     /// refuses this worker for good.
     async fn transact(&mut self) -> Result<Result<Vec<(i32, i64)>, ()>, MemberError> {
+        if !self.has_work() {
+            return Ok(Ok(Vec::new()));
+        }
+        if (self.identity.is_none() || self.open)
+            && !self.initialise_within(Some(INIT_BUDGET)).await?
+        {
+            return Ok(Err(()));
+        }
+        // Planned after initialising, which may have taken a while.
         let plan = self.plan();
         if plan.answers.is_empty() && plan.offsets.is_empty() {
             return Ok(Ok(Vec::new()));
         }
-        if self.identity.is_none() || self.open {
-            self.initialise().await?;
-        }
         let identity = self.identity.expect("initialised");
         self.open = true;
+        self.open_since = Some(Instant::now());
         match self.attempt(identity, &plan).await {
             Ok(()) => {
                 self.open = false;
+                self.open_since = None;
                 self.committed.extend(plan.offsets.iter().copied());
                 for &(p, o) in &plan.answers {
                     let Some(q) = self.pending.get_mut(&p).and_then(|m| m.remove(&o)) else {
@@ -517,8 +617,9 @@ impl Transactions {
                     "transaction aborted ({} answer(s) go into the next one): {e}",
                     plan.answers.len()
                 ));
-                // Aborts the open transaction (and fences a zombie of this worker).
-                self.initialise().await?;
+                // Aborts the open transaction (and fences a zombie of this worker); if the
+                // coordinator cannot be reached now, the next transaction does it first.
+                self.initialise_within(Some(INIT_BUDGET)).await?;
                 Ok(Err(()))
             }
         }
@@ -591,26 +692,47 @@ impl Transactions {
                 .produce(&txn_id, who, &batches, deadline)
                 .await?;
             for b in &batches {
-                let next = b.base_sequence.wrapping_add(b.records.len() as i32);
+                // Kafka's sequences wrap from i32::MAX to 0.
+                let next =
+                    ((i64::from(b.base_sequence) + b.records.len() as i64) % (1 << 31)) as i32;
                 self.sequences.insert((b.topic.clone(), b.partition), next);
             }
         }
         if !plan.offsets.is_empty() {
             let group = self.group.group().to_owned();
             self.coordinator.add_offsets(who, &group).await?;
-            let generation = self.generation.borrow().clone();
             txn_offset_commit(
                 &mut self.group,
                 &txn_id,
                 who,
-                &generation,
+                &plan.generation,
                 &self.topic,
                 &plan.offsets,
             )
             .await?;
         }
-        self.coordinator.end(who, true).await?;
+        self.end_definitively(who).await?;
         Ok(())
+    }
+
+    /// EndTxn(commit) until its outcome is known. Once it may have reached the coordinator the
+    /// transaction may be committing: aborting it by initialising anew would not undo that
+    /// (the coordinator completes the commit first), and its answers would go out twice. The
+    /// coordinator answers a repeat of a completed commit with success.
+    async fn end_definitively(&mut self, who: ProducerIdentity) -> Result<(), CoordinatorError> {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            match self.coordinator.end(who, true).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_transient() => {
+                    self.note_failure(&format!(
+                        "committing a transaction, outcome unknown, asking again: {e}"
+                    ));
+                    backoff.wait().await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Reports failing transactions: the first failure, then once per interval while they go
