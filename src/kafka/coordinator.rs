@@ -472,6 +472,21 @@ impl GroupCoordinator {
         Ok((version, conn))
     }
 
+    /// One request to the coordinator in the highest version of `api` both sides speak (at
+    /// most `ours`), with `request(version)` built for that version; its answer.
+    pub(crate) async fn exchange<R: kafka_protocol::protocol::Request>(
+        &mut self,
+        api: ApiKey,
+        name: &'static str,
+        ours: RangeInclusive<i16>,
+        request: impl FnOnce(i16) -> R,
+    ) -> Result<R::Response, CoordinatorError> {
+        let (version, conn) = self.versioned(api, name, ours).await?;
+        let broker = conn.broker().to_owned();
+        let answer = conn.call(&request(version), version).await;
+        answer.map_err(|e| self.wire_error(name, &broker, e))
+    }
+
     /// Runs `op` until it succeeds, fails for good, or the retry budget is spent. A retriable
     /// failure drops the coordinator connection, so the next attempt finds the coordinator anew.
     pub(crate) async fn retrying<T>(

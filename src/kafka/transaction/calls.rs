@@ -81,27 +81,25 @@ impl TransactionCoordinator {
         let timeout_ms = self.timeout_ms;
         self.client
             .retrying("InitProducerId", async |c: &mut GroupCoordinator| {
-                let (version, conn) = c
-                    .versioned(
+                let r = c
+                    .exchange(
                         ApiKey::InitProducerId,
                         "InitProducerId",
                         INIT_PRODUCER_ID_VERSIONS,
+                        |version| {
+                            let request = InitProducerIdRequest::default()
+                                .with_transactional_id(Some(txn_id.clone()))
+                                .with_transaction_timeout_ms(timeout_ms);
+                            if version < 3 {
+                                return request;
+                            }
+                            let (id, epoch) = current.map_or((-1, -1), |p| (p.id, p.epoch));
+                            request
+                                .with_producer_id(ProducerId(id))
+                                .with_producer_epoch(epoch)
+                        },
                     )
                     .await?;
-                let mut request = InitProducerIdRequest::default()
-                    .with_transactional_id(Some(txn_id.clone()))
-                    .with_transaction_timeout_ms(timeout_ms);
-                if version >= 3 {
-                    let (id, epoch) = current.map_or((-1, -1), |p| (p.id, p.epoch));
-                    request = request
-                        .with_producer_id(ProducerId(id))
-                        .with_producer_epoch(epoch);
-                }
-                let broker = conn.broker().to_owned();
-                let r = conn
-                    .call(&request, version)
-                    .await
-                    .map_err(|e| c.wire_error("InitProducerId", &broker, e))?;
                 if r.error_code != 0 {
                     return Err(c.kafka_error("InitProducerId", r.error_code, String::new()));
                 }
@@ -138,18 +136,14 @@ impl TransactionCoordinator {
             );
         self.client
             .retrying("AddPartitionsToTxn", async |c: &mut GroupCoordinator| {
-                let (version, conn) = c
-                    .versioned(
+                let r = c
+                    .exchange(
                         ApiKey::AddPartitionsToTxn,
                         "AddPartitionsToTxn",
                         ADD_PARTITIONS_VERSIONS,
+                        |_| request.clone(),
                     )
                     .await?;
-                let broker = conn.broker().to_owned();
-                let r = conn
-                    .call(&request, version)
-                    .await
-                    .map_err(|e| c.wire_error("AddPartitionsToTxn", &broker, e))?;
                 // One failed partition fails the others with OPERATION_NOT_ATTEMPTED (55):
                 // report the cause, not the consequence.
                 let mut failure = None;
@@ -185,18 +179,14 @@ impl TransactionCoordinator {
             .with_group_id(GroupId(str_bytes(group)));
         self.client
             .retrying("AddOffsetsToTxn", async |c: &mut GroupCoordinator| {
-                let (version, conn) = c
-                    .versioned(
+                let r = c
+                    .exchange(
                         ApiKey::AddOffsetsToTxn,
                         "AddOffsetsToTxn",
                         ADD_OFFSETS_VERSIONS,
+                        |_| request.clone(),
                     )
                     .await?;
-                let broker = conn.broker().to_owned();
-                let r = conn
-                    .call(&request, version)
-                    .await
-                    .map_err(|e| c.wire_error("AddOffsetsToTxn", &broker, e))?;
                 match r.error_code {
                     0 => Ok(()),
                     code => Err(c.kafka_error("AddOffsetsToTxn", code, String::new())),
@@ -218,14 +208,11 @@ impl TransactionCoordinator {
             .with_committed(commit);
         self.client
             .retrying("EndTxn", async |c: &mut GroupCoordinator| {
-                let (version, conn) = c
-                    .versioned(ApiKey::EndTxn, "EndTxn", END_TXN_VERSIONS)
+                let r = c
+                    .exchange(ApiKey::EndTxn, "EndTxn", END_TXN_VERSIONS, |_| {
+                        request.clone()
+                    })
                     .await?;
-                let broker = conn.broker().to_owned();
-                let r = conn
-                    .call(&request, version)
-                    .await
-                    .map_err(|e| c.wire_error("EndTxn", &broker, e))?;
                 match r.error_code {
                     0 => Ok(()),
                     code => Err(c.kafka_error("EndTxn", code, String::new())),
@@ -270,18 +257,14 @@ pub async fn txn_offset_commit(
         ]);
     group
         .retrying("TxnOffsetCommit", async |c: &mut GroupCoordinator| {
-            let (version, conn) = c
-                .versioned(
+            let r = c
+                .exchange(
                     ApiKey::TxnOffsetCommit,
                     "TxnOffsetCommit",
                     TXN_OFFSET_COMMIT_VERSIONS,
+                    |_| request.clone(),
                 )
                 .await?;
-            let broker = conn.broker().to_owned();
-            let r = conn
-                .call(&request, version)
-                .await
-                .map_err(|e| c.wire_error("TxnOffsetCommit", &broker, e))?;
             for t in r.topics {
                 for p in t.partitions {
                     if p.error_code != 0 {
