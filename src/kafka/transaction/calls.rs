@@ -14,7 +14,7 @@ use kafka_protocol::messages::{
     add_partitions_to_txn_request::AddPartitionsToTxnTopic,
     txn_offset_commit_request::{TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic},
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Request, StrBytes};
 
 use super::super::coordinator::{CoordinatorError, Generation, GroupCoordinator};
 
@@ -177,22 +177,14 @@ impl TransactionCoordinator {
             .with_producer_id(ProducerId(who.id))
             .with_producer_epoch(who.epoch)
             .with_group_id(GroupId(str_bytes(group)));
-        self.client
-            .retrying("AddOffsetsToTxn", async |c: &mut GroupCoordinator| {
-                let r = c
-                    .exchange(
-                        ApiKey::AddOffsetsToTxn,
-                        "AddOffsetsToTxn",
-                        ADD_OFFSETS_VERSIONS,
-                        |_| request.clone(),
-                    )
-                    .await?;
-                match r.error_code {
-                    0 => Ok(()),
-                    code => Err(c.kafka_error("AddOffsetsToTxn", code, String::new())),
-                }
-            })
-            .await
+        self.acknowledged(
+            ApiKey::AddOffsetsToTxn,
+            "AddOffsetsToTxn",
+            ADD_OFFSETS_VERSIONS,
+            request,
+            |r| r.error_code,
+        )
+        .await
     }
 
     /// Commits (or aborts) the open transaction.
@@ -206,16 +198,30 @@ impl TransactionCoordinator {
             .with_producer_id(ProducerId(who.id))
             .with_producer_epoch(who.epoch)
             .with_committed(commit);
+        self.acknowledged(ApiKey::EndTxn, "EndTxn", END_TXN_VERSIONS, request, |r| {
+            r.error_code
+        })
+        .await
+    }
+
+    /// Sends `request` (retrying as the coordinator client does) and checks the one error
+    /// code its answer carries.
+    async fn acknowledged<R: Request + Clone>(
+        &mut self,
+        api: ApiKey,
+        name: &'static str,
+        versions: RangeInclusive<i16>,
+        request: R,
+        error_code: impl Fn(&R::Response) -> i16,
+    ) -> Result<(), CoordinatorError> {
         self.client
-            .retrying("EndTxn", async |c: &mut GroupCoordinator| {
+            .retrying(name, async |c: &mut GroupCoordinator| {
                 let r = c
-                    .exchange(ApiKey::EndTxn, "EndTxn", END_TXN_VERSIONS, |_| {
-                        request.clone()
-                    })
+                    .exchange(api, name, versions.clone(), |_| request.clone())
                     .await?;
-                match r.error_code {
+                match error_code(&r) {
                     0 => Ok(()),
-                    code => Err(c.kafka_error("EndTxn", code, String::new())),
+                    code => Err(c.kafka_error(name, code, String::new())),
                 }
             })
             .await

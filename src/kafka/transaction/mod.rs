@@ -284,8 +284,9 @@ struct Transactions {
 struct Plan {
     /// (request partition, offset) of the answers in it.
     answers: Vec<(i32, i64)>,
-    /// The records per partition produced to, in order.
-    batches: BTreeMap<(String, i32), Vec<rskafka::record::Record>>,
+    /// How many records go to each partition produced to (the records themselves stay with
+    /// their answers until the transaction is sent).
+    batches: BTreeMap<(String, i32), usize>,
     /// Offsets to commit with it.
     offsets: Vec<(i32, i64)>,
     /// The member's generation when it was planned: the commit goes out under it, so a
@@ -501,7 +502,8 @@ impl Transactions {
             offsets: Vec::new(),
             generation: self.generation.borrow().clone(),
         };
-        let watermarks = self.watermarks.lock().expect("watermark lock").clone();
+        let shared = self.watermarks.clone();
+        let mut watermarks = shared.lock().expect("watermark lock");
         // Answers of partitions given up (or lost) are not produced: their next owner answers.
         let mut gone = Vec::new();
         for (&p, queued) in &self.pending {
@@ -513,12 +515,17 @@ impl Transactions {
                 }
             }
         }
-        for (p, o) in gone {
-            if let Some(q) = self.pending.get_mut(&p).and_then(|m| m.remove(&o)) {
-                let _ = q.reply.send(Outcome::Dropped);
+        if !gone.is_empty() {
+            // Dropped without the lock: a done token that goes takes it.
+            drop(watermarks);
+            for (p, o) in gone {
+                if let Some(q) = self.pending.get_mut(&p).and_then(|m| m.remove(&o)) {
+                    let _ = q.reply.send(Outcome::Dropped);
+                }
             }
+            self.pending.retain(|_, m| !m.is_empty());
+            watermarks = shared.lock().expect("watermark lock");
         }
-        self.pending.retain(|_, m| !m.is_empty());
         let mut bytes: HashMap<(String, i32), usize> = HashMap::new();
         let mut partitions: BTreeSet<i32> = watermarks.partitions().collect();
         partitions.extend(self.pending.keys().copied());
@@ -547,7 +554,7 @@ impl Transactions {
                 for r in records {
                     let key = (r.topic.clone(), r.partition);
                     *bytes.entry(key.clone()).or_default() += r.bytes;
-                    plan.batches.entry(key).or_default().push(r.record.clone());
+                    *plan.batches.entry(key).or_default() += 1;
                 }
                 plan.answers.push((p, o));
             }
@@ -564,18 +571,19 @@ impl Transactions {
     /// committed, `Ok(Err(()))` when it was aborted (the answers stay queued), `Err` when Kafka
     /// refuses this worker for good.
     async fn transact(&mut self) -> Result<Result<Vec<(i32, i64)>, ()>, MemberError> {
-        if !self.has_work() {
-            return Ok(Ok(Vec::new()));
-        }
-        if (self.identity.is_none() || self.open)
-            && !self.initialise_within(Some(INIT_BUDGET)).await?
-        {
-            return Ok(Err(()));
-        }
-        // Planned after initialising, which may have taken a while.
-        let plan = self.plan();
+        let mut plan = self.plan();
         if plan.answers.is_empty() && plan.offsets.is_empty() {
             return Ok(Ok(Vec::new()));
+        }
+        if self.identity.is_none() || self.open {
+            if !self.initialise_within(Some(INIT_BUDGET)).await? {
+                return Ok(Err(()));
+            }
+            // Planned again: initialising may have taken a while.
+            plan = self.plan();
+            if plan.answers.is_empty() && plan.offsets.is_empty() {
+                return Ok(Ok(Vec::new()));
+            }
         }
         let identity = self.identity.expect("initialised");
         self.open = true;
@@ -630,7 +638,7 @@ impl Transactions {
     /// says why), or left out if it is a dead letter.
     fn shrink(&mut self, plan: &Plan, topic: &str, partition: i32) {
         let key = (topic.to_owned(), partition);
-        let alone = plan.batches.get(&key).is_some_and(|b| b.len() == 1);
+        let alone = plan.batches.get(&key) == Some(&1);
         if !alone {
             self.solo.insert(key);
             return;
@@ -673,20 +681,7 @@ impl Transactions {
                     .push(*partition);
             }
             self.coordinator.add_partitions(who, &partitions).await?;
-            let batches: Vec<PartitionBatch> = plan
-                .batches
-                .iter()
-                .map(|((topic, partition), records)| PartitionBatch {
-                    topic: topic.clone(),
-                    partition: *partition,
-                    base_sequence: self
-                        .sequences
-                        .get(&(topic.clone(), *partition))
-                        .copied()
-                        .unwrap_or(0),
-                    records: records.clone(),
-                })
-                .collect();
+            let batches = self.batches(plan);
             let deadline = Instant::now() + self.attempt_budget;
             self.leaders
                 .produce(&txn_id, who, &batches, deadline)
@@ -733,6 +728,36 @@ impl Transactions {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// The record batches of `plan`: each answer's records, in the plan's order, to their
+    /// partitions, numbered on from each partition's sequence.
+    fn batches(&self, plan: &Plan) -> Vec<PartitionBatch> {
+        let mut records: BTreeMap<(String, i32), Vec<rskafka::record::Record>> = BTreeMap::new();
+        for (p, o) in &plan.answers {
+            let Some(q) = self.pending.get(p).and_then(|m| m.get(o)) else {
+                continue;
+            };
+            for r in q.records() {
+                records
+                    .entry((r.topic.clone(), r.partition))
+                    .or_default()
+                    .push(r.record.clone());
+            }
+        }
+        records
+            .into_iter()
+            .map(|((topic, partition), records)| PartitionBatch {
+                base_sequence: self
+                    .sequences
+                    .get(&(topic.clone(), partition))
+                    .copied()
+                    .unwrap_or(0),
+                topic,
+                partition,
+                records,
+            })
+            .collect()
     }
 
     /// Reports failing transactions: the first failure, then once per interval while they go

@@ -134,7 +134,9 @@ impl Leaders {
     }
 
     /// Asks a broker (a known one first, then the bootstrap ones) for the leaders of `topics`.
-    async fn refresh(&mut self, topics: &[&str]) -> Result<(), String> {
+    /// `Ok(Err(why))` when no broker answered (worth asking again), `Err` when the connection
+    /// cannot be set up as configured.
+    async fn refresh(&mut self, topics: &[&str]) -> Result<Result<(), String>, ProduceError> {
         let mut candidates: Vec<String> = self.brokers.values().cloned().collect();
         candidates.extend(self.bootstrap.iter().cloned());
         let mut last = String::from("no broker to ask");
@@ -142,15 +144,16 @@ impl Leaders {
             let mut conn = match BrokerConnection::open(&broker, &self.client_id, &self.auth).await
             {
                 Ok(c) => c,
-                Err(WireError::Security(e)) => return Err(format!("security: {e}")),
+                Err(WireError::Security(e)) => return Err(ProduceError::Security(e.to_string())),
                 Err(e) => {
                     last = format!("{broker}: {e}");
                     continue;
                 }
             };
-            let version = conn
-                .version(ApiKey::Metadata, "Metadata", METADATA_VERSIONS)
-                .map_err(|e| e.to_string())?;
+            let version = match conn.version(ApiKey::Metadata, "Metadata", METADATA_VERSIONS) {
+                Ok(v) => v,
+                Err(e) => return Ok(Err(e.to_string())),
+            };
             let request = MetadataRequest::default()
                 .with_topics(Some(
                     topics
@@ -185,9 +188,9 @@ impl Leaders {
                     }
                 }
             }
-            return Ok(());
+            return Ok(Ok(()));
         }
-        Err(last)
+        Ok(Err(last))
     }
 
     /// Writes `batches` (one per partition) in the transaction of `transactional_id`, retrying
@@ -215,10 +218,7 @@ impl Leaders {
                 let mut topics: Vec<&str> = remaining.iter().map(|(t, _)| t.as_str()).collect();
                 topics.sort_unstable();
                 topics.dedup();
-                if let Err(e) = self.refresh(&topics).await {
-                    if let Some(problem) = e.strip_prefix("security: ") {
-                        return Err(ProduceError::Security(problem.to_owned()));
-                    }
+                if let Err(e) = self.refresh(&topics).await? {
                     last = format!("metadata: {e}");
                 }
             }
