@@ -6,7 +6,7 @@
 //! calls [`DoneToken::complete`], which it does once the response is acknowledged by Kafka.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,9 +17,10 @@ use rskafka::record::RecordAndOffset;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
+use super::tenure::{Claim, Tenure};
 use super::{KafkaError, Watermarks};
 use crate::backoff::Backoff;
-use crate::config::OffsetReset;
+use crate::config::{KafkaSettings, OffsetReset};
 
 /// One request as read from the request topic.
 #[derive(Debug)]
@@ -38,24 +39,16 @@ pub struct RequestRecord {
     pub done: DoneToken,
     /// When its fetch response arrived: where the request's measured duration starts.
     pub fetched: std::time::Instant,
-    /// Whether the partition is still this worker's, as when the record was fetched.
-    assignment: Arc<AtomicU8>,
+    /// The partition's tenure at this worker the record was fetched in.
+    tenure: Arc<Tenure>,
 }
 
-/// The assignment a record was fetched under is current.
-const ASSIGNED: u8 = 0;
-/// The group took it back in a rebalance: records in flight finish and are committed.
-const REVOKED: u8 = 1;
-/// The group went on without this member (its generation is over): records in flight must not
-/// be answered, as the partition's next owner repeats them.
-const LOST: u8 = 2;
-
 impl RequestRecord {
-    /// Whether the record's partition is still assigned to this worker. A record fetched
-    /// before a revocation and not yet started must not be executed: the partition's next
-    /// owner executes it (dropping the record leaves its offset uncommitted).
+    /// Whether the record's partition is still this worker's. A record fetched before a
+    /// revocation and not yet started must not be executed: the partition's next owner
+    /// executes it (dropping the record leaves its offset uncommitted).
     pub fn still_assigned(&self) -> bool {
-        self.assignment.load(Ordering::Acquire) == ASSIGNED
+        self.tenure.held()
     }
 }
 
@@ -69,21 +62,26 @@ pub struct DoneToken {
     /// The record's partition and offset.
     partition: i32,
     offset: i64,
-    /// Set by [`complete`](DoneToken::complete), so that dropping it afterwards is no
-    /// abandonment.
-    completed: bool,
-    /// The record's assignment (see [`RequestRecord::still_assigned`]).
-    assignment: Arc<AtomicU8>,
+    /// The partition's tenure the record belongs to: counts it as executing while the token
+    /// lives, and grants the right to answer it.
+    tenure: Arc<Tenure>,
     /// Holds a place of the in-flight window until the record is finished (or
     /// [`release_slot`](DoneToken::release_slot) gives it back earlier).
     slot: Option<OwnedSemaphorePermit>,
 }
 
 impl DoneToken {
-    /// Whether the partition was lost to another member while the record executed: its
-    /// response must not be produced, as the next owner executes the record again.
-    pub fn lost(&self) -> bool {
-        self.assignment.load(Ordering::Acquire) == LOST
+    /// The right to produce the record's answer, held until it is in Kafka; `None` when the
+    /// partition was given up past its deadline or lost to another member, which executes the
+    /// record again: then its answer must not be produced.
+    pub(super) fn claim(&self) -> Option<Claim> {
+        self.tenure.claim()
+    }
+
+    /// Whether the answer may no longer be produced (see [`claim`](DoneToken::claim)).
+    pub(super) fn lost(&self) -> bool {
+        use super::tenure::Phase;
+        matches!(self.tenure.phase(), Phase::Lost | Phase::Ended)
     }
 
     /// The record's partition of the request topic.
@@ -104,8 +102,7 @@ impl DoneToken {
     }
 
     /// The record's response is in Kafka: its offset may be committed.
-    pub fn complete(mut self) {
-        self.completed = true;
+    pub fn complete(self) {
         self.watermarks
             .lock()
             .expect("watermark lock")
@@ -114,12 +111,11 @@ impl DoneToken {
 }
 
 impl Drop for DoneToken {
+    /// Completed or not, the record no longer executes. Dropped without completing, its
+    /// offset stays outstanding: commits stop below it and whoever owns the partition next
+    /// executes it.
     fn drop(&mut self) {
-        if !self.completed
-            && let Ok(mut w) = self.watermarks.lock()
-        {
-            w.abandoned(self.partition, self.offset);
-        }
+        self.tenure.finished();
     }
 }
 
@@ -154,23 +150,9 @@ pub struct RequestConsumer {
     tx: mpsc::Sender<RequestRecord>,
     /// Turns true when the worker stops: the loops stop fetching.
     shutdown: watch::Receiver<bool>,
-    /// Partitions with a fetch loop now: its abort handle, and the partition's assignment
-    /// state, handed to every record of it; a revocation changes it.
-    fetching: BTreeMap<i32, (AbortHandle, Arc<AtomicU8>)>,
-}
-
-/// A revoked assignment, which may still turn out lost.
-#[derive(Debug)]
-pub struct Revoked(Vec<Arc<AtomicU8>>);
-
-impl Revoked {
-    /// The group went on without this member after all: records of the revoked assignment
-    /// still in flight must not be answered.
-    pub fn lost(&self) {
-        for partition in &self.0 {
-            partition.store(LOST, Ordering::Release);
-        }
-    }
+    /// Partitions with a fetch loop now: its abort handle, and the partition's tenure,
+    /// handed to every record of it.
+    fetching: BTreeMap<i32, (AbortHandle, Arc<Tenure>)>,
 }
 
 /// Where a partition's fetch loop starts, and what a reset to `latest` passed over.
@@ -180,7 +162,7 @@ pub struct StartPosition {
     pub offset: i64,
     /// Offsets of records that were in the partition when a group without a committed offset
     /// started at `latest`: they are never executed, which an operator should hear about.
-    pub skipped: Option<std::ops::Range<i64>>,
+    pub skipped: Option<Range<i64>>,
 }
 
 /// Where to start `partition`: its committed offset, else per `reset`.
@@ -211,6 +193,55 @@ fn reset_to(reset: OffsetReset) -> OffsetAt {
         OffsetReset::Latest => OffsetAt::Latest,
         OffsetReset::Earliest => OffsetAt::Earliest,
     }
+}
+
+/// Where each of `partitions` starts: its committed offset, else per `reset`. Warns of records a
+/// reset to `latest` passes over.
+pub(super) async fn start_positions(
+    client: &Client,
+    k: &KafkaSettings,
+    partitions: &[i32],
+    committed: &HashMap<i32, Option<i64>>,
+    reset: OffsetReset,
+) -> Result<BTreeMap<i32, i64>, KafkaError> {
+    let mut starts = BTreeMap::new();
+    let mut skipped = Vec::new();
+    for &p in partitions {
+        let pc = super::client::partition_client(client, &k.request_topic, p).await?;
+        let start = start_position(&pc, committed.get(&p).copied().flatten(), reset)
+            .await
+            .map_err(|source| KafkaError::Client {
+                context: format!("start offset of {}/{p}", k.request_topic),
+                source,
+            })?;
+        if let Some(range) = start.skipped {
+            skipped.push((p, range));
+        }
+        starts.insert(p, start.offset);
+    }
+    warn_of_skipped(&k.group_id, &k.request_topic, &skipped);
+    Ok(starts)
+}
+
+/// A group that has never committed and starts at `latest` (hetida's default) never executes
+/// the requests already in the topic. That is Kafka's rule, kept for compatibility, but a new
+/// user who produced a request first and started the service second sees nothing happen: say so.
+fn warn_of_skipped(group: &str, topic: &str, skipped: &[(i32, Range<i64>)]) {
+    if skipped.is_empty() {
+        return;
+    }
+    let count: i64 = skipped.iter().map(|(_, r)| r.end - r.start).sum();
+    let ranges = skipped
+        .iter()
+        .map(|(p, r)| format!("{topic}/{p} offsets {}..{}", r.start, r.end))
+        .collect::<Vec<_>>()
+        .join(", ");
+    tracing::warn!(
+        "group {group} has no committed offset and auto_offset_reset is \"latest\", so the \
+         {count} record(s) already in the topic are not executed ({ranges}); set \
+         \"auto_offset_reset\": \"earliest\" in HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS to \
+         execute requests produced before the group's first start"
+    );
 }
 
 impl RequestConsumer {
@@ -252,8 +283,8 @@ impl RequestConsumer {
         let watermarks = self.watermarks.clone();
         let tx = self.tx.clone();
         let mut shutdown = self.shutdown.clone();
-        let assignment = Arc::new(AtomicU8::new(ASSIGNED));
-        let state = assignment.clone();
+        let tenure = Tenure::new(partition);
+        let state = tenure.clone();
         // Loops of partitions revoked earlier are over: let go of them.
         while self.tasks.try_join_next().is_some() {}
         let handle = self.tasks.spawn(async move {
@@ -267,38 +298,26 @@ impl RequestConsumer {
                 window,
                 watermarks,
                 tx,
-                assignment,
+                tenure,
             };
             fetch_loop(pc, offset, options, shared, shutdown).await;
         });
         self.fetching.insert(partition, (handle, state));
     }
 
-    /// The group took every partition away (an eager rebalance): the fetch loops stop, and
-    /// records already fetched but not started are not executed. Returns the partitions that
-    /// were fetched. Their records in flight finish on their own, unless `lost`: then the
-    /// group went on without this member, and they are not answered.
-    pub fn revoke_all(&mut self, lost: bool) -> (Vec<i32>, Revoked) {
-        let all = self.fetching();
-        let revoked = self.revoke(&all, lost);
-        (all, revoked)
-    }
-
-    /// The group took `partitions` away (an incremental rebalance): as [`revoke_all`] for
-    /// those; the others are fetched on undisturbed.
-    ///
-    /// [`revoke_all`]: RequestConsumer::revoke_all
-    pub fn revoke(&mut self, partitions: &[i32], lost: bool) -> Revoked {
-        let mut states = Vec::new();
+    /// Stops fetching `partitions` (those fetched, of them): their records not started are
+    /// not executed. Returns their tenures, whose records in flight the caller gives up
+    /// (see [`super::tenure::GiveUp`]).
+    pub fn revoke(&mut self, partitions: &[i32]) -> Vec<Arc<Tenure>> {
+        let mut tenures = Vec::new();
         for p in partitions {
-            if let Some((handle, state)) = self.fetching.remove(p) {
-                state.store(if lost { LOST } else { REVOKED }, Ordering::Release);
+            if let Some((handle, tenure)) = self.fetching.remove(p) {
                 // A loop holds no state worth keeping.
                 handle.abort();
-                states.push(state);
+                tenures.push(tenure);
             }
         }
-        Revoked(states)
+        tenures
     }
 
     /// The partitions fetched now.
@@ -442,8 +461,8 @@ struct FetchLoop {
     watermarks: Arc<Mutex<Watermarks>>,
     /// To the worker.
     tx: mpsc::Sender<RequestRecord>,
-    /// The assignment this loop fetches for; handed to every record.
-    assignment: Arc<AtomicU8>,
+    /// The tenure this loop fetches in; handed to every record.
+    tenure: Arc<Tenure>,
     /// Stops the loop, also while it waits for a fetch or a window place.
     shutdown: watch::Receiver<bool>,
     /// Pause before the next try after a failed fetch.
@@ -466,8 +485,8 @@ struct Shared {
     watermarks: Arc<Mutex<Watermarks>>,
     /// To the worker.
     tx: mpsc::Sender<RequestRecord>,
-    /// The assignment the loop fetches for; handed to every record.
-    assignment: Arc<AtomicU8>,
+    /// The tenure the loop fetches in; handed to every record.
+    tenure: Arc<Tenure>,
 }
 
 async fn fetch_loop(
@@ -486,7 +505,7 @@ async fn fetch_loop(
         window: shared.window,
         watermarks: shared.watermarks,
         tx: shared.tx,
-        assignment: shared.assignment,
+        tenure: shared.tenure,
         shutdown,
         backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
         parked_at: None,
@@ -617,6 +636,7 @@ impl FetchLoop {
                 .lock()
                 .expect("watermark lock")
                 .handed_out(self.partition, r.offset);
+            self.tenure.handed_out();
             let record = RequestRecord {
                 partition: self.partition,
                 offset: r.offset,
@@ -627,12 +647,11 @@ impl FetchLoop {
                     watermarks: self.watermarks.clone(),
                     partition: self.partition,
                     offset: r.offset,
-                    completed: false,
-                    assignment: self.assignment.clone(),
+                    tenure: self.tenure.clone(),
                     slot: Some(permit),
                 },
                 fetched,
-                assignment: self.assignment.clone(),
+                tenure: self.tenure.clone(),
             };
             self.offset = r.offset + 1;
             if self.tx.send(record).await.is_err() {

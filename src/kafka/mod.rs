@@ -25,6 +25,7 @@
 //! * [`wire`]: one request/response connection to a broker on the `kafka-protocol` codec, for
 //!   the APIs rskafka lacks.
 
+mod answer;
 pub mod client;
 mod committer;
 pub mod consumer;
@@ -32,15 +33,18 @@ mod coordinator;
 pub mod group;
 mod lag;
 pub mod member;
+mod partitions;
 pub mod producer;
 pub mod security;
 mod session;
 mod tail;
+mod tenure;
 mod topic_config;
 pub mod transaction;
 mod watermark;
 pub mod wire;
 
+pub use answer::{Answers, Delivery, Refusal, Reply};
 pub use client::backoff;
 pub use committer::Committer;
 pub use consumer::{DoneToken, RequestConsumer, RequestRecord};

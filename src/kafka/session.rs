@@ -1,11 +1,11 @@
-//! One worker's hold on Kafka: its clients, the fetch loops over the request partitions it
-//! owns, its producers and its committer. The worker sees requests ([`RequestRecord`]s with
-//! their done tokens) and producers to answer on; clients, partition start-up, offsets,
-//! committing and compression stay here. Committing and watching the topic for new partitions
-//! run in tasks of their own, so the worker's loop never waits on Kafka.
+//! One worker's hold on Kafka: its clients, its partitions (fetch loops, watermarks: see
+//! [`Partitions`]), the task that decides which partitions it owns (a group member), its
+//! committer (or transaction task) and its answers. The worker sees requests
+//! ([`RequestRecord`]s with their done tokens) and one [`Answers`] handle; clients, partition
+//! start-up, offsets, committing and compression stay here. Committing and membership run in
+//! tasks of their own, so the worker's loop never waits on Kafka.
 
-use std::collections::{BTreeMap, HashMap};
-use std::ops::Range;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,20 +14,24 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::client::{connect, partition_client, partition_count};
-use super::committer::{CommitterClient, CommitterTask};
-use super::consumer::{FetchOptions, start_position};
+use super::answer::Answers;
+use super::client::{connect, partition_count};
+use super::committer::CommitterTask;
+use super::consumer::{FetchOptions, start_positions};
 use super::coordinator::Generation;
-use super::member::consumer_protocol::{ConsumerMember, ConsumerMemberSettings, MemberParts};
-use super::member::{Member, MemberError, MemberSettings};
+use super::member::consumer_protocol::{ConsumerMember, ConsumerMemberSettings};
+use super::member::{Member, MemberError, MemberParts, MemberSettings};
+use super::partitions::Partitions;
 use super::security::BrokerAuth;
 use super::transaction::{self, TransactionSetup, TransactionalAnswers};
+use super::watermark::Watermarks;
 use super::{
     Committer, GroupCoordinator, KafkaError, ProducerSettings, RequestConsumer, RequestRecord,
     ResponseProducer,
 };
 use crate::backoff::Backoff;
-use crate::config::{GroupProtocol, KafkaSettings, OffsetReset};
+use super::group::assignor::Assignor;
+use crate::config::{GroupProtocol, KafkaSettings, OffsetReset, Partitioning};
 
 /// Which partitions of the request topic a worker consumes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +46,30 @@ pub enum Ownership {
     /// Worker `index` of `count` owns the partitions p with p mod count == index, and commits as
     /// a "simple consumer" without joining the group. Only while nothing else consumes the group.
     ByIndex { index: usize, count: usize },
+}
+
+impl Ownership {
+    /// What the settings ask of worker `index` of `count`: a member of the group (by the
+    /// protocol configured), or the fixed split by index.
+    pub fn of_worker(k: &KafkaSettings, index: usize, count: usize) -> Ownership {
+        match (k.partitioning, k.group_protocol) {
+            (Partitioning::Group, GroupProtocol::Consumer) => {
+                Ownership::ConsumerGroup(ConsumerMemberSettings {
+                    instance_id: k.membership.instance_id(index),
+                    rebalance_timeout: k.rebalance_timeout,
+                    assignor: k.remote_assignor.clone(),
+                })
+            }
+            (Partitioning::Group, GroupProtocol::Classic) => Ownership::Group(MemberSettings {
+                instance_id: k.membership.instance_id(index),
+                session_timeout: k.session_timeout,
+                heartbeat_interval: k.heartbeat_interval,
+                rebalance_timeout: k.rebalance_timeout,
+                assignors: Assignor::OFFERED.to_vec(),
+            }),
+            (Partitioning::Index, _) => Ownership::ByIndex { index, count },
+        }
+    }
 }
 
 /// The fixed split of [`Ownership::ByIndex`]: the partitions worker `index` of `count` owns of a
@@ -59,12 +87,8 @@ pub struct Opened {
     pub session: Session,
     /// Requests in offset order per partition, as the in-flight window allows.
     pub records: mpsc::Receiver<RequestRecord>,
-    /// Produces to the response topic.
-    pub responses: ResponseProducer,
-    /// Produces to the dead-letter topic; `None` when it is off or does not exist.
-    pub dead_letters: Option<ResponseProducer>,
-    /// Exactly-once: answers go here, into transactions, instead of to the producers.
-    pub transactions: Option<TransactionalAnswers>,
+    /// Where answers go, at-least-once or exactly-once.
+    pub answers: Answers,
 }
 
 /// A worker's Kafka session; see the module docs.
@@ -73,8 +97,8 @@ pub struct Session {
     /// By index: the partitions this worker fetched from the start (a group assigns them
     /// later, and says so in its log).
     fixed: Option<Vec<i32>>,
-    /// The fetch loops; shared with the task that adds partitions (or the member task).
-    consumer: Arc<Mutex<RequestConsumer>>,
+    /// The worker's partitions; shared with the task that decides which it owns.
+    partitions: Partitions,
     /// Commits what the fetch loops' watermarks say is done, in a task of its own.
     committer: CommitterTask,
     /// Looks for partitions added to the request topic (by-index ownership), or takes part in
@@ -102,22 +126,27 @@ enum OwnershipTask {
 impl Session {
     /// Connects, reads the group's committed offsets, starts a fetch loop per owned partition
     /// (at its committed offset, else per `auto_offset_reset`), the producers, the committer
-    /// (every `commit_interval` when something is done) and the partition watch. Requests come
-    /// out of `records` with at most `max_in_flight` undone at a time.
+    /// (every `commit_interval` when something is done) and the task that decides ownership.
+    /// Requests come out of `records` with at most `max_in_flight` undone at a time.
     ///
     /// Kafka being unreachable is waited out, with a WARN per interval naming the step; only
     /// what Kafka coming back cannot fix fails (a missing topic, a refused authorization).
     ///
-    /// With `transactional_id` (exactly-once, [`KafkaSettings::exactly_once`]), a transaction
-    /// task takes the committer's place: see [`super::transaction`].
+    /// Worker `index` of `workers` takes part as [`Ownership::of_worker`] says. With
+    /// exactly-once ([`KafkaSettings::exactly_once`]), a transaction task takes the committer's
+    /// place: see [`super::transaction`].
     pub async fn open(
         settings: &KafkaSettings,
-        ownership: Ownership,
+        (index, workers): (usize, usize),
         max_in_flight: usize,
-        transactional_id: Option<String>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Opened, KafkaError> {
         let k = settings;
+        let ownership = Ownership::of_worker(k, index, workers);
+        let transactional_id = k
+            .exactly_once
+            .as_ref()
+            .map(|e| e.transactional_id(&k.membership, k.partitioning, index));
         // Loaded once: reading certificate files is a configuration step, not a retry.
         let consumer_auth = BrokerAuth::new(&k.consumer_security)?;
         let producer_auth = BrokerAuth::new(&k.producer_security)?;
@@ -154,7 +183,6 @@ impl Session {
         .await?;
         let (responses, dead_letters) =
             producers(producer_client, k, producer_auth.clone()).await?;
-
         let (consumer, records) = RequestConsumer::start(
             client.clone(),
             FetchOptions {
@@ -168,117 +196,44 @@ impl Session {
             shutdown.clone(),
         )
         .await?;
-        let watermarks = consumer.watermarks.clone();
         let (generation_tx, generation) = watch::channel(Generation::simple());
-        let (committer, transactions, producer_fenced) = match (transactional_id, &k.exactly_once) {
-            (Some(transactional_id), Some(exactly_once)) => {
-                let mut budgets =
-                    HashMap::from([(responses.topic().to_owned(), responses.batch_budget())]);
-                if let Some(d) = &dead_letters {
-                    budgets.insert(d.topic().to_owned(), d.batch_budget());
-                }
-                let started = transaction::start(TransactionSetup {
-                    transactional_id,
-                    transaction_timeout: exactly_once.transaction_timeout,
-                    group: coordinator,
-                    producer_bootstrap: k.producer_bootstrap.clone(),
-                    compression: k.compression,
-                    client_id: k.client_id.clone(),
-                    producer_auth,
-                    topic: k.request_topic.clone(),
-                    watermarks: watermarks.clone(),
-                    committed: committed.clone(),
-                    generation: generation.clone(),
-                    budgets,
-                    // Transactions carry up to this many answers per worker; executions go on
-                    // meanwhile, within their own window.
-                    queue_limit: max_in_flight.saturating_mul(ANSWERS_PER_WINDOW),
-                })
-                .await
-                .map_err(KafkaError::Transactions)?;
-                (
-                    started.committer,
-                    Some(started.answers),
-                    Some(started.refused),
-                )
-            }
-            _ => {
-                let committer = Committer::new(
-                    coordinator,
-                    &k.request_topic,
-                    watermarks.clone(),
-                    &committed,
-                    generation.clone(),
-                )
-                .spawn(
-                    k.commit_interval.max(Duration::from_millis(10)),
-                    responses.waiting(),
-                );
-                (committer, None, None)
-            }
-        };
-        let consumer = Arc::new(Mutex::new(consumer));
-        let task = match ownership {
-            Ownership::ByIndex { index, count: n } => {
-                OwnershipTask::ByIndex(tokio::spawn(watch_partitions(PartitionWatch {
-                    client,
-                    settings: k.clone(),
-                    index,
-                    count: n,
-                    known: count,
-                    consumer: consumer.clone(),
-                    committer: committer.client(),
-                    shutdown,
-                })))
-            }
-            Ownership::Group(member) => {
-                let member = Member::new(
-                    member,
-                    k.clone(),
-                    group_coordinator(k, &consumer_auth),
-                    client,
-                    consumer.clone(),
-                    watermarks,
-                    committer.client(),
-                    generation_tx,
-                    shutdown,
-                );
-                // Local: the coordinator client's futures are not `Send`.
-                OwnershipTask::Group(tokio::task::spawn_local(member.run()))
-            }
-            Ownership::ConsumerGroup(member) => {
-                let member = ConsumerMember::new(
-                    member,
-                    k.clone(),
-                    MemberParts {
-                        coordinator: group_coordinator(k, &consumer_auth),
-                        client,
-                        consumer: consumer.clone(),
-                        watermarks,
-                        committer: committer.client(),
-                        generation: generation_tx,
-                        shutdown,
-                    },
-                );
-                OwnershipTask::Group(tokio::task::spawn_local(member.run()))
-            }
-        };
+        let commits = Commits {
+            coordinator,
+            watermarks: consumer.watermarks.clone(),
+            committed,
+            generation: generation.clone(),
+            producer_auth,
+            max_in_flight,
+        }
+        .start(k, transactional_id, &responses, dead_letters.as_ref())
+        .await?;
+        let partitions = Partitions::new(consumer, commits.committer.client(), client.clone(), k);
+        let ownership = OwnershipTask::start(
+            ownership,
+            k,
+            MemberParts {
+                coordinator: group_coordinator(k, &consumer_auth),
+                client,
+                partitions: partitions.clone(),
+                generation: generation_tx,
+                shutdown,
+            },
+            count,
+        );
         tracing::debug!(topic = %k.request_topic, starts = ?starts, "fetch loops started");
         Ok(Opened {
             session: Session {
-                fixed: matches!(task, OwnershipTask::ByIndex(_)).then_some(owned),
-                consumer,
-                committer,
-                ownership: task,
+                fixed: matches!(ownership, OwnershipTask::ByIndex(_)).then_some(owned),
+                partitions,
+                committer: commits.committer,
+                ownership,
                 generation,
                 settings: k.clone(),
                 consumer_auth,
-                producer_fenced,
+                producer_fenced: commits.refused,
             },
             records,
-            responses,
-            dead_letters,
-            transactions,
+            answers: Answers::new(responses, dead_letters, commits.answers),
         })
     }
 
@@ -324,17 +279,20 @@ impl Session {
         if let OwnershipTask::ByIndex(watch) = &self.ownership {
             watch.abort();
         }
-        let mut loops = self.consumer.lock().expect("consumer lock").take_loops();
+        let mut loops = self.partitions.take_loops();
         while loops.join_next().await.is_some() {}
     }
 
-    /// Ends every fetch loop at once, without waiting for the shutdown signal: Kafka refused
-    /// this worker for good and nothing fetched from now on would be executed.
+    /// Kafka refused this worker for good: every partition is lost (nothing more is
+    /// answered) and every fetch loop ends at once, without waiting for the shutdown signal,
+    /// which no one sends (a fenced producer leaves the group membership, and with it the
+    /// fetch loops, as they are).
     pub async fn abandon_fetching(&mut self) {
         if let OwnershipTask::ByIndex(watch) = &self.ownership {
             watch.abort();
         }
-        let mut loops = self.consumer.lock().expect("consumer lock").take_loops();
+        self.partitions.lose_all();
+        let mut loops = self.partitions.take_loops();
         loops.abort_all();
         while loops.join_next().await.is_some() {}
     }
@@ -384,10 +342,8 @@ struct PartitionWatch {
     count: usize,
     /// Partitions of the request topic when last looked.
     known: i32,
-    /// Where new fetch loops are started.
-    consumer: Arc<Mutex<RequestConsumer>>,
-    /// Committed offsets of new partitions.
-    committer: CommitterClient,
+    /// Where new partitions are taken.
+    partitions: Partitions,
     /// Ends the watch.
     shutdown: watch::Receiver<bool>,
 }
@@ -425,30 +381,130 @@ async fn pick_up_added_partitions(w: &mut PartitionWatch) -> Result<(), KafkaErr
         .collect();
     tracing::info!(%topic, from = w.known, to = count, new = ?new, "request topic has more partitions");
     if !new.is_empty() {
-        let committed =
-            w.committer
-                .fetch(new.clone())
-                .await
-                .map_err(|gone| KafkaError::Stopped {
-                    what: "reading committed offsets",
-                    reason: gone.to_string(),
-                })??;
-        let starts = start_positions(
-            &w.client,
-            &w.settings,
-            &new,
-            &committed,
-            OffsetReset::Earliest,
-        )
-        .await?;
-        let mut consumer = w.consumer.lock().expect("consumer lock");
-        for (p, offset) in starts {
-            consumer.add_partition(p, offset);
-        }
-        crate::metrics::worker().set_assigned(consumer.fetching().len());
+        let committed = w.partitions.committed(&new).await?;
+        w.partitions
+            .take(&new, &committed, OffsetReset::Earliest)
+            .await?;
     }
     w.known = count;
     Ok(())
+}
+
+impl OwnershipTask {
+    /// Starts the task that decides which partitions the worker owns: the group member, or
+    /// the watch for partitions added to a by-index split (of a topic of `count` partitions).
+    fn start(
+        ownership: Ownership,
+        k: &KafkaSettings,
+        parts: MemberParts,
+        count: i32,
+    ) -> OwnershipTask {
+        match ownership {
+            Ownership::ByIndex { index, count: n } => {
+                OwnershipTask::ByIndex(tokio::task::spawn_local(watch_partitions(PartitionWatch {
+                    client: parts.client,
+                    settings: k.clone(),
+                    index,
+                    count: n,
+                    known: count,
+                    partitions: parts.partitions,
+                    shutdown: parts.shutdown,
+                })))
+            }
+            // Local: the coordinator client's futures are not `Send`.
+            Ownership::Group(member) => OwnershipTask::Group(tokio::task::spawn_local(
+                Member::new(member, k.clone(), parts).run(),
+            )),
+            Ownership::ConsumerGroup(member) => OwnershipTask::Group(tokio::task::spawn_local(
+                ConsumerMember::new(member, k.clone(), parts).run(),
+            )),
+        }
+    }
+}
+
+/// What committing needs: the committer's (or the transaction task's) parts.
+struct Commits {
+    /// The group's coordinator client for offsets.
+    coordinator: GroupCoordinator,
+    /// What is done, per partition.
+    watermarks: Arc<Mutex<Watermarks>>,
+    /// The group's offsets as fetched at start.
+    committed: HashMap<i32, Option<i64>>,
+    /// Who commits: the member's current generation.
+    generation: watch::Receiver<Generation>,
+    /// Exactly-once: the transactional producer's TLS and SASL.
+    producer_auth: BrokerAuth,
+    /// Sizes the queue of answers waiting for transactions.
+    max_in_flight: usize,
+}
+
+/// What committing hands the session.
+struct Started {
+    /// Commits (or, exactly-once, flushes transactions) on demand and at the end.
+    committer: CommitterTask,
+    /// Exactly-once: where answers go into transactions.
+    answers: Option<TransactionalAnswers>,
+    /// Exactly-once: says why, should Kafka fence the transactional producer.
+    refused: Option<oneshot::Receiver<MemberError>>,
+}
+
+impl Commits {
+    /// The committer task, or with `transactional_id` the transaction task in its place.
+    async fn start(
+        self,
+        k: &KafkaSettings,
+        transactional_id: Option<String>,
+        responses: &ResponseProducer,
+        dead_letters: Option<&ResponseProducer>,
+    ) -> Result<Started, KafkaError> {
+        let (Some(transactional_id), Some(exactly_once)) = (transactional_id, &k.exactly_once)
+        else {
+            let committer = Committer::new(
+                self.coordinator,
+                &k.request_topic,
+                self.watermarks,
+                &self.committed,
+                self.generation,
+            )
+            .spawn(
+                k.commit_interval.max(Duration::from_millis(10)),
+                responses.waiting(),
+            );
+            return Ok(Started {
+                committer,
+                answers: None,
+                refused: None,
+            });
+        };
+        let mut budgets = HashMap::from([(responses.topic().to_owned(), responses.batch_budget())]);
+        if let Some(d) = dead_letters {
+            budgets.insert(d.topic().to_owned(), d.batch_budget());
+        }
+        let started = transaction::start(TransactionSetup {
+            transactional_id,
+            transaction_timeout: exactly_once.transaction_timeout,
+            group: self.coordinator,
+            producer_bootstrap: k.producer_bootstrap.clone(),
+            compression: k.compression,
+            client_id: k.client_id.clone(),
+            producer_auth: self.producer_auth,
+            topic: k.request_topic.clone(),
+            watermarks: self.watermarks,
+            committed: self.committed,
+            generation: self.generation,
+            budgets,
+            // Transactions carry up to this many answers per worker; executions go on
+            // meanwhile, within their own window.
+            queue_limit: self.max_in_flight.saturating_mul(ANSWERS_PER_WINDOW),
+        })
+        .await
+        .map_err(KafkaError::Transactions)?;
+        Ok(Started {
+            committer: started.committer,
+            answers: Some(started.answers),
+            refused: Some(started.refused),
+        })
+    }
 }
 
 /// Exactly-once: how many in-flight windows' worth of answers may wait for transactions.
@@ -547,55 +603,6 @@ async fn producers(
     })
     .await?;
     Ok((responses, dead_letters))
-}
-
-/// Where each of `partitions` starts: its committed offset, else per `reset`. Warns of records a
-/// reset to `latest` passes over.
-pub(super) async fn start_positions(
-    client: &Client,
-    k: &KafkaSettings,
-    partitions: &[i32],
-    committed: &HashMap<i32, Option<i64>>,
-    reset: OffsetReset,
-) -> Result<BTreeMap<i32, i64>, KafkaError> {
-    let mut starts = BTreeMap::new();
-    let mut skipped = Vec::new();
-    for &p in partitions {
-        let pc = partition_client(client, &k.request_topic, p).await?;
-        let start = start_position(&pc, committed.get(&p).copied().flatten(), reset)
-            .await
-            .map_err(|source| KafkaError::Client {
-                context: format!("start offset of {}/{p}", k.request_topic),
-                source,
-            })?;
-        if let Some(range) = start.skipped {
-            skipped.push((p, range));
-        }
-        starts.insert(p, start.offset);
-    }
-    warn_of_skipped(&k.group_id, &k.request_topic, &skipped);
-    Ok(starts)
-}
-
-/// A group that has never committed and starts at `latest` (hetida's default) never executes
-/// the requests already in the topic. That is Kafka's rule, kept for compatibility, but a new
-/// user who produced a request first and started the service second sees nothing happen: say so.
-fn warn_of_skipped(group: &str, topic: &str, skipped: &[(i32, Range<i64>)]) {
-    if skipped.is_empty() {
-        return;
-    }
-    let count: i64 = skipped.iter().map(|(_, r)| r.end - r.start).sum();
-    let ranges = skipped
-        .iter()
-        .map(|(p, r)| format!("{topic}/{p} offsets {}..{}", r.start, r.end))
-        .collect::<Vec<_>>()
-        .join(", ");
-    tracing::warn!(
-        "group {group} has no committed offset and auto_offset_reset is \"latest\", so the \
-         {count} record(s) already in the topic are not executed ({ranges}); set \
-         \"auto_offset_reset\": \"earliest\" in HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS to \
-         execute requests produced before the group's first start"
-    );
 }
 
 /// The dead-letter producer, or `None` (with a warning) when the topic does not exist: a

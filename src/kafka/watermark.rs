@@ -8,10 +8,6 @@ use std::collections::{BTreeSet, HashMap};
 struct Partition {
     /// Handed out, response not yet acknowledged.
     outstanding: BTreeSet<i64>,
-    /// Records handed out whose done token still lives (an execution holds it): what a
-    /// revocation waits for. A token dropped without completing leaves its offset outstanding
-    /// (so commits stop below it) but no longer counts here.
-    live: usize,
     /// Next offset the fetch loop will hand out.
     next: i64,
 }
@@ -30,7 +26,6 @@ impl Watermarks {
             partition,
             Partition {
                 outstanding: BTreeSet::new(),
-                live: 0,
                 next: offset,
             },
         );
@@ -40,7 +35,6 @@ impl Watermarks {
     pub fn handed_out(&mut self, partition: i32, offset: i64) {
         let p = self.partitions.entry(partition).or_default();
         p.outstanding.insert(offset);
-        p.live += 1;
         p.next = p.next.max(offset + 1);
     }
 
@@ -55,24 +49,7 @@ impl Watermarks {
     pub fn done(&mut self, partition: i32, offset: i64) {
         if let Some(p) = self.partitions.get_mut(&partition) {
             p.outstanding.remove(&offset);
-            p.live = p.live.saturating_sub(1);
         }
-    }
-
-    /// The record at `offset` was given up without a response (its execution was cancelled,
-    /// or it was not executed because its partition was revoked): it stays outstanding, so
-    /// commits stop below it and whoever owns the partition next executes it.
-    pub fn abandoned(&mut self, partition: i32, _offset: i64) {
-        if let Some(p) = self.partitions.get_mut(&partition) {
-            p.live = p.live.saturating_sub(1);
-        }
-    }
-
-    /// Whether every record handed out from `partitions` is done or given up.
-    pub fn settled(&self, partitions: &[i32]) -> bool {
-        partitions
-            .iter()
-            .all(|p| self.partitions.get(p).is_none_or(|p| p.live == 0))
     }
 
     /// Stops tracking `partition` (it was revoked and its last offsets committed): later

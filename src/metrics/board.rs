@@ -71,7 +71,9 @@ const REQUESTS: usize = 15;
 const REQUEST_DURATION: usize = REQUESTS + 1 + ERROR_TYPES.len();
 const RUNTIME_DURATION: usize = REQUEST_DURATION + DURATION_BUCKETS.len() + 2;
 const RUNTIME_BYTES: usize = RUNTIME_DURATION + DURATION_BUCKETS.len() + 2;
-const SLOT_END: usize = RUNTIME_BYTES + BYTE_BUCKETS.len() + 2;
+/// Answers of given-up partitions not produced: their next owner answers (issue 25).
+const ANSWERS_DROPPED: usize = RUNTIME_BYTES + BYTE_BUCKETS.len() + 2;
+const SLOT_END: usize = ANSWERS_DROPPED + 1;
 const _: () = assert!(SLOT_END <= SLOT_WORDS);
 
 /// Where a worker is on its way to consuming: what `/readyz` reports.
@@ -351,6 +353,12 @@ impl SlotCells {
         self.add(DEAD_LETTERS, 1);
     }
 
+    /// An answer was not produced because its partition was given up (past the deadline) or
+    /// lost: the partition's next owner executes and answers the request.
+    pub fn answer_dropped(&self) {
+        self.add(ANSWERS_DROPPED, 1);
+    }
+
     /// Producing a response failed and is tried again.
     pub fn produce_retry(&self) {
         self.add(PRODUCE_RETRIES, 1);
@@ -405,6 +413,8 @@ pub struct Totals {
     pub assigned: u64,
     pub parked: u64,
     pub dead_letters: u64,
+    /// Answers not produced because their partition had been given up or lost.
+    pub answers_dropped: u64,
     pub produce_retries: u64,
     pub commits: u64,
     pub commit_failures: u64,
@@ -429,6 +439,7 @@ impl Totals {
         self.assigned += slot.load(ASSIGNED);
         self.parked += slot.load(PARKED);
         self.dead_letters += slot.load(DEAD_LETTERS);
+        self.answers_dropped += slot.load(ANSWERS_DROPPED);
         self.produce_retries += slot.load(PRODUCE_RETRIES);
         self.commits += slot.load(COMMITS);
         self.commit_failures += slot.load(COMMIT_FAILURES);

@@ -2,16 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::backoff::Backoff;
 use crate::config::{ExecutionSettings, ResponseKey};
-use crate::kafka::transaction::{Finished, Outcome, TransactionalAnswers};
-use crate::kafka::{DoneToken, KafkaError, OutgoingRecord, RequestRecord, ResponseProducer};
+use crate::kafka::{Answers, Delivery, DoneToken, OutgoingRecord, Refusal, Reply, RequestRecord};
 use crate::metrics::board::RUNTIME_FAILURE;
 use crate::protocol::response::Failure;
 use crate::protocol::revision::DataType;
@@ -29,13 +26,8 @@ pub struct Execution {
     store: Store,
     /// POSTs runtime requests to hetida's runtime (one keep-alive pool per worker).
     runtime: RuntimeClient,
-    /// Where every response goes.
-    responses: ResponseProducer,
-    /// Where records that are no request go too, untouched; `None` when off or missing.
-    dead_letters: Option<ResponseProducer>,
-    /// Exactly-once: responses (and dead letters) go into transactions, with their requests'
-    /// offsets; `None`: produced at once, offsets committed after.
-    transactions: Option<TransactionalAnswers>,
+    /// Where every response goes (and, untouched, records that are no request).
+    answers: Answers,
     /// Response key and in-flight limit, as configured.
     settings: ExecutionSettings,
     /// Named in failure responses' `extra_information`.
@@ -145,18 +137,14 @@ impl Execution {
     pub fn new(
         store: Store,
         runtime: RuntimeClient,
-        responses: ResponseProducer,
-        dead_letters: Option<ResponseProducer>,
-        transactions: Option<TransactionalAnswers>,
+        answers: Answers,
         settings: ExecutionSettings,
         request_topic: String,
     ) -> Execution {
         Execution {
             store,
             runtime,
-            responses,
-            dead_letters,
-            transactions,
+            answers,
             process_id: settings.report_process_id.then(std::process::id),
             settings,
             request_topic,
@@ -203,7 +191,7 @@ impl Execution {
             failed(match ProtocolError::from(e) {
                 ProtocolError::RuntimeAnswerTooLarge { reason } => {
                     ProtocolError::RuntimeAnswerTooLarge {
-                        reason: format!("{reason}; {}", self.responses.limit_advice()),
+                        reason: format!("{reason}; {}", self.answers.limit_advice()),
                     }
                 }
                 other => other,
@@ -257,28 +245,46 @@ impl Execution {
             return;
         };
         span.record("job_id", tracing::field::display(answer.job_id));
-        async {
-            if let Some(transactions) = &self.transactions {
-                self.answer_in_transaction(transactions, &incoming, done, answer)
-                    .await;
-                return;
+        self.deliver(&incoming, done, answer).instrument(span).await
+    }
+
+    /// Hands the answer to Kafka and counts what became of it.
+    async fn deliver(&self, incoming: &Incoming, done: DoneToken, answer: Answer) {
+        let job_id = answer.job_id;
+        let failure_for = |refusal: &Refusal| refused(refusal);
+        let fallback = |refusal: &Refusal| {
+            let failure =
+                self.failure_value(incoming, &failure_for(refusal), job_id, &answer.timings);
+            self.response_record(incoming, job_id, failure)
+        };
+        let reply = Reply {
+            dead_letter: answer
+                .dead_letter
+                .as_deref()
+                .map(|reason| self.dead_letter_record(incoming, job_id, reason)),
+            response: self.response_record(incoming, job_id, answer.value.clone()),
+            fallback: &fallback,
+        };
+        let metrics = crate::metrics::worker();
+        match self.answers.answer(done, reply).await {
+            Delivery::Answered { replaced: None } => {
+                tracing::debug!("response delivered");
+                metrics.request_done(answer.error_type, incoming.fetched.elapsed());
             }
-            if let Some(reason) = &answer.dead_letter {
-                self.send_dead_letter(&incoming, answer.job_id, reason)
-                    .await;
+            Delivery::Answered {
+                replaced: Some(refusal),
+            } => {
+                let error = failure_for(&refusal);
+                tracing::warn!(%job_id, "the response could not be produced, a failure response went instead: {error}");
+                metrics.request_done(Some(error.error_type()), incoming.fetched.elapsed());
             }
-            let response = self.response_record(&incoming, answer.job_id, answer.value);
-            self.deliver(
-                &incoming,
-                done,
-                response,
-                (answer.job_id, answer.error_type),
-                &answer.timings,
-            )
-            .await;
+            Delivery::Dropped => {
+                tracing::debug!(%job_id, "not answered: the partition went to another member, which executes the request again")
+            }
+            Delivery::Failed(why) => {
+                tracing::error!(%job_id, "the request cannot be answered: {why}")
+            }
         }
-        .instrument(span)
-        .await
     }
 
     /// The answer to a record, computed in a task of its own. Outside input must never panic
@@ -432,171 +438,23 @@ impl Execution {
         }
     }
 
-    /// The record, untouched, to the dead-letter topic with the reason in a header. Failing to
-    /// is logged only: the failure response still answers the request.
-    async fn send_dead_letter(&self, record: &Incoming, job_id: Uuid, reason: &str) {
-        let Some(dlq) = &self.dead_letters else {
-            return;
-        };
-        let dead_letter = self.dead_letter_record(record, job_id, reason);
-        match produce_until_done(dlq, &dead_letter).await {
-            Ok(()) => crate::metrics::worker().dead_letter(),
-            Err(e) => tracing::error!("the dead letter cannot be produced: {e}"),
-        }
-    }
-
-    /// `response` with a failure response for `error` as its value (same key and headers).
-    fn failure_record(
+    /// A failure response's value for `error`.
+    fn failure_value(
         &self,
         record: &Incoming,
-        response: &OutgoingRecord,
         error: &ProtocolError,
         job_id: Uuid,
         timings: &Timings,
-    ) -> OutgoingRecord {
+    ) -> Vec<u8> {
         let extra = self.extra_information(record);
-        OutgoingRecord {
-            value: Some(failure_response(&Failure {
-                error,
-                job_id: Some(job_id),
-                output_types: &[],
-                timings,
-                process_id: self.process_id,
-                extra: Some(&extra),
-            })),
-            ..response.clone()
-        }
-    }
-
-    /// Exactly-once: hands the response (and the dead letter) to the next transaction and
-    /// waits until it committed with the request's offset. A response larger than the topic
-    /// takes is replaced by a small failure response that says why, here or (when the broker
-    /// refuses it with limits not known here) in the transaction.
-    async fn answer_in_transaction(
-        &self,
-        transactions: &TransactionalAnswers,
-        record: &Incoming,
-        done: DoneToken,
-        answer: Answer,
-    ) {
-        let metrics = crate::metrics::worker();
-        let job_id = answer.job_id;
-        if done.lost() {
-            tracing::info!(%job_id, "not answered: the group gave the partition to another member, which executes the request again");
-            return;
-        }
-        let response = self.response_record(record, job_id, answer.value);
-        let size = response.value.as_ref().map_or(0, Vec::len);
-        let refused = ProtocolError::ResponseTooLarge {
-            reason: format!(
-                "Kafka refused the response ({size} bytes) as too large; {}",
-                self.responses.limit_advice()
-            ),
-        };
-        let fallback = match self.responses.prepare(&self.failure_record(
-            record,
-            &response,
-            &refused,
-            job_id,
-            &answer.timings,
-        )) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::error!(%job_id, "not even a failure response fits the response topic: {e}");
-                return;
-            }
-        };
-        let (prepared, error_type) = match self.responses.prepare(&response) {
-            Ok(p) => (p, answer.error_type),
-            Err(e) => {
-                tracing::error!(%job_id, size, "the response cannot be produced: {e}");
-                let error = produce_failure(e, size);
-                let failure =
-                    self.failure_record(record, &response, &error, job_id, &answer.timings);
-                match self.responses.prepare(&failure) {
-                    Ok(p) => (p, Some(error.error_type())),
-                    Err(e) => {
-                        tracing::error!(%job_id, "not even the failure response can be produced: {e}");
-                        return;
-                    }
-                }
-            }
-        };
-        let dead_letter = match (&answer.dead_letter, &self.dead_letters) {
-            (Some(reason), Some(dlq)) => {
-                match dlq.prepare(&self.dead_letter_record(record, job_id, reason)) {
-                    Ok(d) => Some(d),
-                    Err(e) => {
-                        tracing::error!("the dead letter cannot be produced: {e}");
-                        None
-                    }
-                }
-            }
-            _ => None,
-        };
-        let with_dead_letter = dead_letter.is_some();
-        let finished = Finished {
-            response: prepared,
-            fallback,
-            dead_letter,
-            done,
-        };
-        match transactions.answer(finished).await {
-            Outcome::Committed { replaced } => {
-                tracing::debug!("response committed");
-                if with_dead_letter {
-                    metrics.dead_letter();
-                }
-                let error_type = if replaced {
-                    Some(refused.error_type())
-                } else {
-                    error_type
-                };
-                metrics.request_done(error_type, record.fetched.elapsed());
-            }
-            Outcome::Dropped => {
-                tracing::info!(%job_id, "not answered: the partition went to another member (which executes the request again) or the worker stopped first")
-            }
-        }
-    }
-
-    /// Produces the response and marks the record done. A response Kafka cannot take (too
-    /// large, say) is replaced by a small failure response that says why, rather than retried
-    /// forever.
-    async fn deliver(
-        &self,
-        record: &Incoming,
-        done: DoneToken,
-        mut response: OutgoingRecord,
-        (job_id, error_type): (Uuid, Option<&'static str>),
-        timings: &Timings,
-    ) {
-        let metrics = crate::metrics::worker();
-        if done.lost() {
-            tracing::info!(%job_id, "not answered: the group gave the partition to another member, which executes the request again");
-            return;
-        }
-        let Err(e) = produce_until_done(&self.responses, &response).await else {
-            tracing::debug!("response produced");
-            done.complete();
-            metrics.request_done(error_type, record.fetched.elapsed());
-            return;
-        };
-        let size = response.value.as_ref().map_or(0, Vec::len);
-        tracing::error!(%job_id, size, "the response cannot be produced: {e}");
-        let error = produce_failure(e, size);
-        response = self.failure_record(record, &response, &error, job_id, timings);
-        match produce_until_done(&self.responses, &response).await {
-            Ok(()) => {
-                done.complete();
-                metrics.request_done(Some(error.error_type()), record.fetched.elapsed());
-            }
-            // Left uncommitted: it runs again after a restart, and commits of this partition
-            // stop below it, which shows.
-            Err(e) => {
-                tracing::error!(%job_id, "not even the failure response can be produced: {e}")
-            }
-        }
+        failure_response(&Failure {
+            error,
+            job_id: Some(job_id),
+            output_types: &[],
+            timings,
+            process_id: self.process_id,
+            extra: Some(&extra),
+        })
     }
 
     /// `extra_information` of a failure response: where the request record is.
@@ -627,35 +485,11 @@ impl Drop for InFlight {
 }
 
 /// Why a response could not be produced, as the failure response that replaces it says.
-fn produce_failure(e: KafkaError, size: usize) -> ProtocolError {
-    match e {
-        KafkaError::RecordTooLarge(too_large) => ProtocolError::ResponseTooLarge {
-            reason: too_large.to_string(),
-        },
-        other => ProtocolError::Internal {
-            reason: format!("the response ({size} bytes) could not be produced to Kafka: {other}"),
-        },
-    }
-}
-
-/// Produces with retries until Kafka acknowledges the record; gives up only on errors that
-/// retrying cannot help (e.g. a record larger than the broker accepts).
-async fn produce_until_done(
-    producer: &ResponseProducer,
-    record: &OutgoingRecord,
-) -> Result<(), KafkaError> {
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-    loop {
-        match producer.send(record).await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.is_permanent() => return Err(e),
-            Err(e) => {
-                tracing::warn!(topic = producer.topic(), "producing failed, retrying: {e}");
-                crate::metrics::worker().produce_retry();
-                // Retrying goes on through a stop's grace period; the worker aborts this task
-                // when the grace period ends, leaving the record uncommitted.
-                backoff.wait().await;
-            }
-        }
+fn refused(refusal: &Refusal) -> ProtocolError {
+    let reason = refusal.reason.clone();
+    if refusal.too_large {
+        ProtocolError::ResponseTooLarge { reason }
+    } else {
+        ProtocolError::Internal { reason }
     }
 }

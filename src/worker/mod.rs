@@ -20,12 +20,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::config::{GroupProtocol, Partitioning};
-use crate::kafka::group::assignor::Assignor;
-use crate::kafka::member::consumer_protocol::ConsumerMemberSettings;
-use crate::kafka::{
-    KafkaError, MemberError, MemberSettings, Opened, Ownership, RequestRecord, Session,
-};
+use crate::kafka::{KafkaError, MemberError, Opened, RequestRecord, Session};
 use crate::runtime_client::{RuntimeClient, RuntimeError, RuntimeOptions};
 use crate::store::{CacheOptions, Store, StoreError, StoreSource};
 use crate::supervisor::{EXIT_BOOT_FAILURE, EXIT_FATAL};
@@ -103,44 +98,14 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
         },
     )
     .map_err(BootError::Store)?;
-    let ownership = match (cfg.kafka.partitioning, cfg.kafka.group_protocol) {
-        (Partitioning::Group, GroupProtocol::Consumer) => {
-            Ownership::ConsumerGroup(ConsumerMemberSettings {
-                instance_id: cfg.kafka.membership.instance_id(spec.slot.index),
-                rebalance_timeout: cfg.kafka.rebalance_timeout,
-                assignor: cfg.kafka.remote_assignor.clone(),
-            })
-        }
-        (Partitioning::Group, GroupProtocol::Classic) => Ownership::Group(MemberSettings {
-            instance_id: cfg.kafka.membership.instance_id(spec.slot.index),
-            session_timeout: cfg.kafka.session_timeout,
-            heartbeat_interval: cfg.kafka.heartbeat_interval,
-            rebalance_timeout: cfg.kafka.rebalance_timeout,
-            assignors: Assignor::OFFERED.to_vec(),
-        }),
-        (Partitioning::Index, _) => Ownership::ByIndex {
-            index: spec.slot.index,
-            count: spec.slot.count,
-        },
-    };
-    let transactional_id = cfg.kafka.exactly_once.as_ref().map(|e| {
-        e.transactional_id(
-            &cfg.kafka.membership,
-            cfg.kafka.partitioning,
-            spec.slot.index,
-        )
-    });
     let Opened {
         session,
         records,
-        responses,
-        dead_letters,
-        transactions,
+        answers,
     } = Session::open(
         &cfg.kafka,
-        ownership,
+        (spec.slot.index, spec.slot.count),
         cfg.execution.max_in_flight,
-        transactional_id,
         shutdown,
     )
     .await
@@ -151,7 +116,7 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
     runtime_options.retry_budget = cfg.runtime.retry_budget;
     runtime_options.tls = cfg.runtime.tls.clone();
     // Bounded memory: no answer larger than could be delivered is read.
-    runtime_options.max_answer_bytes = responses.largest_useful_answer();
+    runtime_options.max_answer_bytes = answers.largest_useful_answer();
     let runtime = RuntimeClient::new(runtime_options).map_err(BootError::Runtime)?;
     if let Some(partitions) = session.fixed_partitions() {
         let metrics = crate::metrics::worker();
@@ -171,9 +136,7 @@ async fn boot(spec: &WorkerSpec, shutdown: watch::Receiver<bool>) -> Result<Boot
     let execution = Arc::new(Execution::new(
         store,
         runtime,
-        responses,
-        dead_letters,
-        transactions,
+        answers,
         cfg.execution.clone(),
         cfg.kafka.request_topic.clone(),
     ));
@@ -246,14 +209,10 @@ pub async fn serve(
                 }
             }
             refused = kafka.refused() => {
-                // The member gave its partitions up as lost: executions in flight end without
-                // an answer, since the group will not take our commits and their next owners
-                // run those requests again.
+                // Kafka refused this worker for good: its partitions are lost, executions in
+                // flight end without an answer (their next owners run those requests again).
                 tracing::error!(worker = spec.slot.index, "{refused}");
                 drop(records);
-                // Not `stop_fetching`: that waits for the shutdown signal, which no one sends
-                // (a fenced transactional producer leaves the group membership, and with it
-                // the fetch loops, as they are).
                 kafka.abandon_fetching().await;
                 drain(&mut tasks, spec, Instant::now() + spec.graceful_timeout).await;
                 return Err(refused.into());

@@ -16,7 +16,6 @@
 
 use std::collections::BTreeSet;
 use std::ops::RangeInclusive;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
@@ -25,19 +24,17 @@ use kafka_protocol::messages::{
     consumer_group_heartbeat_request::TopicPartitions, metadata_request::MetadataRequestTopic,
 };
 use kafka_protocol::protocol::StrBytes;
-use rskafka::client::Client;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::MemberError;
+use super::{MemberError, MemberParts};
 use crate::backoff::Backoff;
 use crate::config::KafkaSettings;
-use crate::kafka::committer::CommitterClient;
-use crate::kafka::consumer::Revoked;
+use crate::kafka::KafkaError;
 use crate::kafka::coordinator::{CoordinatorError, Generation, GroupCoordinator};
-use crate::kafka::session::start_positions;
-use crate::kafka::{KafkaError, RequestConsumer, Watermarks};
+use crate::kafka::partitions::Partitions;
+use crate::kafka::tenure::{GiveUp, Step};
 use crate::metrics::WorkerState;
 
 const HEARTBEAT_VERSIONS: RangeInclusive<i16> = 0..=1;
@@ -225,19 +222,11 @@ pub struct ConsumerMemberSettings {
 /// How long a commit of revoked partitions, and the start of added ones, may hold up the
 /// member's loop (and so its heartbeats): well inside the broker's 45 s session.
 const STEP_BUDGET: Duration = Duration::from_secs(10);
-/// Of the rebalance timeout, what revocation keeps for its commit and acknowledgement: the
-/// executions in flight get the rest.
+/// Of the rebalance timeout, what revocation keeps for its answers in production, commit and
+/// acknowledgement: the executions in flight get the rest.
 const REVOCATION_RESERVE: Duration = Duration::from_secs(15);
-
-/// Partitions given up and not yet committed.
-#[derive(Debug)]
-struct Revoking {
-    partitions: Vec<i32>,
-    /// Their executions get until then.
-    deadline: Instant,
-    /// Marks them lost, should the group fence this member before they are committed.
-    handle: Revoked,
-}
+/// How long answers already being produced at the revocation's deadline are waited for.
+const ANSWER_GRACE: Duration = Duration::from_secs(5);
 
 /// The member task's state.
 pub struct ConsumerMember {
@@ -245,10 +234,8 @@ pub struct ConsumerMember {
     coordinator: GroupCoordinator,
     settings: ConsumerMemberSettings,
     kafka: KafkaSettings,
-    client: Arc<Client>,
-    consumer: Arc<Mutex<RequestConsumer>>,
-    watermarks: Arc<Mutex<Watermarks>>,
-    committer: CommitterClient,
+    /// The worker's partitions: taken as assigned, given up (and committed) when revoked.
+    partitions: Partitions,
     /// Commits go out with the current member epoch.
     generation: watch::Sender<Generation>,
     shutdown: watch::Receiver<bool>,
@@ -264,8 +251,8 @@ pub struct ConsumerMember {
     /// against the request topic's id in `reconcile`, so an id not known yet is looked up
     /// again rather than dropped.
     assignment: Vec<(Uuid, Vec<i32>)>,
-    /// Partitions revoked and not yet settled.
-    revoking: Option<Revoking>,
+    /// Partitions revoked and not yet given up.
+    revoking: Option<GiveUp>,
     /// The owned partitions must be named in the next heartbeat (an acknowledgement).
     acknowledge: bool,
     /// The next heartbeat goes out in full (after a failure).
@@ -288,18 +275,6 @@ impl std::fmt::Debug for ConsumerMember {
     }
 }
 
-/// The parts of a session a member works with.
-#[derive(Debug)]
-pub struct MemberParts {
-    pub coordinator: GroupCoordinator,
-    pub client: Arc<Client>,
-    pub consumer: Arc<Mutex<RequestConsumer>>,
-    pub watermarks: Arc<Mutex<Watermarks>>,
-    pub committer: CommitterClient,
-    pub generation: watch::Sender<Generation>,
-    pub shutdown: watch::Receiver<bool>,
-}
-
 impl ConsumerMember {
     pub fn new(
         settings: ConsumerMemberSettings,
@@ -310,10 +285,7 @@ impl ConsumerMember {
             coordinator: parts.coordinator,
             settings,
             kafka,
-            client: parts.client,
-            consumer: parts.consumer,
-            watermarks: parts.watermarks,
-            committer: parts.committer,
+            partitions: parts.partitions,
             generation: parts.generation,
             shutdown: parts.shutdown,
             member_id: Uuid::new_v4().to_string(),
@@ -439,40 +411,19 @@ impl ConsumerMember {
     /// Moves towards the assignment: revoke first (finish, commit), then take the new
     /// partitions; then acknowledge. Each step is bounded, so heartbeats go on.
     async fn reconcile(&mut self) -> Result<(), KafkaError> {
-        if let Some(revoking) = &self.revoking {
-            let settled = self
-                .watermarks
-                .lock()
-                .expect("watermark lock")
-                .settled(&revoking.partitions);
-            if !settled && Instant::now() < revoking.deadline {
+        if let Some(give_up) = &mut self.revoking {
+            let Step::Finish { commit } = give_up.step(Instant::now()) else {
                 return Ok(());
+            };
+            let give_up = self.revoking.take().expect("checked above");
+            self.partitions
+                .end_give_up(&give_up, commit, STEP_BUDGET)
+                .await;
+            for p in give_up.partitions() {
+                self.owned.remove(&p);
             }
-            let revoking = self.revoking.take().expect("checked above");
-            if !settled {
-                // Their next owner runs them again; answers still coming from here must not.
-                revoking.handle.lost();
-                tracing::warn!(group = %self.kafka.group_id, partitions = ?revoking.partitions, "executions of the revoked partitions did not finish within the rebalance timeout; their next owner runs them again");
-            }
-            match tokio::time::timeout(STEP_BUDGET, self.committer.commit_now()).await {
-                Ok(Ok(Ok(_))) => {}
-                Ok(Ok(Err(e))) => tracing::warn!(
-                    "committing the revoked partitions failed (their next owner repeats what was not committed): {e}"
-                ),
-                Ok(Err(gone)) => tracing::warn!("committing the revoked partitions failed: {gone}"),
-                Err(_) => tracing::warn!(
-                    "committing the revoked partitions took over {STEP_BUDGET:?}; their next owner repeats what was not committed"
-                ),
-            }
-            let mut watermarks = self.watermarks.lock().expect("watermark lock");
-            for p in &revoking.partitions {
-                watermarks.forget(*p);
-                self.owned.remove(p);
-            }
-            drop(watermarks);
             self.acknowledge = true;
             self.next_beat = Instant::now();
-            crate::metrics::worker().set_assigned(self.owned.len());
         }
         if self.epoch == 0 {
             return Ok(());
@@ -487,54 +438,32 @@ impl ConsumerMember {
         let revoked: Vec<i32> = self.owned.difference(&target).copied().collect();
         if !revoked.is_empty() {
             tracing::info!(group = %self.kafka.group_id, epoch = self.epoch, partitions = ?revoked, "giving up partitions: finishing their executions");
-            let handle = self
-                .consumer
-                .lock()
-                .expect("consumer lock")
-                .revoke(&revoked, false);
-            let deadline = Instant::now()
-                + self
-                    .settings
-                    .rebalance_timeout
-                    .saturating_sub(REVOCATION_RESERVE)
-                    .max(Duration::from_secs(1));
+            let budget = self
+                .settings
+                .rebalance_timeout
+                .saturating_sub(REVOCATION_RESERVE)
+                .max(Duration::from_secs(1));
             crate::metrics::worker().rebalance();
-            self.revoking = Some(Revoking {
-                partitions: revoked,
-                deadline,
-                handle,
-            });
+            self.revoking = Some(self.partitions.give_up(&revoked, budget, ANSWER_GRACE));
             return Ok(());
         }
         let added: Vec<i32> = target.difference(&self.owned).copied().collect();
         let topic = self.kafka.request_topic.clone();
         let starts = tokio::time::timeout(STEP_BUDGET, async {
             let committed = self.coordinator.fetch(&topic, &added).await?;
-            start_positions(
-                &self.client,
-                &self.kafka,
-                &added,
-                &committed,
-                self.kafka.auto_offset_reset,
-            )
-            .await
+            self.partitions
+                .take(&added, &committed, self.kafka.auto_offset_reset)
+                .await
         })
         .await
         .map_err(|_| KafkaError::Stopped {
             what: "starting the assigned partitions",
             reason: format!("no answer within {STEP_BUDGET:?}"),
         })??;
-        {
-            let mut consumer = self.consumer.lock().expect("consumer lock");
-            for (&p, &offset) in &starts {
-                consumer.add_partition(p, offset);
-            }
-        }
         self.owned.extend(added.iter().copied());
         self.acknowledge = true;
         self.next_beat = Instant::now();
         let metrics = crate::metrics::worker();
-        metrics.set_assigned(self.owned.len());
         metrics.rebalance();
         metrics.set_state(WorkerState::Consuming);
         tracing::info!(
@@ -598,27 +527,17 @@ impl ConsumerMember {
     /// it, and their next owners run their requests again, so answers still coming from here
     /// must not go out); join again.
     fn lose_all(&mut self) {
-        if let Some(revoking) = self.revoking.take() {
-            revoking.handle.lost();
+        if let Some(mut give_up) = self.revoking.take() {
+            give_up.abandon(Instant::now());
         }
-        self.consumer
-            .lock()
-            .expect("consumer lock")
-            .revoke_all(true);
-        let mut watermarks = self.watermarks.lock().expect("watermark lock");
-        for p in &self.owned {
-            watermarks.forget(*p);
-        }
-        drop(watermarks);
+        self.partitions.lose_all();
         self.owned.clear();
         self.assignment.clear();
         self.epoch = 0;
         self.acknowledge = true;
         self.full = true;
         self.next_beat = Instant::now();
-        let metrics = crate::metrics::worker();
-        metrics.set_assigned(0);
-        metrics.set_state(WorkerState::Joining);
+        crate::metrics::worker().set_state(WorkerState::Joining);
     }
 
     /// Leaves the group: for good (epoch -1) when dynamic or retired, else as a static member

@@ -20,7 +20,7 @@
 pub mod calls;
 pub mod consumer_protocol;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,11 +30,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use self::calls::{JoinRequest, Joined};
-use super::committer::CommitterClient;
+use super::KafkaError;
 use super::coordinator::{CoordinatorError, Generation, GroupCoordinator};
 use super::group::assignor::{self, Assignor};
-use super::session::start_positions;
-use super::{KafkaError, RequestConsumer, Watermarks};
+use super::partitions::Partitions;
 use crate::backoff::Backoff;
 use crate::config::KafkaSettings;
 use crate::metrics::WorkerState;
@@ -56,6 +55,21 @@ pub struct MemberSettings {
     pub assignors: Vec<Assignor>,
 }
 
+/// The parts of a worker's Kafka session a member works with.
+#[derive(Debug)]
+pub struct MemberParts {
+    /// Its own connection to the coordinator: heartbeats must not wait behind commits.
+    pub coordinator: GroupCoordinator,
+    /// Partition counts and topics (the leader's assignment, the topic's growth).
+    pub client: Arc<Client>,
+    /// The worker's partitions, which the member takes and gives up as the group decides.
+    pub partitions: Partitions,
+    /// The generation (or member epoch) commits go out as; the committer reads it.
+    pub generation: watch::Sender<Generation>,
+    /// Ends the member (the worker stops).
+    pub shutdown: watch::Receiver<bool>,
+}
+
 /// Why the member stopped for good: what a human must fix.
 #[derive(Debug, thiserror::Error)]
 pub enum MemberError {
@@ -74,6 +88,11 @@ pub enum MemberError {
 
 /// How long committing the given-up partitions may hold up a rebalance.
 const COMMIT_BUDGET: Duration = Duration::from_secs(15);
+/// Of the rebalance timeout, what giving partitions up keeps for rejoining: the executions in
+/// flight get the rest.
+const GIVE_UP_RESERVE: Duration = Duration::from_secs(2);
+/// How long answers already being produced at the give-up's deadline are waited for.
+const ANSWER_GRACE: Duration = Duration::from_secs(1);
 
 /// How a stable generation ended.
 enum Ending {
@@ -96,14 +115,10 @@ pub struct Member {
     settings: MemberSettings,
     /// Topics, group, `auto_offset_reset`.
     kafka: KafkaSettings,
-    /// Partition counts (for the leader's assignment) and partition clients.
+    /// Partition counts (for the leader's assignment).
     client: Arc<Client>,
-    /// Where assigned partitions are fetched.
-    consumer: Arc<Mutex<RequestConsumer>>,
-    /// Whether the executions of given-up partitions are done.
-    watermarks: Arc<Mutex<Watermarks>>,
-    /// Commits the given-up partitions before rejoining.
-    committer: CommitterClient,
+    /// The worker's partitions: taken as assigned, given up (and committed) on a rebalance.
+    partitions: Partitions,
     /// The generation commits go out as; the committer reads it.
     generation: watch::Sender<Generation>,
     /// Ends the member (the worker stops).
@@ -128,31 +143,19 @@ impl std::fmt::Debug for Member {
 }
 
 impl Member {
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one constructor, called once, by the session"
-    )]
     pub(super) fn new(
         settings: MemberSettings,
         kafka: KafkaSettings,
-        coordinator: GroupCoordinator,
-        client: Arc<Client>,
-        consumer: Arc<Mutex<RequestConsumer>>,
-        watermarks: Arc<Mutex<Watermarks>>,
-        committer: CommitterClient,
-        generation: watch::Sender<Generation>,
-        shutdown: watch::Receiver<bool>,
+        parts: MemberParts,
     ) -> Member {
         Member {
-            coordinator,
+            coordinator: parts.coordinator,
             settings,
             kafka,
-            client,
-            consumer,
-            watermarks,
-            committer,
-            generation,
-            shutdown,
+            client: parts.client,
+            partitions: parts.partitions,
+            generation: parts.generation,
+            shutdown: parts.shutdown,
             member_id: String::new(),
             partition_count: 0,
             leading: false,
@@ -165,10 +168,7 @@ impl Member {
     pub async fn run(mut self) -> Result<(), MemberError> {
         let taken_part = self.take_part().await;
         if taken_part.is_err() {
-            self.consumer
-                .lock()
-                .expect("consumer lock")
-                .revoke_all(true);
+            self.partitions.lose_all();
         }
         taken_part
     }
@@ -327,22 +327,11 @@ impl Member {
         }
         let _ = self.generation.send(joined.generation.clone());
         let committed = self.coordinator.fetch(&topic, &partitions).await?;
-        let starts = start_positions(
-            &self.client,
-            &self.kafka,
-            &partitions,
-            &committed,
-            self.kafka.auto_offset_reset,
-        )
-        .await?;
-        {
-            let mut consumer = self.consumer.lock().expect("consumer lock");
-            for (&p, &offset) in &starts {
-                consumer.add_partition(p, offset);
-            }
-        }
+        let starts = self
+            .partitions
+            .take(&partitions, &committed, self.kafka.auto_offset_reset)
+            .await?;
         let metrics = crate::metrics::worker();
-        metrics.set_assigned(partitions.len());
         metrics.rebalance();
         metrics.set_state(WorkerState::Consuming);
         tracing::info!(
@@ -479,72 +468,39 @@ impl Member {
         Ok(Some(ending))
     }
 
-    /// Gives up every partition: no more fetching, records not started are not executed, the
-    /// executions in flight finish (heartbeating meanwhile, so the group keeps this member),
-    /// then, with `commit`, their offsets are committed with the old generation.
+    /// Gives up every partition (see [`super::tenure`]): no more fetching, records not started
+    /// are not executed, the executions in flight finish until the deadline (heartbeating
+    /// meanwhile, so the group keeps this member) and are answered, then, with `commit`, their
+    /// offsets are committed with the old generation. Answers of executions past the deadline
+    /// are dropped: the partitions' next owners run those requests again.
     async fn give_up(&mut self, generation: &Generation, commit: bool) {
-        let (revoked, assignment) = self
-            .consumer
-            .lock()
-            .expect("consumer lock")
-            .revoke_all(!commit);
-        if revoked.is_empty() {
+        let partitions = self.partitions.clone();
+        let owned = partitions.owned();
+        if owned.is_empty() {
             return;
         }
-        let deadline = Instant::now()
-            + self
-                .settings
-                .rebalance_timeout
-                .saturating_sub(Duration::from_secs(2));
-        let mut tick = tokio::time::interval(self.settings.heartbeat_interval);
-        let mut settle = tokio::time::interval(Duration::from_millis(20));
+        let budget = self
+            .settings
+            .rebalance_timeout
+            .saturating_sub(GIVE_UP_RESERVE);
+        let mut give_up = partitions.give_up(&owned, budget, ANSWER_GRACE);
+        if !commit {
+            give_up.lose(Instant::now());
+        }
         let mut last_beat = Instant::now();
-        let mut commit = commit;
-        while !self
-            .watermarks
-            .lock()
-            .expect("watermark lock")
-            .settled(&revoked)
-        {
-            if Instant::now() >= deadline {
-                tracing::warn!(group = %self.kafka.group_id, partitions = ?revoked, "executions of the given-up partitions did not finish within the rebalance timeout; their next owner runs them again");
-                break;
-            }
-            tokio::select! {
-                _ = settle.tick() => {}
-                _ = tick.tick() => {
-                    // The group is rebalancing: that answer is expected; a lost generation
-                    // means the commit would be refused.
-                    if let Ok(Some(Ending::Lost { .. })) = self.beat(generation, &mut last_beat).await {
-                        commit = false;
-                        assignment.lost();
-                    }
-                }
-            }
-        }
-        if commit {
-            // Bounded: an exactly-once commit is a transaction, which can wait for its outcome
-            // much longer than a plain commit's retry budget, while the group waits for us.
-            match tokio::time::timeout(COMMIT_BUDGET, self.committer.commit_now()).await {
-                Ok(Ok(Ok(committed))) => {
-                    tracing::debug!(committed = ?committed, "committed the given-up partitions")
-                }
-                Ok(Ok(Err(e))) => tracing::warn!(
-                    "committing the given-up partitions failed (their next owner repeats what was not committed): {e}"
-                ),
-                Ok(Err(gone)) => {
-                    tracing::warn!("committing the given-up partitions failed: {gone}")
-                }
-                Err(_) => tracing::warn!(
-                    "committing the given-up partitions took longer than {COMMIT_BUDGET:?}; their next owner repeats what was not committed"
-                ),
-            }
-        }
-        crate::metrics::worker().set_assigned(0);
-        let mut watermarks = self.watermarks.lock().expect("watermark lock");
-        for p in &revoked {
-            watermarks.forget(*p);
-        }
+        let every = self.settings.heartbeat_interval;
+        // The group is rebalancing: that answer is expected; a lost generation means the
+        // commit would be refused, and the next owners may start at once.
+        let still_member = async || {
+            !matches!(
+                self.beat(generation, &mut last_beat).await,
+                Ok(Some(Ending::Lost { .. }))
+            )
+        };
+        let commit = partitions.wait_out(&mut give_up, still_member, every).await;
+        partitions
+            .end_give_up(&give_up, commit, COMMIT_BUDGET)
+            .await;
     }
 
     /// Leaves the group for good: a dynamic member on every stop, a static member only when
