@@ -9,7 +9,7 @@ use prometheus_client::registry::{Registry, Unit};
 use super::board::{
     BYTE_BUCKETS, DURATION_BUCKETS, ERROR_TYPES, HistogramTotals, Reading, WorkerState,
 };
-use crate::kafka::PartitionLag;
+use super::lag::PartitionLag;
 use crate::supervisor::ExitCause;
 
 /// Every metric's name starts with this (`hd_kafka_exec_requests_total`, ...).
