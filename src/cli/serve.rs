@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use hd_kafka_exec::config::{Config, Env, Flags, Partitioning};
+use hd_kafka_exec::kafka::LagReader;
 use hd_kafka_exec::metrics::{self, Board, endpoint};
 use hd_kafka_exec::store::{DirIndex, HttpOptions, StoreSource};
 use hd_kafka_exec::supervisor::{Event, SupervisorOptions, WorkerFactory, WorkerSlot};
@@ -103,10 +104,14 @@ impl WorkerFactory for Service {
             return 1;
         };
         let settings = endpoint::EndpointSettings {
-            kafka: self.config.kafka.clone(),
             hung_after: endpoint::hung_after(self.config.supervisor.timeout),
         };
-        endpoint::run(listener, self.board, settings)
+        // The consumer group's lag on the request topic. Made here, after the fork, so its
+        // connections are this process' own; the metrics know nothing of Kafka.
+        let lag = LagReader::new(&self.config.kafka)
+            .inspect_err(|e| tracing::warn!("metrics: no consumer lag: {e}"))
+            .ok();
+        endpoint::run(listener, self.board, settings, lag)
     }
 
     fn run_worker(&self, slot: WorkerSlot) -> i32 {

@@ -13,28 +13,7 @@ use rskafka::client::partition::{OffsetAt, PartitionClient};
 use super::client::{connect, partition_client, partition_count};
 use super::{BrokerAuth, GroupCoordinator, KafkaError};
 use crate::config::KafkaSettings;
-
-/// One partition's position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PartitionLag {
-    /// The partition of the request topic.
-    pub partition: i32,
-    /// The group's committed offset (the next record to consume); `None` before its first
-    /// commit.
-    pub committed: Option<i64>,
-    /// The offset the next record written will get (the high watermark).
-    pub log_end: i64,
-    /// The first offset still in the log.
-    pub log_start: i64,
-}
-
-impl PartitionLag {
-    /// Records written and not yet committed: from the committed offset, or from the start of
-    /// the log when the group has none yet (all of it waits for the group then).
-    pub fn lag(&self) -> i64 {
-        (self.log_end - self.committed.unwrap_or(self.log_start).max(self.log_start)).max(0)
-    }
-}
+use crate::metrics::{LagSource, PartitionLag};
 
 /// Reads the group's lag on the request topic; keeps its connections between reads.
 #[derive(Debug)]
@@ -81,37 +60,6 @@ impl LagReader {
             partitions: HashMap::new(),
             count: None,
         })
-    }
-
-    /// The request topic, as the lag is labelled.
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    /// Every partition's position now, within `budget`. An error or a timeout drops the
-    /// connections, so the next read starts afresh (a broker may have moved, and a call cut
-    /// off halfway leaves its connection unusable).
-    pub async fn read(&mut self, budget: Duration) -> Result<Vec<PartitionLag>, KafkaError> {
-        let read = match tokio::time::timeout(budget, self.read_once()).await {
-            Ok(read) => read,
-            Err(_) => Err(KafkaError::Stopped {
-                what: "reading the consumer lag",
-                reason: format!("no answer within {budget:?}"),
-            }),
-        };
-        if read.is_err() {
-            self.client = None;
-            self.partitions.clear();
-            self.count = None;
-            self.coordinator = GroupCoordinator::new(
-                self.bootstrap.clone(),
-                self.coordinator.group(),
-                &self.client_id,
-            )
-            .with_auth(self.auth.clone())
-            .with_retry_budget(COORDINATOR_BUDGET);
-        }
-        read
     }
 
     async fn read_once(&mut self) -> Result<Vec<PartitionLag>, KafkaError> {
@@ -175,22 +123,36 @@ impl LagReader {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// What the metrics process reads at scrape time (`serve` hands it this reader).
+impl LagSource for LagReader {
+    type Error = KafkaError;
 
-    #[test]
-    fn lag_counts_from_the_commit_or_from_the_log_start() {
-        let at = |committed, log_start, log_end| PartitionLag {
-            partition: 0,
-            committed,
-            log_end,
-            log_start,
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// An error or a timeout drops the connections, so the next read starts afresh (a broker
+    /// may have moved, and a call cut off halfway leaves its connection unusable).
+    async fn read(&mut self, budget: Duration) -> Result<Vec<PartitionLag>, KafkaError> {
+        let read = match tokio::time::timeout(budget, self.read_once()).await {
+            Ok(read) => read,
+            Err(_) => Err(KafkaError::Stopped {
+                what: "reading the consumer lag",
+                reason: format!("no answer within {budget:?}"),
+            }),
         };
-        assert_eq!(at(Some(7), 0, 10).lag(), 3);
-        assert_eq!(at(Some(10), 0, 10).lag(), 0);
-        assert_eq!(at(None, 4, 10).lag(), 6);
-        // A commit below the log start (retention deleted records): only what is left waits.
-        assert_eq!(at(Some(2), 4, 10).lag(), 6);
+        if read.is_err() {
+            self.client = None;
+            self.partitions.clear();
+            self.count = None;
+            self.coordinator = GroupCoordinator::new(
+                self.bootstrap.clone(),
+                self.coordinator.group(),
+                &self.client_id,
+            )
+            .with_auth(self.auth.clone())
+            .with_retry_budget(COORDINATOR_BUDGET);
+        }
+        read
     }
 }

@@ -49,7 +49,7 @@ pub use client::backoff;
 pub use committer::Committer;
 pub use consumer::{DoneToken, RequestConsumer, RequestRecord};
 pub use coordinator::{CoordinatorError, Generation, GroupCoordinator};
-pub use lag::{LagReader, PartitionLag};
+pub use lag::LagReader;
 pub use member::{MemberError, MemberSettings};
 pub use producer::{
     OutgoingRecord, PreparedRecord, ProducerSettings, RecordTooLarge, ResponseProducer,

@@ -1,7 +1,8 @@
 //! The metrics process: forked by the supervisor as its sidecar, it serves `/metrics`,
 //! `/livez` and `/readyz` from the board and the group's lag. A process of its own because the
 //! supervisor must stay single-threaded and free of anything async (it forks), and because a
-//! scrape must not depend on any one worker being alive.
+//! scrape must not depend on any one worker being alive. The lag comes from the [`LagSource`]
+//! its starter hands [`run`].
 
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -17,8 +18,7 @@ use tokio::time::Instant;
 
 use super::board::{Board, Reading, WorkerState, monotonic_ms};
 use super::exposition::{Format, Scrape, encode};
-use crate::config::KafkaSettings;
-use crate::kafka::{LagReader, PartitionLag};
+use super::lag::{LagSource, PartitionLag};
 
 /// The metrics process' name (`/proc/PID/comm`, what `ps` shows): the workers keep the
 /// binary's.
@@ -33,11 +33,9 @@ const LAG_BUDGET: Duration = Duration::from_secs(3);
 /// Scrapes closer together than this share one lag reading.
 const LAG_REUSE: Duration = Duration::from_millis(500);
 
-/// What the metrics process needs besides the board.
+/// What the metrics process needs besides the board and the lag.
 #[derive(Debug, Clone)]
 pub struct EndpointSettings {
-    /// The consumer side's Kafka settings: the group and request topic whose lag is shown.
-    pub kafka: KafkaSettings,
     /// A worker silent for longer counts as hung for `/livez`.
     pub hung_after: Duration,
 }
@@ -109,15 +107,16 @@ struct LagCache {
 
 /// The process' state, shared by its connections (one thread: `Rc`).
 #[derive(Debug)]
-struct Endpoint {
+struct Endpoint<L> {
     board: Board,
     hung_after: Duration,
-    /// `None` when the Kafka settings cannot make one (then no lag is shown).
-    lag: Option<tokio::sync::Mutex<LagReader>>,
+    /// `None` when the process was started without one (then no lag is shown). Behind an async
+    /// lock: a read holds it across awaits, and concurrent scrapes wait for its result.
+    lag: Option<tokio::sync::Mutex<L>>,
     cache: RefCell<LagCache>,
 }
 
-impl Endpoint {
+impl<L: LagSource> Endpoint<L> {
     async fn lag(&self) -> Option<(String, Vec<PartitionLag>)> {
         let reader = self.lag.as_ref()?;
         let mut reader = reader.lock().await;
@@ -205,8 +204,14 @@ fn probe(result: Result<(), String>) -> Response<Full<Bytes>> {
 }
 
 /// Runs the metrics process on `listener` (bound by the supervisor before it forked, so a port
-/// in use fails the start, not a child). Returns its exit code.
-pub fn run(listener: std::net::TcpListener, board: Board, settings: EndpointSettings) -> i32 {
+/// in use fails the start, not a child), showing the lag `lag` reads (none without one).
+/// Returns its exit code.
+pub fn run<L: LagSource + 'static>(
+    listener: std::net::TcpListener,
+    board: Board,
+    settings: EndpointSettings,
+    lag: Option<L>,
+) -> i32 {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -217,17 +222,10 @@ pub fn run(listener: std::net::TcpListener, board: Board, settings: EndpointSett
             return 1;
         }
     };
-    let lag = match LagReader::new(&settings.kafka) {
-        Ok(reader) => Some(tokio::sync::Mutex::new(reader)),
-        Err(e) => {
-            tracing::warn!("metrics: no consumer lag: {e}");
-            None
-        }
-    };
     let endpoint = Rc::new(Endpoint {
         board,
         hung_after: settings.hung_after,
-        lag,
+        lag: lag.map(tokio::sync::Mutex::new),
         cache: RefCell::new(LagCache::default()),
     });
     let local = tokio::task::LocalSet::new();

@@ -7,9 +7,9 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::board::{
-    BYTE_BUCKETS, DURATION_BUCKETS, ERROR_TYPES, HistogramTotals, Reading, WorkerState,
+    BYTE_BUCKETS, DURATION_BUCKETS, ERROR_TYPES, HistogramTotals, Reading, Totals, WorkerState,
 };
-use crate::kafka::PartitionLag;
+use super::lag::PartitionLag;
 use crate::supervisor::ExitCause;
 
 /// Every metric's name starts with this (`hd_kafka_exec_requests_total`, ...).
@@ -116,209 +116,233 @@ fn histogram(
 }
 
 impl Collector for Scrape {
+    /// Family by family, in the order scrapes have always shown them: the requests, what else
+    /// happened, the gauges of now, the lag, the build.
     fn encode(&self, mut d: DescriptorEncoder<'_>) -> std::fmt::Result {
         let r = &self.reading;
-        let t = &r.totals;
-        {
-            let mut e = d.encode_descriptor(
-                "requests",
-                "Requests answered: responses acknowledged by Kafka, by result and error type",
-                None,
-                MetricType::Counter,
-            )?;
-            counter(&mut e.encode_family(&[("result", "ok")])?, t.ok)?;
-            for (error_type, n) in ERROR_TYPES.iter().zip(t.failures) {
-                let labels = [("result", "failure"), ("error_type", *error_type)];
-                counter(&mut e.encode_family(&labels)?, n)?;
-            }
-        }
-        let durations = [
-            (
-                "request_duration",
-                "From the request record fetched to its response acknowledged by Kafka",
-                &t.request_duration,
-            ),
-            (
-                "runtime_call_duration",
-                "The runtime call (POST /runtime) alone, retries included",
-                &t.runtime_duration,
-            ),
-        ];
-        for (name, help, h) in durations {
-            let mut e =
-                d.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
-            histogram(&mut e, h, &DURATION_BUCKETS, 1e-9)?;
-        }
-        {
-            let mut e = d.encode_descriptor(
-                "runtime_request",
-                "Size of the runtime request bodies sent",
-                Some(&Unit::Bytes),
-                MetricType::Histogram,
-            )?;
-            histogram(&mut e, &t.runtime_bytes, &BYTE_BUCKETS, 1.0)?;
-        }
-        let counters = [
-            (
-                "dead_letters",
-                "Records that are no request, copied to the dead-letter topic",
-                t.dead_letters,
-            ),
-            (
-                "produce_retries",
-                "Produce attempts of responses and dead letters that failed and were retried",
-                t.produce_retries,
-            ),
-            (
-                "commits",
-                "Offset commits the group coordinator accepted (exactly-once: transactions committed)",
-                t.commits,
-            ),
-            (
-                "commit_failures",
-                "Offset commits that failed (exactly-once: transactions aborted)",
-                t.commit_failures,
-            ),
-            (
-                "revision_cache_hits",
-                "Requests whose prepared revision came from a worker's cache",
-                t.cache_hits,
-            ),
-            (
-                "revision_cache_misses",
-                "Requests whose revision was loaded from the store",
-                t.cache_misses,
-            ),
-            (
-                "rebalances",
-                "Assignments the workers received from the consumer group (the first included)",
-                t.rebalances,
-            ),
-        ];
-        for (name, help, v) in counters {
-            counter(
-                &mut d.encode_descriptor(name, help, None, MetricType::Counter)?,
-                v,
-            )?;
-        }
-        {
-            let mut e = d.encode_descriptor(
-                "worker_restarts",
-                "Workers replaced after ending unasked, by cause",
-                None,
-                MetricType::Counter,
-            )?;
-            for (cause, n) in ExitCause::ALL.iter().zip(r.restarts) {
-                counter(&mut e.encode_family(&[("cause", cause.label())])?, n)?;
-            }
-        }
-        let gauges = [
-            (
-                "executions_in_flight",
-                "Requests being executed or answered now",
-                t.in_flight,
-            ),
-            (
-                "assigned_partitions",
-                "Partitions of the request topic the workers own",
-                t.assigned,
-            ),
-            (
-                "parked_partitions",
-                "Partitions stopped at a record batch they cannot read",
-                t.parked,
-            ),
-        ];
-        for (name, help, v) in gauges {
-            gauge(
-                &mut d.encode_descriptor(name, help, None, MetricType::Gauge)?,
-                v as i64,
-            )?;
-        }
-        {
-            let mut e = d.encode_descriptor(
-                "workers",
-                "Worker processes by state (booting, joining the group, consuming, stopping)",
-                None,
-                MetricType::Gauge,
-            )?;
-            for state in [
-                WorkerState::Booting,
-                WorkerState::Joining,
-                WorkerState::Consuming,
-                WorkerState::Stopping,
-            ] {
-                let n = r.workers.iter().filter(|w| w.state == state).count();
-                gauge(&mut e.encode_family(&[("state", state.label())])?, n as i64)?;
-            }
-        }
-        {
-            let mut e = d.encode_descriptor(
-                "workers_without_kafka",
-                "Workers whose calls to the group coordinator fail now: Kafka is unreachable",
-                None,
-                MetricType::Gauge,
-            )?;
-            let n = r.workers.iter().filter(|w| w.kafka_unreachable).count();
-            gauge(&mut e, n as i64)?;
-        }
-        {
-            let mut e = d.encode_descriptor(
-                "workers_configured",
-                "Worker processes the supervisor means to run (--workers, TTIN/TTOU)",
-                None,
-                MetricType::Gauge,
-            )?;
-            gauge(&mut e, r.target_workers as i64)?;
-        }
+        requests(&mut d, &r.totals)?;
+        events(&mut d, r)?;
+        gauges(&mut d, r)?;
         if let Some((topic, partitions)) = &self.lag {
-            type Column = fn(&PartitionLag) -> Option<i64>;
-            let columns: [(&str, &str, Column); 3] = [
-                (
-                    "committed_offset",
-                    "The group's committed offset per partition of the request topic",
-                    |p| p.committed,
-                ),
-                (
-                    "log_end_offset",
-                    "The offset the next request record written to the partition will get",
-                    |p| Some(p.log_end),
-                ),
-                (
-                    "consumer_lag",
-                    "Request records not yet committed by the group (log end - committed offset)",
-                    |p| Some(p.lag()),
-                ),
-            ];
-            for (name, help, value) in columns {
-                let mut e = d.encode_descriptor(name, help, None, MetricType::Gauge)?;
-                for p in partitions {
-                    if let Some(v) = value(p) {
-                        let partition = p.partition.to_string();
-                        let labels = [("topic", topic.as_str()), ("partition", &partition)];
-                        gauge(&mut e.encode_family(&labels)?, v)?;
-                    }
-                }
+            lag(&mut d, topic, partitions)?;
+        }
+        build_info(&mut d)
+    }
+}
+
+/// The requests answered, by result, and the histograms of their durations and sizes.
+fn requests(d: &mut DescriptorEncoder<'_>, t: &Totals) -> std::fmt::Result {
+    {
+        let mut e = d.encode_descriptor(
+            "requests",
+            "Requests answered: responses acknowledged by Kafka, by result and error type",
+            None,
+            MetricType::Counter,
+        )?;
+        counter(&mut e.encode_family(&[("result", "ok")])?, t.ok)?;
+        for (error_type, n) in ERROR_TYPES.iter().zip(t.failures) {
+            let labels = [("result", "failure"), ("error_type", *error_type)];
+            counter(&mut e.encode_family(&labels)?, n)?;
+        }
+    }
+    let durations = [
+        (
+            "request_duration",
+            "From the request record fetched to its response acknowledged by Kafka",
+            &t.request_duration,
+        ),
+        (
+            "runtime_call_duration",
+            "The runtime call (POST /runtime) alone, retries included",
+            &t.runtime_duration,
+        ),
+    ];
+    for (name, help, h) in durations {
+        let mut e = d.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
+        histogram(&mut e, h, &DURATION_BUCKETS, 1e-9)?;
+    }
+    let mut e = d.encode_descriptor(
+        "runtime_request",
+        "Size of the runtime request bodies sent",
+        Some(&Unit::Bytes),
+        MetricType::Histogram,
+    )?;
+    histogram(&mut e, &t.runtime_bytes, &BYTE_BUCKETS, 1.0)
+}
+
+/// The counters of what happened besides answers: Kafka's side, the cache, the restarts.
+fn events(d: &mut DescriptorEncoder<'_>, r: &Reading) -> std::fmt::Result {
+    let t = &r.totals;
+    let counters = [
+        (
+            "dead_letters",
+            "Records that are no request, copied to the dead-letter topic",
+            t.dead_letters,
+        ),
+        (
+            "produce_retries",
+            "Produce attempts of responses and dead letters that failed and were retried",
+            t.produce_retries,
+        ),
+        (
+            "commits",
+            "Offset commits the group coordinator accepted (exactly-once: transactions committed)",
+            t.commits,
+        ),
+        (
+            "commit_failures",
+            "Offset commits that failed (exactly-once: transactions aborted)",
+            t.commit_failures,
+        ),
+        (
+            "revision_cache_hits",
+            "Requests whose prepared revision came from a worker's cache",
+            t.cache_hits,
+        ),
+        (
+            "revision_cache_misses",
+            "Requests whose revision was loaded from the store",
+            t.cache_misses,
+        ),
+        (
+            "rebalances",
+            "Assignments the workers received from the consumer group (the first included)",
+            t.rebalances,
+        ),
+    ];
+    for (name, help, v) in counters {
+        counter(
+            &mut d.encode_descriptor(name, help, None, MetricType::Counter)?,
+            v,
+        )?;
+    }
+    let mut e = d.encode_descriptor(
+        "worker_restarts",
+        "Workers replaced after ending unasked, by cause",
+        None,
+        MetricType::Counter,
+    )?;
+    for (cause, n) in ExitCause::ALL.iter().zip(r.restarts) {
+        counter(&mut e.encode_family(&[("cause", cause.label())])?, n)?;
+    }
+    Ok(())
+}
+
+/// The gauges of now: the work in hand, then the worker processes.
+fn gauges(d: &mut DescriptorEncoder<'_>, r: &Reading) -> std::fmt::Result {
+    let t = &r.totals;
+    let gauges = [
+        (
+            "executions_in_flight",
+            "Requests being executed or answered now",
+            t.in_flight,
+        ),
+        (
+            "assigned_partitions",
+            "Partitions of the request topic the workers own",
+            t.assigned,
+        ),
+        (
+            "parked_partitions",
+            "Partitions stopped at a record batch they cannot read",
+            t.parked,
+        ),
+    ];
+    for (name, help, v) in gauges {
+        gauge(
+            &mut d.encode_descriptor(name, help, None, MetricType::Gauge)?,
+            v as i64,
+        )?;
+    }
+    {
+        let mut e = d.encode_descriptor(
+            "workers",
+            "Worker processes by state (booting, joining the group, consuming, stopping)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for state in [
+            WorkerState::Booting,
+            WorkerState::Joining,
+            WorkerState::Consuming,
+            WorkerState::Stopping,
+        ] {
+            let n = r.workers.iter().filter(|w| w.state == state).count();
+            gauge(&mut e.encode_family(&[("state", state.label())])?, n as i64)?;
+        }
+    }
+    {
+        let mut e = d.encode_descriptor(
+            "workers_without_kafka",
+            "Workers whose calls to the group coordinator fail now: Kafka is unreachable",
+            None,
+            MetricType::Gauge,
+        )?;
+        let n = r.workers.iter().filter(|w| w.kafka_unreachable).count();
+        gauge(&mut e, n as i64)?;
+    }
+    let mut e = d.encode_descriptor(
+        "workers_configured",
+        "Worker processes the supervisor means to run (--workers, TTIN/TTOU)",
+        None,
+        MetricType::Gauge,
+    )?;
+    gauge(&mut e, r.target_workers as i64)
+}
+
+/// The group's position per partition of `topic`: one family per column, a partition with no
+/// value in a column (no commit yet) left out of it.
+fn lag(
+    d: &mut DescriptorEncoder<'_>,
+    topic: &str,
+    partitions: &[PartitionLag],
+) -> std::fmt::Result {
+    type Column = fn(&PartitionLag) -> Option<i64>;
+    let columns: [(&str, &str, Column); 3] = [
+        (
+            "committed_offset",
+            "The group's committed offset per partition of the request topic",
+            |p| p.committed,
+        ),
+        (
+            "log_end_offset",
+            "The offset the next request record written to the partition will get",
+            |p| Some(p.log_end),
+        ),
+        (
+            "consumer_lag",
+            "Request records not yet committed by the group (log end - committed offset)",
+            |p| Some(p.lag()),
+        ),
+    ];
+    for (name, help, value) in columns {
+        let mut e = d.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for p in partitions {
+            if let Some(v) = value(p) {
+                let partition = p.partition.to_string();
+                let labels = [("topic", topic), ("partition", &partition)];
+                gauge(&mut e.encode_family(&labels)?, v)?;
             }
         }
-        {
-            // A gauge of 1 carrying labels (Prometheus' `*_build_info` convention) rather than
-            // OpenMetrics' info type, which Prometheus' own text parser (promtool) refuses.
-            let mut e = d.encode_descriptor(
-                "build_info",
-                "The running binary: version and cargo features (always 1)",
-                None,
-                MetricType::Gauge,
-            )?;
-            let features = features();
-            let labels = [
-                ("version", env!("CARGO_PKG_VERSION")),
-                ("features", features.as_str()),
-            ];
-            gauge(&mut e.encode_family(&labels)?, 1)?;
-        }
-        Ok(())
     }
+    Ok(())
+}
+
+/// A gauge of 1 carrying labels (Prometheus' `*_build_info` convention) rather than
+/// OpenMetrics' info type, which Prometheus' own text parser (promtool) refuses.
+fn build_info(d: &mut DescriptorEncoder<'_>) -> std::fmt::Result {
+    let mut e = d.encode_descriptor(
+        "build_info",
+        "The running binary: version and cargo features (always 1)",
+        None,
+        MetricType::Gauge,
+    )?;
+    let features = features();
+    let labels = [
+        ("version", env!("CARGO_PKG_VERSION")),
+        ("features", features.as_str()),
+    ];
+    gauge(&mut e.encode_family(&labels)?, 1)
 }
 
 #[cfg(test)]
@@ -375,6 +399,78 @@ mod tests {
             "{classic}"
         );
         assert!(!classic.contains("# EOF"), "{classic}");
+    }
+
+    #[test]
+    fn every_family_is_shown_once_in_its_order_with_a_sample() {
+        let board = Board::private();
+        let lag = vec![PartitionLag {
+            partition: 0,
+            committed: Some(1),
+            log_end: 2,
+            log_start: 0,
+        }];
+        let families = |text: &str| -> Vec<String> {
+            let types = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("# TYPE hd_kafka_exec_"));
+            types.map(str::to_owned).collect()
+        };
+        let all = [
+            "requests counter",
+            "request_duration_seconds histogram",
+            "runtime_call_duration_seconds histogram",
+            "runtime_request_bytes histogram",
+            "dead_letters counter",
+            "produce_retries counter",
+            "commits counter",
+            "commit_failures counter",
+            "revision_cache_hits counter",
+            "revision_cache_misses counter",
+            "rebalances counter",
+            "worker_restarts counter",
+            "executions_in_flight gauge",
+            "assigned_partitions gauge",
+            "parked_partitions gauge",
+            "workers gauge",
+            "workers_without_kafka gauge",
+            "workers_configured gauge",
+            "committed_offset gauge",
+            "log_end_offset gauge",
+            "consumer_lag gauge",
+            "build_info gauge",
+        ];
+        let reading = board.read();
+        let lag = Some(("hd-execution-topic".into(), lag));
+        let text = encode(Scrape { reading, lag }, Format::OpenMetrics);
+        assert_eq!(families(&text), all, "{text}");
+        for family in all {
+            let (name, kind) = family.split_once(' ').unwrap();
+            let sample = match kind {
+                "counter" => format!("hd_kafka_exec_{name}_total"),
+                "histogram" => format!("hd_kafka_exec_{name}_count"),
+                _ => format!("hd_kafka_exec_{name}"),
+            };
+            let shown = text.lines().any(|l| {
+                l.strip_prefix(&sample)
+                    .is_some_and(|rest| rest.starts_with([' ', '{']))
+            });
+            assert!(shown, "no sample of {name} in\n{text}");
+        }
+        // Without a lag reading only the lag's families go.
+        let lag_families = ["committed_offset", "log_end_offset", "consumer_lag"];
+        let without_lag: Vec<&str> = all
+            .into_iter()
+            .filter(|f| !lag_families.iter().any(|l| f.starts_with(&format!("{l} "))))
+            .collect();
+        let text = encode(
+            Scrape {
+                reading: board.read(),
+                lag: None,
+            },
+            Format::OpenMetrics,
+        );
+        assert_eq!(families(&text), without_lag, "{text}");
     }
 
     #[test]

@@ -6,18 +6,22 @@
 //!   worker writes into the same pages and counts survive the worker that made them.
 //! * [`exposition`]: one reading of the board (and the group's lag) as OpenMetrics text,
 //!   encoded by the prometheus-client crate.
+//! * [`lag`]: the group's lag per partition, and [`LagSource`], through which the metrics
+//!   process reads it without knowing Kafka (whoever starts the process hands one in).
 //! * [`endpoint`]: the metrics process (the supervisor's sidecar): `/metrics`, `/livez`,
-//!   `/readyz` over HTTP, and the lag read from Kafka.
+//!   `/readyz` over HTTP, and the lag read at scrape time.
 //!
 //! A worker records through [`worker`], the slot its process fills.
 
 pub mod board;
 pub mod endpoint;
 pub mod exposition;
+pub mod lag;
 
 use std::sync::OnceLock;
 
 pub use board::{Board, SlotCells, WorkerState};
+pub use lag::{LagSource, PartitionLag};
 
 /// The slot this process records into.
 static SLOT: OnceLock<SlotCells> = OnceLock::new();
