@@ -110,6 +110,79 @@ async fn misbehaviour_passes_through_as_answers() {
     assert!(matches!(e, RuntimeError::Failed { .. }), "{e}");
 }
 
+/// Waits (up to 10 s) until the double holds exactly `calls`.
+async fn wait_held(double: &RuntimeDouble, calls: &[(&str, u64)]) {
+    let want: Vec<(String, u64)> = calls.iter().map(|(j, n)| ((*j).to_owned(), *n)).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while double.held() != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "held {:?}, not {want:?}",
+            double.held()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The answer of a call in `task`, within 10 s.
+async fn within(
+    task: tokio::task::JoinHandle<hd_kafka_exec::runtime_client::RuntimeAnswer>,
+) -> hd_kafka_exec::runtime_client::RuntimeAnswer {
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("answered within 10 s")
+        .unwrap()
+}
+
+/// Held calls wait until the test releases them, each by job id and call number, in any order;
+/// a held call's answer keeps the recorded outputs and names its call number; once holding is
+/// off, a call is answered at once, without one.
+#[tokio::test]
+async fn held_calls_wait_for_their_release_and_name_their_call_number() {
+    use support::runtime_double::{CALL_OUTPUT, call_of_response};
+    let double = RuntimeDouble::start().await;
+    let c = client(&double);
+    let request = vector_request("component_add_direct");
+    let job = serde_json::from_slice::<Value>(&request).unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let run = |c: RuntimeClient, r: Bytes| tokio::spawn(async move { c.run(r).await.unwrap() });
+    double.hold(true);
+    let first = run(c.clone(), request.clone());
+    wait_held(&double, &[(&job, 1)]).await;
+    let second = run(c.clone(), request.clone());
+    wait_held(&double, &[(&job, 1), (&job, 2)]).await;
+    assert_eq!(double.calls_for_job(&job), 2);
+
+    assert!(double.release(&job, 2));
+    let answer = within(second).await;
+    assert_eq!(answer.status, 200);
+    let v: Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(v["output_results_by_output_name"]["sum"], 3.5, "{v}");
+    assert_eq!(call_of_response(&answer.body), Some(2), "{v}");
+    assert!(double.answered(&job, 2) && !double.answered(&job, 1));
+    assert_eq!(double.held_calls(&job), [1]);
+    assert!(!first.is_finished(), "the first call is still held");
+
+    assert!(double.release(&job, 1));
+    assert_eq!(call_of_response(&within(first).await.body), Some(1));
+    assert!(double.answered(&job, 1) && double.held().is_empty());
+    assert!(!double.release(&job, 1), "released twice");
+
+    double.hold(false);
+    let third = c.run(request).await.unwrap();
+    let v: Value = serde_json::from_slice(&third.body).unwrap();
+    assert!(
+        v["output_results_by_output_name"]
+            .get(CALL_OUTPUT)
+            .is_none(),
+        "{v}"
+    );
+    assert_eq!(double.calls_for_job(&job), 3);
+    assert!(double.violations().is_empty(), "{:?}", double.violations());
+}
+
 #[tokio::test]
 async fn an_unreachable_runtime_is_retried_until_it_is_back() {
     let double = RuntimeDouble::start().await;

@@ -37,6 +37,8 @@ pub struct Seen {
     pub counts: BTreeMap<String, usize>,
     /// Records read.
     pub records: usize,
+    /// The values read, in order, for tests that look beyond the job id.
+    pub values: Vec<Vec<u8>>,
 }
 
 impl Seen {
@@ -45,12 +47,14 @@ impl Seen {
             reader,
             counts: BTreeMap::new(),
             records: 0,
+            values: Vec::new(),
         }
     }
 
     fn add(&mut self, value: &[u8]) {
         *self.counts.entry(job_of(value)).or_default() += 1;
         self.records += 1;
+        self.values.push(value.to_vec());
     }
 
     /// How many of `jobs` have no response.

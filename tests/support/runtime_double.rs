@@ -9,6 +9,12 @@
 //! an invalid result, dropped connections, being down) can be switched while it runs. It serves
 //! plain HTTP ([`RuntimeDouble::start`]) or HTTPS with a given certificate
 //! ([`RuntimeDouble::start_tls`]).
+//!
+//! It can also hold executions ([`RuntimeDouble::hold`]): a call is accepted and counted but not
+//! answered until the test releases it, by job id and call number (the first call of a job, or
+//! its re-execution), so a test can put a rebalance in the middle of long executions and choose
+//! which of two executions of one request ends first. A held call's answer names which call of
+//! its job it was (see [`CALL_OUTPUT`]).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -70,6 +76,44 @@ struct Shared {
     /// TLS handshakes that did not complete (a client refusing the certificate, say).
     failed_handshakes: AtomicU64,
     recorded: HashMap<String, (u16, String, String)>,
+    /// Calls held back from their answer, see [`RuntimeDouble::hold`].
+    holds: Mutex<Holds>,
+}
+
+/// The output a held call's answer adds to `output_results_by_output_name`: its call number
+/// (1 for the first call of its job id, 2 for the next, …). The service passes outputs through
+/// unchanged, so the response record tells which execution answered.
+pub const CALL_OUTPUT: &str = "runtime_double_call";
+
+/// One call of a job: its job id and call number (1-based, in order of arrival).
+pub type Call = (String, u64);
+
+#[derive(Debug, Default)]
+struct Holds {
+    /// Whether calls that arrive now are held.
+    on: bool,
+    /// Held calls not released yet, each with what releases it.
+    waiting: HashMap<Call, tokio::sync::oneshot::Sender<()>>,
+    /// Held calls whose answer the double has handed to their connection after release.
+    answered: HashSet<Call>,
+}
+
+/// A held call in its handler: when the handler is done with it, it is answered (if released)
+/// or abandoned (the connection went away), and not waiting any more either way.
+struct HeldCall {
+    shared: Arc<Shared>,
+    call: Call,
+    released: bool,
+}
+
+impl Drop for HeldCall {
+    fn drop(&mut self) {
+        let mut holds = self.shared.holds.lock().unwrap();
+        holds.waiting.remove(&self.call);
+        if self.released {
+            holds.answered.insert(self.call.clone());
+        }
+    }
 }
 
 /// A running double; dropping it stops it.
@@ -165,6 +209,7 @@ impl RuntimeDouble {
             connections: AtomicU64::new(0),
             failed_handshakes: AtomicU64::new(0),
             recorded: load_recorded(),
+            holds: Mutex::new(Holds::default()),
         });
         let (listening, mut rx) = watch::channel(true);
         let s = shared.clone();
@@ -313,6 +358,118 @@ impl RuntimeDouble {
     pub fn failed_handshakes(&self) -> u64 {
         self.shared.failed_handshakes.load(Ordering::Relaxed)
     }
+
+    /// With `true`, every checked call that arrives from now on is held: counted, then left
+    /// unanswered until [`release`](Self::release) or [`release_all`](Self::release_all). With
+    /// `false`, calls arriving later are answered at once (held ones stay held). Not in benches'
+    /// unchecked mode ([`set_strict`](Self::set_strict)).
+    pub fn hold(&self, on: bool) {
+        self.shared.holds.lock().unwrap().on = on;
+    }
+
+    /// Releases call number `call` of `job` (1 = its first); whether it was held.
+    pub fn release(&self, job: &str, call: u64) -> bool {
+        let sender = self
+            .shared
+            .holds
+            .lock()
+            .unwrap()
+            .waiting
+            .remove(&(job.to_owned(), call));
+        sender.is_some_and(|s| s.send(()).is_ok())
+    }
+
+    /// Releases every call held now.
+    pub fn release_all(&self) {
+        let waiting = std::mem::take(&mut self.shared.holds.lock().unwrap().waiting);
+        for (_, sender) in waiting {
+            let _ = sender.send(());
+        }
+    }
+
+    /// The calls held now, in order.
+    pub fn held(&self) -> Vec<Call> {
+        let mut held: Vec<Call> = self
+            .shared
+            .holds
+            .lock()
+            .unwrap()
+            .waiting
+            .keys()
+            .cloned()
+            .collect();
+        held.sort();
+        held
+    }
+
+    /// The numbers of `job`'s calls held now, in order.
+    pub fn held_calls(&self, job: &str) -> Vec<u64> {
+        self.held()
+            .into_iter()
+            .filter(|(j, _)| j == job)
+            .map(|(_, call)| call)
+            .collect()
+    }
+
+    /// Whether call number `call` of `job` was held, released, and its answer handed to its
+    /// connection.
+    pub fn answered(&self, job: &str, call: u64) -> bool {
+        self.shared
+            .holds
+            .lock()
+            .unwrap()
+            .answered
+            .contains(&(job.to_owned(), call))
+    }
+}
+
+/// The call number a response value's [`CALL_OUTPUT`] names: which call of its job the double
+/// answered it from (`None` for an answer of a call that was not held).
+pub fn call_of_response(value: &[u8]) -> Option<u64> {
+    let v: Value = serde_json::from_slice(value).ok()?;
+    v["output_results_by_output_name"][CALL_OUTPUT].as_u64()
+}
+
+/// `answer` (a runtime result as JSON text) with [`CALL_OUTPUT`] `call` among its outputs; the
+/// text is edited rather than parsed, as recorded answers may hold what serde_json refuses.
+fn with_call_number(answer: &str, call: u64) -> String {
+    let Some(at) = answer.find("\"output_results_by_output_name\"") else {
+        return answer.to_owned();
+    };
+    let Some(open) = answer[at..].find('{').map(|i| at + i + 1) else {
+        return answer.to_owned();
+    };
+    let empty = answer[open..].trim_start().starts_with('}');
+    format!(
+        "{}\"{CALL_OUTPUT}\": {call}{}{}",
+        &answer[..open],
+        if empty { "" } else { ", " },
+        &answer[open..]
+    )
+}
+
+/// Holds `call` when holding is on: returns once the test released it, with the guard that
+/// records the answer. `None` when holding is off.
+async fn hold_if_asked(shared: &Arc<Shared>, call: Call) -> Option<HeldCall> {
+    let released = {
+        let mut holds = shared.holds.lock().unwrap();
+        if !holds.on {
+            return None;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        holds.waiting.insert(call.clone(), tx);
+        rx
+    };
+    let mut held = HeldCall {
+        shared: shared.clone(),
+        call,
+        released: false,
+    };
+    // Only `release`/`release_all` end the wait (a sender dropped unsent would be the double
+    // going away).
+    let _ = released.await;
+    held.released = true;
+    Some(held)
 }
 
 fn respond(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -370,61 +527,22 @@ async fn handle(
         ));
     }
     let latency = *shared.latency.lock().unwrap();
-    let mode = *shared.mode.lock().unwrap();
     if !shared.strict.load(Ordering::Relaxed) {
-        // The job id is the second-to-last field the service writes.
-        let text = String::from_utf8_lossy(&body);
-        let job = text
-            .rfind("\"job_id\": \"")
-            .map(|i| text[i + 11..i + 47].to_owned())
-            .unwrap_or_default();
-        shared.counters.lock().unwrap().calls += 1;
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
-        let result = computed_result(
-            &json!({"job_id": job, "workflow_wiring": {"output_wirings": [{"workflow_output_name": "score", "adapter_id": 1}]}}),
-        );
-        return Ok(respond(200, "application/json", result.to_string()));
+        return Ok(unchecked_answer(&shared, &body, latency).await);
     }
     let parsed: Result<Value, _> = serde_json::from_slice(&body);
-    {
-        let mut c = shared.counters.lock().unwrap();
-        c.calls += 1;
-        if let Ok(v) = &parsed {
-            c.trafo_by_job.insert(
-                v["job_id"].as_str().unwrap_or_default().to_owned(),
-                v["trafo_id"].as_str().unwrap_or_default().to_owned(),
-            );
-            *c.by_job
-                .entry(v["job_id"].as_str().unwrap_or_default().to_owned())
-                .or_default() += 1;
-        }
-    }
+    let call = count_call(&shared, parsed.as_ref().ok());
+    let held = match call {
+        Some(call) => hold_if_asked(&shared, call).await,
+        None => None,
+    };
+    // Read before the latency, as the call arrived; after a hold, as it is released.
+    let mode = *shared.mode.lock().unwrap();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    match mode {
-        Mode::Http500Text => {
-            return Ok(respond(
-                500,
-                "text/plain; charset=utf-8",
-                "Internal Server Error",
-            ));
-        }
-        Mode::NonJson => return Ok(respond(200, "text/html", "<html>proxy error</html>")),
-        Mode::BadResult => return Ok(respond(200, "application/json", r#"{"foo": 1}"#)),
-        Mode::DropConnection => return Err(std::io::Error::other("dropping the connection")),
-        Mode::LargeResult(bytes) => {
-            let job = parsed
-                .as_ref()
-                .map(|v| v["job_id"].clone())
-                .unwrap_or_default();
-            let mut result = computed_result(&json!({"job_id": job}));
-            result["output_results_by_output_name"] = json!({"large": poorly_compressible(bytes)});
-            return Ok(respond(200, "application/json", result.to_string()));
-        }
-        Mode::Normal | Mode::Down | Mode::ValidResultWith500 => {}
+    if let Some(misbehaviour) = misbehave(mode, parsed.as_ref().ok()) {
+        return misbehaviour;
     }
     let forced_status = (mode == Mode::ValidResultWith500).then_some(500u16);
     let request = match parsed {
@@ -437,18 +555,79 @@ async fn handle(
         return Ok(reject(&shared, violations));
     }
     let job = request["job_id"].as_str().unwrap_or_default().to_owned();
-    if let Some((status, recorded, recorded_job)) = shared.recorded.get(&request_key(&request)) {
-        return Ok(respond(
-            forced_status.unwrap_or(*status),
-            "application/json",
-            recorded.replace(recorded_job.as_str(), &job),
-        ));
-    }
+    let (status, answer) = match shared.recorded.get(&request_key(&request)) {
+        Some((status, recorded, recorded_job)) => {
+            (*status, recorded.replace(recorded_job.as_str(), &job))
+        }
+        None => (200, computed_result(&request).to_string()),
+    };
+    let answer = match &held {
+        Some(held) => with_call_number(&answer, held.call.1),
+        None => answer,
+    };
     Ok(respond(
-        forced_status.unwrap_or(200),
+        forced_status.unwrap_or(status),
         "application/json",
-        computed_result(&request).to_string(),
+        answer,
     ))
+}
+
+/// Benches' answer: a computed result for the job id found in the text, nothing checked, so
+/// that the machine's cores measure the service, not the double.
+async fn unchecked_answer(
+    shared: &Shared,
+    body: &[u8],
+    latency: Duration,
+) -> Response<Full<Bytes>> {
+    // The job id is the second-to-last field the service writes.
+    let text = String::from_utf8_lossy(body);
+    let job = text
+        .rfind("\"job_id\": \"")
+        .map(|i| text[i + 11..i + 47].to_owned())
+        .unwrap_or_default();
+    shared.counters.lock().unwrap().calls += 1;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let result = computed_result(
+        &json!({"job_id": job, "workflow_wiring": {"output_wirings": [{"workflow_output_name": "score", "adapter_id": 1}]}}),
+    );
+    respond(200, "application/json", result.to_string())
+}
+
+/// Counts a checked call; for a request that is JSON, returns which call of its job id it is.
+fn count_call(shared: &Shared, request: Option<&Value>) -> Option<Call> {
+    let mut c = shared.counters.lock().unwrap();
+    c.calls += 1;
+    let v = request?;
+    let job = v["job_id"].as_str().unwrap_or_default().to_owned();
+    c.trafo_by_job.insert(
+        job.clone(),
+        v["trafo_id"].as_str().unwrap_or_default().to_owned(),
+    );
+    let n = c.by_job.entry(job.clone()).or_default();
+    *n += 1;
+    Some((job, *n))
+}
+
+/// The answer of a misbehaving runtime in `mode`; `None` when it answers like the real one.
+fn misbehave(
+    mode: Mode,
+    request: Option<&Value>,
+) -> Option<Result<Response<Full<Bytes>>, std::io::Error>> {
+    Some(Ok(match mode {
+        Mode::Http500Text => respond(500, "text/plain; charset=utf-8", "Internal Server Error"),
+        Mode::NonJson => respond(200, "text/html", "<html>proxy error</html>"),
+        Mode::BadResult => respond(200, "application/json", r#"{"foo": 1}"#),
+        Mode::DropConnection => return Some(Err(std::io::Error::other("dropping the connection"))),
+        Mode::LargeResult(bytes) => {
+            let job = request.map(|v| v["job_id"].clone()).unwrap_or_default();
+            let mut result = computed_result(&json!({"job_id": job}));
+            result["output_results_by_output_name"] = json!({"large": poorly_compressible(bytes)});
+            respond(200, "application/json", result.to_string())
+        }
+        Mode::Normal | Mode::Down | Mode::ValidResultWith500 => return None,
+    }))
 }
 
 fn reject(shared: &Shared, violations: Vec<String>) -> Response<Full<Bytes>> {
