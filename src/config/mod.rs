@@ -70,6 +70,19 @@ const DEFAULT_WORKER_TIMEOUT: Duration = Duration::from_secs(30);
 /// `--graceful-timeout` when not given; see [`SupervisorSettings::graceful_timeout`].
 const DEFAULT_GRACEFUL_TIMEOUT: Duration = Duration::from_secs(30);
 
+// The rebalance timeout's default, from the settings that bound an execution.
+
+/// What the default rebalance timeout adds to the longest execution: a member giving partitions
+/// up stops waiting for their executions this much before the rebalance timeout at most, to
+/// produce and commit in time (KIP-848's revocation keeps 15 s, the classic member 2 s).
+pub const GIVE_UP_COMMIT_RESERVE: Duration = Duration::from_secs(20);
+/// What the rebalance timeout's default adds to the grace period at least: a rebalance gives
+/// executions no less time than a stop does.
+const REBALANCE_OVER_GRACE: Duration = Duration::from_secs(5);
+/// The longest rebalance timeout Kafka carries (JoinGroup and ConsumerGroupHeartbeat take an
+/// int32 of milliseconds, about 24.8 days).
+pub const MAX_REBALANCE_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
 /// A configuration the service cannot start with. Each error names the flag, variable or option
 /// to fix, because it is read by an operator at startup, not by code.
 #[derive(Debug, thiserror::Error)]
@@ -349,8 +362,13 @@ pub struct KafkaSettings {
     /// `heartbeat_interval_ms`: how often a member heartbeats (aiokafka's 3 s).
     pub heartbeat_interval: Duration,
     /// `rebalance_timeout_ms`: how long a rebalance waits for a member to finish its
-    /// executions in flight, commit and rejoin. Default: the grace period plus 5 s, so that a
-    /// rebalance gives executions as long as a stop does.
+    /// executions in flight, commit and rejoin; an execution still running when the member's
+    /// give-up budget (this, less what it keeps for its own commit) is spent is given up and
+    /// runs again on the partition's next owner. Default (also for 0): the longest an
+    /// execution can take ([`RuntimeSettings::longest_execution`]) plus
+    /// [`GIVE_UP_COMMIT_RESERVE`], so that no execution overlaps its re-execution, and no less
+    /// than the grace period plus 5 s. Where that is longer than Kafka can carry
+    /// ([`MAX_REBALANCE_TIMEOUT`]), the grace period plus 5 s, with a startup warning.
     pub rebalance_timeout: Duration,
     /// The consumer's `metadata_max_age_ms`: how often the request topic's partition count is
     /// checked, so that added partitions get fetched (by the group leader, or by the worker
@@ -489,6 +507,16 @@ pub struct RuntimeSettings {
     pub tls: TlsFiles,
 }
 
+impl RuntimeSettings {
+    /// The longest one execution can take on the runtime: an unreachable runtime is retried
+    /// for up to the retry budget, then one call may take up to the call timeout. A rebalance
+    /// timeout shorter than this (and its give-up reserve) lets a partition's next owner
+    /// execute a request while its first execution may still be running.
+    pub fn longest_execution(&self) -> Duration {
+        self.call_timeout.saturating_add(self.retry_budget)
+    }
+}
+
 /// Execution behaviour of one worker.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecutionSettings {
@@ -554,6 +582,8 @@ pub struct Config {
     pub supervisor: SupervisorSettings,
     /// Log line format (default text).
     pub log_format: LogFormat,
-    /// Options accepted that do nothing here, with why; logged once at startup.
+    /// What the operator should know about settings that were accepted: options that do
+    /// nothing here (with why), peers whose certificates are not verified, a rebalance timeout
+    /// shorter than an execution can take. Each is logged once, as a warning, at startup.
     pub notices: Vec<String>,
 }

@@ -134,9 +134,7 @@ impl Config {
         let store = StoreSettings::load(flags, env, runtime.bearer_token.clone(), &mut notices)?;
         let supervisor = SupervisorSettings::load(flags, env)?;
         let mut kafka = kafka;
-        if kafka.rebalance_timeout.is_zero() {
-            kafka.rebalance_timeout = supervisor.graceful_timeout + Duration::from_secs(5);
-        }
+        kafka.rebalance_timeout = rebalance_timeout(&kafka, &runtime, &supervisor, &mut notices);
         if kafka.heartbeat_interval >= kafka.session_timeout {
             return Err(invalid(
                 "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
@@ -153,6 +151,49 @@ impl Config {
             notices,
         })
     }
+}
+
+/// `rebalance_timeout_ms` as given (zero: not given), or its default: long enough for the
+/// longest execution and the give-up's own commit, so that with default settings no execution
+/// overlaps its re-execution on the partition's next owner; never shorter than the grace period
+/// plus 5 s, as before. A rebalance timeout that cannot cover the longest execution is kept, or
+/// is the fallback, with a warning that says what it costs; not under `--partitioning index`,
+/// where no group rebalances.
+fn rebalance_timeout(
+    kafka: &KafkaSettings,
+    runtime: &RuntimeSettings,
+    supervisor: &SupervisorSettings,
+    notices: &mut Vec<String>,
+) -> Duration {
+    const GIVEN_UP: &str = "executions longer than the rebalance timeout's give-up budget are given up: their partition's next owner runs them again while the first run may still be going on the runtime, and the first run's answer is dropped";
+    let given = kafka.rebalance_timeout;
+    let mut warn = |notice: String| {
+        if kafka.partitioning == Partitioning::Group {
+            notices.push(notice);
+        }
+    };
+    let longest = runtime.longest_execution();
+    let covering = longest.saturating_add(GIVE_UP_COMMIT_RESERVE);
+    let floor = supervisor
+        .graceful_timeout
+        .saturating_add(REBALANCE_OVER_GRACE)
+        .min(MAX_REBALANCE_TIMEOUT);
+    if !given.is_zero() {
+        if given < covering {
+            warn(format!(
+                "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS: rebalance_timeout_ms ({given:?}) is shorter than the longest execution ({longest:?}: --runtime-timeout + --runtime-retry-budget) plus the {GIVE_UP_COMMIT_RESERVE:?} a member giving partitions up keeps for its commit: {GIVEN_UP}; {covering:?} or more avoids this"
+            ));
+        }
+        return given;
+    }
+    if covering > MAX_REBALANCE_TIMEOUT {
+        warn(format!(
+            "--runtime-timeout + --runtime-retry-budget ({longest:?}) is longer than Kafka's longest rebalance timeout ({} ms, about 24.8 days), so rebalance_timeout_ms defaults to --graceful-timeout + {REBALANCE_OVER_GRACE:?} ({floor:?}): {GIVEN_UP}",
+            MAX_REBALANCE_TIMEOUT.as_millis()
+        ));
+        return floor;
+    }
+    covering.max(floor)
 }
 
 impl KafkaSettings {
@@ -1059,13 +1100,119 @@ mod tests {
         assert!(e.to_string().contains("http:// or https://"), "{e}");
     }
 
+    /// Loads with `flags` (as on the command line) and the consumer options `consumer`.
+    fn load_with(flags: &[(&str, f64)], consumer: &str) -> Config {
+        let mut f = Flags::default();
+        for (flag, value) in flags {
+            let slot = match *flag {
+                "--runtime-timeout" => &mut f.runtime_timeout,
+                "--runtime-retry-budget" => &mut f.runtime_retry_budget,
+                "--graceful-timeout" => &mut f.graceful_timeout,
+                other => panic!("no such flag here: {other}"),
+            };
+            *slot = Some(*value);
+        }
+        let env = Env::from_pairs([("HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS", consumer)]);
+        Config::load(&f, &env).unwrap()
+    }
+
+    /// The warnings about the rebalance timeout among `c`'s notices.
+    fn rebalance_warnings(c: &Config) -> Vec<&String> {
+        c.notices
+            .iter()
+            .filter(|n| n.contains("give-up budget"))
+            .collect()
+    }
+
     #[test]
-    fn the_rebalance_timeout_defaults_to_the_grace_period_and_more() {
+    fn the_rebalance_timeout_defaults_to_the_longest_execution_and_its_commit() {
         let c = load(&[]).unwrap();
+        // 300 s runtime call + 30 s retry budget + 20 s for the give-up's commit.
+        assert_eq!(c.runtime.longest_execution(), Duration::from_secs(330));
+        assert_eq!(c.kafka.rebalance_timeout, Duration::from_secs(350));
+        assert!(rebalance_warnings(&c).is_empty(), "{:?}", c.notices);
+
+        let c = load_with(
+            &[("--runtime-timeout", 10.0), ("--runtime-retry-budget", 5.5)],
+            "{}",
+        );
+        assert_eq!(c.kafka.rebalance_timeout, Duration::from_millis(35_500));
+        // Never below the old default: a rebalance gives executions as long as a stop does.
+        let c = load_with(
+            &[("--runtime-timeout", 1.0), ("--graceful-timeout", 60.0)],
+            "{}",
+        );
+        assert_eq!(c.kafka.rebalance_timeout, Duration::from_secs(65));
+        // A zero call timeout times every call out at once: only the retry budget is left.
+        let c = load_with(&[("--runtime-timeout", 0.0)], "{}");
+        assert_eq!(c.kafka.rebalance_timeout, Duration::from_secs(50));
+        // 0 is "not given", as before.
+        let c = load_with(&[], r#"{"rebalance_timeout_ms": 0}"#);
+        assert_eq!(c.kafka.rebalance_timeout, Duration::from_secs(350));
+        assert!(rebalance_warnings(&c).is_empty(), "{:?}", c.notices);
+    }
+
+    #[test]
+    fn a_runtime_timeout_beyond_what_kafka_carries_falls_back_to_the_grace_period() {
+        // A "practically never" timeout: the default cannot cover it, and says so.
+        let c = load_with(&[("--runtime-timeout", 1e12)], "{}");
         assert_eq!(
             c.kafka.rebalance_timeout,
             c.supervisor.graceful_timeout + Duration::from_secs(5)
         );
+        let warnings = rebalance_warnings(&c);
+        assert_eq!(warnings.len(), 1, "{:?}", c.notices);
+        assert!(
+            warnings[0].starts_with("--runtime-timeout + --runtime-retry-budget"),
+            "{}",
+            warnings[0]
+        );
+        // Just within what Kafka carries, the default covers it.
+        let c = load_with(&[("--runtime-timeout", 2_000_000.0)], "{}");
+        assert_eq!(c.kafka.rebalance_timeout, Duration::from_secs(2_000_050));
+        assert!(rebalance_warnings(&c).is_empty(), "{:?}", c.notices);
+        // A grace period beyond it is capped, not overflowed.
+        let c = load_with(&[("--graceful-timeout", 1.8e19)], "{}");
+        assert_eq!(c.kafka.rebalance_timeout, MAX_REBALANCE_TIMEOUT);
+    }
+
+    #[test]
+    fn a_given_rebalance_timeout_shorter_than_an_execution_is_kept_with_one_warning() {
+        let c = load_with(&[], r#"{"rebalance_timeout_ms": 60000}"#);
+        assert_eq!(c.kafka.rebalance_timeout, Duration::from_secs(60));
+        let warnings = rebalance_warnings(&c);
+        assert_eq!(warnings.len(), 1, "{:?}", c.notices);
+        let w = warnings[0];
+        assert!(
+            w.starts_with("HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS: rebalance_timeout_ms (60s)")
+                && w.contains("longest execution (330s")
+                && w.contains("next owner runs them again")
+                && w.contains("answer is dropped"),
+            "{w}"
+        );
+        // Covering the longest execution and the commit: no warning; one millisecond less is
+        // not enough for the give-up's commit.
+        let c = load_with(&[], r#"{"rebalance_timeout_ms": 350000}"#);
+        assert!(rebalance_warnings(&c).is_empty(), "{:?}", c.notices);
+        let c = load_with(&[], r#"{"rebalance_timeout_ms": 349999}"#);
+        assert_eq!(rebalance_warnings(&c).len(), 1, "{:?}", c.notices);
+        // Without a group, nothing rebalances.
+        let flags = Flags {
+            partitioning: Some(Partitioning::Index),
+            ..Flags::default()
+        };
+        let env = Env::from_pairs([(
+            "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+            r#"{"rebalance_timeout_ms": 60000}"#,
+        )]);
+        let c = Config::load(&flags, &env).unwrap();
+        assert!(rebalance_warnings(&c).is_empty(), "{:?}", c.notices);
+        // Shorter executions make a short rebalance timeout enough.
+        let c = load_with(
+            &[("--runtime-timeout", 20.0), ("--runtime-retry-budget", 5.0)],
+            r#"{"rebalance_timeout_ms": 45000}"#,
+        );
+        assert!(rebalance_warnings(&c).is_empty(), "{:?}", c.notices);
     }
 
     #[test]
