@@ -13,7 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 use crate::tls::{TlsError, TlsFiles};
 
 /// A pooled client; `B` is the request body type. With the `tls` feature its connector speaks

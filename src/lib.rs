@@ -10,7 +10,10 @@
 //! response back to [`kafka`].
 //!
 //! * [`backoff`]: the one retry pace (capped exponential backoff with jitter).
-//! * [`config`]: flags > `HETIDA_DESIGNER_*` environment > defaults, validated once before forking.
+//! * [`config`]: flags > `HETIDA_DESIGNER_*` environment > defaults, validated once before forking:
+//!   the settings types and their defaults, where each setting is read from, and the reader of
+//!   hetida's aiokafka option objects.
+//! * [`secret`]: passwords and tokens, which no `Debug` output, log line or error shows.
 //! * [`protocol`]: the hetida execution protocol as pure data and pure functions (no IO):
 //!   requests, wirings, transformation revisions, runtime request preparation, responses.
 //! * [`store`]: where transformation revisions come from (a directory of JSON exports and `.py`
@@ -43,6 +46,7 @@ pub mod logging;
 pub mod metrics;
 pub mod protocol;
 pub mod runtime_client;
+pub mod secret;
 pub mod store;
 #[allow(unsafe_code)]
 pub mod supervisor;

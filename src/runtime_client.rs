@@ -20,10 +20,10 @@ use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, USER_AGENT};
 use hyper::{Method, Request, Uri};
 
-use crate::config::Secret;
 use crate::http_client::{BodyError, error_chain, read_limited};
 use crate::protocol::error::body_start;
 use crate::protocol::{ProtocolError, RuntimeBody};
+use crate::secret::Secret;
 use crate::tls::{TlsError, TlsFiles};
 
 /// How much of a broken answer an error quotes.

@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Where the certificates come from, as aiokafka's `create_ssl_context(cafile, certfile,
 /// keyfile, password)` takes them; the defaults trust the system's CAs and send no client

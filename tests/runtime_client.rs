@@ -6,8 +6,8 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hd_kafka_exec::config::Secret;
 use hd_kafka_exec::runtime_client::{RuntimeClient, RuntimeError, RuntimeOptions};
+use hd_kafka_exec::secret::Secret;
 use serde_json::Value;
 use support::runtime_double::{Mode, RuntimeDouble};
 

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hd_kafka_exec::config::Secret;
 use hd_kafka_exec::protocol::{Missing, Target};
+use hd_kafka_exec::secret::Secret;
 use hd_kafka_exec::store::{CacheOptions, HttpOptions, Store, StoreError, StoreSource};
 use http_body_util::Full;
 use hyper::body::Incoming;

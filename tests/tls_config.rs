@@ -5,7 +5,7 @@
 
 mod support;
 
-use hd_kafka_exec::config::Secret;
+use hd_kafka_exec::secret::Secret;
 use hd_kafka_exec::tls::{TlsFiles, client_config};
 use support::pki::{CLIENT_KEY_PASSWORD, Pki};
 

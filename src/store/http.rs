@@ -7,8 +7,8 @@
 //! says.
 
 use crate::backoff::Backoff;
-use crate::config::Secret;
 use crate::http_client::{BodyError, error_chain, read_limited};
+use crate::secret::Secret;
 use crate::tls::TlsFiles;
 use std::collections::HashSet;
 use std::sync::Arc;
