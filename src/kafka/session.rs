@@ -19,6 +19,7 @@ use super::client::{connect, partition_count};
 use super::committer::CommitterTask;
 use super::consumer::{FetchOptions, start_positions};
 use super::coordinator::Generation;
+use super::group::assignor::Assignor;
 use super::member::consumer_protocol::{ConsumerMember, ConsumerMemberSettings};
 use super::member::{Member, MemberError, MemberParts, MemberSettings};
 use super::partitions::Partitions;
@@ -30,7 +31,6 @@ use super::{
     ResponseProducer,
 };
 use crate::backoff::Backoff;
-use super::group::assignor::Assignor;
 use crate::config::{GroupProtocol, KafkaSettings, OffsetReset, Partitioning};
 
 /// Which partitions of the request topic a worker consumes.

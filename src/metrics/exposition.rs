@@ -180,6 +180,11 @@ fn events(d: &mut DescriptorEncoder<'_>, r: &Reading) -> std::fmt::Result {
             t.dead_letters,
         ),
         (
+            "answers_dropped",
+            "Answers not produced because their partition had been given up past the rebalance deadline or lost: its next owner answers",
+            t.answers_dropped,
+        ),
+        (
             "produce_retries",
             "Produce attempts of responses and dead letters that failed and were retried",
             t.produce_retries,
@@ -422,6 +427,7 @@ mod tests {
             "runtime_call_duration_seconds histogram",
             "runtime_request_bytes histogram",
             "dead_letters counter",
+            "answers_dropped counter",
             "produce_retries counter",
             "commits counter",
             "commit_failures counter",
