@@ -63,14 +63,8 @@ impl Protocol {
 
     /// What the old worker logs when the deadline passes with executions in flight.
     fn give_up_warning(self) -> &'static str {
-        match self {
-            Protocol::Classic => {
-                "executions of the given-up partitions did not finish within the rebalance timeout"
-            }
-            Protocol::Consumer => {
-                "executions of the revoked partitions did not finish within the rebalance timeout"
-            }
-        }
+        // One give-up for both protocols, one warning.
+        "executions of the given-up partitions did not finish in time: their answers are dropped"
     }
 }
 
@@ -109,10 +103,16 @@ fn one_job_per_partition() -> BTreeMap<i32, Uuid> {
 /// The service's `executions_in_flight` gauge: executions begun and not yet answered or
 /// dropped, over all workers.
 fn in_flight(metrics: &str) -> Option<u64> {
+    sample(metrics, "hd_kafka_exec_executions_in_flight")
+}
+
+/// One unlabelled sample of the service's `/metrics`.
+fn sample(metrics: &str, name: &str) -> Option<u64> {
     let scrape = http_get(metrics, "/metrics").ok()?.text();
+    let prefix = format!("{name} ");
     scrape
         .lines()
-        .find_map(|l| l.strip_prefix("hd_kafka_exec_executions_in_flight "))
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
         .and_then(|v| v.trim().parse().ok())
 }
 
@@ -326,6 +326,11 @@ async fn gives_up(protocol: Protocol, exactly_once: bool, prefix: &str) -> Strin
         || scene.log(),
     );
     scene.wait_in_flight_only_held();
+    assert_eq!(
+        sample(&scene.metrics, "hd_kafka_exec_answers_dropped_total"),
+        Some(reexecuted.len() as u64),
+        "each given-up first call's answer counted as dropped"
+    );
 
     // Then everything else, and requests in steady state after the rebalance.
     scene.double.hold(false);
