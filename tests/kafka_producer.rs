@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hd_kafka_exec::config::{Compression, DEFAULT_MAX_REQUEST_SIZE};
-use hd_kafka_exec::kafka::producer::SizeLimit;
+use hd_kafka_exec::kafka::SizeLimit;
 use hd_kafka_exec::kafka::{
     KafkaError, OutgoingRecord, ProducerSettings, ResponseProducer, backoff,
 };

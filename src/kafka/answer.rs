@@ -6,8 +6,11 @@
 
 use std::time::Duration;
 
+use super::consumer::DoneToken;
+use super::error::KafkaError;
+use super::producer::OutgoingRecord;
+use super::producer::ResponseProducer;
 use super::transaction::{Finished, Outcome, TransactionalAnswers};
-use super::{DoneToken, KafkaError, OutgoingRecord, ResponseProducer};
 use crate::backoff::Backoff;
 
 /// Why Kafka did not take a response, for the failure response that replaces it.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
 
-use super::KafkaError;
+use super::error::KafkaError;
 use super::security::{BrokerAuth, SecurityError};
 use super::wire::{BrokerConnection, WireError};
 

@@ -15,8 +15,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::coordinator::CoordinatorError;
 use super::coordinator::Generation;
-use super::{CoordinatorError, GroupCoordinator, Watermarks};
+use super::coordinator::GroupCoordinator;
+use super::watermark::Watermarks;
 
 /// How often an ongoing outage is reported.
 pub const OUTAGE_REPORT_INTERVAL: Duration = Duration::from_secs(30);

@@ -17,8 +17,9 @@ use rskafka::record::RecordAndOffset;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
+use super::error::KafkaError;
 use super::tenure::{Claim, Tenure};
-use super::{KafkaError, Watermarks};
+use super::watermark::Watermarks;
 use crate::backoff::Backoff;
 use crate::config::{KafkaSettings, OffsetReset};
 

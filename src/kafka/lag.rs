@@ -11,7 +11,9 @@ use rskafka::client::Client;
 use rskafka::client::partition::{OffsetAt, PartitionClient};
 
 use super::client::{connect, partition_client, partition_count};
-use super::{BrokerAuth, GroupCoordinator, KafkaError};
+use super::coordinator::GroupCoordinator;
+use super::error::KafkaError;
+use super::security::BrokerAuth;
 use crate::config::KafkaSettings;
 use crate::metrics::{LagSource, PartitionLag};
 

@@ -1,7 +1,13 @@
-//! Every Kafka detail of the service; the worker opens a [`Session`] and sees records, producers
-//! and a commit call.
+//! Every Kafka detail of the service; the worker opens a [`Session`] and sees request records
+//! and one [`Answers`] handle.
 //!
-//! * `session`: one worker's clients, fetch loops, producers and committer ([`Session`]).
+//! * `session`: one worker's clients, partitions, membership task, committer and answers
+//!   ([`Session`]).
+//! * `partitions`: the one owner of the worker's partitions (fetch loops, watermarks, give-up
+//!   commits): take, give up, lose; membership only decides which.
+//! * `tenure`: a partition's tenure at this worker and giving it up, IO-free: an answer goes
+//!   out only under a claim, which a partition given up past its deadline refuses.
+//! * `answer`: the one answer path ([`Answers`]): at-least-once or exactly-once behind it.
 //! * [`client`]: how rskafka clients are built (one backoff), partition counts and clients.
 //! * `coordinator`: the group coordinator client: committed offsets, and (in [`member`]) the
 //!   classic group protocol's calls (rskafka has no group APIs).
@@ -30,6 +36,7 @@ pub mod client;
 mod committer;
 pub mod consumer;
 mod coordinator;
+mod error;
 pub mod group;
 mod lag;
 pub mod member;
@@ -39,6 +46,7 @@ pub mod security;
 mod session;
 mod tail;
 mod tenure;
+mod too_large;
 mod topic_config;
 pub mod transaction;
 mod watermark;
@@ -49,165 +57,12 @@ pub use client::backoff;
 pub use committer::Committer;
 pub use consumer::{DoneToken, RequestConsumer, RequestRecord};
 pub use coordinator::{CoordinatorError, Generation, GroupCoordinator};
+pub use error::{KafkaError, Refused};
 pub use lag::LagReader;
-pub use member::{MemberError, MemberSettings};
-pub use producer::{
-    OutgoingRecord, PreparedRecord, ProducerSettings, RecordTooLarge, ResponseProducer,
-};
+pub use member::MemberSettings;
+pub use producer::{OutgoingRecord, PreparedRecord, ProducerSettings, ResponseProducer};
 pub use security::{BrokerAuth, SecurityError};
 pub use session::{Opened, Ownership, Session};
 pub use tail::{TailRecord, TopicTail};
+pub use too_large::{RecordTooLarge, SizeLimit};
 pub use watermark::Watermarks;
-
-#[derive(Debug, thiserror::Error)]
-pub enum KafkaError {
-    #[error("Kafka: {context}: {source}")]
-    Client {
-        context: String,
-        #[source]
-        source: rskafka::client::error::Error,
-    },
-    #[error(transparent)]
-    Coordinator(#[from] CoordinatorError),
-    /// The brokers cannot be reached as configured (credentials, certificates, protocol).
-    #[error("Kafka: {0}")]
-    Security(#[from] SecurityError),
-    /// No bootstrap broker accepted a connection.
-    #[error("Kafka: no broker of {bootstrap:?} answered: {cause}")]
-    Unreachable {
-        bootstrap: Vec<String>,
-        cause: String,
-    },
-    #[error("topic {topic} does not exist")]
-    NoSuchTopic { topic: String },
-    #[error(
-        "request topic {topic} does not exist (create it with at least as many partitions as there are workers)"
-    )]
-    NoRequestTopic { topic: String },
-    #[error("the record batch at {topic}/{partition} offset {offset} cannot be decoded: {reason}")]
-    Undecodable {
-        topic: String,
-        partition: i32,
-        offset: i64,
-        reason: String,
-    },
-    #[error(transparent)]
-    RecordTooLarge(#[from] RecordTooLarge),
-    /// Exactly-once: the transactional producer cannot be set up (refused authorization).
-    #[error("Kafka: the transactional producer: {0}")]
-    Transactions(#[source] MemberError),
-    /// A task of the session ended before it could answer (the worker is stopping).
-    #[error("{what}: {reason}")]
-    Stopped { what: &'static str, reason: String },
-    #[error("producing to {topic}/{partition}: {source}")]
-    Produce {
-        topic: String,
-        partition: i32,
-        #[source]
-        source: rskafka::client::producer::Error,
-    },
-}
-
-impl KafkaError {
-    /// Whether Kafka coming back (or a moment's patience) can fix it: an unreachable or moving
-    /// broker, a coordinator that is loading. Not: a missing topic, a refused authorization, a
-    /// protocol version neither side speaks — configuration a human must fix.
-    pub fn is_transient(&self) -> bool {
-        use rskafka::client::error::{Error as ClientError, ProtocolError as Code};
-        match self {
-            KafkaError::Client { source, .. } => match source {
-                ClientError::ServerError { protocol_error, .. } => !matches!(
-                    protocol_error,
-                    Code::TopicAuthorizationFailed
-                        | Code::GroupAuthorizationFailed
-                        | Code::ClusterAuthorizationFailed
-                        | Code::SaslAuthenticationFailed
-                        | Code::IllegalSaslState
-                        | Code::UnsupportedSaslMechanism
-                        | Code::InvalidTopicException
-                        | Code::UnsupportedVersion
-                ),
-                _ => true,
-            },
-            KafkaError::Coordinator(e) => e.is_transient(),
-            KafkaError::Unreachable { .. } => true,
-            KafkaError::Security(_) => false,
-            KafkaError::NoSuchTopic { .. }
-            | KafkaError::NoRequestTopic { .. }
-            | KafkaError::RecordTooLarge(_)
-            | KafkaError::Transactions(_)
-            | KafkaError::Undecodable { .. }
-            | KafkaError::Stopped { .. } => false,
-            KafkaError::Produce { .. } => !self.is_permanent(),
-        }
-    }
-
-    /// Whether sending the same record again cannot succeed: it is too large, malformed or not
-    /// allowed. The caller should give up on it (and answer otherwise) instead of retrying.
-    pub fn is_permanent(&self) -> bool {
-        use rskafka::client::error::{Error as ClientError, ProtocolError as Code};
-        use rskafka::client::producer::Error as ProduceError;
-        let client_error = match self {
-            KafkaError::RecordTooLarge(_) => return true,
-            KafkaError::Produce {
-                source: ProduceError::TooLarge,
-                ..
-            } => return true,
-            KafkaError::Produce {
-                source: ProduceError::Client(e),
-                ..
-            } => e.as_ref(),
-            KafkaError::Client { source, .. } => source,
-            _ => return false,
-        };
-        matches!(
-            client_error,
-            ClientError::ServerError {
-                protocol_error: Code::MessageTooLarge
-                    | Code::RecordListTooLarge
-                    | Code::InvalidRecord
-                    | Code::CorruptMessage
-                    | Code::InvalidTopicException
-                    | Code::TopicAuthorizationFailed,
-                ..
-            }
-        )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_errors_about_the_record_itself_are_permanent() {
-        use rskafka::client::error::{Error as ClientError, ProtocolError as Code, RequestContext};
-        use rskafka::client::producer::Error as ProduceError;
-        let produce = |source| KafkaError::Produce {
-            topic: "responses".into(),
-            partition: 3,
-            source,
-        };
-        let server = |protocol_error| {
-            ProduceError::Client(std::sync::Arc::new(ClientError::ServerError {
-                protocol_error,
-                error_message: None,
-                request: RequestContext::Partition("responses".into(), 3),
-                response: None,
-                is_virtual: false,
-            }))
-        };
-        assert!(produce(ProduceError::TooLarge).is_permanent());
-        assert!(produce(server(Code::MessageTooLarge)).is_permanent());
-        assert!(produce(server(Code::TopicAuthorizationFailed)).is_permanent());
-        assert!(!produce(server(Code::NotLeaderOrFollower)).is_permanent());
-        assert!(!produce(server(Code::NotEnoughReplicas)).is_permanent());
-        assert!(!produce(ProduceError::FlushError("broker went away".into())).is_permanent());
-        assert!(
-            !KafkaError::NoSuchTopic {
-                topic: "responses".into()
-            }
-            .is_permanent()
-        );
-    }
-}

@@ -14,9 +14,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::committer::CommitterClient;
+use super::consumer::RequestConsumer;
 use super::consumer::start_positions;
+use super::error::KafkaError;
 use super::tenure::{GiveUp, Step};
-use super::{KafkaError, RequestConsumer, Watermarks};
+use super::watermark::Watermarks;
 use crate::config::{KafkaSettings, OffsetReset};
 
 /// A worker's partitions; cheap to clone into the task that decides ownership.

@@ -16,20 +16,24 @@ use tokio::time::Instant;
 
 use super::answer::Answers;
 use super::client::{connect, partition_count};
+use super::committer::Committer;
 use super::committer::CommitterTask;
+use super::consumer::RequestConsumer;
+use super::consumer::RequestRecord;
 use super::consumer::{FetchOptions, start_positions};
 use super::coordinator::Generation;
+use super::coordinator::GroupCoordinator;
+use super::error::KafkaError;
+use super::error::Refused;
 use super::group::assignor::Assignor;
 use super::member::consumer_protocol::{ConsumerMember, ConsumerMemberSettings};
-use super::member::{Member, MemberError, MemberParts, MemberSettings};
+use super::member::{Member, MemberParts, MemberSettings};
 use super::partitions::Partitions;
+use super::producer::ProducerSettings;
+use super::producer::ResponseProducer;
 use super::security::BrokerAuth;
 use super::transaction::{self, TransactionSetup, TransactionalAnswers};
 use super::watermark::Watermarks;
-use super::{
-    Committer, GroupCoordinator, KafkaError, ProducerSettings, RequestConsumer, RequestRecord,
-    ResponseProducer,
-};
 use crate::backoff::Backoff;
 use crate::config::{GroupProtocol, KafkaSettings, OffsetReset, Partitioning};
 
@@ -111,7 +115,7 @@ pub struct Session {
     /// TLS and SASL of the consumer side, for leaving the group at the end.
     consumer_auth: BrokerAuth,
     /// Exactly-once: says why, should Kafka fence this worker's transactional producer.
-    producer_fenced: Option<oneshot::Receiver<MemberError>>,
+    producer_fenced: Option<oneshot::Receiver<Refused>>,
 }
 
 /// The task that decides what the worker fetches.
@@ -120,7 +124,7 @@ enum OwnershipTask {
     /// The partition watch of a by-index split.
     ByIndex(JoinHandle<()>),
     /// The group member; ends with an error only when the group refuses it for good.
-    Group(JoinHandle<Result<(), MemberError>>),
+    Group(JoinHandle<Result<(), Refused>>),
 }
 
 impl Session {
@@ -245,7 +249,7 @@ impl Session {
     /// Resolves when the group refuses this member for good (a fenced instance id, a refused
     /// authorization): the worker must stop; restarting would not help. Never resolves for a
     /// by-index split.
-    pub async fn refused(&mut self) -> MemberError {
+    pub async fn refused(&mut self) -> Refused {
         let fenced = async {
             match self.producer_fenced.as_mut() {
                 Some(fenced) => match fenced.await {
@@ -445,7 +449,7 @@ struct Started {
     /// Exactly-once: where answers go into transactions.
     answers: Option<TransactionalAnswers>,
     /// Exactly-once: says why, should Kafka fence the transactional producer.
-    refused: Option<oneshot::Receiver<MemberError>>,
+    refused: Option<oneshot::Receiver<Refused>>,
 }
 
 impl Commits {

@@ -9,9 +9,9 @@ use rskafka::client::partition::{OffsetAt, PartitionClient};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::KafkaError;
 use super::client::{partition_client, partition_count};
 use super::consumer::{Fetched, fetch};
+use super::error::KafkaError;
 
 /// One record read from the tail of a topic.
 #[derive(Debug, Clone)]

@@ -16,8 +16,9 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use super::error::StoreError;
 use super::py_component::{self, ComponentFileError};
-use super::{StoreError, latest_released_of};
+use super::released::latest_released_of;
 use crate::protocol::Missing;
 use crate::protocol::revision::{RevisionTree, TransformationRevision};
 

@@ -20,7 +20,7 @@ use hyper::header::{ACCEPT, AUTHORIZATION, HeaderValue, USER_AGENT};
 use hyper::{Request, Uri};
 use uuid::Uuid;
 
-use super::StoreError;
+use super::error::StoreError;
 use crate::protocol::revision::TransformationRevision;
 
 /// Where the backend is and how to call it.

@@ -13,8 +13,10 @@
 
 mod cache;
 mod dir;
+mod error;
 mod http;
 mod py_component;
+mod released;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,57 +30,9 @@ use crate::protocol::{Missing, PreparedRevision, ProtocolError, Target};
 use cache::Lru;
 
 pub use dir::{DirIndex, DirProblem, DirProblems};
+pub use error::StoreError;
 pub use http::{HttpBackend, HttpOptions};
-
-/// Why the store cannot give a revision. In a worker it becomes the matching [`ProtocolError`],
-/// and so the `error` of the failure response.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum StoreError {
-    /// A revision asked for is not there.
-    #[error(transparent)]
-    Missing(#[from] Missing),
-    /// The store could not answer: the backend unreachable or slow, or answering an error
-    /// status or something that is no revision.
-    #[error("revision store unavailable: {reason}")]
-    Unavailable {
-        /// What went wrong, naming the URL.
-        reason: String,
-    },
-    /// The configured store cannot be used at all; found when a worker builds its store, so
-    /// the worker fails to boot.
-    #[error("revision store spec `{spec}`: {reason}")]
-    BadSpec {
-        /// The store as configured (for the backend, its API URL).
-        spec: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-}
-
-impl From<StoreError> for ProtocolError {
-    fn from(e: StoreError) -> ProtocolError {
-        match e {
-            StoreError::Missing(missing) => ProtocolError::Missing(missing),
-            other => ProtocolError::StoreUnavailable {
-                reason: other.to_string(),
-            },
-        }
-    }
-}
-
-/// Spec §3: among RELEASED revisions the greatest `released_timestamp` wins; on a tie the one
-/// that comes last in store order. DRAFT and DISABLED never count.
-pub fn latest_released_of<'a>(
-    revisions: impl Iterator<Item = &'a Arc<TransformationRevision>>,
-) -> Option<&'a Arc<TransformationRevision>> {
-    revisions.filter(|r| r.state == State::Released).fold(
-        None,
-        |best: Option<&Arc<TransformationRevision>>, r| match best {
-            Some(b) if b.released_timestamp > r.released_timestamp => Some(b),
-            _ => Some(r),
-        },
-    )
-}
+pub use released::latest_released_of;
 
 /// Loads `root` and everything nested in it, at any depth; a revision used in several places
 /// is loaded once.

@@ -13,7 +13,7 @@ use std::sync::atomic::AtomicU64;
 
 use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous};
 
-use super::SupervisorError;
+use super::error::SupervisorError;
 
 /// Maps `words` zeroed 64-bit cells shared with every process forked afterwards. The mapping
 /// lives until the process exits (it is never unmapped), hence `'static`.

@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::kafka::{KafkaError, MemberError, Opened, RequestRecord, Session};
+use crate::kafka::{KafkaError, Opened, Refused, RequestRecord, Session};
 use crate::runtime_client::{RuntimeClient, RuntimeError, RuntimeOptions};
 use crate::store::{CacheOptions, Store, StoreError, StoreSource};
 use crate::supervisor::{EXIT_BOOT_FAILURE, EXIT_FATAL};
@@ -39,7 +39,7 @@ pub enum WorkerError {
     /// The group refuses this worker for good; a restart would not help. The supervisor
     /// stops the service with it.
     #[error("the consumer group refuses this worker: {0}")]
-    Refused(#[from] MemberError),
+    Refused(#[from] Refused),
 }
 
 /// The step of booting that failed, with its cause.

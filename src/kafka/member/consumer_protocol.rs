@@ -28,11 +28,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{MemberError, MemberParts};
+use super::MemberParts;
 use crate::backoff::Backoff;
 use crate::config::KafkaSettings;
-use crate::kafka::KafkaError;
 use crate::kafka::coordinator::{CoordinatorError, Generation, GroupCoordinator};
+use crate::kafka::error::KafkaError;
+use crate::kafka::error::Refused;
 use crate::kafka::partitions::Partitions;
 use crate::kafka::tenure::{GiveUp, Step};
 use crate::metrics::WorkerState;
@@ -304,7 +305,7 @@ impl ConsumerMember {
 
     /// Takes part in the group until the worker stops (`Ok`) or the group refuses it for good
     /// (then its partitions are lost).
-    pub async fn run(mut self) -> Result<(), MemberError> {
+    pub async fn run(mut self) -> Result<(), Refused> {
         crate::metrics::worker().set_state(WorkerState::Joining);
         let ran = self.take_part().await;
         if ran.is_err() {
@@ -313,7 +314,7 @@ impl ConsumerMember {
         ran
     }
 
-    async fn take_part(&mut self) -> Result<(), MemberError> {
+    async fn take_part(&mut self) -> Result<(), Refused> {
         let mut shutdown = self.shutdown.clone();
         let mut settle = tokio::time::interval(Duration::from_millis(20));
         // After a long time without a revocation, one tick, not a burst of missed ones.
@@ -483,14 +484,14 @@ impl ConsumerMember {
 
     /// A failed heartbeat: fenced or forgotten members lose their partitions and join again;
     /// what no retry fixes ends the member.
-    fn on_error(&mut self, e: CoordinatorError) -> Result<(), MemberError> {
+    fn on_error(&mut self, e: CoordinatorError) -> Result<(), Refused> {
         match e.kafka_code().and_then(ResponseError::try_from_code) {
             Some(ResponseError::FencedMemberEpoch | ResponseError::UnknownMemberId) => {
                 tracing::warn!(group = %self.kafka.group_id, epoch = self.epoch, "the group fenced this member ({e}): its partitions go to others without a commit; joining again");
                 self.lose_all();
                 Ok(())
             }
-            Some(ResponseError::FencedInstanceId) => Err(MemberError::Fenced {
+            Some(ResponseError::FencedInstanceId) => Err(Refused::Fenced {
                 group: self.kafka.group_id.clone(),
                 instance: self.settings.instance_id.clone().unwrap_or_default(),
             }),
@@ -514,8 +515,8 @@ impl ConsumerMember {
                 | ResponseError::InconsistentGroupProtocol
                 | ResponseError::GroupIdNotFound
                 | ResponseError::UnsupportedVersion,
-            ) => Err(MemberError::Refused(e)),
-            _ if matches!(e, CoordinatorError::Unsupported { .. }) => Err(MemberError::Refused(e)),
+            ) => Err(Refused::ByGroup(e)),
+            _ if matches!(e, CoordinatorError::Unsupported { .. }) => Err(Refused::ByGroup(e)),
             _ => {
                 tracing::warn!(group = %self.kafka.group_id, "heartbeating failed, trying again: {e}");
                 Ok(())

@@ -30,8 +30,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use self::calls::{JoinRequest, Joined};
-use super::KafkaError;
-use super::coordinator::{CoordinatorError, Generation, GroupCoordinator};
+use super::coordinator::{Generation, GroupCoordinator};
+use super::error::KafkaError;
+use super::error::Refused;
 use super::group::assignor::{self, Assignor};
 use super::partitions::Partitions;
 use crate::backoff::Backoff;
@@ -68,22 +69,6 @@ pub struct MemberParts {
     pub generation: watch::Sender<Generation>,
     /// Ends the member (the worker stops).
     pub shutdown: watch::Receiver<bool>,
-}
-
-/// Why the member stopped for good: what a human must fix.
-#[derive(Debug, thiserror::Error)]
-pub enum MemberError {
-    #[error(
-        "another process joined group {group} as instance {instance}, so this one was fenced; two instances on one host need distinct group_instance_id prefixes"
-    )]
-    Fenced { group: String, instance: String },
-    #[error("the group refuses this member: {0}")]
-    Refused(#[source] CoordinatorError),
-    /// Exactly-once: another producer initialised this worker's transactional id.
-    #[error(
-        "fenced: another producer took over transactional id {transactional_id} (two instances with the same transactional_id prefix and instance ids?); nothing this worker produced since its last commit becomes visible to read_committed readers"
-    )]
-    ProducerFenced { transactional_id: String },
 }
 
 /// How long committing the given-up partitions may hold up a rebalance.
@@ -165,7 +150,7 @@ impl Member {
     /// Takes part in the group until the worker stops (`Ok`) or the group refuses it for good;
     /// then its partitions are lost: their fetch loops stop and records not yet answered stay
     /// unanswered (their next owner runs them).
-    pub async fn run(mut self) -> Result<(), MemberError> {
+    pub async fn run(mut self) -> Result<(), Refused> {
         let taken_part = self.take_part().await;
         if taken_part.is_err() {
             self.partitions.lose_all();
@@ -173,7 +158,7 @@ impl Member {
         taken_part
     }
 
-    async fn take_part(&mut self) -> Result<(), MemberError> {
+    async fn take_part(&mut self) -> Result<(), Refused> {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         let mut shutdown = self.shutdown.clone();
         loop {
@@ -220,13 +205,13 @@ impl Member {
 
     /// What a failed join means: fatal errors end the member; the rest is retried (after
     /// forgetting the member id where the group asks for that).
-    fn on_join_error(&mut self, e: KafkaError) -> Result<(), MemberError> {
+    fn on_join_error(&mut self, e: KafkaError) -> Result<(), Refused> {
         let code = match &e {
             KafkaError::Coordinator(c) => c.kafka_code(),
             _ => None,
         };
         match code.and_then(ResponseError::try_from_code) {
-            Some(ResponseError::FencedInstanceId) => Err(MemberError::Fenced {
+            Some(ResponseError::FencedInstanceId) => Err(Refused::Fenced {
                 group: self.kafka.group_id.clone(),
                 instance: self.settings.instance_id.clone().unwrap_or_default(),
             }),
@@ -237,7 +222,7 @@ impl Member {
                 | ResponseError::GroupMaxSizeReached
                 | ResponseError::InvalidGroupId,
             ) => match e {
-                KafkaError::Coordinator(c) => Err(MemberError::Refused(c)),
+                KafkaError::Coordinator(c) => Err(Refused::ByGroup(c)),
                 _ => unreachable!("a Kafka code comes from the coordinator"),
             },
             Some(ResponseError::UnknownMemberId) => {
@@ -398,7 +383,7 @@ impl Member {
 
     /// Heartbeats until the generation ends. The leader also rejoins when the request topic
     /// grows, so that the new partitions get an owner.
-    async fn stay(&mut self, generation: &Generation) -> Result<Ending, MemberError> {
+    async fn stay(&mut self, generation: &Generation) -> Result<Ending, Refused> {
         let mut tick = tokio::time::interval(self.settings.heartbeat_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut partition_check = tokio::time::interval(self.kafka.partition_check_interval);
@@ -433,7 +418,7 @@ impl Member {
         &mut self,
         generation: &Generation,
         last_beat: &mut Instant,
-    ) -> Result<Option<Ending>, MemberError> {
+    ) -> Result<Option<Ending>, Refused> {
         let budget = self.settings.heartbeat_interval.max(Duration::from_secs(1));
         let error = match self.coordinator.heartbeat(generation, budget).await {
             Ok(()) => {
@@ -455,7 +440,7 @@ impl Member {
                 forget_member_id: true,
             },
             Some(ResponseError::FencedInstanceId) => {
-                return Err(MemberError::Fenced {
+                return Err(Refused::Fenced {
                     group: self.kafka.group_id.clone(),
                     instance: generation.instance_id.clone().unwrap_or_default(),
                 });

@@ -32,11 +32,12 @@ use tokio::time::Instant;
 use self::calls::{ProducerIdentity, TransactionCoordinator, txn_offset_commit};
 use self::produce::{Leaders, PartitionBatch, ProduceError};
 use super::committer::{Command, CommitterClient, CommitterTask, OUTAGE_REPORT_INTERVAL};
+use super::consumer::DoneToken;
 use super::coordinator::{CoordinatorError, Generation, GroupCoordinator};
-use super::member::MemberError;
+use super::error::Refused;
 use super::producer::PreparedRecord;
 use super::security::BrokerAuth;
-use super::{DoneToken, Watermarks};
+use super::watermark::Watermarks;
 use crate::backoff::Backoff;
 
 /// How long committing what is ready may take when the member gives partitions up (or the
@@ -136,12 +137,12 @@ pub struct TransactionSetup {
 pub struct Started {
     pub committer: CommitterTask,
     pub answers: TransactionalAnswers,
-    pub refused: oneshot::Receiver<MemberError>,
+    pub refused: oneshot::Receiver<Refused>,
 }
 
 /// Initialises the transactional id (fencing earlier producers of it, aborting their open
 /// transaction) and starts the task. Must be called inside a [`tokio::task::LocalSet`].
-pub async fn start(setup: TransactionSetup) -> Result<Started, MemberError> {
+pub async fn start(setup: TransactionSetup) -> Result<Started, Refused> {
     let queue_limit = setup.queue_limit.max(1);
     let coordinator = TransactionCoordinator::new(
         GroupCoordinator::new(
@@ -214,7 +215,7 @@ pub async fn abort_predecessor(
     coordinator: GroupCoordinator,
     transactional_id: &str,
     transaction_timeout: Duration,
-) -> Result<(), MemberError> {
+) -> Result<(), Refused> {
     let mut coordinator = TransactionCoordinator::new(
         coordinator.for_transactions(transactional_id),
         transactional_id,
@@ -224,7 +225,7 @@ pub async fn abort_predecessor(
     loop {
         match coordinator.init(None).await {
             Ok(_) => return Ok(()),
-            Err(e) if !e.is_transient() => return Err(MemberError::Refused(e)),
+            Err(e) if !e.is_transient() => return Err(Refused::ByGroup(e)),
             Err(e) => {
                 tracing::debug!("initialising the transactional id, trying again: {e}");
                 backoff.wait().await;
@@ -314,14 +315,14 @@ fn fenced(e: &CoordinatorError) -> bool {
 
 impl Transactions {
     /// InitProducerId; waits out an unreachable coordinator.
-    async fn initialise(&mut self) -> Result<(), MemberError> {
+    async fn initialise(&mut self) -> Result<(), Refused> {
         self.initialise_within(None).await.map(drop)
     }
 
     /// InitProducerId (with the current identity, once there is one: that aborts this
     /// producer's open transaction); waits out an unreachable coordinator for `budget` at most
     /// (`Ok(false)` when it ran out).
-    async fn initialise_within(&mut self, budget: Option<Duration>) -> Result<bool, MemberError> {
+    async fn initialise_within(&mut self, budget: Option<Duration>) -> Result<bool, Refused> {
         let deadline = budget.map(|b| Instant::now() + b);
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
@@ -359,11 +360,11 @@ impl Transactions {
                     self.open_since = None;
                 }
                 Err(e) if fenced(&e) => {
-                    return Err(MemberError::ProducerFenced {
+                    return Err(Refused::ProducerFenced {
                         transactional_id: self.coordinator.transactional_id().to_owned(),
                     });
                 }
-                Err(e) if !e.is_transient() => return Err(MemberError::Refused(e)),
+                Err(e) if !e.is_transient() => return Err(Refused::ByGroup(e)),
                 Err(e) => {
                     self.note_failure(&format!("initialising the transactional producer: {e}"));
                     if deadline.is_some_and(|d| Instant::now() + backoff.next_pause() >= d) {
@@ -379,7 +380,7 @@ impl Transactions {
         &mut self,
         mut finished: mpsc::UnboundedReceiver<Handed>,
         mut commands: mpsc::Receiver<Command>,
-    ) -> Result<(), MemberError> {
+    ) -> Result<(), Refused> {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut not_before = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -453,7 +454,7 @@ impl Transactions {
 
     /// Commits what is ready now, transaction after transaction, until nothing is; gives up
     /// after a few failures (the caller goes on without, as with a failed commit).
-    async fn flush(&mut self) -> Result<Result<Vec<(i32, i64)>, CoordinatorError>, MemberError> {
+    async fn flush(&mut self) -> Result<Result<Vec<(i32, i64)>, CoordinatorError>, Refused> {
         let mut committed = Vec::new();
         let mut failures = 0;
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
@@ -570,7 +571,7 @@ impl Transactions {
     /// One transaction of what [`plan`](Self::plan) says. `Ok(Ok(offsets))` when it
     /// committed, `Ok(Err(()))` when it was aborted (the answers stay queued), `Err` when Kafka
     /// refuses this worker for good.
-    async fn transact(&mut self) -> Result<Result<Vec<(i32, i64)>, ()>, MemberError> {
+    async fn transact(&mut self) -> Result<Result<Vec<(i32, i64)>, ()>, Refused> {
         let mut plan = self.plan();
         if plan.answers.is_empty() && plan.offsets.is_empty() {
             return Ok(Ok(Vec::new()));
