@@ -156,6 +156,8 @@ async fn with_the_zstd_feature_a_zstd_batch_is_answered() {
 /// skipped), partition 0 commits nothing, and the same worker keeps answering partition 1.
 #[cfg(not(all(feature = "lz4", feature = "zstd")))]
 async fn batch_without_its_codec_parks_the_partition(codec: &str) {
+    use support::wait::{Shown, eventually, eventually_async};
+
     let double = RuntimeDouble::start().await;
     let client = client().await;
     let topics = Topics::create(&client, &format!("no-{codec}"), 2).await;
@@ -177,19 +179,14 @@ async fn batch_without_its_codec_parks_the_partition(codec: &str) {
         service.log_text()
     );
 
-    let deadline = std::time::Instant::now() + WAIT;
-    while !service
-        .log_text()
-        .contains("cannot decode the request batch")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no error about the batch; log:\n{}",
-            service.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let log = service.log_text();
+    let log = eventually(WAIT, "an error about the batch", || {
+        let log = service.log_text();
+        if log.contains("cannot decode the request batch") {
+            Ok(log)
+        } else {
+            Err(Shown(log))
+        }
+    });
     let line = log
         .lines()
         .find(|l| l.contains("cannot decode the request batch"))
@@ -213,27 +210,25 @@ async fn batch_without_its_codec_parks_the_partition(codec: &str) {
     assert_eq!(service.workers(), worker, "the worker was replaced");
 
     // Committed: all of partition 1, nothing of partition 0.
-    let mut coordinator = hd_kafka_exec::kafka::GroupCoordinator::new(
+    let coordinator = tokio::sync::Mutex::new(hd_kafka_exec::kafka::GroupCoordinator::new(
         kafka_bootstrap(),
         topics.group.clone(),
         "compressed-requests-test",
-    );
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
+    ));
+    eventually_async(WAIT, "partition 1 committed", || async {
+        let mut coordinator = coordinator.lock().await;
         let committed = coordinator.fetch(&topics.requests, &[0, 1]).await.unwrap();
         if committed[&1] == Some(2) {
             assert!(
                 matches!(committed[&0], None | Some(0)),
                 "partition 0 committed past the batch it cannot read: {committed:?}"
             );
-            break;
+            Ok(())
+        } else {
+            Err(committed)
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "partition 1 not committed: {committed:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     assert!(double.calls_for_job(&behind.to_string()) == 0);
 }
 

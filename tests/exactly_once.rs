@@ -17,7 +17,7 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use support::committed::{
@@ -33,6 +33,7 @@ use support::runtime_double::RuntimeDouble;
 use support::service::{
     ServiceProcess, Topics, is_metrics_process, keyed_requests, produce_requests,
 };
+use support::wait::{Shown, eventually, eventually_async};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -68,7 +69,7 @@ async def main(bootstrap, topic, plan):
                 await producer.abort_transaction()
             else:
                 print("open", flush=True)
-                await asyncio.sleep(3600)
+                await asyncio.sleep(3600)  # open until the test kills this writer
         print("done", flush=True)
     finally:
         await producer.stop()
@@ -244,20 +245,16 @@ fn ready(log: &str) -> Vec<Ready> {
 
 /// Waits until the service has logged `n` "transactional producer ready" lines; returns them.
 fn wait_ready(service: &ServiceProcess, n: usize) -> Vec<Ready> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let lines = ready(&service.log_text());
+    let what = format!("{n} transactional producers ready (is exactly-once on?)");
+    eventually(WAIT, what, || {
+        let log = service.log_text();
+        let lines = ready(&log);
         if lines.len() >= n {
-            return lines;
+            Ok(lines)
+        } else {
+            Err(Shown(format!("{} ready; log:\n{log}", lines.len())))
         }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {n} transactional producers ready (is exactly-once on?); log:\n{}",
-            lines.len(),
-            service.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    })
 }
 
 /// How many of `jobs` the runtime has executed at least once.
@@ -269,16 +266,12 @@ fn executed(double: &RuntimeDouble, jobs: &[Uuid]) -> usize {
 
 /// Waits until the runtime has executed `n` of `jobs`.
 async fn wait_executed(double: &RuntimeDouble, jobs: &[Uuid], n: usize) {
-    let deadline = Instant::now() + WAIT;
-    while executed(double, jobs) < n {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {} requests executed",
-            executed(double, jobs),
-            jobs.len()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let what = format!("{n} of {} requests executed", jobs.len());
+    eventually_async(WAIT, what, || async {
+        let done = executed(double, jobs);
+        if done >= n { Ok(()) } else { Err(done) }
+    })
+    .await;
 }
 
 /// Waits (off the runtime's threads) until a `read_committed` reader sees every job, then reads
@@ -401,14 +394,14 @@ async fn restart_under_open_transaction(
         let cluster = cluster.clone();
         move || cluster.restart_nodes(node, down)
     });
-    let deadline = Instant::now() + WAIT;
-    while std::path::Path::new(&format!("/proc/{broker_pid}")).exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the broker (pid {broker_pid}) did not stop"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("the broker (pid {broker_pid}) stopped");
+    eventually_async(WAIT, what, || async {
+        match std::path::Path::new(&format!("/proc/{broker_pid}")).exists() {
+            true => Err("it runs"),
+            false => Ok(()),
+        }
+    })
+    .await;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGCONT).unwrap();
     // restart_nodes returns once the node stopped (its process gone) and started again.
     restart.await.unwrap();
@@ -480,24 +473,21 @@ async fn kill_9_of_a_worker_mid_burst_leaves_one_committed_response_per_request(
 
         // Replaced: two workers again, the victim gone, and the new worker's transactional
         // producer has the victim's id, with a higher epoch or a new producer id.
-        let deadline = Instant::now() + WAIT;
-        let new = loop {
+        let what = format!("round {round}: worker {victim} replaced by one with a producer");
+        let new = eventually(WAIT, what, || {
             let workers = service.workers();
+            let log = service.log_text();
             let replacement = workers
                 .iter()
                 .find(|p| !before.iter().any(|r| r.pid == **p));
             if let (2, Some(r), false) = (workers.len(), replacement, workers.contains(&victim))
-                && let Some(line) = ready(&service.log_text()).into_iter().find(|l| l.pid == *r)
+                && let Some(line) = ready(&log).into_iter().find(|l| l.pid == *r)
             {
-                break line;
+                Ok(line)
+            } else {
+                Err(Shown(format!("workers {workers:?}; log:\n{log}")))
             }
-            assert!(
-                Instant::now() < deadline,
-                "round {round}: worker {victim} not replaced by one with a producer; log:\n{}",
-                service.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        });
         assert_eq!(
             new.transactional_id, id.transactional_id,
             "round {round}: the replacement does not take over the killed worker's id"
@@ -841,19 +831,15 @@ async fn a_zombie_worker_coming_back_adds_no_committed_response() {
 
     let log_before = service.log_text().len();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(zombie), Signal::SIGCONT).unwrap();
-    let deadline = Instant::now() + WAIT;
-    loop {
+    eventually(WAIT, "the zombie aborting or rejoining", || {
         let log = service.log_text();
         let since = &log[log_before.min(log.len())..];
         if since.contains("transaction aborted") || since.contains("worker consuming") {
-            break;
+            Ok(())
+        } else {
+            Err(Shown(log))
         }
-        assert!(
-            Instant::now() < deadline,
-            "the zombie neither aborted nor rejoined; log:\n{log}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    });
     // It is a member again.
     tokio::task::spawn_blocking({
         let topics = topics.clone();

@@ -5,13 +5,14 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hd_kafka_exec::kafka::GroupCoordinator;
 use serde_json::Value;
 use support::kafka::{client, kafka_bootstrap};
 use support::runtime_double::RuntimeDouble;
 use support::service::{ServiceProcess, Topics, add_request, produce_requests, read_jobs};
+use support::wait::{Shown, eventually, eventually_async};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -40,20 +41,18 @@ async fn a_hung_worker_is_killed_after_the_timeout_and_replaced() {
     );
     service.wait_workers(2, WAIT);
     let first = service.workers();
-    let deadline = Instant::now() + WAIT;
-    loop {
+    eventually(WAIT, "the hung worker replaced", || {
         let now = service.workers();
         let gone = first.iter().filter(|p| !now.contains(p)).count();
         if gone == 1 && now.len() == 2 {
-            break;
+            Ok(())
+        } else {
+            Err(Shown(format!(
+                "{first:?} -> {now:?}; log:\n{}",
+                service.log_text()
+            )))
         }
-        assert!(
-            Instant::now() < deadline,
-            "the hung worker was not replaced ({first:?} -> {now:?}); log:\n{}",
-            service.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
 }
 
 /// The last line of defence: an execution that panics (which no outside input may cause) is
@@ -100,18 +99,18 @@ async fn a_panicking_execution_is_answered_and_its_offset_commits() {
         "{failed}"
     );
 
-    let mut coordinator = GroupCoordinator::new(kafka_bootstrap(), &topics.group, "test");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let committed = coordinator.fetch(&topics.requests, &[0]).await.unwrap();
-        if committed.get(&0).copied().flatten() == Some(3) {
-            break;
+    let coordinator = tokio::sync::Mutex::new(GroupCoordinator::new(
+        kafka_bootstrap(),
+        &topics.group,
+        "test",
+    ));
+    eventually_async(WAIT, "offset 3 committed, past the panic", || async {
+        let committed = coordinator.lock().await.fetch(&topics.requests, &[0]).await;
+        match committed.unwrap().get(&0).copied().flatten() {
+            Some(3) => Ok(()),
+            other => Err(other),
         }
-        assert!(
-            Instant::now() < deadline,
-            "not committed past the panic: {committed:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     assert_eq!(service.workers(), workers, "no worker was restarted");
 }

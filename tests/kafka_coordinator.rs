@@ -201,6 +201,8 @@ async fn serve(mut stream: TcpStream, me: SocketAddr, script: Arc<Mutex<Script>>
                 let code = match step {
                     Step::Drop => return,
                     Step::Silence => {
+                        // A broker that takes the request and never answers: the pause stands
+                        // for ever, as far as the client can tell.
                         tokio::time::sleep(Duration::from_secs(3600)).await;
                         return;
                     }

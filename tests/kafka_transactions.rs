@@ -16,6 +16,7 @@ use hd_kafka_exec::kafka::consumer::FetchOptions;
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::record::Record;
 use support::kafka::{client, create_topic, kafka_bootstrap, python_with_aiokafka, unique_topic};
+use support::wait::eventually_async;
 use tokio::sync::watch;
 
 /// Produces `values` to partition 0 of `topic` in one committed transaction, with aiokafka.
@@ -112,16 +113,13 @@ async fn requests_next_to_transaction_markers_are_all_delivered() {
     // Past the last marker: the committed position is the end of the log (offsets 0-7 hold six
     // records and two markers), so lag shows 0 and a restart does not stop at the marker again.
     let end = 8;
-    for _ in 0..100 {
-        if consumer.watermarks.lock().unwrap().committable(0) == Some(end) {
-            break;
+    eventually_async(Duration::from_secs(30), "offset 8 committable", || async {
+        match consumer.watermarks.lock().unwrap().committable(0) {
+            Some(committable) if committable == end => Ok(()),
+            other => Err(other),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        consumer.watermarks.lock().unwrap().committable(0),
-        Some(end)
-    );
+    })
+    .await;
     stop.send(true).unwrap();
     consumer.join().await;
 }

@@ -17,6 +17,7 @@ use support::kafka::{OwnCluster, client};
 use support::prometheus::{Labels, Prometheus, Response, http_get, http_get_accepting, promtool};
 use support::runtime_double::RuntimeDouble;
 use support::service::{KeyValue, ServiceProcess, Topics, add_request, produce_requests, read_all};
+use support::wait::{Shown, eventually};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -38,19 +39,15 @@ fn status(addr: &str, path: &str) -> Option<u16> {
 
 /// Waits until `path` answers `want`, and returns that answer.
 fn wait_status(addr: &str, path: &str, want: u16, service: &ServiceProcess) -> Response {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let last = match get(addr, path) {
-            Some(r) if r.status == want => return r,
-            other => other.map(|r| (r.status, r.text())),
-        };
-        assert!(
-            Instant::now() < deadline,
-            "{path} did not answer {want}: last {last:?}; log:\n{}",
-            service.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(WAIT, format!("{path} to answer {want}"), || {
+        match get(addr, path) {
+            Some(r) if r.status == want => Ok(r),
+            other => {
+                let last = other.map(|r| (r.status, r.text()));
+                Err(Shown(format!("{last:?}; log:\n{}", service.log_text())))
+            }
+        }
+    })
 }
 
 /// A request for a revision id no store holds: answered with `TrafoExecutionNotFoundError`.
@@ -134,13 +131,15 @@ fn wait_for_counts(
         }
     }
     for (expr, n) in expected {
-        if let Err(last) = prometheus.poll_until(&expr, |v| v == Some(n as f64), WAIT) {
-            panic!(
-                "{expr} is {last:?}, {n} such responses are in the topic; scrapes: {}; log:\n{}",
+        let what = format!("{expr} at {n}, as many such responses as are in the topic");
+        eventually(WAIT, what, || match prometheus.query(&expr) {
+            Some(v) if v == n as f64 => Ok(()),
+            last => Err(Shown(format!(
+                "{last:?}; scrapes: {}; log:\n{}",
                 prometheus.targets(),
                 service.log_text()
-            );
-        }
+            ))),
+        });
     }
 }
 
@@ -158,29 +157,26 @@ fn counters(prometheus: &Prometheus) -> Vec<(Labels, f64)> {
         .collect()
 }
 
-fn consuming_lines(service: &ServiceProcess) -> usize {
-    service.log_text().matches("worker consuming").count()
-}
-
 /// Kills worker `victim` with SIGKILL and waits until its replacement consumes and `/readyz`
 /// says every worker owns its partitions again.
 fn kill_and_wait_for_replacement(service: &ServiceProcess, victim: i32, addr: &str) {
-    let consuming = consuming_lines(service);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim), Signal::SIGKILL).unwrap();
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let workers = service.workers();
-        if workers.len() == 2 && !workers.contains(&victim) && consuming_lines(service) > consuming
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "worker {victim} not replaced: {workers:?}; log:\n{}",
-            service.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        WAIT,
+        format!("worker {victim} replaced by one consuming"),
+        || {
+            let workers = service.workers();
+            let replaced = workers.len() == 2 && !workers.contains(&victim);
+            if replaced && workers.iter().all(|p| service.consumes(*p)) {
+                Ok(())
+            } else {
+                Err(Shown(format!(
+                    "workers {workers:?}; log:\n{}",
+                    service.log_text()
+                )))
+            }
+        },
+    );
     wait_status(addr, "/readyz", 200, service);
 }
 
@@ -303,11 +299,10 @@ async fn readyz_is_503_until_the_workers_own_partitions_and_livez_is_200_meanwhi
         let cluster = cluster.clone();
         move || cluster.restart(Duration::from_secs(40))
     });
-    let deadline = Instant::now() + WAIT;
-    while up(&cluster) {
-        assert!(Instant::now() < deadline, "the broker did not stop");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(WAIT, "the broker stopped", || match up(&cluster) {
+        true => Err("it accepts connections"),
+        false => Ok(()),
+    });
     let service = ServiceProcess::start_on(
         &cluster.bootstrap,
         &topics,
@@ -318,16 +313,16 @@ async fn readyz_is_503_until_the_workers_own_partitions_and_livez_is_200_meanwhi
     let addr = metrics_addr(&service);
     // The premise: both workers run (waiting for Kafka, which is down), and the endpoint
     // answers.
-    while !(service.workers().len() == 2 && status(&addr, "/readyz").is_some()) {
-        assert!(
-            Instant::now() < deadline,
-            "workers not started, or no metrics endpoint; log:\n{}",
-            service.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(WAIT, "two workers and the metrics endpoint", || {
+        if service.workers().len() == 2 && status(&addr, "/readyz").is_some() {
+            Ok(())
+        } else {
+            Err(Shown(service.log_text()))
+        }
+    });
     // For longer than a worker may be silent (clamp(5 s / 2, 2 s, 10 s) = 2.5 s): the workers
     // beat while they wait for Kafka, so they are alive; none owns a partition, so not ready.
+    // The fixed period and the pause between looks are the point: nothing may change in it.
     let checks_end = Instant::now() + Duration::from_secs(6);
     let mut reason = String::new();
     while Instant::now() < checks_end {
@@ -379,23 +374,16 @@ async fn promtool_check_metrics_passes_on_the_scrape() {
     produce_requests(&client, &topics.requests, &requests).await;
     let responses = read_all(&client, &topics.responses, requests.len(), WAIT).await;
     assert_eq!(responses.len(), requests.len(), "{}", service.log_text());
-    let deadline = Instant::now() + WAIT;
-    let scrape = loop {
+    let undecodable =
+        r#"hd_kafka_exec_requests_total{result="failure",error_type="UndecodableRequestError"}"#;
+    let scrape = eventually(WAIT, "the failures counted", || {
         let scrape = wait_status(&addr, "/metrics", 200, &service);
-        if sample(
-            &scrape.text(),
-            r#"hd_kafka_exec_requests_total{result="failure",error_type="UndecodableRequestError"}"#,
-        ) == Some(1.0)
-        {
-            break scrape;
+        if sample(&scrape.text(), undecodable) == Some(1.0) {
+            Ok(scrape)
+        } else {
+            Err(Shown(scrape.text()))
         }
-        assert!(
-            Instant::now() < deadline,
-            "the failures are not counted:\n{}",
-            scrape.text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    });
     assert_eq!(
         scrape.headers.get("content-type").map(String::as_str),
         Some("text/plain; version=0.0.4; charset=utf-8")
@@ -475,27 +463,26 @@ async fn livez_fails_while_a_worker_is_stopped_and_recovers_once_it_is_replaced(
 
     let victim = service.workers()[0];
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim), Signal::SIGSTOP).unwrap();
-    let deadline = Instant::now() + WAIT;
-    while proc_state(victim) != Some('T') {
-        assert!(
-            Instant::now() < deadline,
-            "worker {victim} did not stop: {:?}",
-            proc_state(victim)
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let failed = loop {
-        let live = get(&addr, "/livez").unwrap();
-        if live.status != 200 {
-            break live;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/livez stayed 200 with worker {victim} stopped; log:\n{}",
-            service.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    eventually(
+        WAIT,
+        format!("worker {victim} stopped"),
+        || match proc_state(victim) {
+            Some('T') => Ok(()),
+            other => Err(other),
+        },
+    );
+    let failed = eventually(
+        WAIT,
+        format!("/livez failing, worker {victim} stopped"),
+        || {
+            let live = get(&addr, "/livez").unwrap();
+            if live.status != 200 {
+                Ok(live)
+            } else {
+                Err(Shown(service.log_text()))
+            }
+        },
+    );
     assert_eq!(
         proc_state(victim),
         Some('T'),
@@ -505,19 +492,18 @@ async fn livez_fails_while_a_worker_is_stopped_and_recovers_once_it_is_replaced(
     assert!(!failed.text().trim().is_empty(), "the failure says why");
 
     // The supervisor kills the silent worker and starts another in its place.
-    loop {
+    eventually(WAIT, format!("worker {victim} gone and replaced"), || {
         let workers = service.workers();
-        if proc_state(victim).is_none() && workers.len() == 2 && !workers.contains(&victim) {
-            break;
+        let state = proc_state(victim);
+        if state.is_none() && workers.len() == 2 && !workers.contains(&victim) {
+            Ok(())
+        } else {
+            Err(Shown(format!(
+                "{state:?}, workers {workers:?}; log:\n{}",
+                service.log_text()
+            )))
         }
-        assert!(
-            Instant::now() < deadline,
-            "worker {victim} not replaced ({:?}, workers {workers:?}); log:\n{}",
-            proc_state(victim),
-            service.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
     wait_status(&addr, "/livez", 200, &service);
     let scrape = wait_status(&addr, "/metrics", 200, &service).text();
     let hung = sample(

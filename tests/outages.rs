@@ -15,6 +15,7 @@ use support::runtime_double::RuntimeDouble;
 use support::service::{
     ServiceProcess, Topics, job_of, keyed_requests, produce_requests, read_jobs,
 };
+use support::wait::{Shown, eventually, executions};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(180);
@@ -24,17 +25,33 @@ fn up(cluster: &OwnCluster) -> bool {
     std::net::TcpStream::connect(cluster.node_address(1)).is_ok()
 }
 
-/// Waits until the first node is down (or up, with `up_again`).
-async fn wait_until(cluster: &OwnCluster, want_up: bool) {
-    let deadline = Instant::now() + WAIT;
-    while up(cluster) != want_up {
-        assert!(
-            Instant::now() < deadline,
-            "the node never went {}",
-            if want_up { "up" } else { "down" }
+/// Waits until the first node is down.
+fn wait_until_down(cluster: &OwnCluster) {
+    eventually(WAIT, "the first node down", || {
+        if up(cluster) {
+            Err("it accepts connections")
+        } else {
+            Ok(())
+        }
+    });
+}
+
+/// Waits until the first node is up again, asserting meanwhile that the service still has the
+/// same `workers` (none killed as hung, failed or restarted while Kafka is away).
+fn assert_same_workers_until_up(cluster: &OwnCluster, service: &ServiceProcess, workers: &[i32]) {
+    eventually(WAIT, "the first node up again", || {
+        assert_eq!(
+            service.workers(),
+            workers,
+            "a worker was replaced while Kafka was down; log:\n{}",
+            service.log_text()
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if up(cluster) {
+            Ok(())
+        } else {
+            Err("it refuses connections")
+        }
+    });
 }
 
 /// Responses per job among `records`.
@@ -71,31 +88,19 @@ async fn an_outage_of_four_timeouts_under_load_is_waited_out_and_loses_nothing()
 
     let (first, first_wave) = keyed_requests(250);
     produce_requests(&client, &topics.requests, &first_wave).await;
-    let deadline = Instant::now() + WAIT;
-    while double.calls() < 40 {
-        assert!(Instant::now() < deadline, "no execution started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    executions(&double, 40, WAIT).await;
     let outage = tokio::task::spawn_blocking({
         let cluster = cluster.clone();
         move || cluster.restart(Duration::from_secs(40))
     });
-    wait_until(&cluster, false).await;
+    wait_until_down(&cluster);
     let down_at = Instant::now();
     assert!(
         double.calls() < first.len() as u64,
         "every request executed before the outage: the test proves nothing"
     );
     // Through the outage: the same workers all along (none killed as hung, none restarted).
-    while !up(&cluster) {
-        assert_eq!(
-            service.workers(),
-            workers,
-            "a worker was replaced during the outage; log:\n{}",
-            service.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    assert_same_workers_until_up(&cluster, &service, &workers);
     assert!(
         down_at.elapsed() >= Duration::from_secs(30),
         "the outage was shorter than three timeouts"
@@ -162,16 +167,12 @@ async fn term_during_an_outage_stops_within_the_grace_period() {
     service.wait_workers(2, WAIT);
     let (jobs, records) = keyed_requests(100);
     produce_requests(&client, &topics.requests, &records).await;
-    let deadline = Instant::now() + WAIT;
-    while double.calls() < 16 {
-        assert!(Instant::now() < deadline, "no execution started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    executions(&double, 16, WAIT).await;
     let outage = tokio::task::spawn_blocking({
         let cluster = cluster.clone();
         move || cluster.restart(Duration::from_secs(25))
     });
-    wait_until(&cluster, false).await;
+    wait_until_down(&cluster);
     assert!(
         double.calls() < jobs.len() as u64,
         "nothing left in flight: the test proves nothing"
@@ -223,7 +224,7 @@ async fn a_service_started_while_kafka_is_down_waits_and_then_serves() {
         let cluster = cluster.clone();
         move || cluster.restart(Duration::from_secs(40))
     });
-    wait_until(&cluster, false).await;
+    wait_until_down(&cluster);
     let service = ServiceProcess::start_on(
         &cluster.bootstrap,
         &topics,
@@ -231,25 +232,15 @@ async fn a_service_started_while_kafka_is_down_waits_and_then_serves() {
         &["--workers", "2", "--timeout", "5"],
         &[],
     );
-    let deadline = Instant::now() + WAIT;
-    while service.workers().len() != 2 {
-        assert!(
-            Instant::now() < deadline,
-            "workers did not start; log:\n{}",
-            service.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let workers = service.workers();
-    while !up(&cluster) {
-        assert_eq!(
-            service.workers(),
-            workers,
-            "a worker was replaced while booting; log:\n{}",
-            service.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let workers = eventually(WAIT, "two workers started", || {
+        let workers = service.workers();
+        if workers.len() == 2 {
+            Ok(workers)
+        } else {
+            Err(Shown(service.log_text()))
+        }
+    });
+    assert_same_workers_until_up(&cluster, &service, &workers);
     outage.await.unwrap();
     let log = service.log_text();
     assert!(

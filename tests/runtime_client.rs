@@ -189,6 +189,7 @@ async fn an_unreachable_runtime_is_retried_until_it_is_back() {
     let c = client(&double);
     double.set_mode(Mode::Down);
     let back = async {
+        // The outage's length is the point: the client must keep trying through it.
         tokio::time::sleep(Duration::from_millis(700)).await;
         double.set_mode(Mode::Normal);
     };
@@ -658,6 +659,7 @@ mod https {
     use super::vector_request;
     use crate::support::pki::Pki;
     use crate::support::runtime_double::RuntimeDouble;
+    use crate::support::wait::eventually_async;
 
     fn pki() -> (tempfile::TempDir, Pki) {
         let dir = tempfile::tempdir().unwrap();
@@ -718,14 +720,13 @@ mod https {
         assert_eq!(double.connections(), 1, "one attempt only: {e}");
         assert_eq!(double.calls(), 0);
         // The double saw the client give up the handshake.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while double.failed_handshakes() == 0 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no failed handshake"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually_async(Duration::from_secs(30), "a failed handshake", || async {
+            match double.failed_handshakes() {
+                0 => Err(0),
+                _ => Ok(()),
+            }
+        })
+        .await;
         let f = failure(e);
         assert_eq!(f["type"], "TrafoExecutionRuntimeConnectionError");
         let message = f["message"].as_str().unwrap().to_owned();

@@ -15,12 +15,13 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::pki::CLIENT_KEY_PASSWORD;
 use support::runtime_double::RuntimeDouble;
 use support::secure_kafka::SecureCluster;
 use support::service::{ServiceProcess, Topics, add_request};
+use support::wait::{Shown, eventually};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -107,15 +108,14 @@ fn serve(
 }
 
 fn wait_for_log(service: &ServiceProcess, needle: &str) {
-    let deadline = Instant::now() + WAIT;
-    while !service.log_text().contains(needle) {
-        assert!(
-            Instant::now() < deadline,
-            "no `{needle}` in the log:\n{}",
-            service.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(WAIT, format!("`{needle}` in the log"), || {
+        let log = service.log_text();
+        if log.contains(needle) {
+            Ok(())
+        } else {
+            Err(Shown(log))
+        }
+    });
 }
 
 fn topics_on(cluster: &SecureCluster, prefix: &str) -> Topics {
@@ -168,22 +168,14 @@ fn requests_round_trip_over_every_security_protocol() {
 
         if case.listener == "SASL_SSL" {
             // The commit went through the coordinator connection of our own, over SASL_SSL.
-            let deadline = Instant::now() + WAIT;
-            loop {
+            eventually(WAIT, "offset 1 committed", || {
                 let table = cluster.groups(case.listener, case.mechanism, &topics.group);
                 let committed = table.lines().any(|l| {
                     let cols: Vec<&str> = l.split_whitespace().collect();
                     cols.contains(&topics.requests.as_str()) && cols.get(3) == Some(&"1")
                 });
-                if committed {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "offset 1 never committed:\n{table}"
-                );
-                std::thread::sleep(Duration::from_millis(200));
-            }
+                if committed { Ok(()) } else { Err(Shown(table)) }
+            });
         }
         let log = service.log_text();
         assert!(

@@ -18,6 +18,7 @@ use support::service::{
     KeyValue, ServiceProcess, Topics, add_request, job_of, keyed_requests, produce_requests,
     read_all, read_jobs, vectors,
 };
+use support::wait::{eventually, eventually_async};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -229,6 +230,8 @@ async fn requests_survive_a_runtime_outage_within_the_retry_budget() {
         .map(|j| (Some(j.to_string().into_bytes()), Some(add_request(*j))))
         .collect();
     produce_requests(&client, &topics.requests, &records).await;
+    // The outage's length is the point: for 10 s of the 60 s retry budget nothing may be
+    // answered (no failure response either), and no condition tells when 10 s have passed.
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(
         read_all(&client, &topics.responses, 1, Duration::from_millis(100))
@@ -428,7 +431,8 @@ async fn clean_stop_then_start_executes_nothing_twice() {
         .map(|j| (Some(j.to_string().into_bytes()), Some(add_request(*j))))
         .collect();
     produce_requests(&client, &topics.requests, &records).await;
-    let _ = read_all(&client, &topics.responses, 200, WAIT).await;
+    let early = read_all(&client, &topics.responses, 200, WAIT).await;
+    assert!(early.len() >= 200, "the premise: answering before the stop");
     service.signal(nix::sys::signal::Signal::SIGTERM);
     let status = service
         .wait_exit(WAIT)
@@ -675,21 +679,25 @@ async fn hostile_runtime_answers_each_get_one_response_and_commit() {
             }
         }
     }
-    let mut coordinator =
-        hd_kafka_exec::kafka::GroupCoordinator::new(kafka_bootstrap(), &topics.group, "test");
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let committed = coordinator.fetch(&topics.requests, &[0]).await.unwrap();
-        if committed.get(&0).copied().flatten() == Some(cases.len() as i64) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "commits stopped: {committed:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    committed_to(&topics, cases.len() as i64).await;
     assert_eq!(service.workers(), workers, "the worker was never restarted");
+}
+
+/// Waits until the group's committed offset of the request topic's partition 0 is `offset`.
+async fn committed_to(topics: &Topics, offset: i64) {
+    let coordinator = tokio::sync::Mutex::new(hd_kafka_exec::kafka::GroupCoordinator::new(
+        kafka_bootstrap(),
+        &topics.group,
+        "test",
+    ));
+    eventually_async(WAIT, format!("offset {offset} committed"), || async {
+        let committed = coordinator.lock().await.fetch(&topics.requests, &[0]).await;
+        match committed.unwrap().get(&0).copied().flatten() {
+            Some(at) if at == offset => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
 }
 
 /// The one response to `job`, as JSON.
@@ -753,20 +761,7 @@ async fn responses_as_large_as_hetida_delivers_get_through_and_larger_ones_say_w
         .unwrap_or_else(|| panic!("no size over 6 MB in {message}"));
     assert!(size < 6_100_000, "{message}");
     // Done: the failure response is in Kafka, so the request's offset commits.
-    let mut coordinator =
-        hd_kafka_exec::kafka::GroupCoordinator::new(kafka_bootstrap(), &topics.group, "test");
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let committed = coordinator.fetch(&topics.requests, &[0]).await.unwrap();
-        if committed.get(&0).copied().flatten() == Some(2) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not committed: {committed:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    committed_to(&topics, 2).await;
     drop(service);
 
     let raised = Topics::named("large-gzip");
@@ -860,14 +855,14 @@ async fn outage_loses_no_request(brokers: u32, node: Option<u32>, during: bool) 
     let (after, second_wave) = keyed_requests(100);
     let node_is_up = || std::net::TcpStream::connect(&address).is_ok();
     let cluster = if during {
-        let deadline = std::time::Instant::now() + WAIT;
-        while node_is_up() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "node {down_node} never went down"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(
+            WAIT,
+            format!("node {down_node} down"),
+            || match node_is_up() {
+                true => Err("it accepts connections"),
+                false => Ok(()),
+            },
+        );
         produce_requests(&client, &topics.requests, &second_wave).await;
         assert!(
             !node_is_up(),

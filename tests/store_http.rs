@@ -128,6 +128,7 @@ impl Backend {
                                     .unwrap()
                                     .push(a.to_str().unwrap().to_owned());
                             }
+                            // A slow backend, as a test sets it: the pause is its answer time.
                             let delay = *me.delay.lock().unwrap();
                             tokio::time::sleep(delay).await;
                             let (status, body) = me

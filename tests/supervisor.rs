@@ -13,6 +13,7 @@ use support::runtime_double::RuntimeDouble;
 use support::service::{
     ServiceProcess, Topics, add_request, job_of, keyed_requests, produce_requests, read_jobs,
 };
+use support::wait::{Shown, eventually, eventually_async, executions};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -92,24 +93,20 @@ async fn three_workers_split_eight_partitions_and_answer_a_thousand_requests() {
     service.wait_workers(3, WAIT);
     // The group's latest generation, once all three consume in it: the first worker may have
     // consumed alone in an earlier one before the others joined.
-    let deadline = Instant::now() + WAIT;
-    let owners = loop {
-        let owners = ownership(&service.log_text());
+    let owners = eventually(WAIT, "a generation with all three workers", || {
+        let log = service.log_text();
+        let owners = ownership(&log);
         let latest = owners.iter().map(|(g, _, _)| *g).max().unwrap_or(0);
         let current: Vec<_> = owners
             .into_iter()
             .filter(|(g, _, _)| *g == latest)
             .collect();
         if current.len() == 3 {
-            break current;
+            Ok(current)
+        } else {
+            Err(Shown(log))
         }
-        assert!(
-            Instant::now() < deadline,
-            "no generation with all three workers; log:\n{}",
-            service.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    });
     let mut all: Vec<i32> = owners.iter().flat_map(|(_, _, p)| p.clone()).collect();
     all.sort();
     assert_eq!(
@@ -137,19 +134,21 @@ async fn a_killed_worker_is_restarted_and_nothing_is_lost() {
     produce_requests(&client, &topics.requests, &records).await;
     let victim = before[0];
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim), Signal::SIGKILL).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = service.workers();
-        if now.len() == 2 && !now.contains(&victim) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "worker not restarted: {now:?}; log:\n{}",
-            service.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(10),
+        "the killed worker restarted",
+        || {
+            let now = service.workers();
+            if now.len() == 2 && !now.contains(&victim) {
+                Ok(())
+            } else {
+                Err(Shown(format!(
+                    "workers {now:?}; log:\n{}",
+                    service.log_text()
+                )))
+            }
+        },
+    );
     let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
     assert_all_answered(&jobs, &responses, &service.log_text());
 }
@@ -170,11 +169,7 @@ async fn term_under_load_stops_within_the_grace_period_and_a_new_serve_repeats_n
     service.wait_workers(2, WAIT);
     let (jobs, records) = keyed_requests(800);
     produce_requests(&client, &topics.requests, &records).await;
-    let deadline = Instant::now() + WAIT;
-    while double.calls() < 32 {
-        assert!(Instant::now() < deadline, "no execution started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    executions(&double, 32, WAIT).await;
     let stop = Instant::now();
     service.signal(Signal::SIGTERM);
     let at_term = double.calls();
@@ -217,21 +212,19 @@ async fn ttin_and_ttou_by_index_stop_all_workers_so_no_partition_has_two_owners(
     let (jobs2, records2) = keyed_requests(300);
     produce_requests(&client, &topics.requests, &records2).await;
     service.signal(Signal::SIGTTOU);
-    let deadline = Instant::now() + WAIT;
-    while !(service.workers().len() == 2
-        && ownership(&service.log_text())
-            .iter()
-            .filter(|(g, _, _)| *g == 3)
-            .count()
-            == 2)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "TTOU not followed; log:\n{}",
-            service.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        WAIT,
+        "two workers consuming in generation 3 after TTOU",
+        || {
+            let log = service.log_text();
+            let third = ownership(&log).iter().filter(|(g, _, _)| *g == 3).count();
+            if service.workers().len() == 2 && third == 2 {
+                Ok(())
+            } else {
+                Err(Shown(log))
+            }
+        },
+    );
     let all_jobs: Vec<Uuid> = jobs.iter().chain(&jobs2).copied().collect();
     let responses = read_jobs(&client, &topics.responses, &all_jobs, WAIT).await;
     assert_all_answered(&all_jobs, &responses, &service.log_text());
@@ -314,15 +307,14 @@ async fn hup_reloads_the_store_and_the_new_revision_is_served() {
     revision["released_timestamp"] = "2026-11-20T00:00:00+00:00".into();
     std::fs::write(store.path().join("multiply-2.json"), revision.to_string()).unwrap();
     service.signal(Signal::SIGHUP);
-    let deadline = Instant::now() + WAIT;
-    while !replacement_consumes(&service.log_text(), 2) {
-        assert!(
-            Instant::now() < deadline,
-            "no reload; log:\n{}",
-            service.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(WAIT, "a worker of the reload consuming", || {
+        let log = service.log_text();
+        if replacement_consumes(&log, 2) {
+            Ok(())
+        } else {
+            Err(Shown(log))
+        }
+    });
     let second = Uuid::new_v4();
     produce_requests(&client, &topics.requests, &[(None, Some(latest(second)))]).await;
     read_jobs(&client, &topics.responses, &[second], WAIT).await;
@@ -352,28 +344,27 @@ async fn term_during_a_rolling_replace_stops_within_the_grace_period() {
     let before = service.workers();
     let (_, records) = keyed_requests(400);
     produce_requests(&client, &topics.requests, &records).await;
-    let deadline = Instant::now() + WAIT;
-    while double.calls() < 40 {
-        assert!(Instant::now() < deadline, "no execution started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    executions(&double, 40, WAIT).await;
     service.signal(Signal::SIGHUP);
     // Wait until the first slot is replaced (one old pid gone, a new one there), then TERM
     // while the others are still old.
-    loop {
-        let now = service.workers();
-        let replaced = now.iter().filter(|p| !before.contains(p)).count();
-        let old = now.iter().filter(|p| before.contains(p)).count();
-        if replaced >= 1 && old >= 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the rolling replace did not start or went too fast ({before:?} -> {now:?}); log:\n{}",
-            service.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        WAIT,
+        "the first slot replaced, two or more still old",
+        || {
+            let now = service.workers();
+            let replaced = now.iter().filter(|p| !before.contains(p)).count();
+            let old = now.iter().filter(|p| before.contains(p)).count();
+            if replaced >= 1 && old >= 2 {
+                Ok(())
+            } else {
+                Err(Shown(format!(
+                    "{before:?} -> {now:?}; log:\n{}",
+                    service.log_text()
+                )))
+            }
+        },
+    );
     let stop = Instant::now();
     service.signal(Signal::SIGTERM);
     let status = service
@@ -399,14 +390,13 @@ async fn workers_stop_by_themselves_when_the_supervisor_is_killed() {
     let workers = service.workers();
     service.signal(Signal::SIGKILL);
     service.wait_exit(WAIT).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while workers
-        .iter()
-        .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
-    {
-        assert!(Instant::now() < deadline, "orphaned workers still alive");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(Duration::from_secs(20), "the orphaned workers gone", || {
+        let alive: Vec<&i32> = workers
+            .iter()
+            .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+            .collect();
+        if alive.is_empty() { Ok(()) } else { Err(alive) }
+    });
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -451,20 +441,15 @@ async fn partitions_added_while_running_are_consumed() {
             records.push((Some(j.to_string().into_bytes()), Some(add_request(j))));
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if client
-            .list_topics()
-            .await
-            .unwrap()
-            .iter()
-            .any(|t| t.name == topics.requests && t.partitions.len() == 4)
-        {
-            break;
+    eventually_async(Duration::from_secs(60), "the topic grown to 4", || async {
+        let listed = client.list_topics().await.unwrap();
+        let topic = listed.iter().find(|t| t.name == topics.requests);
+        match topic.map(|t| t.partitions.len()) {
+            Some(4) => Ok(()),
+            other => Err(other),
         }
-        assert!(Instant::now() < deadline, "topic did not grow");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     produce_requests(&client, &topics.requests, &records).await;
     let responses = read_jobs(&client, &topics.responses, &jobs, Duration::from_secs(90)).await;
     assert_all_answered(&jobs, &responses, &service.log_text());
@@ -510,45 +495,28 @@ async fn a_killed_metrics_process_is_restarted_and_the_counts_are_kept() {
             .and_then(|(_, body)| sample(&body, ok))
     };
     // Acknowledged before they were counted: the count catches up within moments.
-    let deadline = Instant::now() + WAIT;
-    while count() != Some(50.0) {
-        assert!(
-            Instant::now() < deadline,
-            "the count never reached 50: {:?}",
-            count()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(WAIT, "the ok count at 50", || match count() {
+        Some(50.0) => Ok(()),
+        other => Err(other),
+    });
 
     let old = service.metrics_process().expect("a metrics process runs");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(old), Signal::SIGKILL).unwrap();
-    let deadline = Instant::now() + WAIT;
-    let new = loop {
-        if let Some(new) = service.metrics_process().filter(|p| *p != old) {
-            break new;
+    let new = eventually(WAIT, "a new metrics process", || {
+        match service.metrics_process().filter(|p| *p != old) {
+            Some(new) => Ok(new),
+            None => Err(Shown(service.log_text())),
         }
-        assert!(
-            Instant::now() < deadline,
-            "no new metrics process; log:\n{}",
-            service.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    });
     assert!(
         !std::path::Path::new(&format!("/proc/{old}")).exists(),
         "the killed metrics process is still there"
     );
-    let deadline = Instant::now() + WAIT;
-    let after = loop {
-        if let Some(n) = count() {
-            break n;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the new metrics process ({new}) does not answer"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let after = eventually(
+        WAIT,
+        format!("the new metrics process ({new}) answering"),
+        || count().ok_or("no count"),
+    );
     assert_eq!(
         after, 50.0,
         "the counts did not survive the metrics process"

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::kafka::python_with_aiokafka;
 use super::service::job_of;
+use super::wait::eventually;
 
 /// Kafka's `isolation.level`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,7 +313,8 @@ pub fn wait_committed(
     timeout: Duration,
 ) -> Seen {
     let deadline = Instant::now() + timeout;
-    loop {
+    let what = format!("a committed response to each of {} jobs", jobs.len());
+    eventually(timeout, what, || {
         let left = deadline.saturating_duration_since(Instant::now());
         let read = aiokafka_read(
             bootstrap,
@@ -322,18 +324,16 @@ pub fn wait_committed(
             left.clamp(Duration::from_secs(5), Duration::from_secs(30)),
         );
         if read.seen.has_all(jobs) {
-            return read.seen;
+            Ok(read.seen)
+        } else {
+            Err(format!(
+                "{} jobs without ({}, {} records)",
+                read.seen.missing(jobs),
+                read.positions,
+                read.seen.records
+            ))
         }
-        assert!(
-            Instant::now() < deadline,
-            "after {timeout:?}, {} of {} jobs have no committed response ({}, {} records)",
-            read.seen.missing(jobs),
-            jobs.len(),
-            read.positions,
-            read.seen.records
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    })
 }
 
 /// The four reads of a topic that is done changing: Kafka's console consumer and aiokafka, each

@@ -61,17 +61,16 @@ pub async fn create_topic_replicated(client: &Client, name: &str, partitions: i3
         .create_topic(name, partitions, replicas, 10_000)
         .await
         .unwrap_or_else(|e| panic!("creating topic {name}: {e}"));
-    for _ in 0..100 {
+    let what = format!("topic {name} listed with {partitions} partitions");
+    super::wait::eventually_async(std::time::Duration::from_secs(60), what, || async {
         let topics = client.list_topics().await.expect("listing topics");
-        if topics
-            .iter()
-            .any(|t| t.name == name && t.partitions.len() == partitions as usize)
-        {
-            return;
+        let listed = topics.iter().find(|t| t.name == name);
+        match listed.map(|t| t.partitions.len()) {
+            Some(n) if n == partitions as usize => Ok(()),
+            other => Err(other),
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("topic {name} did not appear with {partitions} partitions");
+    })
+    .await;
 }
 
 /// A cluster of this test's own (`scripts/kafka start` in a temporary directory), for tests that

@@ -14,3 +14,4 @@ pub mod prometheus;
 pub mod runtime_double;
 pub mod secure_kafka;
 pub mod service;
+pub mod wait;

@@ -9,7 +9,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::{Child, Command};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use super::wait::{Shown, eventually};
 
 /// The job name the service's target is scraped under.
 pub const JOB: &str = "hd-kafka-exec";
@@ -186,23 +188,18 @@ impl Prometheus {
             .spawn()
             .unwrap();
         let mut prometheus = Prometheus { child, addr, dir };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        eventually(Duration::from_secs(60), "prometheus ready", || {
             if http_get(&prometheus.addr, "/-/ready").is_ok_and(|r| r.status == 200) {
-                return prometheus;
+                return Ok(());
             }
             assert!(
                 prometheus.child.try_wait().unwrap().is_none(),
                 "prometheus exited; its log:\n{}",
                 prometheus.log_text()
             );
-            assert!(
-                Instant::now() < deadline,
-                "prometheus not ready within a minute; its log:\n{}",
-                prometheus.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            Err(Shown(prometheus.log_text()))
+        });
+        prometheus
     }
 
     pub fn log_text(&self) -> String {
@@ -258,41 +255,22 @@ impl Prometheus {
         (!series.is_empty()).then(|| series.iter().map(|(_, v)| v).sum())
     }
 
-    /// Polls `expr` (see [`query`](Self::query)) until `done` holds for its value, and returns
-    /// that value; after `timeout`, returns the last value it saw as the error.
-    pub fn poll_until(
-        &self,
-        expr: &str,
-        done: impl Fn(Option<f64>) -> bool,
-        timeout: Duration,
-    ) -> Result<Option<f64>, Option<f64>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let value = self.query(expr);
-            if done(value) {
-                return Ok(value);
-            }
-            if Instant::now() >= deadline {
-                return Err(value);
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// Like [`poll_until`](Self::poll_until), panicking on the timeout with the last value and
-    /// how the scrapes went.
+    /// Queries `expr` (see [`query`](Self::query)) until `done` holds for its value, and
+    /// returns that value; panics after `timeout` with the last value and how the scrapes went.
+    #[track_caller]
     pub fn wait_until(
         &self,
         expr: &str,
         done: impl Fn(Option<f64>) -> bool,
         timeout: Duration,
     ) -> Option<f64> {
-        self.poll_until(expr, done, timeout).unwrap_or_else(|last| {
-            panic!(
-                "{expr} did not reach the expected value within {timeout:?}: last {last:?}; \
-                 scrapes: {}",
-                self.targets()
-            )
+        eventually(timeout, format!("{expr} at the expected value"), || {
+            let value = self.query(expr);
+            if done(value) {
+                Ok(value)
+            } else {
+                Err(Shown(format!("{value:?}; scrapes: {}", self.targets())))
+            }
         })
     }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use rskafka::client::Client;
@@ -13,6 +13,7 @@ use rskafka::client::partition::{Compression, OffsetAt, UnknownTopicHandling};
 use rskafka::record::{Record, RecordAndOffset};
 
 use super::kafka::{create_topic_replicated, kafka_bootstrap, unique_topic};
+use super::wait::{Shown, eventually, within};
 
 pub fn vectors() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors")
@@ -164,58 +165,50 @@ impl ServiceProcess {
 
     /// Where the metrics endpoint listens (from the supervisor's log line; waits for it).
     pub fn metrics_addr(&self, timeout: Duration) -> std::net::SocketAddr {
-        let deadline = Instant::now() + timeout;
-        loop {
+        eventually(timeout, "the metrics address logged", || {
             let log = self.log_text();
-            if let Some(addr) = log
-                .lines()
+            log.lines()
                 .find(|l| l.contains("metrics at /metrics"))
                 .and_then(|l| l.split("addr=").nth(1))
                 .and_then(|a| a.split_whitespace().next())
                 .and_then(|a| a.parse().ok())
-            {
-                return addr;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no metrics address logged; log:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+                .ok_or(Shown(log))
+        })
     }
 
     /// Waits until `n` workers run and each has logged that it consumes.
     pub fn wait_workers(&self, n: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let consuming = self.log_text().matches("worker consuming").count();
-            if self.workers().len() == n && consuming >= n {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{n} workers did not start; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        eventually(
+            timeout,
+            format!("{n} workers started and consuming"),
+            || {
+                let log = self.log_text();
+                let consuming = log.matches("worker consuming").count();
+                if self.workers().len() == n && consuming >= n {
+                    Ok(())
+                } else {
+                    Err(Shown(log))
+                }
+            },
+        );
+    }
+
+    /// Whether the worker `pid` has logged that it consumes (every line names its process).
+    pub fn consumes(&self, pid: i32) -> bool {
+        let process = format!(" pid={pid} ");
+        self.log_text()
+            .lines()
+            .any(|l| l.contains("worker consuming") && l.contains(&process))
     }
 
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).unwrap();
     }
 
+    /// How `serve` exited, or `None` if it still runs after `timeout` (the caller's failure to
+    /// report, with what it expected).
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return Some(s);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        within(timeout, || self.child.try_wait().unwrap().ok_or(())).ok()
     }
 
     pub fn log_text(&self) -> String {
