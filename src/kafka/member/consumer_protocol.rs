@@ -29,6 +29,9 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::MemberParts;
+use super::rules::{
+    ConsumerBeatFailure, Move, after_consumer_heartbeat_failure, beat_shape, next_move,
+};
 use crate::backoff::Backoff;
 use crate::config::KafkaSettings;
 use crate::kafka::coordinator::{CoordinatorError, Generation, GroupCoordinator};
@@ -345,7 +348,7 @@ impl ConsumerMember {
 
     /// One heartbeat and what its answer means.
     async fn heartbeat(&mut self) -> Result<(), CoordinatorError> {
-        let send_full = self.epoch == 0 || self.full;
+        let shape = beat_shape(self.epoch, self.full, self.acknowledge);
         let owned = (
             self.topic_id.unwrap_or_default(),
             self.owned.iter().copied().collect(),
@@ -358,8 +361,8 @@ impl ConsumerMember {
                 topic: &self.kafka.request_topic,
                 assignor: self.settings.assignor.as_deref(),
             }),
-            send_full,
-            send_owned: self.acknowledge,
+            send_full: shape.full,
+            send_owned: shape.owned,
             // Nothing is owned before the topic id is known, so any id will do then.
             owned: Some(owned),
             instance_id: self.settings.instance_id.as_deref(),
@@ -430,25 +433,26 @@ impl ConsumerMember {
             return Ok(());
         }
         let target = self.target().await?;
-        if self.owned == target {
-            // In the group and holding what it was given (perhaps nothing: more members than
-            // partitions): consuming, as far as readiness goes.
-            crate::metrics::worker().set_state(WorkerState::Consuming);
-            return Ok(());
-        }
-        let revoked: Vec<i32> = self.owned.difference(&target).copied().collect();
-        if !revoked.is_empty() {
-            tracing::info!(group = %self.kafka.group_id, epoch = self.epoch, partitions = ?revoked, "giving up partitions: finishing their executions");
-            let budget = self
-                .settings
-                .rebalance_timeout
-                .saturating_sub(REVOCATION_RESERVE)
-                .max(Duration::from_secs(1));
-            crate::metrics::worker().rebalance();
-            self.revoking = Some(self.partitions.give_up(&revoked, budget, ANSWER_GRACE));
-            return Ok(());
-        }
-        let added: Vec<i32> = target.difference(&self.owned).copied().collect();
+        let added = match next_move(&self.owned, &target) {
+            Move::Steady => {
+                // In the group and holding what it was given (perhaps nothing: more members
+                // than partitions): consuming, as far as readiness goes.
+                crate::metrics::worker().set_state(WorkerState::Consuming);
+                return Ok(());
+            }
+            Move::Revoke(revoked) => {
+                tracing::info!(group = %self.kafka.group_id, epoch = self.epoch, partitions = ?revoked, "giving up partitions: finishing their executions");
+                let budget = self
+                    .settings
+                    .rebalance_timeout
+                    .saturating_sub(REVOCATION_RESERVE)
+                    .max(Duration::from_secs(1));
+                crate::metrics::worker().rebalance();
+                self.revoking = Some(self.partitions.give_up(&revoked, budget, ANSWER_GRACE));
+                return Ok(());
+            }
+            Move::Take(added) => added,
+        };
         let topic = self.kafka.request_topic.clone();
         let starts = tokio::time::timeout(STEP_BUDGET, async {
             let committed = self.coordinator.fetch(&topic, &added).await?;
@@ -485,39 +489,32 @@ impl ConsumerMember {
     /// A failed heartbeat: fenced or forgotten members lose their partitions and join again;
     /// what no retry fixes ends the member.
     fn on_error(&mut self, e: CoordinatorError) -> Result<(), Refused> {
-        match e.kafka_code().and_then(ResponseError::try_from_code) {
-            Some(ResponseError::FencedMemberEpoch | ResponseError::UnknownMemberId) => {
+        let unsupported = matches!(e, CoordinatorError::Unsupported { .. });
+        let code = e.kafka_code().and_then(ResponseError::try_from_code);
+        let now = Instant::now();
+        match after_consumer_heartbeat_failure(code, unsupported, &mut self.unreleased_since, now) {
+            ConsumerBeatFailure::LoseAll => {
                 tracing::warn!(group = %self.kafka.group_id, epoch = self.epoch, "the group fenced this member ({e}): its partitions go to others without a commit; joining again");
                 self.lose_all();
                 Ok(())
             }
-            Some(ResponseError::FencedInstanceId) => Err(Refused::Fenced {
+            ConsumerBeatFailure::Fenced => Err(Refused::Fenced {
                 group: self.kafka.group_id.clone(),
                 instance: self.settings.instance_id.clone().unwrap_or_default(),
             }),
-            Some(ResponseError::UnreleasedInstanceId) => {
-                // The previous holder of this instance id (a killed worker) is still a member
-                // until it leaves or its session times out; beyond twice the broker's default
-                // session, another process probably uses the same id.
-                let since = *self.unreleased_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > Duration::from_secs(90) {
-                    tracing::warn!(group = %self.kafka.group_id, instance = ?self.settings.instance_id, "the instance id has been held by another member for {:.0?}: does another process use the same group_instance_id prefix?", since.elapsed());
-                } else {
-                    tracing::info!(group = %self.kafka.group_id, instance = ?self.settings.instance_id, "the instance id is still held by its previous worker; trying again");
-                }
+            ConsumerBeatFailure::Unreleased { suspicious: true } => {
+                let held = self.unreleased_since.map(|since| now.duration_since(since));
+                tracing::warn!(group = %self.kafka.group_id, instance = ?self.settings.instance_id, "the instance id has been held by another member for {held:.0?}: does another process use the same group_instance_id prefix?");
                 Ok(())
             }
-            Some(
-                ResponseError::GroupAuthorizationFailed
-                | ResponseError::GroupMaxSizeReached
-                | ResponseError::UnsupportedAssignor
-                | ResponseError::InvalidRequest
-                | ResponseError::InconsistentGroupProtocol
-                | ResponseError::GroupIdNotFound
-                | ResponseError::UnsupportedVersion,
-            ) => Err(Refused::ByGroup(e)),
-            _ if matches!(e, CoordinatorError::Unsupported { .. }) => Err(Refused::ByGroup(e)),
-            _ => {
+            ConsumerBeatFailure::Unreleased { suspicious: false } => {
+                // The previous holder of this instance id (a killed worker) is still a member
+                // until it leaves or its session times out.
+                tracing::info!(group = %self.kafka.group_id, instance = ?self.settings.instance_id, "the instance id is still held by its previous worker; trying again");
+                Ok(())
+            }
+            ConsumerBeatFailure::Refused => Err(Refused::ByGroup(e)),
+            ConsumerBeatFailure::Retry => {
                 tracing::warn!(group = %self.kafka.group_id, "heartbeating failed, trying again: {e}");
                 Ok(())
             }

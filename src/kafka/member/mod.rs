@@ -19,6 +19,7 @@
 
 pub mod calls;
 pub mod consumer_protocol;
+mod rules;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use self::calls::{JoinRequest, Joined};
+use self::rules::{BeatFailure, JoinFailure};
 use super::coordinator::{Generation, GroupCoordinator};
 use super::error::KafkaError;
 use super::error::Refused;
@@ -210,32 +212,28 @@ impl Member {
             KafkaError::Coordinator(c) => c.kafka_code(),
             _ => None,
         };
-        match code.and_then(ResponseError::try_from_code) {
-            Some(ResponseError::FencedInstanceId) => Err(Refused::Fenced {
+        match rules::after_join_failure(code.and_then(ResponseError::try_from_code)) {
+            JoinFailure::Fenced => Err(Refused::Fenced {
                 group: self.kafka.group_id.clone(),
                 instance: self.settings.instance_id.clone().unwrap_or_default(),
             }),
-            Some(
-                ResponseError::InconsistentGroupProtocol
-                | ResponseError::GroupAuthorizationFailed
-                | ResponseError::InvalidSessionTimeout
-                | ResponseError::GroupMaxSizeReached
-                | ResponseError::InvalidGroupId,
-            ) => match e {
+            JoinFailure::Refused => match e {
                 KafkaError::Coordinator(c) => Err(Refused::ByGroup(c)),
-                _ => unreachable!("a Kafka code comes from the coordinator"),
+                other => {
+                    tracing::warn!(group = %self.kafka.group_id, "joining the group failed, trying again: {other}");
+                    Ok(())
+                }
             },
-            Some(ResponseError::UnknownMemberId) => {
+            JoinFailure::Forget => {
                 self.member_id.clear();
                 tracing::info!(group = %self.kafka.group_id, "the group forgot this member; joining anew");
                 Ok(())
             }
-            Some(ResponseError::RebalanceInProgress | ResponseError::IllegalGeneration) => {
-                // Another member joined or left while this one synced: join the new round.
+            JoinFailure::NextRound => {
                 tracing::debug!(group = %self.kafka.group_id, "the group moved on while joining: {e}");
                 Ok(())
             }
-            _ => {
+            JoinFailure::Retry => {
                 tracing::warn!(group = %self.kafka.group_id, "joining the group failed, trying again: {e}");
                 Ok(())
             }
@@ -427,25 +425,21 @@ impl Member {
             }
             Err(e) => e,
         };
-        let ending = match error.kafka_code().and_then(ResponseError::try_from_code) {
-            Some(ResponseError::RebalanceInProgress) => {
-                Ending::Rebalance("another member joined or left")
-            }
-            Some(ResponseError::IllegalGeneration) => Ending::Lost {
+        let ending = match rules::after_heartbeat_failure(
+            error.kafka_code().and_then(ResponseError::try_from_code),
+        ) {
+            BeatFailure::Rebalance => Ending::Rebalance("another member joined or left"),
+            BeatFailure::Lost { forget_member_id } => Ending::Lost {
                 reason: error.to_string(),
-                forget_member_id: false,
+                forget_member_id,
             },
-            Some(ResponseError::UnknownMemberId) => Ending::Lost {
-                reason: error.to_string(),
-                forget_member_id: true,
-            },
-            Some(ResponseError::FencedInstanceId) => {
+            BeatFailure::Fenced => {
                 return Err(Refused::Fenced {
                     group: self.kafka.group_id.clone(),
                     instance: generation.instance_id.clone().unwrap_or_default(),
                 });
             }
-            _ => {
+            BeatFailure::Retry => {
                 tracing::debug!(group = %self.kafka.group_id, "heartbeat failed, trying again: {error}");
                 return Ok(None);
             }
