@@ -20,9 +20,10 @@
 //! next owner): the runtime is outside Kafka.
 
 mod calls;
+mod plan;
 mod produce;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use self::calls::{ProducerIdentity, TransactionCoordinator, txn_offset_commit};
+use self::plan::{Limits, Plan, Weighed};
 use self::produce::{Leaders, PartitionBatch, ProduceError};
 use super::committer::{Command, CommitterClient, CommitterTask, OUTAGE_REPORT_INTERVAL};
 use super::consumer::DoneToken;
@@ -280,22 +282,6 @@ struct Transactions {
     transaction_timeout: Duration,
 }
 
-/// What one transaction carries.
-#[derive(Debug)]
-struct Plan {
-    /// (request partition, offset) of the answers in it.
-    answers: Vec<(i32, i64)>,
-    /// How many records go to each partition produced to (the records themselves stay with
-    /// their answers until the transaction is sent).
-    batches: BTreeMap<(String, i32), usize>,
-    /// Offsets to commit with it.
-    offsets: Vec<(i32, i64)>,
-    /// The member's generation when it was planned: the commit goes out under it, so a
-    /// transaction planned before a rebalance cannot commit after it (the group refuses the
-    /// old generation) for partitions given up meanwhile.
-    generation: Generation,
-}
-
 /// Why a transaction did not commit.
 #[derive(Debug, thiserror::Error)]
 enum Failure {
@@ -449,7 +435,7 @@ impl Transactions {
     /// moved without one.
     fn has_work(&mut self) -> bool {
         let plan = self.plan();
-        !plan.answers.is_empty() || !plan.offsets.is_empty()
+        !plan.is_empty()
     }
 
     /// Commits what is ready now, transaction after transaction, until nothing is; gives up
@@ -497,12 +483,7 @@ impl Transactions {
     fn plan(&mut self) -> Plan {
         // Read before the partitions are: a generation newer than the partitions seen could
         // commit partitions given up under the older one.
-        let mut plan = Plan {
-            answers: Vec::new(),
-            batches: BTreeMap::new(),
-            offsets: Vec::new(),
-            generation: self.generation.borrow().clone(),
-        };
+        let generation = self.generation.borrow().clone();
         let shared = self.watermarks.clone();
         let mut watermarks = shared.lock().expect("watermark lock");
         // Answers of partitions given up (or lost) are not produced: their next owner answers.
@@ -527,45 +508,17 @@ impl Transactions {
             self.pending.retain(|_, m| !m.is_empty());
             watermarks = shared.lock().expect("watermark lock");
         }
-        let mut bytes: HashMap<(String, i32), usize> = HashMap::new();
-        let mut partitions: BTreeSet<i32> = watermarks.partitions().collect();
-        partitions.extend(self.pending.keys().copied());
-        for p in partitions {
-            let empty = BTreeMap::new();
-            let queued = self.pending.get(&p).unwrap_or(&empty);
-            let Some((run, after)) = watermarks.ready_run(p, |o| queued.contains_key(&o)) else {
-                continue;
-            };
-            let mut commit = after;
-            let answered_before = plan.answers.len();
-            for o in run {
-                let q = &queued[&o];
-                let records = q.records();
-                let fits = plan.answers.len() < MAX_REQUESTS_PER_TRANSACTION
-                    && records.iter().all(|r| {
-                        let key = (r.topic.clone(), r.partition);
-                        let used = bytes.get(&key).copied().unwrap_or(0);
-                        let budget = self.budgets.get(&r.topic).copied().unwrap_or(usize::MAX);
-                        used == 0 || (!self.solo.contains(&key) && used + r.bytes <= budget)
-                    });
-                if !fits {
-                    commit = o;
-                    break;
-                }
-                for r in records {
-                    let key = (r.topic.clone(), r.partition);
-                    *bytes.entry(key.clone()).or_default() += r.bytes;
-                    *plan.batches.entry(key).or_default() += 1;
-                }
-                plan.answers.push((p, o));
-            }
-            // A partition answered in the transaction is always committed in it too: that
-            // commit is what the group refuses a zombie.
-            if self.committed.get(&p) != Some(&commit) || plan.answers.len() > answered_before {
-                plan.offsets.push((p, commit));
-            }
-        }
-        plan
+        plan::plan(
+            generation,
+            &self.pending,
+            &watermarks,
+            &self.committed,
+            &Limits {
+                budgets: &self.budgets,
+                solo: &self.solo,
+                max_requests: MAX_REQUESTS_PER_TRANSACTION,
+            },
+        )
     }
 
     /// One transaction of what [`plan`](Self::plan) says. `Ok(Ok(offsets))` when it
@@ -573,7 +526,7 @@ impl Transactions {
     /// refuses this worker for good.
     async fn transact(&mut self) -> Result<Result<Vec<(i32, i64)>, ()>, Refused> {
         let mut plan = self.plan();
-        if plan.answers.is_empty() && plan.offsets.is_empty() {
+        if plan.is_empty() {
             return Ok(Ok(Vec::new()));
         }
         if self.identity.is_none() || self.open {
@@ -582,7 +535,7 @@ impl Transactions {
             }
             // Planned again: initialising may have taken a while.
             plan = self.plan();
-            if plan.answers.is_empty() && plan.offsets.is_empty() {
+            if plan.is_empty() {
                 return Ok(Ok(Vec::new()));
             }
         }
@@ -780,6 +733,15 @@ impl Transactions {
             }
             Some(_) => tracing::debug!("{what}"),
         }
+    }
+}
+
+impl Weighed for Queued {
+    fn weights(&self) -> Vec<(&str, i32, usize)> {
+        self.records()
+            .into_iter()
+            .map(|r| (r.topic.as_str(), r.partition, r.bytes))
+            .collect()
     }
 }
 
