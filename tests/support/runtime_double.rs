@@ -92,6 +92,8 @@ pub type Call = (String, u64);
 struct Holds {
     /// Whether calls that arrive now are held.
     on: bool,
+    /// Jobs whose calls are held even while `on` is not (see [`RuntimeDouble::hold_jobs`]).
+    jobs: HashSet<String>,
     /// Held calls not released yet, each with what releases it.
     waiting: HashMap<Call, tokio::sync::oneshot::Sender<()>>,
     /// Held calls whose answer the double has handed to their connection after release.
@@ -367,6 +369,24 @@ impl RuntimeDouble {
         self.shared.holds.lock().unwrap().on = on;
     }
 
+    /// Holds every call of these jobs from now on, as [`hold`](Self::hold) holds all: a fault
+    /// test holds a burst's last request so that "not everything was executed before the
+    /// fault" is true by construction. [`stop_holding`](Self::stop_holding) ends it.
+    pub fn hold_jobs<'a>(&self, jobs: impl IntoIterator<Item = &'a str>) {
+        let mut holds = self.shared.holds.lock().unwrap();
+        holds.jobs.extend(jobs.into_iter().map(str::to_owned));
+    }
+
+    /// Holds nothing from now on and releases every call held now.
+    pub fn stop_holding(&self) {
+        {
+            let mut holds = self.shared.holds.lock().unwrap();
+            holds.on = false;
+            holds.jobs.clear();
+        }
+        self.release_all();
+    }
+
     /// Releases call number `call` of `job` (1 = its first); whether it was held.
     pub fn release(&self, job: &str, call: u64) -> bool {
         let sender = self
@@ -453,7 +473,7 @@ fn with_call_number(answer: &str, call: u64) -> String {
 async fn hold_if_asked(shared: &Arc<Shared>, call: Call) -> Option<HeldCall> {
     let released = {
         let mut holds = shared.holds.lock().unwrap();
-        if !holds.on {
+        if !holds.on && !holds.jobs.contains(&call.0) {
             return None;
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
