@@ -168,14 +168,7 @@ impl Session {
             Ownership::ByIndex { index, count: n } => by_index(*index, *n, count),
             Ownership::Group(_) | Ownership::ConsumerGroup(_) => Vec::new(),
         };
-        if let (Some(id), Some(exactly_once)) = (&transactional_id, &k.exactly_once) {
-            let coordinator =
-                GroupCoordinator::new(k.producer_bootstrap.clone(), &k.group_id, &k.client_id)
-                    .with_auth(producer_auth.clone());
-            transaction::abort_predecessor(coordinator, id, exactly_once.transaction_timeout)
-                .await
-                .map_err(KafkaError::Transactions)?;
-        }
+        abort_predecessor(k, transactional_id.as_deref(), &producer_auth).await?;
         let mut coordinator = group_coordinator(k, &consumer_auth);
         let committed = until_kafka_answers("read the group's committed offsets", async || {
             Ok(coordinator.fetch(&k.request_topic, &owned).await?)
@@ -509,6 +502,24 @@ impl Commits {
             refused: Some(started.refused),
         })
     }
+}
+
+/// Exactly-once: aborts what a predecessor with this worker's transactional id left open
+/// (before the committed offsets are read, so none is pending); nothing without exactly-once.
+async fn abort_predecessor(
+    k: &KafkaSettings,
+    transactional_id: Option<&str>,
+    producer_auth: &BrokerAuth,
+) -> Result<(), KafkaError> {
+    let (Some(id), Some(exactly_once)) = (transactional_id, &k.exactly_once) else {
+        return Ok(());
+    };
+    let coordinator =
+        GroupCoordinator::new(k.producer_bootstrap.clone(), &k.group_id, &k.client_id)
+            .with_auth(producer_auth.clone());
+    transaction::abort_predecessor(coordinator, id, exactly_once.transaction_timeout)
+        .await
+        .map_err(KafkaError::Transactions)
 }
 
 /// Exactly-once: how many in-flight windows' worth of answers may wait for transactions.
