@@ -23,11 +23,13 @@
 //! * `http_client`: how every HTTP client of the service is built (runtime, backend store).
 //! * [`tls`]: the rustls client configuration every TLS connection uses (Kafka and HTTPS):
 //!   trust, client certificates, the `ring` provider (feature `tls`, on by default).
-//! * [`kafka`]: every Kafka detail: a worker's [`kafka::Session`] (clients, fetch loops over its
-//!   partitions, producers, committer, its membership of the consumer group), the group
-//!   coordinator client, the broker wire codec.
-//! * [`worker`]: one process: consume -> resolve -> prepare -> run -> respond -> commit; it sees
-//!   records, tokens and responses, no Kafka client.
+//! * [`kafka`]: every Kafka detail, in layers: the broker wire codec and the group
+//!   coordinator client; one owner of a worker's partitions (fetch loops, watermarks, commits,
+//!   giving partitions up by IO-free rules); membership that only decides which partitions to
+//!   own (classic, KIP-848, by index); one answer handle ([`kafka::Answers`]: at-least-once or
+//!   exactly-once behind it). A worker opens a [`kafka::Session`].
+//! * [`worker`]: one process: consume -> resolve -> prepare -> run -> answer; it sees records,
+//!   done tokens and one answer handle, no Kafka client, producer or transaction.
 //! * [`logging`]: log lines that say which process (supervisor, worker i, metrics) wrote them.
 //! * [`metrics`]: what the service counts (in memory shared by all its processes) and the
 //!   metrics process serving `/metrics`, `/livez` and `/readyz`.
