@@ -82,11 +82,14 @@ pub enum CoordinatorError {
         broker: String,
         cause: String,
     },
-    #[error("group {group}: {source}")]
+    #[error("group {group}: {source}{remedy}")]
     Unsupported {
         group: String,
         #[source]
         source: UnsupportedVersion,
+        /// What an operator can change, when the call knows (see
+        /// [`CoordinatorError::with_remedy`]); empty otherwise, else appended as it is.
+        remedy: &'static str,
     },
     /// The connection cannot be secured as configured: credentials, certificates, protocol.
     #[error("group {group}: {source}")]
@@ -151,6 +154,34 @@ impl CoordinatorError {
             CoordinatorError::Kafka { code, .. } => Some(*code),
             CoordinatorError::OutOfTime { last, .. } => last.kafka_code(),
             _ => None,
+        }
+    }
+
+    /// This error with `remedy` added to its message when it says the broker does not speak
+    /// the call (no version in common, or UNSUPPORTED_VERSION in the answer): a call that
+    /// needs a broker feature knows what an operator can change, the version numbers alone
+    /// do not say it. Kind and code stay as they are, so the error is handled as before.
+    pub(crate) fn with_remedy(self, remedy: &'static str) -> CoordinatorError {
+        match self {
+            CoordinatorError::Unsupported { group, source, .. } => CoordinatorError::Unsupported {
+                group,
+                source,
+                remedy,
+            },
+            CoordinatorError::Kafka {
+                group,
+                api,
+                code,
+                name,
+                context,
+            } if code == ResponseError::UnsupportedVersion.code() => CoordinatorError::Kafka {
+                group,
+                api,
+                code,
+                name,
+                context: format!("{context}{remedy}"),
+            },
+            other => other,
         }
     }
 }
@@ -368,6 +399,7 @@ impl GroupCoordinator {
                 .map_err(|source| CoordinatorError::Unsupported {
                     group: self.group.clone(),
                     source,
+                    remedy: "",
                 })?;
             let key = StrBytes::from_string(self.key.clone());
             let request = if version >= 4 {
@@ -388,6 +420,7 @@ impl GroupCoordinator {
                             broker_max: 0,
                             ours: 1..=*FIND_COORDINATOR_VERSIONS.end(),
                         },
+                        remedy: "",
                     });
                 }
                 _ => request,
@@ -462,9 +495,13 @@ impl GroupCoordinator {
     ) -> Result<T, CoordinatorError> {
         let group = self.group.clone();
         let conn = self.connection().await?;
-        let version = conn
-            .version(api, name, ours)
-            .map_err(|source| CoordinatorError::Unsupported { group, source })?;
+        let version =
+            conn.version(api, name, ours)
+                .map_err(|source| CoordinatorError::Unsupported {
+                    group,
+                    source,
+                    remedy: "",
+                })?;
         let broker = conn.broker().to_owned();
         let response = conn.call(&request(version), version).await;
         let response = response.map_err(|e| self.wire_error(name, &broker, e))?;
@@ -692,5 +729,76 @@ impl Answered<'_> {
     pub fn malformed(&self, cause: &str) -> CoordinatorError {
         self.coordinator
             .wire_error(self.api, self.broker, WireError::Codec(cause.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an operator reads when the broker lacks KIP-848: Kafka 2.8 announces no version of
+    /// ConsumerGroupHeartbeat, 3.x without the feature answers UNSUPPORTED_VERSION. Both say
+    /// what to change, and stay errors that end the member at once.
+    #[test]
+    fn a_broker_without_the_consumer_protocol_is_explained() {
+        let remedy = GroupCoordinator::CONSUMER_PROTOCOL_UNSUPPORTED;
+        let explained = "(\"group_protocol\": \"consumer\" needs Kafka 4.0+, or on Kafka 3.7+ \
+            the broker setting group.coordinator.rebalance.protocols=classic,consumer; without \
+            that option the worker speaks the classic protocol, which every Kafka supports)";
+        let none_in_common = CoordinatorError::Unsupported {
+            group: "g".into(),
+            source: UnsupportedVersion {
+                api: "ConsumerGroupHeartbeat",
+                broker: "k1:9092".into(),
+                broker_min: -1,
+                broker_max: -1,
+                ours: 0..=1,
+            },
+            remedy: "",
+        }
+        .with_remedy(remedy);
+        assert_eq!(
+            none_in_common.to_string(),
+            format!(
+                "group g: broker k1:9092 speaks ConsumerGroupHeartbeat versions -1..=-1, this \
+                 client 0..=1 {explained}"
+            )
+        );
+        assert!(matches!(
+            none_in_common,
+            CoordinatorError::Unsupported { .. }
+        ));
+        assert!(!none_in_common.is_transient());
+
+        let coordinator = GroupCoordinator::new(vec!["k1:9092".into()], "g", "test");
+        let refused = coordinator
+            .kafka_error(
+                "ConsumerGroupHeartbeat",
+                ResponseError::UnsupportedVersion.code(),
+                ": The version of API is not supported.".into(),
+            )
+            .with_remedy(remedy);
+        assert_eq!(
+            refused.to_string(),
+            format!(
+                "group g: ConsumerGroupHeartbeat failed with Kafka error 35 \
+                 (UnsupportedVersion): The version of API is not supported. {explained}"
+            )
+        );
+        assert_eq!(
+            refused.kafka_code(),
+            Some(ResponseError::UnsupportedVersion.code())
+        );
+        assert!(!refused.is_transient());
+
+        // Any other error is about something else: it goes as it was.
+        let fenced = coordinator
+            .kafka_error("ConsumerGroupHeartbeat", 110, ": stale epoch".into())
+            .with_remedy(remedy);
+        assert_eq!(
+            fenced.to_string(),
+            "group g: ConsumerGroupHeartbeat failed with Kafka error 110 (FencedMemberEpoch): \
+             stale epoch"
+        );
     }
 }

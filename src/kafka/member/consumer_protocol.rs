@@ -96,6 +96,14 @@ struct Answer {
 }
 
 impl GroupCoordinator {
+    /// Added to the error when the broker does not speak ConsumerGroupHeartbeat: Kafka 2.8
+    /// announces no version of it, 3.x without the feature answers UNSUPPORTED_VERSION, and
+    /// neither says that the option asking for it is what to change.
+    pub(crate) const CONSUMER_PROTOCOL_UNSUPPORTED: &str = " (\"group_protocol\": \"consumer\" \
+        needs Kafka 4.0+, or on Kafka 3.7+ the broker setting \
+        group.coordinator.rebalance.protocols=classic,consumer; without that option the worker \
+        speaks the classic protocol, which every Kafka supports)";
+
     /// One ConsumerGroupHeartbeat.
     async fn consumer_heartbeat(&mut self, beat: &Beat<'_>) -> Result<Answer, CoordinatorError> {
         let group = self.group().to_owned();
@@ -165,6 +173,7 @@ impl GroupCoordinator {
                     },
                 )
                 .await
+                .map_err(|e| e.with_remedy(Self::CONSUMER_PROTOCOL_UNSUPPORTED))
             },
         )
         .await
