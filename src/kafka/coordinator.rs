@@ -11,6 +11,10 @@
 //! Versions are negotiated per connection with ApiVersions: the highest version both sides speak.
 //! Kafka 4.x removed OffsetCommit v0–1 and OffsetFetch v0, which we never send.
 //!
+//! Every call to the coordinator, here and in the group member's and the transactions' modules,
+//! goes through one step, [`GroupCoordinator::exchange`], so that all of them connect, choose
+//! their version and fail alike; each call only builds its request and reads its answer.
+//!
 //! Every call is bounded in time by the retry budget, connecting and waiting included: the
 //! worker commits from its event loop, which must keep proving liveness to the supervisor while
 //! the coordinator moves or is unreachable; a failed commit is simply retried next interval.
