@@ -91,8 +91,8 @@ pub enum CoordinatorError {
         group: String,
         #[source]
         source: UnsupportedVersion,
-        /// What an operator can change, when the call knows (see
-        /// [`CoordinatorError::with_remedy`]); empty otherwise, else appended as it is.
+        /// What an operator can change, when the call knows it (`with_remedy`): appended to
+        /// the message as it is; empty otherwise.
         remedy: &'static str,
     },
     /// The connection cannot be secured as configured: credentials, certificates, protocol.
