@@ -11,6 +11,10 @@
 //! Versions are negotiated per connection with ApiVersions: the highest version both sides speak.
 //! Kafka 4.x removed OffsetCommit v0–1 and OffsetFetch v0, which we never send.
 //!
+//! Every call to the coordinator, here and in the group member's and the transactions' modules,
+//! goes through one step, [`GroupCoordinator::exchange`], so that all of them connect, choose
+//! their version and fail alike; each call only builds its request and reads its answer.
+//!
 //! Every call is bounded in time by the retry budget, connecting and waiting included: the
 //! worker commits from its event loop, which must keep proving liveness to the supervisor while
 //! the coordinator moves or is unreachable; a failed commit is simply retried next interval.
@@ -27,7 +31,7 @@ use kafka_protocol::messages::{
         OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
     },
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Request, StrBytes};
 use tokio::time::Instant;
 
 use crate::backoff::Backoff;
@@ -82,11 +86,14 @@ pub enum CoordinatorError {
         broker: String,
         cause: String,
     },
-    #[error("group {group}: {source}")]
+    #[error("group {group}: {source}{remedy}")]
     Unsupported {
         group: String,
         #[source]
         source: UnsupportedVersion,
+        /// What an operator can change, when the call knows it (`with_remedy`): appended to
+        /// the message as it is; empty otherwise.
+        remedy: &'static str,
     },
     /// The connection cannot be secured as configured: credentials, certificates, protocol.
     #[error("group {group}: {source}")]
@@ -151,6 +158,34 @@ impl CoordinatorError {
             CoordinatorError::Kafka { code, .. } => Some(*code),
             CoordinatorError::OutOfTime { last, .. } => last.kafka_code(),
             _ => None,
+        }
+    }
+
+    /// This error with `remedy` added to its message when it says the broker does not speak
+    /// the call (no version in common, or UNSUPPORTED_VERSION in the answer): a call that
+    /// needs a broker feature knows what an operator can change, the version numbers alone
+    /// do not say it. Kind and code stay as they are, so the error is handled as before.
+    pub(crate) fn with_remedy(self, remedy: &'static str) -> CoordinatorError {
+        match self {
+            CoordinatorError::Unsupported { group, source, .. } => CoordinatorError::Unsupported {
+                group,
+                source,
+                remedy,
+            },
+            CoordinatorError::Kafka {
+                group,
+                api,
+                code,
+                name,
+                context,
+            } if code == ResponseError::UnsupportedVersion.code() => CoordinatorError::Kafka {
+                group,
+                api,
+                code,
+                name,
+                context: format!("{context}{remedy}"),
+            },
+            other => other,
         }
     }
 }
@@ -313,12 +348,7 @@ impl GroupCoordinator {
         &self.group
     }
 
-    pub(crate) fn kafka_error(
-        &self,
-        api: &'static str,
-        code: i16,
-        context: String,
-    ) -> CoordinatorError {
+    fn kafka_error(&self, api: &'static str, code: i16, context: String) -> CoordinatorError {
         CoordinatorError::Kafka {
             group: self.group.clone(),
             api,
@@ -328,12 +358,7 @@ impl GroupCoordinator {
         }
     }
 
-    pub(crate) fn wire_error(
-        &self,
-        api: &'static str,
-        broker: &str,
-        e: WireError,
-    ) -> CoordinatorError {
+    fn wire_error(&self, api: &'static str, broker: &str, e: WireError) -> CoordinatorError {
         let (group, broker, cause) = (self.group.clone(), broker.to_owned(), e.to_string());
         match e {
             WireError::Security(source) => CoordinatorError::Security { group, source },
@@ -378,6 +403,7 @@ impl GroupCoordinator {
                 .map_err(|source| CoordinatorError::Unsupported {
                     group: self.group.clone(),
                     source,
+                    remedy: "",
                 })?;
             let key = StrBytes::from_string(self.key.clone());
             let request = if version >= 4 {
@@ -398,6 +424,7 @@ impl GroupCoordinator {
                             broker_max: 0,
                             ours: 1..=*FIND_COORDINATOR_VERSIONS.end(),
                         },
+                        remedy: "",
                     });
                 }
                 _ => request,
@@ -436,7 +463,7 @@ impl GroupCoordinator {
     }
 
     /// The open connection to the coordinator, finding and opening it if needed.
-    pub(crate) async fn connection(&mut self) -> Result<&mut BrokerConnection, CoordinatorError> {
+    async fn connection(&mut self) -> Result<&mut BrokerConnection, CoordinatorError> {
         if self.coordinator.is_none() {
             let broker = self.find().await?;
             let conn = BrokerConnection::open(&broker, &self.client_id, &self.auth)
@@ -457,34 +484,38 @@ impl GroupCoordinator {
         Ok(self.coordinator.as_mut().expect("set above"))
     }
 
-    /// The coordinator connection and the highest version of `api` both sides speak.
-    pub(crate) async fn versioned(
-        &mut self,
-        api: ApiKey,
-        name: &'static str,
-        ours: RangeInclusive<i16>,
-    ) -> Result<(i16, &mut BrokerConnection), CoordinatorError> {
-        let group = self.group.clone();
-        let conn = self.connection().await?;
-        let version = conn
-            .version(api, name, ours)
-            .map_err(|source| CoordinatorError::Unsupported { group, source })?;
-        Ok((version, conn))
-    }
-
-    /// One request to the coordinator in the highest version of `api` both sides speak (at
-    /// most `ours`), with `request(version)` built for that version; its answer.
-    pub(crate) async fn exchange<R: kafka_protocol::protocol::Request>(
+    /// One request to the coordinator and its answer read, the one way every call goes: in
+    /// the highest version of `api` both sides speak (at most `ours`; none in common fails as
+    /// `Unsupported`), with `request(version)` built for that version, and `read` making sense
+    /// of the answer (its error codes through [`Answered::fail`]). A broken connection fails
+    /// as the call's wire error; the caller's retry loop decides what to do then.
+    pub(crate) async fn exchange<R: Request, T>(
         &mut self,
         api: ApiKey,
         name: &'static str,
         ours: RangeInclusive<i16>,
         request: impl FnOnce(i16) -> R,
-    ) -> Result<R::Response, CoordinatorError> {
-        let (version, conn) = self.versioned(api, name, ours).await?;
+        read: impl FnOnce(R::Response, &Answered<'_>) -> Result<T, CoordinatorError>,
+    ) -> Result<T, CoordinatorError> {
+        let group = self.group.clone();
+        let conn = self.connection().await?;
+        let version =
+            conn.version(api, name, ours)
+                .map_err(|source| CoordinatorError::Unsupported {
+                    group,
+                    source,
+                    remedy: "",
+                })?;
         let broker = conn.broker().to_owned();
-        let answer = conn.call(&request(version), version).await;
-        answer.map_err(|e| self.wire_error(name, &broker, e))
+        let response = conn.call(&request(version), version).await;
+        let response = response.map_err(|e| self.wire_error(name, &broker, e))?;
+        let answered = Answered {
+            coordinator: self,
+            api: name,
+            broker: &broker,
+            version,
+        };
+        read(response, &answered)
     }
 
     /// Runs `op` until it succeeds, fails for good, or the retry budget is spent. A retriable
@@ -559,49 +590,36 @@ impl GroupCoordinator {
         topic: &str,
         partitions: &[i32],
     ) -> Result<HashMap<i32, Option<i64>>, CoordinatorError> {
+        let group = self.group.clone();
         self.retrying("OffsetFetch", async |this: &mut Self| {
-            let group = this.group.clone();
-            let conn = this.connection().await?;
-            let version = conn
-                .version(ApiKey::OffsetFetch, "OffsetFetch", OFFSET_FETCH_VERSIONS)
-                .map_err(|source| CoordinatorError::Unsupported {
-                    group: group.clone(),
-                    source,
-                })?;
-            // Stable offsets only (v7+): while a transaction that commits offsets of these
-            // partitions is open, the broker answers UNSTABLE_OFFSET_COMMIT (retried) instead
-            // of the offset before it, which a new owner would start from and so answer
-            // requests that transaction answers too.
-            let request = offset_fetch_request(&group, topic, partitions, version)
-                .with_require_stable(version >= 7);
-            let broker = conn.broker().to_owned();
-            let response = conn
-                .call(&request, version)
-                .await
-                .map_err(|e| this.wire_error("OffsetFetch", &broker, e))?;
-            let (group_code, answers) = offset_fetch_answers(response, &group, topic, version)
-                .ok_or_else(|| {
-                    this.wire_error(
-                        "OffsetFetch",
-                        &broker,
-                        WireError::Codec("no answer for the group".into()),
-                    )
-                })?;
-            if group_code != 0 {
-                return Err(this.kafka_error("OffsetFetch", group_code, String::new()));
-            }
-            let mut out = HashMap::new();
-            for (partition, offset, code) in answers {
-                if code != 0 {
-                    return Err(this.kafka_error(
-                        "OffsetFetch",
-                        code,
-                        format!(" for {topic}/{partition}"),
-                    ));
-                }
-                out.insert(partition, (offset >= 0).then_some(offset));
-            }
-            Ok(out)
+            this.exchange(
+                ApiKey::OffsetFetch,
+                "OffsetFetch",
+                OFFSET_FETCH_VERSIONS,
+                // Stable offsets only (v7+): while a transaction that commits offsets of these
+                // partitions is open, the broker answers UNSTABLE_OFFSET_COMMIT (retried)
+                // instead of the offset before it, which a new owner would start from and so
+                // answer requests that transaction answers too.
+                |version| {
+                    offset_fetch_request(&group, topic, partitions, version)
+                        .with_require_stable(version >= 7)
+                },
+                |response, answered| {
+                    let (group_code, answers) =
+                        offset_fetch_answers(response, &group, topic, answered.version)
+                            .ok_or_else(|| answered.malformed("no answer for the group"))?;
+                    answered.check(group_code)?;
+                    let mut out = HashMap::new();
+                    for (partition, offset, code) in answers {
+                        if code != 0 {
+                            return Err(answered.fail(code, format!(" for {topic}/{partition}")));
+                        }
+                        out.insert(partition, (offset >= 0).then_some(offset));
+                    }
+                    Ok(out)
+                },
+            )
+            .await
         })
         .await
     }
@@ -645,43 +663,146 @@ impl GroupCoordinator {
                     ),
             ]);
         self.retrying("OffsetCommit", async |this: &mut Self| {
-            let group = this.group.clone();
-            let conn = this.connection().await?;
-            let version = conn
-                .version(ApiKey::OffsetCommit, "OffsetCommit", OFFSET_COMMIT_VERSIONS)
-                .map_err(|source| CoordinatorError::Unsupported {
-                    group: group.clone(),
-                    source,
-                })?;
-            let broker = conn.broker().to_owned();
-            // The instance id goes with v7+ only (kafka-protocol refuses it below).
-            let request = match &generation.instance_id {
-                Some(id) if version >= 7 => request
-                    .clone()
-                    .with_group_instance_id(Some(StrBytes::from_string(id.clone()))),
-                _ => request.clone(),
-            };
-            let r = conn
-                .call(&request, version)
-                .await
-                .map_err(|e| this.wire_error("OffsetCommit", &broker, e))?;
-            for t in r.topics {
-                for p in t.partitions {
-                    if p.error_code != 0 {
-                        let offset = offsets
-                            .iter()
-                            .find(|(q, _)| *q == p.partition_index)
-                            .map_or(-1, |(_, o)| *o);
-                        return Err(this.kafka_error(
-                            "OffsetCommit",
-                            p.error_code,
-                            format!(" for {topic}/{} at offset {offset}", p.partition_index),
-                        ));
+            this.exchange(
+                ApiKey::OffsetCommit,
+                "OffsetCommit",
+                OFFSET_COMMIT_VERSIONS,
+                // The instance id goes with v7+ only (kafka-protocol refuses it below).
+                |version| match &generation.instance_id {
+                    Some(id) if version >= 7 => request
+                        .clone()
+                        .with_group_instance_id(Some(StrBytes::from_string(id.clone()))),
+                    _ => request.clone(),
+                },
+                |response, answered| {
+                    for t in response.topics {
+                        for p in t.partitions {
+                            if p.error_code != 0 {
+                                let offset = offsets
+                                    .iter()
+                                    .find(|(q, _)| *q == p.partition_index)
+                                    .map_or(-1, |(_, o)| *o);
+                                return Err(answered.fail(
+                                    p.error_code,
+                                    format!(
+                                        " for {topic}/{} at offset {offset}",
+                                        p.partition_index
+                                    ),
+                                ));
+                            }
+                        }
                     }
-                }
-            }
-            Ok(())
+                    Ok(())
+                },
+            )
+            .await
         })
         .await
+    }
+}
+
+/// What reading one answer of the coordinator needs besides the answer: the version it came
+/// in (layouts differ), and the call and broker its errors name.
+#[derive(Debug)]
+pub(crate) struct Answered<'a> {
+    /// Whose errors these are (they name its group).
+    coordinator: &'a GroupCoordinator,
+    /// The call's name, e.g. `OffsetCommit`.
+    api: &'static str,
+    /// host:port of the coordinator that answered.
+    broker: &'a str,
+    /// The version of the request and of its answer.
+    pub version: i16,
+}
+
+impl Answered<'_> {
+    /// The call failed with Kafka error `code`; `context` (e.g. ` for topic/3`) says where.
+    pub fn fail(&self, code: i16, context: String) -> CoordinatorError {
+        self.coordinator.kafka_error(self.api, code, context)
+    }
+
+    /// `Ok` for error code 0, else the call failed with Kafka error `code`.
+    pub fn check(&self, code: i16) -> Result<(), CoordinatorError> {
+        match code {
+            0 => Ok(()),
+            code => Err(self.fail(code, String::new())),
+        }
+    }
+
+    /// The answer lacks what the request asked for: a broken exchange, as a cut connection.
+    pub fn malformed(&self, cause: &str) -> CoordinatorError {
+        self.coordinator
+            .wire_error(self.api, self.broker, WireError::Codec(cause.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an operator reads when the broker lacks KIP-848: Kafka 2.8 announces no version of
+    /// ConsumerGroupHeartbeat, 3.x without the feature answers UNSUPPORTED_VERSION. Both say
+    /// what to change, and stay errors that end the member at once.
+    #[test]
+    fn a_broker_without_the_consumer_protocol_is_explained() {
+        let remedy = GroupCoordinator::CONSUMER_PROTOCOL_UNSUPPORTED;
+        let explained = "(\"group_protocol\": \"consumer\" needs Kafka 4.0+, or on Kafka 3.7+ \
+            the broker setting group.coordinator.rebalance.protocols=classic,consumer; without \
+            that option the worker speaks the classic protocol, which every Kafka supports)";
+        let none_in_common = CoordinatorError::Unsupported {
+            group: "g".into(),
+            source: UnsupportedVersion {
+                api: "ConsumerGroupHeartbeat",
+                broker: "k1:9092".into(),
+                broker_min: -1,
+                broker_max: -1,
+                ours: 0..=1,
+            },
+            remedy: "",
+        }
+        .with_remedy(remedy);
+        assert_eq!(
+            none_in_common.to_string(),
+            format!(
+                "group g: broker k1:9092 speaks ConsumerGroupHeartbeat versions -1..=-1, this \
+                 client 0..=1 {explained}"
+            )
+        );
+        assert!(matches!(
+            none_in_common,
+            CoordinatorError::Unsupported { .. }
+        ));
+        assert!(!none_in_common.is_transient());
+
+        let coordinator = GroupCoordinator::new(vec!["k1:9092".into()], "g", "test");
+        let refused = coordinator
+            .kafka_error(
+                "ConsumerGroupHeartbeat",
+                ResponseError::UnsupportedVersion.code(),
+                ": The version of API is not supported.".into(),
+            )
+            .with_remedy(remedy);
+        assert_eq!(
+            refused.to_string(),
+            format!(
+                "group g: ConsumerGroupHeartbeat failed with Kafka error 35 \
+                 (UnsupportedVersion): The version of API is not supported. {explained}"
+            )
+        );
+        assert_eq!(
+            refused.kafka_code(),
+            Some(ResponseError::UnsupportedVersion.code())
+        );
+        assert!(!refused.is_transient());
+
+        // Any other error is about something else: it goes as it was.
+        let fenced = coordinator
+            .kafka_error("ConsumerGroupHeartbeat", 110, ": stale epoch".into())
+            .with_remedy(remedy);
+        assert_eq!(
+            fenced.to_string(),
+            "group g: ConsumerGroupHeartbeat failed with Kafka error 110 (FencedMemberEpoch): \
+             stale epoch"
+        );
     }
 }

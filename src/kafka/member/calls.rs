@@ -97,79 +97,48 @@ impl GroupCoordinator {
         let budget =
             r.rebalance_timeout + JOIN_LAPSE + crate::kafka::coordinator::DEFAULT_RETRY_BUDGET;
         let group = self.group().to_owned();
+        let min = if r.instance_id.is_some() {
+            5
+        } else {
+            *JOIN_GROUP_VERSIONS.start()
+        };
         let outcome = self
             .retrying_within("JoinGroup", budget, async |this: &mut Self| {
-                let conn = this.connection().await?;
-                let min = if r.instance_id.is_some() {
-                    5
-                } else {
-                    *JOIN_GROUP_VERSIONS.start()
-                };
-                let version = conn
-                    .version(
-                        ApiKey::JoinGroup,
-                        "JoinGroup",
-                        min..=*JOIN_GROUP_VERSIONS.end(),
-                    )
-                    .map_err(|source| CoordinatorError::Unsupported {
-                        group: group.clone(),
-                        source,
-                    })?;
-                let mut request = JoinGroupRequest::default()
-                    .with_group_id(GroupId(str_bytes(&group)))
-                    .with_session_timeout_ms(millis(r.session_timeout))
-                    .with_rebalance_timeout_ms(millis(r.rebalance_timeout))
-                    .with_member_id(str_bytes(member_id))
-                    .with_protocol_type(StrBytes::from_static_str(PROTOCOL_TYPE))
-                    .with_protocols(
-                        r.protocols
-                            .iter()
-                            .map(|(name, metadata)| {
-                                JoinGroupRequestProtocol::default()
-                                    .with_name(str_bytes(name))
-                                    .with_metadata(metadata.clone())
-                            })
-                            .collect(),
-                    );
-                if version >= 5 {
-                    request = request.with_group_instance_id(r.instance_id.map(str_bytes));
-                }
-                if version >= 8 {
-                    request = request.with_reason(Some(str_bytes(r.reason)));
-                }
-                let broker = conn.broker().to_owned();
-                let response = conn
-                    .call(&request, version)
-                    .await
-                    .map_err(|e| this.wire_error("JoinGroup", &broker, e))?;
-                if response.error_code == ResponseError::MemberIdRequired.code() {
-                    return Ok(Err(response.member_id.to_string()));
-                }
-                if response.error_code != 0 {
-                    return Err(this.kafka_error("JoinGroup", response.error_code, String::new()));
-                }
-                Ok(Ok(Joined {
-                    generation: Generation {
-                        id: response.generation_id,
-                        member_id: response.member_id.to_string(),
-                        instance_id: r.instance_id.map(str::to_owned),
+                this.exchange(
+                    ApiKey::JoinGroup,
+                    "JoinGroup",
+                    min..=*JOIN_GROUP_VERSIONS.end(),
+                    |version| join_request(&group, r, member_id, version),
+                    |response, answered| {
+                        if response.error_code == ResponseError::MemberIdRequired.code() {
+                            return Ok(Err(response.member_id.to_string()));
+                        }
+                        answered.check(response.error_code)?;
+                        Ok(Ok(Joined {
+                            generation: Generation {
+                                id: response.generation_id,
+                                member_id: response.member_id.to_string(),
+                                instance_id: r.instance_id.map(str::to_owned),
+                            },
+                            leader: response.leader.to_string(),
+                            protocol: response
+                                .protocol_name
+                                .map(|p| p.to_string())
+                                .unwrap_or_default(),
+                            members: response
+                                .members
+                                .into_iter()
+                                .map(|m| JoinedMember {
+                                    member_id: m.member_id.to_string(),
+                                    instance_id: m.group_instance_id.map(|i| i.to_string()),
+                                    metadata: m.metadata,
+                                })
+                                .collect(),
+                            skip_assignment: response.skip_assignment,
+                        }))
                     },
-                    leader: response.leader.to_string(),
-                    protocol: response
-                        .protocol_name
-                        .map(|p| p.to_string())
-                        .unwrap_or_default(),
-                    members: response
-                        .members
-                        .into_iter()
-                        .map(|m| JoinedMember {
-                            member_id: m.member_id.to_string(),
-                            instance_id: m.group_instance_id.map(|i| i.to_string()),
-                            metadata: m.metadata,
-                        })
-                        .collect(),
-                    skip_assignment: response.skip_assignment,
-                }))
+                )
+                .await
             })
             .await
             .map_err(JoinAttempt::Failed)?;
@@ -188,55 +157,49 @@ impl GroupCoordinator {
         let budget =
             rebalance_timeout + JOIN_LAPSE + crate::kafka::coordinator::DEFAULT_RETRY_BUDGET;
         let group = self.group().to_owned();
+        let min = if generation.instance_id.is_some() {
+            3
+        } else {
+            *SYNC_GROUP_VERSIONS.start()
+        };
         self.retrying_within("SyncGroup", budget, async |this: &mut Self| {
-            let conn = this.connection().await?;
-            let min = if generation.instance_id.is_some() {
-                3
-            } else {
-                *SYNC_GROUP_VERSIONS.start()
-            };
-            let version = conn
-                .version(
-                    ApiKey::SyncGroup,
-                    "SyncGroup",
-                    min..=*SYNC_GROUP_VERSIONS.end(),
-                )
-                .map_err(|source| CoordinatorError::Unsupported {
-                    group: group.clone(),
-                    source,
-                })?;
-            let mut request = SyncGroupRequest::default()
-                .with_group_id(GroupId(str_bytes(&group)))
-                .with_generation_id(generation.id)
-                .with_member_id(str_bytes(&generation.member_id))
-                .with_assignments(
-                    assignments
-                        .iter()
-                        .map(|(member, bytes)| {
-                            SyncGroupRequestAssignment::default()
-                                .with_member_id(str_bytes(member))
-                                .with_assignment(bytes.clone())
-                        })
-                        .collect(),
-                );
-            if version >= 3 {
-                request = request
-                    .with_group_instance_id(generation.instance_id.as_deref().map(str_bytes));
-            }
-            if version >= 5 {
-                request = request
-                    .with_protocol_type(Some(StrBytes::from_static_str(PROTOCOL_TYPE)))
-                    .with_protocol_name(Some(str_bytes(protocol)));
-            }
-            let broker = conn.broker().to_owned();
-            let response = conn
-                .call(&request, version)
-                .await
-                .map_err(|e| this.wire_error("SyncGroup", &broker, e))?;
-            if response.error_code != 0 {
-                return Err(this.kafka_error("SyncGroup", response.error_code, String::new()));
-            }
-            Ok(response.assignment)
+            this.exchange(
+                ApiKey::SyncGroup,
+                "SyncGroup",
+                min..=*SYNC_GROUP_VERSIONS.end(),
+                |version| {
+                    let mut request = SyncGroupRequest::default()
+                        .with_group_id(GroupId(str_bytes(&group)))
+                        .with_generation_id(generation.id)
+                        .with_member_id(str_bytes(&generation.member_id))
+                        .with_assignments(
+                            assignments
+                                .iter()
+                                .map(|(member, bytes)| {
+                                    SyncGroupRequestAssignment::default()
+                                        .with_member_id(str_bytes(member))
+                                        .with_assignment(bytes.clone())
+                                })
+                                .collect(),
+                        );
+                    if version >= 3 {
+                        request = request.with_group_instance_id(
+                            generation.instance_id.as_deref().map(str_bytes),
+                        );
+                    }
+                    if version >= 5 {
+                        request = request
+                            .with_protocol_type(Some(StrBytes::from_static_str(PROTOCOL_TYPE)))
+                            .with_protocol_name(Some(str_bytes(protocol)));
+                    }
+                    request
+                },
+                |response, answered| {
+                    answered.check(response.error_code)?;
+                    Ok(response.assignment)
+                },
+            )
+            .await
         })
         .await
     }
@@ -248,40 +211,29 @@ impl GroupCoordinator {
         budget: Duration,
     ) -> Result<(), CoordinatorError> {
         let group = self.group().to_owned();
+        let min = if generation.instance_id.is_some() {
+            3
+        } else {
+            *HEARTBEAT_VERSIONS.start()
+        };
         self.retrying_within("Heartbeat", budget, async |this: &mut Self| {
-            let conn = this.connection().await?;
-            let min = if generation.instance_id.is_some() {
-                3
-            } else {
-                *HEARTBEAT_VERSIONS.start()
-            };
-            let version = conn
-                .version(
-                    ApiKey::Heartbeat,
-                    "Heartbeat",
-                    min..=*HEARTBEAT_VERSIONS.end(),
-                )
-                .map_err(|source| CoordinatorError::Unsupported {
-                    group: group.clone(),
-                    source,
-                })?;
-            let mut request = HeartbeatRequest::default()
-                .with_group_id(GroupId(str_bytes(&group)))
-                .with_generation_id(generation.id)
-                .with_member_id(str_bytes(&generation.member_id));
-            if version >= 3 {
-                request = request
-                    .with_group_instance_id(generation.instance_id.as_deref().map(str_bytes));
-            }
-            let broker = conn.broker().to_owned();
-            let response = conn
-                .call(&request, version)
-                .await
-                .map_err(|e| this.wire_error("Heartbeat", &broker, e))?;
-            if response.error_code != 0 {
-                return Err(this.kafka_error("Heartbeat", response.error_code, String::new()));
-            }
-            Ok(())
+            this.exchange(
+                ApiKey::Heartbeat,
+                "Heartbeat",
+                min..=*HEARTBEAT_VERSIONS.end(),
+                |version| {
+                    let request = HeartbeatRequest::default()
+                        .with_group_id(GroupId(str_bytes(&group)))
+                        .with_generation_id(generation.id)
+                        .with_member_id(str_bytes(&generation.member_id));
+                    if version < 3 {
+                        return request;
+                    }
+                    request.with_group_instance_id(generation.instance_id.as_deref().map(str_bytes))
+                },
+                |response, answered| answered.check(response.error_code),
+            )
+            .await
         })
         .await
     }
@@ -296,58 +248,85 @@ impl GroupCoordinator {
         reason: &str,
     ) -> Result<(), CoordinatorError> {
         let group = self.group().to_owned();
+        let min = if instance_id.is_some() {
+            3
+        } else {
+            *LEAVE_GROUP_VERSIONS.start()
+        };
         self.retrying("LeaveGroup", async |this: &mut Self| {
-            let conn = this.connection().await?;
-            let min = if instance_id.is_some() {
-                3
-            } else {
-                *LEAVE_GROUP_VERSIONS.start()
-            };
-            let version = conn
-                .version(
-                    ApiKey::LeaveGroup,
-                    "LeaveGroup",
-                    min..=*LEAVE_GROUP_VERSIONS.end(),
-                )
-                .map_err(|source| CoordinatorError::Unsupported {
-                    group: group.clone(),
-                    source,
-                })?;
-            let request = LeaveGroupRequest::default().with_group_id(GroupId(str_bytes(&group)));
-            let request = if version >= 3 {
-                let mut member = MemberIdentity::default()
-                    .with_member_id(str_bytes(member_id))
-                    .with_group_instance_id(instance_id.map(str_bytes));
-                if version >= 5 {
-                    member = member.with_reason(Some(str_bytes(reason)));
-                }
-                request.with_members(vec![member])
-            } else {
-                request.with_member_id(str_bytes(member_id))
-            };
-            let broker = conn.broker().to_owned();
-            let response = conn
-                .call(&request, version)
-                .await
-                .map_err(|e| this.wire_error("LeaveGroup", &broker, e))?;
-            let code = if response.error_code != 0 {
-                response.error_code
-            } else {
-                response
-                    .members
-                    .iter()
-                    .map(|m| m.error_code)
-                    .find(|c| *c != 0)
-                    .unwrap_or(0)
-            };
-            // A member the group no longer knows has left already.
-            if code != 0 && code != ResponseError::UnknownMemberId.code() {
-                return Err(this.kafka_error("LeaveGroup", code, String::new()));
-            }
-            Ok(())
+            this.exchange(
+                ApiKey::LeaveGroup,
+                "LeaveGroup",
+                min..=*LEAVE_GROUP_VERSIONS.end(),
+                |version| {
+                    let request =
+                        LeaveGroupRequest::default().with_group_id(GroupId(str_bytes(&group)));
+                    if version < 3 {
+                        return request.with_member_id(str_bytes(member_id));
+                    }
+                    let mut member = MemberIdentity::default()
+                        .with_member_id(str_bytes(member_id))
+                        .with_group_instance_id(instance_id.map(str_bytes));
+                    if version >= 5 {
+                        member = member.with_reason(Some(str_bytes(reason)));
+                    }
+                    request.with_members(vec![member])
+                },
+                |response, answered| {
+                    let code = if response.error_code != 0 {
+                        response.error_code
+                    } else {
+                        response
+                            .members
+                            .iter()
+                            .map(|m| m.error_code)
+                            .find(|c| *c != 0)
+                            .unwrap_or(0)
+                    };
+                    // A member the group no longer knows has left already.
+                    if code == ResponseError::UnknownMemberId.code() {
+                        return Ok(());
+                    }
+                    answered.check(code)
+                },
+            )
+            .await
         })
         .await
     }
+}
+
+/// JoinGroup as `member_id`, in the layout of `version` (v5+ carries the instance id, v8+ the
+/// reason).
+fn join_request(
+    group: &str,
+    r: &JoinRequest<'_>,
+    member_id: &str,
+    version: i16,
+) -> JoinGroupRequest {
+    let mut request = JoinGroupRequest::default()
+        .with_group_id(GroupId(str_bytes(group)))
+        .with_session_timeout_ms(millis(r.session_timeout))
+        .with_rebalance_timeout_ms(millis(r.rebalance_timeout))
+        .with_member_id(str_bytes(member_id))
+        .with_protocol_type(StrBytes::from_static_str(PROTOCOL_TYPE))
+        .with_protocols(
+            r.protocols
+                .iter()
+                .map(|(name, metadata)| {
+                    JoinGroupRequestProtocol::default()
+                        .with_name(str_bytes(name))
+                        .with_metadata(metadata.clone())
+                })
+                .collect(),
+        );
+    if version >= 5 {
+        request = request.with_group_instance_id(r.instance_id.map(str_bytes));
+    }
+    if version >= 8 {
+        request = request.with_reason(Some(str_bytes(r.reason)));
+    }
+    request
 }
 
 /// One JoinGroup's outcome, before the MEMBER_ID_REQUIRED round trip is done.

@@ -99,6 +99,14 @@ struct Answer {
 }
 
 impl GroupCoordinator {
+    /// Added to the error when the broker does not speak ConsumerGroupHeartbeat: Kafka 2.8
+    /// announces no version of it, 3.x without the feature answers UNSUPPORTED_VERSION, and
+    /// neither says that the option asking for it is what to change.
+    pub(crate) const CONSUMER_PROTOCOL_UNSUPPORTED: &str = " (\"group_protocol\": \"consumer\" \
+        needs Kafka 4.0+, or on Kafka 3.7+ the broker setting \
+        group.coordinator.rebalance.protocols=classic,consumer; without that option the worker \
+        speaks the classic protocol, which every Kafka supports)";
+
     /// One ConsumerGroupHeartbeat.
     async fn consumer_heartbeat(&mut self, beat: &Beat<'_>) -> Result<Answer, CoordinatorError> {
         let group = self.group().to_owned();
@@ -110,71 +118,65 @@ impl GroupCoordinator {
                 // A retry goes out in full: the failed attempt may have been processed.
                 let send_full = beat.send_full || attempts.get() > 0;
                 attempts.set(attempts.get() + 1);
-                let conn = this.connection().await?;
-                let version = conn
-                    .version(
-                        ApiKey::ConsumerGroupHeartbeat,
-                        "ConsumerGroupHeartbeat",
-                        HEARTBEAT_VERSIONS,
-                    )
-                    .map_err(|source| CoordinatorError::Unsupported {
-                        group: group.clone(),
-                        source,
-                    })?;
-                let mut request = ConsumerGroupHeartbeatRequest::default()
-                    .with_group_id(GroupId(str_bytes(&group)))
-                    .with_member_id(str_bytes(beat.member_id))
-                    .with_member_epoch(beat.epoch)
-                    .with_rebalance_timeout_ms(-1);
-                request = request.with_instance_id(beat.instance_id.map(str_bytes));
-                let full = beat.full.as_ref().filter(|_| send_full);
-                if let Some(full) = full {
-                    request = request
-                        .with_rebalance_timeout_ms(millis(full.rebalance_timeout))
-                        .with_subscribed_topic_names(Some(vec![TopicName(str_bytes(full.topic))]))
-                        .with_server_assignor(full.assignor.map(str_bytes));
-                }
-                let owned = beat.owned.as_ref().filter(|_| send_full || beat.send_owned);
-                if let Some((topic_id, partitions)) = owned {
-                    let owned = if partitions.is_empty() {
-                        Vec::new()
-                    } else {
-                        vec![
-                            TopicPartitions::default()
-                                .with_topic_id(*topic_id)
-                                .with_partitions(partitions.clone()),
-                        ]
-                    };
-                    request = request.with_topic_partitions(Some(owned));
-                }
-                let broker = conn.broker().to_owned();
-                let response = conn
-                    .call(&request, version)
-                    .await
-                    .map_err(|e| this.wire_error("ConsumerGroupHeartbeat", &broker, e))?;
-                if response.error_code != 0 {
-                    let message = response
-                        .error_message
-                        .map(|m| format!(": {}", m.as_str()))
-                        .unwrap_or_default();
-                    return Err(this.kafka_error(
-                        "ConsumerGroupHeartbeat",
-                        response.error_code,
-                        message,
-                    ));
-                }
-                Ok(Answer {
-                    epoch: response.member_epoch,
-                    interval: Duration::from_millis(
-                        u64::try_from(response.heartbeat_interval_ms).unwrap_or(0),
-                    ),
-                    assignment: response.assignment.map(|a| {
-                        a.topic_partitions
-                            .into_iter()
-                            .map(|t| (t.topic_id, t.partitions))
-                            .collect()
-                    }),
-                })
+                this.exchange(
+                    ApiKey::ConsumerGroupHeartbeat,
+                    "ConsumerGroupHeartbeat",
+                    HEARTBEAT_VERSIONS,
+                    |_| {
+                        let mut request = ConsumerGroupHeartbeatRequest::default()
+                            .with_group_id(GroupId(str_bytes(&group)))
+                            .with_member_id(str_bytes(beat.member_id))
+                            .with_member_epoch(beat.epoch)
+                            .with_rebalance_timeout_ms(-1);
+                        request = request.with_instance_id(beat.instance_id.map(str_bytes));
+                        let full = beat.full.as_ref().filter(|_| send_full);
+                        if let Some(full) = full {
+                            request = request
+                                .with_rebalance_timeout_ms(millis(full.rebalance_timeout))
+                                .with_subscribed_topic_names(Some(vec![TopicName(str_bytes(
+                                    full.topic,
+                                ))]))
+                                .with_server_assignor(full.assignor.map(str_bytes));
+                        }
+                        let owned = beat.owned.as_ref().filter(|_| send_full || beat.send_owned);
+                        if let Some((topic_id, partitions)) = owned {
+                            let owned = if partitions.is_empty() {
+                                Vec::new()
+                            } else {
+                                vec![
+                                    TopicPartitions::default()
+                                        .with_topic_id(*topic_id)
+                                        .with_partitions(partitions.clone()),
+                                ]
+                            };
+                            request = request.with_topic_partitions(Some(owned));
+                        }
+                        request
+                    },
+                    |response, answered| {
+                        if response.error_code != 0 {
+                            let message = response
+                                .error_message
+                                .map(|m| format!(": {}", m.as_str()))
+                                .unwrap_or_default();
+                            return Err(answered.fail(response.error_code, message));
+                        }
+                        Ok(Answer {
+                            epoch: response.member_epoch,
+                            interval: Duration::from_millis(
+                                u64::try_from(response.heartbeat_interval_ms).unwrap_or(0),
+                            ),
+                            assignment: response.assignment.map(|a| {
+                                a.topic_partitions
+                                    .into_iter()
+                                    .map(|t| (t.topic_id, t.partitions))
+                                    .collect()
+                            }),
+                        })
+                    },
+                )
+                .await
+                .map_err(|e| e.with_remedy(Self::CONSUMER_PROTOCOL_UNSUPPORTED))
             },
         )
         .await
@@ -182,31 +184,29 @@ impl GroupCoordinator {
 
     /// The id of `topic` (Metadata v10+); `None` when the broker does not know the topic.
     async fn topic_id(&mut self, topic: &str) -> Result<Option<Uuid>, CoordinatorError> {
-        let group = self.group().to_owned();
         self.retrying("Metadata", async |this: &mut Self| {
-            let conn = this.connection().await?;
-            let version = conn
-                .version(ApiKey::Metadata, "Metadata", METADATA_VERSIONS)
-                .map_err(|source| CoordinatorError::Unsupported {
-                    group: group.clone(),
-                    source,
-                })?;
-            let request = MetadataRequest::default()
-                .with_topics(Some(vec![
-                    MetadataRequestTopic::default().with_name(Some(TopicName(str_bytes(topic)))),
-                ]))
-                .with_allow_auto_topic_creation(false);
-            let broker = conn.broker().to_owned();
-            let response = conn
-                .call(&request, version)
-                .await
-                .map_err(|e| this.wire_error("Metadata", &broker, e))?;
-            Ok(response
-                .topics
-                .into_iter()
-                .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
-                .filter(|t| t.error_code == 0 && !t.topic_id.is_nil())
-                .map(|t| t.topic_id))
+            this.exchange(
+                ApiKey::Metadata,
+                "Metadata",
+                METADATA_VERSIONS,
+                |_| {
+                    MetadataRequest::default()
+                        .with_topics(Some(vec![
+                            MetadataRequestTopic::default()
+                                .with_name(Some(TopicName(str_bytes(topic)))),
+                        ]))
+                        .with_allow_auto_topic_creation(false)
+                },
+                |response, _| {
+                    Ok(response
+                        .topics
+                        .into_iter()
+                        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
+                        .filter(|t| t.error_code == 0 && !t.topic_id.is_nil())
+                        .map(|t| t.topic_id))
+                },
+            )
+            .await
         })
         .await
     }

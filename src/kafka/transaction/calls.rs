@@ -81,32 +81,31 @@ impl TransactionCoordinator {
         let timeout_ms = self.timeout_ms;
         self.client
             .retrying("InitProducerId", async |c: &mut GroupCoordinator| {
-                let r = c
-                    .exchange(
-                        ApiKey::InitProducerId,
-                        "InitProducerId",
-                        INIT_PRODUCER_ID_VERSIONS,
-                        |version| {
-                            let request = InitProducerIdRequest::default()
-                                .with_transactional_id(Some(txn_id.clone()))
-                                .with_transaction_timeout_ms(timeout_ms);
-                            if version < 3 {
-                                return request;
-                            }
-                            let (id, epoch) = current.map_or((-1, -1), |p| (p.id, p.epoch));
-                            request
-                                .with_producer_id(ProducerId(id))
-                                .with_producer_epoch(epoch)
-                        },
-                    )
-                    .await?;
-                if r.error_code != 0 {
-                    return Err(c.kafka_error("InitProducerId", r.error_code, String::new()));
-                }
-                Ok(ProducerIdentity {
-                    id: r.producer_id.0,
-                    epoch: r.producer_epoch,
-                })
+                c.exchange(
+                    ApiKey::InitProducerId,
+                    "InitProducerId",
+                    INIT_PRODUCER_ID_VERSIONS,
+                    |version| {
+                        let request = InitProducerIdRequest::default()
+                            .with_transactional_id(Some(txn_id.clone()))
+                            .with_transaction_timeout_ms(timeout_ms);
+                        if version < 3 {
+                            return request;
+                        }
+                        let (id, epoch) = current.map_or((-1, -1), |p| (p.id, p.epoch));
+                        request
+                            .with_producer_id(ProducerId(id))
+                            .with_producer_epoch(epoch)
+                    },
+                    |r, answered| {
+                        answered.check(r.error_code)?;
+                        Ok(ProducerIdentity {
+                            id: r.producer_id.0,
+                            epoch: r.producer_epoch,
+                        })
+                    },
+                )
+                .await
             })
             .await
     }
@@ -136,32 +135,33 @@ impl TransactionCoordinator {
             );
         self.client
             .retrying("AddPartitionsToTxn", async |c: &mut GroupCoordinator| {
-                let r = c
-                    .exchange(
-                        ApiKey::AddPartitionsToTxn,
-                        "AddPartitionsToTxn",
-                        ADD_PARTITIONS_VERSIONS,
-                        |_| request.clone(),
-                    )
-                    .await?;
-                // One failed partition fails the others with OPERATION_NOT_ATTEMPTED (55):
-                // report the cause, not the consequence.
-                let mut failure = None;
-                for t in &r.results_by_topic_v3_and_below {
-                    for p in &t.results_by_partition {
-                        let code = p.partition_error_code;
-                        if code != 0 && (failure.is_none() || code != 55) {
-                            failure =
-                                Some((code, format!(" for {}/{}", t.name.0, p.partition_index)));
+                c.exchange(
+                    ApiKey::AddPartitionsToTxn,
+                    "AddPartitionsToTxn",
+                    ADD_PARTITIONS_VERSIONS,
+                    |_| request.clone(),
+                    |r, answered| {
+                        // One failed partition fails the others with OPERATION_NOT_ATTEMPTED
+                        // (55): report the cause, not the consequence.
+                        let mut failure = None;
+                        for t in &r.results_by_topic_v3_and_below {
+                            for p in &t.results_by_partition {
+                                let code = p.partition_error_code;
+                                if code != 0 && (failure.is_none() || code != 55) {
+                                    failure = Some((
+                                        code,
+                                        format!(" for {}/{}", t.name.0, p.partition_index),
+                                    ));
+                                }
+                            }
                         }
-                    }
-                }
-                match failure {
-                    Some((code, context)) => {
-                        Err(c.kafka_error("AddPartitionsToTxn", code, context))
-                    }
-                    None => Ok(()),
-                }
+                        match failure {
+                            Some((code, context)) => Err(answered.fail(code, context)),
+                            None => Ok(()),
+                        }
+                    },
+                )
+                .await
             })
             .await
     }
@@ -216,13 +216,14 @@ impl TransactionCoordinator {
     ) -> Result<(), CoordinatorError> {
         self.client
             .retrying(name, async |c: &mut GroupCoordinator| {
-                let r = c
-                    .exchange(api, name, versions.clone(), |_| request.clone())
-                    .await?;
-                match error_code(&r) {
-                    0 => Ok(()),
-                    code => Err(c.kafka_error(name, code, String::new())),
-                }
+                c.exchange(
+                    api,
+                    name,
+                    versions.clone(),
+                    |_| request.clone(),
+                    |r, answered| answered.check(error_code(&r)),
+                )
+                .await
             })
             .await
     }
@@ -263,26 +264,26 @@ pub async fn txn_offset_commit(
         ]);
     group
         .retrying("TxnOffsetCommit", async |c: &mut GroupCoordinator| {
-            let r = c
-                .exchange(
-                    ApiKey::TxnOffsetCommit,
-                    "TxnOffsetCommit",
-                    TXN_OFFSET_COMMIT_VERSIONS,
-                    |_| request.clone(),
-                )
-                .await?;
-            for t in r.topics {
-                for p in t.partitions {
-                    if p.error_code != 0 {
-                        return Err(c.kafka_error(
-                            "TxnOffsetCommit",
-                            p.error_code,
-                            format!(" for {topic}/{}", p.partition_index),
-                        ));
+            c.exchange(
+                ApiKey::TxnOffsetCommit,
+                "TxnOffsetCommit",
+                TXN_OFFSET_COMMIT_VERSIONS,
+                |_| request.clone(),
+                |r, answered| {
+                    for t in r.topics {
+                        for p in t.partitions {
+                            if p.error_code != 0 {
+                                return Err(answered.fail(
+                                    p.error_code,
+                                    format!(" for {topic}/{}", p.partition_index),
+                                ));
+                            }
+                        }
                     }
-                }
-            }
-            Ok(())
+                    Ok(())
+                },
+            )
+            .await
         })
         .await
 }
