@@ -308,7 +308,7 @@ impl RequestConsumer {
 
     /// Stops fetching `partitions` (those fetched, of them): their records not started are
     /// not executed. Returns their tenures, whose records in flight the caller gives up
-    /// (see [`super::tenure::GiveUp`]).
+    /// (see `tenure::GiveUp`).
     pub fn revoke(&mut self, partitions: &[i32]) -> Vec<Arc<Tenure>> {
         let mut tenures = Vec::new();
         for p in partitions {
