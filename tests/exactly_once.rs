@@ -244,6 +244,7 @@ fn ready(log: &str) -> Vec<Ready> {
 }
 
 /// Waits until the service has logged `n` "transactional producer ready" lines; returns them.
+#[track_caller]
 fn wait_ready(service: &ServiceProcess, n: usize) -> Vec<Ready> {
     let what = format!("{n} transactional producers ready (is exactly-once on?)");
     eventually(WAIT, what, || {

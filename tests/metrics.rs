@@ -38,6 +38,7 @@ fn status(addr: &str, path: &str) -> Option<u16> {
 }
 
 /// Waits until `path` answers `want`, and returns that answer.
+#[track_caller]
 fn wait_status(addr: &str, path: &str, want: u16, service: &ServiceProcess) -> Response {
     eventually(WAIT, format!("{path} to answer {want}"), || {
         match get(addr, path) {

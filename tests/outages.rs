@@ -26,6 +26,7 @@ fn up(cluster: &OwnCluster) -> bool {
 }
 
 /// Waits until the first node is down.
+#[track_caller]
 fn wait_until_down(cluster: &OwnCluster) {
     eventually(WAIT, "the first node down", || {
         if up(cluster) {
@@ -38,6 +39,7 @@ fn wait_until_down(cluster: &OwnCluster) {
 
 /// Waits until the first node is up again, asserting meanwhile that the service still has the
 /// same `workers` (none killed as hung, failed or restarted while Kafka is away).
+#[track_caller]
 fn assert_same_workers_until_up(cluster: &OwnCluster, service: &ServiceProcess, workers: &[i32]) {
     eventually(WAIT, "the first node up again", || {
         assert_eq!(

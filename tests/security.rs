@@ -107,6 +107,7 @@ fn serve(
     ServiceProcess::start_on(bootstrap, topics, engine_url, &["--workers", "1"], &vars)
 }
 
+#[track_caller]
 fn wait_for_log(service: &ServiceProcess, needle: &str) {
     eventually(WAIT, format!("`{needle}` in the log"), || {
         let log = service.log_text();

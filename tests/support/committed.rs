@@ -306,6 +306,7 @@ pub fn aiokafka_read_to_end(
 
 /// Polls aiokafka with `read_committed` until the committed responses include one for each of
 /// `jobs`; returns that read. Panics after `timeout`, saying how many were missing.
+#[track_caller]
 pub fn wait_committed(
     bootstrap: &str,
     topic: &str,

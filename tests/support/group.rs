@@ -90,6 +90,7 @@ pub fn members(group: &str, topic: &str) -> Vec<MemberRow> {
 }
 
 /// Waits until `check` holds for the group's members, or panics after `timeout`.
+#[track_caller]
 pub fn wait_for_members(
     dir: &std::path::Path,
     group: &str,
@@ -227,6 +228,7 @@ impl AiokafkaMember {
     }
 
     /// Waits for an event of `kind`.
+    #[track_caller]
     pub fn wait_for(&self, kind: &str, timeout: Duration) {
         eventually(
             timeout,
@@ -296,6 +298,7 @@ impl Drop for AiokafkaMember {
 /// Waits until the group of `topics` (on the test broker) has `members` members and each of the
 /// request topic's `partitions` has exactly one owner, shared out evenly (as every assignor does
 /// for one topic).
+#[track_caller]
 pub fn wait_for_split(
     topics: &super::service::Topics,
     members: usize,

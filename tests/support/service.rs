@@ -164,6 +164,7 @@ impl ServiceProcess {
     }
 
     /// Where the metrics endpoint listens (from the supervisor's log line; waits for it).
+    #[track_caller]
     pub fn metrics_addr(&self, timeout: Duration) -> std::net::SocketAddr {
         eventually(timeout, "the metrics address logged", || {
             let log = self.log_text();
@@ -177,6 +178,7 @@ impl ServiceProcess {
     }
 
     /// Waits until `n` workers run and each has logged that it consumes.
+    #[track_caller]
     pub fn wait_workers(&self, n: usize, timeout: Duration) {
         eventually(
             timeout,

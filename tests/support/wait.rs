@@ -24,7 +24,11 @@ pub fn eventually<T, O: Debug>(
     what: impl Display,
     probe: impl FnMut() -> Result<T, O>,
 ) -> T {
-    within(timeout, probe).unwrap_or_else(|seen| gave_up(timeout, &what, &seen))
+    // A match, not a closure: a closure would lose #[track_caller] and blame this line.
+    match within(timeout, probe) {
+        Ok(value) => value,
+        Err(seen) => gave_up(timeout, &what, &seen),
+    }
 }
 
 /// What `eventually` does, but returning the last observation at the deadline instead of
