@@ -44,10 +44,13 @@ type PartitionKey = (String, i32);
 /// The records of one partition in one transaction.
 #[derive(Debug)]
 pub struct PartitionBatch {
+    /// The topic written to (responses, dead letters).
     pub topic: String,
+    /// The partition written to; its leader gets the batch.
     pub partition: i32,
     /// The sequence number of the first record.
     pub base_sequence: i32,
+    /// The records, in order; their sequence numbers follow `base_sequence`.
     pub records: Vec<rskafka::record::Record>,
 }
 
@@ -57,22 +60,34 @@ pub enum ProduceError {
     /// The leader refused the batch as too large for the topic.
     #[error("{topic}/{partition}: the record batch is too large for the topic ({name})")]
     TooLarge {
+        /// The topic written to.
         topic: String,
+        /// The partition whose batch was refused; it gets one record per batch from then on.
         partition: i32,
+        /// Kafka's error name (`MESSAGE_TOO_LARGE`, `RECORD_LIST_TOO_LARGE`).
         name: String,
     },
     /// The transaction cannot commit: abort it (fencing shows when the producer is initialised
     /// again).
     #[error("{topic}/{partition}: Produce failed with Kafka error {code} ({name})")]
     Refused {
+        /// The topic written to.
         topic: String,
+        /// The partition whose batch was refused.
         partition: i32,
+        /// Kafka's error code.
         code: i16,
+        /// Its name, for the log.
         name: String,
     },
     /// Brokers unreachable or leaders unknown until the deadline.
     #[error("producing gave up after {waited:?}: {last}")]
-    OutOfTime { waited: Duration, last: String },
+    OutOfTime {
+        /// How long producing was tried.
+        waited: Duration,
+        /// The last reason a partition could not be written.
+        last: String,
+    },
     /// The connection cannot be set up as configured (credentials, certificates).
     #[error("{0}")]
     Security(String),
@@ -140,6 +155,7 @@ fn partition_answer(key: &PartitionKey, code: i16) -> Result<Option<String>, Pro
 }
 
 impl Leaders {
+    /// Knows no leader yet: the first [`Leaders::produce`] asks `bootstrap` for them.
     pub fn new(
         bootstrap: Vec<String>,
         client_id: &str,
