@@ -20,6 +20,7 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// A pace whose first pause is drawn from `initial` and whose steps double up to `max`.
     pub const fn new(initial: Duration, max: Duration) -> Backoff {
         Backoff {
             initial,

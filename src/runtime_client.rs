@@ -55,6 +55,7 @@ pub struct RuntimeOptions {
 }
 
 impl RuntimeOptions {
+    /// The options for the runtime at `engine_url`, everything else at its default.
     pub fn new(engine_url: impl Into<String>) -> Self {
         RuntimeOptions {
             engine_url: engine_url.into(),
@@ -72,37 +73,66 @@ impl RuntimeOptions {
 /// What the runtime answered, whatever the status.
 #[derive(Debug, Clone)]
 pub struct RuntimeAnswer {
+    /// The HTTP status: the runtime reports a failed execution in the body, so any status is
+    /// read, and quoted when the body is not a result.
     pub status: u16,
+    /// The whole body, at most `max_answer_bytes`.
     pub body: Bytes,
 }
 
+/// Why a runtime call gave no usable answer; each becomes a failure response naming the runtime.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    /// The configured engine URL cannot be called (not http(s), no host); a configuration
+    /// error, found before any request.
     #[error("runtime URL `{url}` is not usable: {reason}")]
-    BadUrl { url: String, reason: String },
+    BadUrl {
+        /// The URL as configured.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// HTTPS to the runtime cannot be set up (a CA bundle unreadable, a build without TLS).
     #[error("runtime at {url}: HTTPS cannot be set up: {source}")]
     Tls {
+        /// The runtime's URL.
         url: String,
+        /// Why the TLS configuration cannot be built.
         #[source]
         source: TlsError,
     },
+    /// No connection could be made within the retry budget: the runtime is down or not where
+    /// the URL says. The request has not reached it, so this is safe to answer as a failure.
     #[error("runtime at {url} unreachable after {attempts} attempt(s) over {elapsed:.1?}: {cause}")]
     Unreachable {
+        /// The runtime's URL.
         url: String,
+        /// How many connections were tried.
         attempts: u32,
+        /// How long they were tried for (the retry budget, give or take a step).
         elapsed: Duration,
+        /// Why the last attempt failed.
         cause: String,
     },
+    /// The call took longer than the call timeout; the runtime may still be executing.
     #[error("runtime at {url} {}", timed_out(*.answer, *.timeout))]
     Timeout {
+        /// The runtime's URL.
         url: String,
+        /// The call timeout that ran out.
         timeout: Duration,
         /// Status and body bytes read, when the answer had begun.
         answer: Option<(u16, u64)>,
     },
+    /// The runtime was reached, but the call failed (no answer, a broken or too large one, a
+    /// failed TLS handshake); not retried, since the runtime may have executed the request.
     #[error("runtime at {url}: {failure}")]
-    Failed { url: String, failure: CallFailure },
+    Failed {
+        /// The runtime's URL.
+        url: String,
+        /// How the call failed.
+        failure: CallFailure,
+    },
 }
 
 fn timed_out(answer: Option<(u16, u64)>, timeout: Duration) -> String {
@@ -120,7 +150,10 @@ fn timed_out(answer: Option<(u16, u64)>, timeout: Duration) -> String {
 pub enum CallFailure {
     /// The request could not be sent, or the connection broke before an answer began.
     #[error("no answer: {cause}")]
-    NoAnswer { cause: String },
+    NoAnswer {
+        /// The error chain as hyper wrote it.
+        cause: String,
+    },
     /// The TLS handshake failed in a way trying again cannot mend (see
     /// [`crate::tls::explain_handshake_failure`]).
     #[error("TLS handshake failed: {problem} ({cause})")]
@@ -135,9 +168,13 @@ pub enum CallFailure {
         "the answer (HTTP {status}) broke off after {read} bytes of the body: {cause}; it began: {body_start}"
     )]
     BrokenAnswer {
+        /// The status the answer began with.
         status: u16,
+        /// Bytes of the body received before the break.
         read: u64,
+        /// Why it broke, as hyper wrote it.
         cause: String,
+        /// The start of what was received, for telling what answered.
         body_start: String,
     },
     /// The answer is larger than `max_answer_bytes`.
@@ -149,10 +186,14 @@ pub enum CallFailure {
         }
     )]
     TooLarge {
+        /// The status of the answer.
         status: u16,
+        /// `max_answer_bytes`.
         limit: u64,
         /// Bytes received when it was refused, the one piece that crossed the limit included.
         read: u64,
+        /// The size the answer announced, if it did: one larger than the limit is refused
+        /// before any of its body is read.
         content_length: Option<u64>,
     },
 }
@@ -261,6 +302,7 @@ impl RuntimeClient {
         })
     }
 
+    /// The runtime's URL, for log lines and messages.
     pub fn url(&self) -> String {
         self.uri.to_string()
     }

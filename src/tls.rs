@@ -60,7 +60,9 @@ pub enum TlsError {
     File {
         /// "CA file", "client certificate", "client key".
         what: &'static str,
+        /// The file as configured, so that the message names what to fix.
         path: PathBuf,
+        /// Why it cannot be used (unreadable, no PEM, a key that does not decrypt).
         reason: String,
     },
     /// Neither a CA bundle was named nor are there CA certificates on this system.

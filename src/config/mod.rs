@@ -293,7 +293,9 @@ pub enum LogFormat {
     // The variants are described above, not on themselves: clap would print a doc comment on a
     // variant in `serve --help`, and the help text stays as operators know it.
     #[default]
+    #[allow(missing_docs)]
     Text,
+    #[allow(missing_docs)]
     Json,
 }
 
@@ -461,7 +463,10 @@ pub enum Membership {
     /// Static membership (KIP-345): worker i is instance `<prefix>-<i>` for good, so a restarted
     /// or replaced worker gets its partitions back without a rebalance. Two instances on one
     /// host need distinct prefixes.
-    Static { prefix: String },
+    Static {
+        /// The start of every instance id: the host name, unless `group_instance_id` sets it.
+        prefix: String,
+    },
     /// A new member id on every join; every restart rebalances the group.
     Dynamic,
 }

@@ -47,7 +47,10 @@ impl std::fmt::Debug for Reply<'_> {
 pub enum Delivery {
     /// In Kafka (exactly-once: committed with its request's offset). `replaced`: the failure
     /// response went instead of the response, and why.
-    Answered { replaced: Option<Refusal> },
+    Answered {
+        /// Why Kafka refused the response, when its failure response went instead.
+        replaced: Option<Refusal>,
+    },
     /// Not answered: the partition is no longer this worker's (given up past its deadline, or
     /// lost), and its next owner runs the request again — or, exactly-once, the worker stopped
     /// before the transaction committed.

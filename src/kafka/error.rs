@@ -9,28 +9,44 @@ use super::too_large::RecordTooLarge;
 /// producer took its transactional id over): what a human must fix; the worker stops.
 #[derive(Debug, thiserror::Error)]
 pub enum Refused {
+    /// Static membership: another process joined with this worker's instance id, and the group
+    /// fenced this one out.
     #[error(
         "another process joined group {group} as instance {instance}, so this one was fenced; two instances on one host need distinct group_instance_id prefixes"
     )]
-    Fenced { group: String, instance: String },
+    Fenced {
+        /// The consumer group.
+        group: String,
+        /// The instance id the two processes share.
+        instance: String,
+    },
+    /// The group coordinator refuses this member for a reason waiting cannot mend (no
+    /// authorization, a group protocol or assignor the brokers do not offer).
     #[error("the group refuses this member: {0}")]
     ByGroup(#[source] CoordinatorError),
     /// Exactly-once: another producer initialised this worker's transactional id.
     #[error(
         "fenced: another producer took over transactional id {transactional_id} (two instances with the same transactional_id prefix and instance ids?); nothing this worker produced since its last commit becomes visible to read_committed readers"
     )]
-    ProducerFenced { transactional_id: String },
+    ProducerFenced {
+        /// The id another producer initialised.
+        transactional_id: String,
+    },
 }
 
 /// What a Kafka call met.
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaError {
+    /// A call through rskafka's client (metadata, fetch, offsets) failed.
     #[error("Kafka: {context}: {source}")]
     Client {
+        /// What was being done, with the topic and partition it was about.
         context: String,
+        /// rskafka's error.
         #[source]
         source: rskafka::client::error::Error,
     },
+    /// A call to the group coordinator (joining, offsets, heartbeats) failed.
     #[error(transparent)]
     Coordinator(#[from] CoordinatorError),
     /// The brokers cannot be reached as configured (credentials, certificates, protocol).
@@ -39,22 +55,40 @@ pub enum KafkaError {
     /// No bootstrap broker accepted a connection.
     #[error("Kafka: no broker of {bootstrap:?} answered: {cause}")]
     Unreachable {
+        /// The bootstrap brokers as configured.
         bootstrap: Vec<String>,
+        /// Why the last of them failed.
         cause: String,
     },
+    /// A topic written to (responses, dead letters) does not exist; the service does not
+    /// create topics.
     #[error("topic {topic} does not exist")]
-    NoSuchTopic { topic: String },
+    NoSuchTopic {
+        /// The topic as configured.
+        topic: String,
+    },
+    /// The request topic does not exist, so there is nothing to consume.
     #[error(
         "request topic {topic} does not exist (create it with at least as many partitions as there are workers)"
     )]
-    NoRequestTopic { topic: String },
+    NoRequestTopic {
+        /// The topic as configured.
+        topic: String,
+    },
+    /// A record batch of the request topic cannot be decoded, so its partition cannot move on
+    /// past it.
     #[error("the record batch at {topic}/{partition} offset {offset} cannot be decoded: {reason}")]
     Undecodable {
+        /// The request topic.
         topic: String,
+        /// The partition that is stuck.
         partition: i32,
+        /// The batch's first offset.
         offset: i64,
+        /// What in the batch cannot be decoded (a codec this build lacks, corrupt bytes).
         reason: String,
     },
+    /// A response is larger than Kafka takes; the worker answers with a failure response.
     #[error(transparent)]
     RecordTooLarge(#[from] RecordTooLarge),
     /// Exactly-once: the transactional producer cannot be set up (refused authorization).
@@ -62,11 +96,21 @@ pub enum KafkaError {
     Transactions(#[source] Refused),
     /// A task of the session ended before it could answer (the worker is stopping).
     #[error("{what}: {reason}")]
-    Stopped { what: &'static str, reason: String },
+    Stopped {
+        /// What was being done (starting the assigned partitions, reading this member's
+        /// assignment, ...).
+        what: &'static str,
+        /// Why it ended.
+        reason: String,
+    },
+    /// A response could not be produced (at-least-once); the request stays uncommitted.
     #[error("producing to {topic}/{partition}: {source}")]
     Produce {
+        /// The response topic.
         topic: String,
+        /// The partition written to.
         partition: i32,
+        /// rskafka's producer error.
         #[source]
         source: rskafka::client::producer::Error,
     },

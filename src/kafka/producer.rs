@@ -331,13 +331,18 @@ pub struct OutgoingRecord {
 pub struct PreparedRecord {
     /// The topic it goes to.
     pub topic: String,
+    /// The partition it goes to: by its key as Java's partitioner picks it, round robin without
+    /// one.
     pub partition: i32,
     /// What it adds to a record batch, uncompressed.
     pub bytes: usize,
     /// A record batch holding it alone, as Kafka counts it, and the codec that was measured
     /// after.
     pub lone_bytes: usize,
+    /// The codec `lone_bytes` was measured after; `None` when it fits uncompressed (then it is
+    /// not compressed to measure), so a too-large message can say which size it means.
     pub codec: Option<&'static str>,
+    /// The record to produce.
     pub record: Record,
 }
 
@@ -455,6 +460,7 @@ impl ResponseProducer {
         })
     }
 
+    /// The topic it produces to, for log lines and messages.
     pub fn topic(&self) -> &str {
         &self.topic
     }

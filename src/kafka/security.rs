@@ -31,23 +31,33 @@ pub enum SecurityError {
         "broker {broker} refused SASL {mechanism} authentication as user `{username}`: {reason}"
     )]
     Authentication {
+        /// host:port of the broker that refused.
         broker: String,
+        /// The SASL mechanism tried (`PLAIN`, `SCRAM-SHA-256`, ...).
         mechanism: &'static str,
+        /// The user as configured (never the password).
         username: String,
+        /// The broker's error message, or what in its answer failed.
         reason: String,
     },
     /// The TLS handshake failed for a reason of certificates or protocol.
     #[error("TLS handshake with broker {broker} failed: {problem} ({detail})")]
     Handshake {
+        /// host:port of the broker.
         broker: String,
+        /// The problem in an operator's words (see [`crate::tls::explain_handshake_failure`]).
         problem: String,
+        /// rustls' error as it wrote it.
         detail: String,
     },
     /// What the broker answered does not fit the configured `security_protocol`.
     #[error("broker {broker}: {problem} (security_protocol is {protocol})")]
     ProtocolMismatch {
+        /// host:port of the broker.
         broker: String,
+        /// The configured `security_protocol`.
         protocol: &'static str,
+        /// What the broker's answer suggests instead.
         problem: String,
     },
     /// The broker hung up before its first answer, or during the TLS handshake: what it does
@@ -55,8 +65,11 @@ pub enum SecurityError {
     /// does. [`super::client`] asks again before it believes the former.
     #[error("broker {broker}: {problem} (security_protocol is {protocol})")]
     ClosedEarly {
+        /// host:port of the broker.
         broker: String,
+        /// The configured `security_protocol`.
         protocol: &'static str,
+        /// When it hung up, and what that suggests.
         problem: String,
     },
 }

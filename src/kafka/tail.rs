@@ -18,10 +18,13 @@ use super::error::KafkaError;
 pub struct TailRecord {
     /// Where it was read.
     pub partition: i32,
+    /// Its offset in the partition, so that a reader can tell repeats and order.
     pub offset: i64,
-    /// The record as produced.
+    /// The record's key as produced.
     pub key: Option<Vec<u8>>,
+    /// The record's value as produced; `None` for a tombstone.
     pub value: Option<Vec<u8>>,
+    /// The record's headers as produced (`hd-job-id`, `content-type`, ...).
     pub headers: BTreeMap<String, Vec<u8>>,
 }
 

@@ -19,35 +19,59 @@ const DESCRIBE_CONFIGS_VERSIONS: RangeInclusive<i16> = 1..=4;
 /// `resource_type` of a topic.
 const TOPIC_RESOURCE: i8 = 2;
 
+/// Why a topic's `max.message.bytes` could not be read. Never fatal: the producer warns and
+/// starts without it, and the broker's refusal of a batch decides instead.
 #[derive(Debug, thiserror::Error)]
 pub enum TopicConfigError {
+    /// No bootstrap broker could be asked.
     #[error("no broker of {bootstrap:?} answered DescribeConfigs for {topic}: {last}")]
     Unreachable {
+        /// The topic asked about.
         topic: String,
+        /// The brokers tried.
         bootstrap: Vec<String>,
+        /// Why the last of them failed.
         last: String,
     },
+    /// The broker speaks no DescribeConfigs version this client does.
     #[error("DescribeConfigs for {topic}: {source}")]
     Unsupported {
+        /// The topic asked about.
         topic: String,
+        /// The versions of both sides.
         #[source]
         source: UnsupportedVersion,
     },
+    /// The broker refused (typically: no DescribeConfigs permission on the topic).
     #[error("DescribeConfigs for {topic} failed with Kafka error {code} ({name}){message}")]
     Kafka {
+        /// The topic asked about.
         topic: String,
+        /// Kafka's error code.
         code: i16,
+        /// Its name, e.g. `TOPIC_AUTHORIZATION_FAILED`.
         name: String,
+        /// The broker's message, with its separator, or empty.
         message: String,
     },
+    /// The broker answered a value that is no size.
     #[error("DescribeConfigs for {topic}: `{key}` is `{value}`, not a number of bytes")]
     NotANumber {
+        /// The topic asked about.
         topic: String,
+        /// The config key (`max.message.bytes`).
         key: &'static str,
+        /// The value as the broker wrote it.
         value: String,
     },
+    /// No answer within the time the producer's start allows it.
     #[error("DescribeConfigs for {topic} gave no answer within {0:?}", .timeout)]
-    TimedOut { topic: String, timeout: Duration },
+    TimedOut {
+        /// The topic asked about.
+        topic: String,
+        /// The time allowed.
+        timeout: Duration,
+    },
 }
 
 /// `max.message.bytes` of `topic`, asked of the first bootstrap broker that answers; `None` if

@@ -99,6 +99,7 @@ impl Watermarks {
         self.partitions.values().map(|p| p.outstanding.len()).sum()
     }
 
+    /// The partitions tracked, for the committer to ask each for its committable offset.
     pub fn partitions(&self) -> impl Iterator<Item = i32> + '_ {
         self.partitions.keys().copied()
     }

@@ -42,6 +42,7 @@ const SASL_AUTHENTICATE_VERSIONS: RangeInclusive<i16> = 0..=2;
 /// What went wrong on one connection, before the caller adds what it was doing.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
+    /// The connection failed or broke (refused, reset, timed out): the broker may come back.
     #[error("{0}")]
     Io(#[source] std::io::Error),
     /// The connection cannot be set up as configured (credentials, certificates, protocol):
@@ -103,6 +104,7 @@ pub struct UnsupportedVersion {
     pub broker: String,
     /// The versions the broker announced (-1 when it does not know the API).
     pub broker_min: i16,
+    /// The newest version the broker announced.
     pub broker_max: i16,
     /// The versions this client can write and read.
     pub ours: RangeInclusive<i16>,

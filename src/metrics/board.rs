@@ -409,17 +409,27 @@ pub struct Totals {
     pub ok: u64,
     /// Failure responses, per [`ERROR_TYPES`].
     pub failures: [u64; ERROR_TYPES.len()],
+    /// Executions running now.
     pub in_flight: u64,
+    /// Partitions the workers own now.
     pub assigned: u64,
+    /// Partitions stopped at a batch they cannot read, waiting for a human.
     pub parked: u64,
+    /// Records that are no request, copied to the dead-letter topic.
     pub dead_letters: u64,
     /// Answers not produced because their partition had been given up or lost.
     pub answers_dropped: u64,
+    /// Produce attempts that failed and were tried again: Kafka trouble short of an outage.
     pub produce_retries: u64,
+    /// Offset commits accepted (exactly-once: transactions committed).
     pub commits: u64,
+    /// Offset commits that failed (exactly-once: transactions aborted).
     pub commit_failures: u64,
+    /// Requests whose prepared revision came from a worker's cache.
     pub cache_hits: u64,
+    /// Requests whose revision was loaded from the store.
     pub cache_misses: u64,
+    /// Assignments the workers received from the group, the first included.
     pub rebalances: u64,
     /// Record fetched to response acknowledged.
     pub request_duration: HistogramTotals,
@@ -458,10 +468,13 @@ impl Totals {
 /// A live worker as the board shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WorkerReading {
+    /// The worker's slot number (worker i of N).
     pub index: usize,
+    /// Its process id, which the health endpoints name a hung worker by.
     pub pid: u32,
     /// When it last beat ([`monotonic_ms`]).
     pub beat_ms: u64,
+    /// Where it is: booting, joining the group, consuming, stopping.
     pub state: WorkerState,
     /// Its calls to the group coordinator fail: Kafka is unreachable from it.
     pub kafka_unreachable: bool,

@@ -31,56 +31,110 @@ pub enum Missing {
     },
 }
 
+/// Why one request got a failure response instead of its result: each variant is one step of
+/// the execution failing, with hetida's error type for it ([`ProtocolError::error_type`]).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProtocolError {
     /// Tombstone, not UTF-8, not JSON or not a JSON object: nothing to execute. Such a record also
     /// goes, untouched, to the dead-letter topic.
     #[error("the record is not an execution request: {reason}")]
-    NotARequest { reason: String },
+    NotARequest {
+        /// What the record is instead (empty, not UTF-8, where the JSON breaks, ...).
+        reason: String,
+    },
+    /// A JSON object, but not a request hetida's validation accepts (a wiring, an id, a field
+    /// is wrong); answered as hetida's `ValidationError`.
     #[error("invalid execution request: {reason}")]
     InvalidRequest {
+        /// The request's job id if it could be read, so that the requester can match the
+        /// failure to its request.
         job_id: Option<Uuid>,
+        /// What the validation objects to, and where.
         reason: String,
     },
     /// A revision the request needs is not in the store.
     #[error(transparent)]
     Missing(#[from] Missing),
+    /// The request's wiring does not fit the revision's inputs and outputs (a name unknown, a
+    /// REQUIRED input unwired, a constant wired).
     #[error("the wiring does not fit transformation revision {revision}: {reason}")]
-    WiringMismatch { revision: Uuid, reason: String },
+    WiringMismatch {
+        /// The revision executed.
+        revision: Uuid,
+        /// Which input or output does not fit, and how.
+        reason: String,
+    },
+    /// The revision itself cannot be turned into a runtime request (a wrong content for its
+    /// type, an unnamed workflow input, workflows nested too deep).
     #[error("transformation revision {revision} cannot be executed: {reason}")]
-    InvalidRevision { revision: Uuid, reason: String },
+    InvalidRevision {
+        /// The revision at fault (the executed one or one nested in it).
+        revision: Uuid,
+        /// What about it cannot be executed.
+        reason: String,
+    },
+    /// The store could not be asked (the backend unreachable or answering errors): the
+    /// revision may exist, so this is no "not found".
     #[error("the transformation revision store is unavailable: {reason}")]
-    StoreUnavailable { reason: String },
+    StoreUnavailable {
+        /// What the store's failure was.
+        reason: String,
+    },
     /// The call failed before a whole answer arrived: not connected, timed out, or the
     /// connection broke; `reason` says which.
     #[error("the runtime call failed: {reason}")]
-    RuntimeUnreachable { reason: String },
+    RuntimeUnreachable {
+        /// What failed, after how many attempts.
+        reason: String,
+    },
+    /// The runtime answered, but not with JSON: usually a proxy's or server's error page, so
+    /// the message quotes it.
     #[error(
         "the runtime answered HTTP {status} with a body that is not JSON ({reason}): {body_start}"
     )]
     RuntimeAnswerNotJson {
+        /// The HTTP status of the answer.
         status: u16,
+        /// Where and why the body is not JSON.
         reason: String,
+        /// The start of the body, for telling what answered.
         body_start: String,
     },
+    /// The runtime answered JSON that is not a `WorkflowExecutionResult` (a field missing or of
+    /// the wrong kind).
     #[error(
         "the runtime answered HTTP {status} with JSON that is not a WorkflowExecutionResult ({reason}): {body_start}"
     )]
     RuntimeResultInvalid {
+        /// The HTTP status of the answer.
         status: u16,
+        /// Which field is wrong, and how.
         reason: String,
+        /// The start of the body, for telling what answered.
         body_start: String,
     },
     /// The runtime's answer is larger than the worker reads (`max_answer_bytes`); `reason`
     /// gives the size read or announced and the limit.
     #[error("the runtime's answer is too large: {reason}")]
-    RuntimeAnswerTooLarge { reason: String },
+    RuntimeAnswerTooLarge {
+        /// The size and the limit.
+        reason: String,
+    },
     /// The response does not fit Kafka's limits; `reason` gives its size, the limit and what
     /// raises it.
     #[error("the response cannot be delivered: {reason}")]
-    ResponseTooLarge { reason: String },
+    ResponseTooLarge {
+        /// The size, the limit and what raises it.
+        reason: String,
+    },
+    /// The service itself failed: a panic in the execution (the last line of defence still
+    /// answers the request, design decision 14), or Kafka refused the response for another
+    /// reason than its size.
     #[error("unexpected error: {reason}")]
-    Internal { reason: String },
+    Internal {
+        /// What went wrong (a panic's message, Kafka's refusal).
+        reason: String,
+    },
 }
 
 impl ProtocolError {

@@ -70,7 +70,9 @@ pub struct PreparedRevision {
 /// The body to POST to the runtime, and what the response needs from it.
 #[derive(Debug, Clone)]
 pub struct RuntimeRequest {
+    /// The body, its constant parts shared with every other request for the same revision.
     pub body: RuntimeBody,
+    /// The request's job id, which the response carries back.
     pub job_id: Uuid,
 }
 

@@ -198,7 +198,9 @@ pub fn python_str_of_number(text: &str) -> String {
 /// What Python makes of a JSON number: an `int` (canonical digits) or a `float`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Number {
+    /// An `int`: its digits as Python would print it (arbitrary size, `-0` as `0`).
     Int(String),
+    /// A `float`, including `nan` and `±inf`, which Python's JSON reads and writes.
     Float(f64),
 }
 
@@ -227,6 +229,7 @@ pub fn number_value(text: &str) -> Number {
 pub struct NotJson {
     /// Byte offset in the (decoded) text.
     pub at: usize,
+    /// What Python's message says is wrong (`Expecting value`, ...), for the failure response.
     pub what: String,
 }
 
@@ -245,6 +248,7 @@ impl NotJson {
 pub struct PyStr(Vec<u16>);
 
 impl PyStr {
+    /// The code units, for writing the string Python-style with its lone surrogates.
     pub fn units(&self) -> &[u16] {
         &self.0
     }
@@ -259,6 +263,7 @@ impl PyStr {
         String::from_utf16_lossy(&self.0)
     }
 
+    /// Whether it is exactly `s` (compares code units, so a lone surrogate never matches).
     pub fn is(&self, s: &str) -> bool {
         s.encode_utf16().eq(self.0.iter().copied())
     }
@@ -273,10 +278,15 @@ impl From<&str> for PyStr {
 /// A JSON value as `json.loads` gives it to Python. Numbers stay text (see [`number_value`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Json<'a> {
+    /// JSON `null`: Python's `None`.
     Null,
+    /// `true` or `false`: Python's `True` or `False`.
     Bool(bool),
+    /// The number as written; [`number_value`] says what Python makes of it.
     Number(&'a str),
+    /// A string, which may hold lone surrogates as Python's may.
     Str(PyStr),
+    /// An array: a Python list.
     List(Vec<Json<'a>>),
     /// Members in document order, duplicates kept; [`Json::get`] reads them as a dict would.
     Object(Vec<(PyStr, Json<'a>)>),
@@ -309,14 +319,17 @@ impl<'a> Json<'a> {
 pub struct Raw<'a>(&'a [u8]);
 
 impl<'a> Raw<'a> {
+    /// The value's JSON text exactly as it is in the document.
     pub fn text(&self) -> &'a [u8] {
         self.0
     }
 
+    /// Whether the value is `null` (Python's `None`), without parsing it.
     pub fn is_null(&self) -> bool {
         self.0 == b"null"
     }
 
+    /// A short description of the value's kind for error messages, without parsing it.
     pub fn kind(&self) -> &'static str {
         match self.0.first() {
             Some(b'{') => "an object",
@@ -350,8 +363,13 @@ impl<'a> Raw<'a> {
 /// not built into a tree only to be written out again.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Document<'a> {
+    /// An object (the runtime's answer, normally): its members in document order, each as raw text.
     Object(Vec<(PyStr, Raw<'a>)>),
-    Other { kind: &'static str },
+    /// Any other value, which no caller accepts.
+    Other {
+        /// What it is instead ("a list", "null", ...), for the error message.
+        kind: &'static str,
+    },
 }
 
 /// Validates `text` (from [`decode`]) as one JSON document the way `json.loads` does.

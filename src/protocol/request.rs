@@ -20,9 +20,12 @@ pub enum Target {
 /// One execution request as read from Kafka.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecutionRequest {
+    /// Which revision to run: by id, or the latest released of a group.
     pub target: Target,
     /// `None`: use the revision's stored test wiring (by id only; by group it is required).
     pub wiring: Option<WorkflowWiring>,
+    /// Whether the runtime also runs plot-only operators (hetida's switch for dashboards); passed
+    /// through to the runtime.
     pub run_pure_plot_operators: bool,
     /// From the request, or a fresh uuid4 when it had none.
     pub job_id: Uuid,

@@ -25,15 +25,21 @@ const QUOTED_BODY_CHARS: usize = 300;
 /// One measured step of the backend's own work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Step {
+    /// When the step began.
     pub start: DateTime<Utc>,
+    /// When the step ended.
     pub end: DateTime<Utc>,
 }
 
 /// The backend's measured steps (spec §6.3 point 3); a step that did not happen is `None`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Timings {
+    /// The whole execution, from taking the request up to the runtime's answer (hetida's
+    /// `internal_full`).
     pub internal_full: Option<Step>,
+    /// Loading the revisions and building the runtime request.
     pub prepare_execution_input: Option<Step>,
+    /// The runtime call, from sending the request to reading its answer.
     pub run_execution_input: Option<Step>,
 }
 
@@ -140,12 +146,16 @@ pub fn build_result_response(
 /// What the worker knows when an execution fails before a runtime result exists.
 #[derive(Debug, Clone, Copy)]
 pub struct Failure<'a> {
+    /// What failed; decides the error type, message and step of the response.
     pub error: &'a ProtocolError,
     /// The request's job id when it could be read.
     pub job_id: Option<Uuid>,
     /// Workflow outputs when the revision was prepared, else empty.
     pub output_types: &'a [(String, DataType)],
+    /// The backend's steps that did happen before the failure, reported as on success.
     pub timings: &'a Timings,
+    /// The worker's process id for `process_id`, when performance measurement information is on
+    /// (hetida's `HD_ADVANCED_PERFORMANCE_MEASUREMENT_INFORMATION`).
     pub process_id: Option<u32>,
     /// Goes to `error.extra_information` (the worker passes the record's Kafka coordinates).
     pub extra: Option<&'a Value>,

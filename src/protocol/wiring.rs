@@ -15,7 +15,10 @@ pub const DIRECT_PROVISIONING: i64 = 1;
 /// How the inputs and outputs of one execution are connected to data sources and sinks.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct WorkflowWiring {
+    /// Where each workflow input's value comes from; an unwired REQUIRED input fails the request.
     pub input_wirings: Vec<InputWiring>,
+    /// Where each workflow output goes; the reference adds direct provisioning for any output left
+    /// out (spec §5.6).
     pub output_wirings: Vec<OutputWiring>,
     /// Dashboard layout; only carried through to the runtime.
     pub dashboard_positionings: Vec<GridstackItemPositioning>,
@@ -25,7 +28,11 @@ pub struct WorkflowWiring {
 /// generic REST adapter).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdapterId {
+    /// A registered adapter by number; only 1 (direct provisioning) is registered, so any other is
+    /// refused.
     Int(i64),
+    /// An adapter by name (`"direct_provisioning"`, or one the runtime reaches over its generic
+    /// REST adapter).
     Name(String),
 }
 
@@ -42,8 +49,11 @@ impl Serialize for AdapterId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum RefIdType {
+    /// The source of an input's data in the external system.
     Source,
+    /// The sink of an output's data in the external system.
     Sink,
+    /// A node of the external system's hierarchy (metadata attached to it).
     Thingnode,
 }
 
@@ -72,6 +82,8 @@ impl ExternalType {
         ("dataframe", &[]),
     ];
 
+    /// The canonical type for `s`, a canonical name or an alias; `None` when hetida knows no such
+    /// type.
     pub fn parse(s: &str) -> Option<ExternalType> {
         Self::CANONICAL
             .iter()
@@ -79,6 +91,7 @@ impl ExternalType {
             .map(|(name, _)| ExternalType(name))
     }
 
+    /// The canonical name, as the runtime request carries it.
     pub fn as_str(self) -> &'static str {
         self.0
     }
@@ -99,6 +112,7 @@ impl Serialize for ExternalType {
 pub struct Filters(pub Vec<(String, String)>);
 
 impl Filters {
+    /// The value of filter `key`: for direct provisioning, `value` is the input's data.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0
             .iter()
@@ -120,28 +134,44 @@ impl Serialize for Filters {
 /// Source of one workflow input.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct InputWiring {
+    /// The workflow input it feeds, by name (a Python identifier).
     pub workflow_input_name: String,
+    /// The adapter that provides the value: direct provisioning takes it from `filters`.
     pub adapter_id: AdapterId,
+    /// The source in the external system; unused by direct provisioning.
     pub ref_id: Option<String>,
+    /// What kind of thing `ref_id` names in the external system.
     pub ref_id_type: Option<RefIdType>,
+    /// Which metadata entry of `ref_id` is meant; required with a `metadata(...)` type.
     pub ref_key: Option<String>,
+    /// The data type the external adapter delivers; a `metadata(...)` type needs `ref_id_type` and
+    /// `ref_key`.
     #[serde(rename = "type")]
     pub external_type: Option<ExternalType>,
     /// The runtime then uses the input's default instead of loading it.
     pub use_default_value: bool,
+    /// Adapter parameters; for direct provisioning `value` holds the input's value as text.
     pub filters: Filters,
 }
 
 /// Sink of one workflow output.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct OutputWiring {
+    /// The workflow output it receives, by name.
     pub workflow_output_name: String,
+    /// The adapter that receives the value: direct provisioning returns it in the response.
     pub adapter_id: AdapterId,
+    /// The sink in the external system; unused by direct provisioning.
     pub ref_id: Option<String>,
+    /// What kind of thing `ref_id` names in the external system.
     pub ref_id_type: Option<RefIdType>,
+    /// Which metadata entry of `ref_id` is meant; required with a `metadata(...)` type.
     pub ref_key: Option<String>,
+    /// The data type the external adapter receives; a `metadata(...)` type needs `ref_id_type` and
+    /// `ref_key`.
     #[serde(rename = "type")]
     pub external_type: Option<ExternalType>,
+    /// Adapter parameters, passed on to the sink adapter.
     pub filters: Filters,
 }
 
@@ -163,10 +193,15 @@ impl OutputWiring {
 /// Dashboard position of one item.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct GridstackItemPositioning {
+    /// Column in the dashboard's grid; `None` lets the dashboard place it.
     pub x: Option<u64>,
+    /// Row in the dashboard's grid; `None` lets the dashboard place it.
     pub y: Option<u64>,
+    /// Width in grid cells.
     pub w: Option<u64>,
+    /// Height in grid cells.
     pub h: Option<u64>,
+    /// The dashboard item (an input or output) this positions.
     pub id: String,
 }
 
@@ -174,7 +209,9 @@ pub struct GridstackItemPositioning {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {reason}")]
 pub struct WiringError {
+    /// Where in the wiring, as the reference's validation names it (`input_wirings.0.filters`).
     pub path: String,
+    /// What the reference's validation says about it.
     pub reason: String,
 }
 

@@ -28,7 +28,8 @@ pub enum SupervisorError {
         /// The slot of that worker.
         index: usize,
     },
-    /// [`run`](super::run) was called in a process that already has threads, where `fork` is unsound.
+    /// [`run`](super::run) was called in a process that already has threads, where `fork` is
+    /// unsound.
     #[error(
         "supervisor: this process has {threads} threads; workers are forked only from a single-threaded process (a thread holding a lock at fork time would leave it locked in the worker for good)"
     )]

@@ -134,6 +134,8 @@ impl From<ProtocolError> for Failed {
 }
 
 impl Execution {
+    /// What every execution task of the worker shares: the store, the runtime client, the
+    /// answer handle and the settings.
     pub fn new(
         store: Store,
         runtime: RuntimeClient,

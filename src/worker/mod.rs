@@ -27,13 +27,17 @@ use crate::supervisor::{EXIT_BOOT_FAILURE, EXIT_FATAL};
 
 use execution::Execution;
 
+/// Why a worker process ends other than by a stop request; decides its exit code, which tells
+/// the supervisor whether a restart can help.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     /// The supervisor counts these: three in a row stop the service.
     #[error("worker failed to boot: {0}")]
     Boot(#[from] BootError),
+    /// Kafka failed in a way waiting cannot mend; the supervisor restarts the worker.
     #[error(transparent)]
     Kafka(#[from] KafkaError),
+    /// The worker's tokio runtime or its signal handlers could not be set up.
     #[error("cannot start the worker's async runtime: {0}")]
     Io(#[from] std::io::Error),
     /// The group refuses this worker for good; a restart would not help. The supervisor
@@ -45,10 +49,13 @@ pub enum WorkerError {
 /// The step of booting that failed, with its cause.
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
+    /// The revision store cannot be opened (a directory unreadable, a backend URL unusable).
     #[error("opening the revision store: {0}")]
     Store(#[source] StoreError),
+    /// The runtime client cannot be built (an unusable URL, TLS files).
     #[error("setting up the runtime client: {0}")]
     Runtime(#[source] RuntimeError),
+    /// The Kafka session cannot be opened as configured (credentials, certificates).
     #[error("opening the Kafka session: {0}")]
     Kafka(#[source] KafkaError),
 }

@@ -68,7 +68,10 @@ pub struct Finished {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Committed with its request's offset; `replaced`: the fallback went instead.
-    Committed { replaced: bool },
+    Committed {
+        /// The broker refused the response as too large, and its fallback went instead.
+        replaced: bool,
+    },
     /// Not answered: the partition went to another member (which executes the request again)
     /// or the worker stops before it could commit.
     Dropped,
@@ -112,20 +115,31 @@ impl TransactionalAnswers {
 /// Where a transaction task's parts come from.
 #[derive(Debug)]
 pub struct TransactionSetup {
+    /// This worker's transactional id: stable across restarts, so that its replacement fences
+    /// it and aborts what it left open.
     pub transactional_id: String,
+    /// `transaction_timeout_ms`: how long the coordinator lets a transaction stay open before
+    /// it aborts it.
     pub transaction_timeout: Duration,
     /// The group's coordinator client (offsets).
     pub group: GroupCoordinator,
     /// The producer side's brokers, client id, security and codec.
     pub producer_bootstrap: Vec<String>,
+    /// Codec of the responses' record batches.
     pub compression: crate::config::Compression,
+    /// The client id the producer's connections announce.
     pub client_id: String,
+    /// Credentials and TLS of the producer's connections.
     pub producer_auth: BrokerAuth,
     /// The request topic.
     pub topic: String,
+    /// The offsets handed out and finished, shared with the fetch loops: a transaction commits
+    /// only a contiguous run of finished offsets.
     pub watermarks: Arc<Mutex<Watermarks>>,
     /// The group's offsets as fetched at start.
     pub committed: HashMap<i32, Option<i64>>,
+    /// The member's current generation: offsets commit under it, so that a zombie's commits
+    /// are refused.
     pub generation: watch::Receiver<Generation>,
     /// Bytes of records one batch may hold, per topic produced to.
     pub budgets: HashMap<String, usize>,
@@ -137,8 +151,13 @@ pub struct TransactionSetup {
 /// handle, and the reason should Kafka refuse this worker for good.
 #[derive(Debug)]
 pub struct Started {
+    /// The same handle as the at-least-once committer's: the session asks it to commit what is
+    /// due before a rebalance and at the end, and for the offsets of added partitions.
     pub committer: CommitterTask,
+    /// What the executions hand their answers to.
     pub answers: TransactionalAnswers,
+    /// Fires when Kafka refuses this worker's transactions for good (fenced, unauthorized):
+    /// the worker then stops.
     pub refused: oneshot::Receiver<Refused>,
 }
 

@@ -38,13 +38,19 @@ const METADATA_VERSIONS: RangeInclusive<i16> = 1..=12;
 /// How long a leader waits for the in-sync replicas before it answers.
 const PRODUCE_TIMEOUT_MS: i32 = 30_000;
 
+/// A partition written to, as (topic, partition): what batches, leaders and answers are keyed by.
+type PartitionKey = (String, i32);
+
 /// The records of one partition in one transaction.
 #[derive(Debug)]
 pub struct PartitionBatch {
+    /// The topic written to (responses, dead letters).
     pub topic: String,
+    /// The partition written to; its leader gets the batch.
     pub partition: i32,
     /// The sequence number of the first record.
     pub base_sequence: i32,
+    /// The records, in order; their sequence numbers follow `base_sequence`.
     pub records: Vec<rskafka::record::Record>,
 }
 
@@ -54,22 +60,34 @@ pub enum ProduceError {
     /// The leader refused the batch as too large for the topic.
     #[error("{topic}/{partition}: the record batch is too large for the topic ({name})")]
     TooLarge {
+        /// The topic written to.
         topic: String,
+        /// The partition whose batch was refused; it gets one record per batch from then on.
         partition: i32,
+        /// Kafka's error name (`MESSAGE_TOO_LARGE`, `RECORD_LIST_TOO_LARGE`).
         name: String,
     },
     /// The transaction cannot commit: abort it (fencing shows when the producer is initialised
     /// again).
     #[error("{topic}/{partition}: Produce failed with Kafka error {code} ({name})")]
     Refused {
+        /// The topic written to.
         topic: String,
+        /// The partition whose batch was refused.
         partition: i32,
+        /// Kafka's error code.
         code: i16,
+        /// Its name, for the log.
         name: String,
     },
     /// Brokers unreachable or leaders unknown until the deadline.
     #[error("producing gave up after {waited:?}: {last}")]
-    OutOfTime { waited: Duration, last: String },
+    OutOfTime {
+        /// How long producing was tried.
+        waited: Duration,
+        /// The last reason a partition could not be written.
+        last: String,
+    },
     /// The connection cannot be set up as configured (credentials, certificates).
     #[error("{0}")]
     Security(String),
@@ -110,7 +128,34 @@ fn retriable(code: i16) -> bool {
     )
 }
 
+/// What the leader's answer `code` for the batch of `key` means: `Ok(None)` written,
+/// `Ok(Some(why))` worth sending again, `Err` the transaction cannot commit.
+fn partition_answer(key: &PartitionKey, code: i16) -> Result<Option<String>, ProduceError> {
+    match code {
+        0 => Ok(None),
+        // The leader had this batch already: a repeat of an answer that was lost.
+        c if c == ResponseError::DuplicateSequenceNumber.code() => Ok(None),
+        c if retriable(c) => Ok(Some(format!("{}/{}: {}", key.0, key.1, error_name(c)))),
+        c if c == ResponseError::MessageTooLarge.code()
+            || c == ResponseError::RecordListTooLarge.code() =>
+        {
+            Err(ProduceError::TooLarge {
+                topic: key.0.clone(),
+                partition: key.1,
+                name: error_name(c),
+            })
+        }
+        c => Err(ProduceError::Refused {
+            topic: key.0.clone(),
+            partition: key.1,
+            code: c,
+            name: error_name(c),
+        }),
+    }
+}
+
 impl Leaders {
+    /// Knows no leader yet: the first [`Leaders::produce`] asks `bootstrap` for them.
     pub fn new(
         bootstrap: Vec<String>,
         client_id: &str,
@@ -210,84 +255,24 @@ impl Leaders {
                     .map(|bytes| ((b.topic.clone(), b.partition), bytes))
             })
             .collect::<Result<HashMap<_, _>, _>>()?;
-        let mut remaining: Vec<(String, i32)> = encoded.keys().cloned().collect();
+        let mut remaining: Vec<PartitionKey> = encoded.keys().cloned().collect();
         let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(1));
         let mut last = String::new();
         while !remaining.is_empty() {
-            if remaining.iter().any(|k| !self.leaders.contains_key(k)) {
-                let mut topics: Vec<&str> = remaining.iter().map(|(t, _)| t.as_str()).collect();
-                topics.sort_unstable();
-                topics.dedup();
-                if let Err(e) = self.refresh(&topics).await? {
-                    last = format!("metadata: {e}");
-                }
-            }
-            let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
-            for key in &remaining {
-                if let Some(&leader) = self.leaders.get(key) {
-                    by_leader.entry(leader).or_default().push(key.clone());
-                }
-            }
-            let mut still = Vec::new();
-            for key in &remaining {
-                if !self.leaders.contains_key(key) {
-                    still.push(key.clone());
-                }
-            }
+            self.look_up_missing_leaders(&remaining, &mut last).await?;
+            let (by_leader, mut still) = self.by_leader(&remaining);
             for (leader, keys) in by_leader {
-                // A leader that stops answering (without closing) must not hold the
-                // transaction past its budget.
-                let sent = tokio::time::timeout_at(
-                    deadline,
-                    self.send(leader, transactional_id, &keys, &encoded),
-                )
-                .await
-                .unwrap_or_else(|_| Err(WireError::Codec("no answer".into())));
-                match sent {
-                    Ok(answers) => {
-                        for (key, code) in answers {
-                            match code {
-                                0 => {}
-                                // The leader had this batch already: a repeat of an answer
-                                // that was lost.
-                                c if c == ResponseError::DuplicateSequenceNumber.code() => {}
-                                c if retriable(c) => {
-                                    last = format!("{}/{}: {}", key.0, key.1, error_name(c));
-                                    self.leaders.remove(&key);
-                                    still.push(key);
-                                }
-                                c if c == ResponseError::MessageTooLarge.code()
-                                    || c == ResponseError::RecordListTooLarge.code() =>
-                                {
-                                    return Err(ProduceError::TooLarge {
-                                        topic: key.0,
-                                        partition: key.1,
-                                        name: error_name(c),
-                                    });
-                                }
-                                c => {
-                                    return Err(ProduceError::Refused {
-                                        topic: key.0,
-                                        partition: key.1,
-                                        code: c,
-                                        name: error_name(c),
-                                    });
-                                }
-                            }
-                        }
-                    }
-                    Err(WireError::Security(e)) => {
-                        return Err(ProduceError::Security(e.to_string()));
-                    }
-                    Err(e) => {
-                        last = format!("broker {leader}: {e}");
-                        self.connections.remove(&leader);
-                        for key in keys {
-                            self.leaders.remove(&key);
-                            still.push(key);
-                        }
-                    }
-                }
+                let again = self
+                    .send_to_leader(
+                        leader,
+                        transactional_id,
+                        keys,
+                        &encoded,
+                        deadline,
+                        &mut last,
+                    )
+                    .await?;
+                still.extend(again);
             }
             remaining = still;
             if !remaining.is_empty() {
@@ -303,6 +288,86 @@ impl Leaders {
             }
         }
         Ok(())
+    }
+
+    /// Asks for the leaders of the topics of `remaining` if any of its partitions has none
+    /// known; `last` says why when no broker answered (the partitions then wait for the next
+    /// round).
+    async fn look_up_missing_leaders(
+        &mut self,
+        remaining: &[PartitionKey],
+        last: &mut String,
+    ) -> Result<(), ProduceError> {
+        if remaining.iter().all(|k| self.leaders.contains_key(k)) {
+            return Ok(());
+        }
+        let mut topics: Vec<&str> = remaining.iter().map(|(t, _)| t.as_str()).collect();
+        topics.sort_unstable();
+        topics.dedup();
+        if let Err(e) = self.refresh(&topics).await? {
+            *last = format!("metadata: {e}");
+        }
+        Ok(())
+    }
+
+    /// The partitions of `remaining` grouped by their known leader (one Produce request each),
+    /// and those whose leader is not known, which wait for the next round.
+    fn by_leader(
+        &self,
+        remaining: &[PartitionKey],
+    ) -> (BTreeMap<i32, Vec<PartitionKey>>, Vec<PartitionKey>) {
+        let mut by_leader: BTreeMap<i32, Vec<PartitionKey>> = BTreeMap::new();
+        let mut unknown = Vec::new();
+        for key in remaining {
+            match self.leaders.get(key) {
+                Some(&leader) => by_leader.entry(leader).or_default().push(key.clone()),
+                None => unknown.push(key.clone()),
+            }
+        }
+        (by_leader, unknown)
+    }
+
+    /// Sends the batches of `keys` to their `leader` and returns the partitions to send again
+    /// (their leader forgotten, to be asked for anew; `last` says why). `Err` when the
+    /// transaction cannot commit.
+    async fn send_to_leader(
+        &mut self,
+        leader: i32,
+        transactional_id: &str,
+        keys: Vec<PartitionKey>,
+        encoded: &HashMap<PartitionKey, Bytes>,
+        deadline: Instant,
+        last: &mut String,
+    ) -> Result<Vec<PartitionKey>, ProduceError> {
+        // A leader that stops answering (without closing) must not hold the transaction past
+        // its budget.
+        let sent = tokio::time::timeout_at(
+            deadline,
+            self.send(leader, transactional_id, &keys, encoded),
+        )
+        .await
+        .unwrap_or_else(|_| Err(WireError::Codec("no answer".into())));
+        let answers = match sent {
+            Ok(answers) => answers,
+            Err(WireError::Security(e)) => return Err(ProduceError::Security(e.to_string())),
+            Err(e) => {
+                *last = format!("broker {leader}: {e}");
+                self.connections.remove(&leader);
+                for key in &keys {
+                    self.leaders.remove(key);
+                }
+                return Ok(keys);
+            }
+        };
+        let mut again = Vec::new();
+        for (key, code) in answers {
+            if let Some(why) = partition_answer(&key, code)? {
+                *last = why;
+                self.leaders.remove(&key);
+                again.push(key);
+            }
+        }
+        Ok(again)
     }
 
     /// One Produce request to `leader` with the batches of `keys`; the error code per partition.

@@ -142,31 +142,68 @@ pub fn read_component(
             reason,
         }
     })?;
-    let (info_at, info) = match module_assignment(&lines, COMPONENT_INFO) {
-        None => return Err(ComponentFileError::NotAComponent),
-        Some(found) => (
-            found.target.at,
-            evaluate(&found).map_err(|e| {
-                if e.unsupported {
-                    ComponentFileError::Unsupported {
-                        line: e.at.line,
-                        column: e.at.column,
-                        reason: e.reason,
-                    }
-                } else {
-                    ComponentFileError::NotALiteral {
-                        name: COMPONENT_INFO,
-                        line: e.at.line,
-                        column: e.at.column,
-                        reason: e.reason,
-                    }
-                }
-            })?,
-        ),
-    };
+    let (info_at, info) = component_info(&lines)?;
     let info = Info::new(&info)?;
 
     let mut revision = serde_json::Map::new();
+    insert_identity(&mut revision, &info, origin, info_at)?;
+    insert_timestamps(&mut revision, &info, now)?;
+    revision.insert("type".into(), Value::from("COMPONENT"));
+    revision.insert(
+        "documentation".into(),
+        Value::from(docstring::documentation(docstring.as_deref())),
+    );
+    revision.insert("content".into(), Value::from(code.as_ref()));
+    revision.insert(
+        "io_interface".into(),
+        json!({"inputs": info.inputs()?, "outputs": info.outputs()?}),
+    );
+    revision.insert("test_wiring".into(), json!({}));
+    let mut revision: TransformationRevision = serde_json::from_value(Value::Object(revision))
+        .map_err(|e| ComponentFileError::Info {
+            key: COMPONENT_INFO.into(),
+            line: info_at.line,
+            column: info_at.column,
+            reason: e.to_string(),
+        })?;
+    revision.test_wiring = test_wiring(&lines, origin);
+    Ok(revision)
+}
+
+/// The value of the module's `COMPONENT_INFO` assignment as `ast.literal_eval` reads it, and
+/// where the assignment is (errors about what it says point there).
+fn component_info(lines: &[LogicalLine]) -> Result<(Pos, Literal), ComponentFileError> {
+    let Some(found) = module_assignment(lines, COMPONENT_INFO) else {
+        return Err(ComponentFileError::NotAComponent);
+    };
+    let info = evaluate(&found).map_err(|e| {
+        if e.unsupported {
+            ComponentFileError::Unsupported {
+                line: e.at.line,
+                column: e.at.column,
+                reason: e.reason,
+            }
+        } else {
+            ComponentFileError::NotALiteral {
+                name: COMPONENT_INFO,
+                line: e.at.line,
+                column: e.at.column,
+                reason: e.reason,
+            }
+        }
+    })?;
+    Ok((found.target.at, info))
+}
+
+/// What names the revision (ids, name, category, tag, state): from `COMPONENT_INFO`, else
+/// hetida's defaults; a missing id is random, as hetida makes it, with a warning since no
+/// request can name it across restarts.
+fn insert_identity(
+    revision: &mut serde_json::Map<String, Value>,
+    info: &Info<'_>,
+    origin: &Path,
+    info_at: Pos,
+) -> Result<(), ComponentFileError> {
     for (key, default) in [
         ("id", None),
         ("revision_group_id", None),
@@ -195,8 +232,16 @@ pub fn read_component(
     for key in ["name", "description", "category", "version_tag"] {
         info.check::<String>(key)?;
     }
-    info.check::<State>("state")?;
+    info.check::<State>("state")
+}
 
+/// The release and disable timestamps: as `COMPONENT_INFO` gives them, else `now` where
+/// hetida stamps it (released unless DRAFT, disabled if DISABLED).
+fn insert_timestamps(
+    revision: &mut serde_json::Map<String, Value>,
+    info: &Info<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), ComponentFileError> {
     // hetida compares the state as written (before pydantic validates it) to decide which
     // timestamps to stamp with "now".
     let state_is = |s: &str| match info.get("state") {
@@ -216,27 +261,7 @@ pub fn read_component(
         info.check::<Option<DateTime<Utc>>>(key)?;
         revision.insert(key.to_owned(), value);
     }
-
-    revision.insert("type".into(), Value::from("COMPONENT"));
-    revision.insert(
-        "documentation".into(),
-        Value::from(docstring::documentation(docstring.as_deref())),
-    );
-    revision.insert("content".into(), Value::from(code.as_ref()));
-    revision.insert(
-        "io_interface".into(),
-        json!({"inputs": info.inputs()?, "outputs": info.outputs()?}),
-    );
-    revision.insert("test_wiring".into(), json!({}));
-    let mut revision: TransformationRevision = serde_json::from_value(Value::Object(revision))
-        .map_err(|e| ComponentFileError::Info {
-            key: COMPONENT_INFO.into(),
-            line: info_at.line,
-            column: info_at.column,
-            reason: e.to_string(),
-        })?;
-    revision.test_wiring = test_wiring(&lines, origin);
-    Ok(revision)
+    Ok(())
 }
 
 /// Python's text-mode `open` turns `\r\n` and a lone `\r` into `\n`.

@@ -121,6 +121,16 @@ pub fn logical_lines(source: &str) -> Result<Vec<LogicalLine>, SyntaxError> {
     Ok(lines)
 }
 
+/// What the start of a physical line outside any statement holds.
+enum LineStart {
+    /// The end of the source.
+    End,
+    /// A blank or comment-only line, already consumed.
+    Blank,
+    /// The first token of a statement, after `indent` characters of indentation.
+    Statement { indent: usize },
+}
+
 /// One pass over the source, keeping the position Python would report and the open brackets.
 struct Lexer {
     /// The source as characters, so that columns count characters, as Python's do.
@@ -174,24 +184,10 @@ impl Lexer {
         let mut current: Option<LogicalLine> = None;
         loop {
             if current.is_none() {
-                // The start of a line outside any statement: measure its indentation, skip
-                // it if blank. A form feed resets the column, as in CPython.
-                let mut indent = 0;
-                while let Some(c @ (' ' | '\t' | '\u{c}')) = self.peek(0) {
-                    indent = if c == '\u{c}' { 0 } else { indent + 1 };
-                    self.bump();
-                }
-                match self.peek(0) {
-                    None => break,
-                    Some('\n') => {
-                        self.bump();
-                        continue;
-                    }
-                    Some('#') => {
-                        self.skip_comment();
-                        continue;
-                    }
-                    Some(_) => {
+                match self.line_start() {
+                    LineStart::End => break,
+                    LineStart::Blank => continue,
+                    LineStart::Statement { indent } => {
                         current = Some(LogicalLine {
                             indent,
                             tokens: Vec::new(),
@@ -213,78 +209,8 @@ impl Lexer {
                         lines.extend(current.take().filter(|l| !l.tokens.is_empty()));
                     }
                 }
-                '\\' => {
-                    self.bump();
-                    match self.peek(0) {
-                        Some('\n') => {
-                            self.bump();
-                        }
-                        None => return error(at, "unexpected EOF while parsing"),
-                        Some(_) => {
-                            return error(
-                                at,
-                                "unexpected character after line continuation character",
-                            );
-                        }
-                    }
-                }
-                '\'' | '"' => tokens.push(self.string("", at)?),
-                '0'..='9' => tokens.push(self.number(at)?),
-                '.' if self.peek(1).is_some_and(|d| d.is_ascii_digit()) => {
-                    tokens.push(self.number(at)?)
-                }
-                c if c == '_' || unicode_ident::is_xid_start(c) => {
-                    let mut name = String::new();
-                    while let Some(c) = self.peek(0) {
-                        if c == '_' || unicode_ident::is_xid_continue(c) {
-                            name.push(c);
-                            self.bump();
-                        } else {
-                            break;
-                        }
-                    }
-                    let prefix = name.to_ascii_lowercase();
-                    let is_prefix = matches!(
-                        prefix.as_str(),
-                        "r" | "u" | "b" | "br" | "rb" | "f" | "fr" | "rf"
-                    );
-                    if is_prefix && matches!(self.peek(0), Some('\'' | '"')) {
-                        tokens.push(self.string(&prefix, at)?);
-                    } else {
-                        tokens.push(Token {
-                            tok: Tok::Name(name),
-                            at,
-                        });
-                    }
-                }
-                '(' | '[' | '{' => {
-                    if self.brackets.len() >= MAX_NESTING {
-                        return error(at, "too many nested parentheses");
-                    }
-                    self.brackets.push((c, at));
-                    tokens.push(self.operator(at)?);
-                }
-                ')' | ']' | '}' => {
-                    let Some((open, _)) = self.brackets.pop() else {
-                        return error(at, format!("unmatched '{c}'"));
-                    };
-                    let expected = match open {
-                        '(' => ')',
-                        '[' => ']',
-                        _ => '}',
-                    };
-                    if c != expected {
-                        return error(
-                            at,
-                            format!(
-                                "closing parenthesis '{c}' does not match opening parenthesis '{open}'"
-                            ),
-                        );
-                    }
-                    tokens.push(self.operator(at)?);
-                }
-                '\0' => return error(at, "source code cannot contain null bytes"),
-                _ => tokens.push(self.operator(at)?),
+                '\\' => self.line_continuation(at)?,
+                _ => tokens.push(self.token(c, at)?),
             }
         }
         if let Some(&(open, at)) = self.brackets.last() {
@@ -292,6 +218,108 @@ impl Lexer {
         }
         lines.extend(current.filter(|l| !l.tokens.is_empty()));
         Ok(lines)
+    }
+
+    /// The start of a line outside any statement: measures its indentation and skips the line
+    /// if it is blank or only a comment. A form feed resets the column, as in CPython.
+    fn line_start(&mut self) -> LineStart {
+        let mut indent = 0;
+        while let Some(c @ (' ' | '\t' | '\u{c}')) = self.peek(0) {
+            indent = if c == '\u{c}' { 0 } else { indent + 1 };
+            self.bump();
+        }
+        match self.peek(0) {
+            None => LineStart::End,
+            Some('\n') => {
+                self.bump();
+                LineStart::Blank
+            }
+            Some('#') => {
+                self.skip_comment();
+                LineStart::Blank
+            }
+            Some(_) => LineStart::Statement { indent },
+        }
+    }
+
+    /// A backslash (at `at`) joins the next physical line to this logical line; it must end
+    /// the line.
+    fn line_continuation(&mut self, at: Pos) -> Result<(), SyntaxError> {
+        self.bump();
+        match self.peek(0) {
+            Some('\n') => {
+                self.bump();
+                Ok(())
+            }
+            None => error(at, "unexpected EOF while parsing"),
+            Some(_) => error(at, "unexpected character after line continuation character"),
+        }
+    }
+
+    /// The token starting with `c` (not whitespace, a comment or a line break).
+    fn token(&mut self, c: char, at: Pos) -> Result<Token, SyntaxError> {
+        match c {
+            '\'' | '"' => self.string("", at),
+            '0'..='9' => self.number(at),
+            '.' if self.peek(1).is_some_and(|d| d.is_ascii_digit()) => self.number(at),
+            c if c == '_' || unicode_ident::is_xid_start(c) => self.name_or_prefixed_string(at),
+            '(' | '[' | '{' => {
+                if self.brackets.len() >= MAX_NESTING {
+                    return error(at, "too many nested parentheses");
+                }
+                self.brackets.push((c, at));
+                self.operator(at)
+            }
+            ')' | ']' | '}' => self.closing_bracket(c, at),
+            '\0' => error(at, "source code cannot contain null bytes"),
+            _ => self.operator(at),
+        }
+    }
+
+    /// A name, or a string literal if the name is a string prefix (`rb`, `f`, ...) directly
+    /// followed by a quote.
+    fn name_or_prefixed_string(&mut self, at: Pos) -> Result<Token, SyntaxError> {
+        let mut name = String::new();
+        while let Some(c) = self.peek(0) {
+            if c == '_' || unicode_ident::is_xid_continue(c) {
+                name.push(c);
+                self.bump();
+            } else {
+                break;
+            }
+        }
+        let prefix = name.to_ascii_lowercase();
+        let is_prefix = matches!(
+            prefix.as_str(),
+            "r" | "u" | "b" | "br" | "rb" | "f" | "fr" | "rf"
+        );
+        if is_prefix && matches!(self.peek(0), Some('\'' | '"')) {
+            self.string(&prefix, at)
+        } else {
+            Ok(Token {
+                tok: Tok::Name(name),
+                at,
+            })
+        }
+    }
+
+    /// A closing bracket `c` must close the innermost open one, with its own kind.
+    fn closing_bracket(&mut self, c: char, at: Pos) -> Result<Token, SyntaxError> {
+        let Some((open, _)) = self.brackets.pop() else {
+            return error(at, format!("unmatched '{c}'"));
+        };
+        let expected = match open {
+            '(' => ')',
+            '[' => ']',
+            _ => '}',
+        };
+        if c != expected {
+            return error(
+                at,
+                format!("closing parenthesis '{c}' does not match opening parenthesis '{open}'"),
+            );
+        }
+        self.operator(at)
     }
 
     fn skip_comment(&mut self) {
