@@ -40,6 +40,8 @@
 //! The command line (`serve`, `exec`, `prepare`, `check`) is the binary's: `src/main.rs` and
 //! `src/cli/`, the one place `anyhow` is used.
 
+#![warn(missing_docs)]
+
 pub mod backoff;
 pub mod config;
 mod http_client;

@@ -56,39 +56,67 @@ const CONCURRENT_TRANSACTIONS_PAUSE: Duration = Duration::from_millis(10);
 /// 30 s worker timeout: a commit runs on the worker's event loop.
 pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(10);
 
+/// Why a call to the group (or transaction) coordinator failed; each names the group, so a
+/// log line says which consumer group could not be served.
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
+    /// No bootstrap broker answered FindCoordinator: Kafka is down or unreachable.
     #[error("group {group}: no broker of {bootstrap:?} answered: {cause}")]
     Unreachable {
+        /// The consumer group asked for.
         group: String,
+        /// The brokers tried.
         bootstrap: Vec<String>,
+        /// The last broker's failure.
         cause: String,
     },
+    /// The coordinator answered with a Kafka error code: what it means decides whether to
+    /// retry, rejoin or stop ([`CoordinatorError::kafka_code`]).
     #[error("group {group}: {api} failed with Kafka error {code} ({name}){context}")]
     Kafka {
+        /// The consumer group.
         group: String,
+        /// The call that failed.
         api: &'static str,
+        /// Kafka's error code.
         code: i16,
+        /// Its name, for the log.
         name: String,
+        /// What the broker or the call added (a message, the partition), or empty.
         context: String,
     },
+    /// The exchange itself failed: the connection broke, or the answer was not what the call
+    /// needs.
     #[error("group {group}: {api} to {broker}: {cause}")]
     Protocol {
+        /// The consumer group.
         group: String,
+        /// The call.
         api: &'static str,
+        /// The broker it went to.
         broker: String,
+        /// What went wrong.
         cause: String,
     },
+    /// The request could not be encoded for the version the broker speaks (a bug, or a value
+    /// the version cannot carry).
     #[error("group {group}: cannot write {api} for {broker}: {cause}")]
     Encode {
+        /// The consumer group.
         group: String,
+        /// The call.
         api: &'static str,
+        /// The broker it was for.
         broker: String,
+        /// The codec's words.
         cause: String,
     },
+    /// Broker and client share no version of the call: no retry helps.
     #[error("group {group}: {source}{remedy}")]
     Unsupported {
+        /// The consumer group.
         group: String,
+        /// The versions each side speaks.
         #[source]
         source: UnsupportedVersion,
         /// What an operator can change, when the call knows it (`with_remedy`): appended to
@@ -98,15 +126,22 @@ pub enum CoordinatorError {
     /// The connection cannot be secured as configured: credentials, certificates, protocol.
     #[error("group {group}: {source}")]
     Security {
+        /// The consumer group.
         group: String,
+        /// What TLS or SASL refused.
         #[source]
         source: SecurityError,
     },
+    /// Retrying the call did not succeed within its budget; the caller decides what next.
     #[error("group {group}: {api} gave up after {budget:?}: {last}")]
     OutOfTime {
+        /// The consumer group.
         group: String,
+        /// The call.
         api: &'static str,
+        /// How long it was retried.
         budget: Duration,
+        /// The last attempt's failure.
         last: Box<CoordinatorError>,
     },
 }
@@ -305,6 +340,7 @@ pub struct GroupCoordinator {
 }
 
 impl GroupCoordinator {
+    /// A client of `group`'s coordinator, found through the `bootstrap` brokers on first use.
     pub fn new(
         bootstrap: Vec<String>,
         group: impl Into<String>,
@@ -344,6 +380,7 @@ impl GroupCoordinator {
         self
     }
 
+    /// The consumer group this client serves (named in every error).
     pub fn group(&self) -> &str {
         &self.group
     }

@@ -49,7 +49,12 @@ pub enum Ownership {
     ConsumerGroup(ConsumerMemberSettings),
     /// Worker `index` of `count` owns the partitions p with p mod count == index, and commits as
     /// a "simple consumer" without joining the group. Only while nothing else consumes the group.
-    ByIndex { index: usize, count: usize },
+    ByIndex {
+        /// This worker's number.
+        index: usize,
+        /// How many workers split the partitions.
+        count: usize,
+    },
 }
 
 impl Ownership {

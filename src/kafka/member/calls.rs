@@ -44,7 +44,9 @@ pub struct Joined {
 /// One member of the group, as the leader learns of it.
 #[derive(Debug, Clone)]
 pub struct JoinedMember {
+    /// The id the group gave it: what the assignment is keyed by.
     pub member_id: String,
+    /// A static member's instance id: assignors keep partitions with it across restarts.
     pub instance_id: Option<String>,
     /// Its subscription (embedded protocol, version-prefixed).
     pub metadata: Bytes,
@@ -55,8 +57,11 @@ pub struct JoinedMember {
 pub struct JoinRequest<'a> {
     /// Empty on the first join; the member id the group gave, on a rejoin.
     pub member_id: &'a str,
+    /// A static member's instance id (`<prefix>-<worker index>`); `None` for a dynamic one.
     pub instance_id: Option<&'a str>,
+    /// Without a heartbeat for this long, the group drops the member.
     pub session_timeout: Duration,
+    /// How long a rebalance waits for this member to give its partitions up and rejoin.
     pub rebalance_timeout: Duration,
     /// (protocol name, subscription bytes), most preferred first.
     pub protocols: &'a [(String, Bytes)],

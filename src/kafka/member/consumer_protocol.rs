@@ -280,6 +280,7 @@ impl std::fmt::Debug for ConsumerMember {
 }
 
 impl ConsumerMember {
+    /// A member that has not joined yet (epoch 0) with a member id of its own (KIP-1082).
     pub fn new(
         settings: ConsumerMemberSettings,
         kafka: KafkaSettings,
