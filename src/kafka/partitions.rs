@@ -110,12 +110,21 @@ impl Partitions {
     pub async fn end_give_up(&self, give_up: &GiveUp, commit: bool, commit_budget: Duration) {
         let partitions = give_up.partitions();
         if give_up.expired() && give_up.dropped() > 0 {
-            tracing::warn!(
-                group = %self.kafka.group_id,
-                partitions = ?partitions,
-                dropped = give_up.dropped(),
-                "executions of the given-up partitions did not finish in time: their answers are dropped, and their partitions' next owner runs them again"
-            );
+            if commit {
+                tracing::warn!(
+                    group = %self.kafka.group_id,
+                    partitions = ?partitions,
+                    dropped = give_up.dropped(),
+                    "executions of the given-up partitions did not finish in time: their answers are dropped, and their partitions' next owner runs them again"
+                );
+            } else {
+                tracing::warn!(
+                    group = %self.kafka.group_id,
+                    partitions = ?partitions,
+                    dropped = give_up.dropped(),
+                    "the group went on without this member: the answers of its executions in flight are dropped, and their partitions' next owner runs them again"
+                );
+            }
         }
         if commit {
             self.commit_given_up(commit_budget).await;
