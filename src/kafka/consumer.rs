@@ -81,8 +81,7 @@ impl DoneToken {
 
     /// Whether the answer may no longer be produced (see [`claim`](DoneToken::claim)).
     pub(super) fn lost(&self) -> bool {
-        use super::tenure::Phase;
-        matches!(self.tenure.phase(), Phase::Lost | Phase::Ended)
+        self.tenure.lost()
     }
 
     /// The record's partition of the request topic.

@@ -74,6 +74,11 @@ impl Tenure {
         self.state().phase
     }
 
+    /// Whether answers of this tenure may no longer be produced (lost, or ended).
+    pub fn lost(&self) -> bool {
+        matches!(self.phase(), Phase::Lost | Phase::Ended)
+    }
+
     /// Whether a record of this tenure that has not started may still be executed.
     pub fn held(&self) -> bool {
         self.phase() == Phase::Held
@@ -97,6 +102,8 @@ impl Tenure {
         if matches!(s.phase, Phase::Lost | Phase::Ended) {
             return None;
         }
+        // Checked and counted under one lock: a give-up losing the tenure in between would
+        // not wait for this answer.
         s.answering += 1;
         Some(Claim(self.clone()))
     }
@@ -138,7 +145,7 @@ impl Claim {
     /// The tenure was lost (or ended) since the claim was made: an answer not yet in Kafka is
     /// not to be produced any more.
     pub fn lost(&self) -> bool {
-        matches!(self.0.phase(), Phase::Lost | Phase::Ended)
+        self.0.lost()
     }
 
     /// The give-up stopped waiting for this answer: producing it now could answer a request

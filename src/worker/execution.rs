@@ -252,31 +252,35 @@ impl Execution {
 
     /// Hands the answer to Kafka and counts what became of it.
     async fn deliver(&self, incoming: &Incoming, done: DoneToken, answer: Answer) {
-        let job_id = answer.job_id;
-        let failure_for = |refusal: &Refusal| refused(refusal);
+        let Answer {
+            value,
+            job_id,
+            error_type,
+            dead_letter,
+            timings,
+        } = answer;
         let fallback = |refusal: &Refusal| {
-            let failure =
-                self.failure_value(incoming, &failure_for(refusal), job_id, &answer.timings);
+            let failure = self.failure_value(incoming, &refused(refusal), job_id, &timings);
             self.response_record(incoming, job_id, failure)
         };
         let reply = Reply {
-            dead_letter: answer
-                .dead_letter
+            dead_letter: dead_letter
                 .as_deref()
                 .map(|reason| self.dead_letter_record(incoming, job_id, reason)),
-            response: self.response_record(incoming, job_id, answer.value.clone()),
+            // Moved, not copied: the response can be megabytes.
+            response: self.response_record(incoming, job_id, value),
             fallback: &fallback,
         };
         let metrics = crate::metrics::worker();
         match self.answers.answer(done, reply).await {
             Delivery::Answered { replaced: None } => {
                 tracing::debug!("response delivered");
-                metrics.request_done(answer.error_type, incoming.fetched.elapsed());
+                metrics.request_done(error_type, incoming.fetched.elapsed());
             }
             Delivery::Answered {
                 replaced: Some(refusal),
             } => {
-                let error = failure_for(&refusal);
+                let error = refused(&refusal);
                 tracing::warn!(%job_id, "the response could not be produced, a failure response went instead: {error}");
                 metrics.request_done(Some(error.error_type()), incoming.fetched.elapsed());
             }
