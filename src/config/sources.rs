@@ -226,7 +226,13 @@ impl KafkaSettings {
         }
         let group_id = flags.group_id.clone().unwrap_or(consumer.group_id);
         if group_id.is_empty() {
-            return Err(invalid("--group-id", "must not be empty"));
+            // Named where it came from: the flag, or hetida's consumer options.
+            let source = if flags.group_id.is_some() {
+                "--group-id"
+            } else {
+                "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS: group_id"
+            };
+            return Err(invalid(source, "must not be empty"));
         }
         let exactly_once = exactly_once(flags, env, &producer, &group_id)?;
         let partitioning = partitioning(flags, consumer.group_protocol)?;
@@ -1186,6 +1192,26 @@ mod tests {
         let c = load_with(&[], r#"{"rebalance_timeout_ms": 0}"#);
         assert_eq!(c.kafka.rebalance_timeout, Duration::from_secs(350));
         assert!(rebalance_warnings(&c).is_empty(), "{:?}", c.notices);
+    }
+
+    #[test]
+    fn an_empty_group_id_is_reported_where_it_was_given() {
+        let e = load(&[(
+            "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+            r#"{"group_id": ""}"#,
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS: group_id"),
+            "{e}"
+        );
+        let f = Flags {
+            group_id: Some(String::new()),
+            ..Flags::default()
+        };
+        let e = Config::load(&f, &Env::default()).unwrap_err().to_string();
+        assert!(e.contains("--group-id"), "{e}");
     }
 
     #[test]
