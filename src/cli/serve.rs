@@ -156,15 +156,7 @@ pub(super) fn serve(flags: Flags) -> anyhow::Result<ExitCode> {
         );
     }
     let board = Board::shared()?;
-    let metrics = match config.supervisor.metrics_addr {
-        Some(addr) => {
-            let listener = std::net::TcpListener::bind(addr)
-                .with_context(|| format!("--metrics-addr {addr}: cannot listen there"))?;
-            tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics, probes at /livez and /readyz");
-            Some(listener)
-        }
-        None => None,
-    };
+    let metrics = metrics_listener(&config.supervisor)?;
     let options = SupervisorOptions {
         workers: config.supervisor.workers,
         timeout: config.supervisor.timeout,
@@ -182,4 +174,31 @@ pub(super) fn serve(flags: Flags) -> anyhow::Result<ExitCode> {
         },
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The metrics endpoint's socket. The endpoint is optional for a Kafka consumer: the default
+/// address taken (another service on the host) costs a WARN, not the service; an address the
+/// operator chose and cannot have stops `serve`, since something counts on finding it there.
+fn metrics_listener(
+    settings: &hd_kafka_exec::config::SupervisorSettings,
+) -> anyhow::Result<Option<std::net::TcpListener>> {
+    let Some(addr) = settings.metrics_addr else {
+        return Ok(None);
+    };
+    match std::net::TcpListener::bind(addr) {
+        Ok(listener) => {
+            tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics, probes at /livez and /readyz");
+            Ok(Some(listener))
+        }
+        Err(e) if !settings.metrics_addr_chosen && e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::warn!(
+                "the default metrics port {} is taken (another service on this host?): running \
+                 without /metrics, /livez and /readyz; give this one its own with \
+                 --metrics-addr :PORT (or HD_METRICS_ADDR), or turn it off with an empty value",
+                addr.port()
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("--metrics-addr {addr}: cannot listen there")),
+    }
 }

@@ -625,6 +625,8 @@ impl SupervisorSettings {
             )?,
             pid_file: flags.pid_file.clone(),
             metrics_addr: metrics_addr(flags, env)?,
+            metrics_addr_chosen: flags.metrics_addr.is_some()
+                || env.get("HD_METRICS_ADDR").is_some(),
         })
     }
 }
