@@ -349,30 +349,64 @@ async fn exists(client: &Client, topic: &str) -> bool {
         .any(|t| t.name == topic)
 }
 
-/// The response topic is deleted while requests keep coming: the service WARNs naming it,
-/// `/readyz` is 503 while it is gone, and once it is created again every request sent
-/// meanwhile is answered and the group is committed to the end.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_deleted_response_topic_is_reported_and_recreating_it_loses_nothing() {
-    let client = client().await;
-    let topics = Topics::create(&client, "vanished-resp", 2).await;
-    let double = RuntimeDouble::start().await;
-    double.set_latency(Duration::from_millis(20));
-    let service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "2"]);
-    service.wait_workers(2, WAIT);
-    let (first, records) = keyed_requests(40);
-    produce_requests(&client, &topics.requests, &records).await;
-    read_jobs(&client, &topics.responses, &first, WAIT).await;
-    eventually(WAIT, "ready", || match readyz(&service) {
-        (200, _) => Ok(()),
-        other => Err(other),
-    });
+/// Every record of `topic` now, as (key, JSON-ish value): rskafka's read, or with exactly-once
+/// Kafka's own consumer, `read_committed` (rskafka cannot read transaction markers; the console
+/// consumer shows no keys).
+async fn records_now(
+    client: &Arc<Client>,
+    topic: &str,
+    exactly_once: bool,
+) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+    if exactly_once {
+        let seen = tokio::task::block_in_place(|| {
+            console_read(&kafka_dir(), topic, Isolation::ReadCommitted, 0)
+        });
+        return seen.values.into_iter().map(|v| (None, v)).collect();
+    }
+    read_all(client, topic, usize::MAX, Duration::ZERO)
+        .await
+        .into_iter()
+        .map(|(_, r)| (r.record.key, r.record.value.unwrap()))
+        .collect()
+}
 
-    delete_topic(&client, &topics.responses).await;
-    let (meanwhile, records) = keyed_requests(60);
-    produce_requests(&client, &topics.requests, &records).await;
-    let warned = format!("{} does not exist", topics.responses);
-    eventually(WAIT, "a WARN naming the response topic", || {
+/// Waits until `topic` holds a response to each of `jobs`; returns every record read then.
+async fn wait_answered(
+    client: &Arc<Client>,
+    topic: &str,
+    jobs: &[Uuid],
+    exactly_once: bool,
+    service: &ServiceProcess,
+) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+    eventually_async(
+        WAIT,
+        format!("responses to {} jobs", jobs.len()),
+        || async {
+            let records = records_now(client, topic, exactly_once).await;
+            let seen: std::collections::HashSet<String> =
+                records.iter().map(|(_, v)| job_of(v)).collect();
+            let missing = jobs
+                .iter()
+                .filter(|j| !seen.contains(&j.to_string()))
+                .count();
+            if missing == 0 {
+                Ok(records)
+            } else {
+                Err(Shown(format!(
+                    "{missing} missing; log:\n{}",
+                    service.log_text()
+                )))
+            }
+        },
+    )
+    .await
+}
+
+/// Waits until the log has a WARN line saying `topic` does not exist.
+#[track_caller]
+fn wait_warned_missing(service: &ServiceProcess, topic: &str) {
+    let warned = format!("{topic} does not exist");
+    eventually(WAIT, format!("a WARN naming {topic}"), || {
         let log = service.log_text();
         if log
             .lines()
@@ -383,41 +417,94 @@ async fn a_deleted_response_topic_is_reported_and_recreating_it_loses_nothing() 
             Err(Shown(log))
         }
     });
-    let (status, reason) = eventually(WAIT, "/readyz 503", || match readyz(&service) {
-        (503, reason) => Ok((503, reason)),
+}
+
+/// Waits until `/readyz` is 503 and asserts that `topic` is still gone then (the premise) and
+/// that the reason says `why`.
+async fn assert_unready_while_gone(
+    client: &Client,
+    service: &ServiceProcess,
+    topic: &str,
+    why: &str,
+) {
+    let reason = eventually(WAIT, "/readyz 503", || match readyz(service) {
+        (503, reason) => Ok(reason),
         other => Err(other),
     });
     assert!(
-        !exists(&client, &topics.responses).await,
-        "the premise: the topic was gone while /readyz said {status} {reason}"
+        !exists(client, topic).await,
+        "the premise: {topic} was gone while /readyz said 503 {reason}"
     );
-    assert!(reason.contains("response topic is missing"), "{reason}");
-    assert!(
-        metric(&service, "hd_kafka_exec_produce_retries_total").unwrap() > 0.0,
-        "retries counted"
-    );
+    assert!(reason.contains(why), "{reason}");
+}
+
+#[track_caller]
+fn wait_ready(service: &ServiceProcess) {
+    eventually(WAIT, "/readyz 200", || match readyz(service) {
+        (200, _) => Ok(()),
+        other => Err(other),
+    });
+}
+
+/// The response topic is deleted while requests keep coming: the service WARNs naming it,
+/// `/readyz` is 503 while it is gone, and once it is created again every request sent
+/// meanwhile is answered and the group is committed to the end.
+async fn a_deleted_response_topic_is_reported_and_recreating_it_loses_nothing(exactly_once: bool) {
+    let client = client().await;
+    let prefix = if exactly_once {
+        "vanished-resp-eos"
+    } else {
+        "vanished-resp"
+    };
+    let topics = Topics::create(&client, prefix, 2).await;
+    let double = RuntimeDouble::start().await;
+    double.set_latency(Duration::from_millis(20));
+    let mut args = vec!["--workers", "2"];
+    if exactly_once {
+        args.push("--exactly-once");
+    }
+    let service = ServiceProcess::start(&topics, &double.engine_url(), &args);
+    service.wait_workers(2, WAIT);
+    let (first, records) = keyed_requests(40);
+    produce_requests(&client, &topics.requests, &records).await;
+    wait_answered(&client, &topics.responses, &first, exactly_once, &service).await;
+    wait_ready(&service);
+
+    delete_topic(&client, &topics.responses).await;
+    let (meanwhile, records) = keyed_requests(60);
+    produce_requests(&client, &topics.requests, &records).await;
+    wait_warned_missing(&service, &topics.responses);
+    assert_unready_while_gone(
+        &client,
+        &service,
+        &topics.responses,
+        "response topic is missing",
+    )
+    .await;
+    let retries = if exactly_once {
+        "hd_kafka_exec_commit_failures_total"
+    } else {
+        "hd_kafka_exec_produce_retries_total"
+    };
+    assert!(metric(&service, retries).unwrap() > 0.0, "retries counted");
 
     recreate_topic(&client, &topics.responses, 2).await;
     let (last, records) = keyed_requests(20);
     produce_requests(&client, &topics.requests, &records).await;
     let all: Vec<Uuid> = meanwhile.iter().chain(&last).copied().collect();
-    let responses = read_jobs(&client, &topics.responses, &all, WAIT).await;
-    let lost: Vec<&Uuid> = all
-        .iter()
-        .filter(|j| responses_to(&responses, **j).is_empty())
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{} lost; log:\n{}",
-        lost.len(),
-        service.log_text()
-    );
+    wait_answered(&client, &topics.responses, &all, exactly_once, &service).await;
     assert_lag_zero(&client, &topics, 2, || service.log_text()).await;
-    eventually(WAIT, "ready again", || match readyz(&service) {
-        (200, _) => Ok(()),
-        other => Err(other),
-    });
-    assert!(service.log_text().contains("producing works again"));
+    wait_ready(&service);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_response_topic_is_reported_and_recreating_it_loses_nothing_at_least_once() {
+    a_deleted_response_topic_is_reported_and_recreating_it_loses_nothing(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_response_topic_is_reported_and_recreating_it_loses_nothing_exactly_once() {
+    a_deleted_response_topic_is_reported_and_recreating_it_loses_nothing(true).await;
 }
 
 /// The dead-letter topic is deleted while records that are no request keep coming between
@@ -425,12 +512,20 @@ async fn a_deleted_response_topic_is_reported_and_recreating_it_loses_nothing() 
 /// back), the service WARNs naming the topic and `/readyz` is 503 while dead letters wait for
 /// it; created again (within the time a dead letter waits), it receives every dead letter, and
 /// the group is committed to the end.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_deleted_dead_letter_topic_holds_back_no_response_and_recreating_it_loses_nothing() {
+async fn a_deleted_dead_letter_topic_holds_back_no_response(exactly_once: bool) {
     let client = client().await;
-    let topics = Topics::create(&client, "vanished-dlq", 2).await;
+    let prefix = if exactly_once {
+        "vanished-dlq-eos"
+    } else {
+        "vanished-dlq"
+    };
+    let topics = Topics::create(&client, prefix, 2).await;
     let double = RuntimeDouble::start().await;
-    let service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "1"]);
+    let mut args = vec!["--workers", "1"];
+    if exactly_once {
+        args.push("--exactly-once");
+    }
+    let service = ServiceProcess::start(&topics, &double.engine_url(), &args);
     service.wait_workers(1, WAIT);
     delete_topic(&client, &topics.dead_letters).await;
     let deleted = std::time::Instant::now();
@@ -438,81 +533,72 @@ async fn a_deleted_dead_letter_topic_holds_back_no_response_and_recreating_it_lo
     let (good, mut records) = keyed_requests(30);
     let bad: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
     for (i, job) in bad.iter().enumerate() {
-        // Not JSON: no request at all, so it is dead-lettered (its job id is in the key only;
-        // the failure response gets a fresh one).
+        // Not JSON: no request at all, so it is dead-lettered. Its job id is for the test to
+        // find its dead letter (the failure response gets a fresh one).
         let value: KeyValue = (
             Some(job.to_string().into_bytes()),
-            Some(format!("not json {i} {job}").into_bytes()),
+            Some(format!(r#"{{"job_id": "{job}", not json"#).into_bytes()),
         );
         records.insert(i * 6, value);
     }
     produce_requests(&client, &topics.requests, &records).await;
-    let responses = read_all(&client, &topics.responses, records.len(), WAIT).await;
-    assert_eq!(
-        responses.len(),
-        records.len(),
-        "log:\n{}",
-        service.log_text()
-    );
-    for job in &good {
-        assert_eq!(responses_to(&responses, *job).len(), 1, "job {job}");
-    }
-    let failures = responses
-        .iter()
-        .filter(|(_, r)| {
-            let v: Value = serde_json::from_slice(r.record.value.as_ref().unwrap()).unwrap();
-            v["error"]["type"] == "UndecodableRequestError"
-        })
-        .count();
-    assert_eq!(failures, bad.len(), "every bad record answered");
-    let warned = format!("{} does not exist", topics.dead_letters);
-    eventually(WAIT, "a WARN naming the dead-letter topic", || {
-        let log = service.log_text();
-        if log
-            .lines()
-            .any(|l| l.contains("WARN") && l.contains(&warned))
-        {
+    eventually_async(WAIT, "every record answered", || async {
+        let responses = records_now(&client, &topics.responses, exactly_once).await;
+        let answered_good = good
+            .iter()
+            .filter(|j| responses.iter().any(|(_, v)| job_of(v) == j.to_string()))
+            .count();
+        let failures = responses
+            .iter()
+            .filter(|(_, v)| {
+                let v: Value = serde_json::from_slice(v).unwrap();
+                v["error"]["type"] == "UndecodableRequestError"
+            })
+            .count();
+        if answered_good == good.len() && failures == bad.len() {
             Ok(())
         } else {
-            Err(Shown(log))
+            Err(Shown(format!(
+                "{answered_good} good, {failures} failures; log:\n{}",
+                service.log_text()
+            )))
         }
-    });
-    let (_, reason) = eventually(WAIT, "/readyz 503", || match readyz(&service) {
-        (503, reason) => Ok((503, reason)),
-        other => Err(other),
-    });
-    assert!(reason.contains("dead-letter topic is missing"), "{reason}");
+    })
+    .await;
     assert!(
         !exists(&client, &topics.dead_letters).await,
-        "the premise: the topic was gone while /readyz said 503"
+        "the premise: every record was answered while the dead-letter topic was gone"
     );
+    wait_warned_missing(&service, &topics.dead_letters);
+    assert_unready_while_gone(
+        &client,
+        &service,
+        &topics.dead_letters,
+        "dead-letter topic is missing",
+    )
+    .await;
 
     recreate_topic(&client, &topics.dead_letters, 1).await;
     assert!(
         deleted.elapsed() < hd_kafka_exec::kafka::DEAD_LETTER_WAIT,
         "the premise: recreated before the dead letters gave up"
     );
-    let dead = read_all(&client, &topics.dead_letters, bad.len(), WAIT).await;
-    let mut keys: Vec<String> = dead
-        .iter()
-        .map(|(_, r)| String::from_utf8(r.record.key.clone().unwrap()).unwrap())
-        .collect();
-    keys.sort();
-    let mut expected: Vec<String> = bad.iter().map(Uuid::to_string).collect();
-    expected.sort();
-    assert_eq!(
-        keys,
-        expected,
-        "every dead letter arrived; log:\n{}",
-        service.log_text()
-    );
+    let dead = wait_answered(&client, &topics.dead_letters, &bad, exactly_once, &service).await;
+    assert_eq!(dead.len(), bad.len(), "one dead letter each");
     assert_lag_zero(&client, &topics, 2, || service.log_text()).await;
-    eventually(WAIT, "ready again", || match readyz(&service) {
-        (200, _) => Ok(()),
-        other => Err(other),
-    });
+    wait_ready(&service);
     assert_eq!(
         metric(&service, "hd_kafka_exec_dead_letters_lost_total"),
         Some(0.0)
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_dead_letter_topic_holds_back_no_response_and_recreating_it_loses_nothing() {
+    a_deleted_dead_letter_topic_holds_back_no_response(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_exactly_once_a_deleted_dead_letter_topic_holds_back_no_response() {
+    a_deleted_dead_letter_topic_holds_back_no_response(true).await;
 }

@@ -638,27 +638,31 @@ impl Transactions {
             _ => return String::new(),
         };
         crate::metrics::worker().produce_retry();
-        let mut response_topic_missing = false;
-        for queued in self.pending.values_mut() {
-            for q in queued.values_mut() {
+        let mut words = Vec::new();
+        for topic in &missing {
+            let mut responses = false;
+            let mut dead_letters = false;
+            for q in self.pending.values_mut().flat_map(BTreeMap::values_mut) {
                 let f = &mut q.finished;
-                if f.answers.iter().any(|a| missing.contains(&a.topic)) {
-                    response_topic_missing = true;
-                }
-                if f.dead_letter
-                    .as_ref()
-                    .is_some_and(|d| missing.contains(&d.topic))
-                {
+                responses |= f.answers.iter().any(|a| &a.topic == topic);
+                if f.dead_letter.as_ref().is_some_and(|d| &d.topic == topic) {
                     f.dead_letter = None;
                     q.dead_letter_left_out = true;
+                    dead_letters = true;
                 }
             }
+            if responses {
+                crate::metrics::worker().set_topic_missing(Produced::Responses, true);
+                words.push(format!(
+                    "the response topic {topic} does not exist (deleted?): responses wait until it is created again"
+                ));
+            } else if dead_letters {
+                words.push(format!(
+                    "the dead-letter topic {topic} does not exist (deleted?): the transactions go on without dead letters, which are produced on their own"
+                ));
+            }
         }
-        crate::metrics::worker().set_topic_missing(Produced::Responses, response_topic_missing);
-        format!(
-            "; the topic(s) {} do not exist (deleted?): responses wait for the response topic to be created again; dead letters go on without the transaction",
-            missing.join(", ")
-        )
+        words.iter().map(|w| format!("; {w}")).collect()
     }
 
     /// A batch to `topic`/`partition` was refused as too large: from now on it gets one record
