@@ -602,3 +602,62 @@ async fn a_deleted_dead_letter_topic_holds_back_no_response_and_recreating_it_lo
 async fn with_exactly_once_a_deleted_dead_letter_topic_holds_back_no_response() {
     a_deleted_dead_letter_topic_holds_back_no_response(true).await;
 }
+
+/// The dead-letter topic is deleted and not created again: the records that are no request are
+/// answered at once, each dead letter is given up on after the time it may wait (an ERROR
+/// naming its partition and offset, counted as lost), the group is committed to the end, and
+/// `/readyz` is ready again once no dead letter waits.
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_to_a_topic_that_stays_deleted_are_given_up_after_their_wait() {
+    let client = client().await;
+    let topics = Topics::create(&client, "gone-dlq", 1).await;
+    let double = RuntimeDouble::start().await;
+    let service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "1"]);
+    service.wait_workers(1, WAIT);
+    delete_topic(&client, &topics.dead_letters).await;
+
+    let (good, mut records) = keyed_requests(10);
+    records.insert(3, (None, Some(b"not json at all".to_vec())));
+    records.insert(7, (None, None));
+    produce_requests(&client, &topics.requests, &records).await;
+    let answered = std::time::Instant::now();
+    let responses = read_all(&client, &topics.responses, records.len(), WAIT).await;
+    assert_eq!(
+        responses.len(),
+        records.len(),
+        "every record answered at once"
+    );
+    for job in &good {
+        assert_eq!(responses_to(&responses, *job).len(), 1, "job {job}");
+    }
+    assert_unready_while_gone(
+        &client,
+        &service,
+        &topics.dead_letters,
+        "dead-letter topic is missing",
+    )
+    .await;
+    assert_lag_zero(&client, &topics, 1, || service.log_text()).await;
+    assert!(
+        answered.elapsed() >= hd_kafka_exec::kafka::DEAD_LETTER_WAIT - Duration::from_secs(5),
+        "the offsets waited for the dead letters"
+    );
+    let log = service.log_text();
+    for offset in [3, 7] {
+        assert!(
+            log.lines().any(|l| l.contains("ERROR")
+                && l.contains("dead letter of the request record is lost")
+                && l.contains(&format!("offset={offset}"))),
+            "no ERROR for the dead letter at offset {offset}; log:\n{log}"
+        );
+    }
+    assert_eq!(
+        metric(&service, "hd_kafka_exec_dead_letters_lost_total"),
+        Some(2.0)
+    );
+    wait_ready(&service);
+    assert!(
+        !exists(&client, &topics.dead_letters).await,
+        "the premise: the topic stayed deleted"
+    );
+}
