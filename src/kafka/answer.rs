@@ -3,6 +3,13 @@
 //! and its offset in one transaction). Either way an answer goes out only under a claim on its
 //! partition's tenure ([`super::tenure`]): a partition given up past its deadline, or lost,
 //! answers nothing more, as its next owner answers.
+//!
+//! No request stops its partition (design decision 14): a response Kafka refuses is replaced by
+//! a failure response, that by one without the request's key and headers, and a request
+//! nothing answers is committed past (dead-lettered if possible, logged, counted). A dead
+//! letter never holds its response back: it waits [`DEAD_LETTER_WAIT`] at most. A topic that
+//! goes missing is reported once per interval and shown in `/readyz`, and retried until it is
+//! back.
 
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
