@@ -396,25 +396,25 @@ impl Answers {
             },
             _ => None,
         };
-        let with_dead_letter = dead_letter.is_some();
         let candidates = answers.len();
         let finished = Finished {
             answers,
             dead_letter,
             done,
         };
-        let (used, left_out) = match transactions.answer(finished).await {
+        let (used, dead_lettered, left_out) = match transactions.answer(finished).await {
             Outcome::Committed {
                 answered_with,
+                dead_lettered,
                 dead_letter_left_out,
-            } => (answered_with, dead_letter_left_out),
+            } => (answered_with, dead_lettered, dead_letter_left_out),
             Outcome::Dropped => return Delivery::Dropped,
         };
         let copied = match (left_out, &dead_letter_record) {
             // Its topic went missing: the transaction went on without it, and it is produced
             // on its own, as at-least-once does.
             (true, Some(record)) => self.dead_letter(record, claim, partition, offset).await,
-            (false, _) if with_dead_letter => {
+            _ if dead_lettered => {
                 crate::metrics::worker().dead_letter();
                 self.dead_letters
                     .as_ref()

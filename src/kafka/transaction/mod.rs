@@ -73,6 +73,8 @@ pub enum Outcome {
         /// Which of [`Finished::answers`] went (the ones before were refused as too large);
         /// their number when none did: the offset committed without an answer.
         answered_with: usize,
+        /// The dead letter is in Kafka, committed with the answer.
+        dead_lettered: bool,
         /// The dead-letter topic was missing: the transaction went on without the dead letter,
         /// which is for the caller to produce on its own.
         dead_letter_left_out: bool,
@@ -580,6 +582,7 @@ impl Transactions {
                     };
                     let outcome = Outcome::Committed {
                         answered_with: q.answered_with,
+                        dead_lettered: q.finished.dead_letter.is_some(),
                         dead_letter_left_out: q.dead_letter_left_out,
                     };
                     q.finished.done.complete();
