@@ -508,7 +508,8 @@ impl ResponseProducer {
         if let Some(p) = self.producers.lock().expect("producer map").get(&partition) {
             return Ok(p.clone());
         }
-        let pc = super::client::partition_client(&self.client, &self.topic, partition).await?;
+        let pc =
+            super::client::producing_partition_client(&self.client, &self.topic, partition).await?;
         let producer = Arc::new(
             BatchProducerBuilder::new(Arc::new(pc))
                 .with_linger(self.linger)

@@ -8,7 +8,9 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::config::{ExecutionSettings, ResponseKey};
-use crate::kafka::{Answers, Delivery, DoneToken, OutgoingRecord, Refusal, Reply, RequestRecord};
+use crate::kafka::{
+    Answers, Delivery, DoneToken, Keeping, OutgoingRecord, Refusal, Reply, RequestRecord,
+};
 use crate::metrics::board::RUNTIME_FAILURE;
 use crate::protocol::response::Failure;
 use crate::protocol::revision::DataType;
@@ -259,10 +261,24 @@ impl Execution {
             dead_letter,
             timings,
         } = answer;
-        let fallback = |refusal: &Refusal| {
+        let fallback = |refusal: &Refusal, keeping: Keeping| {
             let failure = self.failure_value(incoming, &refused(refusal), job_id, &timings);
-            self.response_record(incoming, job_id, failure)
+            let record = self.response_record(incoming, job_id, failure);
+            match keeping {
+                Keeping::Request => record,
+                // The last try: the request's key or headers may be what does not fit.
+                Keeping::Nothing => OutgoingRecord {
+                    key: None,
+                    headers: record
+                        .headers
+                        .into_iter()
+                        .filter(|(name, _)| name != "traceparent")
+                        .collect(),
+                    ..record
+                },
+            }
         };
+        let unanswerable = |reason: &str| self.dead_letter_record(incoming, job_id, reason);
         let reply = Reply {
             dead_letter: dead_letter
                 .as_deref()
@@ -270,6 +286,7 @@ impl Execution {
             // Moved, not copied: the response can be megabytes.
             response: self.response_record(incoming, job_id, value),
             fallback: &fallback,
+            unanswerable: &unanswerable,
         };
         let metrics = crate::metrics::worker();
         match self.answers.answer(done, reply).await {
@@ -287,9 +304,8 @@ impl Execution {
             Delivery::Dropped => {
                 tracing::debug!(%job_id, "not answered: the partition went to another member, which executes the request again")
             }
-            Delivery::Failed(why) => {
-                tracing::error!(%job_id, "the request cannot be answered: {why}")
-            }
+            // Logged at ERROR and counted by the answer path.
+            Delivery::Unanswerable(_) => {}
         }
     }
 

@@ -178,10 +178,22 @@ impl Leaders {
         }
     }
 
-    /// Asks a broker (a known one first, then the bootstrap ones) for the leaders of `topics`.
-    /// `Ok(Err(why))` when no broker answered (worth asking again), `Err` when the connection
-    /// cannot be set up as configured.
-    async fn refresh(&mut self, topics: &[&str]) -> Result<Result<(), String>, ProduceError> {
+    /// The topics of `topics` the brokers say do not exist (deleted while the service runs);
+    /// `Ok(Err(why))` when no broker answered.
+    pub async fn missing_topics(
+        &mut self,
+        topics: &[&str],
+    ) -> Result<Result<Vec<String>, String>, ProduceError> {
+        self.refresh(topics).await
+    }
+
+    /// Asks a broker (a known one first, then the bootstrap ones) for the leaders of `topics`;
+    /// returns those of them that do not exist. `Ok(Err(why))` when no broker answered (worth
+    /// asking again), `Err` when the connection cannot be set up as configured.
+    async fn refresh(
+        &mut self,
+        topics: &[&str],
+    ) -> Result<Result<Vec<String>, String>, ProduceError> {
         let mut candidates: Vec<String> = self.brokers.values().cloned().collect();
         candidates.extend(self.bootstrap.iter().cloned());
         let mut last = String::from("no broker to ask");
@@ -222,8 +234,20 @@ impl Leaders {
                 .iter()
                 .map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port)))
                 .collect();
+            let mut missing: Vec<String> = topics
+                .iter()
+                .filter(|t| {
+                    !r.topics
+                        .iter()
+                        .any(|m| m.name.as_ref().is_some_and(|n| n.0.as_str() == **t))
+                })
+                .map(|t| (*t).to_owned())
+                .collect();
             for t in r.topics {
                 let Some(name) = t.name else { continue };
+                if t.error_code == ResponseError::UnknownTopicOrPartition.code() {
+                    missing.push(name.0.to_string());
+                }
                 for p in t.partitions {
                     let key = (name.0.to_string(), p.partition_index);
                     if p.leader_id.0 >= 0 {
@@ -233,7 +257,7 @@ impl Leaders {
                     }
                 }
             }
-            return Ok(Ok(()));
+            return Ok(Ok(missing));
         }
         Ok(Err(last))
     }
@@ -304,8 +328,12 @@ impl Leaders {
         let mut topics: Vec<&str> = remaining.iter().map(|(t, _)| t.as_str()).collect();
         topics.sort_unstable();
         topics.dedup();
-        if let Err(e) = self.refresh(&topics).await? {
-            *last = format!("metadata: {e}");
+        match self.refresh(&topics).await? {
+            Err(e) => *last = format!("metadata: {e}"),
+            Ok(missing) if !missing.is_empty() => {
+                *last = format!("topic(s) {} do not exist", missing.join(", "));
+            }
+            Ok(_) => {}
         }
         Ok(())
     }
