@@ -41,6 +41,13 @@ pub fn parse_request(value: Option<&[u8]>) -> Result<ExecutionRequest, ProtocolE
             e.valid_up_to()
         ))
     })?;
+    // Before anything is built: a request whose tree would not fit its budget is refused.
+    super::budget::Footprint::of(bytes)
+        .check()
+        .map_err(|reason| ProtocolError::InvalidRequest {
+            job_id: super::budget::job_id_only(Some(bytes)),
+            reason,
+        })?;
     let json: Value = serde_json::from_str(text)
         .map_err(|e| not_a_request(format!("the value is not JSON: {e}")))?;
     let Value::Object(obj) = json else {

@@ -90,6 +90,36 @@ impl ServiceProcess {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> ServiceProcess {
+        let command = Command::new(env!("CARGO_BIN_EXE_hd-kafka-exec"));
+        Self::spawn(command, bootstrap, topics, engine_url, args, env)
+    }
+
+    /// Like [`start`](Self::start) with every process of the service limited to `kib` KiB of
+    /// address space (`ulimit -v`, as an operator limits a service's memory).
+    pub fn start_limited(
+        topics: &Topics,
+        engine_url: &str,
+        args: &[&str],
+        kib: u64,
+    ) -> ServiceProcess {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!(r#"ulimit -v {kib} && exec "$0" "$@""#))
+            .arg(env!("CARGO_BIN_EXE_hd-kafka-exec"));
+        let bootstrap = kafka_bootstrap().join(",");
+        Self::spawn(command, &bootstrap, topics, engine_url, args, &[])
+    }
+
+    /// `serve` by `command` (the binary, or what execs it).
+    fn spawn(
+        mut command: Command,
+        bootstrap: &str,
+        topics: &Topics,
+        engine_url: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> ServiceProcess {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("serve.log");
         let default_store = format!("dir:{}", vectors().join("transformations").display());
@@ -98,7 +128,7 @@ impl ServiceProcess {
         } else {
             &["--store", &default_store]
         };
-        let child = Command::new(env!("CARGO_BIN_EXE_hd-kafka-exec"))
+        let child = command
             .arg("serve")
             .args(store)
             .args(["--dead-letter-topic", &topics.dead_letters])
