@@ -238,6 +238,12 @@ async fn a_request_over_its_memory_budget_is_answered_without_a_restart() {
     );
     service.wait_workers(1, WAIT);
     let workers = service.workers();
+    let peak = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", workers[0])).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM")).unwrap();
+        line.split_whitespace().nth(1).unwrap().to_owned()
+    };
+    let booted = peak();
 
     let (huge, after) = (Uuid::new_v4(), Uuid::new_v4());
     let objects = vec!["{}"; 3_300_000].join(",");
@@ -281,7 +287,9 @@ async fn a_request_over_its_memory_budget_is_answered_without_a_restart() {
         "no worker was restarted; log:\n{log}"
     );
     assert!(!log.contains("worker killed by signal"), "log:\n{log}");
-    let status = std::fs::read_to_string(format!("/proc/{}/status", workers[0])).unwrap();
-    let peak = status.lines().find(|l| l.starts_with("VmHWM")).unwrap();
-    println!("the worker's peak RSS after the 9.9 MB request: {peak}");
+    // For BENCHMARKS.md (run with --nocapture); the limit above is what the test holds to.
+    println!(
+        "worker peak RSS (VmHWM): {booted} kB booted, {} kB after the 9.9 MB request",
+        peak()
+    );
 }
