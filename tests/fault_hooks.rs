@@ -213,6 +213,12 @@ async fn a_request_that_kills_its_worker_twice_is_answered_with_a_failure() {
         log.contains("not executed: this request ended 2 workers"),
         "log:\n{log}"
     );
+    // Between the crashes it ran alone, and the supervisor said what it blamed.
+    assert!(log.contains("executing it alone"), "log:\n{log}");
+    assert!(
+        log.contains("while executing this request; it is answered with a failure"),
+        "log:\n{log}"
+    );
 }
 
 /// The 9.9 MB request of 3.3 M empty objects, which a worker once read into a 528 MB tree, to
