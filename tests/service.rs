@@ -644,7 +644,10 @@ async fn hostile_runtime_answers_each_get_one_response_and_commit() {
         (
             "no answer within --runtime-timeout",
             Act::Hang,
-            Err(("TrafoExecutionRuntimeConnectionError", "call timeout of 10s")),
+            Err((
+                "TrafoExecutionRuntimeConnectionError",
+                "call timeout of 10s",
+            )),
         ),
     ];
     for (case, act, expected) in &cases {

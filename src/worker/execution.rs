@@ -7,6 +7,7 @@ use chrono::Utc;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::admission::{Admission, Admitted};
 use crate::config::{ExecutionSettings, ResponseKey};
 use crate::kafka::{
     Answers, Delivery, DoneToken, Keeping, OutgoingRecord, Refusal, Reply, RequestRecord,
@@ -36,6 +37,8 @@ pub struct Execution {
     request_topic: String,
     /// This worker's pid, reported in responses as hetida does (unless turned off).
     process_id: Option<u32>,
+    /// Refuses requests that ended workers before, and runs suspects alone.
+    admission: Admission,
 }
 
 /// A request record without its done token: what executing it reads.
@@ -152,6 +155,7 @@ impl Execution {
             process_id: settings.report_process_id.then(std::process::id),
             settings,
             request_topic,
+            admission: Admission::default(),
         }
     }
 
@@ -165,6 +169,8 @@ impl Execution {
         let job_id = request.job_id;
         #[cfg(feature = "test-hooks")]
         super::test_hooks::panic_if_asked(job_id);
+        #[cfg(feature = "test-hooks")]
+        super::test_hooks::abort_if_asked(job_id);
         let with_job = |error: ProtocolError| Failed {
             error,
             job_id: Some(job_id),
@@ -230,6 +236,8 @@ impl Execution {
             offset = record.offset,
             job_id = tracing::field::Empty
         );
+        // Before anything of it runs: a request that ended workers is not executed again.
+        let admitted = self.admission.admit(&record).instrument(span.clone()).await;
         if !record.still_assigned() {
             tracing::debug!(
                 partition = record.partition,
@@ -241,10 +249,14 @@ impl Execution {
         let _in_flight = InFlight::start();
         let (incoming, done) = Incoming::split(record);
         let incoming = Arc::new(incoming);
-        let answer = self
-            .answer_contained(incoming.clone(), span.clone())
-            .instrument(span.clone())
-            .await;
+        let answer = match &admitted {
+            Admitted::Run { .. } => {
+                self.answer_contained(incoming.clone(), span.clone())
+                    .instrument(span.clone())
+                    .await
+            }
+            Admitted::Refused(reason) => Some(self.refusal_answer(&incoming, reason)),
+        };
         let Some(answer) = answer else {
             return;
         };
@@ -347,6 +359,19 @@ impl Execution {
             },
             Err(failed) => self.failure_answer(incoming, failed, timings, full_start),
         }
+    }
+
+    /// The failure response for a request that is not executed because it ended workers.
+    fn refusal_answer(&self, incoming: &Incoming, reason: &str) -> Answer {
+        let failed = Failed {
+            error: ProtocolError::Internal {
+                reason: reason.to_owned(),
+            },
+            // Read without building the request: that may be what ended the workers.
+            job_id: crate::protocol::job_id_only(incoming.value.as_deref()),
+            output_types: Vec::new(),
+        };
+        self.failure_answer(incoming, failed, Timings::default(), Utc::now())
     }
 
     /// The failure response for an execution that panicked.

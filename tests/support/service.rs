@@ -90,7 +90,8 @@ impl ServiceProcess {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> ServiceProcess {
-        Self::launch(bootstrap, topics, engine_url, args, env, false)
+        let command = Command::new(env!("CARGO_BIN_EXE_hd-kafka-exec"));
+        Self::spawn(command, bootstrap, topics, engine_url, args, env, false)
     }
 
     /// Like [`start`](Self::start), but with the metrics endpoint where an operator's service
@@ -100,11 +101,32 @@ impl ServiceProcess {
         engine_url: &str,
         args: &[&str],
     ) -> ServiceProcess {
+        let command = Command::new(env!("CARGO_BIN_EXE_hd-kafka-exec"));
         let bootstrap = kafka_bootstrap().join(",");
-        Self::launch(&bootstrap, topics, engine_url, args, &[], true)
+        Self::spawn(command, &bootstrap, topics, engine_url, args, &[], true)
     }
 
-    fn launch(
+    /// Like [`start`](Self::start) with every process of the service limited to `kib` KiB of
+    /// address space (`ulimit -v`, as an operator limits a service's memory).
+    pub fn start_limited(
+        topics: &Topics,
+        engine_url: &str,
+        args: &[&str],
+        kib: u64,
+    ) -> ServiceProcess {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!(r#"ulimit -v {kib} && exec "$0" "$@""#))
+            .arg(env!("CARGO_BIN_EXE_hd-kafka-exec"));
+        let bootstrap = kafka_bootstrap().join(",");
+        Self::spawn(command, &bootstrap, topics, engine_url, args, &[], false)
+    }
+
+    /// `serve` by `command` (the binary, or what execs it); `default_metrics`: the metrics
+    /// endpoint at the default address, as an operator's service has it, not a port of its own.
+    fn spawn(
+        mut command: Command,
         bootstrap: &str,
         topics: &Topics,
         engine_url: &str,
@@ -120,7 +142,6 @@ impl ServiceProcess {
         } else {
             &["--store", &default_store]
         };
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hd-kafka-exec"));
         command
             .arg("serve")
             .args(store)
