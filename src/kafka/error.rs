@@ -1,6 +1,9 @@
 //! The errors of the Kafka layer: [`KafkaError`] for what a call met, [`Refused`] for what
 //! ends a worker's part in Kafka for good.
 
+use rskafka::client::error::{Error as ClientError, ProtocolError as Code};
+use rskafka::client::producer::Error as ProduceError;
+
 use super::coordinator::CoordinatorError;
 use super::security::SecurityError;
 use super::too_large::RecordTooLarge;
@@ -153,56 +156,51 @@ impl KafkaError {
     /// Whether Kafka says the topic (or its partition) does not exist: a topic deleted while the
     /// service runs. Worth retrying: it may be created again.
     pub fn topic_missing(&self) -> bool {
-        use rskafka::client::error::{Error as ClientError, ProtocolError as Code};
-        use rskafka::client::producer::Error as ProduceError;
-        let client_error = match self {
-            KafkaError::NoSuchTopic { .. } => return true,
-            KafkaError::Produce {
-                source: ProduceError::Client(e),
-                ..
-            } => e.as_ref(),
-            KafkaError::Client { source, .. } => source,
-            _ => return false,
-        };
-        matches!(
-            client_error,
-            ClientError::ServerError {
-                protocol_error: Code::UnknownTopicOrPartition,
-                ..
-            }
-        )
+        matches!(self, KafkaError::NoSuchTopic { .. })
+            || self
+                .server_error()
+                .is_some_and(|code| code == Code::UnknownTopicOrPartition)
     }
 
     /// Whether sending the same record again cannot succeed: it is too large, malformed or not
     /// allowed. The caller should give up on it (and answer otherwise) instead of retrying.
     pub fn is_permanent(&self) -> bool {
-        use rskafka::client::error::{Error as ClientError, ProtocolError as Code};
-        use rskafka::client::producer::Error as ProduceError;
+        let too_large = matches!(
+            self,
+            KafkaError::RecordTooLarge(_)
+                | KafkaError::Produce {
+                    source: ProduceError::TooLarge,
+                    ..
+                }
+        );
+        too_large
+            || self.server_error().is_some_and(|code| {
+                matches!(
+                    code,
+                    Code::MessageTooLarge
+                        | Code::RecordListTooLarge
+                        | Code::InvalidRecord
+                        | Code::CorruptMessage
+                        | Code::InvalidTopicException
+                        | Code::TopicAuthorizationFailed
+                )
+            })
+    }
+
+    /// The error code a broker answered with, where this error is one.
+    fn server_error(&self) -> Option<Code> {
         let client_error = match self {
-            KafkaError::RecordTooLarge(_) => return true,
-            KafkaError::Produce {
-                source: ProduceError::TooLarge,
-                ..
-            } => return true,
             KafkaError::Produce {
                 source: ProduceError::Client(e),
                 ..
             } => e.as_ref(),
             KafkaError::Client { source, .. } => source,
-            _ => return false,
+            _ => return None,
         };
-        matches!(
-            client_error,
-            ClientError::ServerError {
-                protocol_error: Code::MessageTooLarge
-                    | Code::RecordListTooLarge
-                    | Code::InvalidRecord
-                    | Code::CorruptMessage
-                    | Code::InvalidTopicException
-                    | Code::TopicAuthorizationFailed,
-                ..
-            }
-        )
+        match client_error {
+            ClientError::ServerError { protocol_error, .. } => Some(*protocol_error),
+            _ => None,
+        }
     }
 }
 
