@@ -41,6 +41,7 @@ pub mod group;
 mod lag;
 pub mod member;
 mod partitions;
+pub mod record_batch;
 pub mod producer;
 pub mod security;
 mod session;
