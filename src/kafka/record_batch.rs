@@ -250,7 +250,11 @@ pub fn decode(bytes: &[u8]) -> Vec<Decoded> {
             // Too short for a v2 header: old formats have shorter ones.
             let magic = (LOG_OVERHEAD + length > 16).then(|| rest[16] as i8);
             if let Some(magic @ (0 | 1)) = magic {
-                out.push(old_format(base_offset, magic, &rest[..LOG_OVERHEAD + length]));
+                out.push(old_format(
+                    base_offset,
+                    magic,
+                    &rest[..LOG_OVERHEAD + length],
+                ));
                 rest = &rest[LOG_OVERHEAD + length..];
                 continue;
             }
@@ -453,10 +457,7 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         if n > self.bytes.len() {
-            return Err(format!(
-                "{n} bytes wanted, {} left",
-                self.bytes.len()
-            ));
+            return Err(format!("{n} bytes wanted, {} left", self.bytes.len()));
         }
         let (head, tail) = self.bytes.split_at(n);
         self.bytes = tail;
@@ -516,7 +517,10 @@ fn put_nullable(out: &mut Vec<u8>, bytes: Option<&[u8]>) -> Result<(), EncodeErr
     match bytes {
         None => put_varint(out, -1),
         Some(b) => {
-            put_varint(out, i32::try_from(b.len()).map_err(|_| EncodeError::TooLarge)?);
+            put_varint(
+                out,
+                i32::try_from(b.len()).map_err(|_| EncodeError::TooLarge)?,
+            );
             out.extend_from_slice(b);
         }
     }
@@ -561,8 +565,8 @@ pub fn encode(batch: &RecordBatch) -> Result<Vec<u8>, EncodeError> {
         | (i16::from(batch.delete_horizon) << 6);
     let mut out = Vec::with_capacity(LOG_OVERHEAD + HEADER_AFTER_LENGTH + payload.len());
     out.extend_from_slice(&batch.base_offset.to_be_bytes());
-    let length = i32::try_from(HEADER_AFTER_LENGTH + payload.len())
-        .map_err(|_| EncodeError::TooLarge)?;
+    let length =
+        i32::try_from(HEADER_AFTER_LENGTH + payload.len()).map_err(|_| EncodeError::TooLarge)?;
     out.extend_from_slice(&length.to_be_bytes());
     out.extend_from_slice(&batch.partition_leader_epoch.to_be_bytes());
     out.push(2);
@@ -582,11 +586,12 @@ pub fn encode(batch: &RecordBatch) -> Result<Vec<u8>, EncodeError> {
 }
 
 fn write_record(out: &mut Vec<u8>, batch: &RecordBatch, r: &Record) -> Result<(), EncodeError> {
-    let offset_delta =
-        i32::try_from(r.offset.wrapping_sub(batch.base_offset)).map_err(|_| EncodeError::Offset {
+    let offset_delta = i32::try_from(r.offset.wrapping_sub(batch.base_offset)).map_err(|_| {
+        EncodeError::Offset {
             offset: r.offset,
             base: batch.base_offset,
-        })?;
+        }
+    })?;
     let mut body = vec![0u8];
     put_varlong(&mut body, r.timestamp.wrapping_sub(batch.base_timestamp));
     put_varint(&mut body, offset_delta);
@@ -600,7 +605,10 @@ fn write_record(out: &mut Vec<u8>, batch: &RecordBatch, r: &Record) -> Result<()
         put_nullable(&mut body, Some(&h.key))?;
         put_nullable(&mut body, h.value.as_deref())?;
     }
-    put_varint(out, i32::try_from(body.len()).map_err(|_| EncodeError::TooLarge)?);
+    put_varint(
+        out,
+        i32::try_from(body.len()).map_err(|_| EncodeError::TooLarge)?,
+    );
     out.extend_from_slice(&body);
     Ok(())
 }
@@ -698,7 +706,8 @@ fn snappy_decompress(payload: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     while !r.rest().is_empty() {
         let length = i32::from_be_bytes(array(r.take(4)?));
-        let length = usize::try_from(length).map_err(|_| format!("xerial block length {length}"))?;
+        let length =
+            usize::try_from(length).map_err(|_| format!("xerial block length {length}"))?;
         let block = snappy_block(r.take(length)?, out.len())?;
         out.extend_from_slice(&block);
     }

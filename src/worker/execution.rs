@@ -8,6 +8,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::config::{ExecutionSettings, ResponseKey};
+use crate::kafka::record_batch::Header;
 use crate::kafka::{Answers, Delivery, DoneToken, OutgoingRecord, Refusal, Reply, RequestRecord};
 use crate::metrics::board::RUNTIME_FAILURE;
 use crate::protocol::response::Failure;
@@ -46,7 +47,8 @@ struct Incoming {
     key: Option<Vec<u8>>,
     /// The request JSON.
     value: Option<Vec<u8>>,
-    headers: BTreeMap<String, Vec<u8>>,
+    /// The record's headers as produced (keys as bytes, values possibly null, in order).
+    headers: Vec<Header>,
     /// When it was fetched: the request's measured duration starts here.
     fetched: std::time::Instant,
 }
@@ -411,8 +413,13 @@ impl Execution {
             (JOB_ID_HEADER.to_owned(), job.clone().into_bytes()),
             ("content-type".to_owned(), b"application/json".to_vec()),
         ]);
-        if let Some(tp) = record.headers.get("traceparent") {
-            headers.insert("traceparent".to_owned(), tp.clone());
+        let traceparent = record
+            .headers
+            .iter()
+            .find(|h| h.key == b"traceparent")
+            .and_then(|h| h.value.clone());
+        if let Some(tp) = traceparent {
+            headers.insert("traceparent".to_owned(), tp);
         }
         let key = match self.settings.response_key {
             ResponseKey::Request => record.key.clone(),
@@ -428,7 +435,16 @@ impl Execution {
 
     /// The record, untouched, for the dead-letter topic, with the reason in a header.
     fn dead_letter_record(&self, record: &Incoming, job_id: Uuid, reason: &str) -> OutgoingRecord {
-        let mut headers = record.headers.clone();
+        let mut headers: BTreeMap<String, Vec<u8>> = record
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    String::from_utf8_lossy(&h.key).into_owned(),
+                    h.value.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
         headers.insert(
             DEAD_LETTER_REASON_HEADER.to_owned(),
             reason.as_bytes().to_vec(),

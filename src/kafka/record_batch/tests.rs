@@ -12,7 +12,9 @@ fn record(offset: i64, timestamp: i64, headers: Vec<Header>) -> Record {
 }
 
 fn batch(base_offset: i64, codec: Codec, records: Vec<Record>) -> RecordBatch {
-    let last = records.last().map_or(0, |r| (r.offset - base_offset) as i32);
+    let last = records
+        .last()
+        .map_or(0, |r| (r.offset - base_offset) as i32);
     RecordBatch {
         base_offset,
         partition_leader_epoch: -1,
@@ -146,7 +148,10 @@ fn a_valid_crc_over_records_that_do_not_add_up_is_corrupt() {
     bytes[17..21].copy_from_slice(&crc.to_be_bytes());
     assert!(matches!(
         decode(&bytes).as_slice(),
-        [Decoded::Unreadable(Unreadable { problem: Problem::Corrupt(_), .. })]
+        [Decoded::Unreadable(Unreadable {
+            problem: Problem::Corrupt(_),
+            ..
+        })]
     ));
     // A gzip batch whose payload is not gzip.
     written.codec = Codec::Gzip;
@@ -157,7 +162,10 @@ fn a_valid_crc_over_records_that_do_not_add_up_is_corrupt() {
     bytes[17..21].copy_from_slice(&crc.to_be_bytes());
     assert!(matches!(
         decode(&bytes).as_slice(),
-        [Decoded::Unreadable(Unreadable { problem: Problem::Corrupt(_), .. })]
+        [Decoded::Unreadable(Unreadable {
+            problem: Problem::Corrupt(_),
+            ..
+        })]
     ));
 }
 
@@ -228,12 +236,18 @@ fn an_unknown_codec_or_magic_is_reported_not_read() {
     bytes[17..21].copy_from_slice(&crc.to_be_bytes());
     assert!(matches!(
         decode(&bytes).as_slice(),
-        [Decoded::Unreadable(Unreadable { problem: Problem::Corrupt(_), .. })]
+        [Decoded::Unreadable(Unreadable {
+            problem: Problem::Corrupt(_),
+            ..
+        })]
     ));
     bytes[16] = 1;
     assert!(matches!(
         decode(&bytes).as_slice(),
-        [Decoded::Unreadable(Unreadable { problem: Problem::OldFormat(1), .. })]
+        [Decoded::Unreadable(Unreadable {
+            problem: Problem::OldFormat(1),
+            ..
+        })]
     ));
 }
 
@@ -246,7 +260,10 @@ fn a_codec_the_build_lacks_is_named() {
     bytes[17..21].copy_from_slice(&crc.to_be_bytes());
     assert!(matches!(
         decode(&bytes).as_slice(),
-        [Decoded::Unreadable(Unreadable { problem: Problem::CodecNotBuilt(Codec::Lz4), .. })]
+        [Decoded::Unreadable(Unreadable {
+            problem: Problem::CodecNotBuilt(Codec::Lz4),
+            ..
+        })]
     ));
 }
 
@@ -254,7 +271,11 @@ fn a_codec_the_build_lacks_is_named() {
 #[test]
 fn lz4_and_zstd_round_trip_when_built() {
     for codec in [Codec::Lz4, Codec::Zstd] {
-        let written = batch(0, codec, vec![record(0, 1, odd_headers()), record(1, 2, vec![])]);
+        let written = batch(
+            0,
+            codec,
+            vec![record(0, 1, odd_headers()), record(1, 2, vec![])],
+        );
         assert_eq!(only_batch(&encode(&written).unwrap()), written);
     }
 }
@@ -303,7 +324,13 @@ fn arb_batch() -> impl Strategy<Value = RecordBatch> {
         any::<i64>().prop_map(|o| o.clamp(-1, i64::MAX / 2)),
         prop::sample::select(vec![Codec::None, Codec::Gzip, Codec::Snappy]),
         prop::collection::vec(record, 0..8),
-        (any::<bool>(), any::<bool>(), any::<i64>(), any::<i16>(), any::<i32>()),
+        (
+            any::<bool>(),
+            any::<bool>(),
+            any::<i64>(),
+            any::<i16>(),
+            any::<i32>(),
+        ),
         arb_timestamp(),
     )
         .prop_map(|(base, codec, records, extra, base_timestamp)| {

@@ -16,8 +16,7 @@ use std::io::Write;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
-    ApiKey, MetadataRequest, ProduceRequest, TopicName, TransactionalId,
-    metadata_request::MetadataRequestTopic,
+    ApiKey, ProduceRequest, TopicName, TransactionalId,
     produce_request::{PartitionProduceData, TopicProduceData},
 };
 use kafka_protocol::protocol::StrBytes;
@@ -29,17 +28,14 @@ use tokio::time::Instant;
 use super::calls::ProducerIdentity;
 use crate::backoff::Backoff;
 use crate::config;
+use crate::kafka::cluster::{ClusterMap, PartitionKey};
 use crate::kafka::security::BrokerAuth;
 use crate::kafka::wire::{BrokerConnection, WireError, error_name};
 
 /// v3+ carries the transactional id; v12+ would mean transaction version 2, v13 topic ids.
 const PRODUCE_VERSIONS: RangeInclusive<i16> = 3..=11;
-const METADATA_VERSIONS: RangeInclusive<i16> = 1..=12;
 /// How long a leader waits for the in-sync replicas before it answers.
 const PRODUCE_TIMEOUT_MS: i32 = 30_000;
-
-/// A partition written to, as (topic, partition): what batches, leaders and answers are keyed by.
-type PartitionKey = (String, i32);
 
 /// The records of one partition in one transaction.
 #[derive(Debug)]
@@ -98,13 +94,8 @@ pub enum ProduceError {
 pub struct Leaders {
     /// Codec of every batch (`compression_type`): none, gzip or snappy.
     compression: Compression,
-    bootstrap: Vec<String>,
-    client_id: String,
-    auth: BrokerAuth,
-    /// node id -> host:port.
-    brokers: HashMap<i32, String>,
-    /// (topic, partition) -> leader's node id.
-    leaders: HashMap<(String, i32), i32>,
+    /// Brokers and partition leaders (Metadata).
+    cluster: ClusterMap,
     connections: HashMap<i32, BrokerConnection>,
 }
 
@@ -169,73 +160,9 @@ impl Leaders {
                 // Refused with exactly-once when the configuration is read.
                 _ => Compression::None,
             },
-            bootstrap,
-            client_id: client_id.to_owned(),
-            auth,
-            brokers: HashMap::new(),
-            leaders: HashMap::new(),
+            cluster: ClusterMap::new(bootstrap, client_id, auth),
             connections: HashMap::new(),
         }
-    }
-
-    /// Asks a broker (a known one first, then the bootstrap ones) for the leaders of `topics`.
-    /// `Ok(Err(why))` when no broker answered (worth asking again), `Err` when the connection
-    /// cannot be set up as configured.
-    async fn refresh(&mut self, topics: &[&str]) -> Result<Result<(), String>, ProduceError> {
-        let mut candidates: Vec<String> = self.brokers.values().cloned().collect();
-        candidates.extend(self.bootstrap.iter().cloned());
-        let mut last = String::from("no broker to ask");
-        for broker in candidates {
-            let mut conn = match BrokerConnection::open(&broker, &self.client_id, &self.auth).await
-            {
-                Ok(c) => c,
-                Err(WireError::Security(e)) => return Err(ProduceError::Security(e.to_string())),
-                Err(e) => {
-                    last = format!("{broker}: {e}");
-                    continue;
-                }
-            };
-            let version = match conn.version(ApiKey::Metadata, "Metadata", METADATA_VERSIONS) {
-                Ok(v) => v,
-                Err(e) => return Ok(Err(e.to_string())),
-            };
-            let request = MetadataRequest::default()
-                .with_topics(Some(
-                    topics
-                        .iter()
-                        .map(|t| {
-                            MetadataRequestTopic::default()
-                                .with_name(Some(TopicName(StrBytes::from_string((*t).to_owned()))))
-                        })
-                        .collect(),
-                ))
-                .with_allow_auto_topic_creation(false);
-            let r = match conn.call(&request, version).await {
-                Ok(r) => r,
-                Err(e) => {
-                    last = format!("{broker}: {e}");
-                    continue;
-                }
-            };
-            self.brokers = r
-                .brokers
-                .iter()
-                .map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port)))
-                .collect();
-            for t in r.topics {
-                let Some(name) = t.name else { continue };
-                for p in t.partitions {
-                    let key = (name.0.to_string(), p.partition_index);
-                    if p.leader_id.0 >= 0 {
-                        self.leaders.insert(key, p.leader_id.0);
-                    } else {
-                        self.leaders.remove(&key);
-                    }
-                }
-            }
-            return Ok(Ok(()));
-        }
-        Ok(Err(last))
     }
 
     /// Writes `batches` (one per partition) in the transaction of `transactional_id`, retrying
@@ -298,13 +225,18 @@ impl Leaders {
         remaining: &[PartitionKey],
         last: &mut String,
     ) -> Result<(), ProduceError> {
-        if remaining.iter().all(|k| self.leaders.contains_key(k)) {
+        if remaining.iter().all(|k| self.cluster.leader(k).is_some()) {
             return Ok(());
         }
         let mut topics: Vec<&str> = remaining.iter().map(|(t, _)| t.as_str()).collect();
         topics.sort_unstable();
         topics.dedup();
-        if let Err(e) = self.refresh(&topics).await? {
+        let refreshed = self
+            .cluster
+            .refresh(&topics)
+            .await
+            .map_err(|e| ProduceError::Security(e.to_string()))?;
+        if let Err(e) = refreshed {
             *last = format!("metadata: {e}");
         }
         Ok(())
@@ -319,8 +251,8 @@ impl Leaders {
         let mut by_leader: BTreeMap<i32, Vec<PartitionKey>> = BTreeMap::new();
         let mut unknown = Vec::new();
         for key in remaining {
-            match self.leaders.get(key) {
-                Some(&leader) => by_leader.entry(leader).or_default().push(key.clone()),
+            match self.cluster.leader(key) {
+                Some(leader) => by_leader.entry(leader).or_default().push(key.clone()),
                 None => unknown.push(key.clone()),
             }
         }
@@ -354,7 +286,7 @@ impl Leaders {
                 *last = format!("broker {leader}: {e}");
                 self.connections.remove(&leader);
                 for key in &keys {
-                    self.leaders.remove(key);
+                    self.cluster.forget(key);
                 }
                 return Ok(keys);
             }
@@ -363,7 +295,7 @@ impl Leaders {
         for (key, code) in answers {
             if let Some(why) = partition_answer(&key, code)? {
                 *last = why;
-                self.leaders.remove(&key);
+                self.cluster.forget(&key);
                 again.push(key);
             }
         }
@@ -379,12 +311,7 @@ impl Leaders {
         encoded: &HashMap<(String, i32), Bytes>,
     ) -> Result<Vec<((String, i32), i16)>, WireError> {
         if !self.connections.contains_key(&leader) {
-            let address = self
-                .brokers
-                .get(&leader)
-                .cloned()
-                .ok_or_else(|| WireError::Codec(format!("node {leader} is not known")))?;
-            let conn = BrokerConnection::open(&address, &self.client_id, &self.auth).await?;
+            let conn = self.cluster.connect(leader).await?;
             self.connections.insert(leader, conn);
         }
         let conn = self.connections.get_mut(&leader).expect("inserted above");
