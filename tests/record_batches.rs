@@ -20,7 +20,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{ApiKey, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
-use support::kafka::{client, kafka_bootstrap, kcat, python_with_aiokafka};
+use support::kafka::{client, kafka_bootstrap, kafka_dir, kcat, python_with_aiokafka};
 use support::runtime_double::RuntimeDouble;
 use support::service::{ServiceProcess, Topics, add_request, job_of, read_jobs};
 use support::wait::eventually_async;
@@ -407,4 +407,103 @@ async fn by_default_requests_of_aborted_transactions_are_executed_too() {
 #[tokio::test(flavor = "multi_thread")]
 async fn read_uncommitted_executes_aborted_transactions_too() {
     transactions_under(Some("read_uncommitted"), true).await;
+}
+
+/// Flips one byte of `marker` in the log segment of `topic`/0 on the broker's disk, as a
+/// failing disk would (the broker checks CRCs when it takes a batch, not when it serves one);
+/// returns the segment as it is then.
+fn corrupt_on_disk(topic: &str, marker: &[u8]) -> Vec<u8> {
+    use std::io::{Seek, SeekFrom};
+    let path = kafka_dir()
+        .join("node1/data")
+        .join(format!("{topic}-0"))
+        .join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("the segment {} cannot be read: {e}", path.display()));
+    let at = bytes
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("the marker is in the segment");
+    bytes[at] ^= 0x01;
+    let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.seek(SeekFrom::Start(at as u64)).unwrap();
+    file.write_all(&bytes[at..=at]).unwrap();
+    bytes
+}
+
+/// A batch corrupted on the broker's disk between two good requests: each of its three
+/// offsets gets a failure response naming it (no job id can be read), its raw bytes go to the
+/// dead-letter topic once, none of its requests runs, the good requests are answered, and the
+/// partition's lag ends at 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_batch_is_answered_per_offset_dead_lettered_and_passed() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "corrupt", 1).await;
+    let good: Vec<Uuid> = (0..2).map(|_| Uuid::new_v4()).collect();
+    let lost: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+    kcat_produce(&topics.requests, &[], &[add_request(good[0])]);
+    let records = lost
+        .iter()
+        .map(|j| (now_ms(), Some(add_request(*j)), vec![]))
+        .collect();
+    produce_raw(&topics.requests, 0, &plain_batch(Codec::None, records)).await;
+    kcat_produce(&topics.requests, &[], &[add_request(good[1])]);
+    let segment = corrupt_on_disk(&topics.requests, lost[1].to_string().as_bytes());
+
+    // Premise: the broker's log holds a good batch, the corrupt one (offsets 1 to 3), a good one.
+    let batches = record_batch::decode(&segment);
+    let raw = match batches.as_slice() {
+        [
+            record_batch::Decoded::Batch(_),
+            record_batch::Decoded::Unreadable(u),
+            record_batch::Decoded::Batch(_),
+        ] => {
+            assert_eq!((u.base_offset, u.last_offset_delta), (1, Some(2)));
+            assert!(u.problem.to_string().contains("CRC"), "{}", u.problem);
+            u.raw.clone()
+        }
+        other => panic!("{other:#?}"),
+    };
+
+    let service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "1"]);
+    service.wait_workers(1, WAIT);
+    let responses = support::service::read_all(&client, &topics.responses, 5, WAIT).await;
+    let values: Vec<serde_json::Value> = responses
+        .iter()
+        .map(|(_, r)| serde_json::from_slice(r.record.value.as_ref().unwrap()).unwrap())
+        .collect();
+    assert_eq!(values.len(), 5, "{values:#?}\nlog:\n{}", service.log_text());
+    for job in &good {
+        let v = values.iter().find(|v| v["job_id"] == job.to_string());
+        assert_eq!(v.unwrap()["result"], "ok", "{values:#?}");
+    }
+    let mut failed: Vec<i64> = values
+        .iter()
+        .filter(|v| v["result"] == "failure")
+        .map(|v| {
+            assert_eq!(v["error"]["type"], "UndecodableRequestError", "{v}");
+            let message = v["error"]["message"].as_str().unwrap();
+            assert!(message.contains("corrupt"), "{message}");
+            v["error"]["extra_information"]["offset"].as_i64().unwrap()
+        })
+        .collect();
+    failed.sort_unstable();
+    assert_eq!(failed, vec![1, 2, 3]);
+
+    let dead = support::service::read_all(&client, &topics.dead_letters, 1, WAIT).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].1.record.value.as_deref(), Some(&raw[..]));
+    assert!(
+        dead[0]
+            .1
+            .record
+            .headers
+            .contains_key("hd-dead-letter-reason")
+    );
+
+    wait_for_lag_zero(&topics, 1, &service).await;
+    for job in &lost {
+        assert_eq!(double.calls_for_job(&job.to_string()), 0, "{job}");
+    }
 }

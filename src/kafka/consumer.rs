@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rskafka::client::Client;
 use rskafka::client::error::Error as ClientError;
@@ -39,10 +39,14 @@ pub struct RequestRecord {
     /// Record headers in the order produced, keys as bytes, values possibly null
     /// (`traceparent` is passed on to the response).
     pub headers: Vec<Header>,
+    /// Why the record cannot be read, when it is an offset of a corrupt record batch: then
+    /// `key` and `headers` are empty and `value` holds the batch's raw bytes (with the batch's
+    /// first offset named here) or nothing.
+    pub unreadable: Option<String>,
     /// Marks the offset done once the response is in Kafka.
     pub done: DoneToken,
     /// When its fetch response arrived: where the request's measured duration starts.
-    pub fetched: std::time::Instant,
+    pub fetched: Instant,
     /// The partition's tenure at this worker the record was fetched in.
     tenure: Arc<Tenure>,
 }
@@ -418,6 +422,8 @@ struct FetchLoop {
     backoff: Backoff,
     /// The offset of an undecodable batch this partition waits at, once it was reported.
     parked_at: Option<i64>,
+    /// The first offset of a corrupt batch seen once, to be read again before it is given up.
+    suspect: Option<i64>,
 }
 
 /// Whether the loop goes on after a step.
@@ -467,6 +473,7 @@ async fn fetch_loop(
         shutdown,
         backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
         parked_at: None,
+        suspect: None,
     };
     l.run().await;
 }
@@ -507,14 +514,18 @@ impl FetchLoop {
     /// read, passes over the others (transaction markers, aborted transactions under
     /// read_committed) and stops at one that cannot be read.
     async fn take(&mut self, mut fetched: Fetched) -> Next {
-        let arrived = std::time::Instant::now();
+        let arrived = Instant::now();
         self.backoff.reset();
         for decoded in std::mem::take(&mut fetched.batches) {
             let batch = match decoded {
                 Decoded::Batch(batch) => batch,
                 Decoded::Unreadable(u) => {
-                    if u.named_offsets(self.offset).is_empty() {
+                    let named = u.named_offsets(self.offset);
+                    if named.is_empty() {
                         continue;
+                    }
+                    if matches!(u.problem, Problem::Corrupt(_)) {
+                        return self.corrupt(u, named, arrived).await;
                     }
                     return self.park(u).await;
                 }
@@ -586,6 +597,51 @@ impl FetchLoop {
         self.sleep(UNDECODABLE_RETRY).await
     }
 
+    /// A corrupt batch (its CRC does not match, its records do not add up) holds nothing any
+    /// reader can get back, and waiting cannot mend it: each offset it names is handed out as
+    /// an unreadable record (a failure response each, the batch's bytes to the dead-letter
+    /// topic with the first), and the partition goes on after it. It is read twice first:
+    /// bytes broken on the way read fine the second time.
+    async fn corrupt(&mut self, batch: Unreadable, named: Range<i64>, fetched: Instant) -> Next {
+        let (topic, partition) = (self.options.topic.clone(), self.partition);
+        let problem = &batch.problem;
+        if self.suspect != Some(named.start) {
+            tracing::warn!(%topic, partition, offset = named.start, %problem,
+                "a corrupt record batch; reading it once more");
+            self.suspect = Some(named.start);
+            return self.back_off().await;
+        }
+        self.suspect = None;
+        self.unpark();
+        tracing::error!(%topic, partition, first = named.start, last = named.end - 1, %problem,
+            "a corrupt record batch: no request in it can be read; each of its offsets gets a \
+             failure response, its bytes go to the dead-letter topic, and the partition goes on");
+        let reason = format!(
+            "its record batch (offsets {} to {}) is corrupt and none of its records can be read \
+             ({problem})",
+            named.start,
+            named.end - 1
+        );
+        let mut raw = Some(batch.raw);
+        for offset in named.clone() {
+            let record = Record {
+                offset,
+                timestamp: 0,
+                key: None,
+                value: raw.take(),
+                headers: Vec::new(),
+            };
+            if let Next::Stop = self
+                .hand_out_one(record, fetched, Some(reason.clone()))
+                .await
+            {
+                return Next::Stop;
+            }
+        }
+        self.advance_to(named.end);
+        Next::Continue
+    }
+
     /// A batch was read where the partition was parked: it goes on.
     fn unpark(&mut self) {
         if self.parked_at.take().is_some() {
@@ -615,42 +671,56 @@ impl FetchLoop {
     }
 
     /// Hands out each record at or after the fetch position with a place of the in-flight
-    /// window (waiting for one while the window is full: the back-pressure of design
-    /// decision 5).
-    async fn hand_out(&mut self, records: Vec<Record>, fetched: std::time::Instant) -> Next {
+    /// window.
+    async fn hand_out(&mut self, records: Vec<Record>, fetched: Instant) -> Next {
         for r in records {
             if r.offset < self.offset {
                 continue;
             }
-            let permit = tokio::select! {
-                p = self.window.clone().acquire_owned() => p.expect("the window is never closed"),
-                _ = self.shutdown.changed() => return Next::Stop,
-            };
-            self.watermarks
-                .lock()
-                .expect("watermark lock")
-                .handed_out(self.partition, r.offset);
-            self.tenure.handed_out();
-            let record = RequestRecord {
-                partition: self.partition,
-                offset: r.offset,
-                key: r.key,
-                value: r.value,
-                headers: r.headers,
-                done: DoneToken {
-                    watermarks: self.watermarks.clone(),
-                    partition: self.partition,
-                    offset: r.offset,
-                    tenure: self.tenure.clone(),
-                    slot: Some(permit),
-                },
-                fetched,
-                tenure: self.tenure.clone(),
-            };
-            self.offset = r.offset + 1;
-            if self.tx.send(record).await.is_err() {
+            if let Next::Stop = self.hand_out_one(r, fetched, None).await {
                 return Next::Stop;
             }
+        }
+        Next::Continue
+    }
+
+    /// Hands out one record, waiting for a place of the in-flight window while it is full (the
+    /// back-pressure of design decision 5).
+    async fn hand_out_one(
+        &mut self,
+        r: Record,
+        fetched: Instant,
+        unreadable: Option<String>,
+    ) -> Next {
+        let permit = tokio::select! {
+            p = self.window.clone().acquire_owned() => p.expect("the window is never closed"),
+            _ = self.shutdown.changed() => return Next::Stop,
+        };
+        self.watermarks
+            .lock()
+            .expect("watermark lock")
+            .handed_out(self.partition, r.offset);
+        self.tenure.handed_out();
+        let record = RequestRecord {
+            partition: self.partition,
+            offset: r.offset,
+            key: r.key,
+            value: r.value,
+            headers: r.headers,
+            unreadable,
+            done: DoneToken {
+                watermarks: self.watermarks.clone(),
+                partition: self.partition,
+                offset: r.offset,
+                tenure: self.tenure.clone(),
+                slot: Some(permit),
+            },
+            fetched,
+            tenure: self.tenure.clone(),
+        };
+        self.offset = r.offset + 1;
+        if self.tx.send(record).await.is_err() {
+            return Next::Stop;
         }
         Next::Continue
     }

@@ -51,6 +51,8 @@ struct Incoming {
     headers: Vec<Header>,
     /// When it was fetched: the request's measured duration starts here.
     fetched: std::time::Instant,
+    /// Why the record cannot be read at all (its record batch is corrupt).
+    unreadable: Option<String>,
 }
 
 impl Incoming {
@@ -63,6 +65,7 @@ impl Incoming {
             headers,
             done,
             fetched,
+            unreadable,
             ..
         } = record;
         (
@@ -73,6 +76,7 @@ impl Incoming {
                 value,
                 headers,
                 fetched,
+                unreadable,
             },
             done,
         )
@@ -161,6 +165,12 @@ impl Execution {
         timings: &mut Timings,
         full_start: chrono::DateTime<Utc>,
     ) -> Result<(BuiltResponse, Uuid), Failed> {
+        if let Some(reason) = &record.unreadable {
+            return Err(ProtocolError::NotARequest {
+                reason: reason.clone(),
+            }
+            .into());
+        }
         let request = parse_request(record.value.as_deref())?;
         let job_id = request.job_id;
         #[cfg(feature = "test-hooks")]
@@ -397,10 +407,10 @@ impl Execution {
             value,
             job_id,
             error_type: Some(failed.error.error_type()),
-            dead_letter: failed
-                .error
-                .is_not_a_request()
-                .then(|| failed.error.to_string()),
+            // Of a corrupt batch, the record that carries its bytes stands for all of it.
+            dead_letter: (failed.error.is_not_a_request()
+                && (record.unreadable.is_none() || record.value.is_some()))
+            .then(|| failed.error.to_string()),
             timings,
         }
     }
