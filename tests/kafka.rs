@@ -200,6 +200,7 @@ async fn keyed_responses_land_where_javas_partitioner_puts_them() {
                 key: Some(key.into()),
                 value: Some(b"{}".to_vec()),
                 headers,
+                exact_headers: None,
             })
             .await
             .unwrap();

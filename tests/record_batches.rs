@@ -507,3 +507,136 @@ async fn a_corrupt_batch_is_answered_per_offset_dead_lettered_and_passed() {
         assert_eq!(double.calls_for_job(&job.to_string()), 0, "{job}");
     }
 }
+
+/// Every record of `topic`/0 from its start, read with a Fetch request of this test's own and
+/// the service's batch reader (rskafka's refuses these headers); transaction markers left out.
+async fn read_raw(topic: &str) -> Vec<Record> {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{BrokerId, FetchRequest};
+    let broker = &kafka_bootstrap()[0];
+    let mut conn = BrokerConnection::open(broker, "record-batches-test", &BrokerAuth::plaintext())
+        .await
+        .unwrap();
+    let version = conn.version(ApiKey::Fetch, "Fetch", 4..=12).unwrap();
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 24)
+            .with_session_epoch(-1)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(1 << 24),
+                    ]),
+            ]);
+        let response = conn.call(&request, version).await.unwrap();
+        let partition = &response.responses[0].partitions[0];
+        assert_eq!(partition.error_code, 0, "{partition:?}");
+        let batches = partition
+            .records
+            .as_ref()
+            .map(|b| record_batch::decode(b))
+            .unwrap_or_default();
+        if batches.is_empty() {
+            return out;
+        }
+        for decoded in batches {
+            let record_batch::Decoded::Batch(batch) = decoded else {
+                panic!("unreadable: {decoded:?}")
+            };
+            offset = batch.next_offset();
+            if !batch.control {
+                out.extend(batch.records);
+            }
+        }
+    }
+}
+
+/// A record that is no request, with a key and value that are not UTF-8 and headers Kafka
+/// allows (a repeated key, a null value, a key that is not UTF-8), between good requests: it
+/// gets its failure response and goes to the dead-letter topic exactly as it was — key, value,
+/// every header in order — with the reason and the job id in two headers after its own.
+async fn dead_letter_keeps_the_record(extra: &[&str]) {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "verbatim", 1).await;
+    let mut args = vec!["--workers", "1"];
+    args.extend(extra);
+    let service = ServiceProcess::start(&topics, &double.engine_url(), &args);
+    service.wait_workers(1, WAIT);
+
+    let good: Vec<Uuid> = (0..2).map(|_| Uuid::new_v4()).collect();
+    let headers = vec![
+        header(b"a", Some(b"1")),
+        header(b"a", Some(b"2")),
+        header(b"name", None),
+        header(&[0xff, 0xfe, b'k'], Some(b"v")),
+    ];
+    let odd = Record {
+        offset: 0,
+        timestamp: now_ms(),
+        key: Some(vec![0x00, 0xff]),
+        value: Some(b"not json \xff".to_vec()),
+        headers: headers.clone(),
+    };
+    kcat_produce(&topics.requests, &[], &[add_request(good[0])]);
+    let mut batch = plain_batch(Codec::None, vec![(odd.timestamp, None, vec![])]);
+    batch.records = vec![odd.clone()];
+    produce_raw(&topics.requests, 0, &batch).await;
+    kcat_produce(&topics.requests, &[], &[add_request(good[1])]);
+    // Premise: the record is in the topic as written.
+    let lines = kcat_read(&topics.requests, &[]);
+    assert!(
+        lines[1].contains("a=1") && lines[1].contains("a=2"),
+        "{}",
+        lines[1]
+    );
+
+    // Read with the service's batch reader: exactly-once responses come with transaction
+    // markers, which rskafka misreads.
+    eventually_async(WAIT, "three responses", || async {
+        let n = read_raw(&topics.responses).await.len();
+        if n == 3 {
+            Ok(())
+        } else {
+            Err((n, service.log_text()))
+        }
+    })
+    .await;
+    let dead = eventually_async(WAIT, "a dead letter", || async {
+        let records = read_raw(&topics.dead_letters).await;
+        if records.is_empty() {
+            Err(service.log_text())
+        } else {
+            Ok(records)
+        }
+    })
+    .await;
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    let letter = &dead[0];
+    assert_eq!(letter.key, odd.key);
+    assert_eq!(letter.value, odd.value);
+    assert_eq!(letter.headers[..4], headers[..], "{:#?}", letter.headers);
+    let names: Vec<&[u8]> = letter.headers[4..].iter().map(|h| &h.key[..]).collect();
+    assert_eq!(names, [&b"hd-dead-letter-reason"[..], b"hd-job-id"]);
+    wait_for_lag_zero(&topics, 1, &service).await;
+    for job in &good {
+        assert_eq!(double.calls_for_job(&job.to_string()), 1, "{job}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_letter_keeps_the_record_untouched() {
+    dead_letter_keeps_the_record(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_exactly_once_a_dead_letter_keeps_the_record_untouched() {
+    dead_letter_keeps_the_record(&["--exactly-once"]).await;
+}

@@ -95,6 +95,7 @@ async fn exec_one(
             key: key.map(String::into_bytes),
             value: Some(request),
             headers: BTreeMap::new(),
+            exact_headers: None,
         })
         .await?;
     let job = job_id.to_string();

@@ -103,6 +103,19 @@ pub enum KafkaError {
         /// Why it ended.
         reason: String,
     },
+    /// A record produced over this service's own connection (a dead letter kept verbatim)
+    /// was not written.
+    #[error("producing to {topic}/{partition}: {reason}")]
+    Verbatim {
+        /// The topic written to.
+        topic: String,
+        /// The partition written to.
+        partition: i32,
+        /// What went wrong.
+        reason: String,
+        /// Whether sending it again cannot help.
+        permanent: bool,
+    },
     /// A response could not be produced (at-least-once); the request stays uncommitted.
     #[error("producing to {topic}/{partition}: {source}")]
     Produce {
@@ -147,6 +160,7 @@ impl KafkaError {
             | KafkaError::Undecodable { .. }
             | KafkaError::Stopped { .. } => false,
             KafkaError::Produce { .. } => !self.is_permanent(),
+            KafkaError::Verbatim { permanent, .. } => !permanent,
         }
     }
 
@@ -157,6 +171,7 @@ impl KafkaError {
         use rskafka::client::producer::Error as ProduceError;
         let client_error = match self {
             KafkaError::RecordTooLarge(_) => return true,
+            KafkaError::Verbatim { permanent, .. } => return *permanent,
             KafkaError::Produce {
                 source: ProduceError::TooLarge,
                 ..

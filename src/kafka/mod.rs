@@ -58,6 +58,7 @@ mod tenure;
 mod too_large;
 mod topic_config;
 pub mod transaction;
+mod verbatim;
 mod watermark;
 pub mod wire;
 

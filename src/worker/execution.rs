@@ -440,33 +440,28 @@ impl Execution {
             key,
             value: Some(value),
             headers,
+            exact_headers: None,
         }
     }
 
-    /// The record, untouched, for the dead-letter topic, with the reason in a header.
+    /// The record, untouched (key, value, every header in its order, null values and keys
+    /// that are not UTF-8 included), for the dead-letter topic, with the reason and the job id
+    /// in two headers after the request's own.
     fn dead_letter_record(&self, record: &Incoming, job_id: Uuid, reason: &str) -> OutgoingRecord {
-        let mut headers: BTreeMap<String, Vec<u8>> = record
-            .headers
-            .iter()
-            .map(|h| {
-                (
-                    String::from_utf8_lossy(&h.key).into_owned(),
-                    h.value.clone().unwrap_or_default(),
-                )
-            })
-            .collect();
-        headers.insert(
-            DEAD_LETTER_REASON_HEADER.to_owned(),
-            reason.as_bytes().to_vec(),
-        );
-        headers.insert(
-            JOB_ID_HEADER.to_owned(),
-            job_id.hyphenated().to_string().into_bytes(),
-        );
+        let mut exact = record.headers.clone();
+        exact.push(Header {
+            key: DEAD_LETTER_REASON_HEADER.as_bytes().to_vec(),
+            value: Some(reason.as_bytes().to_vec()),
+        });
+        exact.push(Header {
+            key: JOB_ID_HEADER.as_bytes().to_vec(),
+            value: Some(job_id.hyphenated().to_string().into_bytes()),
+        });
         OutgoingRecord {
             key: record.key.clone(),
             value: record.value.clone(),
-            headers,
+            headers: BTreeMap::new(),
+            exact_headers: Some(exact),
         }
     }
 

@@ -11,24 +11,21 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use std::io::Write;
-
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     ApiKey, ProduceRequest, TopicName, TransactionalId,
     produce_request::{PartitionProduceData, TopicProduceData},
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use tokio::time::Instant;
 
 use super::calls::ProducerIdentity;
 use crate::backoff::Backoff;
 use crate::config;
 use crate::kafka::cluster::{ClusterMap, PartitionKey};
+use crate::kafka::producer::PreparedRecord;
+use crate::kafka::record_batch::{self, Codec, Header, Record, RecordBatch};
 use crate::kafka::security::BrokerAuth;
 use crate::kafka::wire::{BrokerConnection, WireError, error_name};
 
@@ -47,7 +44,7 @@ pub struct PartitionBatch {
     /// The sequence number of the first record.
     pub base_sequence: i32,
     /// The records, in order; their sequence numbers follow `base_sequence`.
-    pub records: Vec<rskafka::record::Record>,
+    pub records: Vec<PreparedRecord>,
 }
 
 /// Why a transaction's records could not be written.
@@ -93,7 +90,7 @@ pub enum ProduceError {
 #[derive(Debug)]
 pub struct Leaders {
     /// Codec of every batch (`compression_type`): none, gzip or snappy.
-    compression: Compression,
+    compression: Codec,
     /// Brokers and partition leaders (Metadata).
     cluster: ClusterMap,
     connections: HashMap<i32, BrokerConnection>,
@@ -155,10 +152,10 @@ impl Leaders {
     ) -> Leaders {
         Leaders {
             compression: match compression {
-                config::Compression::Gzip => Compression::Gzip,
-                config::Compression::Snappy => Compression::Snappy,
+                config::Compression::Gzip => Codec::Gzip,
+                config::Compression::Snappy => Codec::Snappy,
                 // Refused with exactly-once when the configuration is read.
-                _ => Compression::None,
+                _ => Codec::None,
             },
             cluster: ClusterMap::new(bootstrap, client_id, auth),
             connections: HashMap::new(),
@@ -359,80 +356,62 @@ impl Leaders {
     }
 }
 
-/// Compresses a batch's records with the crates this service's other producer compresses
-/// with (kafka-protocol's own codecs are not built in): gzip through miniz_oxide, raw snappy,
-/// both as the brokers (and the Java client) read them. The signature is kafka-protocol's.
-fn compress(
-    records: &mut BytesMut,
-    out: &mut BytesMut,
-    compression: Compression,
-) -> anyhow::Result<()> {
-    match compression {
-        Compression::Gzip => {
-            let mut encoder =
-                flate2::write::GzEncoder::new(out.writer(), flate2::Compression::default());
-            encoder.write_all(records)?;
-            encoder.finish()?;
-        }
-        Compression::Snappy => {
-            out.extend_from_slice(&snap::raw::Encoder::new().compress_vec(records)?)
-        }
-        _ => out.extend_from_slice(records),
-    }
-    Ok(())
-}
-
 /// The record batch (v2) of `batch`: transactional, with the producer's identity and the
-/// sequence numbers base_sequence, base_sequence + 1, ...
+/// sequence numbers base_sequence, base_sequence + 1, ... Written with this service's own
+/// encoder: a dead letter's headers go exactly as the request had them.
 fn encode(
     batch: &PartitionBatch,
     who: ProducerIdentity,
-    compression: Compression,
+    codec: Codec,
 ) -> Result<Bytes, ProduceError> {
     let records: Vec<Record> = batch
         .records
         .iter()
         .enumerate()
-        .map(|(i, r)| Record {
-            transactional: true,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: who.id,
-            producer_epoch: who.epoch,
-            timestamp_type: TimestampType::Creation,
+        .map(|(i, p)| Record {
             offset: i as i64,
-            sequence: batch.base_sequence.wrapping_add(i as i32),
-            timestamp: r.timestamp.timestamp_millis(),
-            key: r.key.clone().map(Bytes::from),
-            value: r.value.clone().map(Bytes::from),
-            headers: r
-                .headers
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        StrBytes::from_string(k.clone()),
-                        Some(Bytes::from(v.clone())),
-                    )
-                })
-                .collect(),
+            timestamp: p.record.timestamp.timestamp_millis(),
+            key: p.record.key.clone(),
+            value: p.record.value.clone(),
+            headers: p.exact_headers.clone().unwrap_or_else(|| {
+                p.record
+                    .headers
+                    .iter()
+                    .map(|(k, v)| Header {
+                        key: k.clone().into_bytes(),
+                        value: Some(v.clone()),
+                    })
+                    .collect()
+            }),
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode_with_custom_compression(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-        Some(compress),
-    )
-    .map_err(|e| ProduceError::Refused {
+    let refused = |why: String| ProduceError::Refused {
         topic: batch.topic.clone(),
         partition: batch.partition,
         code: -1,
-        name: format!("the record batch cannot be encoded: {e}"),
-    })?;
-    Ok(buf.freeze())
+        name: format!("the record batch cannot be encoded: {why}"),
+    };
+    let last_offset_delta =
+        i32::try_from(records.len().saturating_sub(1)).map_err(|e| refused(e.to_string()))?;
+    let base_timestamp = records.first().map_or(0, |r| r.timestamp);
+    let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(0);
+    let batch = RecordBatch {
+        base_offset: 0,
+        partition_leader_epoch: -1,
+        codec,
+        log_append_time: false,
+        transactional: true,
+        control: false,
+        delete_horizon: false,
+        last_offset_delta,
+        base_timestamp,
+        max_timestamp,
+        producer_id: who.id,
+        producer_epoch: who.epoch,
+        base_sequence: batch.base_sequence,
+        records,
+    };
+    record_batch::encode(&batch)
+        .map(Bytes::from)
+        .map_err(|e| refused(e.to_string()))
 }
