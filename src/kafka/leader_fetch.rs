@@ -10,6 +10,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
 use std::ops::RangeInclusive;
+use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -24,6 +25,8 @@ use crate::config::IsolationLevel;
 
 /// v4 brings isolation levels and aborted transactions; v13 would name topics by id.
 const FETCH_VERSIONS: RangeInclusive<i16> = 4..=12;
+/// How much longer than the fetch's own wait an answer may take.
+const ANSWER_MARGIN: Duration = Duration::from_secs(30);
 
 /// What one fetch returned for the partition.
 #[derive(Debug)]
@@ -90,14 +93,23 @@ impl LeaderFetch {
     pub(super) async fn fetch(&mut self, offset: i64) -> Result<Fetched, FetchError> {
         let key = (self.topic.clone(), self.partition);
         let request = self.request(offset);
+        // A leader that stops answering without closing the connection must not hold the
+        // partition: past its wait and a margin, the connection is given up.
+        let patience = Duration::from_millis(self.max_wait_ms.max(0) as u64) + ANSWER_MARGIN;
         let connection = self.connection().await?;
         let version = connection
             .version(ApiKey::Fetch, "Fetch", FETCH_VERSIONS)
             .map_err(|e| FetchError::Retry(e.to_string()))?;
-        let response = match connection.call(&request, version).await {
-            Ok(r) => r,
-            Err(e) => return Err(self.lost(e)),
-        };
+        let response =
+            match tokio::time::timeout(patience, connection.call(&request, version)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => return Err(self.lost(e)),
+                Err(_) => {
+                    return Err(self.lost(WireError::Codec(format!(
+                        "no answer to a fetch within {patience:?}"
+                    ))));
+                }
+            };
         if response.error_code != 0 {
             return Err(FetchError::Retry(error_name(response.error_code)));
         }

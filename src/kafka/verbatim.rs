@@ -20,6 +20,8 @@ use super::wire::{BrokerConnection, WireError, error_name};
 const PRODUCE_VERSIONS: RangeInclusive<i16> = 3..=9;
 /// How long a leader waits for the in-sync replicas before it answers.
 const PRODUCE_TIMEOUT_MS: i32 = 30_000;
+/// How long an answer may take: the leader's own wait and a margin.
+const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Why a record was not written.
 #[derive(Debug)]
@@ -117,11 +119,19 @@ impl VerbatimProducer {
                             .with_records(Some(bytes)),
                     ]),
             ]);
-        let response = match conn.call(&request, version).await {
-            Ok(r) => r,
-            Err(e) => {
+        // A leader that stops answering without closing must not hold the record for good.
+        let answered = tokio::time::timeout(ANSWER_WAIT, conn.call(&request, version)).await;
+        let response = match answered {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
                 self.connections.remove(&leader);
                 return Err(lost(e));
+            }
+            Err(_) => {
+                self.connections.remove(&leader);
+                return Err(Unwritten::Retry(format!(
+                    "no answer within {ANSWER_WAIT:?}"
+                )));
             }
         };
         let answer = response
