@@ -386,9 +386,10 @@ fn remedy(problem: &Problem) -> &'static str {
             "the batch is in a message format older than Kafka 0.11's; have the broker convert \
              it (a current `log.message.format.version`) or move the group's offset past it"
         }
+        // Corrupt batches are answered and passed, never parked (`FetchLoop::corrupt`).
         _ => {
-            "the batch is corrupt; after saving what can be saved, move the group's offset past \
-             it (kafka-consumer-groups --reset-offsets) and restart the service"
+            "this build cannot read the batch; deploy one that can, or move the group's offset \
+             past it (kafka-consumer-groups --reset-offsets) and restart the service"
         }
     }
 }
