@@ -33,6 +33,9 @@
 //! * [`logging`]: log lines that say which process (supervisor, worker i, metrics) wrote them.
 //! * [`metrics`]: what the service counts (in memory shared by all its processes) and the
 //!   metrics process serving `/metrics`, `/livez` and `/readyz`.
+//! * [`poison`]: requests that kill their worker: the table in shared memory where workers
+//!   publish what they execute and the supervisor records what a dead worker was executing,
+//!   so that a request that ended two workers is answered with a failure, not run again.
 //! * [`supervisor`]: the gunicorn-style arbiter that forks, watches and restarts workers (and
 //!   the metrics process). It is the only module allowed `unsafe` (for `fork` and the shared
 //!   memory mapped before it).
@@ -48,6 +51,7 @@ mod http_client;
 pub mod kafka;
 pub mod logging;
 pub mod metrics;
+pub mod poison;
 pub mod protocol;
 pub mod runtime_client;
 pub mod secret;

@@ -45,8 +45,12 @@ impl FormatTime for ProcessStamp {
 /// `error`. rskafka logs every connection and partition leader it finds at `info` (90 of 95
 /// lines of a two-worker start), and every failed connection attempt at `warn` (one per retry
 /// per client during an outage); the service says once per interval what it waits for instead.
-/// `RUST_LOG=info` or `debug` brings rskafka's lines back.
-pub const DEFAULT_FILTER: &str = "info,rskafka=error";
+/// `RUST_LOG=info` or `debug` brings rskafka's lines back. Its partition clients and producers
+/// say nothing at all: each of their errors comes back to the call that met it, which reports
+/// it (a topic deleted while the service runs would otherwise log three ERRORs per record per
+/// retry).
+pub const DEFAULT_FILTER: &str =
+    "info,rskafka=error,rskafka::client::partition=off,rskafka::client::producer=off";
 
 /// Installs the global subscriber (stderr, `RUST_LOG` filter, default [`DEFAULT_FILTER`]).
 /// Spawns no thread, so it is safe before forking.

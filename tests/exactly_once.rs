@@ -313,14 +313,17 @@ const LOOKS: usize = 60;
 
 /// Stops worker `pid` (SIGSTOP) until Kafka's own tool (run against the cluster in `dir`) shows
 /// its transactional id `id` with a transaction open on the response topic `responses` and
-/// that transaction has written responses there (past the last stable offset), and returns
-/// with the worker stopped there. Between looks it lets the worker go on for a moment. Returns
-/// how many looks it took.
+/// that transaction — its producer, `producer_id` — has written responses there (the partition
+/// lists the producer with an open transaction's start offset), and returns with the worker
+/// stopped there. Between looks it lets the worker go on for a moment. Returns how many looks
+/// it took. (A partition's last stable offset below its end is no proof: the other worker's
+/// transaction may hold it there, as two request partitions can answer into one response
+/// partition.)
 async fn freeze_in_open_transaction(
     dir: &std::path::Path,
-    bootstrap: &str,
     pid: i32,
     id: &str,
+    producer_id: i64,
     responses: &str,
     log: impl Fn() -> String,
 ) -> usize {
@@ -329,8 +332,8 @@ async fn freeze_in_open_transaction(
     // Each look is a JVM start (a second or more); most find one within a few, some need many.
     for look in 1..=LOOKS {
         nix::sys::signal::kill(worker, Signal::SIGSTOP).unwrap();
-        let (dir, id2) = (dir.to_owned(), id.to_owned());
-        let txn = tokio::task::spawn_blocking(move || describe_transaction(&dir, &id2))
+        let (dir2, id2) = (dir.to_owned(), id.to_owned());
+        let txn = tokio::task::spawn_blocking(move || describe_transaction(&dir2, &id2))
             .await
             .unwrap();
         let ours: Vec<i32> = txn
@@ -339,16 +342,17 @@ async fn freeze_in_open_transaction(
             .filter_map(|p| p.strip_prefix(&format!("{responses}-")))
             .filter_map(|p| p.parse().ok())
             .collect();
-        if txn.state == "Ongoing" && !ours.is_empty() {
-            // Written, not only begun: responses are keyed as their requests, so the response
-            // partitions of its transaction are its own, and records above their last stable
-            // offset are its open transaction's.
-            let (b, r) = (bootstrap.to_owned(), responses.to_owned());
-            let offsets = tokio::task::spawn_blocking(move || stable_offsets(&b, &r, &ours))
+        if txn.state == "Ongoing" {
+            for partition in ours {
+                let (dir2, topic) = (dir.to_owned(), responses.to_owned());
+                let start = tokio::task::spawn_blocking(move || {
+                    open_transaction_start(&dir2, &topic, partition, producer_id)
+                })
                 .await
                 .unwrap();
-            if offsets.iter().any(|(_, lso, hw)| lso < hw) {
-                return look;
+                if start.is_some() {
+                    return look;
+                }
             }
         }
         states.push(format!("{} {:?}", txn.state, txn.partitions));
@@ -436,7 +440,14 @@ async fn kill_9_of_a_worker_mid_burst_leaves_one_committed_response_per_request(
         &["--workers", "2", "--exactly-once"],
         &[(
             "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
-            &consumer_options(&bootstrap, &topics, r#""group_instance_id": "eos-kill""#),
+            // A session longer than a frozen look (a few JVM starts on a busy machine): the
+            // group does not go on without the frozen worker while it is looked at. Its kill
+            // costs nothing of it: the replacement rejoins under the same static instance id.
+            &consumer_options(
+                &bootstrap,
+                &topics,
+                r#""group_instance_id": "eos-kill", "session_timeout_ms": 60000"#,
+            ),
         )],
     );
     wait_for_split(&topics, 2, 4);
@@ -466,9 +477,9 @@ async fn kill_9_of_a_worker_mid_burst_leaves_one_committed_response_per_request(
             .clone();
         let looks = freeze_in_open_transaction(
             &kafka_dir(),
-            &bootstrap,
             victim,
             &id.transactional_id,
+            id.producer_id,
             &topics.responses,
             || service.log_text(),
         )
@@ -597,9 +608,9 @@ async fn a_broker_restart_mid_transaction_leaves_one_committed_response_per_requ
     let frozen = ready_lines[0].clone();
     let looks = freeze_in_open_transaction(
         &cluster.dir(),
-        &cluster.bootstrap,
         frozen.pid,
         &frozen.transactional_id,
+        frozen.producer_id,
         &topics.responses,
         || service.log_text(),
     )
@@ -674,6 +685,41 @@ fn describe_transaction(dir: &std::path::Path, id: &str) -> Transaction {
     }
 }
 
+/// Where the open transaction of producer `producer_id` started on `topic`'s `partition`, by
+/// Kafka's own `kafka-transactions describe-producers`; `None` while it has written nothing
+/// there in an open transaction.
+fn open_transaction_start(
+    dir: &std::path::Path,
+    topic: &str,
+    partition: i32,
+    producer_id: i64,
+) -> Option<i64> {
+    let out = scripts_kafka("producers", dir, &[topic, &partition.to_string()]);
+    // Tab-separated columns with a header row.
+    let mut lines = out.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split('\t')
+        .map(str::trim)
+        .collect();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|c| *c == name)
+            .unwrap_or_else(|| panic!("no {name} column in: {out}"))
+    };
+    let (id_at, start_at) = (
+        column("ProducerId"),
+        column("CurrentTransactionStartOffset"),
+    );
+    lines
+        .map(|l| l.split('\t').map(str::trim).collect::<Vec<_>>())
+        .find(|row| row.get(id_at).and_then(|v| v.parse().ok()) == Some(producer_id))
+        .and_then(|row| row.get(start_at).and_then(|v| v.parse::<i64>().ok()))
+        .filter(|start| *start >= 0)
+}
+
 /// On a cluster of three with every topic and the transaction state log replicated three
 /// times, the broker that coordinates a worker's transactions stops for 10 s in the middle of a
 /// 2,000-request burst: exactly one committed response per request. As in the broker restart,
@@ -731,9 +777,9 @@ async fn the_transaction_coordinator_stopping_leaves_one_committed_response_per_
     let cluster = std::sync::Arc::new(cluster);
     let looks = freeze_in_open_transaction(
         &cluster.dir(),
-        &cluster.bootstrap,
         frozen.pid,
         &id,
+        frozen.producer_id,
         &topics.responses,
         || service.log_text(),
     )

@@ -114,3 +114,191 @@ async fn a_panicking_execution_is_answered_and_its_offset_commits() {
     .await;
     assert_eq!(service.workers(), workers, "no worker was restarted");
 }
+
+/// A poison request: its execution aborts its worker (as a failed allocation or a stack
+/// overflow would), every time. The supervisor sees which request the dead worker was
+/// executing; after the second crash the request is answered with a failure naming the cause
+/// instead of being executed a third time, the requests around it (those in flight beside it
+/// included) are answered `ok`, the partition is committed past it and one worker runs again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_that_kills_its_worker_twice_is_answered_with_a_failure() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "poison", 1).await;
+    let poison = Uuid::new_v4();
+    let before = Uuid::new_v4();
+    let behind: Vec<Uuid> = (0..6).map(|_| Uuid::new_v4()).collect();
+    let service = ServiceProcess::start_with(
+        &topics,
+        &double.engine_url(),
+        &["--workers", "1"],
+        &[("HD_KAFKA_EXEC_TEST_ABORT_JOB", &poison.to_string())],
+    );
+    service.wait_workers(1, WAIT);
+    let mut jobs = vec![before, poison];
+    jobs.extend(&behind);
+    let requests: Vec<_> = jobs.iter().map(|j| (None, Some(add_request(*j)))).collect();
+    produce_requests(&client, &topics.requests, &requests).await;
+
+    let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
+    let log = service.log_text();
+    let by_job = |job: Uuid| -> Value {
+        responses
+            .iter()
+            .map(|(_, r)| {
+                serde_json::from_slice::<Value>(r.record.value.as_ref().unwrap()).unwrap()
+            })
+            .find(|v| v["job_id"] == job.to_string())
+            .unwrap_or_else(|| panic!("no response for {job}; log:\n{log}"))
+    };
+    // The premise: the request really ended two workers, by SIGABRT, and no third.
+    let aborts = log
+        .lines()
+        .filter(|l| l.contains("worker killed by signal") && l.contains("SIGABRT"))
+        .count();
+    assert_eq!(aborts, 2, "log:\n{log}");
+    assert!(
+        log.contains("test hook: execution of job"),
+        "the hook ran; log:\n{log}"
+    );
+
+    let failed = by_job(poison);
+    assert_eq!(failed["result"], "failure", "{failed}");
+    assert_eq!(failed["error"]["type"], "UnexpectedError", "{failed}");
+    let message = failed["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("this request ended its worker twice")
+            && message.contains("killed by SIGABRT")
+            && message.contains("not executed again"),
+        "{message}"
+    );
+    assert_eq!(
+        failed["error"]["extra_information"]["offset"], 1,
+        "{failed}"
+    );
+    for job in std::iter::once(before).chain(behind.iter().copied()) {
+        assert_eq!(by_job(job)["result"], "ok", "{job}");
+    }
+
+    let coordinator = tokio::sync::Mutex::new(GroupCoordinator::new(
+        kafka_bootstrap(),
+        &topics.group,
+        "test",
+    ));
+    let end = jobs.len() as i64;
+    eventually_async(WAIT, "every offset committed, past the poison", || async {
+        let committed = coordinator.lock().await.fetch(&topics.requests, &[0]).await;
+        match committed.unwrap().get(&0).copied().flatten() {
+            Some(o) if o == end => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
+    eventually(WAIT, "one worker again", || {
+        let workers = service.workers();
+        if workers.len() == 1 && service.consumes(workers[0]) {
+            Ok(())
+        } else {
+            Err(workers)
+        }
+    });
+    // Not executed a third time: still two aborts, and the refusal was logged by the worker.
+    let log = service.log_text();
+    assert_eq!(
+        log.matches("test hook: execution of job").count(),
+        2,
+        "log:\n{log}"
+    );
+    assert!(
+        log.contains("not executed: this request ended 2 workers"),
+        "log:\n{log}"
+    );
+    // Between the crashes it ran alone, and the supervisor said what it blamed.
+    assert!(log.contains("executing it alone"), "log:\n{log}");
+    assert!(
+        log.contains("while executing this request; it is answered with a failure"),
+        "log:\n{log}"
+    );
+}
+
+/// The 9.9 MB request of 3.3 M empty objects, which a worker once read into a 528 MB tree, to
+/// a worker under a 400 MB address-space limit (`ulimit -v`): it is answered (with a failure
+/// over its memory budget), the requests behind it are answered, and no worker is restarted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_over_its_memory_budget_is_answered_without_a_restart() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::named("budget");
+    support::kafka::scripts_kafka(
+        "topic",
+        &support::kafka::kafka_dir(),
+        &[&topics.requests, "1", "max.message.bytes=20000000"],
+    );
+    support::kafka::create_topic(&client, &topics.responses, 1).await;
+    support::kafka::create_topic(&client, &topics.dead_letters, 1).await;
+    let service = ServiceProcess::start_limited(
+        &topics,
+        &double.engine_url(),
+        &["--workers", "1"],
+        400 << 10,
+    );
+    service.wait_workers(1, WAIT);
+    let workers = service.workers();
+    let peak = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", workers[0])).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM")).unwrap();
+        line.split_whitespace().nth(1).unwrap().to_owned()
+    };
+    let booted = peak();
+
+    let (huge, after) = (Uuid::new_v4(), Uuid::new_v4());
+    let objects = vec!["{}"; 3_300_000].join(",");
+    let request = format!(
+        r#"{{"id": "2abf72f6-68c9-7398-7175-165d31b3ced7", "job_id": "{huge}", "wiring": {{"input_wirings": [{{"workflow_input_name": "a", "adapter_id": "direct_provisioning", "filters": {{"value": [{objects}]}}}}, {{"workflow_input_name": "b", "adapter_id": "direct_provisioning", "filters": {{"value": "2.5"}}}}]}}}}"#
+    );
+    assert!(request.len() > 9_900_000, "{}", request.len());
+    produce_requests(
+        &client,
+        &topics.requests,
+        &[
+            (None, Some(request.into_bytes())),
+            (None, Some(add_request(after))),
+        ],
+    )
+    .await;
+
+    let responses = read_jobs(&client, &topics.responses, &[huge, after], WAIT).await;
+    let log = service.log_text();
+    let by_job = |job: Uuid| -> Value {
+        responses
+            .iter()
+            .map(|(_, r)| {
+                serde_json::from_slice::<Value>(r.record.value.as_ref().unwrap()).unwrap()
+            })
+            .find(|v| v["job_id"] == job.to_string())
+            .unwrap_or_else(|| panic!("no response for {job}; log:\n{log}"))
+    };
+    let refused = by_job(huge);
+    assert_eq!(refused["result"], "failure", "{refused}");
+    assert_eq!(refused["error"]["type"], "ValidationError", "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("JSON values") && message.contains("more than a request may take"),
+        "{message}"
+    );
+    assert_eq!(by_job(after)["result"], "ok");
+    assert_eq!(
+        service.workers(),
+        workers,
+        "no worker was restarted; log:\n{log}"
+    );
+    assert!(
+        !log.contains("worker killed by signal") && !log.contains("worker crashed"),
+        "log:\n{log}"
+    );
+    // For BENCHMARKS.md (run with --nocapture); the limit above is what the test holds to.
+    println!(
+        "worker peak RSS (VmHWM): {booted} kB booted, {} kB after the 9.9 MB request",
+        peak()
+    );
+}

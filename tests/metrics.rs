@@ -516,3 +516,66 @@ async fn livez_fails_while_a_worker_is_stopped_and_recovers_once_it_is_replaced(
         "the restart counted as hung: {hung:?} in\n{scrape}"
     );
 }
+
+/// Issue 27: a second service on a host, both with default settings: the default metrics port
+/// is taken, and the endpoint is optional for a Kafka consumer, so the service warns once, names
+/// the port and the setting, and runs on without it, answering requests.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_metrics_port_taken_costs_a_warning_not_the_service() {
+    let port = 9464; // src/config's DEFAULT_METRICS_ADDR
+    // The premise: the port is taken, by this test or by whatever already holds it.
+    let _held = std::net::TcpListener::bind(("0.0.0.0", port));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "nothing listens on {port}: the test proves nothing"
+    );
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "met-taken", 1).await;
+    let service = ServiceProcess::start_with_default_metrics(
+        &topics,
+        &double.engine_url(),
+        &["--workers", "1"],
+    );
+    service.wait_workers(1, WAIT);
+    let job = Uuid::new_v4();
+    produce_requests(
+        &client,
+        &topics.requests,
+        &[(Some(job.to_string().into_bytes()), Some(add_request(job)))],
+    )
+    .await;
+    let responses = read_all(&client, &topics.responses, 1, WAIT).await;
+    assert_eq!(responses.len(), 1, "log:\n{}", service.log_text());
+    let log = service.log_text();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("metrics port 9464 is taken"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(warnings[0].contains("--metrics-addr"), "{log}");
+    assert!(!log.contains("metrics at /metrics"), "{log}");
+}
+
+/// An address the operator chose and cannot get stops `serve`: something counts on it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chosen_metrics_address_taken_stops_the_service() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "met-chosen", 1).await;
+    let mut service = ServiceProcess::start_with(
+        &topics,
+        &double.engine_url(),
+        &["--workers", "1"],
+        &[("HD_METRICS_ADDR", addr.as_str())],
+    );
+    let status = service.wait_exit(WAIT).expect("serve still runs");
+    assert!(!status.success());
+    let log = service.log_text();
+    assert!(
+        log.contains(&format!("--metrics-addr {addr}: cannot listen there")),
+        "{log}"
+    );
+}

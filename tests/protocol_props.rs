@@ -2,9 +2,10 @@
 //! input, however broken, makes parsing or response building panic.
 #![allow(clippy::unwrap_used, reason = "a test fails loudly where it unwraps")]
 
+use hd_kafka_exec::protocol::budget::Footprint;
 use hd_kafka_exec::protocol::pyjson;
 use hd_kafka_exec::protocol::wiring::WorkflowWiring;
-use hd_kafka_exec::protocol::{ProtocolError, Timings, build_response, parse_request};
+use hd_kafka_exec::protocol::{ProtocolError, Timings, build_response, job_id_only, parse_request};
 use proptest::prelude::*;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -165,6 +166,33 @@ proptest! {
             obj["id"] = json!(uuid::Uuid::from_u128(id).to_string());
         }
         let _ = parse_request(Some(obj.to_string().as_bytes()));
+    }
+
+    /// The memory budget's scan counts exactly the values and members of any JSON text,
+    /// pretty-printed or not, escapes in strings included: what it estimates is the tree the
+    /// parser would build.
+    #[test]
+    fn the_budget_scan_counts_every_value(v in arbitrary_json(), pretty in any::<bool>()) {
+        fn count(v: &Value) -> (usize, usize) {
+            match v {
+                Value::Array(items) => items.iter().map(count).fold((1, 0), |(a, b), (c, d)| (a + c, b + d)),
+                Value::Object(map) => map.values().map(count).fold((1, map.len()), |(a, b), (c, d)| (a + c, b + d)),
+                _ => (1, 0),
+            }
+        }
+        let text = if pretty { serde_json::to_string_pretty(&v).unwrap() } else { v.to_string() };
+        let f = Footprint::of(text.as_bytes());
+        prop_assert_eq!((f.values, f.members), count(&v));
+        prop_assert!(f.string_bytes <= text.len());
+    }
+
+    /// Nor do the budget's scan and the job id reader, on any bytes.
+    #[test]
+    fn the_budget_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let f = Footprint::of(&bytes);
+        prop_assert!(f.values <= bytes.len() && f.members <= bytes.len());
+        let _ = f.check();
+        let _ = job_id_only(Some(&bytes));
     }
 }
 

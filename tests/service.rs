@@ -568,8 +568,10 @@ async fn hostile_runtime_answers_each_get_one_response_and_commit() {
         &[
             "--workers",
             "1",
+            // Long enough for the 10 MB answers on a busy machine, which are to arrive; the
+            // hanging runtime's case waits it out once.
             "--runtime-timeout",
-            "2",
+            "10",
             "--runtime-retry-budget",
             "1",
         ],
@@ -642,7 +644,10 @@ async fn hostile_runtime_answers_each_get_one_response_and_commit() {
         (
             "no answer within --runtime-timeout",
             Act::Hang,
-            Err(("TrafoExecutionRuntimeConnectionError", "2s")),
+            Err((
+                "TrafoExecutionRuntimeConnectionError",
+                "call timeout of 10s",
+            )),
         ),
     ];
     for (case, act, expected) in &cases {

@@ -7,7 +7,7 @@ mod store;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Arg, Parser, Subcommand};
 use hd_kafka_exec::config::Flags;
 
 /// The arguments: one command and its flags.
@@ -33,6 +33,26 @@ enum Command {
         flags: Flags,
     },
     /// Produce one request (stdin) to the request topic and print its response when it arrives.
+    // `serve`'s flags that mean nothing to one request are accepted (one command line serves
+    // both) but not listed in `exec --help`.
+    #[command(
+        mut_arg("workers", hide),
+        mut_arg("timeout", hide),
+        mut_arg("graceful_timeout", hide),
+        mut_arg("metrics_addr", hide),
+        mut_arg("exactly_once", hide),
+        mut_arg("pid_file", hide),
+        mut_arg("partitioning", hide),
+        mut_arg("max_in_flight", hide),
+        mut_arg("store", hide),
+        mut_arg("dead_letter_topic", hide),
+        mut_arg("runtime_url", hide),
+        mut_arg("runtime_timeout", hide),
+        mut_arg("runtime_retry_budget", hide),
+        mut_arg("ca_bundle", hide),
+        mut_arg("response_key", hide),
+        mut_arg("latest_ttl", hide)
+    )]
     Exec {
         /// The same configuration as `serve`: the request goes to the topic the service reads.
         #[command(flatten)]
@@ -60,10 +80,30 @@ enum Command {
 
 /// Parses the arguments and runs the command.
 pub fn run() -> anyhow::Result<ExitCode> {
-    match Cli::parse().command {
+    let outcome = match Cli::parse().command {
         Command::Serve { flags } => serve::serve(flags),
         Command::Exec { flags, key, wait } => exec::exec(flags, key, wait),
         Command::Prepare { store } => store::prepare(&store),
         Command::Check { store } => store::check(&store),
+    };
+    match outcome {
+        // The reader of stdout went away (`prepare … | head -c 600`): it has what it wanted, so
+        // the command ends quietly, as Unix tools do, instead of reporting an error.
+        Err(e) if closed_stdout(&e) => Ok(ExitCode::SUCCESS),
+        other => other,
     }
+}
+
+/// Whether `e` is a write to a pipe whose reader has closed it.
+fn closed_stdout(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Leaves a flag out of a command's `--help`.
+fn hide(arg: Arg) -> Arg {
+    arg.hide(true)
 }

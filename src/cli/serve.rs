@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use hd_kafka_exec::config::{Config, Env, Flags, Partitioning};
 use hd_kafka_exec::kafka::LagReader;
 use hd_kafka_exec::metrics::{self, Board, endpoint};
+use hd_kafka_exec::poison::{Crash, CrashTable};
 use hd_kafka_exec::store::{DirIndex, HttpOptions, StoreSource};
 use hd_kafka_exec::supervisor::{Event, SupervisorOptions, WorkerFactory, WorkerSlot};
 use hd_kafka_exec::worker::{Slot, WorkerSpec};
@@ -26,6 +27,9 @@ struct Service {
     /// The metrics every process writes and the metrics process reads; mapped before the
     /// first fork.
     board: Board,
+    /// What each worker executes and which requests ended workers: mapped before the first
+    /// fork, written by the workers (what they execute) and the supervisor (crashes).
+    crashes: CrashTable,
     /// The metrics endpoint's socket, bound before the first fork (a port in use fails the
     /// start); the metrics process serves it, and a worker closes its copy at once (so that a
     /// worker draining after the supervisor died does not keep the port). `None`: no endpoint.
@@ -66,6 +70,31 @@ fn describe(store: &StoreSource) -> String {
     }
 }
 
+impl Service {
+    /// After worker `index` ended: a crash counts against each request it was executing (in
+    /// the supervisor, told by [`Event::Exited`]); a stop blames none.
+    fn blame(&self, index: usize, crash: Option<Crash>) {
+        let Some(crash) = crash else {
+            self.crashes.worker_gone(index);
+            return;
+        };
+        for (at, crashes) in self.crashes.worker_died(index, crash) {
+            let then = if crashes >= hd_kafka_exec::poison::CRASHES_REFUSED {
+                "it is answered with a failure, not executed again"
+            } else {
+                "it is executed again alone"
+            };
+            tracing::warn!(
+                worker = index,
+                partition = at.partition,
+                offset = at.offset,
+                crashes,
+                "the worker died ({crash}) while executing this request; {then}"
+            );
+        }
+    }
+}
+
 impl WorkerFactory for Service {
     fn reload(&mut self) -> Result<(), String> {
         let (config, store) = load_service(&self.flags).map_err(|e| format!("{e:#}"))?;
@@ -88,7 +117,14 @@ impl WorkerFactory for Service {
             Event::Turn { workers, stopping } => self.board.supervisor_turn(workers, stopping),
             Event::Forking { index } => self.board.worker_forking(index),
             Event::Forked { index, pid } => self.board.worker_forked(index, pid),
-            Event::Exited { index, cause } => self.board.worker_exited(index, cause),
+            Event::Exited {
+                index,
+                cause,
+                ended,
+            } => {
+                self.blame(index, Crash::of(cause, ended));
+                self.board.worker_exited(index, cause);
+            }
         }
     }
 
@@ -118,6 +154,7 @@ impl WorkerFactory for Service {
         hd_kafka_exec::logging::set_worker(slot.index);
         drop(self.metrics.take());
         metrics::record_as_worker(self.board, slot.index);
+        hd_kafka_exec::poison::record_as_worker(self.crashes, slot.index);
         let spec = WorkerSpec {
             config: self.config.clone(),
             store: self.store.clone(),
@@ -156,15 +193,14 @@ pub(super) fn serve(flags: Flags) -> anyhow::Result<ExitCode> {
         );
     }
     let board = Board::shared()?;
-    let metrics = match config.supervisor.metrics_addr {
-        Some(addr) => {
-            let listener = std::net::TcpListener::bind(addr)
-                .with_context(|| format!("--metrics-addr {addr}: cannot listen there"))?;
-            tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics, probes at /livez and /readyz");
-            Some(listener)
-        }
-        None => None,
-    };
+    // The in-flight window is the one configured at start; a reload that raises
+    // --max-in-flight runs the executions beyond it untracked (see `CrashTable::executing`).
+    let window = config
+        .execution
+        .max_in_flight
+        .min(hd_kafka_exec::poison::MAX_WINDOW);
+    let crashes = CrashTable::shared(metrics::board::SLOTS, window)?;
+    let metrics = metrics_listener(&config.supervisor)?;
     let options = SupervisorOptions {
         workers: config.supervisor.workers,
         timeout: config.supervisor.timeout,
@@ -178,8 +214,36 @@ pub(super) fn serve(flags: Flags) -> anyhow::Result<ExitCode> {
             config,
             store,
             board,
+            crashes,
             metrics: RefCell::new(metrics),
         },
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The metrics endpoint's socket. The endpoint is optional for a Kafka consumer: the default
+/// address taken (another service on the host) costs a WARN, not the service; an address the
+/// operator chose and cannot have stops `serve`, since something counts on finding it there.
+fn metrics_listener(
+    settings: &hd_kafka_exec::config::SupervisorSettings,
+) -> anyhow::Result<Option<std::net::TcpListener>> {
+    let Some(addr) = settings.metrics_addr else {
+        return Ok(None);
+    };
+    match std::net::TcpListener::bind(addr) {
+        Ok(listener) => {
+            tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics, probes at /livez and /readyz");
+            Ok(Some(listener))
+        }
+        Err(e) if !settings.metrics_addr_chosen && e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::warn!(
+                "the default metrics port {} is taken (another service on this host?): running \
+                 without /metrics, /livez and /readyz; give this one its own with \
+                 --metrics-addr :PORT (or HD_METRICS_ADDR), or turn it off with an empty value",
+                addr.port()
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("--metrics-addr {addr}: cannot listen there")),
+    }
 }

@@ -61,10 +61,14 @@ pub(super) fn check(store: &str) -> anyhow::Result<ExitCode> {
     // Warnings while reading (on stderr) are part of what `check` is for.
     hd_kafka_exec::logging::init(hd_kafka_exec::config::LogFormat::Text);
     let dir = dir_of(store)?;
+    // Written, not println!ed: a reader that closes the pipe (`| head`) ends this quietly
+    // (see `cli::run`) instead of panicking.
+    let mut stdout = std::io::stdout().lock();
     match DirIndex::open(&dir) {
         Ok(index) => {
             for (path, r) in index.iter() {
-                println!(
+                writeln!(
+                    stdout,
                     "{}  {:9}  {:8}  {} ({})  {}",
                     r.id,
                     format!("{:?}", r.kind).to_uppercase(),
@@ -72,18 +76,19 @@ pub(super) fn check(store: &str) -> anyhow::Result<ExitCode> {
                     r.name,
                     r.version_tag,
                     path.display()
-                );
+                )?;
             }
-            println!(
+            writeln!(
+                stdout,
                 "{} revision(s) in {}, no problems",
                 index.len(),
                 dir.display()
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Err(problems) => {
             for p in &problems.0 {
-                println!("{p}");
+                writeln!(stdout, "{p}")?;
             }
             eprintln!("{} problem(s) in {}", problems.0.len(), dir.display());
             Ok(ExitCode::FAILURE)

@@ -581,6 +581,10 @@ pub struct SupervisorSettings {
     /// Where the metrics process serves `/metrics`, `/livez` and `/readyz` (default
     /// [`DEFAULT_METRICS_ADDR`]); `None`: no endpoint.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Whether the operator chose `metrics_addr` (flag or `HD_METRICS_ADDR`): an address chosen
+    /// and not to be had stops `serve`; the default address taken (a second service on the
+    /// host) is warned of and the service runs without the endpoint, which it does not need.
+    pub metrics_addr_chosen: bool,
 }
 
 /// The metrics endpoint's address unless configured otherwise (OpenTelemetry's Prometheus

@@ -220,9 +220,19 @@ impl KafkaSettings {
             "HETIDA_DESIGNER_KAFKA_RESPONSE_TOPIC",
             DEFAULT_RESPONSE_TOPIC,
         )?;
+        refuse_loop("--response-topic", &response_topic, &request_topic)?;
+        if let Some(dead_letters) = &dead_letter_topic {
+            refuse_loop("--dead-letter-topic", dead_letters, &request_topic)?;
+        }
         let group_id = flags.group_id.clone().unwrap_or(consumer.group_id);
         if group_id.is_empty() {
-            return Err(invalid("--group-id", "must not be empty"));
+            // Named where it came from: the flag, or hetida's consumer options.
+            let source = if flags.group_id.is_some() {
+                "--group-id"
+            } else {
+                "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS: group_id"
+            };
+            return Err(invalid(source, "must not be empty"));
         }
         let exactly_once = exactly_once(flags, env, &producer, &group_id)?;
         let partitioning = partitioning(flags, consumer.group_protocol)?;
@@ -416,6 +426,22 @@ fn topic(
     Ok(name)
 }
 
+/// A topic the service writes to must not be the one it reads requests from: every response or
+/// dead letter would come back as a record to answer, and answering it writes another, without
+/// end (an independent test saw one request become 9,454 records in 20 s).
+fn refuse_loop(name: &str, topic: &str, request_topic: &str) -> Result<(), ConfigError> {
+    if topic == request_topic {
+        return Err(invalid(
+            name,
+            &format!(
+                "`{topic}` is also the request topic: what the service writes there would come \
+                 back to it as requests, without end; name another topic"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The dead-letter topic is on by default; `--dead-letter-topic ''` turns it off.
 fn dead_letter_topic(flags: &Flags) -> Result<Option<String>, ConfigError> {
     let topic = match &flags.dead_letter_topic {
@@ -447,11 +473,7 @@ impl RuntimeSettings {
         Ok(RuntimeSettings {
             engine_url,
             bearer_token: outgoing_token(env)?,
-            call_timeout: seconds(
-                "--runtime-timeout",
-                flags.runtime_timeout,
-                DEFAULT_RUNTIME_TIMEOUT,
-            )?,
+            call_timeout: runtime_timeout(flags.runtime_timeout)?,
             retry_budget: seconds(
                 "--runtime-retry-budget",
                 flags.runtime_retry_budget,
@@ -604,6 +626,8 @@ impl SupervisorSettings {
             )?,
             pid_file: flags.pid_file.clone(),
             metrics_addr: metrics_addr(flags, env)?,
+            metrics_addr_chosen: flags.metrics_addr.is_some()
+                || env.get("HD_METRICS_ADDR").is_some(),
         })
     }
 }
@@ -635,6 +659,26 @@ fn metrics_addr(flags: &Flags, env: &Env) -> Result<Option<std::net::SocketAddr>
         .next()
         .map(Some)
         .ok_or_else(|| bad("names no address".into()))
+}
+
+/// `--runtime-timeout`: a call to the runtime may take this long. Zero is refused rather than
+/// read as "no limit" (as `--timeout 0` is): every call would time out at once and fail its
+/// request although the runtime ran it, and a call without limit could hold a partition that is
+/// being given up for ever, since the group's rebalance timeout is derived from this one.
+fn runtime_timeout(value: Option<f64>) -> Result<Duration, ConfigError> {
+    let timeout = seconds("--runtime-timeout", value, DEFAULT_RUNTIME_TIMEOUT)?;
+    if timeout.is_zero() {
+        return Err(invalid(
+            "--runtime-timeout",
+            &format!(
+                "0 would time every runtime call out at once, failing requests the runtime runs; \
+                 give the longest an execution may take, in seconds (default {}); there is no \
+                 \"no limit\": the group's rebalance timeout is derived from it",
+                DEFAULT_RUNTIME_TIMEOUT.as_secs()
+            ),
+        ));
+    }
+    Ok(timeout)
 }
 
 /// A number of seconds from its flag, else `default`.
@@ -1144,13 +1188,79 @@ mod tests {
             "{}",
         );
         assert_eq!(c.kafka.rebalance_timeout, Duration::from_secs(65));
-        // A zero call timeout times every call out at once: only the retry budget is left.
-        let c = load_with(&[("--runtime-timeout", 0.0)], "{}");
-        assert_eq!(c.kafka.rebalance_timeout, Duration::from_secs(50));
+        // A call timeout under a second adds exactly, as any other.
+        let c = load_with(&[("--runtime-timeout", 0.5)], "{}");
+        assert_eq!(c.kafka.rebalance_timeout, Duration::from_millis(50_500));
         // 0 is "not given", as before.
         let c = load_with(&[], r#"{"rebalance_timeout_ms": 0}"#);
         assert_eq!(c.kafka.rebalance_timeout, Duration::from_secs(350));
         assert!(rebalance_warnings(&c).is_empty(), "{:?}", c.notices);
+    }
+
+    #[test]
+    fn an_empty_group_id_is_reported_where_it_was_given() {
+        let e = load(&[(
+            "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+            r#"{"group_id": ""}"#,
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS: group_id"),
+            "{e}"
+        );
+        let f = Flags {
+            group_id: Some(String::new()),
+            ..Flags::default()
+        };
+        let e = Config::load(&f, &Env::default()).unwrap_err().to_string();
+        assert!(e.contains("--group-id"), "{e}");
+    }
+
+    #[test]
+    fn a_zero_runtime_timeout_is_refused_with_what_to_give_instead() {
+        let f = Flags {
+            runtime_timeout: Some(0.0),
+            ..Flags::default()
+        };
+        let e = Config::load(&f, &Env::default()).unwrap_err().to_string();
+        assert!(e.contains("--runtime-timeout"), "{e}");
+        assert!(e.contains("default 300"), "{e}");
+    }
+
+    #[test]
+    fn a_topic_written_to_that_is_the_request_topic_is_refused() {
+        // From the flag, and from hetida's variable: either way the service would feed itself.
+        let f = Flags {
+            response_topic: Some(DEFAULT_REQUEST_TOPIC.into()),
+            ..Flags::default()
+        };
+        let e = Config::load(&f, &Env::default()).unwrap_err().to_string();
+        assert!(
+            e.contains("--response-topic") && e.contains("also the request topic"),
+            "{e}"
+        );
+        let env = Env::from_pairs([
+            ("HETIDA_DESIGNER_KAFKA_CONSUMER_TOPIC", "requests"),
+            ("HETIDA_DESIGNER_KAFKA_RESPONSE_TOPIC", "requests"),
+        ]);
+        assert!(Config::load(&Flags::default(), &env).is_err());
+        let f = Flags {
+            dead_letter_topic: Some(DEFAULT_REQUEST_TOPIC.into()),
+            ..Flags::default()
+        };
+        let e = Config::load(&f, &Env::default()).unwrap_err().to_string();
+        assert!(
+            e.contains("--dead-letter-topic") && e.contains("`hd-execution-topic`"),
+            "{e}"
+        );
+        // Distinct topics load.
+        let f = Flags {
+            response_topic: Some("answers".into()),
+            dead_letter_topic: Some("dead".into()),
+            ..Flags::default()
+        };
+        assert!(Config::load(&f, &Env::default()).is_ok());
     }
 
     #[test]

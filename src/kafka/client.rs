@@ -124,8 +124,28 @@ pub async fn partition_client(
     topic: &str,
     partition: i32,
 ) -> Result<PartitionClient, KafkaError> {
+    partition_client_handling(client, topic, partition, UnknownTopicHandling::Retry).await
+}
+
+/// A client for one partition produced to: it reports a topic that does not exist (deleted
+/// while the service runs) instead of retrying inside rskafka, where nobody would see it. The
+/// producer retries it itself, saying so once per interval.
+pub async fn producing_partition_client(
+    client: &Client,
+    topic: &str,
+    partition: i32,
+) -> Result<PartitionClient, KafkaError> {
+    partition_client_handling(client, topic, partition, UnknownTopicHandling::Error).await
+}
+
+async fn partition_client_handling(
+    client: &Client,
+    topic: &str,
+    partition: i32,
+    handling: UnknownTopicHandling,
+) -> Result<PartitionClient, KafkaError> {
     client
-        .partition_client(topic.to_owned(), partition, UnknownTopicHandling::Retry)
+        .partition_client(topic.to_owned(), partition, handling)
         .await
         .map_err(|source| KafkaError::Client {
             context: format!("partition client for {topic}/{partition}"),

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     ApiKey, MetadataRequest, TopicName, metadata_request::MetadataRequestTopic,
 };
@@ -60,13 +61,13 @@ impl ClusterMap {
         BrokerConnection::open(address, &self.client_id, &self.auth).await
     }
 
-    /// Asks a broker (a known one first, then the bootstrap ones) for the leaders of `topics`.
-    /// `Ok(Err(why))` when no broker answered (worth asking again), `Err` when the connection
-    /// cannot be set up as configured.
+    /// Asks a broker (a known one first, then the bootstrap ones) for the leaders of `topics`;
+    /// returns those of them that do not exist. `Ok(Err(why))` when no broker answered (worth
+    /// asking again), `Err` when the connection cannot be set up as configured.
     pub(crate) async fn refresh(
         &mut self,
         topics: &[&str],
-    ) -> Result<Result<(), String>, SecurityError> {
+    ) -> Result<Result<Vec<String>, String>, SecurityError> {
         let mut candidates: Vec<String> = self.brokers.values().cloned().collect();
         candidates.extend(self.bootstrap.iter().cloned());
         let mut last = String::from("no broker to ask");
@@ -107,8 +108,20 @@ impl ClusterMap {
                 .iter()
                 .map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port)))
                 .collect();
+            let mut missing: Vec<String> = topics
+                .iter()
+                .filter(|t| {
+                    !r.topics
+                        .iter()
+                        .any(|m| m.name.as_ref().is_some_and(|n| n.0.as_str() == **t))
+                })
+                .map(|t| (*t).to_owned())
+                .collect();
             for t in r.topics {
                 let Some(name) = t.name else { continue };
+                if t.error_code == ResponseError::UnknownTopicOrPartition.code() {
+                    missing.push(name.0.to_string());
+                }
                 for p in t.partitions {
                     let key = (name.0.to_string(), p.partition_index);
                     if p.leader_id.0 >= 0 {
@@ -118,7 +131,7 @@ impl ClusterMap {
                     }
                 }
             }
-            return Ok(Ok(()));
+            return Ok(Ok(missing));
         }
         Ok(Err(last))
     }

@@ -164,6 +164,29 @@ impl KafkaError {
         }
     }
 
+    /// Whether Kafka says the topic (or its partition) does not exist: a topic deleted while the
+    /// service runs. Worth retrying: it may be created again.
+    pub fn topic_missing(&self) -> bool {
+        use rskafka::client::error::{Error as ClientError, ProtocolError as Code};
+        use rskafka::client::producer::Error as ProduceError;
+        let client_error = match self {
+            KafkaError::NoSuchTopic { .. } => return true,
+            KafkaError::Produce {
+                source: ProduceError::Client(e),
+                ..
+            } => e.as_ref(),
+            KafkaError::Client { source, .. } => source,
+            _ => return false,
+        };
+        matches!(
+            client_error,
+            ClientError::ServerError {
+                protocol_error: Code::UnknownTopicOrPartition,
+                ..
+            }
+        )
+    }
+
     /// Whether sending the same record again cannot succeed: it is too large, malformed or not
     /// allowed. The caller should give up on it (and answer otherwise) instead of retrying.
     pub fn is_permanent(&self) -> bool {
@@ -226,6 +249,9 @@ mod tests {
         assert!(!produce(server(Code::NotLeaderOrFollower)).is_permanent());
         assert!(!produce(server(Code::NotEnoughReplicas)).is_permanent());
         assert!(!produce(ProduceError::FlushError("broker went away".into())).is_permanent());
+        assert!(produce(server(Code::UnknownTopicOrPartition)).topic_missing());
+        assert!(!produce(server(Code::UnknownTopicOrPartition)).is_permanent());
+        assert!(!produce(server(Code::NotLeaderOrFollower)).topic_missing());
         assert!(
             !KafkaError::NoSuchTopic {
                 topic: "responses".into()

@@ -30,6 +30,8 @@
 //! * [`producer`]: responses (and dead letters) with acks=all, partitioned like Java's client,
 //!   within `max_request_size` and the topic's `max.message.bytes`.
 //! * `topic_config`: a topic's configuration as the brokers report it (DescribeConfigs).
+//! * `trouble`: a topic's spell of produce failures, IO-free: one WARN per interval, however
+//!   many records wait.
 //! * `tail`: a topic read from its end on (the `exec` command's response).
 //! * `lag`: the group's committed offsets against the log ends (the metrics' consumer lag).
 //! * [`security`]: TLS and SASL as configured, for rskafka's clients and this service's own
@@ -58,11 +60,12 @@ mod tenure;
 mod too_large;
 mod topic_config;
 pub mod transaction;
+mod trouble;
 mod verbatim;
 mod watermark;
 pub mod wire;
 
-pub use answer::{Answers, Delivery, Refusal, Reply};
+pub use answer::{Answers, DEAD_LETTER_WAIT, Delivery, Keeping, Refusal, Reply};
 pub use client::backoff;
 pub use cluster::ClusterMap;
 pub use committer::Committer;

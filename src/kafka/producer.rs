@@ -531,7 +531,8 @@ impl ResponseProducer {
         if let Some(p) = self.producers.lock().expect("producer map").get(&partition) {
             return Ok(p.clone());
         }
-        let pc = super::client::partition_client(&self.client, &self.topic, partition).await?;
+        let pc =
+            super::client::producing_partition_client(&self.client, &self.topic, partition).await?;
         let producer = Arc::new(
             BatchProducerBuilder::new(Arc::new(pc))
                 .with_linger(self.linger)
@@ -698,6 +699,11 @@ impl ResponseProducer {
         let (reason, permanent) = match sent {
             Ok(offset) => return Ok((partition, offset)),
             Err(Unwritten::TooLarge) => return Err(self.too_large(lone, codec, SizeLimit::Broker)),
+            Err(Unwritten::TopicMissing) => {
+                return Err(KafkaError::NoSuchTopic {
+                    topic: self.topic.clone(),
+                });
+            }
             Err(Unwritten::Refused(reason)) => (reason, true),
             Err(Unwritten::Retry(reason)) => (reason, false),
         };

@@ -32,6 +32,9 @@ pub(super) enum Unwritten {
     Refused(String),
     /// Worth sending again (leader moved, broker away, ...).
     Retry(String),
+    /// The topic does not exist (deleted while the service runs): worth sending again once it
+    /// is created.
+    TopicMissing,
 }
 
 /// Writes single records verbatim to the partitions of one topic.
@@ -78,7 +81,7 @@ impl VerbatimProducer {
             .map_err(|e| Unwritten::Refused(format!("the record cannot be encoded: {e}")))?;
         let key = (self.topic.clone(), partition);
         let result = self.send_batch(partition, Bytes::from(bytes)).await;
-        if matches!(result, Err(Unwritten::Retry(_))) {
+        if matches!(result, Err(Unwritten::Retry(_) | Unwritten::TopicMissing)) {
             self.cluster.forget(&key);
         }
         result
@@ -92,7 +95,10 @@ impl VerbatimProducer {
                 match self.cluster.refresh(&[&self.topic]).await {
                     Err(e) => return Err(Unwritten::Refused(e.to_string())),
                     Ok(Err(why)) => return Err(Unwritten::Retry(format!("metadata: {why}"))),
-                    Ok(Ok(())) => {}
+                    Ok(Ok(missing)) if missing.contains(&self.topic) => {
+                        return Err(Unwritten::TopicMissing);
+                    }
+                    Ok(Ok(_)) => {}
                 }
                 self.cluster
                     .leader(&key)
@@ -161,12 +167,8 @@ fn partition_answer(code: i16) -> Result<(), Unwritten> {
         ResponseError::MessageTooLarge | ResponseError::RecordListTooLarge => {
             Err(Unwritten::TooLarge)
         }
-        e if e.is_retriable()
-            || matches!(
-                e,
-                ResponseError::UnknownTopicOrPartition | ResponseError::NotLeaderOrFollower
-            ) =>
-        {
+        ResponseError::UnknownTopicOrPartition => Err(Unwritten::TopicMissing),
+        e if e.is_retriable() || e == ResponseError::NotLeaderOrFollower => {
             Err(Unwritten::Retry(error_name(code)))
         }
         _ => Err(Unwritten::Refused(error_name(code))),

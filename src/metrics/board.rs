@@ -58,6 +58,8 @@ const IN_FLIGHT: usize = 3;
 const ASSIGNED: usize = 4;
 const PARKED: usize = 5;
 const KAFKA_UNREACHABLE: usize = 6;
+/// Which topics the worker produces to are missing now, one bit per [`Produced`].
+const TOPICS_MISSING: usize = 7;
 const GAUGES: usize = 8;
 const DEAD_LETTERS: usize = 8;
 const PRODUCE_RETRIES: usize = 9;
@@ -73,7 +75,11 @@ const RUNTIME_DURATION: usize = REQUEST_DURATION + DURATION_BUCKETS.len() + 2;
 const RUNTIME_BYTES: usize = RUNTIME_DURATION + DURATION_BUCKETS.len() + 2;
 /// Answers of given-up partitions not produced: their next owner answers (issue 25).
 const ANSWERS_DROPPED: usize = RUNTIME_BYTES + BYTE_BUCKETS.len() + 2;
-const SLOT_END: usize = ANSWERS_DROPPED + 1;
+/// Requests committed past without any answer: not even a failure response fit (issue 26).
+const UNANSWERABLE: usize = ANSWERS_DROPPED + 1;
+/// Dead letters given up on: refused, or their topic missing for longer than they may wait.
+const DEAD_LETTERS_LOST: usize = UNANSWERABLE + 1;
+const SLOT_END: usize = DEAD_LETTERS_LOST + 1;
 const _: () = assert!(SLOT_END <= SLOT_WORDS);
 
 /// Where a worker is on its way to consuming: what `/readyz` reports.
@@ -111,6 +117,25 @@ impl WorkerState {
             WorkerState::Joining => "joining",
             WorkerState::Consuming => "consuming",
             WorkerState::Stopping => "stopping",
+        }
+    }
+}
+
+/// A topic the workers produce to, as `/readyz` names it when it is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Produced {
+    /// The response topic: while it is missing no request is answered.
+    Responses = 1,
+    /// The dead-letter topic: while it is missing dead letters wait (for a bounded time).
+    DeadLetters = 2,
+}
+
+impl Produced {
+    /// As `/readyz` names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Produced::Responses => "response topic",
+            Produced::DeadLetters => "dead-letter topic",
         }
     }
 }
@@ -226,6 +251,10 @@ impl Board {
                     beat_ms: slot.load(BEAT_MS),
                     state: WorkerState::from_cell(slot.load(STATE)),
                     kafka_unreachable: slot.load(KAFKA_UNREACHABLE) != 0,
+                    topics_missing: [Produced::Responses, Produced::DeadLetters]
+                        .into_iter()
+                        .filter(|t| slot.load(TOPICS_MISSING) & *t as u64 != 0)
+                        .collect(),
                 });
             }
         }
@@ -272,6 +301,17 @@ impl SlotCells {
     pub fn set_kafka_unreachable(&self, unreachable: bool) {
         self.cell(KAFKA_UNREACHABLE)
             .store(unreachable as u64, Ordering::Relaxed);
+    }
+
+    /// Whether producing to `topic` fails now because the topic does not exist (deleted), or
+    /// it works again.
+    pub fn set_topic_missing(&self, topic: Produced, missing: bool) {
+        let bit = topic as u64;
+        if missing {
+            self.cell(TOPICS_MISSING).fetch_or(bit, Ordering::Relaxed);
+        } else {
+            self.cell(TOPICS_MISSING).fetch_and(!bit, Ordering::Relaxed);
+        }
     }
 
     /// How many partitions the worker owns.
@@ -359,6 +399,17 @@ impl SlotCells {
         self.add(ANSWERS_DROPPED, 1);
     }
 
+    /// A request was committed past without an answer: neither its response nor any failure
+    /// response could be produced.
+    pub fn unanswerable(&self) {
+        self.add(UNANSWERABLE, 1);
+    }
+
+    /// A dead letter was given up on (refused, or its topic missing too long).
+    pub fn dead_letter_lost(&self) {
+        self.add(DEAD_LETTERS_LOST, 1);
+    }
+
     /// Producing a response failed and is tried again.
     pub fn produce_retry(&self) {
         self.add(PRODUCE_RETRIES, 1);
@@ -419,6 +470,10 @@ pub struct Totals {
     pub dead_letters: u64,
     /// Answers not produced because their partition had been given up or lost.
     pub answers_dropped: u64,
+    /// Requests committed past without any answer (not even a failure response fit).
+    pub unanswerable: u64,
+    /// Dead letters given up on.
+    pub dead_letters_lost: u64,
     /// Produce attempts that failed and were tried again: Kafka trouble short of an outage.
     pub produce_retries: u64,
     /// Offset commits accepted (exactly-once: transactions committed).
@@ -450,6 +505,8 @@ impl Totals {
         self.parked += slot.load(PARKED);
         self.dead_letters += slot.load(DEAD_LETTERS);
         self.answers_dropped += slot.load(ANSWERS_DROPPED);
+        self.unanswerable += slot.load(UNANSWERABLE);
+        self.dead_letters_lost += slot.load(DEAD_LETTERS_LOST);
         self.produce_retries += slot.load(PRODUCE_RETRIES);
         self.commits += slot.load(COMMITS);
         self.commit_failures += slot.load(COMMIT_FAILURES);
@@ -466,7 +523,7 @@ impl Totals {
 }
 
 /// A live worker as the board shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerReading {
     /// The worker's slot number (worker i of N).
     pub index: usize,
@@ -478,6 +535,8 @@ pub struct WorkerReading {
     pub state: WorkerState,
     /// Its calls to the group coordinator fail: Kafka is unreachable from it.
     pub kafka_unreachable: bool,
+    /// Topics it produces to that are missing now (deleted).
+    pub topics_missing: Vec<Produced>,
 }
 
 /// The board at one moment.

@@ -90,6 +90,14 @@ pub fn readiness(r: &Reading) -> Result<(), String> {
             Some(w) if w.kafka_unreachable => {
                 return Err(format!("worker {index} cannot reach Kafka"));
             }
+            Some(w) if !w.topics_missing.is_empty() => {
+                let topics: Vec<&str> = w.topics_missing.iter().map(|t| t.label()).collect();
+                let verb = if topics.len() > 1 { "are" } else { "is" };
+                return Err(format!(
+                    "worker {index} cannot produce: the {} {verb} missing",
+                    topics.join(" and the ")
+                ));
+            }
             Some(_) => {}
         }
     }
@@ -273,7 +281,7 @@ pub fn run<L: LagSource + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::board::Board;
+    use crate::metrics::board::{Board, Produced};
 
     #[test]
     fn ready_once_every_configured_worker_consumes() {
@@ -304,6 +312,21 @@ mod tests {
             "worker 1 cannot reach Kafka"
         );
         board.slot(1).set_kafka_unreachable(false);
+        assert_eq!(readiness(&board.read()), Ok(()));
+        board.slot(0).set_topic_missing(Produced::Responses, true);
+        board.slot(0).set_topic_missing(Produced::DeadLetters, true);
+        assert_eq!(
+            readiness(&board.read()).unwrap_err(),
+            "worker 0 cannot produce: the response topic and the dead-letter topic are missing"
+        );
+        board.slot(0).set_topic_missing(Produced::Responses, false);
+        assert_eq!(
+            readiness(&board.read()).unwrap_err(),
+            "worker 0 cannot produce: the dead-letter topic is missing"
+        );
+        board
+            .slot(0)
+            .set_topic_missing(Produced::DeadLetters, false);
         assert_eq!(readiness(&board.read()), Ok(()));
         // TTOU: slot 1 retired; the one left suffices.
         board.supervisor_turn(1, false);

@@ -7,7 +7,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::board::{
-    BYTE_BUCKETS, DURATION_BUCKETS, ERROR_TYPES, HistogramTotals, Reading, Totals, WorkerState,
+    BYTE_BUCKETS, DURATION_BUCKETS, ERROR_TYPES, HistogramTotals, Produced, Reading, Totals,
+    WorkerState,
 };
 use super::lag::PartitionLag;
 use crate::supervisor::ExitCause;
@@ -185,6 +186,16 @@ fn events(d: &mut DescriptorEncoder<'_>, r: &Reading) -> std::fmt::Result {
             t.answers_dropped,
         ),
         (
+            "requests_unanswerable",
+            "Requests committed past without an answer: not even a failure response without their key and headers could be produced (dead-lettered if possible)",
+            t.unanswerable,
+        ),
+        (
+            "dead_letters_lost",
+            "Dead letters given up on: refused by Kafka, or their topic missing for longer than a dead letter waits",
+            t.dead_letters_lost,
+        ),
+        (
             "produce_retries",
             "Produce attempts of responses and dead letters that failed and were retried",
             t.produce_retries,
@@ -285,6 +296,25 @@ fn gauges(d: &mut DescriptorEncoder<'_>, r: &Reading) -> std::fmt::Result {
         )?;
         let n = r.workers.iter().filter(|w| w.kafka_unreachable).count();
         gauge(&mut e, n as i64)?;
+    }
+    {
+        let mut e = d.encode_descriptor(
+            "workers_missing_topic",
+            "Workers that find a topic they produce to missing now (deleted): responses or dead letters wait",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (topic, label) in [
+            (Produced::Responses, "responses"),
+            (Produced::DeadLetters, "dead_letters"),
+        ] {
+            let n = r
+                .workers
+                .iter()
+                .filter(|w| w.topics_missing.contains(&topic))
+                .count();
+            gauge(&mut e.encode_family(&[("topic", label)])?, n as i64)?;
+        }
     }
     let mut e = d.encode_descriptor(
         "workers_configured",
@@ -428,6 +458,8 @@ mod tests {
             "runtime_request_bytes histogram",
             "dead_letters counter",
             "answers_dropped counter",
+            "requests_unanswerable counter",
+            "dead_letters_lost counter",
             "produce_retries counter",
             "commits counter",
             "commit_failures counter",
@@ -440,6 +472,7 @@ mod tests {
             "parked_partitions gauge",
             "workers gauge",
             "workers_without_kafka gauge",
+            "workers_missing_topic gauge",
             "workers_configured gauge",
             "committed_offset gauge",
             "log_end_offset gauge",

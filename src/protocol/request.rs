@@ -1,9 +1,15 @@
 //! The Kafka request (spec §2): `ExecByIdInput` or `ExecLatestByGroupIdInput`, told apart by the
 //! reference's dispatch rules (§2.3).
 
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::budget::{self, Footprint};
 use super::error::ProtocolError;
 use super::lenient::{kind, parse_bool, parse_uuid};
 use super::wiring::WorkflowWiring;
@@ -41,14 +47,7 @@ pub fn parse_request(value: Option<&[u8]>) -> Result<ExecutionRequest, ProtocolE
             e.valid_up_to()
         ))
     })?;
-    let json: Value = serde_json::from_str(text)
-        .map_err(|e| not_a_request(format!("the value is not JSON: {e}")))?;
-    let Value::Object(obj) = json else {
-        return Err(not_a_request(format!(
-            "the value is JSON but not an object (found {})",
-            kind(&json)
-        )));
-    };
+    let obj = read_fields(text)?;
 
     let by_id = by_id(&obj);
     let by_id_err = match by_id {
@@ -79,6 +78,93 @@ pub fn parse_request(value: Option<&[u8]>) -> Result<ExecutionRequest, ProtocolE
             .and_then(parse_uuid),
         reason,
     })
+}
+
+/// The top-level fields a request is read by (spec §2); hetida ignores any other.
+const FIELDS: [&str; 5] = [
+    "id",
+    "revision_group_id",
+    "wiring",
+    "run_pure_plot_operators",
+    "job_id",
+];
+
+/// The request's fields this service reads, each read into a tree; every other field is skipped
+/// as it is read, so what hetida ignores costs no memory however large it is. The fields read
+/// are held to the memory budget ([`budget`]) before their trees are built.
+fn read_fields(text: &str) -> Result<Map<String, Value>, ProtocolError> {
+    let not_json = |e: serde_json::Error| ProtocolError::NotARequest {
+        reason: format!("the value is not JSON: {e}"),
+    };
+    let first = text
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .as_bytes()
+        .first()
+        .copied();
+    if first != Some(b'{') {
+        // Not an object: say what it is, once it is known to be JSON at all, building nothing.
+        serde_json::from_str::<IgnoredAny>(text).map_err(not_json)?;
+        let found = match first {
+            Some(b'[') => "a list",
+            Some(b'"') => "a string",
+            Some(b't' | b'f') => "a boolean",
+            Some(b'n') => "null",
+            _ => "a number",
+        };
+        return Err(ProtocolError::NotARequest {
+            reason: format!("the value is JSON but not an object (found {found})"),
+        });
+    }
+    let Read(raw) = serde_json::from_str::<Read<'_>>(text).map_err(not_json)?;
+    Footprint::of_parts(text.len(), raw.iter().map(|(_, v)| v.get().as_bytes()))
+        .check()
+        .map_err(|reason| ProtocolError::InvalidRequest {
+            job_id: budget::job_id_only(Some(text.as_bytes())),
+            reason,
+        })?;
+    raw.into_iter()
+        .map(|(name, v)| {
+            Ok((
+                name.to_owned(),
+                serde_json::from_str(v.get()).map_err(not_json)?,
+            ))
+        })
+        .collect()
+}
+
+/// The raw text of the [`FIELDS`] of a request object (the last of a repeated one, as
+/// serde_json's own map keeps it).
+struct Read<'a>(Vec<(&'static str, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Read<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Read<'de>, D::Error> {
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = Read<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Read<'de>, A::Error> {
+                let mut read: Vec<(&'static str, &'de RawValue)> = Vec::new();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match FIELDS.iter().find(|f| **f == key) {
+                        Some(name) => {
+                            let value: &'de RawValue = map.next_value()?;
+                            read.retain(|(n, _)| n != name);
+                            read.push((name, value));
+                        }
+                        None => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Read(read))
+            }
+        }
+        d.deserialize_map(Fields)
+    }
 }
 
 fn uuid_field(obj: &Map<String, Value>, name: &str) -> Result<Option<Uuid>, String> {
@@ -229,6 +315,49 @@ mod tests {
             let e = parse(&req).unwrap_err().to_string();
             assert!(e.contains(needle), "{req} -> {e}");
         }
+    }
+
+    /// Fields hetida ignores are skipped unread, however large; the fields read are held to
+    /// the memory budget.
+    #[test]
+    fn ignored_fields_cost_nothing_and_read_ones_are_budgeted() {
+        let objects = vec!["{}"; 500_000].join(",");
+        let r = parse(&format!(
+            r#"{{"junk": [{objects}], "id": "{ID}", "more": {{"a": [1]}}}}"#
+        ));
+        assert_eq!(r.unwrap().target, Target::Id(ID.parse().unwrap()));
+        let e = parse(&format!(
+            r#"{{"id": "{ID}", "job_id": "{GROUP}", "wiring": {{"x": [{objects}]}}}}"#
+        ))
+        .unwrap_err();
+        match e {
+            ProtocolError::InvalidRequest { job_id, reason } => {
+                assert_eq!(job_id, Some(GROUP.parse().unwrap()));
+                assert!(reason.contains("more than a request may take"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_repeated_field_counts_as_its_last_and_non_objects_say_what_they_are() {
+        let r = parse(&format!(r#"{{"id": "garbage", "id": "{ID}"}}"#)).unwrap();
+        assert_eq!(r.target, Target::Id(ID.parse().unwrap()));
+        for (text, found) in [
+            ("[1]", "a list"),
+            (" \"x\"", "a string"),
+            ("true", "a boolean"),
+            ("null", "null"),
+            ("-1.5", "a number"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("not an object (found {found})")),
+                "{text}: {e}"
+            );
+        }
+        let e = parse("[1,").unwrap_err().to_string();
+        assert!(e.contains("is not JSON"), "{e}");
     }
 
     #[test]

@@ -32,9 +32,27 @@ impl From<StoreError> for ProtocolError {
     fn from(e: StoreError) -> ProtocolError {
         match e {
             StoreError::Missing(missing) => ProtocolError::Missing(missing),
+            // The failure response says "the store is unavailable" itself: its reason is only
+            // what went wrong, so the words are not said twice.
+            StoreError::Unavailable { reason } => ProtocolError::StoreUnavailable { reason },
             other => ProtocolError::StoreUnavailable {
                 reason: other.to_string(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unavailable_store_is_said_unavailable_once() {
+        let e = ProtocolError::from(StoreError::Unavailable {
+            reason: "GET http://backend/api/transformations/x: connection refused".into(),
+        });
+        let text = e.to_string();
+        assert_eq!(text.matches("unavailable").count(), 1, "{text}");
+        assert!(text.ends_with("connection refused"), "{text}");
     }
 }

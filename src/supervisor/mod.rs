@@ -132,7 +132,18 @@ pub enum Event {
         index: usize,
         /// Why it ended, when it was not asked to.
         cause: Option<ExitCause>,
+        /// How it ended: its exit code or the signal that killed it.
+        ended: Ended,
     },
+}
+
+/// How a process ended, as `waitpid` tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// It exited with this code.
+    Code(i32),
+    /// This signal killed it.
+    Signal(Signal),
 }
 
 /// Why a worker ended without being asked to: what its restart is counted under.
@@ -554,12 +565,17 @@ impl<F: WorkerFactory> Supervisor<F> {
             };
             let ran = w.started.elapsed();
             let h = self.history.entry(w.index).or_default();
+            let ended = match signal {
+                Some(sig) => Ended::Signal(sig),
+                None => Ended::Code(code.unwrap_or_default()),
+            };
             if w.retiring {
                 tracing::info!(worker = w.index, %pid, generation = w.generation, "worker stopped");
                 h.restart_at = None;
                 self.factory.observe(Event::Exited {
                     index: w.index,
                     cause: None,
+                    ended,
                 });
                 continue;
             }
@@ -572,6 +588,7 @@ impl<F: WorkerFactory> Supervisor<F> {
             self.factory.observe(Event::Exited {
                 index: w.index,
                 cause: Some(cause),
+                ended,
             });
             match (code, signal) {
                 (Some(0), _) => tracing::info!(worker = w.index, %pid, "worker exited"),
@@ -888,8 +905,9 @@ impl<F: WorkerFactory> Supervisor<F> {
     /// Reaps during a stop, without restart bookkeeping.
     fn reap_quietly(&mut self) {
         while let Ok(status) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            let pid = match status {
-                WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _) => pid,
+            let (pid, ended) = match status {
+                WaitStatus::Exited(pid, code) => (pid, Ended::Code(code)),
+                WaitStatus::Signaled(pid, sig, _) => (pid, Ended::Signal(sig)),
                 _ => break,
             };
             if self.sidecar.as_ref().is_some_and(|s| s.pid == Some(pid)) {
@@ -902,6 +920,7 @@ impl<F: WorkerFactory> Supervisor<F> {
                 self.factory.observe(Event::Exited {
                     index: w.index,
                     cause: None,
+                    ended,
                 });
             }
         }

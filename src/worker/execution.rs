@@ -7,9 +7,12 @@ use chrono::Utc;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::admission::{Admission, Admitted};
 use crate::config::{ExecutionSettings, ResponseKey};
 use crate::kafka::record_batch::Header;
-use crate::kafka::{Answers, Delivery, DoneToken, OutgoingRecord, Refusal, Reply, RequestRecord};
+use crate::kafka::{
+    Answers, Delivery, DoneToken, Keeping, OutgoingRecord, Refusal, Reply, RequestRecord,
+};
 use crate::metrics::board::RUNTIME_FAILURE;
 use crate::protocol::response::Failure;
 use crate::protocol::revision::DataType;
@@ -35,6 +38,8 @@ pub struct Execution {
     request_topic: String,
     /// This worker's pid, reported in responses as hetida does (unless turned off).
     process_id: Option<u32>,
+    /// Refuses requests that ended workers before, and runs suspects alone.
+    admission: Admission,
 }
 
 /// A request record without its done token: what executing it reads.
@@ -156,6 +161,7 @@ impl Execution {
             process_id: settings.report_process_id.then(std::process::id),
             settings,
             request_topic,
+            admission: Admission::default(),
         }
     }
 
@@ -175,6 +181,8 @@ impl Execution {
         let job_id = request.job_id;
         #[cfg(feature = "test-hooks")]
         super::test_hooks::panic_if_asked(job_id);
+        #[cfg(feature = "test-hooks")]
+        super::test_hooks::abort_if_asked(job_id);
         let with_job = |error: ProtocolError| Failed {
             error,
             job_id: Some(job_id),
@@ -240,6 +248,8 @@ impl Execution {
             offset = record.offset,
             job_id = tracing::field::Empty
         );
+        // Before anything of it runs: a request that ended workers is not executed again.
+        let admitted = self.admission.admit(&record).instrument(span.clone()).await;
         if !record.still_assigned() {
             tracing::debug!(
                 partition = record.partition,
@@ -251,10 +261,14 @@ impl Execution {
         let _in_flight = InFlight::start();
         let (incoming, done) = Incoming::split(record);
         let incoming = Arc::new(incoming);
-        let answer = self
-            .answer_contained(incoming.clone(), span.clone())
-            .instrument(span.clone())
-            .await;
+        let answer = match &admitted {
+            Admitted::Run { .. } => {
+                self.answer_contained(incoming.clone(), span.clone())
+                    .instrument(span.clone())
+                    .await
+            }
+            Admitted::Refused(reason) => Some(self.refusal_answer(&incoming, reason)),
+        };
         let Some(answer) = answer else {
             return;
         };
@@ -271,10 +285,24 @@ impl Execution {
             dead_letter,
             timings,
         } = answer;
-        let fallback = |refusal: &Refusal| {
+        let fallback = |refusal: &Refusal, keeping: Keeping| {
             let failure = self.failure_value(incoming, &refused(refusal), job_id, &timings);
-            self.response_record(incoming, job_id, failure)
+            let record = self.response_record(incoming, job_id, failure);
+            match keeping {
+                Keeping::Request => record,
+                // The last try: the request's key or headers may be what does not fit.
+                Keeping::Nothing => OutgoingRecord {
+                    key: None,
+                    headers: record
+                        .headers
+                        .into_iter()
+                        .filter(|(name, _)| name != "traceparent")
+                        .collect(),
+                    ..record
+                },
+            }
         };
+        let unanswerable = |reason: &str| self.dead_letter_record(incoming, job_id, reason);
         let reply = Reply {
             dead_letter: dead_letter
                 .as_deref()
@@ -282,6 +310,7 @@ impl Execution {
             // Moved, not copied: the response can be megabytes.
             response: self.response_record(incoming, job_id, value),
             fallback: &fallback,
+            unanswerable: &unanswerable,
         };
         let metrics = crate::metrics::worker();
         match self.answers.answer(done, reply).await {
@@ -299,9 +328,8 @@ impl Execution {
             Delivery::Dropped => {
                 tracing::debug!(%job_id, "not answered: the partition went to another member, which executes the request again")
             }
-            Delivery::Failed(why) => {
-                tracing::error!(%job_id, "the request cannot be answered: {why}")
-            }
+            // Logged at ERROR and counted by the answer path.
+            Delivery::Unanswerable(_) => {}
         }
     }
 
@@ -343,6 +371,19 @@ impl Execution {
             },
             Err(failed) => self.failure_answer(incoming, failed, timings, full_start),
         }
+    }
+
+    /// The failure response for a request that is not executed because it ended workers.
+    fn refusal_answer(&self, incoming: &Incoming, reason: &str) -> Answer {
+        let failed = Failed {
+            error: ProtocolError::Internal {
+                reason: reason.to_owned(),
+            },
+            // Read without building the request: that may be what ended the workers.
+            job_id: crate::protocol::job_id_only(incoming.value.as_deref()),
+            output_types: Vec::new(),
+        };
+        self.failure_answer(incoming, failed, Timings::default(), Utc::now())
     }
 
     /// The failure response for an execution that panicked.

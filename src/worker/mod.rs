@@ -7,6 +7,7 @@
 //! executions run at once. On a stop request the worker stops fetching, finishes what is in
 //! flight within the grace period, commits and returns.
 
+mod admission;
 mod execution;
 #[cfg(feature = "test-hooks")]
 mod test_hooks;

@@ -19,3 +19,12 @@ pub fn panic_if_asked(job_id: Uuid) {
         panic!("test hook: execution of job {job_id} panics");
     }
 }
+
+/// `HD_KAFKA_EXEC_TEST_ABORT_JOB=<job id>`: the execution of that job aborts its worker process
+/// (as a failed allocation or a stack overflow does), every time it runs: a poison request.
+pub fn abort_if_asked(job_id: Uuid) {
+    if std::env::var("HD_KAFKA_EXEC_TEST_ABORT_JOB").ok() == Some(job_id.to_string()) {
+        tracing::warn!("test hook: execution of job {job_id} aborts this worker");
+        std::process::abort();
+    }
+}

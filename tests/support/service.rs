@@ -90,6 +90,50 @@ impl ServiceProcess {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> ServiceProcess {
+        let command = Command::new(env!("CARGO_BIN_EXE_hd-kafka-exec"));
+        Self::spawn(command, bootstrap, topics, engine_url, args, env, false)
+    }
+
+    /// Like [`start`](Self::start), but with the metrics endpoint where an operator's service
+    /// has it when nothing is configured: the default address, not a port of its own.
+    pub fn start_with_default_metrics(
+        topics: &Topics,
+        engine_url: &str,
+        args: &[&str],
+    ) -> ServiceProcess {
+        let command = Command::new(env!("CARGO_BIN_EXE_hd-kafka-exec"));
+        let bootstrap = kafka_bootstrap().join(",");
+        Self::spawn(command, &bootstrap, topics, engine_url, args, &[], true)
+    }
+
+    /// Like [`start`](Self::start) with every process of the service limited to `kib` KiB of
+    /// address space (`ulimit -v`, as an operator limits a service's memory).
+    pub fn start_limited(
+        topics: &Topics,
+        engine_url: &str,
+        args: &[&str],
+        kib: u64,
+    ) -> ServiceProcess {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!(r#"ulimit -v {kib} && exec "$0" "$@""#))
+            .arg(env!("CARGO_BIN_EXE_hd-kafka-exec"));
+        let bootstrap = kafka_bootstrap().join(",");
+        Self::spawn(command, &bootstrap, topics, engine_url, args, &[], false)
+    }
+
+    /// `serve` by `command` (the binary, or what execs it); `default_metrics`: the metrics
+    /// endpoint at the default address, as an operator's service has it, not a port of its own.
+    fn spawn(
+        mut command: Command,
+        bootstrap: &str,
+        topics: &Topics,
+        engine_url: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        default_metrics: bool,
+    ) -> ServiceProcess {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("serve.log");
         let default_store = format!("dir:{}", vectors().join("transformations").display());
@@ -98,7 +142,7 @@ impl ServiceProcess {
         } else {
             &["--store", &default_store]
         };
-        let child = Command::new(env!("CARGO_BIN_EXE_hd-kafka-exec"))
+        command
             .arg("serve")
             .args(store)
             .args(["--dead-letter-topic", &topics.dead_letters])
@@ -124,9 +168,11 @@ impl ServiceProcess {
             .env_remove("WEB_CONCURRENCY")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+            .stderr(std::fs::File::create(&log).unwrap());
+        if default_metrics {
+            command.env_remove("HD_METRICS_ADDR");
+        }
+        let child = command.spawn().unwrap();
         ServiceProcess {
             child,
             log,

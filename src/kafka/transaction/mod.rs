@@ -41,6 +41,7 @@ use super::producer::PreparedRecord;
 use super::security::BrokerAuth;
 use super::watermark::Watermarks;
 use crate::backoff::Backoff;
+use crate::metrics::board::Produced;
 
 /// How long committing what is ready may take when the member gives partitions up (or the
 /// worker stops): as long as a commit's retry budget.
@@ -54,10 +55,10 @@ const MAX_REQUESTS_PER_TRANSACTION: usize = 2_000;
 /// One request's answer, handed to the transaction task.
 #[derive(Debug)]
 pub struct Finished {
-    /// The response.
-    pub response: PreparedRecord,
-    /// A small failure response that replaces it if the broker refuses it as too large.
-    pub fallback: PreparedRecord,
+    /// What may answer the request, best first: the response, then failure responses, each
+    /// replacing the one before if the broker refuses it as too large (the last without the
+    /// request's key and headers). Empty, or all refused: the offset commits without an answer.
+    pub answers: Vec<PreparedRecord>,
     /// The request record itself, for the dead-letter topic.
     pub dead_letter: Option<PreparedRecord>,
     /// The request's offset; completed when the transaction commits.
@@ -67,10 +68,16 @@ pub struct Finished {
 /// What became of a [`Finished`] answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// Committed with its request's offset; `replaced`: the fallback went instead.
+    /// Committed with its request's offset.
     Committed {
-        /// The broker refused the response as too large, and its fallback went instead.
-        replaced: bool,
+        /// Which of [`Finished::answers`] went (the ones before were refused as too large);
+        /// their number when none did: the offset committed without an answer.
+        answered_with: usize,
+        /// The dead letter is in Kafka, committed with the answer.
+        dead_lettered: bool,
+        /// The dead-letter topic was missing: the transaction went on without the dead letter,
+        /// which is for the caller to produce on its own.
+        dead_letter_left_out: bool,
     },
     /// Not answered: the partition went to another member (which executes the request again)
     /// or the worker stops before it could commit.
@@ -260,8 +267,10 @@ pub async fn abort_predecessor(
 struct Queued {
     finished: Finished,
     reply: oneshot::Sender<Outcome>,
-    /// The broker refused the response as too large: the fallback goes instead.
-    replaced: bool,
+    /// Which of the answers goes: those before it were refused as too large.
+    answered_with: usize,
+    /// The dead letter was taken out: its topic is missing.
+    dead_letter_left_out: bool,
     /// Its place in the queue, if it got one, given back when it is committed or dropped.
     _place: Option<OwnedSemaphorePermit>,
 }
@@ -444,7 +453,8 @@ impl Transactions {
             Queued {
                 finished,
                 reply,
-                replaced: false,
+                answered_with: 0,
+                dead_letter_left_out: false,
                 _place: place,
             },
         );
@@ -570,12 +580,20 @@ impl Transactions {
                     let Some(q) = self.pending.get_mut(&p).and_then(|m| m.remove(&o)) else {
                         continue;
                     };
-                    let replaced = q.replaced;
+                    let outcome = Outcome::Committed {
+                        answered_with: q.answered_with,
+                        dead_lettered: q.finished.dead_letter.is_some(),
+                        dead_letter_left_out: q.dead_letter_left_out,
+                    };
                     q.finished.done.complete();
-                    let _ = q.reply.send(Outcome::Committed { replaced });
+                    let _ = q.reply.send(outcome);
                 }
                 self.pending.retain(|_, m| !m.is_empty());
                 crate::metrics::worker().commit(true);
+                if !plan.batches.is_empty() {
+                    // Records went out, so the topics they went to exist.
+                    crate::metrics::worker().set_topic_missing(Produced::Responses, false);
+                }
                 tracing::debug!(
                     answers = plan.answers.len(),
                     offsets = ?plan.offsets,
@@ -594,8 +612,9 @@ impl Transactions {
                 {
                     self.shrink(&plan, topic, *partition);
                 }
+                let missing = self.missing_topics(&plan).await;
                 self.note_failure(&format!(
-                    "transaction aborted ({} answer(s) go into the next one): {e}",
+                    "transaction aborted ({} answer(s) go into the next one): {e}{missing}",
                     plan.answers.len()
                 ));
                 // Aborts the open transaction (and fences a zombie of this worker); if the
@@ -606,9 +625,52 @@ impl Transactions {
         }
     }
 
+    /// After a failed transaction: asks the brokers whether a topic it wrote to is missing
+    /// (deleted while the service runs). A missing response topic shows in `/readyz` until a
+    /// transaction commits again; dead letters to a missing topic are left out of the
+    /// transactions, so that they hold no response back (each is then produced on its own and
+    /// retried for a bounded time). Returns what the failure's report adds.
+    async fn missing_topics(&mut self, plan: &Plan) -> String {
+        let mut topics: Vec<&str> = plan.batches.keys().map(|(t, _)| t.as_str()).collect();
+        topics.dedup();
+        if topics.is_empty() {
+            return String::new();
+        }
+        let missing = match self.leaders.missing_topics(&topics).await {
+            Ok(Ok(missing)) if !missing.is_empty() => missing,
+            _ => return String::new(),
+        };
+        crate::metrics::worker().produce_retry();
+        let mut words = Vec::new();
+        for topic in &missing {
+            let mut responses = false;
+            let mut dead_letters = false;
+            for q in self.pending.values_mut().flat_map(BTreeMap::values_mut) {
+                let f = &mut q.finished;
+                responses |= f.answers.iter().any(|a| &a.topic == topic);
+                if f.dead_letter.as_ref().is_some_and(|d| &d.topic == topic) {
+                    f.dead_letter = None;
+                    q.dead_letter_left_out = true;
+                    dead_letters = true;
+                }
+            }
+            if responses {
+                crate::metrics::worker().set_topic_missing(Produced::Responses, true);
+                words.push(format!(
+                    "the response topic {topic} does not exist (deleted?): responses wait until it is created again"
+                ));
+            } else if dead_letters {
+                words.push(format!(
+                    "the dead-letter topic {topic} does not exist (deleted?): the transactions go on without dead letters, which are produced on their own"
+                ));
+            }
+        }
+        words.iter().map(|w| format!("; {w}")).collect()
+    }
+
     /// A batch to `topic`/`partition` was refused as too large: from now on it gets one record
-    /// per batch; a record refused alone is replaced by its fallback (a failure response that
-    /// says why), or left out if it is a dead letter.
+    /// per batch; a record refused alone is replaced by the next of its answers (a failure
+    /// response that says why), or left out if it is a dead letter or the last.
     fn shrink(&mut self, plan: &Plan, topic: &str, partition: i32) {
         let key = (topic.to_owned(), partition);
         let alone = plan.batches.get(&key) == Some(&1);
@@ -625,20 +687,29 @@ impl Transactions {
                 .as_ref()
                 .is_some_and(|d| d.topic == topic && d.partition == partition)
             {
+                crate::metrics::worker().dead_letter_lost();
                 tracing::error!(
                     partition = p,
                     offset = o,
                     "the dead letter is too large for its topic; left out"
                 );
                 f.dead_letter = None;
-            } else if !q.replaced && f.response.topic == topic && f.response.partition == partition
+            } else if f
+                .answers
+                .get(q.answered_with)
+                .is_some_and(|a| a.topic == topic && a.partition == partition)
             {
+                q.answered_with += 1;
+                let next = if q.answered_with < f.answers.len() {
+                    "a smaller failure response goes instead"
+                } else {
+                    "nothing smaller is left: the offset commits without an answer"
+                };
                 tracing::error!(
                     partition = p,
                     offset = o,
-                    "the response is too large for its topic; a failure response goes instead"
+                    "the answer is too large for its topic; {next}"
                 );
-                q.replaced = true;
             }
         }
     }
@@ -766,17 +837,12 @@ impl Weighed for Queued {
 
 impl Queued {
     /// The records of this answer in one transaction: the dead letter, then the response (or
-    /// its fallback).
+    /// the failure response that replaces it; none when nothing fits).
     fn records(&self) -> Vec<&PreparedRecord> {
         let f = &self.finished;
-        let response = if self.replaced {
-            &f.fallback
-        } else {
-            &f.response
-        };
         f.dead_letter
             .iter()
-            .chain(std::iter::once(response))
+            .chain(f.answers.get(self.answered_with))
             .collect()
     }
 }

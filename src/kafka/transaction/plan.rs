@@ -284,6 +284,59 @@ mod tests {
         assert_eq!(p.offsets, vec![(0, 1)]);
     }
 
+    /// An answer of any number of records (none: a request nothing could answer).
+    struct Records(Vec<usize>);
+
+    impl Weighed for Records {
+        fn weights(&self) -> Vec<(&str, i32, usize)> {
+            self.0.iter().map(|n| ("responses", 0, *n)).collect()
+        }
+    }
+
+    /// A request that cannot be answered at all (not even a failure response fits) still
+    /// counts as answered: its offset commits in the transaction, without a record, and the
+    /// answers behind it go on (issue 26).
+    #[test]
+    fn an_answer_without_records_commits_its_offset_and_the_partition_moves_on() {
+        let mut w = Watermarks::default();
+        handed_out(&mut w, 0, 0..3);
+        let (budgets, solo) = (HashMap::new(), HashSet::new());
+        let pending = BTreeMap::from([(
+            0,
+            BTreeMap::from([
+                (0, Records(vec![5])),
+                (1, Records(vec![])),
+                (2, Records(vec![5])),
+            ]),
+        )]);
+        let p = plan(
+            generation(1),
+            &pending,
+            &w,
+            &HashMap::from([(0, 0)]),
+            &limits(&budgets, &solo),
+        );
+        assert_eq!(p.answers, vec![(0, 0), (0, 1), (0, 2)]);
+        assert_eq!(p.offsets, vec![(0, 3)]);
+        assert_eq!(
+            p.batches,
+            BTreeMap::from([(("responses".to_owned(), 0), 2)]),
+            "no record for the request nothing answers"
+        );
+        // Alone, it is a transaction of its offset only.
+        let alone = BTreeMap::from([(0, BTreeMap::from([(0, Records(vec![]))]))]);
+        let p = plan(
+            generation(1),
+            &alone,
+            &w,
+            &HashMap::from([(0, 0)]),
+            &limits(&budgets, &solo),
+        );
+        assert_eq!(p.answers, vec![(0, 0)]);
+        assert!(p.batches.is_empty());
+        assert_eq!(p.offsets, vec![(0, 1)]);
+    }
+
     #[test]
     fn a_transaction_answers_at_most_its_request_limit() {
         let mut w = Watermarks::default();

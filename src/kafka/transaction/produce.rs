@@ -162,6 +162,18 @@ impl Leaders {
         }
     }
 
+    /// The topics of `topics` the brokers say do not exist (deleted while the service runs);
+    /// `Ok(Err(why))` when no broker answered.
+    pub async fn missing_topics(
+        &mut self,
+        topics: &[&str],
+    ) -> Result<Result<Vec<String>, String>, ProduceError> {
+        self.cluster
+            .refresh(topics)
+            .await
+            .map_err(|e| ProduceError::Security(e.to_string()))
+    }
+
     /// Writes `batches` (one per partition) in the transaction of `transactional_id`, retrying
     /// what a repeat can get past until `deadline`.
     pub async fn produce(
@@ -228,13 +240,12 @@ impl Leaders {
         let mut topics: Vec<&str> = remaining.iter().map(|(t, _)| t.as_str()).collect();
         topics.sort_unstable();
         topics.dedup();
-        let refreshed = self
-            .cluster
-            .refresh(&topics)
-            .await
-            .map_err(|e| ProduceError::Security(e.to_string()))?;
-        if let Err(e) = refreshed {
-            *last = format!("metadata: {e}");
+        match self.missing_topics(&topics).await? {
+            Err(e) => *last = format!("metadata: {e}"),
+            Ok(missing) if !missing.is_empty() => {
+                *last = format!("topic(s) {} do not exist", missing.join(", "));
+            }
+            Ok(_) => {}
         }
         Ok(())
     }
