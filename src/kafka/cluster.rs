@@ -31,7 +31,7 @@ pub struct ClusterMap {
 }
 
 impl ClusterMap {
-    /// Knows no leader yet: the first [`ClusterMap::refresh`] asks `bootstrap`.
+    /// Knows no leader yet: the first lookup asks `bootstrap`.
     pub fn new(bootstrap: Vec<String>, client_id: &str, auth: BrokerAuth) -> ClusterMap {
         ClusterMap {
             bootstrap,
