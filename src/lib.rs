@@ -23,8 +23,8 @@
 //! * `http_client`: how every HTTP client of the service is built (runtime, backend store).
 //! * [`tls`]: the rustls client configuration every TLS connection uses (Kafka and HTTPS):
 //!   trust, client certificates, the `ring` provider (feature `tls`, on by default).
-//! * [`kafka`]: every Kafka detail, in layers: the broker wire codec and the group
-//!   coordinator client; one owner of a worker's partitions (fetch loops, watermarks, commits,
+//! * [`kafka`]: every Kafka detail, in layers: the broker wire codec, the record-batch codec
+//!   (requests are fetched and read by this service itself) and the group coordinator client; one owner of a worker's partitions (fetch loops, watermarks, commits,
 //!   giving partitions up by IO-free rules); membership that only decides which partitions to
 //!   own (classic, KIP-848, by index); one answer handle ([`kafka::Answers`]: at-least-once or
 //!   exactly-once behind it). A worker opens a [`kafka::Session`].

@@ -8,11 +8,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chrono::Utc;
-use hd_kafka_exec::config::OffsetReset;
+use hd_kafka_exec::config::{IsolationLevel, OffsetReset};
 use hd_kafka_exec::kafka::consumer::{FetchOptions, StartPosition, start_position};
 use hd_kafka_exec::kafka::producer::partition_for_key;
 use hd_kafka_exec::kafka::{
-    GroupCoordinator, OutgoingRecord, ProducerSettings, RequestConsumer, ResponseProducer,
+    BrokerAuth, ClusterMap, GroupCoordinator, OutgoingRecord, ProducerSettings, RequestConsumer,
+    ResponseProducer,
 };
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::record::Record;
@@ -111,6 +112,8 @@ async fn fetch_loops_respect_the_window_and_commit_only_the_contiguous_prefix() 
         max_wait: Duration::from_millis(200),
         max_bytes: 1 << 20,
         reset: OffsetReset::Earliest,
+        isolation: IsolationLevel::ReadUncommitted,
+        cluster: ClusterMap::new(kafka_bootstrap(), "test", BrokerAuth::plaintext()),
     };
     let (mut consumer, mut rx) = RequestConsumer::start(
         client.clone(),
@@ -197,6 +200,7 @@ async fn keyed_responses_land_where_javas_partitioner_puts_them() {
                 key: Some(key.into()),
                 value: Some(b"{}".to_vec()),
                 headers,
+                exact_headers: None,
             })
             .await
             .unwrap();
@@ -243,6 +247,8 @@ async fn an_out_of_range_offset_resets_per_auto_offset_reset() {
         max_wait: Duration::from_millis(200),
         max_bytes: 1 << 20,
         reset: OffsetReset::Earliest,
+        isolation: IsolationLevel::ReadUncommitted,
+        cluster: ClusterMap::new(kafka_bootstrap(), "test", BrokerAuth::plaintext()),
     };
     let (mut consumer, mut rx) =
         RequestConsumer::start(client.clone(), options, HashMap::from([(0, 2)]), shutdown)

@@ -46,6 +46,7 @@ fn record(key: &str, value: Vec<u8>) -> OutgoingRecord {
         key: Some(key.as_bytes().to_vec()),
         value: Some(value),
         headers: BTreeMap::from([("hd-job-id".to_owned(), key.as_bytes().to_vec())]),
+        exact_headers: None,
     }
 }
 

@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chrono::Utc;
-use hd_kafka_exec::config::OffsetReset;
-use hd_kafka_exec::kafka::RequestConsumer;
+use hd_kafka_exec::config::{IsolationLevel, OffsetReset};
 use hd_kafka_exec::kafka::consumer::FetchOptions;
+use hd_kafka_exec::kafka::{BrokerAuth, ClusterMap, RequestConsumer};
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::record::Record;
 use support::kafka::{client, create_topic, kafka_bootstrap, python_with_aiokafka, unique_topic};
@@ -94,6 +94,8 @@ async fn requests_next_to_transaction_markers_are_all_delivered() {
         max_wait: Duration::from_millis(200),
         max_bytes: 1 << 20,
         reset: OffsetReset::Earliest,
+        isolation: IsolationLevel::ReadUncommitted,
+        cluster: ClusterMap::new(kafka_bootstrap(), "test", BrokerAuth::plaintext()),
     };
     let (mut consumer, mut rx) =
         RequestConsumer::start(client.clone(), options, HashMap::from([(0, 0)]), shutdown)

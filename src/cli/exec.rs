@@ -73,7 +73,14 @@ async fn exec_one(
     let auth = BrokerAuth::new(&k.consumer_security)?;
     let kafka = client::connect(&k.consumer_bootstrap, &k.client_id, &auth).await?;
     // Read from the end before producing, so the response cannot slip past.
-    let mut tail = TopicTail::from_end(&kafka, &k.response_topic).await?;
+    let mut tail = TopicTail::from_end(
+        &kafka,
+        &k.response_topic,
+        &k.consumer_bootstrap,
+        &k.client_id,
+        &auth,
+    )
+    .await?;
     let settings = ProducerSettings {
         bootstrap: k.consumer_bootstrap.clone(),
         client_id: k.client_id.clone(),
@@ -88,6 +95,7 @@ async fn exec_one(
             key: key.map(String::into_bytes),
             value: Some(request),
             headers: BTreeMap::new(),
+            exact_headers: None,
         })
         .await?;
     let job = job_id.to_string();
@@ -115,8 +123,8 @@ fn answers(record: TailRecord, job: &str) -> Option<Vec<u8>> {
     let value = record.value?;
     let by_header = record
         .headers
-        .get(JOB_ID_HEADER)
-        .is_some_and(|h| h == job.as_bytes());
+        .iter()
+        .any(|h| h.key == JOB_ID_HEADER.as_bytes() && h.value.as_deref() == Some(job.as_bytes()));
     let by_value = || {
         serde_json::from_slice::<Value>(&value)
             .ok()

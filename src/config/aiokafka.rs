@@ -95,12 +95,6 @@ enum Rule {
     NoEffect(Shape, &'static str),
     /// Only `null` (aiokafka's default) is accepted; any value asks for what this build lacks.
     OnlyNull(&'static str),
-    /// Only `value` is accepted: it is what the service does anyway. Any other string is
-    /// unsupported, and the error quotes it before `reason`.
-    Only {
-        value: &'static str,
-        reason: &'static str,
-    },
 }
 
 /// The kind of value an option without effect must still have.
@@ -171,13 +165,6 @@ const CONSUMER_RULES: &[(&[&str], Rule)] = &[
             Shape::Size,
             "each partition is fetched on its own, sized by max_partition_fetch_bytes",
         ),
-    ),
-    (
-        &["isolation_level"],
-        Rule::Only {
-            value: "read_uncommitted",
-            reason: "only read_uncommitted",
-        },
     ),
     (
         &["max_poll_interval_ms"],
@@ -322,12 +309,6 @@ impl OptionValue<'_> {
                     return Err(self.unsupported(reason));
                 }
             }
-            Rule::Only { value, reason } => {
-                let v = self.string()?;
-                if v != value {
-                    return Err(self.unsupported(&format!("`{v}`: {reason}")));
-                }
-            }
         }
         Ok(())
     }
@@ -359,6 +340,8 @@ pub(super) struct ConsumerOptions {
     pub(super) group_id: String,
     /// `auto_offset_reset`; default latest, as aiokafka.
     pub(super) auto_offset_reset: OffsetReset,
+    /// `isolation_level`; default read_uncommitted, as aiokafka.
+    pub(super) isolation_level: IsolationLevel,
     /// `auto_commit_interval_ms`; see [`KafkaSettings::commit_interval`].
     pub(super) commit_interval: Duration,
     /// `fetch_max_wait_ms`; see [`KafkaSettings::fetch_max_wait`].
@@ -390,6 +373,7 @@ impl Default for ConsumerOptions {
             client_id: DEFAULT_CLIENT_ID.to_owned(),
             group_id: DEFAULT_GROUP_ID.to_owned(),
             auto_offset_reset: OffsetReset::Latest,
+            isolation_level: IsolationLevel::ReadUncommitted,
             // Commits only happen when a watermark moved; often, so that a crash repeats little.
             commit_interval: Duration::from_millis(100),
             // aiokafka's fetch_max_wait_ms.
@@ -440,6 +424,17 @@ impl ConsumerOptions {
                     "earliest" => OffsetReset::Earliest,
                     other => {
                         return Err(o.bad(&format!("`{other}` is not one of latest, earliest")));
+                    }
+                }
+            }
+            "isolation_level" => {
+                self.isolation_level = match o.string()?.as_str() {
+                    "read_uncommitted" => IsolationLevel::ReadUncommitted,
+                    "read_committed" => IsolationLevel::ReadCommitted,
+                    other => {
+                        return Err(o.bad(&format!(
+                            "`{other}` is not one of read_uncommitted, read_committed"
+                        )));
                     }
                 }
             }

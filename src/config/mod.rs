@@ -274,6 +274,18 @@ pub enum OffsetReset {
     Earliest,
 }
 
+/// Which records of transactions a fetch returns (aiokafka's `isolation_level`, sent as the
+/// Fetch request's isolation level).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IsolationLevel {
+    /// Every record, of open and aborted transactions too (aiokafka's and hetida's default).
+    #[default]
+    ReadUncommitted,
+    /// Records of committed transactions and outside transactions only, up to the last stable
+    /// offset; records of aborted transactions are skipped.
+    ReadCommitted,
+}
+
 /// Which key a response record carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ResponseKey {
@@ -332,6 +344,9 @@ pub struct KafkaSettings {
     pub group_id: String,
     /// Where a partition without committed offset starts (default: latest, as aiokafka).
     pub auto_offset_reset: OffsetReset,
+    /// Whether records of aborted transactions are read (`isolation_level`, default
+    /// read_uncommitted as aiokafka).
+    pub isolation_level: IsolationLevel,
     /// Requests are read from here (default `hd-execution-topic`).
     pub request_topic: String,
     /// Responses are produced here (default `hd-execution-response-topic`).

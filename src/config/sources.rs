@@ -242,6 +242,7 @@ impl KafkaSettings {
             client_id: consumer.client_id,
             group_id,
             auto_offset_reset: consumer.auto_offset_reset,
+            isolation_level: consumer.isolation_level,
             request_topic,
             response_topic,
             dead_letter_topic,

@@ -8,20 +8,22 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rskafka::client::Client;
-use rskafka::client::error::{Error as ClientError, ProtocolError as KafkaCode, RequestError};
+use rskafka::client::error::Error as ClientError;
 use rskafka::client::partition::{OffsetAt, PartitionClient};
-use rskafka::record::RecordAndOffset;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
+use super::cluster::ClusterMap;
 use super::error::KafkaError;
+use super::leader_fetch::{FetchError, Fetched, LeaderFetch};
+use super::record_batch::{Codec, Decoded, Header, Problem, Record, Unreadable};
 use super::tenure::{Claim, Tenure};
 use super::watermark::Watermarks;
 use crate::backoff::Backoff;
-use crate::config::{KafkaSettings, OffsetReset};
+use crate::config::{IsolationLevel, KafkaSettings, OffsetReset};
 
 /// One request as read from the request topic.
 #[derive(Debug)]
@@ -34,12 +36,17 @@ pub struct RequestRecord {
     pub key: Option<Vec<u8>>,
     /// The request JSON; `None` for a tombstone.
     pub value: Option<Vec<u8>>,
-    /// Record headers (`traceparent` is passed on to the response).
-    pub headers: BTreeMap<String, Vec<u8>>,
+    /// Record headers in the order produced, keys as bytes, values possibly null
+    /// (`traceparent` is passed on to the response).
+    pub headers: Vec<Header>,
+    /// Why the record cannot be read, when it is an offset of a corrupt record batch: then
+    /// `key` and `headers` are empty and `value` holds the batch's raw bytes (with the batch's
+    /// first offset named here) or nothing.
+    pub unreadable: Option<String>,
     /// Marks the offset done once the response is in Kafka.
     pub done: DoneToken,
     /// When its fetch response arrived: where the request's measured duration starts.
-    pub fetched: std::time::Instant,
+    pub fetched: Instant,
     /// The partition's tenure at this worker the record was fetched in.
     tenure: Arc<Tenure>,
 }
@@ -132,6 +139,10 @@ pub struct FetchOptions {
     pub max_bytes: i32,
     /// Where a partition restarts when its offset is out of range (`auto_offset_reset`).
     pub reset: OffsetReset,
+    /// Whether records of aborted transactions are skipped (`isolation_level`).
+    pub isolation: IsolationLevel,
+    /// The consumer's brokers, asked for each partition's leader, whom fetches go to.
+    pub cluster: ClusterMap,
 }
 
 /// The running fetch loops of one worker.
@@ -360,84 +371,27 @@ async fn partition_client_until_stopped(
     }
 }
 
-/// What one fetch at an offset found.
-pub(super) enum Fetched {
-    Records(Vec<RecordAndOffset>),
-    /// The batch at the offset is a transaction marker: nothing to hand out, go on after it.
-    Marker,
-    /// The batch at the offset cannot be read by this build: compressed with a codec it lacks
-    /// (lz4 and zstd are opt-in features, they need C) or corrupt.
-    Undecodable(UndecodableBatch),
-}
-
 /// Why the batch at an offset cannot be read, and what an operator can do about it.
-#[derive(Debug)]
-pub(super) struct UndecodableBatch {
-    /// rskafka's own words.
-    pub(super) reason: String,
-}
-
-impl UndecodableBatch {
-    /// The remedy for the log line: which feature to build with, or how to get past it.
-    fn remedy(&self) -> &'static str {
-        let text = self.reason.to_ascii_lowercase();
-        if text.contains("unimplemented compression: lz4") {
+fn remedy(problem: &Problem) -> &'static str {
+    match problem {
+        Problem::CodecNotBuilt(Codec::Lz4) => {
             "the batch is lz4-compressed and this build was made without the `lz4` feature; \
              build with `--features lz4` or have the producers use gzip or snappy"
-        } else if text.contains("unimplemented compression: zstd") {
+        }
+        Problem::CodecNotBuilt(Codec::Zstd) => {
             "the batch is zstd-compressed and this build was made without the `zstd` feature; \
              build with `--features zstd` or have the producers use gzip or snappy"
-        } else {
-            "the batch is corrupt; after saving what can be saved, move the group's offset past \
-             it (kafka-consumer-groups --reset-offsets) and restart the service"
+        }
+        Problem::OldFormat(_) => {
+            "the batch is in a message format older than Kafka 0.11's; have the broker convert \
+             it (a current `log.message.format.version`) or move the group's offset past it"
+        }
+        // Corrupt batches are answered and passed, never parked (`FetchLoop::corrupt`).
+        _ => {
+            "this build cannot read the batch; deploy one that can, or move the group's offset \
+             past it (kafka-consumer-groups --reset-offsets) and restart the service"
         }
     }
-}
-
-/// Fetches from `offset` on. Two kinds of batch fail the whole fetch that contains them, and
-/// would stop the partition for good:
-/// * rskafka 0.6 misreads every control batch (transaction marker, influxdata/rskafka#297);
-/// * a batch this build cannot decode (a codec it lacks, or corruption).
-///
-/// So after a decoding failure this asks again for 1 byte, which Kafka answers with exactly
-/// the first batch at `offset`: data then reads fine (the bad batch is further on); a marker
-/// fails again, and since markers never hold data, the offset can be passed (a marker batch
-/// holds one record); any other failure names the batch at `offset` as undecodable.
-pub(super) async fn fetch(
-    pc: &PartitionClient,
-    offset: i64,
-    max_bytes: i32,
-    max_wait_ms: i32,
-) -> Result<Fetched, ClientError> {
-    match pc.fetch_records(offset, 1..max_bytes, max_wait_ms).await {
-        Err(e) if is_decoding_failure(&e) => {}
-        other => return other.map(|(records, _)| Fetched::Records(records)),
-    }
-    match pc.fetch_records(offset, 1..2, max_wait_ms).await {
-        Err(e) if is_unreadable_marker(&e) => Ok(Fetched::Marker),
-        Err(e) if is_decoding_failure(&e) => Ok(Fetched::Undecodable(UndecodableBatch {
-            reason: e.to_string(),
-        })),
-        other => other.map(|(records, _)| Fetched::Records(records)),
-    }
-}
-
-/// The broker answered, but rskafka could not read the records in the answer.
-fn is_decoding_failure(e: &ClientError) -> bool {
-    matches!(
-        e,
-        ClientError::Request(RequestError::ReadError(_) | RequestError::ReadVersionedError(_))
-    )
-}
-
-/// rskafka's failure to read a control batch: a response decoding error that names it (its
-/// control-record reader is the only place those words come from).
-fn is_unreadable_marker(e: &ClientError) -> bool {
-    if !is_decoding_failure(e) {
-        return false;
-    }
-    let text = e.to_string();
-    text.contains("control batch") || text.contains("control record")
 }
 
 /// How often a partition parked at an undecodable batch tries again. Retrying cannot help
@@ -447,14 +401,14 @@ const UNDECODABLE_RETRY: Duration = Duration::from_secs(30);
 
 /// One partition's fetch loop: its position and what it needs to hand records out.
 struct FetchLoop {
-    /// The partition's client (leader changes are followed inside rskafka).
+    /// The partition's client, for its log start and end offsets (resets).
     pc: PartitionClient,
+    /// Fetches from the partition's leader (leader changes are followed inside).
+    leader: LeaderFetch,
     partition: i32,
     /// The next offset to fetch.
     offset: i64,
     options: FetchOptions,
-    /// `options.max_wait` as the fetch request wants it.
-    max_wait_ms: i32,
     /// The worker's in-flight window (see [`RequestConsumer`]).
     window: Arc<Semaphore>,
     /// Records handed out and skipped offsets are noted here.
@@ -469,6 +423,8 @@ struct FetchLoop {
     backoff: Backoff,
     /// The offset of an undecodable batch this partition waits at, once it was reported.
     parked_at: Option<i64>,
+    /// The first offset of a corrupt batch seen once, to be read again before it is given up.
+    suspect: Option<i64>,
 }
 
 /// Whether the loop goes on after a step.
@@ -496,11 +452,20 @@ async fn fetch_loop(
     shared: Shared,
     shutdown: watch::Receiver<bool>,
 ) {
+    let partition = pc.partition();
+    let leader = LeaderFetch::new(
+        options.cluster.clone(),
+        &options.topic,
+        partition,
+        options.isolation,
+        options.max_bytes,
+        i32::try_from(options.max_wait.as_millis()).unwrap_or(i32::MAX),
+    );
     let mut l = FetchLoop {
-        partition: pc.partition(),
+        partition,
         pc,
+        leader,
         offset,
-        max_wait_ms: i32::try_from(options.max_wait.as_millis()).unwrap_or(i32::MAX),
         options,
         window: shared.window,
         watermarks: shared.watermarks,
@@ -509,6 +474,7 @@ async fn fetch_loop(
         shutdown,
         backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
         parked_at: None,
+        suspect: None,
     };
     l.run().await;
 }
@@ -527,17 +493,12 @@ impl FetchLoop {
     async fn run(&mut self) {
         while !*self.shutdown.borrow() {
             let fetched = tokio::select! {
-                r = fetch(&self.pc, self.offset, self.options.max_bytes, self.max_wait_ms) => r,
+                r = self.leader.fetch(self.offset) => r,
                 _ = self.shutdown.changed() => break,
             };
             let next = match fetched {
-                Ok(Fetched::Records(records)) => self.hand_out(records).await,
-                Ok(Fetched::Marker) => self.pass_marker(),
-                Ok(Fetched::Undecodable(batch)) => self.park(batch).await,
-                Err(ClientError::ServerError {
-                    protocol_error: KafkaCode::OffsetOutOfRange,
-                    ..
-                }) => self.reset_out_of_range().await,
+                Ok(fetched) => self.take(fetched).await,
+                Err(FetchError::OffsetOutOfRange) => self.reset_out_of_range().await,
                 Err(e) => {
                     tracing::warn!(topic = %self.options.topic, partition = self.partition, offset = self.offset,
                         "fetch failed, retrying: {e}");
@@ -547,6 +508,58 @@ impl FetchLoop {
             if matches!(next, Next::Stop) {
                 break;
             }
+        }
+    }
+
+    /// Goes through the batches of one fetch in order: hands out the records of those to be
+    /// read, passes over the others (transaction markers, aborted transactions under
+    /// read_committed) and stops at one that cannot be read.
+    async fn take(&mut self, mut fetched: Fetched) -> Next {
+        let arrived = Instant::now();
+        self.backoff.reset();
+        for decoded in std::mem::take(&mut fetched.batches) {
+            let batch = match decoded {
+                Decoded::Batch(batch) => batch,
+                Decoded::Unreadable(u) => {
+                    let named = u.named_offsets(self.offset);
+                    if named.is_empty() {
+                        continue;
+                    }
+                    if matches!(u.problem, Problem::Corrupt(_)) {
+                        return self.corrupt(u, named, arrived).await;
+                    }
+                    return self.park(u).await;
+                }
+            };
+            // A fetch returns whole batches, which may start before the asked offset.
+            if batch.next_offset() <= self.offset {
+                continue;
+            }
+            self.unpark();
+            let next = batch.next_offset();
+            if fetched.transactions.keep(&batch) {
+                if let Next::Stop = self.hand_out(batch.records, arrived).await {
+                    return Next::Stop;
+                }
+            } else {
+                tracing::debug!(topic = %self.options.topic, partition = self.partition, offset = batch.base_offset,
+                    control = batch.control, "passing over a transaction marker or an aborted transaction's records");
+            }
+            // Offsets after the last record (removed by compaction, or a skipped batch) are
+            // done as well.
+            self.advance_to(next);
+        }
+        Next::Continue
+    }
+
+    /// Moves the fetch position (and the watermark's next offset) forward to `offset`.
+    fn advance_to(&mut self, offset: i64) {
+        if offset > self.offset {
+            self.offset = offset;
+            self.watermarks
+                .lock()
+                .expect("watermark lock")
+                .skip_to(self.partition, offset);
         }
     }
 
@@ -563,35 +576,79 @@ impl FetchLoop {
         }
     }
 
-    /// A transaction marker holds no request: move past it.
-    fn pass_marker(&mut self) -> Next {
-        tracing::debug!(topic = %self.options.topic, partition = self.partition, offset = self.offset, "skipping a transaction marker");
-        self.offset += 1;
-        self.watermarks
-            .lock()
-            .expect("watermark lock")
-            .skip_to(self.partition, self.offset);
-        Next::Continue
-    }
-
-    /// Skipping an undecodable batch would lose the requests in it without a response (no job
-    /// id can be read from them), so the partition waits here, its commits stay below the
-    /// batch, and the other partitions go on. An ERROR the first time, a WARN on each retry.
-    async fn park(&mut self, batch: UndecodableBatch) -> Next {
+    /// Skipping a batch this build cannot read (a codec it lacks, an old format) would lose
+    /// the requests in it without a response (no job id can be read from them), so the
+    /// partition waits here, its commits stay below the batch, and the other partitions go
+    /// on. An ERROR the first time, a WARN on each retry.
+    async fn park(&mut self, batch: Unreadable) -> Next {
         let (topic, partition, offset) = (&self.options.topic, self.partition, self.offset);
+        let reason = &batch.problem;
         if self.parked_at != Some(offset) {
-            tracing::error!(%topic, partition, offset, reason = %batch.reason,
+            tracing::error!(%topic, partition, offset, %reason,
                 "cannot decode the request batch at this offset: the partition waits here \
-                 and nothing in it or after it is skipped or committed; {}", batch.remedy());
+                 and nothing in it or after it is skipped or committed; {}", remedy(reason));
             if self.parked_at.is_none() {
                 crate::metrics::worker().parked(true);
             }
             self.parked_at = Some(offset);
         } else {
-            tracing::warn!(%topic, partition, offset, reason = %batch.reason,
-                "the request batch at this offset still cannot be decoded; {}", batch.remedy());
+            tracing::warn!(%topic, partition, offset, %reason,
+                "the request batch at this offset still cannot be decoded; {}", remedy(reason));
         }
         self.sleep(UNDECODABLE_RETRY).await
+    }
+
+    /// A corrupt batch (its CRC does not match, its records do not add up) holds nothing any
+    /// reader can get back, and waiting cannot mend it: each offset it names is handed out as
+    /// an unreadable record (a failure response each, the batch's bytes to the dead-letter
+    /// topic with the first), and the partition goes on after it. It is read twice first:
+    /// bytes broken on the way read fine the second time.
+    async fn corrupt(&mut self, batch: Unreadable, named: Range<i64>, fetched: Instant) -> Next {
+        let (topic, partition) = (self.options.topic.clone(), self.partition);
+        let problem = &batch.problem;
+        if self.suspect != Some(named.start) {
+            tracing::warn!(%topic, partition, offset = named.start, %problem,
+                "a corrupt record batch; reading it once more");
+            self.suspect = Some(named.start);
+            return self.back_off().await;
+        }
+        self.suspect = None;
+        self.unpark();
+        tracing::error!(%topic, partition, first = named.start, last = named.end - 1, %problem,
+            "a corrupt record batch: no request in it can be read; each of its offsets gets a \
+             failure response, its bytes go to the dead-letter topic, and the partition goes on");
+        let reason = format!(
+            "its record batch (offsets {} to {}) is corrupt and none of its records can be read \
+             ({problem})",
+            named.start,
+            named.end - 1
+        );
+        let mut raw = Some(batch.raw);
+        for offset in named.clone() {
+            let record = Record {
+                offset,
+                timestamp: 0,
+                key: None,
+                value: raw.take(),
+                headers: Vec::new(),
+            };
+            if let Next::Stop = self
+                .hand_out_one(record, fetched, Some(reason.clone()))
+                .await
+            {
+                return Next::Stop;
+            }
+        }
+        self.advance_to(named.end);
+        Next::Continue
+    }
+
+    /// A batch was read where the partition was parked: it goes on.
+    fn unpark(&mut self) {
+        if self.parked_at.take().is_some() {
+            crate::metrics::worker().parked(false);
+            tracing::info!(topic = %self.options.topic, partition = self.partition, offset = self.offset, "the request batch decodes now, the partition goes on");
+        }
     }
 
     /// The offset is gone (retention) or not there yet: start again per `auto_offset_reset`.
@@ -614,49 +671,57 @@ impl FetchLoop {
         }
     }
 
-    /// Hands out each record with a place of the in-flight window (waiting for one while the
-    /// window is full: the back-pressure of design decision 5).
-    async fn hand_out(&mut self, records: Vec<RecordAndOffset>) -> Next {
-        let fetched = std::time::Instant::now();
-        self.backoff.reset();
-        if self.parked_at.take().is_some() {
-            crate::metrics::worker().parked(false);
-            tracing::info!(topic = %self.options.topic, partition = self.partition, offset = self.offset, "the request batch decodes now, the partition goes on");
-        }
+    /// Hands out each record at or after the fetch position with a place of the in-flight
+    /// window.
+    async fn hand_out(&mut self, records: Vec<Record>, fetched: Instant) -> Next {
         for r in records {
-            // A fetch returns whole batches, which may start before the asked offset.
             if r.offset < self.offset {
                 continue;
             }
-            let permit = tokio::select! {
-                p = self.window.clone().acquire_owned() => p.expect("the window is never closed"),
-                _ = self.shutdown.changed() => return Next::Stop,
-            };
-            self.watermarks
-                .lock()
-                .expect("watermark lock")
-                .handed_out(self.partition, r.offset);
-            self.tenure.handed_out();
-            let record = RequestRecord {
-                partition: self.partition,
-                offset: r.offset,
-                key: r.record.key,
-                value: r.record.value,
-                headers: r.record.headers,
-                done: DoneToken {
-                    watermarks: self.watermarks.clone(),
-                    partition: self.partition,
-                    offset: r.offset,
-                    tenure: self.tenure.clone(),
-                    slot: Some(permit),
-                },
-                fetched,
-                tenure: self.tenure.clone(),
-            };
-            self.offset = r.offset + 1;
-            if self.tx.send(record).await.is_err() {
+            if let Next::Stop = self.hand_out_one(r, fetched, None).await {
                 return Next::Stop;
             }
+        }
+        Next::Continue
+    }
+
+    /// Hands out one record, waiting for a place of the in-flight window while it is full (the
+    /// back-pressure of design decision 5).
+    async fn hand_out_one(
+        &mut self,
+        r: Record,
+        fetched: Instant,
+        unreadable: Option<String>,
+    ) -> Next {
+        let permit = tokio::select! {
+            p = self.window.clone().acquire_owned() => p.expect("the window is never closed"),
+            _ = self.shutdown.changed() => return Next::Stop,
+        };
+        self.watermarks
+            .lock()
+            .expect("watermark lock")
+            .handed_out(self.partition, r.offset);
+        self.tenure.handed_out();
+        let record = RequestRecord {
+            partition: self.partition,
+            offset: r.offset,
+            key: r.key,
+            value: r.value,
+            headers: r.headers,
+            unreadable,
+            done: DoneToken {
+                watermarks: self.watermarks.clone(),
+                partition: self.partition,
+                offset: r.offset,
+                tenure: self.tenure.clone(),
+                slot: Some(permit),
+            },
+            fetched,
+            tenure: self.tenure.clone(),
+        };
+        self.offset = r.offset + 1;
+        if self.tx.send(record).await.is_err() {
+            return Next::Stop;
         }
         Next::Continue
     }

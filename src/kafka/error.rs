@@ -106,6 +106,19 @@ pub enum KafkaError {
         /// Why it ended.
         reason: String,
     },
+    /// A record produced over this service's own connection (a dead letter kept verbatim)
+    /// was not written.
+    #[error("producing to {topic}/{partition}: {reason}")]
+    Verbatim {
+        /// The topic written to.
+        topic: String,
+        /// The partition written to.
+        partition: i32,
+        /// What went wrong.
+        reason: String,
+        /// Whether sending it again cannot help.
+        permanent: bool,
+    },
     /// A response could not be produced (at-least-once); the request stays uncommitted.
     #[error("producing to {topic}/{partition}: {source}")]
     Produce {
@@ -150,6 +163,7 @@ impl KafkaError {
             | KafkaError::Undecodable { .. }
             | KafkaError::Stopped { .. } => false,
             KafkaError::Produce { .. } => !self.is_permanent(),
+            KafkaError::Verbatim { permanent, .. } => !permanent,
         }
     }
 
@@ -165,15 +179,18 @@ impl KafkaError {
     /// Whether sending the same record again cannot succeed: it is too large, malformed or not
     /// allowed. The caller should give up on it (and answer otherwise) instead of retrying.
     pub fn is_permanent(&self) -> bool {
-        let too_large = matches!(
-            self,
-            KafkaError::RecordTooLarge(_)
-                | KafkaError::Produce {
-                    source: ProduceError::TooLarge,
-                    ..
-                }
-        );
-        too_large
+        let refused = match self {
+            KafkaError::Verbatim { permanent, .. } => *permanent,
+            _ => matches!(
+                self,
+                KafkaError::RecordTooLarge(_)
+                    | KafkaError::Produce {
+                        source: ProduceError::TooLarge,
+                        ..
+                    }
+            ),
+        };
+        refused
             || self.server_error().is_some_and(|code| {
                 matches!(
                     code,

@@ -21,6 +21,12 @@
 //! * `watermark`: per partition, the lowest offset whose response is not yet in Kafka.
 //! * [`consumer`]: long-poll fetch loops over the owned partitions of the request topic, with
 //!   back-pressure, handing out [`RequestRecord`]s.
+//! * `leader_fetch`: Fetch requests to a partition's leader over this service's own
+//!   connections, and the read_committed rule for aborted transactions.
+//! * [`record_batch`]: Kafka's record batches as bytes, read and written without IO (rskafka's
+//!   reader refuses batches the Java consumer reads).
+//! * `cluster`: which broker leads which partition (Metadata), for this service's own
+//!   connections.
 //! * [`producer`]: responses (and dead letters) with acks=all, partitioned like Java's client,
 //!   within `max_request_size` and the topic's `max.message.bytes`.
 //! * `topic_config`: a topic's configuration as the brokers report it (DescribeConfigs).
@@ -35,15 +41,18 @@
 
 mod answer;
 pub mod client;
+mod cluster;
 mod committer;
 pub mod consumer;
 mod coordinator;
 mod error;
 pub mod group;
 mod lag;
+mod leader_fetch;
 pub mod member;
 mod partitions;
 pub mod producer;
+pub mod record_batch;
 pub mod security;
 mod session;
 mod tail;
@@ -52,11 +61,13 @@ mod too_large;
 mod topic_config;
 pub mod transaction;
 mod trouble;
+mod verbatim;
 mod watermark;
 pub mod wire;
 
 pub use answer::{Answers, DEAD_LETTER_WAIT, Delivery, Keeping, Refusal, Reply};
 pub use client::backoff;
+pub use cluster::ClusterMap;
 pub use committer::Committer;
 pub use consumer::{DoneToken, RequestConsumer, RequestRecord};
 pub use coordinator::{CoordinatorError, Generation, GroupCoordinator};

@@ -27,10 +27,13 @@ use rskafka::client::producer::aggregator::{
 use rskafka::client::producer::{BatchProducer, BatchProducerBuilder};
 use rskafka::record::Record;
 
+use super::cluster::ClusterMap;
 use super::error::KafkaError;
+use super::record_batch::{self, Codec, Header};
 use super::security::BrokerAuth;
 use super::too_large::{RecordTooLarge, SizeLimit};
 use super::topic_config::{self, MAX_MESSAGE_BYTES};
+use super::verbatim::{Unwritten, VerbatimProducer};
 use crate::config;
 
 /// Kafka's murmur2 (the Java client's `Utils.murmur2`), seed 0x9747b28c.
@@ -324,6 +327,11 @@ pub struct OutgoingRecord {
     pub value: Option<Vec<u8>>,
     /// Record headers, e.g. `hd-job-id`.
     pub headers: BTreeMap<String, Vec<u8>>,
+    /// Headers to write exactly as these, in this order, in place of `headers`: a dead letter
+    /// keeps the request's (repeated keys, keys that are not UTF-8, null values). Such a
+    /// record is produced over this service's own connection, as rskafka's records cannot
+    /// hold them.
+    pub exact_headers: Option<Vec<Header>>,
 }
 
 /// A record checked against its topic's limits, with the partition it goes to.
@@ -344,6 +352,9 @@ pub struct PreparedRecord {
     pub codec: Option<&'static str>,
     /// The record to produce.
     pub record: Record,
+    /// The headers to write in place of `record`'s, when exact (see
+    /// [`OutgoingRecord::exact_headers`]).
+    pub exact_headers: Option<Vec<Header>>,
 }
 
 /// Whether Kafka refused a batch as too large.
@@ -410,6 +421,8 @@ pub struct ResponseProducer {
     round_robin: AtomicUsize,
     /// Records in [`send`](ResponseProducer::send) right now: what waits for Kafka in an outage.
     waiting: Arc<AtomicUsize>,
+    /// Records with exact headers go this way, one at a time (dead letters: rare).
+    verbatim: tokio::sync::Mutex<VerbatimProducer>,
 }
 
 impl ResponseProducer {
@@ -447,7 +460,17 @@ impl ResponseProducer {
         };
         let limit = BatchLimit::new(settings.max_request_size, topic_limit);
         tracing::debug!(%topic, limit = limit.bytes, topic_limit = ?topic_limit, "record batch limit");
+        let verbatim = VerbatimProducer::new(
+            &topic,
+            ClusterMap::new(
+                settings.bootstrap.clone(),
+                &settings.client_id,
+                settings.auth.clone(),
+            ),
+            codec_of(settings.compression),
+        );
         Ok(ResponseProducer {
+            verbatim: tokio::sync::Mutex::new(verbatim),
             client,
             topic,
             partitions,
@@ -560,20 +583,33 @@ impl ResponseProducer {
         let record = Record {
             key: outgoing.key.clone(),
             value: outgoing.value.clone(),
-            headers: outgoing.headers.clone(),
+            headers: if outgoing.exact_headers.is_some() {
+                BTreeMap::new()
+            } else {
+                outgoing.headers.clone()
+            },
             timestamp: Utc::now(),
         };
+        // Exact headers are counted uncompressed: an upper bound.
+        let exact: usize = outgoing
+            .exact_headers
+            .iter()
+            .flatten()
+            .map(|h| 10 + h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+            .sum();
         let (lone, codec) = lone_batch_bytes(&record, self.compression, self.limit.bytes);
+        let lone = lone + exact;
         if lone > self.limit.bytes {
             return Err(self.too_large(lone, codec, self.limit.exceeded));
         }
         Ok(PreparedRecord {
             topic: self.topic.clone(),
             partition,
-            bytes: encoded_len(&record) + IN_BATCH_SLACK,
+            bytes: encoded_len(&record) + exact + IN_BATCH_SLACK,
             lone_bytes: lone,
             codec,
             record,
+            exact_headers: outgoing.exact_headers.clone(),
         })
     }
 
@@ -594,8 +630,14 @@ impl ResponseProducer {
             record,
             lone_bytes: lone,
             codec,
+            exact_headers,
             ..
         } = self.prepare(outgoing)?;
+        if let Some(headers) = exact_headers {
+            return self
+                .send_verbatim(partition, record, headers, lone, codec)
+                .await;
+        }
         let budget = self.limit.shared_budget(self.compression);
         let in_batch = encoded_len(&record) + IN_BATCH_SLACK;
         let producer = self.producer(partition).await?;
@@ -632,6 +674,58 @@ impl ResponseProducer {
                 source,
             }),
         }
+    }
+}
+
+impl ResponseProducer {
+    /// Sends `record` with `headers` over this service's own connection (see
+    /// [`OutgoingRecord::exact_headers`]).
+    async fn send_verbatim(
+        &self,
+        partition: i32,
+        record: Record,
+        headers: Vec<Header>,
+        lone: usize,
+        codec: Option<&'static str>,
+    ) -> Result<(i32, i64), KafkaError> {
+        let record = record_batch::Record {
+            offset: 0,
+            timestamp: record.timestamp.timestamp_millis(),
+            key: record.key,
+            value: record.value,
+            headers,
+        };
+        let sent = self.verbatim.lock().await.send(partition, record).await;
+        let (reason, permanent) = match sent {
+            Ok(offset) => return Ok((partition, offset)),
+            Err(Unwritten::TooLarge) => return Err(self.too_large(lone, codec, SizeLimit::Broker)),
+            Err(Unwritten::TopicMissing) => {
+                return Err(KafkaError::NoSuchTopic {
+                    topic: self.topic.clone(),
+                });
+            }
+            Err(Unwritten::Refused(reason)) => (reason, true),
+            Err(Unwritten::Retry(reason)) => (reason, false),
+        };
+        Err(KafkaError::Verbatim {
+            topic: self.topic.clone(),
+            partition,
+            reason,
+            permanent,
+        })
+    }
+}
+
+/// The batch codec of `compression_type`.
+fn codec_of(c: config::Compression) -> Codec {
+    match c {
+        config::Compression::None => Codec::None,
+        config::Compression::Gzip => Codec::Gzip,
+        config::Compression::Snappy => Codec::Snappy,
+        #[cfg(feature = "lz4")]
+        config::Compression::Lz4 => Codec::Lz4,
+        #[cfg(feature = "zstd")]
+        config::Compression::Zstd => Codec::Zstd,
     }
 }
 

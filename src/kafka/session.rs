@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use super::answer::Answers;
 use super::client::{connect, partition_count};
+use super::cluster::ClusterMap;
 use super::committer::Committer;
 use super::committer::CommitterTask;
 use super::consumer::RequestConsumer;
@@ -193,6 +194,12 @@ impl Session {
                 max_wait: k.fetch_max_wait,
                 max_bytes: k.fetch_max_bytes,
                 reset: k.auto_offset_reset,
+                isolation: k.isolation_level,
+                cluster: ClusterMap::new(
+                    k.consumer_bootstrap.clone(),
+                    &k.client_id,
+                    consumer_auth.clone(),
+                ),
             },
             starts.clone().into_iter().collect(),
             shutdown.clone(),

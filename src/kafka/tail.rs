@@ -1,17 +1,20 @@
 //! Reading a topic from its current end on, all partitions at once: what a console consumer
 //! started before a request is produced sees. The `exec` command finds its response this way.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rskafka::client::Client;
-use rskafka::client::partition::{OffsetAt, PartitionClient};
+use rskafka::client::partition::OffsetAt;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::client::{partition_client, partition_count};
-use super::consumer::{Fetched, fetch};
+use super::cluster::ClusterMap;
 use super::error::KafkaError;
+use super::leader_fetch::{FetchError, LeaderFetch};
+use super::record_batch::{Decoded, Header};
+use super::security::BrokerAuth;
+use crate::config::IsolationLevel;
 
 /// One record read from the tail of a topic.
 #[derive(Debug, Clone)]
@@ -24,8 +27,8 @@ pub struct TailRecord {
     pub key: Option<Vec<u8>>,
     /// The record's value as produced; `None` for a tombstone.
     pub value: Option<Vec<u8>>,
-    /// The record's headers as produced (`hd-job-id`, `content-type`, ...).
-    pub headers: BTreeMap<String, Vec<u8>>,
+    /// The record's headers as produced (`hd-job-id`, `content-type`, ...), in order.
+    pub headers: Vec<Header>,
 }
 
 /// The records of a topic from the moment [`TopicTail::from_end`] returned.
@@ -43,8 +46,16 @@ const MAX_WAIT_MS: i32 = 500;
 const MAX_BYTES: i32 = 64 << 20;
 
 impl TopicTail {
-    /// Starts reading every partition of `topic` at its current end.
-    pub async fn from_end(client: &Arc<Client>, topic: &str) -> Result<TopicTail, KafkaError> {
+    /// Starts reading every partition of `topic` at its current end; `bootstrap`, `client_id`
+    /// and `auth` are the brokers' the fetches go to (those of `client`).
+    pub async fn from_end(
+        client: &Arc<Client>,
+        topic: &str,
+        bootstrap: &[String],
+        client_id: &str,
+        auth: &BrokerAuth,
+    ) -> Result<TopicTail, KafkaError> {
+        let cluster = ClusterMap::new(bootstrap.to_vec(), client_id, auth.clone());
         let partitions =
             partition_count(client, topic)
                 .await?
@@ -62,7 +73,22 @@ impl TopicTail {
                         context: format!("end offset of {topic}/{partition}"),
                         source,
                     })?;
-            loops.spawn(follow(pc, topic.to_owned(), offset, tx.clone()));
+            // What a read_uncommitted console consumer sees: responses of transactions too.
+            let leader = LeaderFetch::new(
+                cluster.clone(),
+                topic,
+                partition,
+                IsolationLevel::ReadUncommitted,
+                MAX_BYTES,
+                MAX_WAIT_MS,
+            );
+            loops.spawn(follow(
+                leader,
+                topic.to_owned(),
+                partition,
+                offset,
+                tx.clone(),
+            ));
         }
         Ok(TopicTail { records, loops })
     }
@@ -81,54 +107,63 @@ impl Drop for TopicTail {
 }
 
 async fn follow(
-    pc: PartitionClient,
+    mut leader: LeaderFetch,
     topic: String,
+    partition: i32,
     mut offset: i64,
     tx: mpsc::Sender<Result<TailRecord, KafkaError>>,
 ) {
-    let partition = pc.partition();
     loop {
-        let records = match fetch(&pc, offset, MAX_BYTES, MAX_WAIT_MS).await {
-            Ok(Fetched::Records(records)) => records,
-            Ok(Fetched::Marker) => {
-                offset += 1;
+        let mut fetched = match leader.fetch(offset).await {
+            Ok(fetched) => fetched,
+            Err(e @ (FetchError::Retry(_) | FetchError::OffsetOutOfRange)) => {
+                tracing::debug!(%topic, partition, offset, "fetch failed, retrying: {e}");
+                tokio::time::sleep(RETRY).await;
                 continue;
             }
-            Ok(Fetched::Undecodable(batch)) => {
-                let _ = tx
-                    .send(Err(KafkaError::Undecodable {
-                        topic,
-                        partition,
-                        offset,
-                        reason: batch.reason,
-                    }))
-                    .await;
-                return;
-            }
-            Err(source) => {
-                let _ = tx
-                    .send(Err(KafkaError::Client {
-                        context: format!("fetching {topic}/{partition} at {offset}"),
-                        source,
-                    }))
-                    .await;
+            Err(FetchError::Security(e)) => {
+                let _ = tx.send(Err(KafkaError::from(e))).await;
                 return;
             }
         };
-        // A fetch returns whole batches, which may start before the asked offset.
-        let from = offset;
-        for r in records.into_iter().filter(|r| r.offset >= from) {
-            offset = r.offset + 1;
-            let record = TailRecord {
-                partition,
-                offset: r.offset,
-                key: r.record.key,
-                value: r.record.value,
-                headers: r.record.headers,
+        for decoded in std::mem::take(&mut fetched.batches) {
+            let batch = match decoded {
+                Decoded::Batch(batch) => batch,
+                Decoded::Unreadable(u) if u.named_offsets(offset).is_empty() => continue,
+                Decoded::Unreadable(u) => {
+                    let _ = tx
+                        .send(Err(KafkaError::Undecodable {
+                            topic,
+                            partition,
+                            offset,
+                            reason: u.problem.to_string(),
+                        }))
+                        .await;
+                    return;
+                }
             };
-            if tx.send(Ok(record)).await.is_err() {
-                return;
+            if batch.next_offset() <= offset {
+                continue;
             }
+            let next = batch.next_offset();
+            if fetched.transactions.keep(&batch) {
+                for r in batch.records.into_iter().filter(|r| r.offset >= offset) {
+                    let record = TailRecord {
+                        partition,
+                        offset: r.offset,
+                        key: r.key,
+                        value: r.value,
+                        headers: r.headers,
+                    };
+                    if tx.send(Ok(record)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            offset = next;
         }
     }
 }
+
+/// Pause before a failed fetch is tried again.
+const RETRY: std::time::Duration = std::time::Duration::from_millis(200);

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::admission::{Admission, Admitted};
 use crate::config::{ExecutionSettings, ResponseKey};
+use crate::kafka::record_batch::Header;
 use crate::kafka::{
     Answers, Delivery, DoneToken, Keeping, OutgoingRecord, Refusal, Reply, RequestRecord,
 };
@@ -51,9 +52,12 @@ struct Incoming {
     key: Option<Vec<u8>>,
     /// The request JSON.
     value: Option<Vec<u8>>,
-    headers: BTreeMap<String, Vec<u8>>,
+    /// The record's headers as produced (keys as bytes, values possibly null, in order).
+    headers: Vec<Header>,
     /// When it was fetched: the request's measured duration starts here.
     fetched: std::time::Instant,
+    /// Why the record cannot be read at all (its record batch is corrupt).
+    unreadable: Option<String>,
 }
 
 impl Incoming {
@@ -66,6 +70,7 @@ impl Incoming {
             headers,
             done,
             fetched,
+            unreadable,
             ..
         } = record;
         (
@@ -76,6 +81,7 @@ impl Incoming {
                 value,
                 headers,
                 fetched,
+                unreadable,
             },
             done,
         )
@@ -165,6 +171,12 @@ impl Execution {
         timings: &mut Timings,
         full_start: chrono::DateTime<Utc>,
     ) -> Result<(BuiltResponse, Uuid), Failed> {
+        if let Some(reason) = &record.unreadable {
+            return Err(ProtocolError::NotARequest {
+                reason: reason.clone(),
+            }
+            .into());
+        }
         let request = parse_request(record.value.as_deref())?;
         let job_id = request.job_id;
         #[cfg(feature = "test-hooks")]
@@ -436,10 +448,10 @@ impl Execution {
             value,
             job_id,
             error_type: Some(failed.error.error_type()),
-            dead_letter: failed
-                .error
-                .is_not_a_request()
-                .then(|| failed.error.to_string()),
+            // Of a corrupt batch, the record that carries its bytes stands for all of it.
+            dead_letter: (failed.error.is_not_a_request()
+                && (record.unreadable.is_none() || record.value.is_some()))
+            .then(|| failed.error.to_string()),
             timings,
         }
     }
@@ -452,8 +464,13 @@ impl Execution {
             (JOB_ID_HEADER.to_owned(), job.clone().into_bytes()),
             ("content-type".to_owned(), b"application/json".to_vec()),
         ]);
-        if let Some(tp) = record.headers.get("traceparent") {
-            headers.insert("traceparent".to_owned(), tp.clone());
+        let traceparent = record
+            .headers
+            .iter()
+            .find(|h| h.key == b"traceparent")
+            .and_then(|h| h.value.clone());
+        if let Some(tp) = traceparent {
+            headers.insert("traceparent".to_owned(), tp);
         }
         let key = match self.settings.response_key {
             ResponseKey::Request => record.key.clone(),
@@ -464,24 +481,28 @@ impl Execution {
             key,
             value: Some(value),
             headers,
+            exact_headers: None,
         }
     }
 
-    /// The record, untouched, for the dead-letter topic, with the reason in a header.
+    /// The record, untouched (key, value, every header in its order, null values and keys
+    /// that are not UTF-8 included), for the dead-letter topic, with the reason and the job id
+    /// in two headers after the request's own.
     fn dead_letter_record(&self, record: &Incoming, job_id: Uuid, reason: &str) -> OutgoingRecord {
-        let mut headers = record.headers.clone();
-        headers.insert(
-            DEAD_LETTER_REASON_HEADER.to_owned(),
-            reason.as_bytes().to_vec(),
-        );
-        headers.insert(
-            JOB_ID_HEADER.to_owned(),
-            job_id.hyphenated().to_string().into_bytes(),
-        );
+        let mut exact = record.headers.clone();
+        exact.push(Header {
+            key: DEAD_LETTER_REASON_HEADER.as_bytes().to_vec(),
+            value: Some(reason.as_bytes().to_vec()),
+        });
+        exact.push(Header {
+            key: JOB_ID_HEADER.as_bytes().to_vec(),
+            value: Some(job_id.hyphenated().to_string().into_bytes()),
+        });
         OutgoingRecord {
             key: record.key.clone(),
             value: record.value.clone(),
-            headers,
+            headers: BTreeMap::new(),
+            exact_headers: Some(exact),
         }
     }
 

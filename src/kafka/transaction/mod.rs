@@ -777,7 +777,7 @@ impl Transactions {
     /// The record batches of `plan`: each answer's records, in the plan's order, to their
     /// partitions, numbered on from each partition's sequence.
     fn batches(&self, plan: &Plan) -> Vec<PartitionBatch> {
-        let mut records: BTreeMap<(String, i32), Vec<rskafka::record::Record>> = BTreeMap::new();
+        let mut records: BTreeMap<(String, i32), Vec<PreparedRecord>> = BTreeMap::new();
         for (p, o) in &plan.answers {
             let Some(q) = self.pending.get(p).and_then(|m| m.get(o)) else {
                 continue;
@@ -786,7 +786,7 @@ impl Transactions {
                 records
                     .entry((r.topic.clone(), r.partition))
                     .or_default()
-                    .push(r.record.clone());
+                    .push(r.clone());
             }
         }
         records

@@ -11,35 +11,28 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use std::io::Write;
-
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
-    ApiKey, MetadataRequest, ProduceRequest, TopicName, TransactionalId,
-    metadata_request::MetadataRequestTopic,
+    ApiKey, ProduceRequest, TopicName, TransactionalId,
     produce_request::{PartitionProduceData, TopicProduceData},
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use tokio::time::Instant;
 
 use super::calls::ProducerIdentity;
 use crate::backoff::Backoff;
 use crate::config;
+use crate::kafka::cluster::{ClusterMap, PartitionKey};
+use crate::kafka::producer::PreparedRecord;
+use crate::kafka::record_batch::{self, Codec, Header, Record, RecordBatch};
 use crate::kafka::security::BrokerAuth;
 use crate::kafka::wire::{BrokerConnection, WireError, error_name};
 
 /// v3+ carries the transactional id; v12+ would mean transaction version 2, v13 topic ids.
 const PRODUCE_VERSIONS: RangeInclusive<i16> = 3..=11;
-const METADATA_VERSIONS: RangeInclusive<i16> = 1..=12;
 /// How long a leader waits for the in-sync replicas before it answers.
 const PRODUCE_TIMEOUT_MS: i32 = 30_000;
-
-/// A partition written to, as (topic, partition): what batches, leaders and answers are keyed by.
-type PartitionKey = (String, i32);
 
 /// The records of one partition in one transaction.
 #[derive(Debug)]
@@ -51,7 +44,7 @@ pub struct PartitionBatch {
     /// The sequence number of the first record.
     pub base_sequence: i32,
     /// The records, in order; their sequence numbers follow `base_sequence`.
-    pub records: Vec<rskafka::record::Record>,
+    pub records: Vec<PreparedRecord>,
 }
 
 /// Why a transaction's records could not be written.
@@ -97,14 +90,9 @@ pub enum ProduceError {
 #[derive(Debug)]
 pub struct Leaders {
     /// Codec of every batch (`compression_type`): none, gzip or snappy.
-    compression: Compression,
-    bootstrap: Vec<String>,
-    client_id: String,
-    auth: BrokerAuth,
-    /// node id -> host:port.
-    brokers: HashMap<i32, String>,
-    /// (topic, partition) -> leader's node id.
-    leaders: HashMap<(String, i32), i32>,
+    compression: Codec,
+    /// Brokers and partition leaders (Metadata).
+    cluster: ClusterMap,
     connections: HashMap<i32, BrokerConnection>,
 }
 
@@ -164,16 +152,12 @@ impl Leaders {
     ) -> Leaders {
         Leaders {
             compression: match compression {
-                config::Compression::Gzip => Compression::Gzip,
-                config::Compression::Snappy => Compression::Snappy,
+                config::Compression::Gzip => Codec::Gzip,
+                config::Compression::Snappy => Codec::Snappy,
                 // Refused with exactly-once when the configuration is read.
-                _ => Compression::None,
+                _ => Codec::None,
             },
-            bootstrap,
-            client_id: client_id.to_owned(),
-            auth,
-            brokers: HashMap::new(),
-            leaders: HashMap::new(),
+            cluster: ClusterMap::new(bootstrap, client_id, auth),
             connections: HashMap::new(),
         }
     }
@@ -184,82 +168,10 @@ impl Leaders {
         &mut self,
         topics: &[&str],
     ) -> Result<Result<Vec<String>, String>, ProduceError> {
-        self.refresh(topics).await
-    }
-
-    /// Asks a broker (a known one first, then the bootstrap ones) for the leaders of `topics`;
-    /// returns those of them that do not exist. `Ok(Err(why))` when no broker answered (worth
-    /// asking again), `Err` when the connection cannot be set up as configured.
-    async fn refresh(
-        &mut self,
-        topics: &[&str],
-    ) -> Result<Result<Vec<String>, String>, ProduceError> {
-        let mut candidates: Vec<String> = self.brokers.values().cloned().collect();
-        candidates.extend(self.bootstrap.iter().cloned());
-        let mut last = String::from("no broker to ask");
-        for broker in candidates {
-            let mut conn = match BrokerConnection::open(&broker, &self.client_id, &self.auth).await
-            {
-                Ok(c) => c,
-                Err(WireError::Security(e)) => return Err(ProduceError::Security(e.to_string())),
-                Err(e) => {
-                    last = format!("{broker}: {e}");
-                    continue;
-                }
-            };
-            let version = match conn.version(ApiKey::Metadata, "Metadata", METADATA_VERSIONS) {
-                Ok(v) => v,
-                Err(e) => return Ok(Err(e.to_string())),
-            };
-            let request = MetadataRequest::default()
-                .with_topics(Some(
-                    topics
-                        .iter()
-                        .map(|t| {
-                            MetadataRequestTopic::default()
-                                .with_name(Some(TopicName(StrBytes::from_string((*t).to_owned()))))
-                        })
-                        .collect(),
-                ))
-                .with_allow_auto_topic_creation(false);
-            let r = match conn.call(&request, version).await {
-                Ok(r) => r,
-                Err(e) => {
-                    last = format!("{broker}: {e}");
-                    continue;
-                }
-            };
-            self.brokers = r
-                .brokers
-                .iter()
-                .map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port)))
-                .collect();
-            let mut missing: Vec<String> = topics
-                .iter()
-                .filter(|t| {
-                    !r.topics
-                        .iter()
-                        .any(|m| m.name.as_ref().is_some_and(|n| n.0.as_str() == **t))
-                })
-                .map(|t| (*t).to_owned())
-                .collect();
-            for t in r.topics {
-                let Some(name) = t.name else { continue };
-                if t.error_code == ResponseError::UnknownTopicOrPartition.code() {
-                    missing.push(name.0.to_string());
-                }
-                for p in t.partitions {
-                    let key = (name.0.to_string(), p.partition_index);
-                    if p.leader_id.0 >= 0 {
-                        self.leaders.insert(key, p.leader_id.0);
-                    } else {
-                        self.leaders.remove(&key);
-                    }
-                }
-            }
-            return Ok(Ok(missing));
-        }
-        Ok(Err(last))
+        self.cluster
+            .refresh(topics)
+            .await
+            .map_err(|e| ProduceError::Security(e.to_string()))
     }
 
     /// Writes `batches` (one per partition) in the transaction of `transactional_id`, retrying
@@ -322,13 +234,13 @@ impl Leaders {
         remaining: &[PartitionKey],
         last: &mut String,
     ) -> Result<(), ProduceError> {
-        if remaining.iter().all(|k| self.leaders.contains_key(k)) {
+        if remaining.iter().all(|k| self.cluster.leader(k).is_some()) {
             return Ok(());
         }
         let mut topics: Vec<&str> = remaining.iter().map(|(t, _)| t.as_str()).collect();
         topics.sort_unstable();
         topics.dedup();
-        match self.refresh(&topics).await? {
+        match self.missing_topics(&topics).await? {
             Err(e) => *last = format!("metadata: {e}"),
             Ok(missing) if !missing.is_empty() => {
                 *last = format!("topic(s) {} do not exist", missing.join(", "));
@@ -347,8 +259,8 @@ impl Leaders {
         let mut by_leader: BTreeMap<i32, Vec<PartitionKey>> = BTreeMap::new();
         let mut unknown = Vec::new();
         for key in remaining {
-            match self.leaders.get(key) {
-                Some(&leader) => by_leader.entry(leader).or_default().push(key.clone()),
+            match self.cluster.leader(key) {
+                Some(leader) => by_leader.entry(leader).or_default().push(key.clone()),
                 None => unknown.push(key.clone()),
             }
         }
@@ -382,7 +294,7 @@ impl Leaders {
                 *last = format!("broker {leader}: {e}");
                 self.connections.remove(&leader);
                 for key in &keys {
-                    self.leaders.remove(key);
+                    self.cluster.forget(key);
                 }
                 return Ok(keys);
             }
@@ -391,7 +303,7 @@ impl Leaders {
         for (key, code) in answers {
             if let Some(why) = partition_answer(&key, code)? {
                 *last = why;
-                self.leaders.remove(&key);
+                self.cluster.forget(&key);
                 again.push(key);
             }
         }
@@ -407,12 +319,7 @@ impl Leaders {
         encoded: &HashMap<(String, i32), Bytes>,
     ) -> Result<Vec<((String, i32), i16)>, WireError> {
         if !self.connections.contains_key(&leader) {
-            let address = self
-                .brokers
-                .get(&leader)
-                .cloned()
-                .ok_or_else(|| WireError::Codec(format!("node {leader} is not known")))?;
-            let conn = BrokerConnection::open(&address, &self.client_id, &self.auth).await?;
+            let conn = self.cluster.connect(leader).await?;
             self.connections.insert(leader, conn);
         }
         let conn = self.connections.get_mut(&leader).expect("inserted above");
@@ -460,80 +367,62 @@ impl Leaders {
     }
 }
 
-/// Compresses a batch's records with the crates this service's other producer compresses
-/// with (kafka-protocol's own codecs are not built in): gzip through miniz_oxide, raw snappy,
-/// both as the brokers (and the Java client) read them. The signature is kafka-protocol's.
-fn compress(
-    records: &mut BytesMut,
-    out: &mut BytesMut,
-    compression: Compression,
-) -> anyhow::Result<()> {
-    match compression {
-        Compression::Gzip => {
-            let mut encoder =
-                flate2::write::GzEncoder::new(out.writer(), flate2::Compression::default());
-            encoder.write_all(records)?;
-            encoder.finish()?;
-        }
-        Compression::Snappy => {
-            out.extend_from_slice(&snap::raw::Encoder::new().compress_vec(records)?)
-        }
-        _ => out.extend_from_slice(records),
-    }
-    Ok(())
-}
-
 /// The record batch (v2) of `batch`: transactional, with the producer's identity and the
-/// sequence numbers base_sequence, base_sequence + 1, ...
+/// sequence numbers base_sequence, base_sequence + 1, ... Written with this service's own
+/// encoder: a dead letter's headers go exactly as the request had them.
 fn encode(
     batch: &PartitionBatch,
     who: ProducerIdentity,
-    compression: Compression,
+    codec: Codec,
 ) -> Result<Bytes, ProduceError> {
     let records: Vec<Record> = batch
         .records
         .iter()
         .enumerate()
-        .map(|(i, r)| Record {
-            transactional: true,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: who.id,
-            producer_epoch: who.epoch,
-            timestamp_type: TimestampType::Creation,
+        .map(|(i, p)| Record {
             offset: i as i64,
-            sequence: batch.base_sequence.wrapping_add(i as i32),
-            timestamp: r.timestamp.timestamp_millis(),
-            key: r.key.clone().map(Bytes::from),
-            value: r.value.clone().map(Bytes::from),
-            headers: r
-                .headers
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        StrBytes::from_string(k.clone()),
-                        Some(Bytes::from(v.clone())),
-                    )
-                })
-                .collect(),
+            timestamp: p.record.timestamp.timestamp_millis(),
+            key: p.record.key.clone(),
+            value: p.record.value.clone(),
+            headers: p.exact_headers.clone().unwrap_or_else(|| {
+                p.record
+                    .headers
+                    .iter()
+                    .map(|(k, v)| Header {
+                        key: k.clone().into_bytes(),
+                        value: Some(v.clone()),
+                    })
+                    .collect()
+            }),
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode_with_custom_compression(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-        Some(compress),
-    )
-    .map_err(|e| ProduceError::Refused {
+    let refused = |why: String| ProduceError::Refused {
         topic: batch.topic.clone(),
         partition: batch.partition,
         code: -1,
-        name: format!("the record batch cannot be encoded: {e}"),
-    })?;
-    Ok(buf.freeze())
+        name: format!("the record batch cannot be encoded: {why}"),
+    };
+    let last_offset_delta =
+        i32::try_from(records.len().saturating_sub(1)).map_err(|e| refused(e.to_string()))?;
+    let base_timestamp = records.first().map_or(0, |r| r.timestamp);
+    let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(0);
+    let batch = RecordBatch {
+        base_offset: 0,
+        partition_leader_epoch: -1,
+        codec,
+        log_append_time: false,
+        transactional: true,
+        control: false,
+        delete_horizon: false,
+        last_offset_delta,
+        base_timestamp,
+        max_timestamp,
+        producer_id: who.id,
+        producer_epoch: who.epoch,
+        base_sequence: batch.base_sequence,
+        records,
+    };
+    record_batch::encode(&batch)
+        .map(Bytes::from)
+        .map_err(|e| refused(e.to_string()))
 }
