@@ -2,6 +2,7 @@
 //! input, however broken, makes parsing or response building panic.
 #![allow(clippy::unwrap_used, reason = "a test fails loudly where it unwraps")]
 
+use hd_kafka_exec::kafka::record_batch::{self, Codec, Decoded, Header, Record, RecordBatch};
 use hd_kafka_exec::protocol::budget::Footprint;
 use hd_kafka_exec::protocol::pyjson;
 use hd_kafka_exec::protocol::wiring::WorkflowWiring;
@@ -166,6 +167,64 @@ proptest! {
             obj["id"] = json!(uuid::Uuid::from_u128(id).to_string());
         }
         let _ = parse_request(Some(obj.to_string().as_bytes()));
+    }
+
+    /// Requests as they come out of a fetched batch (issue 26): records with any headers —
+    /// keys that are not UTF-8, null values, repeated keys, a `traceparent` among them — and
+    /// values that are requests, near-requests or bytes, in a batch compressed or not. Read
+    /// back, each record is what was produced, header for header, and the request parser
+    /// decides on the value exactly as on the bytes produced; nothing panics.
+    #[test]
+    fn requests_read_from_a_batch_parse_as_produced(
+        records in proptest::collection::vec(batch_record(), 1..6),
+        codec in prop_oneof![Just(Codec::None), Just(Codec::Gzip), Just(Codec::Snappy)],
+        base_offset in 0i64..1_000_000,
+    ) {
+        let batch = RecordBatch {
+            base_offset,
+            partition_leader_epoch: -1,
+            codec,
+            log_append_time: false,
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            last_offset_delta: records.len() as i32 - 1,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            records: records
+                .iter()
+                .enumerate()
+                .map(|(i, (key, value, headers))| Record {
+                    offset: base_offset + i as i64,
+                    timestamp: 0,
+                    key: key.clone(),
+                    value: value.clone(),
+                    headers: headers.clone(),
+                })
+                .collect(),
+        };
+        let bytes = record_batch::encode(&batch).unwrap();
+        let decoded = record_batch::decode(&bytes);
+        prop_assert_eq!(decoded.len(), 1);
+        let Decoded::Batch(read) = &decoded[0] else {
+            panic!("a batch just written does not read: {:?}", decoded[0]);
+        };
+        prop_assert_eq!(read.records.len(), records.len());
+        for (got, (key, value, headers)) in read.records.iter().zip(&records) {
+            prop_assert_eq!(&got.key, key);
+            prop_assert_eq!(&got.headers, headers);
+            prop_assert_eq!(&got.value, value);
+            // Compared but for a job id the request lacks, which each parse makes up afresh.
+            let decided = |value: Option<&[u8]>| {
+                parse_request(value)
+                    .map(|r| format!("{:?} {:?} {}", r.target, r.wiring, r.run_pure_plot_operators))
+                    .map_err(|e| e.to_string())
+            };
+            prop_assert_eq!(decided(got.value.as_deref()), decided(value.as_deref()));
+        }
     }
 
     /// The memory budget's scan counts exactly the values and members of any JSON text,
@@ -535,4 +594,38 @@ fn output_value() -> impl Strategy<Value = Out> {
 
 fn output_members() -> impl Strategy<Value = Vec<(Vec<(u16, Spelling)>, Out)>> {
     proptest::collection::vec((units(), output_value()), 0..5)
+}
+
+/// One record to put in a batch: key, value and headers. Values are valid requests, requests
+/// with arbitrary JSON in their fields, or arbitrary bytes; header keys are arbitrary bytes or
+/// the names the service reads, repeated at will.
+fn batch_record() -> impl Strategy<Value = (Option<Vec<u8>>, Option<Vec<u8>>, Vec<Header>)> {
+    let header_key = prop_oneof![
+        Just(b"traceparent".to_vec()),
+        Just(b"hd-job-id".to_vec()),
+        proptest::collection::vec(any::<u8>(), 0..12),
+    ];
+    let header = (
+        header_key,
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
+    )
+        .prop_map(|(key, value)| Header { key, value });
+    let value = prop_oneof![
+        any::<u128>().prop_map(|id| {
+            json!({"id": uuid::Uuid::from_u128(id).to_string(), "wiring": {"input_wirings": [], "output_wirings": []}})
+                .to_string()
+                .into_bytes()
+        }),
+        (arbitrary_json(), any::<u128>()).prop_map(|(v, id)| {
+            json!({"id": uuid::Uuid::from_u128(id).to_string(), "wiring": v.clone(), "job_id": v})
+                .to_string()
+                .into_bytes()
+        }),
+        proptest::collection::vec(any::<u8>(), 0..200),
+    ];
+    (
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..20)),
+        proptest::option::of(value),
+        proptest::collection::vec(header, 0..6),
+    )
 }
