@@ -44,6 +44,8 @@
 //! - `HD_BENCH_READER=rskafka|committed` picks that reader explicitly (`committed` for an
 //!   at-least-once run read the same way; `rskafka`, the default without exactly-once, fails on
 //!   markers).
+//! - `HD_BENCH_JOB_LOG=on` keeps the services' one INFO line per finished job (the default
+//!   for operators; the bench logs at `warn` otherwise), to measure what it costs.
 //! - `HD_BENCH_LOGS=dir` keeps the services' logs there (one file per group and instance)
 //!   instead of in a temporary directory.
 //! - `HD_BENCH_BACKLOG=n` adds the backlog scenario: `n` small requests produced first, then
@@ -520,6 +522,11 @@ impl Service {
             "warn,hd_kafka_exec::kafka::member=info,hd_kafka_exec::supervisor=info,\
              hd_kafka_exec::cli::serve=info"
                 .to_owned();
+        // The one INFO line per finished job that operators get by default (issue 27): what
+        // it costs is this switch's difference.
+        if std::env::var("HD_BENCH_JOB_LOG").is_ok_and(|v| v == "on") {
+            log_filter.push_str(",hd_kafka_exec::jobs=info");
+        }
         if exactly_once() {
             command.arg("--exactly-once");
             log_filter.push_str(

@@ -86,6 +86,22 @@ async fn seed_messages_from_the_console_producer_get_the_references_responses() 
         );
         assert_eq!(r.record.headers["hd-job-id"], job_of(value).as_bytes());
         assert_eq!(r.record.headers["content-type"], b"application/json");
+        // One INFO line per finished job at the default level, as hetida's backend logs one:
+        // its job id, revision, result and duration.
+        let job = job_of(value);
+        let log = service.log_text();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("job finished") && l.contains(&job))
+            .collect();
+        assert_eq!(lines.len(), 1, "{job}: {lines:?}\n{log}");
+        assert!(lines[0].contains(" INFO "), "{}", lines[0]);
+        assert!(
+            lines[0].contains("result=ok") && lines[0].contains("ms="),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[0].contains("revision="), "{}", lines[0]);
     }
     assert!(double.violations().is_empty(), "{:?}", double.violations());
 }

@@ -179,6 +179,10 @@ impl Execution {
         }
         let request = parse_request(record.value.as_deref())?;
         let job_id = request.job_id;
+        tracing::Span::current().record(
+            "revision",
+            tracing::field::display(Revision(request.target)),
+        );
         #[cfg(feature = "test-hooks")]
         super::test_hooks::panic_if_asked(job_id);
         #[cfg(feature = "test-hooks")]
@@ -246,7 +250,8 @@ impl Execution {
             "request",
             partition = record.partition,
             offset = record.offset,
-            job_id = tracing::field::Empty
+            job_id = tracing::field::Empty,
+            revision = tracing::field::Empty
         );
         // Before anything of it runs: a request that ended workers is not executed again.
         let admitted = self.admission.admit(&record).instrument(span.clone()).await;
@@ -315,7 +320,7 @@ impl Execution {
         let metrics = crate::metrics::worker();
         match self.answers.answer(done, reply).await {
             Delivery::Answered { replaced: None } => {
-                tracing::debug!("response delivered");
+                job_finished(error_type, incoming.fetched.elapsed());
                 metrics.request_done(error_type, incoming.fetched.elapsed());
             }
             Delivery::Answered {
@@ -323,6 +328,7 @@ impl Execution {
             } => {
                 let error = refused(&refusal);
                 tracing::warn!(%job_id, "the response could not be produced, a failure response went instead: {error}");
+                job_finished(Some(error.error_type()), incoming.fetched.elapsed());
                 metrics.request_done(Some(error.error_type()), incoming.fetched.elapsed());
             }
             Delivery::Dropped => {
@@ -559,5 +565,38 @@ fn refused(refusal: &Refusal) -> ProtocolError {
         ProtocolError::ResponseTooLarge { reason }
     } else {
         ProtocolError::Internal { reason }
+    }
+}
+
+/// Where the one line per finished job is logged: its own target, so an operator can turn it
+/// off alone (`RUST_LOG=info,hd_kafka_exec::jobs=off`).
+pub const JOB_LOG_TARGET: &str = "hd_kafka_exec::jobs";
+
+/// The one INFO line per answered request, as hetida's backend logs one per job: the request's
+/// span adds partition, offset, job id and revision; this adds the result and the time from
+/// fetch to the answer in Kafka.
+fn job_finished(error_type: Option<&'static str>, took: std::time::Duration) {
+    let ms = format_args!("{:.1}", took.as_secs_f64() * 1000.0);
+    match error_type {
+        None => tracing::info!(target: JOB_LOG_TARGET, result = %"ok", %ms, "job finished"),
+        Some(error_type) => tracing::info!(
+            target: JOB_LOG_TARGET,
+            result = %"failure",
+            %error_type,
+            %ms,
+            "job finished"
+        ),
+    }
+}
+
+/// What a request asked to execute, as the job line shows it.
+struct Revision(crate::protocol::Target);
+
+impl std::fmt::Display for Revision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            crate::protocol::Target::Id(id) => write!(f, "{id}"),
+            crate::protocol::Target::LatestOfGroup(group) => write!(f, "latest of group {group}"),
+        }
     }
 }
