@@ -77,7 +77,9 @@ pub fn members_in(dir: &std::path::Path, group: &str, topic: &str) -> Vec<Member
                 }
                 None => (current.clone().unwrap_or_default(), part),
             };
-            if t == topic
+            // Kafka 3.9.1's tool leaves the topic out (`(0,1,2)`): the groups here consume
+            // one topic each, so partitions without a topic are that topic's.
+            if (t == topic || t.is_empty())
                 && let Ok(p) = p.parse::<i32>()
             {
                 partitions.push(p);
