@@ -39,8 +39,15 @@ pub fn members_in(dir: &std::path::Path, group: &str, topic: &str) -> Vec<Member
         "CURRENT-EPOCH",
         "CURRENT-ASSIGNMENT",
     ];
-    // GROUP-INSTANCE-ID is there only when some member is static.
-    let starts: Vec<Option<usize>> = columns.iter().map(|c| header.find(c)).collect();
+    // GROUP-INSTANCE-ID is there only when some member is static. Kafka before 4.0 (3.x, 2.8)
+    // names the assignment column ASSIGNMENT and has no CURRENT-EPOCH.
+    let starts: Vec<Option<usize>> = columns
+        .iter()
+        .map(|c| match (*c, header.find(c)) {
+            ("CURRENT-ASSIGNMENT", None) => header.find(" ASSIGNMENT").map(|i| i + 1),
+            (_, found) => found,
+        })
+        .collect();
     let next_start = |i: usize| starts[i + 1..].iter().flatten().next().copied();
     let cell = |line: &str, i: usize| -> String {
         let Some(start) = starts[i] else {
@@ -57,7 +64,9 @@ pub fn members_in(dir: &std::path::Path, group: &str, topic: &str) -> Vec<Member
             .split_whitespace()
             .next()
             .unwrap_or("-")
-            .to_owned();
+            // Kafka before 4.0 writes `topic(0,1),other(2)` for 4.0's `topic:0,1,other:2`.
+            .replace('(', ":")
+            .replace(')', "");
         let mut current: Option<String> = None;
         let mut partitions = Vec::new();
         for part in assignment.split(',') {
@@ -68,7 +77,9 @@ pub fn members_in(dir: &std::path::Path, group: &str, topic: &str) -> Vec<Member
                 }
                 None => (current.clone().unwrap_or_default(), part),
             };
-            if t == topic
+            // Kafka 3.9.1's tool leaves the topic out (`(0,1,2)`): the groups here consume
+            // one topic each, so partitions without a topic are that topic's.
+            if (t == topic || t.is_empty())
                 && let Ok(p) = p.parse::<i32>()
             {
                 partitions.push(p);
