@@ -180,21 +180,10 @@ proptest! {
         codec in prop_oneof![Just(Codec::None), Just(Codec::Gzip), Just(Codec::Snappy)],
         base_offset in 0i64..1_000_000,
     ) {
-        let batch = RecordBatch {
+        let batch = RecordBatch::plain(
             base_offset,
-            partition_leader_epoch: -1,
             codec,
-            log_append_time: false,
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            last_offset_delta: records.len() as i32 - 1,
-            base_timestamp: 0,
-            max_timestamp: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            base_sequence: -1,
-            records: records
+            records
                 .iter()
                 .enumerate()
                 .map(|(i, (key, value, headers))| Record {
@@ -205,7 +194,7 @@ proptest! {
                     headers: headers.clone(),
                 })
                 .collect(),
-        };
+        );
         let bytes = record_batch::encode(&batch).unwrap();
         let decoded = record_batch::decode(&bytes);
         prop_assert_eq!(decoded.len(), 1);

@@ -74,22 +74,7 @@ fn plain_batch(codec: Codec, records: Vec<(i64, Option<Vec<u8>>, Vec<Header>)>) 
             headers,
         })
         .collect();
-    RecordBatch {
-        base_offset: 0,
-        partition_leader_epoch: -1,
-        codec,
-        log_append_time: false,
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        last_offset_delta: records.len() as i32 - 1,
-        base_timestamp: records[0].timestamp,
-        max_timestamp: records.iter().map(|r| r.timestamp).max().unwrap(),
-        producer_id: -1,
-        producer_epoch: -1,
-        base_sequence: -1,
-        records,
-    }
+    RecordBatch::plain(0, codec, records)
 }
 
 fn header(key: &[u8], value: Option<&[u8]>) -> Header {

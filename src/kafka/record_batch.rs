@@ -154,6 +154,30 @@ pub struct RecordBatch {
 }
 
 impl RecordBatch {
+    /// A batch as a plain producer (neither idempotent nor transactional) writes `records`:
+    /// the last offset and the timestamps are the records' own.
+    pub fn plain(base_offset: i64, codec: Codec, records: Vec<Record>) -> RecordBatch {
+        let last_offset_delta = records.last().map_or(0, |r| {
+            i32::try_from(r.offset.saturating_sub(base_offset)).unwrap_or(i32::MAX)
+        });
+        RecordBatch {
+            base_offset,
+            partition_leader_epoch: -1,
+            codec,
+            log_append_time: false,
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            last_offset_delta,
+            base_timestamp: records.first().map_or(0, |r| r.timestamp),
+            max_timestamp: records.iter().map(|r| r.timestamp).max().unwrap_or(0),
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            records,
+        }
+    }
+
     /// The offset after the batch: where reading goes on.
     pub fn next_offset(&self) -> i64 {
         self.base_offset

@@ -61,22 +61,15 @@ impl VerbatimProducer {
 
     /// Writes `record` alone in one batch to `partition` with acks=all; returns its offset.
     pub(super) async fn send(&mut self, partition: i32, record: Record) -> Result<i64, Unwritten> {
-        let batch = RecordBatch {
-            base_offset: 0,
-            partition_leader_epoch: -1,
-            codec: self.codec,
-            log_append_time: false,
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            last_offset_delta: 0,
-            base_timestamp: record.timestamp,
-            max_timestamp: record.timestamp,
-            producer_id: -1,
-            producer_epoch: -1,
-            base_sequence: -1,
-            records: vec![record],
-        };
+        // Offset 0: the leader assigns the real one.
+        let batch = RecordBatch::plain(
+            0,
+            self.codec,
+            vec![Record {
+                offset: 0,
+                ..record
+            }],
+        );
         let bytes = record_batch::encode(&batch)
             .map_err(|e| Unwritten::Refused(format!("the record cannot be encoded: {e}")))?;
         let key = (self.topic.clone(), partition);

@@ -12,25 +12,7 @@ fn record(offset: i64, timestamp: i64, headers: Vec<Header>) -> Record {
 }
 
 fn batch(base_offset: i64, codec: Codec, records: Vec<Record>) -> RecordBatch {
-    let last = records
-        .last()
-        .map_or(0, |r| (r.offset - base_offset) as i32);
-    RecordBatch {
-        base_offset,
-        partition_leader_epoch: -1,
-        codec,
-        log_append_time: false,
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        last_offset_delta: last,
-        base_timestamp: records.first().map_or(0, |r| r.timestamp),
-        max_timestamp: records.iter().map(|r| r.timestamp).max().unwrap_or(0),
-        producer_id: -1,
-        producer_epoch: -1,
-        base_sequence: -1,
-        records,
-    }
+    RecordBatch::plain(base_offset, codec, records)
 }
 
 fn odd_headers() -> Vec<Header> {
