@@ -84,7 +84,7 @@ async fn fetch_loops_respect_the_window_and_commit_only_the_contiguous_prefix() 
         .partition_client(&topic, 0, UnknownTopicHandling::Retry)
         .await
         .unwrap();
-    let at = |offset, skipped| StartPosition { offset, skipped };
+    let at = |offset, skipped| Some(StartPosition { offset, skipped });
     assert_eq!(
         start_position(&pc0, None, OffsetReset::Latest)
             .await
@@ -100,6 +100,19 @@ async fn fetch_loops_respect_the_window_and_commit_only_the_contiguous_prefix() 
     );
     assert_eq!(
         start_position(&pc0, Some(4), OffsetReset::Latest)
+            .await
+            .unwrap(),
+        at(4, None)
+    );
+    assert_eq!(
+        start_position(&pc0, None, OffsetReset::Never)
+            .await
+            .unwrap(),
+        None,
+        "none (aiokafka's) resets nowhere: without a committed offset there is no start"
+    );
+    assert_eq!(
+        start_position(&pc0, Some(4), OffsetReset::Never)
             .await
             .unwrap(),
         at(4, None)

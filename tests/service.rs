@@ -570,6 +570,80 @@ async fn a_new_group_at_latest_warns_of_the_requests_it_passes_over() {
     assert_eq!(double.calls(), 0, "latest executes none of them");
 }
 
+/// aiokafka's `auto_offset_reset: none`: a partition without a committed offset is not
+/// consumed (aiokafka raises `NoOffsetForPartitionError`), with an ERROR that names it and the
+/// way out; a partition with one is consumed from there as usual.
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_offset_reset_none_consumes_only_partitions_with_a_committed_offset() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "reset-none", 2).await;
+    let (jobs, requests) = keyed_requests(16);
+    let partition_of = |job: &Uuid| {
+        hd_kafka_exec::kafka::producer::partition_for_key(job.to_string().as_bytes(), 2)
+    };
+    let (started, unstarted): (Vec<Uuid>, Vec<Uuid>) =
+        jobs.iter().partition(|j| partition_of(j) == 0);
+    assert!(
+        !started.is_empty() && !unstarted.is_empty(),
+        "the premise: requests in both partitions"
+    );
+    produce_requests(&client, &topics.requests, &requests).await;
+    let mut coordinator = hd_kafka_exec::kafka::GroupCoordinator::new(
+        kafka_bootstrap(),
+        &topics.group,
+        "hd-kafka-exec-test",
+    );
+    coordinator
+        .commit(&topics.requests, &[(0, 0)])
+        .await
+        .unwrap();
+    let bootstrap = kafka_bootstrap().join(",");
+    let service = ServiceProcess::start_with(
+        &topics,
+        &double.engine_url(),
+        &["--workers", "1"],
+        &[(
+            "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+            &format!(
+                r#"{{"bootstrap_servers": "{bootstrap}", "group_id": "{}", "auto_offset_reset": "none"}}"#,
+                topics.group
+            ),
+        )],
+    );
+    let answered = read_jobs(&client, &topics.responses, &started, WAIT).await;
+    let answered: HashSet<String> = answered
+        .iter()
+        .map(|(_, r)| job_of(r.record.value.as_ref().unwrap()))
+        .collect();
+    for job in &started {
+        assert!(
+            answered.contains(&job.to_string()),
+            "partition 0's {job} is answered"
+        );
+    }
+    let log = service.log_text();
+    let error = log
+        .lines()
+        .find(|l| l.contains("ERROR") && l.contains("no committed offset"))
+        .unwrap_or_else(|| panic!("no ERROR in:\n{log}"));
+    for part in [
+        "partitions=[1]",
+        r#"auto_offset_reset is "none""#,
+        "--reset-offsets",
+    ] {
+        assert!(error.contains(part), "{part:?} missing in {error}");
+    }
+    for job in &unstarted {
+        assert_eq!(
+            double.calls_for_job(&job.to_string()),
+            0,
+            "partition 1 is not consumed"
+        );
+        assert!(!answered.contains(&job.to_string()));
+    }
+}
+
 /// Hostile runtime answers through the whole service: each request gets one response (`ok`
 /// where hetida's backend would produce one, otherwise a failure saying what was wrong), the
 /// offsets commit past all of them, and the worker is never restarted.

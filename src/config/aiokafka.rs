@@ -422,8 +422,11 @@ impl ConsumerOptions {
                 self.auto_offset_reset = match o.string()?.as_str() {
                     "latest" => OffsetReset::Latest,
                     "earliest" => OffsetReset::Earliest,
+                    "none" => OffsetReset::Never,
                     other => {
-                        return Err(o.bad(&format!("`{other}` is not one of latest, earliest")));
+                        return Err(
+                            o.bad(&format!("`{other}` is not one of latest, earliest, none"))
+                        );
                     }
                 }
             }

@@ -272,6 +272,11 @@ pub enum OffsetReset {
     Latest,
     /// From the oldest record still in the topic: nothing kept there is missed.
     Earliest,
+    /// aiokafka's `none`: never reset. A partition without a committed offset is not consumed
+    /// and one whose offset is out of range waits there, each with an ERROR (aiokafka raises
+    /// `NoOffsetForPartitionError` / `OffsetOutOfRangeError`): the operator decides where it
+    /// starts.
+    Never,
 }
 
 /// Which records of transactions a fetch returns (aiokafka's `isolation_level`, sent as the
@@ -498,7 +503,7 @@ impl Membership {
 
 /// The host's name, the default prefix of static members' instance ids; `hd-kafka-exec` where
 /// the system does not tell.
-fn host_name() -> String {
+pub fn host_name() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())

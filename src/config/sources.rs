@@ -792,6 +792,25 @@ mod tests {
     }
 
     #[test]
+    fn auto_offset_reset_takes_aiokafkas_three_values() {
+        let reset = |value: &str| {
+            load(&[(
+                "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+                &format!(r#"{{"auto_offset_reset": "{value}"}}"#),
+            )])
+            .map(|c| c.kafka.auto_offset_reset)
+        };
+        assert_eq!(reset("latest").unwrap(), OffsetReset::Latest);
+        assert_eq!(reset("earliest").unwrap(), OffsetReset::Earliest);
+        assert_eq!(reset("none").unwrap(), OffsetReset::Never);
+        let refused = reset("smallest").unwrap_err().to_string();
+        assert!(
+            refused.contains("auto_offset_reset") && refused.contains("latest, earliest, none"),
+            "{refused}"
+        );
+    }
+
+    #[test]
     fn exactly_once_is_turned_on_by_flag_variable_or_transactional_id() {
         let producer = |json: &str| load(&[("HETIDA_DESIGNER_KAFKA_PRODUCER_OPTIONS", json)]);
         assert_eq!(load(&[]).unwrap().kafka.exactly_once, None);

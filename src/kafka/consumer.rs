@@ -176,38 +176,44 @@ pub struct StartPosition {
     pub skipped: Option<Range<i64>>,
 }
 
-/// Where to start `partition`: its committed offset, else per `reset`.
+/// Where to start `partition`: its committed offset, else per `reset`; `None` when there is
+/// none and `reset` is [`OffsetReset::Never`].
 pub async fn start_position(
     partition: &PartitionClient,
     committed: Option<i64>,
     reset: OffsetReset,
-) -> Result<StartPosition, ClientError> {
+) -> Result<Option<StartPosition>, ClientError> {
     if let Some(offset) = committed {
-        return Ok(StartPosition {
+        return Ok(Some(StartPosition {
             offset,
             skipped: None,
-        });
+        }));
     }
-    let offset = partition.get_offset(reset_to(reset)).await?;
+    let Some(at) = reset_to(reset) else {
+        return Ok(None);
+    };
+    let offset = partition.get_offset(at).await?;
     let skipped = match reset {
-        OffsetReset::Earliest => None,
+        OffsetReset::Earliest | OffsetReset::Never => None,
         OffsetReset::Latest => {
             let earliest = partition.get_offset(OffsetAt::Earliest).await?;
             (earliest < offset).then_some(earliest..offset)
         }
     };
-    Ok(StartPosition { offset, skipped })
+    Ok(Some(StartPosition { offset, skipped }))
 }
 
-fn reset_to(reset: OffsetReset) -> OffsetAt {
+fn reset_to(reset: OffsetReset) -> Option<OffsetAt> {
     match reset {
-        OffsetReset::Latest => OffsetAt::Latest,
-        OffsetReset::Earliest => OffsetAt::Earliest,
+        OffsetReset::Latest => Some(OffsetAt::Latest),
+        OffsetReset::Earliest => Some(OffsetAt::Earliest),
+        OffsetReset::Never => None,
     }
 }
 
 /// Where each of `partitions` starts: its committed offset, else per `reset`. Warns of records a
-/// reset to `latest` passes over.
+/// reset to `latest` passes over; leaves out (with an ERROR) those that have no committed offset
+/// when `reset` is [`OffsetReset::Never`].
 pub(super) async fn start_positions(
     client: &Client,
     k: &KafkaSettings,
@@ -217,6 +223,7 @@ pub(super) async fn start_positions(
 ) -> Result<BTreeMap<i32, i64>, KafkaError> {
     let mut starts = BTreeMap::new();
     let mut skipped = Vec::new();
+    let mut unstarted = Vec::new();
     for &p in partitions {
         let pc = super::client::partition_client(client, &k.request_topic, p).await?;
         let start = start_position(&pc, committed.get(&p).copied().flatten(), reset)
@@ -225,13 +232,35 @@ pub(super) async fn start_positions(
                 context: format!("start offset of {}/{p}", k.request_topic),
                 source,
             })?;
+        let Some(start) = start else {
+            unstarted.push(p);
+            continue;
+        };
         if let Some(range) = start.skipped {
             skipped.push((p, range));
         }
         starts.insert(p, start.offset);
     }
     warn_of_skipped(&k.group_id, &k.request_topic, &skipped);
+    refuse_unstarted(&k.group_id, &k.request_topic, &unstarted);
     Ok(starts)
+}
+
+/// aiokafka raises `NoOffsetForPartitionError` here and hetida's consumer stops; the service
+/// leaves just these partitions unconsumed (their requests wait in Kafka, nothing is skipped)
+/// and says how to give them a start.
+fn refuse_unstarted(group: &str, topic: &str, partitions: &[i32]) {
+    if partitions.is_empty() {
+        return;
+    }
+    tracing::error!(
+        %group, %topic, ?partitions,
+        "these partitions have no committed offset and auto_offset_reset is \"none\", so they \
+         are not consumed until they have one: stop the service and set their start with \
+         kafka-consumer-groups.sh --group {group} --topic {topic} --reset-offsets \
+         --to-earliest (or --to-latest) --execute, or set \"auto_offset_reset\" to \
+         \"earliest\" or \"latest\" in HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS"
+    );
 }
 
 /// A group that has never committed and starts at `latest` (hetida's default) never executes
@@ -647,14 +676,18 @@ impl FetchLoop {
     fn unpark(&mut self) {
         if self.parked_at.take().is_some() {
             crate::metrics::worker().parked(false);
-            tracing::info!(topic = %self.options.topic, partition = self.partition, offset = self.offset, "the request batch decodes now, the partition goes on");
+            tracing::info!(topic = %self.options.topic, partition = self.partition, offset = self.offset, "the partition reads again at this offset and goes on");
         }
     }
 
-    /// The offset is gone (retention) or not there yet: start again per `auto_offset_reset`.
+    /// The offset is gone (retention) or not there yet: start again per `auto_offset_reset`;
+    /// with `none` the partition waits here (see [`Self::out_of_range_kept`]).
     async fn reset_out_of_range(&mut self) -> Next {
+        let Some(at) = reset_to(self.options.reset) else {
+            return self.out_of_range_kept().await;
+        };
         let (topic, partition, offset) = (&self.options.topic, self.partition, self.offset);
-        match self.pc.get_offset(reset_to(self.options.reset)).await {
+        match self.pc.get_offset(at).await {
             Ok(new) => {
                 tracing::warn!(%topic, partition, offset, new, "offset out of range (deleted by retention?), reset per auto_offset_reset");
                 self.watermarks
@@ -669,6 +702,29 @@ impl FetchLoop {
                 self.back_off().await
             }
         }
+    }
+
+    /// `auto_offset_reset: none` and an offset out of range: aiokafka raises
+    /// `OffsetOutOfRangeError`; here the partition waits at its offset (parked: nothing skipped,
+    /// nothing committed past it) and asks again now and then, in case the range comes back
+    /// to it. An ERROR the first time, a WARN on each retry.
+    async fn out_of_range_kept(&mut self) -> Next {
+        let (topic, partition, offset) = (&self.options.topic, self.partition, self.offset);
+        if self.parked_at != Some(offset) {
+            tracing::error!(%topic, partition, offset,
+                "offset out of range (deleted by retention?) and auto_offset_reset is \"none\": \
+                 the partition waits here; set its offset with kafka-consumer-groups.sh \
+                 --reset-offsets while the service is stopped, or set auto_offset_reset to \
+                 \"earliest\" or \"latest\"");
+            if self.parked_at.is_none() {
+                crate::metrics::worker().parked(true);
+            }
+            self.parked_at = Some(offset);
+        } else {
+            tracing::warn!(%topic, partition, offset,
+                "offset still out of range and auto_offset_reset is \"none\": the partition waits");
+        }
+        self.sleep(UNDECODABLE_RETRY).await
     }
 
     /// Hands out each record at or after the fetch position with a place of the in-flight

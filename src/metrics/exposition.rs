@@ -260,7 +260,7 @@ fn gauges(d: &mut DescriptorEncoder<'_>, r: &Reading) -> std::fmt::Result {
         ),
         (
             "parked_partitions",
-            "Partitions stopped at a record batch they cannot read",
+            "Partitions waiting at a record batch they cannot read or an offset out of range",
             t.parked,
         ),
     ];
