@@ -140,6 +140,75 @@ fn start(
     )
 }
 
+/// Issue 27: a second `serve` of the same group on the same host, both with default settings.
+/// Their default instance ids (`<host>-<i>`) would collide, and the second would fence the first;
+/// instead the second takes the host's next slot: instance ids `<host>.2-<i>` and the default
+/// metrics port + 1. Both stay members, share the partitions and answer each request once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_serve_with_default_settings_on_one_host_serves_beside_the_first() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "host-slots", 4).await;
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    let second_port = 9465; // src/config's DEFAULT_METRICS_ADDR + 1
+    assert!(
+        std::net::TcpListener::bind(("0.0.0.0", second_port)).is_ok(),
+        "the premise: port {second_port} is free"
+    );
+    let first = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "1"]);
+    first.wait_workers(1, WAIT);
+    let second = ServiceProcess::start_with_default_metrics(
+        &topics,
+        &double.engine_url(),
+        &["--workers", "1"],
+    );
+    let rows = wait_for_members(
+        &kafka_dir(),
+        &topics.group,
+        &topics.requests,
+        WAIT,
+        |rows| {
+            rows.len() == 2
+                && one_owner_each(rows, 4)
+                && rows.iter().all(|r| !r.partitions.is_empty())
+        },
+    );
+    let mut ids: Vec<&str> = rows.iter().map(|r| r.instance_id.as_str()).collect();
+    ids.sort_unstable();
+    let mut expected = [format!("{host}-0"), format!("{host}.2-0")];
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "{rows:?}");
+    let log = second.log_text();
+    assert!(log.contains("takes the next slot"), "{log}");
+    assert!(
+        log.contains(&format!("0.0.0.0:{second_port}")) && log.contains("metrics at /metrics"),
+        "the second serves metrics on the next port:\n{log}"
+    );
+
+    let (jobs, requests) = keyed_requests(40);
+    produce_requests(&client, &topics.requests, &requests).await;
+    let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
+    let answered: Vec<String> = responses
+        .iter()
+        .map(|(_, r)| job_of(r.record.value.as_ref().unwrap()))
+        .collect();
+    let once: HashSet<&String> = answered.iter().collect();
+    assert_eq!(answered.len(), jobs.len(), "each request answered once");
+    assert_eq!(once.len(), jobs.len());
+    for (name, service) in [("first", &first), ("second", &second)] {
+        let log = service.log_text();
+        assert!(
+            !log.contains("ERROR"),
+            "the {name} serve has not been fenced or failed:\n{log}"
+        );
+        assert_eq!(
+            service.workers().len(),
+            1,
+            "the {name} serve runs its worker"
+        );
+    }
+}
+
 /// Lets a classic leader look at the partition count several times. This pause is the point:
 /// what is tested is that nothing happens (a leader that came back as the same static member
 /// must not mistake the topic for grown and rebalance), and no condition says that it will not.

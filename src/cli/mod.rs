@@ -2,6 +2,7 @@
 //! prints; the work is the library's. `anyhow` lives here, at the edge, and nowhere else.
 
 mod exec;
+mod host_slot;
 mod serve;
 mod store;
 

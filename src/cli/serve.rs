@@ -13,6 +13,8 @@ use hd_kafka_exec::store::{DirIndex, HttpOptions, StoreSource};
 use hd_kafka_exec::supervisor::{Event, SupervisorOptions, WorkerFactory, WorkerSlot};
 use hd_kafka_exec::worker::{Slot, WorkerSpec};
 
+use super::host_slot::HostSlot;
+
 /// What `serve` forks: hetida workers over the configured store.
 #[derive(Debug)]
 struct Service {
@@ -34,6 +36,9 @@ struct Service {
     /// start); the metrics process serves it, and a worker closes its copy at once (so that a
     /// worker draining after the supervisor died does not keep the port). `None`: no endpoint.
     metrics: RefCell<Option<std::net::TcpListener>>,
+    /// This service's slot among the `serve`s of its group on this host; applied again to the
+    /// configuration a reload reads.
+    slot: HostSlot,
 }
 
 /// Reads the configuration and opens the revision store: at start, and again on every HUP.
@@ -97,7 +102,8 @@ impl Service {
 
 impl WorkerFactory for Service {
     fn reload(&mut self) -> Result<(), String> {
-        let (config, store) = load_service(&self.flags).map_err(|e| format!("{e:#}"))?;
+        let (mut config, store) = load_service(&self.flags).map_err(|e| format!("{e:#}"))?;
+        self.slot.apply(&mut config, false);
         tracing::info!(store = %describe(&store), "configuration and revision store reloaded");
         self.config = config;
         self.store = store;
@@ -173,7 +179,9 @@ impl WorkerFactory for Service {
 /// Runs the supervisor until it is stopped; an error when the service cannot start (bad
 /// configuration, an unreadable store) or a worker keeps failing to boot.
 pub(super) fn serve(flags: Flags) -> anyhow::Result<ExitCode> {
-    let (config, store) = load_service(&flags)?;
+    let (mut config, store) = load_service(&flags)?;
+    let slot = HostSlot::claim(&config);
+    slot.apply(&mut config, true);
     for notice in &config.notices {
         tracing::warn!("{notice}");
     }
@@ -216,6 +224,7 @@ pub(super) fn serve(flags: Flags) -> anyhow::Result<ExitCode> {
             board,
             crashes,
             metrics: RefCell::new(metrics),
+            slot,
         },
     )?;
     Ok(ExitCode::SUCCESS)
