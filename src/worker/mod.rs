@@ -292,10 +292,8 @@ pub fn run(spec: &WorkerSpec, heartbeat: impl Fn() + Send + 'static) -> i32 {
             tracing::error!(worker = spec.slot.index, "{e}");
             EXIT_BOOT_FAILURE
         }
-        Err(e @ WorkerError::Refused(_)) => {
-            tracing::error!(worker = spec.slot.index, "{e}");
-            EXIT_FATAL
-        }
+        // Logged where Kafka refused the worker, at once rather than after the drain: once.
+        Err(WorkerError::Refused(_)) => EXIT_FATAL,
         Err(e) => {
             tracing::error!(worker = spec.slot.index, "worker failed: {e}");
             1
