@@ -518,6 +518,15 @@ async fn exec_prints_the_response_to_a_request() {
     let v: Value = serde_json::from_slice(&ok.stdout).unwrap();
     assert_eq!(v["result"], "ok");
     assert_eq!(v["output_results_by_output_name"]["sum"], 3.5);
+    // Read as Python reads it and sent as written: a job id is added to a request with `NaN`.
+    let python = run(
+        r#"{"id": "2abf72f6-68c9-7398-7175-165d31b3ced7", "note": NaN, "wiring": {"input_wirings": [{"workflow_input_name": "a", "adapter_id": "direct_provisioning", "filters": {"value": Infinity}}, {"workflow_input_name": "b", "adapter_id": "direct_provisioning", "filters": {"value": "\ud800"}}]}} "#,
+    );
+    assert!(
+        python.status.success(),
+        "{}",
+        String::from_utf8_lossy(&python.stderr)
+    );
     let failed = run(
         r#"{"id": "00000000-0000-4000-8000-000000000000", "job_id": "00000000-0000-4000-8000-0000000000aa"}"#,
     );
@@ -529,6 +538,56 @@ async fn exec_prints_the_response_to_a_request() {
     let v: Value = serde_json::from_slice(&failed.stdout).unwrap();
     assert_eq!(v["error"]["type"], "TrafoExecutionNotFoundError");
     assert_eq!(v["job_id"], "00000000-0000-4000-8000-0000000000aa");
+}
+
+/// Requests as Python's `json.loads` reads them, which hetida executes (spec §10): `NaN` and
+/// `-Infinity` in a string field arrive at the runtime as Python's `str()` of them, a lone
+/// surrogate as the escape it came as (`json.dumps`), and both jobs are answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_python_reads_execute_as_hetida_executes_them() {
+    let double = RuntimeDouble::start().await;
+    double.keep_bodies();
+    let client = client().await;
+    let topics = Topics::create(&client, "pyjson", 1).await;
+    let service = ServiceProcess::start(&topics, &double.engine_url(), &["--workers", "1"]);
+    service.wait_workers(1, WAIT);
+    let request = |job: Uuid, a: &str, b: &str| {
+        format!(
+            r#"{{"id": "2abf72f6-68c9-7398-7175-165d31b3ced7", "note": [NaN, 1e400, "\udfff"], "wiring": {{"input_wirings": [{{"workflow_input_name": "a", "adapter_id": "direct_provisioning", "filters": {{"value": {a}}}}}, {{"workflow_input_name": "b", "adapter_id": "direct_provisioning", "filters": {{"value": {b}}}}}]}}, "job_id": "{job}"}}"#
+        )
+        .into_bytes()
+    };
+    let (nan, lone) = (Uuid::new_v4(), Uuid::new_v4());
+    produce_requests(
+        &client,
+        &topics.requests,
+        &[
+            (None, Some(request(nan, "NaN", "-Infinity"))),
+            (
+                None,
+                Some(request(lone, r#""\ud800""#, r#""x\udc00\ud83d\ude00""#)),
+            ),
+        ],
+    )
+    .await;
+    for job in [nan, lone] {
+        let v = response_of(&client, &topics.responses, job).await;
+        assert_eq!(v["result"], "ok", "{v}\nlog:\n{}", service.log_text());
+    }
+    assert_eq!(double.violations(), Vec::<String>::new());
+    let body = |job: Uuid| {
+        String::from_utf8(double.body_of_job(&job.to_string()).unwrap().to_vec()).unwrap()
+    };
+    for (job, a, b) in [
+        (nan, r#""nan""#, r#""-inf""#),
+        (lone, r#""\ud800""#, r#""x\udc00\ud83d\ude00""#),
+    ] {
+        let body = body(job);
+        for value in [a, b] {
+            let filters = format!(r#""filters": {{"value": {value}}}"#);
+            assert!(body.contains(&filters), "{filters} not in\n{body}");
+        }
+    }
 }
 
 /// hetida's default `auto_offset_reset` is `latest`: a group that never committed does not

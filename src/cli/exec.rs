@@ -12,9 +12,8 @@ use hd_kafka_exec::config::{Compression, Config, Env, Flags};
 use hd_kafka_exec::kafka::{
     BrokerAuth, OutgoingRecord, ProducerSettings, ResponseProducer, TailRecord, TopicTail, client,
 };
-use hd_kafka_exec::protocol::JOB_ID_HEADER;
-use hd_kafka_exec::protocol::lenient::parse_uuid;
-use serde_json::Value;
+use hd_kafka_exec::protocol::pyjson::{self, Document};
+use hd_kafka_exec::protocol::{JOB_ID_HEADER, job_id_only};
 use uuid::Uuid;
 
 /// Runs `exec`: exits with success only when the response's `result` is `ok`.
@@ -32,7 +31,15 @@ pub(super) fn exec(flags: Flags, key: Option<String>, wait: f64) -> anyhow::Resu
     let response = rt.block_on(exec_one(&config, key, job_id, request, wait))?;
     std::io::stdout().write_all(&response)?;
     std::io::stdout().write_all(b"\n")?;
-    let ok = serde_json::from_slice::<Value>(&response).is_ok_and(|v| v["result"] == "ok");
+    // Read as Python's `json` reads it: a response may quote a lone surrogate (`"\ud800"`).
+    let ok = match pyjson::document(&response) {
+        Ok(Document::Object(members)) => members
+            .iter()
+            .rev()
+            .find(|(key, _)| key.is("result"))
+            .is_some_and(|(_, value)| value.text() == b"\"ok\""),
+        _ => false,
+    };
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
@@ -40,23 +47,30 @@ pub(super) fn exec(flags: Flags, key: Option<String>, wait: f64) -> anyhow::Resu
     })
 }
 
-/// The request's job id, adding one (so the response can be recognised) when it has none.
+/// The request's job id, adding one (so the response can be recognised) when it has none. The
+/// request is read as the service reads it (Python's `json.loads`: `NaN`, lone surrogates) and
+/// sent as it was written: a missing job id is appended as the object's last member (which a
+/// Python dict, and the service, take over an earlier one that is no UUID), never re-encoded.
 fn with_job_id(request: &[u8]) -> anyhow::Result<(Uuid, Vec<u8>)> {
-    let mut value: Value =
-        serde_json::from_slice(request).context("the request on stdin is not JSON")?;
-    let Some(obj) = value.as_object_mut() else {
-        bail!("the request on stdin is not a JSON object");
+    let members = match pyjson::document(request).context("the request on stdin is not JSON")? {
+        Document::Object(members) => members.len(),
+        Document::Other { .. } => bail!("the request on stdin is not a JSON object"),
     };
-    if let Some(job) = obj
-        .get("job_id")
-        .and_then(Value::as_str)
-        .and_then(parse_uuid)
-    {
+    if let Some(job) = job_id_only(Some(request)) {
         return Ok((job, request.to_vec()));
     }
     let job = Uuid::new_v4();
-    obj.insert("job_id".into(), Value::String(job.to_string()));
-    Ok((job, serde_json::to_vec(&value)?))
+    // The document is one object: after trailing whitespace comes its closing brace.
+    let body = request.trim_ascii_end();
+    let mut out = body
+        .get(..body.len().saturating_sub(1))
+        .unwrap_or_default()
+        .to_vec();
+    if members > 0 {
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(format!("\"job_id\": \"{job}\"}}").as_bytes());
+    Ok((job, out))
 }
 
 /// Produces `request` and waits up to `wait` for the response to `job_id`.
@@ -125,10 +139,7 @@ fn answers(record: TailRecord, job: &str) -> Option<Vec<u8>> {
         .headers
         .iter()
         .any(|h| h.key == JOB_ID_HEADER.as_bytes() && h.value.as_deref() == Some(job.as_bytes()));
-    let by_value = || {
-        serde_json::from_slice::<Value>(&value)
-            .ok()
-            .is_some_and(|v| v["job_id"] == job)
-    };
+    // Read as Python's `json` reads it: a response may quote a lone surrogate (`"\ud800"`).
+    let by_value = || job_id_only(Some(&value)).is_some_and(|id| id.to_string() == job);
     (by_header || by_value()).then_some(value)
 }

@@ -2,29 +2,32 @@
 //! bytes before anything is built, and refused over the budget.
 //!
 //! The fields of a request that are read (`id`, `wiring`, …; the others are skipped unread) are
-//! read into `serde_json::Value` trees (objects keep their key order, so each is an
-//! `IndexMap`). That costs little for what hetida's requests carry (their data travels as
-//! strings: `filters.value` is text), but each JSON value, however small in the request, is a
-//! whole `Value` in memory, 80 bytes, in a vector that may have grown to twice its length. A
-//! 9.9 MB request of 3.3 M empty objects (`[{},{},…]`) so grew its worker to about 540 MB
-//! (55×), and under a memory limit the worker aborted, again and again. The scan here counts the values without
-//! building anything, and a request whose tree would take more than [`budget`] is refused with
-//! a failure response instead.
-
-use std::borrow::Cow;
-
+//! read into [`pyjson::Json`] trees. That costs little for what hetida's requests carry (their
+//! data travels as strings: `filters.value` is text), but each JSON value, however small in the
+//! request, is a whole node in memory, in a vector that may have grown to twice its length. A
+//! 9.9 MB request of 3.3 M empty objects (`[{},{},…]`) so grew its worker (then reading into
+//! `serde_json::Value`, 80 bytes a node) to about 540 MB (55×), and under a memory limit the
+//! worker aborted, again and again. The scan here counts the values without building anything,
+//! and a request whose tree would take more than [`budget`] is refused with a failure response
+//! instead. The costs stay those of `serde_json::Value`, which are more than a [`pyjson::Json`]
+//! node and member take, so the estimate stays above what is built.
 use uuid::Uuid;
 
 use super::lenient::parse_uuid;
+use super::pyjson::{self, Document, Json};
 
 /// A request may take this many times its size to read, ...
 pub const FACTOR: usize = 8;
 /// ... or this much, whichever is more: small requests are never refused.
 pub const FLOOR: usize = 16 << 20;
 
-/// Bytes a JSON value takes in the tree beyond its text: the `Value` itself, twice over for the
-/// slack of the vector (or map) it sits in.
+/// Bytes a JSON value takes in the tree beyond its text: a node (reckoned as a
+/// `serde_json::Value`, larger than a [`pyjson::Json`]), twice over for the slack of the vector
+/// it sits in.
 const VALUE_COST: usize = 2 * size_of::<serde_json::Value>();
+/// Bytes of string a byte of string text may take: a string grows by appending, up to twice its
+/// length, and the stand-in of a raw U+FDD0 takes twice its bytes (see [`pyjson::MARK`]).
+const STRING_COST: usize = 2;
 /// Bytes an object member takes beyond its value: the key's `String`, the entry's hash and its
 /// index in the map's table, twice over for the slack.
 const MEMBER_COST: usize = 2 * (size_of::<String>() + 2 * size_of::<usize>());
@@ -114,7 +117,7 @@ impl Footprint {
         self.values
             .saturating_mul(VALUE_COST)
             .saturating_add(self.members.saturating_mul(MEMBER_COST))
-            .saturating_add(self.string_bytes)
+            .saturating_add(self.string_bytes.saturating_mul(STRING_COST))
     }
 
     /// `Err` with the reason when reading the request would take more than its budget.
@@ -141,16 +144,21 @@ pub fn budget(bytes: usize) -> usize {
 }
 
 /// The request's `job_id` (a string in one of the spellings Python's `uuid.UUID` reads), read
-/// without building the request: every other field is skipped as it is read, so no request,
-/// however large or deep, costs memory here. `None` when there is none that can be read.
+/// without building the request: every other field is validated and dropped as it is read, so
+/// no request, however large, costs memory here. `None` when there is none that can be read (or
+/// when `json.loads` would not read the request at all).
 pub fn job_id_only(value: Option<&[u8]>) -> Option<Uuid> {
-    #[derive(serde::Deserialize)]
-    struct JobIdOnly<'a> {
-        #[serde(borrow)]
-        job_id: Option<Cow<'a, str>>,
+    let text = std::str::from_utf8(value?).ok()?;
+    let Ok(Document::Object(members)) =
+        pyjson::document_keeping(text.as_bytes(), |k| k.is("job_id"))
+    else {
+        return None;
+    };
+    let (_, raw) = members.last()?;
+    match raw.parse().ok()? {
+        Json::Str(s) => parse_uuid(&s.to_text()?),
+        _ => None,
     }
-    let only: JobIdOnly<'_> = serde_json::from_slice(value?).ok()?;
-    parse_uuid(&only.job_id?)
 }
 
 #[cfg(test)]
@@ -210,8 +218,16 @@ mod tests {
             job_id_only(Some(request.as_bytes())),
             Some(id.parse().unwrap())
         );
+        // Read as `json.loads` reads it: past `NaN`, lone surrogates and numbers beyond a double.
+        let python = format!(r#"{{"junk": [NaN, "\ud800", -Infinity, 1e400], "job_id": "{id}"}}"#);
+        assert_eq!(
+            job_id_only(Some(python.as_bytes())),
+            Some(id.parse().unwrap())
+        );
         for value in [
             Some(deep.as_bytes()),
+            Some(&br#"{"job_id": "\ud800"}"#[..]),
+            Some(&br#"{"job_id": "79ce1eb1-3ef8-4c74-9114-c856fd88dc89", "x": [1,]}"#[..]),
             Some(&br#"{"job_id": 5}"#[..]),
             Some(&b"\xff"[..]),
             None,

@@ -1,8 +1,9 @@
 //! The reference's lenient value rules (pydantic 1 and Python builtins), so that every request
 //! hetida accepts is accepted here with the same meaning (spec §2, quirk 12).
 
-use serde_json::Value;
 use uuid::Uuid;
+
+use super::pyjson::{Json, Number, number_value, python_str_of_number};
 
 /// A UUID in any spelling Python's `uuid.UUID(str)` accepts: upper case, no hyphens, braces,
 /// `urn:uuid:` prefix (vector `job_id_noncanonical_format`).
@@ -15,17 +16,22 @@ pub fn parse_uuid(s: &str) -> Option<Uuid> {
     u128::from_str_radix(&s, 16).ok().map(Uuid::from_u128)
 }
 
-/// pydantic 1's bool: JSON bools, 0/1, and the strings on/off, yes/no, true/false, t/f, y/n, 1/0
-/// in any case.
-pub fn parse_bool(v: &Value) -> Option<bool> {
+/// pydantic 1's bool (`bool_validator`): JSON bools, numbers equal to 0 or 1, and the strings
+/// on/off, yes/no, true/false, t/f, y/n, 1/0 in any case. `NaN`, `Infinity` are neither.
+pub fn parse_bool(v: &Json<'_>) -> Option<bool> {
     match v {
-        Value::Bool(b) => Some(*b),
-        Value::Number(n) => match n.as_f64() {
-            Some(1.0) => Some(true),
-            Some(0.0) => Some(false),
-            _ => None,
+        Json::Bool(b) => Some(*b),
+        Json::Number(text) => match number_value(text) {
+            Number::Int(digits) => match digits.as_str() {
+                "1" => Some(true),
+                "0" => Some(false),
+                _ => None,
+            },
+            Number::Float(1.0) => Some(true),
+            Number::Float(0.0) => Some(false),
+            Number::Float(_) => None,
         },
-        Value::String(s) => match s.to_lowercase().as_str() {
+        Json::Str(s) => match s.to_text()?.to_lowercase().as_str() {
             "1" | "on" | "t" | "true" | "y" | "yes" => Some(true),
             "0" | "off" | "f" | "false" | "n" | "no" => Some(false),
             _ => None,
@@ -34,23 +40,27 @@ pub fn parse_bool(v: &Value) -> Option<bool> {
     }
 }
 
-/// pydantic 1's `str`: strings as they are, numbers and bools through Python's `str()`.
-pub fn coerce_str(v: &Value) -> Option<String> {
+/// pydantic 1's `str` (`str_validator`): strings as they are (held as [`PyStr`] holds them, lone
+/// surrogates and all), numbers and bools through Python's `str()`: `NaN` is `"nan"`,
+/// `-Infinity` and `-1e400` are `"-inf"`, `1E5` is `"100000.0"`, integers keep every digit.
+pub fn coerce_str(v: &Json<'_>) -> Option<String> {
     match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Bool(true) => Some("True".to_owned()),
-        Value::Bool(false) => Some("False".to_owned()),
-        Value::Number(n) => Some(python_number_str(n)),
+        Json::Str(s) => Some(s.as_held().to_owned()),
+        Json::Bool(true) => Some("True".to_owned()),
+        Json::Bool(false) => Some("False".to_owned()),
+        Json::Number(text) => Some(python_str_of_number(text)),
         _ => None,
     }
 }
 
-/// Python's `str()` of a JSON number: integers as written, floats in `repr` form.
-pub fn python_number_str(n: &serde_json::Number) -> String {
-    if n.is_i64() || n.is_u64() {
-        n.to_string()
-    } else {
-        super::pyjson::float_repr(n.as_f64().unwrap_or(f64::NAN))
+/// A value for an error message: scalars as written, strings quoted, containers by kind.
+pub fn shown(v: &Json<'_>) -> String {
+    match v {
+        Json::Null => "null".to_owned(),
+        Json::Bool(b) => b.to_string(),
+        Json::Number(text) => (*text).to_owned(),
+        Json::Str(s) => format!("\"{}\"", s.as_held()),
+        other => other.kind().to_owned(),
     }
 }
 
@@ -72,22 +82,9 @@ pub fn is_python_identifier(s: &str) -> bool {
         && !PYTHON_KEYWORDS.contains(&s)
 }
 
-/// A short description of a JSON value's kind for error messages.
-pub fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn uuid_spellings_python_accepts() {
@@ -111,33 +108,66 @@ mod tests {
         }
     }
 
-    #[test]
-    fn bools_like_pydantic() {
-        for (v, b) in [
-            (json!(true), true),
-            (json!(0), false),
-            (json!(1.0), true),
-            (json!("YES"), true),
-            (json!("off"), false),
-            (json!("t"), true),
-        ] {
-            assert_eq!(parse_bool(&v), Some(b), "{v}");
-        }
-        for v in [json!(2), json!("maybe"), json!(null), json!([])] {
-            assert_eq!(parse_bool(&v), None, "{v}");
-        }
+    fn json(text: &str) -> Json<'_> {
+        crate::protocol::pyjson::parse(text.as_bytes()).unwrap()
     }
 
     #[test]
+    fn bools_like_pydantic() {
+        for (v, b) in [
+            ("true", true),
+            ("0", false),
+            ("-0", false),
+            ("-0.0", false),
+            ("1.0", true),
+            ("1e0", true),
+            ("\"YES\"", true),
+            ("\"off\"", false),
+            ("\"t\"", true),
+        ] {
+            assert_eq!(parse_bool(&json(v)), Some(b), "{v}");
+        }
+        for v in [
+            "2",
+            "\"maybe\"",
+            "null",
+            "[]",
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "1e400",
+            "\"\\ud800\"",
+        ] {
+            assert_eq!(parse_bool(&json(v)), None, "{v}");
+        }
+    }
+
+    /// What Python's `str()` gives for what `json.loads` read (checked against CPython 3.11).
+    #[test]
     fn str_coercion_like_python() {
-        assert_eq!(coerce_str(&json!(10.5)).unwrap(), "10.5");
-        assert_eq!(coerce_str(&json!(10)).unwrap(), "10");
-        assert_eq!(coerce_str(&json!(true)).unwrap(), "True");
-        assert_eq!(coerce_str(&json!(1e20)).unwrap(), "1e+20");
-        assert_eq!(coerce_str(&json!({})), None);
-        // Exact parsing matters: a lossy parse would print other digits than Python does.
-        let v: Value = serde_json::from_str("-3.5578982111060975e-152").unwrap();
-        assert_eq!(coerce_str(&v).unwrap(), "-3.5578982111060975e-152");
+        for (text, python) in [
+            ("10.5", "10.5"),
+            ("10", "10"),
+            ("true", "True"),
+            ("1e20", "1e+20"),
+            ("1E5", "100000.0"),
+            ("NaN", "nan"),
+            ("Infinity", "inf"),
+            ("-Infinity", "-inf"),
+            ("1e400", "inf"),
+            ("-1e400", "-inf"),
+            ("-0", "0"),
+            (
+                "123456789012345678901234567890",
+                "123456789012345678901234567890",
+            ),
+            // Exact parsing matters: a lossy parse would print other digits than Python does.
+            ("-3.5578982111060975e-152", "-3.5578982111060975e-152"),
+        ] {
+            assert_eq!(coerce_str(&json(text)).unwrap(), python, "{text}");
+        }
+        assert_eq!(coerce_str(&json("{}")), None);
+        assert_eq!(coerce_str(&json("null")), None);
     }
 
     #[test]

@@ -10,7 +10,10 @@
 //! strings may hold lone surrogates (escaped, or raw through the decoder's `surrogatepass`), and
 //! the body may be UTF-16 or UTF-32. [`decode`] and [`document`] accept what it accepts (nested
 //! up to [`MAX_DEPTH`]), so an answer hetida delivers is delivered here, and everything else is a
-//! [`NotJson`] that says what is wrong and where — never a panic.
+//! [`NotJson`] that says what is wrong and where — never a panic. A Kafka request is read the
+//! same way (pydantic 1's `parse_raw` is `json.loads` of the decoded text), without [`decode`]:
+//! hetida decodes it as strict UTF-8 first. Its strings are [`PyStr`]s, which hold a lone
+//! surrogate as a stand-in ([`MARK`]) that this module's writer turns back into `\udXXX`.
 //!
 //! JSON that arrives as text (the runtime's output values) is re-spaced and re-escaped token by
 //! token, with every number copied verbatim: re-encoding a number could change its digits.
@@ -68,23 +71,30 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 
 /// Appends a Python string (which may hold lone surrogates) as a Python-style JSON literal.
 pub fn write_py_str(out: &mut Vec<u8>, s: &PyStr) {
-    out.push(b'"');
-    for unit in &s.0 {
-        push_escaped_unit(out, *unit);
-    }
-    out.push(b'"');
+    write_str(out, &s.0);
 }
 
 /// The content of `s` Python-style escaped, in pieces: runs that need no escape as they are.
+/// This is the one place where text becomes a JSON string, so it is also where a [`PyStr`]'s
+/// stand-ins for lone surrogates ([`MARK`]) become the `\udXXX` that `json.dumps` writes.
 fn escape_str(s: &str, mut emit: impl FnMut(&[u8])) {
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, c) in s.char_indices() {
+    let mut chars = s.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
         if (' '..='~').contains(&c) && c != '"' && c != '\\' {
             continue;
         }
         emit(bytes.get(start..i).unwrap_or_default());
         start = i + c.len_utf8();
+        if let Some(unit) = chars.peek().and_then(|&(_, next)| marked_unit(c, next)) {
+            if let Some((j, next)) = chars.next() {
+                start = j + next.len_utf8();
+            }
+            let (escaped, len) = escape_unit(unit);
+            emit(escaped.get(..len).unwrap_or_default());
+            continue;
+        }
         let mut units = [0u16; 2];
         for unit in c.encode_utf16(&mut units) {
             let (escaped, len) = escape_unit(*unit);
@@ -92,6 +102,75 @@ fn escape_str(s: &str, mut emit: impl FnMut(&[u8])) {
         }
     }
     emit(bytes.get(start..).unwrap_or_default());
+}
+
+/// A Python string's code unit that a Rust `String` cannot hold — a lone surrogate, which
+/// `json.loads` reads from `"\ud800"` — is held as two characters: [`MARK`] then
+/// U+E000 + (unit − 0xD800). [`MARK`] itself is held as [`MARK`] then U+E800, so the mapping is
+/// injective and [`PyStr`] and the `String`s made from it (wiring values, error messages) stay
+/// ordinary Rust text that moves through the service unchanged. U+FDD0 is a noncharacter,
+/// which Unicode sets aside for a program's internal use; text meant for people does not hold
+/// it. Each stand-in takes 6 bytes, as many as the `\udXXX` it stands for. Only [`escape_str`]
+/// and [`PyStr`]'s readers turn the pairs back; text from elsewhere (a revision) that held
+/// U+FDD0 right before one of U+E000..=U+E800 would be read as such a pair.
+pub const MARK: char = '\u{FDD0}';
+/// The second character of [`MARK`] standing for itself.
+const MARK_ITSELF: u32 = 0xE800;
+/// The second character of the stand-in for lone surrogate 0xD800 + k is U+E000 + k.
+const LONE_BASE: u32 = 0xE000;
+
+/// The UTF-16 unit that `c` followed by `next` stands for, if they are a stand-in pair.
+fn marked_unit(c: char, next: char) -> Option<u16> {
+    if c != MARK {
+        return None;
+    }
+    match u32::from(next) {
+        MARK_ITSELF => Some(0xfdd0),
+        n @ LONE_BASE..MARK_ITSELF => u16::try_from(0xd800 + n - LONE_BASE).ok(),
+        _ => None,
+    }
+}
+
+/// Appends one UTF-16 unit of a Python string in [`PyStr`]'s form: a lone surrogate as its
+/// stand-in pair; `unit` is not half of a pair that makes one character.
+fn push_py_unit(out: &mut String, unit: u16) {
+    match char::from_u32(u32::from(unit)) {
+        Some(MARK) => {
+            out.push(MARK);
+            out.push(char::from_u32(MARK_ITSELF).unwrap_or(MARK));
+        }
+        Some(c) => out.push(c),
+        None => {
+            out.push(MARK);
+            let standin = LONE_BASE + u32::from(unit).saturating_sub(0xd800);
+            out.push(char::from_u32(standin).unwrap_or(char::REPLACEMENT_CHARACTER));
+        }
+    }
+}
+
+/// One code point of a Python string: a character, or a lone surrogate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PyChar {
+    Char(char),
+    Lone(u16),
+}
+
+/// The code points of a Python string held in [`PyStr`]'s form.
+fn py_chars(s: &str) -> impl Iterator<Item = PyChar> + '_ {
+    let mut chars = s.chars().peekable();
+    std::iter::from_fn(move || {
+        let c = chars.next()?;
+        match chars.peek().and_then(|&next| marked_unit(c, next)) {
+            Some(unit) => {
+                chars.next();
+                Some(match char::from_u32(u32::from(unit)) {
+                    Some(c) => PyChar::Char(c),
+                    None => PyChar::Lone(unit),
+                })
+            }
+            None => Some(PyChar::Char(c)),
+        }
+    })
 }
 
 fn push_escaped_unit(out: &mut Vec<u8>, unit: u16) {
@@ -242,36 +321,62 @@ impl NotJson {
     }
 }
 
-/// A Python `str`: UTF-16 code units, as `json.dumps` sees them, so lone surrogates (which
-/// Python strings may hold and Rust strings may not) survive reading and writing unchanged.
+/// A Python `str`, which may hold lone surrogates (Python strings may, Rust strings may not):
+/// a `String` in which each lone surrogate is a stand-in pair (see [`MARK`]). Written by
+/// [`write_str`] and [`write_py_str`] exactly as `json.dumps` writes the Python string.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct PyStr(Vec<u16>);
+pub struct PyStr(String);
 
 impl PyStr {
-    /// The code units, for writing the string Python-style with its lone surrogates.
-    pub fn units(&self) -> &[u16] {
+    /// The string in its held form (lone surrogates as stand-ins), for values that go on into
+    /// the runtime request or a message, where the writer turns the stand-ins back.
+    pub fn as_held(&self) -> &str {
         &self.0
     }
 
     /// The text, unless it holds a lone surrogate.
     pub fn to_text(&self) -> Option<String> {
-        String::from_utf16(&self.0).ok()
+        if !self.0.contains(MARK) {
+            return Some(self.0.clone());
+        }
+        py_chars(&self.0)
+            .map(|c| match c {
+                PyChar::Char(c) => Some(c),
+                PyChar::Lone(_) => None,
+            })
+            .collect()
     }
 
     /// The text with lone surrogates as U+FFFD, for messages.
     pub fn to_text_lossy(&self) -> String {
-        String::from_utf16_lossy(&self.0)
+        py_chars(&self.0)
+            .map(|c| match c {
+                PyChar::Char(c) => c,
+                PyChar::Lone(_) => char::REPLACEMENT_CHARACTER,
+            })
+            .collect()
     }
 
-    /// Whether it is exactly `s` (compares code units, so a lone surrogate never matches).
+    /// Whether it is exactly `s` (a lone surrogate never matches).
     pub fn is(&self, s: &str) -> bool {
-        s.encode_utf16().eq(self.0.iter().copied())
+        if !self.0.contains(MARK) {
+            return self.0 == s;
+        }
+        py_chars(&self.0).eq(s.chars().map(PyChar::Char))
     }
 }
 
 impl From<&str> for PyStr {
     fn from(s: &str) -> PyStr {
-        PyStr(s.encode_utf16().collect())
+        let mut held = String::with_capacity(s.len());
+        for c in s.chars() {
+            if c == MARK {
+                push_py_unit(&mut held, 0xfdd0);
+            } else {
+                held.push(c);
+            }
+        }
+        PyStr(held)
     }
 }
 
@@ -312,6 +417,11 @@ impl<'a> Json<'a> {
             Json::Object(_) => "an object",
         }
     }
+}
+
+/// `text` (UTF-8, one JSON document) as `json.loads` reads it, as a tree.
+pub fn parse(text: &[u8]) -> Result<Json<'_>, NotJson> {
+    Raw(text).parse()
 }
 
 /// The text of one JSON value inside a validated document.
@@ -374,6 +484,15 @@ pub enum Document<'a> {
 
 /// Validates `text` (from [`decode`]) as one JSON document the way `json.loads` does.
 pub fn document(text: &[u8]) -> Result<Document<'_>, NotJson> {
+    document_keeping(text, |_| true)
+}
+
+/// Like [`document`], but an object keeps only the members whose key `keep` wants: the others
+/// are validated and dropped as they are read, so they cost no memory however many they are.
+pub fn document_keeping(
+    text: &[u8],
+    mut keep: impl FnMut(&PyStr) -> bool,
+) -> Result<Document<'_>, NotJson> {
     let mut sc = Scanner::new(text);
     sc.skip_ws();
     if sc.peek() != Some(b'{') {
@@ -393,8 +512,10 @@ pub fn document(text: &[u8]) -> Result<Document<'_>, NotJson> {
             sc.skip_ws();
             let start = sc.pos;
             sc.value(&mut Discard, 1)?;
-            let raw = Raw(text.get(start..sc.pos).unwrap_or_default());
-            members.push((PyStr(key.0.0), raw));
+            let key = key.0.finish();
+            if keep(&key) {
+                members.push((key, Raw(text.get(start..sc.pos).unwrap_or_default())));
+            }
             sc.skip_ws();
             match sc.peek() {
                 Some(b',') => {
@@ -565,16 +686,59 @@ impl StrSink for Escaped<'_> {
     }
 }
 
-/// Decoded into a [`PyStr`].
+/// Decoded into a [`PyStr`]. An escaped high surrogate followed by an escaped low one is one
+/// character, as `json.loads` reads them (`"\ud83d\ude00"` is one emoji); any other surrogate
+/// is a lone one.
 #[derive(Default)]
-struct Units(Vec<u16>);
+struct Text {
+    held: String,
+    /// A high surrogate that the next unit may complete.
+    high: Option<u16>,
+}
 
-impl StrSink for Units {
-    fn plain(&mut self, run: &[u8]) {
-        self.0.extend(run.iter().map(|b| u16::from(*b)));
+impl Text {
+    fn flush(&mut self) {
+        if let Some(high) = self.high.take() {
+            push_py_unit(&mut self.held, high);
+        }
     }
+
+    fn finish(mut self) -> PyStr {
+        self.flush();
+        PyStr(self.held)
+    }
+}
+
+impl StrSink for Text {
+    fn plain(&mut self, run: &[u8]) {
+        // The scanner also reports empty runs, between two escapes that may make a pair.
+        if run.is_empty() {
+            return;
+        }
+        self.flush();
+        // A plain run is printable ASCII, always UTF-8.
+        self.held
+            .push_str(std::str::from_utf8(run).unwrap_or_default());
+    }
+
     fn unit(&mut self, unit: u16) {
-        self.0.push(unit);
+        match (self.high.take(), unit) {
+            (Some(high), 0xdc00..=0xdfff) => {
+                let cp = 0x10000 + ((u32::from(high) - 0xd800) << 10) + (u32::from(unit) - 0xdc00);
+                self.held
+                    .push(char::from_u32(cp).unwrap_or(char::REPLACEMENT_CHARACTER));
+            }
+            (pending, _) => {
+                if let Some(high) = pending {
+                    push_py_unit(&mut self.held, high);
+                }
+                if (0xd800..0xdc00).contains(&unit) {
+                    self.high = Some(unit);
+                } else {
+                    push_py_unit(&mut self.held, unit);
+                }
+            }
+        }
     }
 }
 
@@ -635,7 +799,7 @@ impl<'a> Events<'a> for Discard {
 
 /// Only reads an object key.
 #[derive(Default)]
-struct Key(Units);
+struct Key(Text);
 
 impl<'a> Events<'a> for Key {
     fn open(&mut self, _: Container) {}
@@ -722,11 +886,12 @@ impl<'a> Events<'a> for Tree<'a> {
     fn comma(&mut self) {}
     fn colon(&mut self) {}
     fn string(&mut self, sc: &mut Scanner<'a>, key: bool) -> Result<(), NotJson> {
-        let mut units = Units::default();
-        sc.string(&mut units)?;
+        let mut text = Text::default();
+        sc.string(&mut text)?;
+        let s = text.finish();
         match (key, self.open.last_mut()) {
-            (true, Some(Partial::Object(_, pending))) => *pending = PyStr(units.0),
-            _ => self.add(Json::Str(PyStr(units.0))),
+            (true, Some(Partial::Object(_, pending))) => *pending = s,
+            _ => self.add(Json::Str(s)),
         }
         Ok(())
     }
@@ -1333,6 +1498,45 @@ mod tests {
             Document::Other { kind: "a list" }
         );
         assert!(document(b"[1").is_err());
+    }
+
+    /// A Python string's lone surrogates are held as stand-ins and written back as
+    /// `json.dumps` writes them (checked against CPython 3.11); U+FDD0 itself stays U+FDD0;
+    /// distinct Python strings stay distinct.
+    #[test]
+    fn lone_surrogates_are_held_and_written_back() {
+        let text = br#"["\ud800", "\udbff\udfff", "\ufdd0\ue000", "\ufdd0", "\udfff\ud800x", "\ud800\ue000", "\ue800"]"#;
+        let Json::List(items) = parse(text).unwrap() else {
+            panic!("a list");
+        };
+        let held: Vec<PyStr> = items
+            .into_iter()
+            .map(|v| match v {
+                Json::Str(s) => s,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let mut out = Vec::new();
+        for s in &held {
+            write_py_str(&mut out, s);
+            out.push(b' ');
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#""\ud800" "\udbff\udfff" "\ufdd0\ue000" "\ufdd0" "\udfff\ud800x" "\ud800\ue000" "\ue800" "#
+        );
+        for (i, a) in held.iter().enumerate() {
+            for b in held.get(i + 1..).unwrap() {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(held[0].to_text(), None);
+        assert_eq!(held[1].to_text().as_deref(), Some("\u{10ffff}"));
+        assert_eq!(held[4].to_text_lossy(), "\u{fffd}\u{fffd}x");
+        assert!(held[2].is("\u{fdd0}\u{e000}") && !held[5].is("\u{fdd0}\u{e000}"));
+        assert!(held[3].is("\u{fdd0}") && !held[0].is("\u{fffd}"));
+        assert_eq!(PyStr::from("\u{fdd0}\u{e000}"), held[2]);
+        assert_eq!(held[2].to_text().as_deref(), Some("\u{fdd0}\u{e000}"));
     }
 
     #[test]

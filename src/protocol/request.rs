@@ -1,17 +1,12 @@
 //! The Kafka request (spec §2): `ExecByIdInput` or `ExecLatestByGroupIdInput`, told apart by the
 //! reference's dispatch rules (§2.3).
 
-use std::borrow::Cow;
-use std::fmt;
-
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::budget::{self, Footprint};
 use super::error::ProtocolError;
-use super::lenient::{kind, parse_bool, parse_uuid};
+use super::lenient::{parse_bool, parse_uuid, shown};
+use super::pyjson::{self, Document, Json, PyStr, Raw};
 use super::wiring::WorkflowWiring;
 
 /// What to execute.
@@ -38,6 +33,10 @@ pub struct ExecutionRequest {
 }
 
 /// Parses a record value; `None` is a tombstone.
+///
+/// Read as hetida reads it: `msg.value.decode("utf8")` (strict: no encoded surrogates), then
+/// pydantic 1's `parse_raw`, i.e. Python's `json.loads` (`NaN`, `Infinity`, `-Infinity`, numbers
+/// of any size, lone surrogates in escapes), then the models' coercions ([`super::lenient`]).
 pub fn parse_request(value: Option<&[u8]>) -> Result<ExecutionRequest, ProtocolError> {
     let not_a_request = |reason: String| ProtocolError::NotARequest { reason };
     let bytes = value.ok_or_else(|| not_a_request("the record has no value (tombstone)".into()))?;
@@ -61,8 +60,8 @@ pub fn parse_request(value: Option<&[u8]>) -> Result<ExecutionRequest, ProtocolE
         Err(e) => e,
     };
     let reason = match (
-        obj.contains_key("id"),
-        obj.contains_key("revision_group_id"),
+        obj.get("id").is_some(),
+        obj.get("revision_group_id").is_some(),
     ) {
         (false, false) => "it has neither `id` nor `revision_group_id`".to_owned(),
         (true, false) => by_id_err,
@@ -72,10 +71,7 @@ pub fn parse_request(value: Option<&[u8]>) -> Result<ExecutionRequest, ProtocolE
         ),
     };
     Err(ProtocolError::InvalidRequest {
-        job_id: obj
-            .get("job_id")
-            .and_then(Value::as_str)
-            .and_then(parse_uuid),
+        job_id: uuid_field(&obj, "job_id").ok().flatten(),
         reason,
     })
 }
@@ -89,113 +85,83 @@ const FIELDS: [&str; 5] = [
     "job_id",
 ];
 
-/// The request's fields this service reads, each read into a tree; every other field is skipped
-/// as it is read, so what hetida ignores costs no memory however large it is. The fields read
-/// are held to the memory budget ([`budget`]) before their trees are built.
-fn read_fields(text: &str) -> Result<Map<String, Value>, ProtocolError> {
-    let not_json = |e: serde_json::Error| ProtocolError::NotARequest {
+/// The [`FIELDS`] of a request, as `json.loads` read them (the last of a repeated one, as a
+/// Python dict keeps it).
+struct Fields<'a>(Vec<(&'static str, Json<'a>)>);
+
+impl<'a> Fields<'a> {
+    fn get(&self, name: &str) -> Option<&Json<'a>> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+}
+
+/// The request's fields this service reads, each read into a tree; every other field is
+/// validated and dropped as it is read, so what hetida ignores costs no memory however large it
+/// is. The fields read are held to the memory budget ([`budget`]) before their trees are built.
+fn read_fields(text: &str) -> Result<Fields<'_>, ProtocolError> {
+    let not_json = |e: pyjson::NotJson| ProtocolError::NotARequest {
         reason: format!("the value is not JSON: {e}"),
     };
-    let first = text
-        .trim_start_matches([' ', '\t', '\n', '\r'])
-        .as_bytes()
-        .first()
-        .copied();
-    if first != Some(b'{') {
-        // Not an object: say what it is, once it is known to be JSON at all, building nothing.
-        serde_json::from_str::<IgnoredAny>(text).map_err(not_json)?;
-        let found = match first {
-            Some(b'[') => "a list",
-            Some(b'"') => "a string",
-            Some(b't' | b'f') => "a boolean",
-            Some(b'n') => "null",
-            _ => "a number",
-        };
-        return Err(ProtocolError::NotARequest {
-            reason: format!("the value is JSON but not an object (found {found})"),
-        });
+    let wanted = |key: &PyStr| FIELDS.iter().any(|f| key.is(f));
+    let members = match pyjson::document_keeping(text.as_bytes(), wanted).map_err(not_json)? {
+        Document::Object(members) => members,
+        Document::Other { kind } => {
+            return Err(ProtocolError::NotARequest {
+                reason: format!("the value is JSON but not an object (found {kind})"),
+            });
+        }
+    };
+    let mut read: Vec<(&'static str, Raw<'_>)> = Vec::with_capacity(FIELDS.len());
+    for (key, raw) in members {
+        if let Some(name) = FIELDS.iter().find(|f| key.is(f)) {
+            read.retain(|(n, _)| n != name);
+            read.push((name, raw));
+        }
     }
-    let Read(raw) = serde_json::from_str::<Read<'_>>(text).map_err(not_json)?;
-    Footprint::of_parts(text.len(), raw.iter().map(|(_, v)| v.get().as_bytes()))
+    Footprint::of_parts(text.len(), read.iter().map(|(_, raw)| raw.text()))
         .check()
         .map_err(|reason| ProtocolError::InvalidRequest {
             job_id: budget::job_id_only(Some(text.as_bytes())),
             reason,
         })?;
-    raw.into_iter()
-        .map(|(name, v)| {
-            Ok((
-                name.to_owned(),
-                serde_json::from_str(v.get()).map_err(not_json)?,
-            ))
-        })
-        .collect()
+    read.into_iter()
+        .map(|(name, raw)| Ok((name, raw.parse().map_err(not_json)?)))
+        .collect::<Result<Vec<_>, ProtocolError>>()
+        .map(Fields)
 }
 
-/// The raw text of the [`FIELDS`] of a request object (the last of a repeated one, as
-/// serde_json's own map keeps it).
-struct Read<'a>(Vec<(&'static str, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for Read<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Read<'de>, D::Error> {
-        struct Fields;
-        impl<'de> Visitor<'de> for Fields {
-            type Value = Read<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Read<'de>, A::Error> {
-                let mut read: Vec<(&'static str, &'de RawValue)> = Vec::new();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    match FIELDS.iter().find(|f| **f == key) {
-                        Some(name) => {
-                            let value: &'de RawValue = map.next_value()?;
-                            read.retain(|(n, _)| n != name);
-                            read.push((name, value));
-                        }
-                        None => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(Read(read))
-            }
-        }
-        d.deserialize_map(Fields)
-    }
-}
-
-fn uuid_field(obj: &Map<String, Value>, name: &str) -> Result<Option<Uuid>, String> {
+fn uuid_field(obj: &Fields<'_>, name: &str) -> Result<Option<Uuid>, String> {
     match obj.get(name) {
         None => Ok(None),
-        Some(Value::String(s)) => parse_uuid(s)
+        Some(Json::Str(s)) => s
+            .to_text()
+            .as_deref()
+            .and_then(parse_uuid)
             .map(Some)
-            .ok_or_else(|| format!("`{name}`: `{s}` is not a valid UUID")),
+            .ok_or_else(|| format!("`{name}`: `{}` is not a valid UUID", s.as_held())),
         Some(other) => Err(format!(
             "`{name}` must be a UUID string, found {}",
-            kind(other)
+            shown(other)
         )),
     }
 }
 
 /// The fields both forms share.
-fn common(obj: &Map<String, Value>) -> Result<(bool, Uuid), String> {
+fn common(obj: &Fields<'_>) -> Result<(bool, Uuid), String> {
     let run_pure_plot_operators = match obj.get("run_pure_plot_operators") {
         None => false,
         Some(v) => parse_bool(v)
-            .ok_or_else(|| format!("`run_pure_plot_operators`: {v} is not a boolean"))?,
+            .ok_or_else(|| format!("`run_pure_plot_operators`: {} is not a boolean", shown(v)))?,
     };
     let job_id = uuid_field(obj, "job_id")?.unwrap_or_else(Uuid::new_v4);
     Ok((run_pure_plot_operators, job_id))
 }
 
-fn by_id(obj: &Map<String, Value>) -> Result<ExecutionRequest, String> {
+fn by_id(obj: &Fields<'_>) -> Result<ExecutionRequest, String> {
     let id = uuid_field(obj, "id")?.ok_or("`id` is required")?;
     let wiring = match obj.get("wiring") {
-        None | Some(Value::Null) => None,
-        Some(w) => Some(WorkflowWiring::from_value(w, "wiring").map_err(|e| e.to_string())?),
+        None | Some(Json::Null) => None,
+        Some(w) => Some(WorkflowWiring::from_json(w, "wiring").map_err(|e| e.to_string())?),
     };
     let (run_pure_plot_operators, job_id) = common(obj)?;
     Ok(ExecutionRequest {
@@ -206,15 +172,15 @@ fn by_id(obj: &Map<String, Value>) -> Result<ExecutionRequest, String> {
     })
 }
 
-fn by_group(obj: &Map<String, Value>) -> Result<ExecutionRequest, String> {
+fn by_group(obj: &Fields<'_>) -> Result<ExecutionRequest, String> {
     let group = uuid_field(obj, "revision_group_id")?.ok_or("`revision_group_id` is required")?;
     let wiring = match obj.get("wiring") {
-        None | Some(Value::Null) => {
+        None | Some(Json::Null) => {
             return Err(
                 "`wiring` is required when executing the latest revision of a group".into(),
             );
         }
-        Some(w) => WorkflowWiring::from_value(w, "wiring").map_err(|e| e.to_string())?,
+        Some(w) => WorkflowWiring::from_json(w, "wiring").map_err(|e| e.to_string())?,
     };
     let (run_pure_plot_operators, job_id) = common(obj)?;
     Ok(ExecutionRequest {
@@ -358,6 +324,150 @@ mod tests {
         }
         let e = parse("[1,").unwrap_err().to_string();
         assert!(e.contains("is not JSON"), "{e}");
+    }
+
+    fn written_filters(r: &ExecutionRequest) -> String {
+        let wiring = r.wiring.as_ref().unwrap();
+        String::from_utf8(pyjson::to_vec(&wiring.input_wirings[0].filters)).unwrap()
+    }
+
+    /// `NaN`, `Infinity`, `-Infinity` and numbers beyond a double are numbers to `json.loads`;
+    /// in a `str` field pydantic 1 holds Python's `str()` of them, in a bool or UUID field they
+    /// are errors, in a field hetida ignores they are nothing (the request executes).
+    #[test]
+    fn python_number_literals_read_as_hetida_reads_them() {
+        let r = parse(&format!(
+            r#"{{"id": "{ID}", "junk": [NaN, -Infinity, 1e999, {{"a": Infinity}}], "wiring": {{"input_wirings": [{{"workflow_input_name": NaN, "adapter_id": "direct_provisioning", "ref_id": -Infinity, "filters": {{"value": NaN, "hi": Infinity, "lo": -Infinity, "big": 1e400, "int": 123456789012345678901234567890, "exp": 1E5}}}}]}}, "run_pure_plot_operators": 1.0}}"#
+        ))
+        .unwrap();
+        assert!(r.run_pure_plot_operators);
+        let input = &r.wiring.as_ref().unwrap().input_wirings[0];
+        assert_eq!(input.workflow_input_name, "nan");
+        assert_eq!(input.ref_id.as_deref(), Some("-inf"));
+        assert_eq!(
+            written_filters(&r),
+            r#"{"value": "nan", "hi": "inf", "lo": "-inf", "big": "inf", "int": "123456789012345678901234567890", "exp": "100000.0"}"#
+        );
+        for (field, value, needle) in [
+            ("job_id", "NaN", "`job_id` must be a UUID string, found NaN"),
+            ("run_pure_plot_operators", "NaN", "NaN is not a boolean"),
+            (
+                "run_pure_plot_operators",
+                "Infinity",
+                "Infinity is not a boolean",
+            ),
+            ("run_pure_plot_operators", "1e400", "1e400 is not a boolean"),
+        ] {
+            let e = parse(&format!(r#"{{"id": "{ID}", "{field}": {value}}}"#))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{field}: {value} -> {e}");
+        }
+        let e = parse(&format!(
+            r#"{{"id": "{ID}", "wiring": {{"input_wirings": [{{"workflow_input_name": "x", "adapter_id": NaN}}]}}}}"#
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("adapter_id: must be an integer or a string, found NaN"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            r#"{{"id": "{ID}", "wiring": {{"input_wirings": [{{"workflow_input_name": "x", "adapter_id": 1, "use_default_value": -Infinity}}]}}}}"#
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("use_default_value"), "{e}");
+    }
+
+    /// A lone surrogate (`"\ud800"`) is a string to `json.loads`; hetida passes it on, and
+    /// `json.dumps` writes it back as the same escape, in the runtime request and in any
+    /// message that quotes it. An escaped pair is one character.
+    #[test]
+    fn lone_surrogates_pass_through_as_python_writes_them() {
+        let r = parse(&format!(
+            r#"{{"id": "{ID}", "junk": "\udfff", "wiring": {{"input_wirings": [{{"workflow_input_name": "x", "adapter_id": "a\udc00", "ref_key": "\ud800", "filters": {{"value": "a\ud800b\udc00\ud83d\ude00\uD83D\ud83d\ude00\ufdd0\ue000\ud800\u0000", "plain": "\u00e9\ufdd0"}}}}]}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            written_filters(&r),
+            r#"{"value": "a\ud800b\udc00\ud83d\ude00\ud83d\ud83d\ude00\ufdd0\ue000\ud800\u0000", "plain": "\u00e9\ufdd0"}"#
+        );
+        let input = &r.wiring.as_ref().unwrap().input_wirings[0];
+        let mut out = Vec::new();
+        pyjson::write(&mut out, &input.adapter_id);
+        pyjson::write(&mut out, &input.ref_key);
+        assert_eq!(String::from_utf8(out).unwrap(), r#""a\udc00""\ud800""#);
+        // Distinct Python strings stay distinct: two wirings of inputs whose names differ only
+        // in a surrogate are no duplicates, and a message quoting one writes it as it came.
+        let e = parse(&format!(
+            r#"{{"id": "{ID}", "job_id": "{GROUP}", "wiring": {{"input_wirings": [{{"workflow_input_name": "x\ud800", "adapter_id": 1}}]}}}}"#
+        ))
+        .unwrap_err();
+        let mut out = Vec::new();
+        pyjson::write_str(&mut out, &e.to_string());
+        let written = String::from_utf8(out).unwrap();
+        assert!(
+            written.contains(r"`x\ud800` is not a valid Python identifier"),
+            "{written}"
+        );
+        assert_eq!(e.job_id(), Some(GROUP.parse().unwrap()));
+        // An id or job id holding a surrogate is no UUID.
+        let e = parse(&format!(r#"{{"id": "{ID}", "job_id": "\ud800"}}"#)).unwrap_err();
+        assert!(e.to_string().contains("is not a valid UUID"), "{e}");
+    }
+
+    /// What `json.loads` refuses is still refused (each checked against CPython 3.11), and
+    /// a value hetida's strict `decode("utf8")` refuses (an encoded surrogate) too.
+    #[test]
+    fn what_python_refuses_is_no_request() {
+        for text in [
+            format!(r#"{{"id": "{ID}", "x": [1,]}}"#),
+            format!(r#"{{"id": "{ID}",}}"#),
+            format!("{{\"id\": \"{ID}\", \"x\": \"a\x01\"}}"),
+            format!("{{\"id\": \"{ID}\", \"x\": \"a\tb\"}}"),
+            format!(r#"{{"id": "{ID}", "x": nan}}"#),
+            format!(r#"{{"id": "{ID}", "x": -NaN}}"#),
+            format!(r#"{{"id": "{ID}", "x": +1}}"#),
+            format!(r#"{{"id": "{ID}", "x": .5}}"#),
+            format!(r#"{{"id": "{ID}", "x": 1.}}"#),
+            format!(r#"{{"id": "{ID}", "x": 01}}"#),
+            format!(r#"{{"id": "{ID}", "x": Infinity1}}"#),
+            format!(r#"{{"id": "{ID}", "x": "\x"}}"#),
+            format!(r#"{{"id": "{ID}", "x": "\ud80"}}"#),
+            format!(r#"{{'id': "{ID}"}}"#),
+            format!("\u{feff}{{\"id\": \"{ID}\"}}"),
+            format!(r#"{{"id": "{ID}"}} x"#),
+            format!(r#"{{"id": "{ID}", "x": {}}}"#, "9".repeat(4301)),
+        ] {
+            let e = parse(&text).unwrap_err();
+            assert!(e.is_not_a_request(), "{text}: {e}");
+        }
+        let mut bytes = format!(r#"{{"id": "{ID}", "x": ""#).into_bytes();
+        bytes.extend_from_slice(b"\xed\xa0\x80\"}");
+        assert!(parse_request(Some(&bytes)).unwrap_err().is_not_a_request());
+    }
+
+    /// A filter key is hetida's `FilterKey`, matched by Python's `re`, whose `$` also matches
+    /// before a final newline; a repeated key keeps its first place and its last value, as a
+    /// Python dict does.
+    #[test]
+    fn filter_keys_as_python_matches_them() {
+        let r = parse(&format!(
+            r#"{{"id": "{ID}", "wiring": {{"input_wirings": [{{"workflow_input_name": "x", "adapter_id": 1, "filters": {{"ab\n": "1", "value": {{}}, "other": null, "value": "2"}}}}]}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            written_filters(&r),
+            r#"{"ab\n": "1", "value": "2", "other": ""}"#
+        );
+        for key in [r"ab\n\n", r"a", r"ab c", r"\u00e9b", r"ab\ud800"] {
+            let e = parse(&format!(
+                r#"{{"id": "{ID}", "wiring": {{"input_wirings": [{{"workflow_input_name": "x", "adapter_id": 1, "filters": {{"{key}": "1"}}}}]}}}}"#
+            ))
+            .unwrap_err();
+            assert!(e.to_string().contains("must be a letter"), "{key}: {e}");
+        }
     }
 
     #[test]

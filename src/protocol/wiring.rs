@@ -3,11 +3,14 @@
 //! Parsed with the reference's validation and lenient coercions, serialised with every field
 //! (nulls included) in the reference's field order, because the runtime request carries it.
 
+use std::collections::HashMap;
+
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde::{Deserialize, Deserializer};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::lenient::{coerce_str, is_python_identifier, kind, parse_bool};
+use super::lenient::{coerce_str, is_python_identifier, parse_bool, shown};
+use super::pyjson::{self, Json, Number, PyStr};
 
 /// The reference's only registered integer adapter id: 1, direct provisioning.
 pub const DIRECT_PROVISIONING: i64 = 1;
@@ -223,57 +226,55 @@ fn err(path: impl Into<String>, reason: impl Into<String>) -> WiringError {
 }
 
 /// Absent and null read alike for optional fields.
-fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    obj.get(name).filter(|v| !v.is_null())
+fn field<'j, 'a>(obj: &'j Json<'a>, name: &str) -> Option<&'j Json<'a>> {
+    obj.get(name).filter(|v| !matches!(v, Json::Null))
 }
 
-fn as_object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, WiringError> {
-    v.as_object()
-        .ok_or_else(|| err(path, format!("must be an object, found {}", kind(v))))
-}
-
-fn list<'a>(
-    obj: &'a Map<String, Value>,
-    name: &str,
-    path: &str,
-) -> Result<&'a [Value], WiringError> {
-    match obj.get(name) {
-        None => Ok(&[]),
-        Some(Value::Array(items)) => Ok(items),
-        Some(other) => Err(err(
-            format!("{path}.{name}"),
-            format!("must be a list, found {}", kind(other)),
+fn as_object<'j, 'a>(v: &'j Json<'a>, path: &str) -> Result<&'j Json<'a>, WiringError> {
+    match v {
+        Json::Object(_) => Ok(v),
+        other => Err(err(
+            path,
+            format!("must be an object, found {}", other.kind()),
         )),
     }
 }
 
-fn optional_str(
-    obj: &Map<String, Value>,
-    name: &str,
-    path: &str,
-) -> Result<Option<String>, WiringError> {
+fn list<'j, 'a>(obj: &'j Json<'a>, name: &str, path: &str) -> Result<&'j [Json<'a>], WiringError> {
+    match obj.get(name) {
+        None => Ok(&[]),
+        Some(Json::List(items)) => Ok(items),
+        Some(other) => Err(err(
+            format!("{path}.{name}"),
+            format!("must be a list, found {}", other.kind()),
+        )),
+    }
+}
+
+fn optional_str(obj: &Json<'_>, name: &str, path: &str) -> Result<Option<String>, WiringError> {
     field(obj, name)
         .map(|v| {
             coerce_str(v).ok_or_else(|| {
                 err(
                     format!("{path}.{name}"),
-                    format!("must be a string, found {}", kind(v)),
+                    format!("must be a string, found {}", v.kind()),
                 )
             })
         })
         .transpose()
 }
 
-fn io_name(obj: &Map<String, Value>, name: &str, path: &str) -> Result<String, WiringError> {
+fn io_name(obj: &Json<'_>, name: &str, path: &str) -> Result<String, WiringError> {
     let v = obj
         .get(name)
         .ok_or_else(|| err(format!("{path}.{name}"), "is required"))?;
     let s = coerce_str(v).ok_or_else(|| {
         err(
             format!("{path}.{name}"),
-            format!("must be a string, found {}", kind(v)),
+            format!("must be a string, found {}", v.kind()),
         )
     })?;
+    // A lone surrogate's stand-in is no identifier character, as the surrogate is none in Python.
     if !is_python_identifier(&s) {
         return Err(err(
             format!("{path}.{name}"),
@@ -283,35 +284,39 @@ fn io_name(obj: &Map<String, Value>, name: &str, path: &str) -> Result<String, W
     Ok(s)
 }
 
-fn adapter_id(obj: &Map<String, Value>, path: &str, role: &str) -> Result<AdapterId, WiringError> {
+/// `StrictInt | StrictStr`: a string as it is, an integer only if registered; a float (`1.0`,
+/// `NaN`) or a bool is neither.
+fn adapter_id(obj: &Json<'_>, path: &str, role: &str) -> Result<AdapterId, WiringError> {
     let p = format!("{path}.adapter_id");
     match obj.get("adapter_id") {
         None => Err(err(p, "is required")),
-        Some(Value::String(s)) => Ok(AdapterId::Name(s.clone())),
-        Some(Value::Number(n)) if n.is_i64() => {
-            let i = n.as_i64().expect("checked is_i64");
-            if i == DIRECT_PROVISIONING {
-                Ok(AdapterId::Int(i))
-            } else {
-                Err(err(
-                    p,
-                    format!(
-                        "adapter {i} is not known / not registered as {role} adapter (only 1, direct provisioning, is)"
-                    ),
-                ))
+        Some(Json::Str(s)) => Ok(AdapterId::Name(s.as_held().to_owned())),
+        Some(Json::Number(text)) => match pyjson::number_value(text) {
+            Number::Int(digits) if digits.parse() == Ok(DIRECT_PROVISIONING) => {
+                Ok(AdapterId::Int(DIRECT_PROVISIONING))
             }
-        }
+            Number::Int(digits) => Err(err(
+                p,
+                format!(
+                    "adapter {digits} is not known / not registered as {role} adapter (only 1, direct provisioning, is)"
+                ),
+            )),
+            Number::Float(_) => Err(err(
+                p,
+                format!("must be an integer or a string, found {text}"),
+            )),
+        },
         Some(other) => Err(err(
             p,
-            format!("must be an integer or a string, found {other}"),
+            format!("must be an integer or a string, found {}", shown(other)),
         )),
     }
 }
 
-fn ref_id_type(obj: &Map<String, Value>, path: &str) -> Result<Option<RefIdType>, WiringError> {
+fn ref_id_type(obj: &Json<'_>, path: &str) -> Result<Option<RefIdType>, WiringError> {
     match field(obj, "ref_id_type") {
         None => Ok(None),
-        Some(Value::String(s)) => match s.as_str() {
+        Some(Json::Str(s)) => match s.as_held() {
             "SOURCE" => Ok(Some(RefIdType::Source)),
             "SINK" => Ok(Some(RefIdType::Sink)),
             "THINGNODE" => Ok(Some(RefIdType::Thingnode)),
@@ -322,13 +327,13 @@ fn ref_id_type(obj: &Map<String, Value>, path: &str) -> Result<Option<RefIdType>
         },
         Some(other) => Err(err(
             format!("{path}.ref_id_type"),
-            format!("must be a string, found {}", kind(other)),
+            format!("must be a string, found {}", other.kind()),
         )),
     }
 }
 
 fn external_type(
-    obj: &Map<String, Value>,
+    obj: &Json<'_>,
     path: &str,
     ref_id_type: Option<RefIdType>,
     ref_key: &Option<String>,
@@ -337,9 +342,10 @@ fn external_type(
         return Ok(None);
     };
     let p = format!("{path}.type");
-    let s = v
-        .as_str()
-        .ok_or_else(|| err(&p, format!("must be a string, found {}", kind(v))))?;
+    let s = match v {
+        Json::Str(s) => s.as_held(),
+        other => return Err(err(&p, format!("must be a string, found {}", other.kind()))),
+    };
     let t = ExternalType::parse(s)
         .ok_or_else(|| err(&p, format!("`{s}` is not a known external type")))?;
     if t.is_metadata() && (ref_id_type.is_none() || ref_key.is_none()) {
@@ -351,20 +357,41 @@ fn external_type(
     Ok(Some(t))
 }
 
-fn filters(obj: &Map<String, Value>, path: &str) -> Result<Filters, WiringError> {
+/// hetida's `FilterKey`: `re.match(r"^[a-zA-Z]\w+$", key)` with `re.ASCII`, where `$` also
+/// matches before a newline that ends the key, so `"ab\n"` is a key.
+fn is_filter_key(key: &str) -> bool {
+    let body = key.strip_suffix('\n').unwrap_or(key);
+    let mut bytes = body.bytes();
+    body.len() >= 2
+        && bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn filters(obj: &Json<'_>, path: &str) -> Result<Filters, WiringError> {
     let p = format!("{path}.filters");
-    let map = match obj.get("filters") {
+    let members = match obj.get("filters") {
         None => return Ok(Filters::default()),
-        Some(Value::Object(m)) => m,
-        Some(other) => return Err(err(p, format!("must be an object, found {}", kind(other)))),
+        Some(Json::Object(m)) => m,
+        Some(other) => {
+            return Err(err(p, format!("must be an object, found {}", other.kind())));
+        }
     };
-    let mut out = Vec::with_capacity(map.len());
-    for (key, value) in map {
-        let mut chars = key.chars();
-        let key_ok = key.len() >= 2
-            && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !key_ok {
+    // As a Python dict holds them: a repeated key keeps its first place and its last value.
+    let mut place: HashMap<&PyStr, usize> = HashMap::with_capacity(members.len());
+    let mut unique: Vec<(&PyStr, &Json<'_>)> = Vec::with_capacity(members.len());
+    for (key, value) in members {
+        match place.get(key).and_then(|&i| unique.get_mut(i)) {
+            Some(entry) => entry.1 = value,
+            None => {
+                place.insert(key, unique.len());
+                unique.push((key, value));
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(unique.len());
+    for (key, value) in unique {
+        let key = key.as_held();
+        if !is_filter_key(key) {
             return Err(err(
                 &p,
                 format!(
@@ -372,28 +399,28 @@ fn filters(obj: &Map<String, Value>, path: &str) -> Result<Filters, WiringError>
                 ),
             ));
         }
-        if matches!(key.as_str(), "from" | "to" | "id") {
+        if matches!(key, "from" | "to" | "id") {
             return Err(err(
                 &p,
                 format!("`{key}` is a reserved filter key (from, to, id)"),
             ));
         }
         let value = match value {
-            Value::Null => String::new(),
+            Json::Null => String::new(),
             v => coerce_str(v).ok_or_else(|| {
                 err(
                     format!("{p}.{key}"),
-                    format!("must be a string, found {}", kind(v)),
+                    format!("must be a string, found {}", v.kind()),
                 )
             })?,
         };
-        out.push((key.clone(), value));
+        out.push((key.to_owned(), value));
     }
     Ok(Filters(out))
 }
 
 impl InputWiring {
-    fn from_value(v: &Value, path: &str) -> Result<InputWiring, WiringError> {
+    fn from_json(v: &Json<'_>, path: &str) -> Result<InputWiring, WiringError> {
         let obj = as_object(v, path)?;
         let workflow_input_name = io_name(obj, "workflow_input_name", path)?;
         let adapter_id = adapter_id(obj, path, "source")?;
@@ -406,7 +433,7 @@ impl InputWiring {
             Some(v) => parse_bool(v).ok_or_else(|| {
                 err(
                     format!("{path}.use_default_value"),
-                    format!("`{v}` is not a boolean"),
+                    format!("`{}` is not a boolean", shown(v)),
                 )
             })?,
         };
@@ -424,7 +451,7 @@ impl InputWiring {
 }
 
 impl OutputWiring {
-    fn from_value(v: &Value, path: &str) -> Result<OutputWiring, WiringError> {
+    fn from_json(v: &Json<'_>, path: &str) -> Result<OutputWiring, WiringError> {
         let obj = as_object(v, path)?;
         let workflow_output_name = io_name(obj, "workflow_output_name", path)?;
         let adapter_id = adapter_id(obj, path, "sink")?;
@@ -445,24 +472,31 @@ impl OutputWiring {
 }
 
 impl GridstackItemPositioning {
-    fn from_value(v: &Value, path: &str) -> Result<Self, WiringError> {
+    fn from_json(v: &Json<'_>, path: &str) -> Result<Self, WiringError> {
         let obj = as_object(v, path)?;
         let coord = |name: &str| -> Result<Option<u64>, WiringError> {
-            match field(obj, name) {
-                None => Ok(None),
-                Some(v) => v.as_u64().map(Some).ok_or_else(|| {
-                    err(
-                        format!("{path}.{name}"),
-                        format!("must be an integer >= 0, found {v}"),
-                    )
-                }),
-            }
+            let Some(v) = field(obj, name) else {
+                return Ok(None);
+            };
+            let int = match v {
+                Json::Number(text) => match pyjson::number_value(text) {
+                    Number::Int(digits) => digits.parse::<u64>().ok(),
+                    Number::Float(_) => None,
+                },
+                _ => None,
+            };
+            int.map(Some).ok_or_else(|| {
+                err(
+                    format!("{path}.{name}"),
+                    format!("must be an integer >= 0, found {}", shown(v)),
+                )
+            })
         };
         let id = match obj.get("id") {
             Some(v) => coerce_str(v).ok_or_else(|| {
                 err(
                     format!("{path}.id"),
-                    format!("must be a string, found {}", kind(v)),
+                    format!("must be a string, found {}", v.kind()),
                 )
             })?,
             None => return Err(err(format!("{path}.id"), "is required")),
@@ -478,24 +512,26 @@ impl GridstackItemPositioning {
 }
 
 impl WorkflowWiring {
-    /// Parses and validates a wiring as the reference does; `path` names it in errors.
-    pub fn from_value(v: &Value, path: &str) -> Result<WorkflowWiring, WiringError> {
+    /// Parses and validates a wiring as the reference does, from what `json.loads` read; `path`
+    /// names it in errors. Strings stay as [`PyStr`] holds them, so a lone surrogate in a filter
+    /// value reaches the runtime request as `\udXXX`, as hetida sends it.
+    pub fn from_json(v: &Json<'_>, path: &str) -> Result<WorkflowWiring, WiringError> {
         let obj = as_object(v, path)?;
         let input_wirings = list(obj, "input_wirings", path)?
             .iter()
             .enumerate()
-            .map(|(i, w)| InputWiring::from_value(w, &format!("{path}.input_wirings[{i}]")))
+            .map(|(i, w)| InputWiring::from_json(w, &format!("{path}.input_wirings[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
         let output_wirings = list(obj, "output_wirings", path)?
             .iter()
             .enumerate()
-            .map(|(i, w)| OutputWiring::from_value(w, &format!("{path}.output_wirings[{i}]")))
+            .map(|(i, w)| OutputWiring::from_json(w, &format!("{path}.output_wirings[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
         let dashboard_positionings = list(obj, "dashboard_positionings", path)?
             .iter()
             .enumerate()
             .map(|(i, w)| {
-                GridstackItemPositioning::from_value(
+                GridstackItemPositioning::from_json(
                     w,
                     &format!("{path}.dashboard_positionings[{i}]"),
                 )
@@ -524,6 +560,14 @@ impl WorkflowWiring {
             output_wirings,
             dashboard_positionings,
         })
+    }
+
+    /// Parses and validates a wiring that serde read (a revision's test wiring), by way of its
+    /// JSON text, so that it is read by the same rules as a request's.
+    pub fn from_value(v: &Value, path: &str) -> Result<WorkflowWiring, WiringError> {
+        let text = serde_json::to_string(v).map_err(|e| err(path, e.to_string()))?;
+        let tree = pyjson::parse(text.as_bytes()).map_err(|e| err(path, e.to_string()))?;
+        WorkflowWiring::from_json(&tree, path)
     }
 }
 
@@ -567,7 +611,7 @@ mod tests {
         );
         assert!(!iw.use_default_value);
         assert!(w.output_wirings.is_empty() && w.dashboard_positionings.is_empty());
-        let bytes = crate::protocol::pyjson::to_vec(&w);
+        let bytes = pyjson::to_vec(&w);
         assert_eq!(
             String::from_utf8(bytes).unwrap(),
             r#"{"input_wirings": [{"workflow_input_name": "x", "adapter_id": "direct_provisioning", "ref_id": null, "ref_id_type": null, "ref_key": null, "type": null, "use_default_value": false, "filters": {"value": "10.5", "other": "", "flag": "True", "num": "10"}}], "output_wirings": [], "dashboard_positionings": []}"#

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use hd_kafka_exec::protocol::pyjson::{self, Json};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -62,6 +63,8 @@ struct Counters {
     by_job: HashMap<String, u64>,
     trafo_by_job: HashMap<String, String>,
     violations: Vec<String>,
+    /// The body of each job's last call, once a test asked for them ([`RuntimeDouble::keep_bodies`]).
+    bodies: Option<HashMap<String, Bytes>>,
 }
 
 #[derive(Debug)]
@@ -346,6 +349,17 @@ impl RuntimeDouble {
             .cloned()
     }
 
+    /// From now on, keeps the body of each job's call, for [`body_of_job`](Self::body_of_job).
+    pub fn keep_bodies(&self) {
+        self.shared.counters.lock().unwrap().bodies = Some(HashMap::new());
+    }
+
+    /// The body of the last call for `job_id` since [`keep_bodies`](Self::keep_bodies).
+    pub fn body_of_job(&self, job_id: &str) -> Option<Bytes> {
+        let counters = self.shared.counters.lock().unwrap();
+        counters.bodies.as_ref()?.get(job_id).cloned()
+    }
+
     /// Requests that broke the spec, with the reason.
     pub fn violations(&self) -> Vec<String> {
         self.shared.counters.lock().unwrap().violations.clone()
@@ -550,8 +564,12 @@ async fn handle(
     if !shared.strict.load(Ordering::Relaxed) {
         return Ok(unchecked_answer(&shared, &body, latency).await);
     }
-    let parsed: Result<Value, _> = serde_json::from_slice(&body);
+    let parsed = python_json(&body);
     let call = count_call(&shared, parsed.as_ref().ok());
+    if let (Some((job, _)), Some(bodies)) = (&call, shared.counters.lock().unwrap().bodies.as_mut())
+    {
+        bodies.insert(job.clone(), body.clone());
+    }
     let held = match call {
         Some(call) => hold_if_asked(&shared, call).await,
         None => None,
@@ -590,6 +608,31 @@ async fn handle(
         "application/json",
         answer,
     ))
+}
+
+/// The body as the real runtime (FastAPI, Python's `json.loads`) reads it: lone surrogates
+/// (`"\ud800"`, which hetida's backend passes on from a request) too, here as U+FFFD, since
+/// nothing the double checks looks into such a string.
+fn python_json(body: &[u8]) -> Result<Value, String> {
+    fn value(v: &Json<'_>) -> Value {
+        match v {
+            Json::Null => Value::Null,
+            Json::Bool(b) => Value::Bool(*b),
+            Json::Number(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+            Json::Str(s) => Value::String(s.to_text_lossy()),
+            Json::List(items) => Value::Array(items.iter().map(value).collect()),
+            Json::Object(members) => Value::Object(
+                members
+                    .iter()
+                    .map(|(k, v)| (k.to_text_lossy(), value(v)))
+                    .collect(),
+            ),
+        }
+    }
+    serde_json::from_slice(body).or_else(|e| match pyjson::parse(body) {
+        Ok(tree) => Ok(value(&tree)),
+        Err(_) => Err(e.to_string()),
+    })
 }
 
 /// Benches' answer: a computed result for the job id found in the text, nothing checked, so
