@@ -266,6 +266,17 @@ impl ServiceProcess {
 
 impl Drop for ServiceProcess {
     fn drop(&mut self) {
+        // A failed test shows what the service logged: its log is gone with the directory.
+        if std::thread::panicking() {
+            let log = self.log_text();
+            let tail = &log[log.len().saturating_sub(60_000)..];
+            let tail = tail
+                .get(tail.find('\n').map_or(0, |i| i + 1)..)
+                .unwrap_or(tail);
+            eprintln!(
+                "--- the service's log (its last 60 kB) ---\n{tail}--- end of the service's log ---"
+            );
+        }
         for w in self.children() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(w),
