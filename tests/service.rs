@@ -590,6 +590,23 @@ async fn requests_python_reads_execute_as_hetida_executes_them() {
     }
 }
 
+/// `serve --workers 1` whose group starts per `auto_offset_reset` `reset` (aiokafka's values).
+fn start_with_reset(topics: &Topics, double: &RuntimeDouble, reset: &str) -> ServiceProcess {
+    let bootstrap = kafka_bootstrap().join(",");
+    ServiceProcess::start_with(
+        topics,
+        &double.engine_url(),
+        &["--workers", "1"],
+        &[(
+            "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+            &format!(
+                r#"{{"bootstrap_servers": "{bootstrap}", "group_id": "{}", "auto_offset_reset": "{reset}"}}"#,
+                topics.group
+            ),
+        )],
+    )
+}
+
 /// hetida's default `auto_offset_reset` is `latest`: a group that never committed does not
 /// execute what is already in the topic. Kafka's rule, kept, but said at startup, with what is
 /// passed over and the option that changes it.
@@ -600,19 +617,7 @@ async fn a_new_group_at_latest_warns_of_the_requests_it_passes_over() {
     let topics = Topics::create(&client, "latest", 1).await;
     let (_, requests) = keyed_requests(3);
     produce_requests(&client, &topics.requests, &requests).await;
-    let bootstrap = kafka_bootstrap().join(",");
-    let service = ServiceProcess::start_with(
-        &topics,
-        &double.engine_url(),
-        &["--workers", "1"],
-        &[(
-            "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
-            &format!(
-                r#"{{"bootstrap_servers": "{bootstrap}", "group_id": "{}", "auto_offset_reset": "latest"}}"#,
-                topics.group
-            ),
-        )],
-    );
+    let service = start_with_reset(&topics, &double, "latest");
     service.wait_workers(1, WAIT);
     let log = service.log_text();
     let warning = log
@@ -657,19 +662,7 @@ async fn auto_offset_reset_none_consumes_only_partitions_with_a_committed_offset
         .commit(&topics.requests, &[(0, 0)])
         .await
         .unwrap();
-    let bootstrap = kafka_bootstrap().join(",");
-    let service = ServiceProcess::start_with(
-        &topics,
-        &double.engine_url(),
-        &["--workers", "1"],
-        &[(
-            "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
-            &format!(
-                r#"{{"bootstrap_servers": "{bootstrap}", "group_id": "{}", "auto_offset_reset": "none"}}"#,
-                topics.group
-            ),
-        )],
-    );
+    let service = start_with_reset(&topics, &double, "none");
     let answered = read_jobs(&client, &topics.responses, &started, WAIT).await;
     let answered: HashSet<String> = answered
         .iter()
