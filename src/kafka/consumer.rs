@@ -610,16 +610,13 @@ impl FetchLoop {
     /// partition waits here, its commits stay below the batch, and the other partitions go
     /// on. An ERROR the first time, a WARN on each retry.
     async fn park(&mut self, batch: Unreadable) -> Next {
+        let first = self.parks_here();
         let (topic, partition, offset) = (&self.options.topic, self.partition, self.offset);
         let reason = &batch.problem;
-        if self.parked_at != Some(offset) {
+        if first {
             tracing::error!(%topic, partition, offset, %reason,
                 "cannot decode the request batch at this offset: the partition waits here \
                  and nothing in it or after it is skipped or committed; {}", remedy(reason));
-            if self.parked_at.is_none() {
-                crate::metrics::worker().parked(true);
-            }
-            self.parked_at = Some(offset);
         } else {
             tracing::warn!(%topic, partition, offset, %reason,
                 "the request batch at this offset still cannot be decoded; {}", remedy(reason));
@@ -672,6 +669,20 @@ impl FetchLoop {
         Next::Continue
     }
 
+    /// Parks the partition at its fetch position (counted in `parked_partitions` once, however
+    /// often it moves on to park again). `true` the first time at this offset: the ERROR's turn;
+    /// `false` on a retry there: a WARN's.
+    fn parks_here(&mut self) -> bool {
+        if self.parked_at == Some(self.offset) {
+            return false;
+        }
+        if self.parked_at.is_none() {
+            crate::metrics::worker().parked(true);
+        }
+        self.parked_at = Some(self.offset);
+        true
+    }
+
     /// A batch was read where the partition was parked: it goes on.
     fn unpark(&mut self) {
         if self.parked_at.take().is_some() {
@@ -709,17 +720,14 @@ impl FetchLoop {
     /// nothing committed past it) and asks again now and then, in case the range comes back
     /// to it. An ERROR the first time, a WARN on each retry.
     async fn out_of_range_kept(&mut self) -> Next {
+        let first = self.parks_here();
         let (topic, partition, offset) = (&self.options.topic, self.partition, self.offset);
-        if self.parked_at != Some(offset) {
+        if first {
             tracing::error!(%topic, partition, offset,
                 "offset out of range (deleted by retention?) and auto_offset_reset is \"none\": \
                  the partition waits here; set its offset with kafka-consumer-groups.sh \
                  --reset-offsets while the service is stopped, or set auto_offset_reset to \
                  \"earliest\" or \"latest\"");
-            if self.parked_at.is_none() {
-                crate::metrics::worker().parked(true);
-            }
-            self.parked_at = Some(offset);
         } else {
             tracing::warn!(%topic, partition, offset,
                 "offset still out of range and auto_offset_reset is \"none\": the partition waits");
