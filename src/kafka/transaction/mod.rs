@@ -11,9 +11,9 @@
 //! AddOffsetsToTxn, TxnOffsetCommit (with the member's generation: a zombie is refused),
 //! EndTxn.
 //!
-//! Any failure aborts: the producer is initialised again with its current epoch (KIP-360),
-//! which aborts the open transaction and bumps the epoch, and the same responses go into the
-//! next transaction; nothing of the aborted one becomes visible to `read_committed` readers
+//! Any failure aborts: EndTxn(abort), then the producer is initialised again with its current
+//! epoch (KIP-360), which bumps the epoch (see `standing` for why in that order), and the same
+//! responses go into the next transaction; nothing of the aborted one becomes visible to `read_committed` readers
 //! (`read_uncommitted` readers do see it). Only when another producer took the transactional id
 //! over (PRODUCER_FENCED) does the worker stop. The execution itself may have run twice (a
 //! request whose worker died before its transaction committed runs again on the partition's
@@ -22,6 +22,7 @@
 mod calls;
 mod plan;
 mod produce;
+mod standing;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,7 @@ use tokio::time::Instant;
 use self::calls::{ProducerIdentity, TransactionCoordinator, txn_offset_commit};
 use self::plan::{Limits, Plan, Weighed};
 use self::produce::{Leaders, PartitionBatch, ProduceError};
+use self::standing::{After, Answer, Standing, Step};
 use super::committer::{Command, CommitterClient, CommitterTask, OUTAGE_REPORT_INTERVAL};
 use super::consumer::DoneToken;
 use super::coordinator::{CoordinatorError, Generation, GroupCoordinator};
@@ -200,15 +202,13 @@ pub async fn start(setup: TransactionSetup) -> Result<Started, Refused> {
             .filter_map(|(p, o)| Some((*p, (*o)?)))
             .collect(),
         generation: setup.generation,
-        identity: None,
+        standing: Standing::Uninitialised,
         sequences: HashMap::new(),
         pending: BTreeMap::new(),
         budgets: setup.budgets,
         solo: HashSet::new(),
         attempt_budget: (setup.transaction_timeout / 2).max(Duration::from_secs(1)),
         failing: None,
-        open: false,
-        open_since: None,
         transaction_timeout: setup.transaction_timeout,
     };
     task.initialise().await?;
@@ -287,8 +287,8 @@ struct Transactions {
     /// What the group holds, as far as this worker knows.
     committed: HashMap<i32, i64>,
     generation: watch::Receiver<Generation>,
-    /// The producer's identity; `None` until initialised.
-    identity: Option<ProducerIdentity>,
+    /// The producer's identity, and whether a transaction of it is open.
+    standing: Standing,
     /// Next sequence number per partition produced to, in the current epoch.
     sequences: HashMap<(String, i32), i32>,
     /// Finished answers by request partition and offset.
@@ -301,11 +301,6 @@ struct Transactions {
     attempt_budget: Duration,
     /// Since when transactions fail, and when that was last reported.
     failing: Option<(Instant, Instant)>,
-    /// A transaction was begun and neither committed nor aborted (its attempt was cut short):
-    /// it must be aborted before the next, or its records would commit with the next one's.
-    open: bool,
-    /// When the transaction still open began.
-    open_since: Option<Instant>,
     /// `transaction_timeout_ms`.
     transaction_timeout: Duration,
 }
@@ -319,70 +314,86 @@ enum Failure {
     Produce(#[from] ProduceError),
 }
 
-/// Kafka's codes that mean another producer holds the transactional id now.
-fn fenced(e: &CoordinatorError) -> bool {
+/// A coordinator call's result as [`Standing`] takes it.
+fn answer<T: Copy>(result: &Result<T, CoordinatorError>) -> Answer<T> {
     use kafka_protocol::error::ResponseError;
-    e.kafka_code().is_some_and(|c| {
-        c == ResponseError::ProducerFenced.code() || c == ResponseError::InvalidProducerEpoch.code()
-    })
+    match result {
+        Ok(v) => Answer::Done(*v),
+        // Kafka's codes that mean another producer holds the transactional id now (or the
+        // coordinator fenced the epoch itself).
+        Err(e)
+            if e.kafka_code().is_some_and(|c| {
+                c == ResponseError::ProducerFenced.code()
+                    || c == ResponseError::InvalidProducerEpoch.code()
+            }) =>
+        {
+            Answer::Fenced
+        }
+        Err(e) if e.is_transient() => Answer::Transient,
+        Err(_) => Answer::Refused,
+    }
 }
 
 impl Transactions {
     /// InitProducerId; waits out an unreachable coordinator.
     async fn initialise(&mut self) -> Result<(), Refused> {
-        self.initialise_within(None).await.map(drop)
+        self.ready_within(None).await.map(drop)
     }
 
-    /// InitProducerId (with the current identity, once there is one: that aborts this
-    /// producer's open transaction); waits out an unreachable coordinator for `budget` at most
-    /// (`Ok(false)` when it ran out).
-    async fn initialise_within(&mut self, budget: Option<Duration>) -> Result<bool, Refused> {
+    /// Makes the producer ready for a transaction: initialises it, or aborts its open
+    /// transaction and bumps its epoch, as [`Standing`] says; waits out an unreachable
+    /// coordinator for `budget` at most. The identity to begin with; `None` when the budget ran
+    /// out (the next transaction picks up where this left off).
+    async fn ready_within(
+        &mut self,
+        budget: Option<Duration>,
+    ) -> Result<Option<ProducerIdentity>, Refused> {
         let deadline = budget.map(|b| Instant::now() + b);
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
-            match self.coordinator.init(self.identity).await {
-                Ok(identity) => {
-                    if self.identity.is_none() {
-                        tracing::info!(
-                            transactional_id = self.coordinator.transactional_id(),
-                            producer_id = identity.id,
-                            epoch = identity.epoch,
-                            "transactional producer ready"
-                        );
+            let (after, error) = match self.standing.step() {
+                Step::Begin(identity) => return Ok(Some(identity)),
+                Step::Abort(who) => {
+                    let result = self.coordinator.end(who, false).await;
+                    let answer = answer(&result);
+                    let now = Instant::now();
+                    let after = self.standing.aborted(answer, now, self.transaction_timeout);
+                    tracing::debug!(?answer, ?after, "EndTxn(abort) of the failed transaction");
+                    (after, result.err())
+                }
+                Step::Initialise(current) => {
+                    let result = self.coordinator.init(current).await;
+                    let answer = answer(&result);
+                    if let Answer::Done(identity) = answer {
+                        if current.is_none() {
+                            tracing::info!(
+                                transactional_id = self.coordinator.transactional_id(),
+                                producer_id = identity.id,
+                                epoch = identity.epoch,
+                                "transactional producer ready"
+                            );
+                        }
+                        // A new epoch: sequences start at 0 again.
+                        self.sequences.clear();
                     }
-                    self.identity = Some(identity);
-                    self.sequences.clear();
-                    self.open = false;
-                    self.open_since = None;
-                    return Ok(true);
+                    let after = self.standing.initialised(answer);
+                    tracing::debug!(?answer, ?after, "InitProducerId");
+                    (after, result.err())
                 }
-                // The coordinator aborts a transaction left open past its timeout by fencing
-                // its epoch, which looks like being fenced by another producer. Only a
-                // transaction of ours that was open that long can have met that: start over
-                // with a new epoch (group generations still fence a zombie's commits).
-                Err(e)
-                    if fenced(&e)
-                        && self
-                            .open_since
-                            .is_some_and(|t| t.elapsed() >= self.transaction_timeout) =>
-                {
-                    tracing::warn!(
-                        "the coordinator aborted this worker's transaction after its timeout ({:?}); initialising anew",
-                        self.transaction_timeout
-                    );
-                    self.identity = None;
-                    self.open_since = None;
-                }
-                Err(e) if fenced(&e) => {
+            };
+            match (after, error) {
+                (After::Next, _) => {}
+                (After::Fenced, _) => {
                     return Err(Refused::ProducerFenced {
                         transactional_id: self.coordinator.transactional_id().to_owned(),
                     });
                 }
-                Err(e) if !e.is_transient() => return Err(Refused::ByGroup(e)),
-                Err(e) => {
-                    self.note_failure(&format!("initialising the transactional producer: {e}"));
+                (After::Refused, Some(e)) => return Err(Refused::ByGroup(e)),
+                (After::Refused | After::Retry, e) => {
+                    let what = e.map_or_else(|| "no answer".to_owned(), |e| e.to_string());
+                    self.note_failure(&format!("readying the transactional producer: {what}"));
                     if deadline.is_some_and(|d| Instant::now() + backoff.next_pause() >= d) {
-                        return Ok(false);
+                        return Ok(None);
                     }
                     backoff.wait().await;
                 }
@@ -558,23 +569,24 @@ impl Transactions {
         if plan.is_empty() {
             return Ok(Ok(Vec::new()));
         }
-        if self.identity.is_none() || self.open {
-            if !self.initialise_within(Some(INIT_BUDGET)).await? {
-                return Ok(Err(()));
+        let identity = match self.standing.step() {
+            Step::Begin(identity) => identity,
+            _ => {
+                let Some(identity) = self.ready_within(Some(INIT_BUDGET)).await? else {
+                    return Ok(Err(()));
+                };
+                // Planned again: readying may have taken a while.
+                plan = self.plan();
+                if plan.is_empty() {
+                    return Ok(Ok(Vec::new()));
+                }
+                identity
             }
-            // Planned again: initialising may have taken a while.
-            plan = self.plan();
-            if plan.is_empty() {
-                return Ok(Ok(Vec::new()));
-            }
-        }
-        let identity = self.identity.expect("initialised");
-        self.open = true;
-        self.open_since = Some(Instant::now());
+        };
+        self.standing.begin(Instant::now());
         match self.attempt(identity, &plan).await {
             Ok(()) => {
-                self.open = false;
-                self.open_since = None;
+                self.standing.committed();
                 self.committed.extend(plan.offsets.iter().copied());
                 for &(p, o) in &plan.answers {
                     let Some(q) = self.pending.get_mut(&p).and_then(|m| m.remove(&o)) else {
@@ -617,9 +629,10 @@ impl Transactions {
                     "transaction aborted ({} answer(s) go into the next one): {e}{missing}",
                     plan.answers.len()
                 ));
-                // Aborts the open transaction (and fences a zombie of this worker); if the
-                // coordinator cannot be reached now, the next transaction does it first.
-                self.initialise_within(Some(INIT_BUDGET)).await?;
+                // Aborts the open transaction and bumps the epoch (which fences a zombie of this
+                // worker); if the coordinator cannot be reached now, the next transaction does
+                // it first.
+                self.ready_within(Some(INIT_BUDGET)).await?;
                 Ok(Err(()))
             }
         }
