@@ -246,6 +246,13 @@ const TABLE: &[Entry] = &[
         ),
     },
     Entry {
+        first: r#"export HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS='{"bootstrap_servers": "localhost:9092", "group_id": "hd_share_group", "group_protocol": "share", "auto_offset_reset": "earliest"}'"#,
+        how: How::ByHand(
+            "serves until stopped, against a broker on localhost:9092; tests/share_group.rs \
+             runs serve with these consumer options",
+        ),
+    },
+    Entry {
         first: "scripts/test",
         how: How::ByHand("is CI itself (.ci/run runs it; this test is one of its steps)"),
     },

@@ -466,8 +466,11 @@ impl ConsumerOptions {
                 self.group_protocol = match o.string()?.to_ascii_lowercase().as_str() {
                     "classic" => GroupProtocol::Classic,
                     "consumer" => GroupProtocol::Consumer,
+                    "share" => GroupProtocol::Share,
                     other => {
-                        return Err(o.bad(&format!("`{other}` is not one of classic, consumer")));
+                        return Err(
+                            o.bad(&format!("`{other}` is not one of classic, consumer, share"))
+                        );
                     }
                 }
             }

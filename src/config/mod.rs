@@ -463,6 +463,9 @@ pub enum GroupProtocol {
     /// ConsumerGroupHeartbeat (KIP-848): the broker assigns, only partitions that must move
     /// do; Kafka 4.0+.
     Consumer,
+    /// A share group (KIP-932, Kafka 4.2+): members consume the partitions together, each
+    /// record acquired by one member and acknowledged on its own.
+    Share,
 }
 
 /// Who decides which worker fetches which partition.

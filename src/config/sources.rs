@@ -236,6 +236,9 @@ impl KafkaSettings {
         }
         let exactly_once = exactly_once(flags, env, &producer, &group_id)?;
         let partitioning = partitioning(flags, consumer.group_protocol)?;
+        if consumer.group_protocol == GroupProtocol::Share {
+            share_group_fits(exactly_once.is_some(), consumer.auto_offset_reset)?;
+        }
         Ok(KafkaSettings {
             consumer_bootstrap: flag_bootstrap.clone().unwrap_or(consumer.bootstrap),
             producer_bootstrap: flag_bootstrap.unwrap_or(producer.bootstrap),
@@ -360,13 +363,37 @@ fn exactly_once(
 /// `--partitioning`, which a fixed split cannot combine with KIP-848's group protocol.
 fn partitioning(flags: &Flags, group_protocol: GroupProtocol) -> Result<Partitioning, ConfigError> {
     let partitioning = flags.partitioning.unwrap_or_default();
-    if group_protocol == GroupProtocol::Consumer && partitioning == Partitioning::Index {
+    if group_protocol != GroupProtocol::Classic && partitioning == Partitioning::Index {
+        let name = match group_protocol {
+            GroupProtocol::Share => "share",
+            _ => "consumer",
+        };
         return Err(invalid(
             "--partitioning index",
-            "workers of a fixed split join no group, so group_protocol `consumer` has no group to speak it in; use --partitioning group",
+            &format!(
+                "workers of a fixed split join no group, so group_protocol `{name}` has no group to speak it in; use --partitioning group"
+            ),
         ));
     }
     Ok(partitioning)
+}
+
+/// What a share group (`"group_protocol": "share"`) cannot combine with.
+fn share_group_fits(exactly_once: bool, reset: OffsetReset) -> Result<(), ConfigError> {
+    if exactly_once {
+        return Err(invalid(
+            "--exactly-once",
+            "a share group acknowledges records outside any transaction (Kafka has no transactional acknowledgement yet, KIP-1289), so responses cannot be exactly-once; drop group_protocol `share` (a consumer group) or --exactly-once",
+        ));
+    }
+    if reset == OffsetReset::Never {
+        return Err(ConfigError::UnsupportedOption {
+            variable: "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS".into(),
+            option: "auto_offset_reset".into(),
+            reason: "a share group starts from `earliest` or `latest` (Kafka's share.auto.offset.reset has no `none`)".into(),
+        });
+    }
+    Ok(())
 }
 
 /// A boolean variable: `true`/`1`/`yes`/`on` or `false`/`0`/`no`/`off` (any case); unset or
@@ -1367,5 +1394,40 @@ mod tests {
         )]);
         let e = Config::load(&flags, &env).unwrap_err().to_string();
         assert!(e.contains("--partitioning group"), "{e}");
+    }
+
+    #[test]
+    fn a_share_group_is_refused_with_what_it_cannot_do() {
+        let share =
+            |extra: &str| format!(r#"{{"group_id": "jobs", "group_protocol": "share"{extra}}}"#);
+        let ok = load(&[("HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS", &share(""))]).unwrap();
+        assert_eq!(ok.kafka.group_protocol, GroupProtocol::Share);
+
+        let e = load(&[
+            ("HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS", &share("")),
+            ("HD_EXACTLY_ONCE", "true"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("KIP-1289") && e.contains("--exactly-once"),
+            "{e}"
+        );
+
+        let e = load(&[(
+            "HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS",
+            &share(r#", "auto_offset_reset": "none""#),
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no `none`"), "{e}");
+
+        let flags = Flags {
+            partitioning: Some(Partitioning::Index),
+            ..Flags::default()
+        };
+        let env = Env::from_pairs([("HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS", share("").as_str())]);
+        let e = Config::load(&flags, &env).unwrap_err().to_string();
+        assert!(e.contains("`share` has no group"), "{e}");
     }
 }

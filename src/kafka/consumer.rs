@@ -20,6 +20,7 @@ use super::cluster::ClusterMap;
 use super::error::KafkaError;
 use super::leader_fetch::{FetchError, Fetched, LeaderFetch};
 use super::record_batch::{Codec, Decoded, Header, Problem, Record, Unreadable};
+use super::share::{AckType, ShareCompletion};
 use super::tenure::{Claim, Tenure};
 use super::watermark::Watermarks;
 use crate::backoff::Backoff;
@@ -47,11 +48,52 @@ pub struct RequestRecord {
     pub done: DoneToken,
     /// When its fetch response arrived: where the request's measured duration starts.
     pub fetched: Instant,
+    /// Share groups: how often Kafka delivered the record, and how often it may.
+    pub deliveries: Option<Deliveries>,
     /// The partition's tenure at this worker the record was fetched in.
     tenure: Arc<Tenure>,
 }
 
+/// A share group's count of a record's deliveries (KIP-932): Kafka archives a record
+/// unanswered after its last one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deliveries {
+    /// This delivery's number, 1 the first time.
+    pub count: i16,
+    /// The group's delivery limit.
+    pub limit: i16,
+}
+
+impl Deliveries {
+    /// Kafka will not deliver the record again once this delivery ends unanswered.
+    pub fn is_last(&self) -> bool {
+        self.count >= self.limit
+    }
+}
+
 impl RequestRecord {
+    /// A share group's record.
+    pub(super) fn shared(
+        r: Record,
+        unreadable: Option<String>,
+        done: DoneToken,
+        fetched: Instant,
+        deliveries: Deliveries,
+    ) -> RequestRecord {
+        RequestRecord {
+            partition: done.partition,
+            offset: done.offset,
+            key: r.key,
+            value: r.value,
+            headers: r.headers,
+            unreadable,
+            tenure: done.tenure.clone(),
+            done,
+            fetched,
+            deliveries: Some(deliveries),
+        }
+    }
+
     /// Whether the record's partition is still this worker's. A record fetched before a
     /// revocation and not yet started must not be executed: the partition's next owner
     /// executes it (dropping the record leaves its offset uncommitted).
@@ -65,8 +107,8 @@ impl RequestRecord {
 /// side of at-least-once.
 #[derive(Debug)]
 pub struct DoneToken {
-    /// Where the offset is marked done (shared with the fetch loops and the committer).
-    watermarks: Arc<Mutex<Watermarks>>,
+    /// Where the offset is marked done; `None` once it was.
+    completion: Option<Completion>,
     /// The record's partition and offset.
     partition: i32,
     offset: i64,
@@ -108,20 +150,57 @@ impl DoneToken {
         self.slot = None;
     }
 
-    /// The record's response is in Kafka: its offset may be committed.
-    pub fn complete(self) {
-        self.watermarks
-            .lock()
-            .expect("watermark lock")
-            .done(self.partition, self.offset);
+    /// The record's response is in Kafka: its offset may be committed (a share group's
+    /// record is acknowledged as accepted).
+    pub fn complete(mut self) {
+        match self.completion.take() {
+            Some(Completion::Watermarks(watermarks)) => watermarks
+                .lock()
+                .expect("watermark lock")
+                .done(self.partition, self.offset),
+            Some(Completion::Share(share)) => {
+                share.send(self.partition, self.offset, AckType::Accept)
+            }
+            None => {}
+        }
     }
+
+    /// A share group's record, handed out by its fetcher.
+    pub(super) fn shared(
+        partition: i32,
+        offset: i64,
+        tenure: Arc<Tenure>,
+        slot: OwnedSemaphorePermit,
+        share: ShareCompletion,
+    ) -> DoneToken {
+        tenure.handed_out();
+        DoneToken {
+            completion: Some(Completion::Share(share)),
+            partition,
+            offset,
+            tenure,
+            slot: Some(slot),
+        }
+    }
+}
+
+/// Where a finished record is reported.
+#[derive(Debug)]
+enum Completion {
+    /// Its partition's watermarks, which the committer commits.
+    Watermarks(Arc<Mutex<Watermarks>>),
+    /// The share session it was acquired in.
+    Share(ShareCompletion),
 }
 
 impl Drop for DoneToken {
     /// Completed or not, the record no longer executes. Dropped without completing, its
     /// offset stays outstanding: commits stop below it and whoever owns the partition next
-    /// executes it.
+    /// executes it (a share group's record is released, for this member or another).
     fn drop(&mut self) {
+        if let Some(Completion::Share(share)) = self.completion.take() {
+            share.send(self.partition, self.offset, AckType::Release);
+        }
         self.tenure.finished();
     }
 }
@@ -774,13 +853,14 @@ impl FetchLoop {
             headers: r.headers,
             unreadable,
             done: DoneToken {
-                watermarks: self.watermarks.clone(),
+                completion: Some(Completion::Watermarks(self.watermarks.clone())),
                 partition: self.partition,
                 offset: r.offset,
                 tenure: self.tenure.clone(),
                 slot: Some(permit),
             },
             fetched,
+            deliveries: None,
             tenure: self.tenure.clone(),
         };
         self.offset = r.offset + 1;

@@ -27,6 +27,14 @@ pub enum Refused {
     /// authorization, a group protocol or assignor the brokers do not offer).
     #[error("the group refuses this member: {0}")]
     ByGroup(#[source] CoordinatorError),
+    /// Share groups: the group id is taken by a group of another type (a consumer group).
+    #[error(
+        "group {group} is not a share group (a consumer group of that id exists): a share group needs a group_id of its own"
+    )]
+    NotAShareGroup {
+        /// The group id as configured.
+        group: String,
+    },
     /// Exactly-once: another producer initialised this worker's transactional id.
     #[error(
         "fenced: another producer took over transactional id {transactional_id} (two instances with the same transactional_id prefix and instance ids?); nothing this worker produced since its last commit becomes visible to read_committed readers"

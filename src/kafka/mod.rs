@@ -15,6 +15,8 @@
 //!   heartbeats, rebalances; the classic protocol, or the consumer protocol of KIP-848.
 //! * [`group`]: the group's shared rules: the embedded consumer protocol and aiokafka's
 //!   assignors.
+//! * `share`: share groups (KIP-932, `"group_protocol": "share"`): the worker as a share-group
+//!   member, its share sessions, acquired records and their acknowledgements.
 //! * `committer`: commits the watermarks that moved.
 //! * [`transaction`]: exactly-once (opt-in): responses and offsets in one Kafka transaction,
 //!   in the committer's place.
@@ -55,6 +57,7 @@ pub mod producer;
 pub mod record_batch;
 pub mod security;
 mod session;
+mod share;
 mod tail;
 mod tenure;
 mod too_large;

@@ -33,6 +33,7 @@ use super::partitions::Partitions;
 use super::producer::ProducerSettings;
 use super::producer::ResponseProducer;
 use super::security::BrokerAuth;
+use super::share::{ShareConsumer, ShareSettings, prepare_group};
 use super::transaction::{self, TransactionSetup, TransactionalAnswers};
 use super::watermark::Watermarks;
 use crate::backoff::Backoff;
@@ -78,6 +79,10 @@ impl Ownership {
                 assignors: Assignor::OFFERED.to_vec(),
             }),
             (Partitioning::Index, _) => Ownership::ByIndex { index, count },
+            // Refused by the configuration; a share group's member is no `Ownership`.
+            (Partitioning::Group, GroupProtocol::Share) => {
+                unreachable!("a share group opens a ShareSession")
+            }
         }
     }
 }
@@ -103,7 +108,29 @@ pub struct Opened {
 
 /// A worker's Kafka session; see the module docs.
 #[derive(Debug)]
-pub struct Session {
+pub struct Session(Kind);
+
+/// A consumer group's (or a fixed split's) session, or a share group's.
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per worker, made once and never moved in a loop"
+)]
+enum Kind {
+    Group(GroupSession),
+    Share(ShareSession),
+}
+
+/// A share group member's session: no partitions of its own, no commits (records are
+/// acknowledged one by one).
+#[derive(Debug)]
+struct ShareSession {
+    consumer: ShareConsumer,
+}
+
+/// The session of a consumer-group member or of a fixed split.
+#[derive(Debug)]
+struct GroupSession {
     /// By index: the partitions this worker fetched from the start (a group assigns them
     /// later, and says so in its log).
     fixed: Option<Vec<i32>>,
@@ -134,6 +161,133 @@ enum OwnershipTask {
 }
 
 impl Session {
+    /// Connects and starts consuming the request topic as the settings say: a share-group
+    /// member (`"group_protocol": "share"`), or else see [`GroupSession::open`].
+    pub async fn open(
+        settings: &KafkaSettings,
+        (index, workers): (usize, usize),
+        max_in_flight: usize,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Opened, KafkaError> {
+        if settings.group_protocol == GroupProtocol::Share {
+            return ShareSession::open(settings, max_in_flight, shutdown).await;
+        }
+        GroupSession::open(settings, (index, workers), max_in_flight, shutdown).await
+    }
+
+    /// By index: the partitions this worker fetches; `None` in a group, which assigns them.
+    pub fn fixed_partitions(&self) -> Option<&[i32]> {
+        match &self.0 {
+            Kind::Group(g) => g.fixed.as_deref(),
+            Kind::Share(_) => None,
+        }
+    }
+
+    /// Resolves when the group refuses this member for good (a fenced instance id, a refused
+    /// authorization): the worker must stop; restarting would not help. Never resolves for a
+    /// by-index split.
+    pub async fn refused(&mut self) -> Refused {
+        match &mut self.0 {
+            Kind::Group(g) => g.refused().await,
+            Kind::Share(s) => s.consumer.refused().await,
+        }
+    }
+
+    /// Waits until every fetch loop has stopped (the shutdown signal was sent); nothing more
+    /// comes out of `records`. Call [`finish`](Session::finish) after the in-flight executions
+    /// are done. A share group's fetchers stop acquiring at the signal and go on sending the
+    /// acknowledgements of the executions still running.
+    pub async fn stop_fetching(&mut self) {
+        if let Kind::Group(g) = &mut self.0 {
+            g.stop_fetching().await;
+        }
+    }
+
+    /// Kafka refused this worker for good: every fetch loop ends at once (see
+    /// [`GroupSession::abandon_fetching`]; a share group's fetchers close their connections,
+    /// which releases what they hold).
+    pub async fn abandon_fetching(&mut self) {
+        match &mut self.0 {
+            Kind::Group(g) => g.abandon_fetching().await,
+            Kind::Share(s) => s.consumer.abandon(),
+        }
+    }
+
+    /// Commits what is done for the last time (a share group: closes its sessions with the
+    /// last acknowledgements), then leaves the group; gives up at `deadline`.
+    pub async fn finish(
+        self,
+        deadline: Instant,
+        retire: bool,
+    ) -> Result<Vec<(i32, i64)>, KafkaError> {
+        match self.0 {
+            Kind::Group(g) => g.finish(deadline, retire).await,
+            Kind::Share(s) => {
+                s.consumer.finish(deadline).await;
+                Ok(Vec::new())
+            }
+        }
+    }
+}
+
+impl ShareSession {
+    /// Connects, sets up the producers, and joins the share group; records come out as the
+    /// group's members acquire them.
+    async fn open(
+        k: &KafkaSettings,
+        max_in_flight: usize,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Opened, KafkaError> {
+        let consumer_auth = BrokerAuth::new(&k.consumer_security)?;
+        let producer_auth = BrokerAuth::new(&k.producer_security)?;
+        let (client, producer_client) = clients(k, &consumer_auth, &producer_auth).await?;
+        until_kafka_answers("read the request topic's partitions", async || {
+            partition_count(&client, &k.request_topic)
+                .await?
+                .ok_or_else(|| KafkaError::NoRequestTopic {
+                    topic: k.request_topic.clone(),
+                })
+        })
+        .await?;
+        let (responses, dead_letters) = producers(producer_client, k, producer_auth).await?;
+        // The longest an execution may take, retries included: what the lock must cover.
+        let setup = prepare_group(
+            &k.consumer_bootstrap,
+            &k.client_id,
+            &consumer_auth,
+            &k.group_id,
+            k.auto_offset_reset,
+            k.isolation_level,
+            k.rebalance_timeout,
+        )
+        .await;
+        let (consumer, records) = ShareConsumer::start(
+            ShareSettings {
+                group: k.group_id.clone(),
+                topic: k.request_topic.clone(),
+                max_wait: k.fetch_max_wait,
+                max_bytes: k.fetch_max_bytes,
+                delivery_limit: setup.delivery_limit,
+                max_in_flight,
+            },
+            group_coordinator(k, &consumer_auth),
+            group_coordinator(k, &consumer_auth),
+            ClusterMap::new(
+                k.consumer_bootstrap.clone(),
+                &k.client_id,
+                consumer_auth.clone(),
+            ),
+            shutdown,
+        );
+        Ok(Opened {
+            session: Session(Kind::Share(ShareSession { consumer })),
+            records,
+            answers: Answers::new(responses, dead_letters, None),
+        })
+    }
+}
+
+impl GroupSession {
     /// Connects, reads the group's committed offsets, starts a fetch loop per owned partition
     /// (at its committed offset, else per `auto_offset_reset`), the producers, the committer
     /// (every `commit_interval` when something is done) and the task that decides ownership.
@@ -231,7 +385,7 @@ impl Session {
         );
         tracing::debug!(topic = %k.request_topic, starts = ?starts, "fetch loops started");
         Ok(Opened {
-            session: Session {
+            session: Session(Kind::Group(GroupSession {
                 fixed: matches!(ownership, OwnershipTask::ByIndex(_)).then_some(owned),
                 partitions,
                 committer: commits.committer,
@@ -240,21 +394,14 @@ impl Session {
                 settings: k.clone(),
                 consumer_auth,
                 producer_fenced: commits.refused,
-            },
+            })),
             records,
             answers: Answers::new(responses, dead_letters, commits.answers),
         })
     }
 
-    /// By index: the partitions this worker fetches; `None` in a group, which assigns them.
-    pub fn fixed_partitions(&self) -> Option<&[i32]> {
-        self.fixed.as_deref()
-    }
-
-    /// Resolves when the group refuses this member for good (a fenced instance id, a refused
-    /// authorization): the worker must stop; restarting would not help. Never resolves for a
-    /// by-index split.
-    pub async fn refused(&mut self) -> Refused {
+    /// See [`Session::refused`].
+    async fn refused(&mut self) -> Refused {
         let fenced = async {
             match self.producer_fenced.as_mut() {
                 Some(fenced) => match fenced.await {
@@ -284,7 +431,7 @@ impl Session {
     /// Waits until every fetch loop has stopped (the shutdown signal was sent); nothing more
     /// comes out of `records`. Call [`finish`](Session::finish) after the in-flight executions
     /// are done.
-    pub async fn stop_fetching(&mut self) {
+    async fn stop_fetching(&mut self) {
         if let OwnershipTask::ByIndex(watch) = &self.ownership {
             watch.abort();
         }
@@ -296,7 +443,7 @@ impl Session {
     /// answered) and every fetch loop ends at once, without waiting for the shutdown signal,
     /// which no one sends (a fenced producer leaves the group membership, and with it the
     /// fetch loops, as they are).
-    pub async fn abandon_fetching(&mut self) {
+    async fn abandon_fetching(&mut self) {
         if let OwnershipTask::ByIndex(watch) = &self.ownership {
             watch.abort();
         }
@@ -308,11 +455,7 @@ impl Session {
 
     /// Commits what is done for the last time, then (a dynamic member, or a static one that
     /// is `retire`d) leaves the group; gives up at `deadline`.
-    pub async fn finish(
-        self,
-        deadline: Instant,
-        retire: bool,
-    ) -> Result<Vec<(i32, i64)>, KafkaError> {
+    async fn finish(self, deadline: Instant, retire: bool) -> Result<Vec<(i32, i64)>, KafkaError> {
         let committed = match self.committer.finish(deadline).await {
             Ok(committed) => committed.map_err(KafkaError::from),
             Err(gone) => Err(KafkaError::Stopped {
@@ -333,6 +476,7 @@ impl Session {
                     GroupProtocol::Consumer => {
                         ConsumerMember::leave(&mut coordinator, &generation, retire).await
                     }
+                    GroupProtocol::Share => {}
                 }
             };
             let _ = tokio::time::timeout_at(deadline, leave).await;

@@ -79,7 +79,14 @@ const ANSWERS_DROPPED: usize = RUNTIME_BYTES + BYTE_BUCKETS.len() + 2;
 const UNANSWERABLE: usize = ANSWERS_DROPPED + 1;
 /// Dead letters given up on: refused, or their topic missing for longer than they may wait.
 const DEAD_LETTERS_LOST: usize = UNANSWERABLE + 1;
-const SLOT_END: usize = DEAD_LETTERS_LOST + 1;
+/// Share groups (issue 28): records acquired, acknowledged by type (gap, accept, release,
+/// reject), delivered more than once, and acknowledgements the broker refused (their locks had
+/// run out, or their session was gone).
+const SHARE_ACQUIRED: usize = DEAD_LETTERS_LOST + 1;
+const SHARE_ACKS: usize = SHARE_ACQUIRED + 1;
+const SHARE_REDELIVERED: usize = SHARE_ACKS + 4;
+const SHARE_ACKS_REFUSED: usize = SHARE_REDELIVERED + 1;
+const SLOT_END: usize = SHARE_ACKS_REFUSED + 1;
 const _: () = assert!(SLOT_END <= SLOT_WORDS);
 
 /// Where a worker is on its way to consuming: what `/readyz` reports.
@@ -410,6 +417,27 @@ impl SlotCells {
         self.add(DEAD_LETTERS_LOST, 1);
     }
 
+    /// Share groups: a record was acquired.
+    pub fn share_acquired(&self) {
+        self.add(SHARE_ACQUIRED, 1);
+    }
+
+    /// Share groups: a record was acknowledged as `kind` (0 gap, 1 accept, 2 release, 3 reject).
+    pub fn share_ack(&self, kind: usize) {
+        self.add(SHARE_ACKS + kind.min(3), 1);
+    }
+
+    /// Share groups: a record came with a delivery count above 1.
+    pub fn share_redelivered(&self) {
+        self.add(SHARE_REDELIVERED, 1);
+    }
+
+    /// Share groups: the broker refused `n` acknowledgements (their locks had run out, or their
+    /// session was gone): those records are delivered again.
+    pub fn share_acks_refused(&self, n: u64) {
+        self.add(SHARE_ACKS_REFUSED, n);
+    }
+
     /// Producing a response failed and is tried again.
     pub fn produce_retry(&self) {
         self.add(PRODUCE_RETRIES, 1);
@@ -474,6 +502,14 @@ pub struct Totals {
     pub unanswerable: u64,
     /// Dead letters given up on.
     pub dead_letters_lost: u64,
+    /// Share groups: records acquired.
+    pub share_acquired: u64,
+    /// Share groups: acknowledgements by type (gap, accept, release, reject).
+    pub share_acks: [u64; 4],
+    /// Share groups: deliveries of records delivered before.
+    pub share_redelivered: u64,
+    /// Share groups: acknowledgements the broker refused.
+    pub share_acks_refused: u64,
     /// Produce attempts that failed and were tried again: Kafka trouble short of an outage.
     pub produce_retries: u64,
     /// Offset commits accepted (exactly-once: transactions committed).
@@ -507,6 +543,12 @@ impl Totals {
         self.answers_dropped += slot.load(ANSWERS_DROPPED);
         self.unanswerable += slot.load(UNANSWERABLE);
         self.dead_letters_lost += slot.load(DEAD_LETTERS_LOST);
+        self.share_acquired += slot.load(SHARE_ACQUIRED);
+        for (i, a) in self.share_acks.iter_mut().enumerate() {
+            *a += slot.load(SHARE_ACKS + i);
+        }
+        self.share_redelivered += slot.load(SHARE_REDELIVERED);
+        self.share_acks_refused += slot.load(SHARE_ACKS_REFUSED);
         self.produce_retries += slot.load(PRODUCE_RETRIES);
         self.commits += slot.load(COMMITS);
         self.commit_failures += slot.load(COMMIT_FAILURES);

@@ -225,6 +225,41 @@ fn events(d: &mut DescriptorEncoder<'_>, r: &Reading) -> std::fmt::Result {
             "Assignments the workers received from the consumer group (the first included)",
             t.rebalances,
         ),
+        (
+            "share_records_acquired",
+            "Share groups: records this service's members acquired",
+            t.share_acquired,
+        ),
+        (
+            "share_records_accepted",
+            "Share groups: records acknowledged as accepted (their answer is in Kafka)",
+            t.share_acks[1],
+        ),
+        (
+            "share_records_released",
+            "Share groups: records given back unanswered, delivered again (a stopping worker, an answer that could not be produced, a batch this build cannot read)",
+            t.share_acks[2],
+        ),
+        (
+            "share_records_rejected",
+            "Share groups: records rejected (archived unanswered); this service rejects none",
+            t.share_acks[3],
+        ),
+        (
+            "share_gaps_acknowledged",
+            "Share groups: acquired offsets without a request (control records, compacted ones)",
+            t.share_acks[0],
+        ),
+        (
+            "share_redeliveries",
+            "Share groups: records delivered that had been delivered before (a lock ran out, a member stopped or died)",
+            t.share_redelivered,
+        ),
+        (
+            "share_acknowledgements_refused",
+            "Share groups: acknowledgements the broker refused, mostly because the record's acquisition lock had run out; those records are delivered again",
+            t.share_acks_refused,
+        ),
     ];
     for (name, help, v) in counters {
         counter(
@@ -466,6 +501,13 @@ mod tests {
             "revision_cache_hits counter",
             "revision_cache_misses counter",
             "rebalances counter",
+            "share_records_acquired counter",
+            "share_records_accepted counter",
+            "share_records_released counter",
+            "share_records_rejected counter",
+            "share_gaps_acknowledged counter",
+            "share_redeliveries counter",
+            "share_acknowledgements_refused counter",
             "worker_restarts counter",
             "executions_in_flight gauge",
             "assigned_partitions gauge",

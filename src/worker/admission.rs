@@ -50,6 +50,19 @@ impl Admission {
             offset: record.offset,
             fingerprint: record.value.as_ref().map_or(0, Vec::len) as u32,
         };
+        if let Some(d) = record.deliveries.filter(|d| d.is_last()) {
+            tracing::error!(
+                partition = at.partition,
+                offset = at.offset,
+                deliveries = d.count,
+                "not executed: the share group delivered this request {} times without an answer (its delivery limit); answering with a failure",
+                d.count
+            );
+            return Admitted::Refused(format!(
+                "the request was delivered {} times without an answer (the share group's delivery limit is {}): its executions ended their workers or outlasted the acquisition lock, so it is not executed again",
+                d.count, d.limit
+            ));
+        }
         let (table, slot) = crate::poison::worker();
         let turn = match table.verdict(at) {
             Verdict::Refuse { crashes, cause } => {

@@ -183,7 +183,7 @@ impl GroupCoordinator {
     }
 
     /// The id of `topic` (Metadata v10+); `None` when the broker does not know the topic.
-    async fn topic_id(&mut self, topic: &str) -> Result<Option<Uuid>, CoordinatorError> {
+    pub(crate) async fn topic_id(&mut self, topic: &str) -> Result<Option<Uuid>, CoordinatorError> {
         self.retrying("Metadata", async |this: &mut Self| {
             this.exchange(
                 ApiKey::Metadata,
