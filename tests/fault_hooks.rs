@@ -221,6 +221,68 @@ async fn a_request_that_kills_its_worker_twice_is_answered_with_a_failure() {
     );
 }
 
+/// The same poison request in a share group (`"group_protocol": "share"`): each crash drops
+/// the worker's connection, so Kafka delivers the request again (to the other worker or the
+/// replacement); it is answered with a failure instead of being executed again, and the
+/// requests around it are answered `ok` (those a crash took unacknowledged, perhaps twice:
+/// at-least-once).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_request_in_a_share_group_is_answered_with_a_failure() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "share-poison", 1).await;
+    let poison = Uuid::new_v4();
+    let others: Vec<Uuid> = (0..6).map(|_| Uuid::new_v4()).collect();
+    let options = format!(
+        r#"{{"bootstrap_servers": "{}", "group_id": "{}", "group_protocol": "share", "auto_offset_reset": "earliest"}}"#,
+        kafka_bootstrap().join(","),
+        topics.group
+    );
+    let service = ServiceProcess::start_with(
+        &topics,
+        &double.engine_url(),
+        &["--workers", "2"],
+        &[
+            ("HETIDA_DESIGNER_KAFKA_CONSUMER_OPTIONS", &options),
+            ("HD_KAFKA_EXEC_TEST_ABORT_JOB", &poison.to_string()),
+        ],
+    );
+    service.wait_workers(2, WAIT);
+    let mut jobs = vec![poison];
+    jobs.extend(&others);
+    let requests: Vec<_> = jobs.iter().map(|j| (None, Some(add_request(*j)))).collect();
+    produce_requests(&client, &topics.requests, &requests).await;
+
+    let responses = read_jobs(&client, &topics.responses, &jobs, WAIT).await;
+    let log = service.log_text();
+    let values: Vec<Value> = responses
+        .iter()
+        .map(|(_, r)| serde_json::from_slice(r.record.value.as_ref().unwrap()).unwrap())
+        .collect();
+    let of = |job: Uuid| -> Vec<&Value> {
+        values
+            .iter()
+            .filter(|v| v["job_id"] == job.to_string())
+            .collect()
+    };
+    // The premise: the request really ended workers.
+    let aborts = log.matches("test hook: execution of job").count();
+    assert!(aborts >= 2, "it ended workers ({aborts}); log:\n{log}");
+    let failed = of(poison);
+    assert_eq!(failed.len(), 1, "the poison answered once: {failed:?}");
+    assert_eq!(failed[0]["result"], "failure", "{}", failed[0]);
+    let message = failed[0]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("not executed again"), "{message}");
+    for job in &others {
+        let answered = of(*job);
+        assert!(!answered.is_empty(), "{job} answered");
+        assert!(
+            answered.iter().all(|v| v["result"] == "ok"),
+            "{job}: {answered:?}"
+        );
+    }
+}
+
 /// The 9.9 MB request of 3.3 M empty objects, which a worker once read into a 528 MB tree, to
 /// a worker under a 400 MB address-space limit (`ulimit -v`): it is answered (with a failure
 /// over its memory budget), the requests behind it are answered, and no worker is restarted.

@@ -52,7 +52,8 @@ fn share_members(group: &str) -> Vec<String> {
         .collect()
 }
 
-/// Waits until Kafka lists `n` members of `group`, each assigned a partition of `topic`.
+/// Waits until Kafka lists `n` members of `group`, each assigned a partition of `topic` (Kafka's
+/// assignor spreads the partitions; with fewer partitions than members, members share them).
 fn wait_for_share_members(group: &str, topic: &str, n: usize) -> Vec<String> {
     eventually(WAIT, format!("{n} share members of {group}"), || {
         let rows = share_members(group);
@@ -210,4 +211,84 @@ async fn kill_9_of_a_worker_holding_requests_loses_none() {
             Ok(())
         }
     });
+}
+
+/// Two instances of two workers each in one share group, 2,000 requests over two partitions and
+/// no fault: every request answered exactly once (repeats come only from kills and expired
+/// locks, and there are none).
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_answer_two_thousand_requests_each_once() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "share-two", 2).await;
+    let _a = start(&topics, &double, &["--workers", "2"]);
+    let _b = start(&topics, &double, &["--workers", "2"]);
+    wait_for_share_members(&topics.group, &topics.requests, 4);
+    let (jobs, records) = keyed_requests(2000);
+    produce_requests(&client, &topics.requests, &records).await;
+    let counts = answers(&topics, &jobs).await;
+    let missing = jobs
+        .iter()
+        .filter(|j| !counts.contains_key(&j.to_string()))
+        .count();
+    let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert_eq!(missing, 0, "none lost");
+    assert!(
+        repeated.is_empty(),
+        "no repeats without a fault: {repeated:?}"
+    );
+}
+
+/// An execution longer than Kafka's default acquisition lock (30 s): the worker set the group's
+/// lock to cover its longest execution before joining, so the request is not handed to another
+/// member while it runs, and it is executed and answered once.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_execution_longer_than_the_default_lock_runs_once() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "share-long", 1).await;
+    let service = start(&topics, &double, &["--workers", "2"]);
+    wait_for_share_members(&topics.group, &topics.requests, 2);
+    let log = service.log_text();
+    let lock_ms: u64 = log
+        .lines()
+        .find(|l| l.contains("share group configured"))
+        .and_then(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("lock_ms="))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("the lock in force is logged; log:\n{log}"));
+    assert!(
+        lock_ms > 30_000,
+        "the premise: a lock longer than Kafka's default ({lock_ms} ms)"
+    );
+
+    let (jobs, records) = keyed_requests(1);
+    let job = jobs[0].to_string();
+    double.hold_jobs([job.as_str()]);
+    produce_requests(&client, &topics.requests, &records).await;
+    executions(&double, 1, WAIT).await;
+    let started = std::time::Instant::now();
+    // Held past the default lock: without the group's own lock the other member would get it.
+    eventually(
+        WAIT,
+        "the execution outlasting Kafka's default lock",
+        || {
+            if started.elapsed() > Duration::from_secs(35) {
+                Ok(())
+            } else {
+                Err(started.elapsed())
+            }
+        },
+    );
+    assert_eq!(
+        double.calls_for_job(&job),
+        1,
+        "not delivered again while it ran"
+    );
+    double.stop_holding();
+    let counts = answers(&topics, &jobs).await;
+    assert_eq!(counts.get(&job), Some(&1), "answered once");
+    assert_eq!(double.calls_for_job(&job), 1, "executed once");
 }
