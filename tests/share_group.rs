@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use support::kafka::{client, kafka_bootstrap, kafka_dir, scripts_kafka};
+use support::prometheus::http_get;
 use support::runtime_double::RuntimeDouble;
 use support::service::{
     ServiceProcess, Topics, is_metrics_process, job_of, keyed_requests, produce_requests, read_jobs,
@@ -122,6 +123,28 @@ async fn four_workers_execute_the_requests_of_one_partition_at_once() {
         assert_eq!(double.calls_for_job(&job), 1, "job {job} executed once");
     }
     assert_eq!(counts.len(), 8);
+
+    // Kafka's side of it, in the service's metrics: eight acquired and accepted, one each.
+    let addr = service.metrics_addr(WAIT).to_string();
+    let value = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("hd_kafka_exec_{name} ")))
+            .map_or(-1.0, |v| v.trim().parse().unwrap())
+    };
+    eventually(WAIT, "the share counters", || {
+        let text = http_get(&addr, "/metrics")
+            .map(|r| r.text())
+            .unwrap_or_default();
+        let (acquired, accepted) = (
+            value(&text, "share_records_acquired_total"),
+            value(&text, "share_records_accepted_total"),
+        );
+        if acquired >= 8.0 && accepted == 8.0 {
+            Ok(())
+        } else {
+            Err(Shown(format!("acquired {acquired}, accepted {accepted}")))
+        }
+    });
 }
 
 /// A slow request and fifty fast ones behind it in the same partition: the fast ones are

@@ -87,6 +87,18 @@ async fn prepare_on(
     isolation: IsolationLevel,
     longest_execution: Duration,
 ) -> GroupSetup {
+    let defaults = GroupSetup {
+        delivery_limit: DEFAULT_DELIVERY_LIMIT,
+        lock_duration: None,
+    };
+    // A broker without share groups has no group configs either: the member's first heartbeat
+    // says what is missing, in one line.
+    if conn
+        .version(ApiKey::ShareGroupHeartbeat, "ShareGroupHeartbeat", 1..=1)
+        .is_err()
+    {
+        return defaults;
+    }
     let reset = match reset {
         OffsetReset::Earliest => "earliest",
         // `none` is refused by the configuration.

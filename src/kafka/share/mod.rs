@@ -377,6 +377,12 @@ struct Fetcher {
     tenures: HashMap<i32, Arc<Tenure>>,
 }
 
+/// Whether a ShareFetch's partitions failed.
+enum Trouble {
+    None,
+    Partitions,
+}
+
 /// What the fetcher does next.
 enum Next {
     Fetch(Outgoing),
@@ -406,7 +412,19 @@ impl Fetcher {
                 },
             };
             let result = match next {
-                Next::Fetch(out) => self.fetch(out).await,
+                Next::Fetch(out) => match self.fetch(out).await {
+                    // A partition's error comes back at once, not after the fetch's wait:
+                    // pause before asking again, as after a lost session.
+                    Ok(Trouble::Partitions) => {
+                        tokio::select! {
+                            _ = backoff.wait() => {}
+                            _ = self.closing.changed() => {}
+                        }
+                        continue;
+                    }
+                    Ok(Trouble::None) => Ok(()),
+                    Err(e) => Err(e),
+                },
                 Next::Acknowledge(out) => self.acknowledge(out).await,
                 Next::Wait => {
                     self.wait().await;
@@ -470,7 +488,7 @@ impl Fetcher {
         Ok(self.connection.as_mut().expect("connected above"))
     }
 
-    async fn fetch(&mut self, out: Outgoing) -> Result<(), String> {
+    async fn fetch(&mut self, out: Outgoing) -> Result<Trouble, String> {
         let permits = self.window.available_permits().max(1);
         let max_records = i32::try_from(permits).unwrap_or(i32::MAX);
         let request = ShareFetchRequest::default()
@@ -511,14 +529,18 @@ impl Fetcher {
             ));
         }
         self.session.taken(Taken::Answered);
-        self.hand_out(response, fetched).await;
-        Ok(())
+        Ok(self.hand_out(response, fetched).await)
     }
 
     /// Hands out the acquired requests (waiting for places in the window) and acknowledges
     /// at once the offsets that hold none.
-    async fn hand_out(&mut self, response: ShareFetchResponse, fetched: std::time::Instant) {
+    async fn hand_out(
+        &mut self,
+        response: ShareFetchResponse,
+        fetched: std::time::Instant,
+    ) -> Trouble {
         let metrics = crate::metrics::worker();
+        let mut trouble = Trouble::None;
         let limit = self.settings.delivery_limit;
         for topic in response.responses {
             if topic.topic_id != self.topic_id {
@@ -536,6 +558,7 @@ impl Fetcher {
                     );
                 }
                 if p.error_code != 0 {
+                    trouble = Trouble::Partitions;
                     let code = ResponseError::try_from_code(p.error_code);
                     if matches!(
                         code,
@@ -609,6 +632,7 @@ impl Fetcher {
                 }
             }
         }
+        trouble
     }
 
     /// Hands one acquired request out with a place of the window. Without a free place (a
