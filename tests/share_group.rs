@@ -147,20 +147,22 @@ async fn four_workers_execute_the_requests_of_one_partition_at_once() {
     });
 }
 
-/// A slow request and fifty fast ones behind it in the same partition: the fast ones are
-/// answered while the slow one runs (held), and the slow one is answered once when it ends.
+/// A slow request and fifty fast ones behind it in the same partition, all produced before the
+/// group existed: the fast ones are answered while the slow one runs (held), and the slow one
+/// is answered once when it ends.
 #[tokio::test(flavor = "multi_thread")]
 async fn fast_requests_behind_a_slow_one_are_answered_while_it_runs() {
     let double = RuntimeDouble::start().await;
     let client = client().await;
     let topics = Topics::create(&client, "share-slow", 1).await;
-    let _service = start(&topics, &double, &["--workers", "2"]);
-    wait_for_share_members(&topics.group, &topics.requests, 2);
-
     let (jobs, records) = keyed_requests(51);
     let slow = jobs[0].to_string();
     double.hold_jobs([slow.as_str()]);
+    // Produced before the group exists: `"auto_offset_reset": "earliest"` becomes the group's
+    // share.auto.offset.reset before the first member joins (Kafka's default is the log end).
     produce_requests(&client, &topics.requests, &records).await;
+    let _service = start(&topics, &double, &["--workers", "2"]);
+    wait_for_share_members(&topics.group, &topics.requests, 2);
     let fast = &jobs[1..];
     let counts = answers(&topics, fast).await;
     assert!(
