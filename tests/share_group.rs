@@ -317,3 +317,26 @@ async fn an_execution_longer_than_the_default_lock_runs_once() {
     assert_eq!(counts.get(&job), Some(&1), "answered once");
     assert_eq!(double.calls_for_job(&job), 1, "executed once");
 }
+
+/// A broker that cannot serve share groups (Kafka before 4.2): `serve` stops at start with an
+/// error line that names the need and the fix (one per worker at most: the first to meet it may
+/// stop the others before they do), and does not restart it.
+/// scripts/test-compat runs it on 2.8.1 and 3.9.2; the suite's broker serves share groups.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a broker without share groups: scripts/test-compat runs it on 2.8.1 and 3.9.2"]
+async fn a_broker_without_share_groups_stops_serve_with_the_reason() {
+    let double = RuntimeDouble::start().await;
+    let client = client().await;
+    let topics = Topics::create(&client, "share-old", 1).await;
+    let mut service = start(&topics, &double, &["--workers", "2"]);
+    let status = service
+        .wait_exit(WAIT)
+        .unwrap_or_else(|| panic!("serve still runs; log:\n{}", service.log_text()));
+    assert!(!status.success(), "{status:?}");
+    let log = service.log_text();
+    let reasons = log
+        .matches("\"group_protocol\": \"share\" needs Kafka 4.2+")
+        .count();
+    assert!((1..=2).contains(&reasons), "{reasons} lines; log:\n{log}");
+    assert!(log.contains("restarting cannot fix"), "log:\n{log}");
+}
