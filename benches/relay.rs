@@ -62,6 +62,8 @@
 //!   certdir` cluster (its `listeners`, CA and first user) instead of starting one.
 #![allow(clippy::unwrap_used, reason = "a test fails loudly where it unwraps")]
 
+#[path = "relay/share.rs"]
+mod share;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -2232,6 +2234,8 @@ fn plain_selected(full: bool, backlog_of: Option<usize>) -> bool {
         || selected(replacement_plan(full).0)
         || single_plan(full).iter().any(|s| selected(s.0))
         || backlog_of.is_some_and(|n| selected(&backlog_name(n)))
+        || selected(share::THROUGHPUT)
+        || selected(share::SLOW)
 }
 
 /// What a scenario of the SASL_SSL set offers.
@@ -2927,6 +2931,11 @@ fn main() {
     print_report(&bench, &report);
     if let Some(secured) = &brokers.secured {
         print_paired(secured, &report.paired);
+    }
+    // Issue 28: a share group against a consumer group on one partition.
+    if let Some(plain) = brokers.plain.as_deref() {
+        let rows = rt.block_on(share::run(plain, full, selected));
+        share::print(&rows);
     }
     drop(brokers);
 }

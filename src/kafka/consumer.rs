@@ -170,7 +170,7 @@ impl DoneToken {
         partition: i32,
         offset: i64,
         tenure: Arc<Tenure>,
-        slot: OwnedSemaphorePermit,
+        slot: Option<OwnedSemaphorePermit>,
         share: ShareCompletion,
     ) -> DoneToken {
         tenure.handed_out();
@@ -179,7 +179,7 @@ impl DoneToken {
             partition,
             offset,
             tenure,
-            slot: Some(slot),
+            slot,
         }
     }
 }

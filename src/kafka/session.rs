@@ -149,6 +149,8 @@ struct GroupSession {
     consumer_auth: BrokerAuth,
     /// Exactly-once: says why, should Kafka fence this worker's transactional producer.
     producer_fenced: Option<oneshot::Receiver<Refused>>,
+    /// The group member's task has ended and said so through [`Session::refused`].
+    member_ended: bool,
 }
 
 /// The task that decides what the worker fetches.
@@ -394,6 +396,7 @@ impl GroupSession {
                 settings: k.clone(),
                 consumer_auth,
                 producer_fenced: commits.refused,
+                member_ended: false,
             })),
             records,
             answers: Answers::new(responses, dead_letters, commits.answers),
@@ -414,11 +417,18 @@ impl GroupSession {
         };
         let refused = async {
             match &mut self.ownership {
-                OwnershipTask::Group(task) if !task.is_finished() => match task.await {
-                    Ok(Err(e)) => e,
-                    // Ended by shutdown (or panicked): nothing to report; wait like the rest.
-                    _ => std::future::pending().await,
-                },
+                // Awaited until it has reported once (a JoinHandle is not to be polled after
+                // that): an end that came while this future was dropped (the worker's select
+                // took another branch) is still reported the next time.
+                OwnershipTask::Group(task) if !self.member_ended => {
+                    let ended = task.await;
+                    self.member_ended = true;
+                    match ended {
+                        Ok(Err(e)) => e,
+                        // Ended by shutdown (or panicked): nothing to report; wait like the rest.
+                        _ => std::future::pending().await,
+                    }
+                }
                 _ => std::future::pending().await,
             }
         };

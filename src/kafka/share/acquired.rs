@@ -51,7 +51,16 @@ pub(crate) fn fates(
             }
             let fate = match &mut current {
                 Some(b) if start(b) <= offset => fate_in(b, offset, deliveries, &last_delivery),
-                // Acquired, yet its data is not in this answer: given back, never archived.
+                // Acquired, yet its data is not in this answer: given back for another try; on
+                // its last delivery answered as unreadable (released, Kafka would archive it
+                // unanswered).
+                _ if last_delivery(deliveries) => Fate::Unreadable {
+                    offset,
+                    why: "Kafka delivered the offset without its record, on its last delivery"
+                        .to_owned(),
+                    raw: None,
+                    deliveries,
+                },
                 _ => Fate::Ack {
                     offset,
                     ack: AckType::Release,
@@ -178,7 +187,7 @@ mod tests {
     }
 
     #[test]
-    fn acquired_offsets_missing_from_the_answer_are_released_not_archived() {
+    fn acquired_offsets_missing_from_the_answer_are_released_until_their_last_delivery() {
         let f = fates(vec![batch(0, &[0], 0)], &[(0, 1, 1)], |_| false);
         assert_eq!(
             f[1],
@@ -187,6 +196,15 @@ mod tests {
                 ack: AckType::Release
             }
         );
+        let last = fates(vec![batch(0, &[0], 0)], &[(0, 1, 5)], |d| d >= 5);
+        assert!(matches!(
+            &last[1],
+            Fate::Unreadable {
+                offset: 1,
+                raw: None,
+                ..
+            }
+        ));
     }
 
     #[test]

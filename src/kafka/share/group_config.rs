@@ -11,7 +11,9 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
-use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, IncrementalAlterConfigsRequest};
+use kafka_protocol::messages::{
+    ApiKey, DescribeConfigsRequest, IncrementalAlterConfigsRequest, MetadataRequest,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use super::DEFAULT_DELIVERY_LIMIT;
@@ -109,7 +111,8 @@ async fn prepare_on(
         IsolationLevel::ReadUncommitted => "read_uncommitted",
     };
     // A lock shorter than an execution lets another member take the record while it runs.
-    let lock = longest_execution + Duration::from_secs(10);
+    // Kafka's lower bound (group.share.min.record.lock.duration.ms) is 15 s by default.
+    let lock = (longest_execution + Duration::from_secs(10)).max(Duration::from_secs(15));
     let wanted = [
         (AUTO_OFFSET_RESET, reset.to_owned()),
         (ISOLATION_LEVEL, isolation.to_owned()),
@@ -140,12 +143,18 @@ async fn prepare_on(
         .map(Duration::from_millis);
     let mut delivery_limit = get(DELIVERY_LIMIT).and_then(|v| v.parse::<i16>().ok());
     if delivery_limit.is_none() {
-        // Kafka 4.2 has the limit only as a broker setting.
-        delivery_limit = describe(conn, BROKER_RESOURCE, "")
-            .await
-            .ok()
-            .and_then(|c| c.into_iter().find(|(k, _)| k == BROKER_DELIVERY_LIMIT))
-            .and_then(|(_, v)| v?.parse::<i16>().ok());
+        // Kafka 4.2 has the limit only as a broker setting, which a broker reports of itself
+        // (its static value included) when asked by its id.
+        if let Some(id) = any_broker_id(conn).await {
+            delivery_limit = describe(conn, BROKER_RESOURCE, &id.to_string())
+                .await
+                .ok()
+                .and_then(|c| c.into_iter().find(|(k, _)| k == BROKER_DELIVERY_LIMIT))
+                .and_then(|(_, v)| v?.parse::<i16>().ok());
+        }
+        if delivery_limit.is_none() {
+            tracing::warn!(%group, "the share group's delivery limit could not be read: taken to be Kafka's default, {DEFAULT_DELIVERY_LIMIT}");
+        }
     }
     let delivery_limit = delivery_limit.unwrap_or(DEFAULT_DELIVERY_LIMIT);
     let starts = get(AUTO_OFFSET_RESET).unwrap_or("latest (Kafka's default)");
@@ -169,6 +178,14 @@ async fn prepare_on(
         delivery_limit,
         lock_duration,
     }
+}
+
+/// The id of a broker of the cluster (Metadata), to ask for broker settings.
+async fn any_broker_id(conn: &mut BrokerConnection) -> Option<i32> {
+    let version = conn.version(ApiKey::Metadata, "Metadata", 1..=12).ok()?;
+    let request = MetadataRequest::default().with_topics(Some(Vec::new()));
+    let response = conn.call(&request, version).await.ok()?;
+    response.brokers.first().map(|b| b.node_id.0)
 }
 
 async fn alter(

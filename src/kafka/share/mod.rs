@@ -21,6 +21,7 @@
 
 mod acks;
 mod acquired;
+mod backlog;
 mod group_config;
 mod member;
 mod session;
@@ -40,7 +41,7 @@ use kafka_protocol::messages::{
     ApiKey, GroupId, ShareAcknowledgeRequest, ShareFetchRequest, ShareFetchResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -143,7 +144,9 @@ impl ShareConsumer {
         let (assignment_tx, assignment) = watch::channel((None, BTreeSet::new()));
         let (epoch_tx, epoch) = watch::channel(0);
         let (closing, closing_rx) = watch::channel(false);
-        let (tx, records) = mpsc::channel(settings.max_in_flight.max(1));
+        // One slot per place of the window, and as many again for last deliveries, which are
+        // handed out beyond it.
+        let (tx, records) = mpsc::channel(settings.max_in_flight.max(1) * 2);
         let member = tokio::task::spawn_local(
             ShareMember {
                 coordinator: member_coordinator,
@@ -152,7 +155,8 @@ impl ShareConsumer {
                 member_id: member_id.clone(),
                 assignment: assignment_tx,
                 epoch: epoch_tx,
-                shutdown: shutdown.clone(),
+                // Heartbeats go on while the executions drain and until the sessions are closed.
+                shutdown: closing_rx.clone(),
             }
             .run(),
         );
@@ -185,7 +189,9 @@ impl ShareConsumer {
     /// Resolves when the group refuses this member for good.
     pub(crate) async fn refused(&mut self) -> Refused {
         match self.member.as_mut() {
-            Some(task) if !task.is_finished() => match task.await {
+            // Awaited until it reports: a refusal that came while this future was dropped (the
+            // worker's select took another branch) is still there the next time.
+            Some(task) => match task.await {
                 Ok(Err(e)) => {
                     self.member = None;
                     e
@@ -311,6 +317,8 @@ impl Dispatch {
                         shutdown: self.shutdown.clone(),
                         closing: self.closing.clone(),
                         stale: stale_tx.clone(),
+                        backlog: std::collections::VecDeque::new(),
+                        backlog_wake: None,
                         tenures: HashMap::new(),
                     };
                     tasks.spawn_local(fetcher.run());
@@ -372,9 +380,33 @@ struct Fetcher {
     closing: watch::Receiver<bool>,
     /// Tells the dispatch that a partition's leader moved.
     stale: mpsc::UnboundedSender<()>,
+    /// Acquired requests waiting for places in the window: a ShareFetch acquires whole batches,
+    /// more than it asked for (see [`backlog`]); nothing more is fetched while any wait.
+    backlog: std::collections::VecDeque<Acquired>,
+    /// When the backlog is to be looked at again.
+    backlog_wake: Option<Instant>,
     /// A tenure per partition: a share record never loses its right to be answered (another
     /// member answering it too, after its lock expired, is at-least-once's repeat).
     tenures: HashMap<i32, Arc<Tenure>>,
+}
+
+/// How long before its lock runs out a request still waiting for a place in the window is
+/// given up (Kafka delivers it again, here or elsewhere).
+const LOCK_MARGIN: Duration = Duration::from_secs(1);
+
+/// An acquired request waiting for a place in the window.
+struct Acquired {
+    partition: i32,
+    record: Record,
+    unreadable: Option<String>,
+    deliveries: i16,
+    fetched: std::time::Instant,
+    /// The share session it was acquired in.
+    generation: u64,
+    /// When it was acquired.
+    since: Instant,
+    /// When its lock runs out, less a margin.
+    expires: Instant,
 }
 
 /// Whether a ShareFetch's partitions failed.
@@ -399,11 +431,13 @@ impl Fetcher {
                 self.close().await;
                 return;
             }
-            if self.wanted.has_changed().unwrap_or(false) {
-                let wanted = self.wanted.borrow_and_update().clone();
-                self.session.want(wanted);
-            }
-            let acquiring = !*self.shutdown.borrow() && self.window.available_permits() > 0;
+            // Synced every turn: `wait` may have seen the change already.
+            let wanted = self.wanted.borrow_and_update().clone();
+            self.session.want(wanted);
+            self.hand_out_backlog();
+            let acquiring = !*self.shutdown.borrow()
+                && self.window.available_permits() > 0
+                && self.backlog.is_empty();
             let next = match acquiring.then(|| self.session.fetch()).flatten() {
                 Some(out) => Next::Fetch(out),
                 None => match self.session.acknowledge() {
@@ -462,6 +496,7 @@ impl Fetcher {
     async fn wait(&mut self) {
         let stopping = *self.shutdown.borrow();
         let window_full = self.window.available_permits() == 0;
+        let expiry = self.backlog_wake;
         tokio::select! {
             Some(a) = self.acks.recv() => {
                 self.session.ack(a.generation, a.partition, a.offset, a.ack);
@@ -470,6 +505,58 @@ impl Fetcher {
             _ = self.closing.changed() => {}
             _ = self.shutdown.changed(), if !stopping => {}
             permit = self.window.acquire(), if window_full && !stopping => drop(permit),
+            _ = tokio::time::sleep_until(expiry.unwrap_or_else(Instant::now)), if expiry.is_some() => {}
+        }
+    }
+
+    /// Hands out, releases or drops what waits in the backlog, as [`backlog::turn`] decides;
+    /// says when to look again.
+    fn hand_out_backlog(&mut self) {
+        let stopping = *self.shutdown.borrow();
+        self.backlog_wake = None;
+        while let Some(front) = self.backlog.front() {
+            let waiting = backlog::Waiting {
+                deliveries: front.deliveries,
+                since: front.since,
+                expires: front.expires,
+                current: front.generation == self.session.generation(),
+            };
+            let room = self.window.available_permits() > 0;
+            let permit = match backlog::turn(
+                &waiting,
+                room,
+                stopping,
+                self.settings.delivery_limit,
+                Instant::now(),
+            ) {
+                backlog::Turn::WaitUntil(at) => {
+                    self.backlog_wake = Some(at);
+                    return;
+                }
+                backlog::Turn::Drop => {
+                    let b = self.backlog.pop_front().expect("front exists");
+                    tracing::debug!(
+                        partition = b.partition,
+                        offset = b.record.offset,
+                        "an acquired request's session or lock ended before a place in the window was free; Kafka delivers it again"
+                    );
+                    continue;
+                }
+                backlog::Turn::Release => {
+                    let b = self.backlog.pop_front().expect("front exists");
+                    crate::metrics::worker().share_ack(AckType::Release as usize);
+                    self.session
+                        .ack(b.generation, b.partition, b.record.offset, AckType::Release);
+                    continue;
+                }
+                backlog::Turn::Deliver => match self.window.clone().try_acquire_owned() {
+                    Ok(p) => Some(p),
+                    Err(_) => return,
+                },
+                backlog::Turn::DeliverBeyond => None,
+            };
+            let b = self.backlog.pop_front().expect("front exists");
+            self.deliver(b, permit);
         }
     }
 
@@ -495,7 +582,12 @@ impl Fetcher {
             .with_group_id(Some(GroupId(str_bytes(&self.settings.group))))
             .with_member_id(Some(str_bytes(&self.member_id)))
             .with_share_session_epoch(out.epoch)
-            .with_max_wait_ms(i32::try_from(self.settings.max_wait.as_millis()).unwrap_or(i32::MAX))
+            .with_max_wait_ms(if self.session.wants_nothing() {
+                // Only acknowledgements or forgotten partitions: nothing to wait for.
+                0
+            } else {
+                i32::try_from(self.settings.max_wait.as_millis()).unwrap_or(i32::MAX)
+            })
             .with_min_bytes(1)
             .with_max_bytes(self.settings.max_bytes)
             .with_max_records(max_records)
@@ -541,6 +633,13 @@ impl Fetcher {
     ) -> Trouble {
         let metrics = crate::metrics::worker();
         let mut trouble = Trouble::None;
+        // When the locks of what this answer acquired run out, with a margin for the hand-out.
+        let lock =
+            Duration::from_millis(u64::try_from(response.acquisition_lock_timeout_ms).unwrap_or(0));
+        let lock_ends = Instant::now()
+            + lock
+                .saturating_sub(LOCK_MARGIN)
+                .max(Duration::from_millis(100));
         let limit = self.settings.delivery_limit;
         for topic in response.responses {
             if topic.topic_id != self.topic_id {
@@ -595,8 +694,16 @@ impl Fetcher {
                     metrics.share_acquired();
                     match fate {
                         Fate::Deliver { record, deliveries } => {
-                            self.deliver(partition, record, None, deliveries, fetched)
-                                .await;
+                            self.backlog.push_back(Acquired {
+                                partition,
+                                record,
+                                unreadable: None,
+                                deliveries,
+                                fetched,
+                                generation: self.session.generation(),
+                                since: Instant::now(),
+                                expires: lock_ends,
+                            });
                         }
                         Fate::Unreadable {
                             offset,
@@ -617,8 +724,16 @@ impl Fetcher {
                                 deliveries,
                                 "an acquired record cannot be read ({why}); answering it with a failure"
                             );
-                            self.deliver(partition, record, Some(why), deliveries, fetched)
-                                .await;
+                            self.backlog.push_back(Acquired {
+                                partition,
+                                record,
+                                unreadable: Some(why),
+                                deliveries,
+                                fetched,
+                                generation: self.session.generation(),
+                                since: Instant::now(),
+                                expires: lock_ends,
+                            });
                         }
                         Fate::Ack { offset, ack } => {
                             if ack == AckType::Release {
@@ -635,32 +750,22 @@ impl Fetcher {
         trouble
     }
 
-    /// Hands one acquired request out with a place of the window. Without a free place (a
-    /// ShareFetch may acquire more than it asked for: whole batches), or when the worker stops,
-    /// the request is given back at once for another member to take, rather than held here
-    /// while its lock runs (releasing keeps its delivery count; its next acquisition counts).
-    async fn deliver(
-        &mut self,
-        partition: i32,
-        record: Record,
-        unreadable: Option<String>,
-        deliveries: i16,
-        fetched: std::time::Instant,
-    ) {
-        let generation = self.session.generation();
+    /// Hands one acquired request out, with its place of the window (`None`: a last delivery
+    /// beyond the window).
+    fn deliver(&mut self, acquired: Acquired, permit: Option<OwnedSemaphorePermit>) {
+        let Acquired {
+            partition,
+            record,
+            unreadable,
+            deliveries,
+            fetched,
+            generation,
+            ..
+        } = acquired;
         let offset = record.offset;
         if deliveries > 1 {
             crate::metrics::worker().share_redelivered();
         }
-        let permit = match self.window.clone().try_acquire_owned() {
-            Ok(p) if !*self.shutdown.borrow() => p,
-            _ => {
-                crate::metrics::worker().share_ack(AckType::Release as usize);
-                self.session
-                    .ack(generation, partition, offset, AckType::Release);
-                return;
-            }
-        };
         let tenure = self
             .tenures
             .entry(partition)
@@ -686,8 +791,10 @@ impl Fetcher {
                 limit: self.settings.delivery_limit,
             },
         );
-        // A worker that no longer takes records drops this one, and its token releases it.
-        let _ = self.records.send(record).await;
+        // Room is there: every record waiting in the channel holds a place of the window, and
+        // the channel has a slot per place and as many for last deliveries. A worker that no
+        // longer takes records drops this one, and its token releases it.
+        let _ = self.records.try_send(record);
     }
 
     async fn acknowledge(&mut self, out: Outgoing) -> Result<(), String> {

@@ -62,6 +62,11 @@ impl ShareSession {
         self.epoch > 0
     }
 
+    /// Whether no partition is to be fetched from.
+    pub fn wants_nothing(&self) -> bool {
+        self.wanted.is_empty()
+    }
+
     /// The partitions to fetch from now on.
     pub fn want(&mut self, partitions: BTreeSet<i32>) {
         self.wanted = partitions;
