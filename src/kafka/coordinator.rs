@@ -766,6 +766,19 @@ impl Answered<'_> {
         }
     }
 
+    /// As [`check`](Self::check), with the broker's message (the heartbeats of KIP-848 and
+    /// KIP-932 explain their refusals) after the code.
+    pub fn check_with_message(
+        &self,
+        code: i16,
+        message: Option<&str>,
+    ) -> Result<(), CoordinatorError> {
+        match code {
+            0 => Ok(()),
+            code => Err(self.fail(code, message.map(|m| format!(": {m}")).unwrap_or_default())),
+        }
+    }
+
     /// The answer lacks what the request asked for: a broken exchange, as a cut connection.
     pub fn malformed(&self, cause: &str) -> CoordinatorError {
         self.coordinator

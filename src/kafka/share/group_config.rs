@@ -14,7 +14,7 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 use kafka_protocol::messages::{
     ApiKey, DescribeConfigsRequest, IncrementalAlterConfigsRequest, MetadataRequest,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Request, StrBytes};
 
 use super::DEFAULT_DELIVERY_LIMIT;
 use crate::config::{IsolationLevel, OffsetReset};
@@ -182,9 +182,10 @@ async fn prepare_on(
 
 /// The id of a broker of the cluster (Metadata), to ask for broker settings.
 async fn any_broker_id(conn: &mut BrokerConnection) -> Option<i32> {
-    let version = conn.version(ApiKey::Metadata, "Metadata", 1..=12).ok()?;
     let request = MetadataRequest::default().with_topics(Some(Vec::new()));
-    let response = conn.call(&request, version).await.ok()?;
+    let response = call(conn, ApiKey::Metadata, "Metadata", 1..=12, &request)
+        .await
+        .ok()?;
     response.brokers.first().map(|b| b.node_id.0)
 }
 
@@ -193,13 +194,6 @@ async fn alter(
     group: &str,
     configs: &[(&str, String)],
 ) -> Result<(), String> {
-    let version = conn
-        .version(
-            ApiKey::IncrementalAlterConfigs,
-            "IncrementalAlterConfigs",
-            ALTER_CONFIGS_VERSIONS,
-        )
-        .map_err(|e| e.to_string())?;
     let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
         AlterConfigsResource::default()
             .with_resource_type(GROUP_RESOURCE)
@@ -216,20 +210,16 @@ async fn alter(
                     .collect(),
             ),
     ]);
-    let response = conn
-        .call(&request, version)
-        .await
-        .map_err(|e| e.to_string())?;
+    let response = call(
+        conn,
+        ApiKey::IncrementalAlterConfigs,
+        "IncrementalAlterConfigs",
+        ALTER_CONFIGS_VERSIONS,
+        &request,
+    )
+    .await?;
     for r in response.responses {
-        if r.error_code != 0 {
-            return Err(format!(
-                "{}{}",
-                error_name(r.error_code),
-                r.error_message
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
-            ));
-        }
+        refused(r.error_code, r.error_message)?;
     }
     Ok(())
 }
@@ -240,34 +230,23 @@ async fn describe(
     resource_type: i8,
     name: &str,
 ) -> Result<Vec<(String, Option<String>)>, String> {
-    let version = conn
-        .version(
-            ApiKey::DescribeConfigs,
-            "DescribeConfigs",
-            DESCRIBE_CONFIGS_VERSIONS,
-        )
-        .map_err(|e| e.to_string())?;
     let request = DescribeConfigsRequest::default().with_resources(vec![
         DescribeConfigsResource::default()
             .with_resource_type(resource_type)
             .with_resource_name(s(name))
             .with_configuration_keys(None),
     ]);
-    let response = conn
-        .call(&request, version)
-        .await
-        .map_err(|e| e.to_string())?;
+    let response = call(
+        conn,
+        ApiKey::DescribeConfigs,
+        "DescribeConfigs",
+        DESCRIBE_CONFIGS_VERSIONS,
+        &request,
+    )
+    .await?;
     let mut out = Vec::new();
     for r in response.results {
-        if r.error_code != 0 {
-            return Err(format!(
-                "{}{}",
-                error_name(r.error_code),
-                r.error_message
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
-            ));
-        }
+        refused(r.error_code, r.error_message)?;
         out.extend(
             r.configs
                 .into_iter()
@@ -275,4 +254,30 @@ async fn describe(
         );
     }
     Ok(out)
+}
+
+/// Sends `request` in the highest version both sides speak.
+async fn call<R: Request>(
+    conn: &mut BrokerConnection,
+    api: ApiKey,
+    name: &'static str,
+    versions: RangeInclusive<i16>,
+    request: &R,
+) -> Result<R::Response, String> {
+    let version = conn
+        .version(api, name, versions)
+        .map_err(|e| e.to_string())?;
+    conn.call(request, version).await.map_err(|e| e.to_string())
+}
+
+/// A resource's error code and message as the error to report; `Ok` for no error.
+fn refused(code: i16, message: Option<StrBytes>) -> Result<(), String> {
+    if code == 0 {
+        return Ok(());
+    }
+    Err(format!(
+        "{}{}",
+        error_name(code),
+        message.map(|m| format!(": {m}")).unwrap_or_default()
+    ))
 }

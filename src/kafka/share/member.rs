@@ -114,13 +114,10 @@ impl GroupCoordinator {
                             )
                     },
                     |response, answered| {
-                        if response.error_code != 0 {
-                            let message = response
-                                .error_message
-                                .map(|m| format!(": {}", m.as_str()))
-                                .unwrap_or_default();
-                            return Err(answered.fail(response.error_code, message));
-                        }
+                        answered.check_with_message(
+                            response.error_code,
+                            response.error_message.as_deref(),
+                        )?;
                         Ok(Answer {
                             epoch: response.member_epoch,
                             interval: Duration::from_millis(

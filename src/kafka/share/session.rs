@@ -47,8 +47,9 @@ pub(crate) struct ShareSession {
     /// Counts the sessions opened: records acquired in an earlier one were released when it
     /// was lost, and their acknowledgements are void.
     generation: u64,
-    /// What the request in flight changes, applied once it is answered.
-    sent: Option<(BTreeSet<i32>, BTreeSet<i32>)>,
+    /// What the request in flight changes (partitions added, forgotten), applied once it is
+    /// answered, and how many acknowledgements it carries.
+    sent: Option<(BTreeSet<i32>, BTreeSet<i32>, usize)>,
 }
 
 impl ShareSession {
@@ -90,7 +91,7 @@ impl ShareSession {
             if self.wanted.is_empty() {
                 return None;
             }
-            self.sent = Some((self.wanted.clone(), BTreeSet::new()));
+            self.sent = Some((self.wanted.clone(), BTreeSet::new(), 0));
             return Some(Outgoing {
                 epoch: 0,
                 partitions: self.wanted.iter().map(|p| (*p, Vec::new())).collect(),
@@ -103,6 +104,7 @@ impl ShareSession {
         let added: BTreeSet<i32> = self.wanted.difference(&self.in_session).copied().collect();
         let mut forgotten: BTreeSet<i32> =
             self.in_session.difference(&self.wanted).copied().collect();
+        let carried = self.acks.len();
         let mut acks = self.acks.take();
         // A partition listed only for its acknowledgements is not to join the session.
         for (p, _) in &acks {
@@ -116,7 +118,7 @@ impl ShareSession {
             }
         }
         acks.sort_by_key(|(p, _)| *p);
-        self.sent = Some((added, forgotten.clone()));
+        self.sent = Some((added, forgotten.clone(), carried));
         Some(Outgoing {
             epoch: self.epoch,
             partitions: acks,
@@ -130,7 +132,7 @@ impl ShareSession {
         if !self.is_open() || self.acks.is_empty() {
             return None;
         }
-        self.sent = Some((BTreeSet::new(), BTreeSet::new()));
+        self.sent = Some((BTreeSet::new(), BTreeSet::new(), self.acks.len()));
         Some(Outgoing {
             epoch: self.epoch,
             partitions: self.acks.take(),
@@ -154,12 +156,12 @@ impl ShareSession {
     }
 
     /// The broker's answer to the last request; returns how many acknowledgements went void
-    /// when the session was lost.
+    /// when the session was lost (those waiting, and those the lost request carried).
     pub fn taken(&mut self, taken: Taken) -> usize {
         let sent = self.sent.take();
         match taken {
             Taken::Answered => {
-                if let Some((added, forgotten)) = sent {
+                if let Some((added, forgotten, _)) = sent {
                     self.in_session.extend(added);
                     for p in forgotten {
                         self.in_session.remove(&p);
@@ -173,7 +175,7 @@ impl ShareSession {
                 0
             }
             Taken::SessionLost => {
-                let void = self.acks.len();
+                let void = self.acks.len() + sent.map_or(0, |(_, _, carried)| carried);
                 self.reset();
                 void
             }
@@ -280,7 +282,11 @@ mod tests {
         s.ack(old, 0, 1, AckType::Accept);
         s.ack(old, 0, 2, AckType::Accept);
         s.fetch();
-        assert_eq!(s.taken(Taken::SessionLost), 0, "those two were sent");
+        assert_eq!(
+            s.taken(Taken::SessionLost),
+            2,
+            "the two the lost request carried"
+        );
         s.ack(s.generation(), 1, 5, AckType::Accept);
         assert!(
             !s.ack(old, 0, 3, AckType::Accept),
